@@ -1,0 +1,7 @@
+//! `fleetcert finalize`.
+
+use crate::error::{Error, Outcome};
+
+pub(crate) async fn run(_args: crate::cli::HostArgs) -> Result<Outcome, Error> {
+    todo!("finalize")
+}

@@ -1,0 +1,209 @@
+//! The zone config: where the signing zone lives, how it is reloaded and who serves it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigDuration, ConfigError, invalid, parse_dns_address, read_yaml};
+use crate::names::{ChallengeRecords, canonical_name};
+
+const DEFAULT_TTL: u32 = 60;
+const DEFAULT_RESOLVER: &str = "127.0.0.1:53";
+/// How long `publish` waits for every server to serve the new serial.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a host's records survive publishes that do not mention it.
+const DEFAULT_RECORD_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+/// How long a publish waits for another one holding the lock.
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    zone: String,
+    zone_file: PathBuf,
+    template: Option<PathBuf>,
+    ttl: Option<u32>,
+    soa: RawSoa,
+    nameservers: Vec<String>,
+    reload: Vec<String>,
+    servers: Option<Vec<String>>,
+    resolver: Option<String>,
+    timeout: Option<ConfigDuration>,
+    lock_timeout: Option<ConfigDuration>,
+    record_lifetime: Option<ConfigDuration>,
+    #[serde(default)]
+    challenge_records: ChallengeRecords,
+    allow: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSoa {
+    mname: String,
+    rname: String,
+    #[serde(default = "Soa::default_refresh")]
+    refresh: u32,
+    #[serde(default = "Soa::default_retry")]
+    retry: u32,
+    #[serde(default = "Soa::default_expire")]
+    expire: u32,
+    #[serde(default = "Soa::default_minimum")]
+    minimum: u32,
+}
+
+/// SOA fields other than the serial, which `publish` computes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Soa {
+    /// Fully qualified, with the trailing dot.
+    pub(crate) mname: String,
+    /// Fully qualified, with the trailing dot.
+    pub(crate) rname: String,
+    pub(crate) refresh: u32,
+    pub(crate) retry: u32,
+    pub(crate) expire: u32,
+    pub(crate) minimum: u32,
+}
+
+impl Soa {
+    fn default_refresh() -> u32 {
+        3600
+    }
+    fn default_retry() -> u32 {
+        600
+    }
+    fn default_expire() -> u32 {
+        864_000
+    }
+    fn default_minimum() -> u32 {
+        60
+    }
+}
+
+/// A checked zone config.
+#[derive(Debug)]
+pub(crate) struct ZoneConfig {
+    pub(crate) path: PathBuf,
+    /// The signing zone, canonical, without the trailing dot.
+    pub(crate) zone: String,
+    pub(crate) zone_file: PathBuf,
+    /// A template replacing the shipped one.
+    pub(crate) template: Option<PathBuf>,
+    pub(crate) ttl: u32,
+    pub(crate) soa: Soa,
+    /// NS names, fully qualified with the trailing dot.
+    pub(crate) nameservers: Vec<String>,
+    /// The reload command, run without a shell.
+    pub(crate) reload: Vec<String>,
+    /// Authoritative servers to verify; `None` means "find them from the NS records".
+    pub(crate) servers: Option<Vec<SocketAddr>>,
+    pub(crate) resolver: SocketAddr,
+    pub(crate) timeout: Duration,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) record_lifetime: Duration,
+    pub(crate) challenge_records: ChallengeRecords,
+    /// Host -> identifiers it may publish for; `None` allows any identifier.
+    pub(crate) allow: Option<BTreeMap<String, Vec<String>>>,
+}
+
+impl ZoneConfig {
+    /// Reads and checks the zone config at `path`.
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawZone = read_yaml(path)?;
+        let zone = canonical_name(&raw.zone, false)
+            .map_err(|err| invalid(path, "zone", format!("is wrong: {err}")))?;
+        let fqdn = |key: &str, text: &str| -> Result<String, ConfigError> {
+            canonical_name(text, false)
+                .map(|name| format!("{name}."))
+                .map_err(|err| invalid(path, key, format!("is wrong: {err}")))
+        };
+        let soa = Soa {
+            mname: fqdn("soa.mname", &raw.soa.mname)?,
+            rname: fqdn("soa.rname", &raw.soa.rname)?,
+            refresh: raw.soa.refresh,
+            retry: raw.soa.retry,
+            expire: raw.soa.expire,
+            minimum: raw.soa.minimum,
+        };
+        if raw.nameservers.is_empty() {
+            return Err(invalid(path, "nameservers", "is empty: list the zone's NS names"));
+        }
+        let nameservers = raw
+            .nameservers
+            .iter()
+            .map(|ns| fqdn("nameservers", ns))
+            .collect::<Result<Vec<_>, _>>()?;
+        if raw.reload.first().is_none_or(|program| program.is_empty()) {
+            return Err(invalid(
+                path,
+                "reload",
+                "is empty: give the reload command as a list, like [rndc, reload, ZONE]",
+            ));
+        }
+        let servers = match raw.servers {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return Err(invalid(path, "servers", "is empty: list servers or remove the key"));
+            }
+            Some(list) => Some(
+                list.iter()
+                    .map(|text| {
+                        parse_dns_address(text).ok_or_else(|| {
+                            invalid(path, "servers", format!("`{text}` is not ip or ip:port"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let resolver_text = raw.resolver.as_deref().unwrap_or(DEFAULT_RESOLVER);
+        let resolver = parse_dns_address(resolver_text).ok_or_else(|| {
+            invalid(path, "resolver", format!("`{resolver_text}` is not ip or ip:port"))
+        })?;
+        let allow = match raw.allow {
+            None => None,
+            Some(map) => Some(check_allow(path, map)?),
+        };
+        let ttl = raw.ttl.unwrap_or(DEFAULT_TTL);
+        if ttl == 0 {
+            return Err(invalid(path, "ttl", "must be at least 1 second"));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            zone,
+            zone_file: raw.zone_file,
+            template: raw.template,
+            ttl,
+            soa,
+            nameservers,
+            reload: raw.reload,
+            servers,
+            resolver,
+            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            lock_timeout: raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0),
+            record_lifetime: raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0),
+            challenge_records: raw.challenge_records,
+            allow,
+        })
+    }
+}
+
+fn check_allow(
+    path: &Path,
+    map: BTreeMap<String, Vec<String>>,
+) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    let mut checked = BTreeMap::new();
+    for (host, identifiers) in map {
+        let key = format!("allow.{host}");
+        let host = canonical_name(&host, false)
+            .map_err(|err| invalid(path, &key, format!("is not a host name: {err}")))?;
+        let identifiers = identifiers
+            .iter()
+            .map(|id| canonical_name(id, true))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| invalid(path, &key, format!("has a bad name: {err}")))?;
+        checked.insert(host, identifiers);
+    }
+    Ok(checked)
+}

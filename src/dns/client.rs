@@ -1,0 +1,149 @@
+//! One DNS question to one server, over UDP with a TCP retry when the answer is truncated.
+//!
+//! Callers choose recursion explicitly: the delegation pre-check asks a resolver, the
+//! propagation wait asks authoritative servers with recursion off and checks the AA bit.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::DnsHandle;
+use hickory_proto::op::{DnsRequestOptions, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+/// How long to wait for one answer before giving up on that server for this attempt.
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether the server should recurse for us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recursion {
+    /// Ask a resolver: it follows CNAMEs across zones, as the CA's resolver does.
+    Desired,
+    /// Ask an authoritative server about its own data only.
+    Off,
+}
+
+/// A question that got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DnsError {
+    /// The name is not a valid DNS name.
+    #[error("`{name}` is not a DNS name: {reason}")]
+    Name { name: String, reason: String },
+    /// No answer (timeout, connection refused, malformed reply).
+    #[error("{server} did not answer {name} {rtype}: {reason}")]
+    NoAnswer {
+        server: SocketAddr,
+        name: String,
+        rtype: RecordType,
+        reason: String,
+    },
+}
+
+/// The parts of an answer callers look at.
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    pub(crate) message: Message,
+}
+
+impl Answer {
+    pub(crate) fn response_code(&self) -> ResponseCode {
+        self.message.metadata.response_code
+    }
+
+    /// The AA bit: an authoritative server for the zone answered, not a resolver.
+    pub(crate) fn authoritative(&self) -> bool {
+        self.message.metadata.authoritative
+    }
+
+    /// The answer section's record data, in order.
+    pub(crate) fn answers(&self) -> impl Iterator<Item = &RData> {
+        self.message.answers.iter().map(|record| &record.data)
+    }
+
+    /// TXT strings in the answer section (each record's strings joined), any owner name.
+    pub(crate) fn txt_values(&self) -> Vec<String> {
+        self.answers()
+            .filter_map(|data| match data {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The SOA serial in the answer section, if any.
+    pub(crate) fn soa_serial(&self) -> Option<u32> {
+        self.answers().find_map(|data| match data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+    }
+}
+
+/// Parses a presentation-format name into a fully qualified `Name`.
+pub(crate) fn parse_name(text: &str) -> Result<Name, DnsError> {
+    let mut name = Name::from_str(text).map_err(|err| DnsError::Name {
+        name: text.to_owned(),
+        reason: err.to_string(),
+    })?;
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+/// Asks `server` one question; retries over TCP when the UDP answer is truncated (large TXT
+/// sets are), because the client does not do it by itself.
+pub(crate) async fn query(
+    server: SocketAddr,
+    name: &Name,
+    rtype: RecordType,
+    recursion: Recursion,
+) -> Result<Answer, DnsError> {
+    let no_answer = |reason: String| DnsError::NoAnswer {
+        server,
+        name: name.to_string(),
+        rtype,
+        reason,
+    };
+    let mut options = DnsRequestOptions::default();
+    options.recursion_desired = recursion == Recursion::Desired;
+    let question = Query::query(name.clone(), rtype);
+
+    let udp = UdpClientStream::builder(server, TokioRuntimeProvider::default())
+        .with_timeout(Some(QUERY_TIMEOUT))
+        .exchange();
+    let first = udp
+        .lookup(question.clone(), options.clone())
+        .next()
+        .await
+        .ok_or_else(|| no_answer("no response".to_owned()))?
+        .map_err(|err| no_answer(err.to_string()))?
+        .into_message();
+    if !first.metadata.truncation {
+        return Ok(Answer { message: first });
+    }
+    let tcp = TcpClientStream::exchange(
+        server,
+        None,
+        QUERY_TIMEOUT,
+        None,
+        TokioRuntimeProvider::default(),
+    )
+    .await
+    .map_err(|err| no_answer(format!("TCP after a truncated UDP answer: {err}")))?;
+    let message = tcp
+        .lookup(question, options)
+        .next()
+        .await
+        .ok_or_else(|| no_answer("no response over TCP".to_owned()))?
+        .map_err(|err| no_answer(err.to_string()))?
+        .into_message();
+    Ok(Answer { message })
+}
