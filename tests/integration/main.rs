@@ -1,0 +1,6 @@
+//! Integration tests: the real binary against real Pebble, Unbound and BIND (see `sandbox`).
+//!
+//! One test binary, as ripgrep does, so the shared helpers compile once.
+
+mod sandbox;
+mod util;
