@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it: install what is missing, check formatting and
+# lints, then run the unit and integration tests against real Pebble, Unbound and BIND.
+#
+# Usage: tests/run.sh [extra cargo test arguments, e.g. a test name filter]
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing what is missing (Debian packages, Python tools)"
+tests/sandbox/install.sh
+if [ -x tests/install-python.sh ]; then
+    tests/install-python.sh
+fi
+export PATH="$repo/.venv/bin:$PATH"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (unit and integration, against the real sandbox)"
+# Tests mostly wait on servers, not on the CPU: more threads than cores keeps the suite short.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+cargo test --locked "$@"
