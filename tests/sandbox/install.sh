@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Install what the integration-test sandbox (tests/sandbox/sandbox.sh) needs on Debian 12.
+#
+# Idempotent and non-interactive: run as root on a fresh CI machine or again on a
+# developer machine; it only calls apt-get when a package is actually missing, and it is
+# silent when there is nothing to do. Other parts of the test suite may append packages to
+# SANDBOX_PACKAGES below.
+set -euo pipefail
+
+# One list, so other test helpers can add what they need in one place.
+SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl)
+
+export DEBIAN_FRONTEND=noninteractive
+
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+command -v dpkg-query >/dev/null || die "dpkg-query not found: this script supports Debian only"
+
+missing=()
+for pkg in "${SANDBOX_PACKAGES[@]}"; do
+    # "install ok installed" is the only state in which the package is really usable;
+    # "deinstall"/"half-configured" etc. count as missing and get (re)installed.
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} > 0)); then
+    [[ $(id -u) -eq 0 ]] || die "must run as root to install: ${missing[*]}"
+    # The sandbox runs its own named/unbound on high ports; the distribution's services
+    # are not wanted (on a machine with an init system bind9 and unbound would also
+    # fight over port 53). A temporary policy-rc.d stops the maintainer scripts from
+    # starting them; an existing policy-rc.d is left alone.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
+    log=$(mktemp)
+    if ! { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        rm -f "$log"
+        die "apt-get failed installing: ${missing[*]}"
+    fi
+    rm -f "$log"
+fi
+
+# On a machine with AppArmor enforcing (a Debian 12 VM, not a container), the packaged
+# profiles confine /usr/sbin/named and /usr/sbin/unbound to /etc/bind, /var/lib/bind, ...
+# so the sandbox's daemons could not read their configuration under the temporary
+# directory. Allow the temporary directory through the profiles' local override files
+# (loaded by the packaged profiles), and reload those profiles. No-op without AppArmor.
+if [[ -r /sys/module/apparmor/parameters/enabled ]] &&
+    [[ $(cat /sys/module/apparmor/parameters/enabled) == Y ]] &&
+    command -v apparmor_parser >/dev/null; then
+    tmp_root=${SANDBOX_TMP_ROOT:-${TMPDIR:-/tmp}}
+    tmp_root=${tmp_root%/}
+    marker="# fleetcert test sandbox"
+    for profile in usr.sbin.named usr.sbin.unbound; do
+        [[ -f /etc/apparmor.d/$profile ]] || continue
+        local_file=/etc/apparmor.d/local/$profile
+        if ! grep -qF "$marker $tmp_root" "$local_file" 2>/dev/null; then
+            [[ $(id -u) -eq 0 ]] || die "must run as root to let AppArmor's $profile profile read $tmp_root"
+            mkdir -p /etc/apparmor.d/local
+            printf '%s %s\n%s/ r,\n%s/** rwkl,\n' "$marker" "$tmp_root" "$tmp_root" "$tmp_root" >>"$local_file"
+            apparmor_parser -r -T -W "/etc/apparmor.d/$profile" >/dev/null 2>&1 ||
+                die "could not reload AppArmor profile $profile after allowing $tmp_root"
+        fi
+    done
+fi

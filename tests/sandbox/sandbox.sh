@@ -1,0 +1,856 @@
+#!/usr/bin/env bash
+# fleetcert integration-test sandbox: real DNS and ACME servers on 127.0.0.1, nothing mocked.
+#
+#   sandbox.sh start DIR [--pebble-env K=V]... [--pebble-eab KID=HMAC]... [--parent PID]
+#   sandbox.sh stop DIR
+#   sandbox.sh stop-server DIR primary|secondary|unbound|pebble
+#   sandbox.sh start-server DIR primary|secondary|unbound|pebble
+#   sandbox.sh status DIR
+#
+# `start` runs a BIND primary and a BIND secondary (zones example.test and acme.test), an
+# Unbound resolver with stub zones pointing at both, and Pebble using that resolver; it
+# waits until all of them answer and then writes DIR/sandbox.env. See docs/sandbox.md.
+#
+# Environment: SANDBOX_TIMEOUT (seconds to wait for the servers, default 30).
+set -euo pipefail
+
+# named, unbound and rndc live in /usr/sbin, which a non-root PATH may lack.
+PATH=$PATH:/usr/sbin:/sbin
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
+SERVERS=(primary secondary unbound pebble)
+PRODUCTION_ZONE=example.test
+SIGNING_ZONE=acme.test
+TIMEOUT=${SANDBOX_TIMEOUT:-30}
+START_ATTEMPTS=5
+# Ports are drawn below Linux's ephemeral range (32768-60999), so an outgoing connection of
+# some other process can never be sitting on a port we picked.
+PORT_MIN=10000
+PORT_MAX=32767
+# Reservations of ports between picking and binding, shared by every sandbox of this user.
+PORT_REGISTRY=${TMPDIR:-/tmp}/fleetcert-sandbox-ports-$(id -u)
+
+DIR=
+
+die() {
+    printf 'sandbox: %s\n' "$*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '3,8s/^# \{0,1\}//p' "$SELF" >&2
+    exit 2
+}
+
+now_ms() {
+    local t=${EPOCHREALTIME/./}
+    printf '%s\n' "$((t / 1000))"
+}
+
+# --- processes ---------------------------------------------------------------------------
+
+# True when PID is a live (not zombie) process of this sandbox: every daemon we start
+# carries DIR in its command line, which also protects against a recycled pid.
+proc_ours() {
+    local pid=$1 stat args
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    read -r stat 2>/dev/null </proc/"$pid"/stat || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]] || return 1
+    mapfile -d '' args 2>/dev/null </proc/"$pid"/cmdline || return 1
+    [[ "${args[*]}" == *"$DIR/"* || " ${args[*]} " == *" $DIR "* ]]
+}
+
+pid_of() {
+    local pid
+    pid=$(cat "$DIR/pids/$1.pid" 2>/dev/null) || return 1
+    proc_ours "$pid" || return 1
+    printf '%s\n' "$pid"
+}
+
+running() { pid_of "$1" >/dev/null; }
+
+# TERM the given servers, wait up to 5 s, then KILL what is left. Named shuts down in well
+# under a second; the KILL is only for a wedged process.
+kill_servers() {
+    local name pid pids=() deadline
+    for name in "$@"; do
+        if pid=$(pid_of "$name"); then
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+        fi
+    done
+    deadline=$(($(now_ms) + 5000))
+    while ((${#pids[@]} > 0)); do
+        local alive=()
+        for pid in "${pids[@]}"; do
+            proc_ours "$pid" && alive+=("$pid")
+        done
+        pids=("${alive[@]}")
+        ((${#pids[@]} > 0)) || break
+        if (($(now_ms) > deadline)); then
+            kill -KILL "${pids[@]}" 2>/dev/null || true
+            break
+        fi
+        sleep 0.05
+    done
+    for name in "$@"; do
+        rm -f "$DIR/pids/$name.pid"
+    done
+}
+
+# --- ports -------------------------------------------------------------------------------
+
+# Pick N free ports and reserve them in PORT_REGISTRY (a directory per port, owned by this
+# sandbox) so that sandboxes starting in parallel never pick the same one. A port is free
+# when no TCP or UDP socket of any process uses it (read from /proc/net, no extra tools).
+# The reservation lasts until `stop`, so a server stopped by `stop-server` gets its own port
+# back. Everything happens under one lock: it takes a few milliseconds.
+reserve_ports() {
+    local n=$1 p h owner
+    local -A used=()
+    RESERVED=()
+    mkdir -p "$PORT_REGISTRY"
+    exec {lock}>"$PORT_REGISTRY/.lock"
+    flock "$lock"
+    while read -r h; do
+        used[$((16#$h))]=1
+    done < <(awk 'FNR > 1 { n = split($2, a, ":"); print a[n] }' \
+        /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null)
+    local tries=0
+    while ((${#RESERVED[@]} < n)); do
+        ((tries++ < 10000)) || die "no free port found between $PORT_MIN and $PORT_MAX"
+        p=$((PORT_MIN + SRANDOM % (PORT_MAX - PORT_MIN + 1)))
+        [[ -z ${used[$p]:-} ]] || continue
+        used[$p]=1
+        if [[ -d $PORT_REGISTRY/$p ]]; then
+            # A reservation whose sandbox is gone or stopped is stale (e.g. a killed test
+            # whose watchdog could not run): reclaim it.
+            owner=$(cat "$PORT_REGISTRY/$p/owner" 2>/dev/null || true)
+            if [[ -n $owner && -d $owner && $(cat "$owner/state" 2>/dev/null || true) != stopped ]]; then
+                continue
+            fi
+            rm -rf "$PORT_REGISTRY/$p"
+        fi
+        mkdir "$PORT_REGISTRY/$p"
+        printf '%s\n' "$DIR" >"$PORT_REGISTRY/$p/owner"
+        RESERVED+=("$p")
+    done
+    exec {lock}>&-
+}
+
+release_ports() {
+    local p owner
+    [[ -d $PORT_REGISTRY ]] || return 0
+    for p in "$@"; do
+        [[ $p =~ ^[0-9]+$ ]] || continue
+        owner=$(cat "$PORT_REGISTRY/$p/owner" 2>/dev/null || true)
+        [[ $owner == "$DIR" ]] && rm -rf "${PORT_REGISTRY:?}/$p"
+    done
+    return 0
+}
+
+load_ports() {
+    [[ -r $DIR/ports.env ]] || die "$DIR is not a sandbox (no ports.env): was it started?"
+    # shellcheck source=/dev/null
+    source "$DIR/ports.env"
+}
+
+all_ports() {
+    printf '%s\n' "${PRIMARY_PORT:-}" "${RNDC_PORT:-}" "${SECONDARY_PORT:-}" \
+        "${RESOLVER_PORT:-}" "${ACME_PORT:-}" "${PEBBLE_MGMT_PORT:-}"
+}
+
+# --- configuration -----------------------------------------------------------------------
+
+# Everything that does not depend on the ports: made once per sandbox.
+write_static_files() {
+    mkdir -p "$DIR"/{primary,secondary,unbound,pids,logs}
+
+    # Pebble's HTTPS certificate, from a CA of our own: ca.pem is a single self-signed
+    # certificate, what instant-acme's builder_with_root() expects.
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$DIR/ca.key" -out "$DIR/ca.pem" -days 30 -subj "/CN=fleetcert sandbox CA" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>"$DIR/logs/openssl.log" ||
+        fail_static "openssl could not make the harness CA"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$DIR/pebble-key.pem" -out "$DIR/pebble.csr" -subj "/CN=localhost" \
+        2>>"$DIR/logs/openssl.log" || fail_static "openssl could not make Pebble's key"
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        >"$DIR/pebble-cert.ext"
+    openssl x509 -req -in "$DIR/pebble.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" \
+        -CAcreateserial -CAserial "$DIR/ca.srl" -days 30 -extfile "$DIR/pebble-cert.ext" \
+        -out "$DIR/pebble-cert.pem" 2>>"$DIR/logs/openssl.log" ||
+        fail_static "openssl could not sign Pebble's certificate"
+
+    # rndc key: 32 random bytes, as tsig-keygen would make, without another process.
+    local secret
+    secret=$(head -c 32 /dev/urandom | base64)
+    printf 'key "sandbox-rndc" {\n\talgorithm hmac-sha256;\n\tsecret "%s";\n};\n' "$secret" \
+        >"$DIR/rndc.key"
+    chmod 0600 "$DIR/rndc.key"
+
+    # The signing zone as a fresh signing zone looks: SOA, NS, nothing else.
+    cat >"$DIR/primary/$SIGNING_ZONE.db" <<EOF
+\$TTL 60
+@	IN	SOA	ns1.$SIGNING_ZONE. hostmaster.$SIGNING_ZONE. 1 3600 600 864000 60
+@	IN	NS	ns1.$SIGNING_ZONE.
+@	IN	NS	ns2.$SIGNING_ZONE.
+ns1	IN	A	127.0.0.1
+ns2	IN	A	127.0.0.1
+EOF
+
+    cat >"$DIR/primary/root.db" <<EOF
+\$TTL 60
+@	IN	SOA	ns.root-sandbox. hostmaster.root-sandbox. 1 3600 600 864000 60
+@	IN	NS	ns.root-sandbox.
+ns.root-sandbox.	IN	A	127.0.0.1
+EOF
+
+    # The production zone: every kind of _acme-challenge delegation the tests need.
+    cat >"$DIR/primary/$PRODUCTION_ZONE.db" <<EOF
+\$TTL 60
+@	IN	SOA	ns1.$PRODUCTION_ZONE. hostmaster.$PRODUCTION_ZONE. 1 3600 600 864000 60
+@	IN	NS	ns1.$PRODUCTION_ZONE.
+@	IN	NS	ns2.$PRODUCTION_ZONE.
+ns1	IN	A	127.0.0.1
+ns2	IN	A	127.0.0.1
+; per-name mapping: _acme-challenge.<id> -> <id>.$SIGNING_ZONE.
+\$GENERATE 1-250 host\$ A 127.0.0.1
+\$GENERATE 1-250 _acme-challenge.host\$ CNAME host\$.$PRODUCTION_ZONE.$SIGNING_ZONE.
+\$GENERATE 1-250 www\$ A 127.0.0.1
+\$GENERATE 1-250 _acme-challenge.www\$ CNAME www\$.$PRODUCTION_ZONE.$SIGNING_ZONE.
+; shared mapping: every record at the apex of the signing zone
+\$GENERATE 1-20 shared\$ A 127.0.0.1
+\$GENERATE 1-20 _acme-challenge.shared\$ CNAME $SIGNING_ZONE.
+; a name without any _acme-challenge delegation
+nocname	IN	A	127.0.0.1
+; a delegation pointing somewhere else
+wrong	IN	A	127.0.0.1
+_acme-challenge.wrong	IN	CNAME	elsewhere.invalid.
+EOF
+}
+
+fail_static() {
+    printf 'sandbox: %s; see %s:\n' "$1" "$DIR/logs/openssl.log" >&2
+    sed 's/^/    /' "$DIR/logs/openssl.log" >&2 || true
+    exit 1
+}
+
+write_port_files() {
+    cat >"$DIR/ports.env" <<EOF
+PRIMARY_PORT=$PRIMARY_PORT
+RNDC_PORT=$RNDC_PORT
+SECONDARY_PORT=$SECONDARY_PORT
+RESOLVER_PORT=$RESOLVER_PORT
+ACME_PORT=$ACME_PORT
+PEBBLE_MGMT_PORT=$PEBBLE_MGMT_PORT
+EOF
+
+    # Options both BIND servers share. reuseport no: BIND still shares a UDP port with a
+    # second named (SO_REUSEADDR), but its TCP listener then fails with "address in use",
+    # which is how a port collision is detected. notify-delay 0: NOTIFY goes out at once
+    # instead of after the default 5 s. The *-rate options: at their default of 20/s BIND
+    # sends NOTIFYs and SOA queries in batches every 500 ms, so the second zone of the
+    # secondary waited half a second for its first transfer. The refresh/retry clamps make a secondary that
+    # missed a NOTIFY (it was stopped) catch up within seconds on its own.
+    local common
+    common=$(
+        cat <<EOF
+	listen-on-v6 { none; };
+	recursion no;
+	dnssec-validation no;
+	pid-file none;
+	lock-file none;
+	reuseport no;
+	notify-delay 0;
+	notify-rate 1000;
+	startup-notify-rate 1000;
+	serial-query-rate 1000;
+	min-refresh-time 1;
+	max-refresh-time 30;
+	min-retry-time 1;
+	max-retry-time 2;
+EOF
+    )
+
+    cat >"$DIR/primary/named.conf" <<EOF
+include "$DIR/rndc.key";
+controls {
+	inet 127.0.0.1 port $RNDC_PORT allow { 127.0.0.1; } keys { "sandbox-rndc"; };
+};
+options {
+	directory "$DIR/primary";
+	managed-keys-directory "$DIR/primary";
+	session-keyfile "$DIR/primary/session.key";
+	listen-on port $PRIMARY_PORT { 127.0.0.1; };
+$common
+};
+zone "$PRODUCTION_ZONE" {
+	type primary;
+	file "$DIR/primary/$PRODUCTION_ZONE.db";
+	notify explicit;
+	also-notify { 127.0.0.1 port $SECONDARY_PORT; };
+	allow-transfer { 127.0.0.1; };
+};
+// An empty root zone for Unbound's root stub: NXDOMAIN for everything outside the test
+// zones, so nothing ever leaves the machine.
+zone "." {
+	type primary;
+	file "$DIR/primary/root.db";
+	notify no;
+};
+zone "$SIGNING_ZONE" {
+	type primary;
+	file "$DIR/primary/$SIGNING_ZONE.db";
+	notify explicit;
+	also-notify { 127.0.0.1 port $SECONDARY_PORT; };
+	allow-transfer { 127.0.0.1; };
+};
+EOF
+
+    # The secondary has no control channel: it is stopped by signal. `controls { };` also
+    # stops named from trying the default 127.0.0.1#953 with /etc/bind/rndc.key.
+    cat >"$DIR/secondary/named.conf" <<EOF
+controls { };
+options {
+	directory "$DIR/secondary";
+	managed-keys-directory "$DIR/secondary";
+	session-keyfile "$DIR/secondary/session.key";
+	listen-on port $SECONDARY_PORT { 127.0.0.1; };
+	notify no;
+$common
+};
+zone "$PRODUCTION_ZONE" {
+	type secondary;
+	primaries { 127.0.0.1 port $PRIMARY_PORT; };
+	file "$DIR/secondary/$PRODUCTION_ZONE.db";
+	masterfile-format text;
+	allow-notify { 127.0.0.1; };
+};
+zone "$SIGNING_ZONE" {
+	type secondary;
+	primaries { 127.0.0.1 port $PRIMARY_PORT; };
+	file "$DIR/secondary/$SIGNING_ZONE.db";
+	masterfile-format text;
+	allow-notify { 127.0.0.1; };
+};
+EOF
+
+    cat >"$DIR/rndc.conf" <<EOF
+include "$DIR/rndc.key";
+options {
+	default-key "sandbox-rndc";
+	default-server 127.0.0.1;
+	default-port $RNDC_PORT;
+};
+EOF
+    cat >"$DIR/rndc" <<EOF
+#!/bin/sh
+# rndc for the primary of the sandbox in $DIR
+exec $(command -v rndc) -c "$DIR/rndc.conf" -s 127.0.0.1 -p $RNDC_PORT "\$@"
+EOF
+    chmod 0755 "$DIR/rndc"
+
+    # Unbound as the CA's resolver. cache-max-ttl 0 / cache-max-negative-ttl 0: every
+    # answer expires at once, so a TXT changed on the servers is seen by the next query.
+    # The root is a stub to the primary's empty root zone: every name outside the test
+    # zones, including CNAME targets such as elsewhere.invalid., gets NXDOMAIN without
+    # Unbound ever asking the real root servers (hermetic, no timeouts without network).
+    # test. is one of Unbound's built-in blocked zones, hence nodefault.
+    cat >"$DIR/unbound/unbound.conf" <<EOF
+server:
+	interface: 127.0.0.1
+	port: $RESOLVER_PORT
+	do-ip4: yes
+	do-ip6: no
+	do-udp: yes
+	do-tcp: yes
+	so-reuseport: no
+	num-threads: 1
+	username: ""
+	chroot: ""
+	directory: "$DIR/unbound"
+	pidfile: ""
+	logfile: ""
+	use-syslog: no
+	verbosity: 1
+	access-control: 127.0.0.0/8 allow
+	module-config: "iterator"
+	do-not-query-localhost: no
+	qname-minimisation: no
+	cache-max-ttl: 0
+	cache-max-negative-ttl: 0
+	msg-cache-size: 1m
+	rrset-cache-size: 1m
+	key-cache-size: 1m
+	neg-cache-size: 1m
+	outgoing-range: 64
+	num-queries-per-thread: 32
+	local-zone: "test." nodefault
+remote-control:
+	control-enable: no
+stub-zone:
+	name: "."
+	stub-addr: 127.0.0.1@$PRIMARY_PORT
+stub-zone:
+	name: "$PRODUCTION_ZONE."
+	stub-addr: 127.0.0.1@$PRIMARY_PORT
+	stub-addr: 127.0.0.1@$SECONDARY_PORT
+stub-zone:
+	name: "$SIGNING_ZONE."
+	stub-addr: 127.0.0.1@$PRIMARY_PORT
+	stub-addr: 127.0.0.1@$SECONDARY_PORT
+EOF
+
+    local eab="" kid sep=""
+    if ((${#EAB[@]} > 0)); then
+        eab=$',\n    "externalAccountBindingRequired": true,\n    "externalAccountMACKeys": {'
+        for kid in "${!EAB[@]}"; do
+            eab+="$sep"$'\n      '"\"$kid\": \"${EAB[$kid]}\""
+            sep=,
+        done
+        eab+=$'\n    }'
+    else
+        eab=$',\n    "externalAccountBindingRequired": false'
+    fi
+    # Keys as in /usr/share/doc/pebble/examples/pebble-config.json (Pebble 2.4). httpPort
+    # and tlsPort are where Pebble would connect for HTTP-01/TLS-ALPN-01, unused here.
+    cat >"$DIR/pebble.json" <<EOF
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:$ACME_PORT",
+    "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT_PORT",
+    "certificate": "$DIR/pebble-cert.pem",
+    "privateKey": "$DIR/pebble-key.pem",
+    "httpPort": 5002,
+    "tlsPort": 5001,
+    "ocspResponderURL": ""$eab
+  }
+}
+EOF
+}
+
+write_env_file() {
+    local tmp=$DIR/sandbox.env.tmp
+    cat >"$tmp" <<EOF
+SANDBOX_DIR=$DIR
+SANDBOX_SCRIPT=$SELF
+ACME_DIRECTORY=https://127.0.0.1:$ACME_PORT/dir
+CA_BUNDLE=$DIR/ca.pem
+PEBBLE_MGMT=https://127.0.0.1:$PEBBLE_MGMT_PORT
+PEBBLE_ROOT=$DIR/pebble-root.pem
+PEBBLE_INTERMEDIATE=$DIR/pebble-intermediate.pem
+RESOLVER=127.0.0.1:$RESOLVER_PORT
+PRIMARY=127.0.0.1:$PRIMARY_PORT
+SECONDARY=127.0.0.1:$SECONDARY_PORT
+PRODUCTION_ZONE=$PRODUCTION_ZONE
+SIGNING_ZONE=$SIGNING_ZONE
+SIGNING_ZONE_NS=ns1.$SIGNING_ZONE.,ns2.$SIGNING_ZONE.
+SIGNING_ZONE_FILE=$DIR/primary/$SIGNING_ZONE.db
+PRODUCTION_ZONE_FILE=$DIR/primary/$PRODUCTION_ZONE.db
+RNDC=$DIR/rndc
+RNDC_CONF=$DIR/rndc.conf
+PRIMARY_PORT=$PRIMARY_PORT
+SECONDARY_PORT=$SECONDARY_PORT
+RNDC_PORT=$RNDC_PORT
+RESOLVER_PORT=$RESOLVER_PORT
+ACME_PORT=$ACME_PORT
+PEBBLE_MGMT_PORT=$PEBBLE_MGMT_PORT
+LOG_DIR=$DIR/logs
+EOF
+    mv "$tmp" "$DIR/sandbox.env"
+}
+
+# --- servers -----------------------------------------------------------------------------
+
+declare -A LOG_OFFSET=()
+
+describe() {
+    case $1 in
+    primary) printf 'BIND primary (named on 127.0.0.1:%s)' "$PRIMARY_PORT" ;;
+    secondary) printf 'BIND secondary (named on 127.0.0.1:%s)' "$SECONDARY_PORT" ;;
+    unbound) printf 'Unbound resolver (127.0.0.1:%s)' "$RESOLVER_PORT" ;;
+    pebble) printf 'Pebble (ACME 127.0.0.1:%s, management 127.0.0.1:%s)' "$ACME_PORT" "$PEBBLE_MGMT_PORT" ;;
+    esac
+}
+
+launch() {
+    local name=$1 log=$DIR/logs/$1.log cmd
+    case $name in
+    primary | secondary) cmd=(named -g -n 1 -c "$DIR/$name/named.conf") ;;
+    unbound) cmd=(unbound -d -p -c "$DIR/unbound/unbound.conf") ;;
+    pebble)
+        local envs=(PEBBLE_VA_NOSLEEP=1) line
+        while IFS= read -r line; do
+            [[ -n $line ]] && envs+=("$line")
+        done <"$DIR/pebble.env"
+        cmd=(env "${envs[@]}" pebble -config "$DIR/pebble.json"
+            -dnsserver "127.0.0.1:$RESOLVER_PORT")
+        ;;
+    *) die "unknown server '$name' (one of: ${SERVERS[*]})" ;;
+    esac
+    touch "$log"
+    LOG_OFFSET[$name]=$(stat -c %s "$log")
+    # stdin/stdout/stderr must not be inherited: a caller that reads our output (Rust's
+    # Command::output) would otherwise wait for the daemons to exit.
+    "${cmd[@]}" </dev/null >>"$log" 2>&1 &
+    printf '%s\n' "$!" >"$DIR/pids/$name.pid"
+}
+
+# The part of NAME's log written since it was last launched.
+current_log() {
+    tail -c +"$((${LOG_OFFSET[$1]:-0} + 1))" "$DIR/logs/$1.log" 2>/dev/null || true
+}
+
+# Serial of ZONE if the server on PORT answers for it authoritatively (AA, NOERROR).
+soa_serial() {
+    local out
+    out=$(dig +norec +time=1 +tries=1 -p "$1" @127.0.0.1 "$2" SOA 2>/dev/null) || return 1
+    [[ $out == *"status: NOERROR"* && $out == *"flags: qr aa"* ]] || return 1
+    awk -v z="$2." '$1 == z && $4 == "SOA" { print $7; found = 1; exit } END { exit !found }' <<<"$out"
+}
+
+# One readiness probe; 0 when NAME is fully up.
+probe() {
+    case $1 in
+    primary)
+        soa_serial "$PRIMARY_PORT" "$SIGNING_ZONE" >/dev/null &&
+            soa_serial "$PRIMARY_PORT" "$PRODUCTION_ZONE" >/dev/null
+        ;;
+    secondary)
+        # Up means transferred: the same serials as the primary (when it is running).
+        local zone s p
+        for zone in "$SIGNING_ZONE" "$PRODUCTION_ZONE"; do
+            s=$(soa_serial "$SECONDARY_PORT" "$zone") || return 1
+            if running primary; then
+                p=$(soa_serial "$PRIMARY_PORT" "$zone") || return 1
+                [[ $s == "$p" ]] || return 1
+            fi
+        done
+        ;;
+    unbound)
+        # localhost. is answered from Unbound's own data: tests Unbound alone.
+        local out
+        out=$(dig +time=1 +tries=1 -p "$RESOLVER_PORT" @127.0.0.1 localhost A 2>/dev/null) || return 1
+        [[ $out == *"status: NOERROR"* ]]
+        ;;
+    pebble)
+        curl -sf --max-time 2 --cacert "$DIR/ca.pem" -o /dev/null \
+            "https://127.0.0.1:$ACME_PORT/dir" 2>/dev/null
+        ;;
+    esac
+}
+
+# Print the one-line diagnosis and the tail of the log of a server that failed.
+report_failure() {
+    local name=$1 reason=$2
+    printf 'sandbox: %s %s; last lines of %s:\n' "$(describe "$name")" "$reason" \
+        "$DIR/logs/$name.log" >&2
+    current_log "$name" | grep -v -e 'built with' -e 'automatic empty zone' |
+        tail -n 15 | sed 's/^/    /' >&2 || true
+}
+
+# Wait until every named server is up. Returns 0 when all are, 2 on a port collision
+# (the caller may retry with other ports), 1 on any other failure (already reported).
+wait_ready() {
+    local deadline pending=("$@") name kicked=
+    deadline=$(($(now_ms) + TIMEOUT * 1000))
+    while ((${#pending[@]} > 0)); do
+        local still=()
+        for name in "${pending[@]}"; do
+            if current_log "$name" | grep -qi -e 'address in use' -e 'address already in use'; then
+                COLLIDED=$name
+                return 2
+            fi
+            if [[ $name == primary || $name == secondary ]] &&
+                current_log "$name" | grep -q 'not loaded due to errors'; then
+                report_failure "$name" "could not load a zone"
+                return 1
+            fi
+            if ! running "$name"; then
+                report_failure "$name" "exited during start-up"
+                return 1
+            fi
+            if probe "$name"; then
+                step "$name answers"
+            else
+                still+=("$name")
+            fi
+        done
+        pending=("${still[@]}")
+        ((${#pending[@]} > 0)) || break
+        # A restarted secondary serves its old copy and checks the primary on its own
+        # within a second or two; a NOTIFY from the primary makes it check at once.
+        if [[ -z $kicked && " ${pending[*]} " == *" secondary "* ]] &&
+            soa_serial "$SECONDARY_PORT" "$SIGNING_ZONE" >/dev/null && probe primary; then
+            kicked=1
+            "$DIR/rndc" notify "$SIGNING_ZONE" >/dev/null 2>&1 || true
+            "$DIR/rndc" notify "$PRODUCTION_ZONE" >/dev/null 2>&1 || true
+        fi
+        if (($(now_ms) > deadline)); then
+            report_failure "${pending[0]}" "did not answer within ${TIMEOUT}s"
+            return 1
+        fi
+        sleep 0.03
+    done
+}
+
+# Pebble makes a new root and intermediate on every launch: fetch them after each start.
+fetch_pebble_roots() {
+    local kind file
+    for kind in roots intermediates; do
+        [[ $kind == roots ]] && file=pebble-root.pem || file=pebble-intermediate.pem
+        if ! curl -sf --max-time 5 --cacert "$DIR/ca.pem" -o "$DIR/$file.tmp" \
+            "https://127.0.0.1:$PEBBLE_MGMT_PORT/$kind/0"; then
+            report_failure pebble "did not serve /$kind/0 on its management port"
+            return 1
+        fi
+        mv "$DIR/$file.tmp" "$DIR/$file"
+    done
+}
+
+# End to end: Unbound reaches both zones through its stub zones.
+check_resolution() {
+    local out
+    out=$(dig +time=2 +tries=2 -p "$RESOLVER_PORT" @127.0.0.1 \
+        "_acme-challenge.host1.$PRODUCTION_ZONE" CNAME 2>/dev/null) || true
+    if [[ $out != *"status: NOERROR"* || $out != *"host1.$PRODUCTION_ZONE.$SIGNING_ZONE."* ]]; then
+        report_failure unbound "cannot resolve _acme-challenge.host1.$PRODUCTION_ZONE through its stub zones"
+        return 1
+    fi
+}
+
+# --- watchdog ----------------------------------------------------------------------------
+
+start_watchdog() {
+    local parent=$1
+    # A session of its own, so it survives signals aimed at the caller's process group,
+    # and `stop` can kill it together with its `tail`.
+    setsid "$SELF" __watchdog "$DIR" "$parent" </dev/null >>"$DIR/logs/watchdog.log" 2>&1 &
+    printf '%s\n' "$!" >"$DIR/pids/watchdog.pid"
+}
+
+cmd_watchdog() {
+    local parent=$2
+    printf '%s\n' "$$" >"$DIR/pids/watchdog.pid"
+    # tail --pid polls once a second; no busy loop of our own.
+    tail --pid="$parent" -f /dev/null || true
+    printf 'sandbox: parent process %s exited, stopping %s\n' "$parent" "$DIR"
+    rm -f "$DIR/pids/watchdog.pid"
+    SANDBOX_IN_WATCHDOG=1 cmd_stop
+}
+
+stop_watchdog() {
+    local pid
+    [[ -z ${SANDBOX_IN_WATCHDOG:-} ]] || return 0
+    pid=$(cat "$DIR/pids/watchdog.pid" 2>/dev/null) || return 0
+    if proc_ours "$pid"; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    fi
+    rm -f "$DIR/pids/watchdog.pid"
+}
+
+# --- commands ----------------------------------------------------------------------------
+
+# set_dir DIR [create]: make DIR absolute (and create it for `start`).
+set_dir() {
+    [[ -n ${1:-} ]] || usage
+    if [[ ${2:-} == create ]]; then
+        mkdir -p "$1" 2>/dev/null || true
+        [[ -d $1 ]] || die "cannot create directory $1"
+    elif [[ ! -d $1 ]]; then
+        # stop of a directory that is already gone: nothing to do.
+        DIR=$1
+        return 0
+    fi
+    DIR=$(cd "$1" && pwd -P)
+    # sandbox.env is sourced by shells and read by Rust without any quoting.
+    [[ $DIR =~ ^[A-Za-z0-9_./+-]+$ ]] ||
+        die "directory path '$DIR' must consist of letters, digits and _ . / + - only"
+}
+
+# Timing of start-up phases, for docs/sandbox.md and for slow CI machines.
+step() {
+    [[ -n ${T0:-} ]] || return 0
+    printf '%6s ms  %s\n' "$(($(now_ms) - T0))" "$1" >>"$DIR/logs/start.log"
+}
+
+cmd_start() {
+    local parent=
+    declare -gA EAB=()
+    local pebble_env=()
+    set_dir "${1:-}" create
+    shift
+    while (($# > 0)); do
+        case $1 in
+        --pebble-env)
+            [[ ${2:-} =~ ^[A-Za-z_][A-Za-z0-9_]*=[^[:space:]]*$ ]] ||
+                die "--pebble-env wants KEY=VALUE without spaces, got '${2:-}'"
+            pebble_env+=("$2")
+            shift 2
+            ;;
+        --pebble-eab)
+            [[ ${2:-} =~ ^([A-Za-z0-9_-]+)=([A-Za-z0-9_-]+)$ ]] ||
+                die "--pebble-eab wants KID=BASE64URL-HMAC-KEY, got '${2:-}'"
+            EAB[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+            shift 2
+            ;;
+        --parent)
+            [[ ${2:-} =~ ^[0-9]+$ ]] || die "--parent wants a process id, got '${2:-}'"
+            parent=$2
+            shift 2
+            ;;
+        *) die "unknown option '$1' for start" ;;
+        esac
+    done
+    [[ -z $(ls -A "$DIR") ]] || die "$DIR is not empty: start wants a fresh directory"
+    local cmd
+    for cmd in named unbound pebble rndc dig curl openssl flock setsid; do
+        command -v "$cmd" >/dev/null ||
+            die "$cmd not found: run tests/sandbox/install.sh (as root) first"
+    done
+
+    T0=$(now_ms)
+    echo starting >"$DIR/state"
+    write_static_files
+    step "certificates and zone files written"
+    printf '%s\n' "${pebble_env[@]}" >"$DIR/pebble.env"
+    [[ -z $parent ]] || start_watchdog "$parent"
+
+    local attempt rc
+    for ((attempt = 1; ; attempt++)); do
+        reserve_ports 6
+        PRIMARY_PORT=${RESERVED[0]} RNDC_PORT=${RESERVED[1]} SECONDARY_PORT=${RESERVED[2]}
+        RESOLVER_PORT=${RESERVED[3]} ACME_PORT=${RESERVED[4]} PEBBLE_MGMT_PORT=${RESERVED[5]}
+        write_port_files
+        # The secondary starts once the primary answers: started together, its first
+        # refresh can go out before the primary listens and then waits for a retry.
+        launch primary
+        launch unbound
+        launch pebble
+        rc=0
+        COLLIDED=
+        wait_ready primary || rc=$?
+        step "primary ready"
+        if ((rc == 0)); then
+            launch secondary
+            wait_ready secondary unbound pebble || rc=$?
+            step "secondary, unbound, pebble ready"
+        fi
+        if ((rc == 0)); then
+            fetch_pebble_roots && check_resolution || rc=1
+            step "roots fetched, resolution checked"
+        fi
+        ((rc == 0)) && break
+        kill_servers "${SERVERS[@]}"
+        # shellcheck disable=SC2046 # one port per line, digits only
+        release_ports $(all_ports)
+        if ((rc == 2 && attempt < START_ATTEMPTS)); then
+            # Another process took one of our ports between the check and the bind.
+            printf 'sandbox: %s hit a port in use, retrying with new ports\n' \
+                "$(describe "$COLLIDED")" >>"$DIR/logs/start.log"
+            continue
+        fi
+        if ((rc == 2)); then
+            report_failure "$COLLIDED" "could not bind its ports after $attempt attempts"
+        fi
+        stop_watchdog
+        echo stopped >"$DIR/state"
+        exit 1
+    done
+    write_env_file
+    echo running >"$DIR/state"
+    printf 'started in %s ms (attempt %s)\n' "$(($(now_ms) - T0))" "$attempt" >>"$DIR/logs/start.log"
+}
+
+cmd_stop() {
+    [[ -d $DIR ]] || return 0
+    kill_servers "${SERVERS[@]}"
+    stop_watchdog
+    if [[ -r $DIR/ports.env ]]; then
+        load_ports
+        # shellcheck disable=SC2046 # one port per line, digits only
+        release_ports $(all_ports)
+    fi
+    [[ ! -e $DIR/state ]] || echo stopped >"$DIR/state"
+}
+
+check_server_name() {
+    [[ " ${SERVERS[*]} " == *" ${1:-} "* ]] || die "unknown server '${1:-}' (one of: ${SERVERS[*]})"
+}
+
+cmd_stop_server() {
+    check_server_name "$1"
+    load_ports
+    kill_servers "$1"
+}
+
+cmd_start_server() {
+    local name=$1 rc=0
+    check_server_name "$name"
+    load_ports
+    running "$name" && return 0
+    launch "$name"
+    wait_ready "$name" || rc=$?
+    if ((rc == 2)); then
+        report_failure "$name" "cannot bind its port again (another process took it)"
+    fi
+    if ((rc == 0)) && [[ $name == pebble ]]; then
+        fetch_pebble_roots || rc=1
+    fi
+    if ((rc != 0)); then
+        kill_servers "$name"
+        exit 1
+    fi
+}
+
+cmd_status() {
+    local name
+    load_ports
+    for name in "${SERVERS[@]}" watchdog; do
+        if [[ $name == watchdog ]]; then
+            [[ -e $DIR/pids/watchdog.pid ]] || continue
+            proc_ours "$(cat "$DIR/pids/watchdog.pid")" && echo "watchdog running" || echo "watchdog stopped"
+        elif running "$name"; then
+            printf '%s running: %s\n' "$name" "$(describe "$name")"
+        else
+            printf '%s stopped\n' "$name"
+        fi
+    done
+}
+
+main() {
+    local sub=${1:-}
+    (($# > 0)) && shift
+    case $sub in
+    start) cmd_start "$@" ;;
+    stop)
+        set_dir "${1:-}"
+        cmd_stop
+        ;;
+    stop-server)
+        set_dir "${1:-}"
+        [[ -d $DIR ]] || die "no sandbox in $DIR"
+        cmd_stop_server "${2:-}"
+        ;;
+    start-server)
+        set_dir "${1:-}"
+        [[ -d $DIR ]] || die "no sandbox in $DIR"
+        cmd_start_server "${2:-}"
+        ;;
+    status)
+        set_dir "${1:-}"
+        [[ -d $DIR ]] || die "no sandbox in $DIR"
+        cmd_status
+        ;;
+    __watchdog)
+        set_dir "${1:-}"
+        cmd_watchdog "$@"
+        ;;
+    *) usage ;;
+    esac
+}
+
+main "$@"
