@@ -1,20 +1,222 @@
-//! The ACME side: the account, orders that survive between `request` and `finalize`.
+//! The ACME side: the account (created once, reused), and orders that survive between
+//! `request` and `finalize` in the state directory.
+//!
+//! Everything that talks to the CA lives here; the commands decide *what* to ask for.
 
-/// The CA or the account failed as a whole.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use instant_acme::{Problem, RetryPolicy};
+
+use crate::cert::KeyError;
+use crate::dns::DelegationError;
+use crate::store::StoreError;
+
+/// Repeats a CA request that came back with `badNonce` after instant-acme's own three tries.
+///
+/// A CA may reject any nonce (Pebble's `PEBBLE_WFE_NONCEREJECT` rejects half of them); the
+/// request was not acted on, so sending it again is always safe.
+macro_rules! retry_bad_nonce {
+    ($call:expr) => {{
+        let mut attempt = 1;
+        loop {
+            match $call.await {
+                Err(err)
+                    if $crate::acme::is_bad_nonce(&err)
+                        && attempt < $crate::acme::BAD_NONCE_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    tracing::debug!(attempt, "CA rejected the nonce again; retrying");
+                }
+                result => break result,
+            }
+        }
+    }};
+}
+
+mod account;
+mod chain;
+mod order;
+
+pub(crate) use account::{open_existing, open_or_create};
+pub(crate) use chain::{IssuedChain, verify_chain};
+pub(crate) use order::{
+    Challenge, PendingOrder, check_profile, complete, create, reopen, replaces_for,
+};
+
+/// How to poll the CA while it validates and while it issues.
+///
+/// The first look comes after 150 ms: Pebble and Let's Encrypt usually finish a DNS-01
+/// validation in well under a second, and instant-acme's default of 250 ms ×2 spends most
+/// of a finalize waiting. ×1.6 backoff still reaches 10 s between polls within a minute,
+/// and a `Retry-After` from the CA always takes precedence (instant-acme honours it).
+pub(crate) const POLL: RetryPolicy = RetryPolicy::new()
+    .initial_delay(POLL_INITIAL_DELAY)
+    .backoff(1.6)
+    .timeout(POLL_TIMEOUT);
+/// First poll delay (see [`POLL`]).
+const POLL_INITIAL_DELAY: Duration = Duration::from_millis(150);
+/// Give up polling after this long; the order stays pending for the next finalize.
+pub(crate) const POLL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Total tries of a request the CA answers with `badNonce` (each already tried 3 times).
+pub(crate) const BAD_NONCE_ATTEMPTS: u32 = 5;
+
+/// The RFC 8555 problem type for a rejected nonce.
+const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";
+
+/// Whether the CA refused a request only because of its nonce.
+pub(crate) fn is_bad_nonce(err: &instant_acme::Error) -> bool {
+    matches!(err, instant_acme::Error::Api(problem) if problem.r#type.as_deref() == Some(BAD_NONCE))
+}
+
+/// A failure talking to the CA or handling what it sent, for one certificate or the account.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AcmeError {
-    /// The CA answered with an error or could not be reached.
-    #[error("CA {directory}: {source}")]
+    /// A request to the CA failed: it was unreachable or answered with a problem.
+    #[error("CA {directory}: cannot {action}: {}", describe(.source))]
     Ca {
         directory: String,
+        action: &'static str,
         #[source]
         source: instant_acme::Error,
     },
+    /// The CA refused a validation; the order is invalid for good.
+    #[error("validation failed: {problem}")]
+    Invalid { problem: String },
+    /// The CA did not finish in time; the order stays pending for the next run.
+    #[error(
+        "the CA did not {what} within {}s; the order stays pending: run finalize again later",
+        POLL_TIMEOUT.as_secs()
+    )]
+    Timeout { what: &'static str },
+    /// The CA's answer does not fit the order (an unexpected identifier, no dns-01).
+    #[error("the CA's answer for {identifier} is unusable: {problem}")]
+    Unexpected { identifier: String, problem: String },
+    /// `acme.profile` names a profile the CA's directory does not offer.
+    #[error(
+        "the CA does not offer profile `{profile}` (it offers: {offered}): set `acme.profile` to one of them or remove it"
+    )]
+    UnknownProfile { profile: String, offered: String },
+    /// A state file (account or order) does not parse.
+    #[error("{}: {problem}; remove the file to start over", path.display())]
+    State { path: PathBuf, problem: String },
+    /// The issued chain does not match the key or the names asked for.
+    #[error("the CA's certificate is unusable: {problem}; the old files are left in place")]
+    Mismatch { problem: String },
+    /// The account could not be opened or registered.
+    #[error("no ACME account: {problem}")]
+    NoAccount { problem: String },
+    /// A name's `_acme-challenge` is not delegated to the signing zone.
+    #[error(transparent)]
+    Delegation(#[from] DelegationError),
+    /// The key or CSR could not be made or read.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A state or certificate file could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl AcmeError {
-    /// Whether the operator's input is at fault (exit 2).
+    /// Whether the operator's input is at fault (exit 2). Config problems are caught before
+    /// any CA contact, so nothing here is.
     pub(crate) fn is_input(&self) -> bool {
         false
+    }
+
+    /// Whether the saved order is dead and must be replaced by a new one on the next request.
+    pub(crate) fn order_is_dead(&self) -> bool {
+        matches!(self, Self::Invalid { .. } | Self::Mismatch { .. })
+    }
+
+    pub(crate) fn ca(directory: &str, action: &'static str, source: instant_acme::Error) -> Self {
+        Self::Ca {
+            directory: directory.to_owned(),
+            action,
+            source,
+        }
+    }
+}
+
+/// One line for an instant-acme error: the problem document when the CA sent one, else the
+/// error with its causes (hyper's own message alone says only "client error (Connect)").
+fn describe(err: &instant_acme::Error) -> String {
+    if let instant_acme::Error::Api(problem) = err {
+        return problem_line(problem);
+    }
+    let mut line = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next.source();
+    }
+    one_line(&line)
+}
+
+/// A problem document in one line: type, detail, then each subproblem.
+pub(crate) fn problem_line(problem: &Problem) -> String {
+    let mut line = problem
+        .r#type
+        .clone()
+        .unwrap_or_else(|| "problem without a type".to_owned());
+    if let Some(detail) = &problem.detail {
+        line.push_str(": ");
+        line.push_str(detail);
+    }
+    for sub in &problem.subproblems {
+        line.push_str("; ");
+        if let Some(identifier) = &sub.identifier {
+            line.push_str(&identifier.authorized(false).to_string());
+            line.push_str(": ");
+        }
+        line.push_str(sub.r#type.as_deref().unwrap_or("problem"));
+        if let Some(detail) = &sub.detail {
+            line.push_str(": ");
+            line.push_str(detail);
+        }
+    }
+    one_line(&line)
+}
+
+/// Collapses line breaks, so that a message stays one line in a report and a log.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_is_one_line_with_type_detail_and_subproblems() {
+        let problem: Problem = serde_json::from_str(
+            r#"{"type": "urn:ietf:params:acme:error:unauthorized",
+                "detail": "Incorrect TXT record\n found",
+                "status": 403,
+                "subproblems": [{"type": "urn:ietf:params:acme:error:dns",
+                                 "detail": "NXDOMAIN",
+                                 "identifier": {"type": "dns", "value": "a.example.org"}}]}"#,
+        )
+        .expect("parse");
+        let line = problem_line(&problem);
+        assert_eq!(
+            line,
+            "urn:ietf:params:acme:error:unauthorized: Incorrect TXT record found; \
+             a.example.org: urn:ietf:params:acme:error:dns: NXDOMAIN"
+        );
+    }
+
+    #[test]
+    fn bad_nonce_is_recognised_by_type() {
+        let problem: Problem =
+            serde_json::from_str(r#"{"type": "urn:ietf:params:acme:error:badNonce"}"#)
+                .expect("parse");
+        assert!(is_bad_nonce(&instant_acme::Error::Api(problem)));
+        assert!(!is_bad_nonce(&instant_acme::Error::Str("x")));
     }
 }

@@ -3,5 +3,5 @@
 mod inspect;
 mod key;
 
-pub(crate) use inspect::{Inspection, RenewalDecision, inspect_chain};
+pub(crate) use inspect::{Inspection, RenewalDecision, Wanted, inspect_chain};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};

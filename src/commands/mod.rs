@@ -1,6 +1,7 @@
 //! One function per subcommand: load the config, do the work, print the JSON report.
 
 mod finalize;
+mod installed;
 mod publish;
 mod request;
 mod status;

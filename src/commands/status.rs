@@ -1,7 +1,114 @@
-//! `fleetcert status`.
+//! `fleetcert status`: the certificates on disk and their pending orders, with no network.
 
+use std::io::Write as _;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::installed::Installed;
+use crate::acme::PendingOrder;
+use crate::cli::{StatusArgs, StatusFormat};
+use crate::config::HostConfig;
 use crate::error::{Error, Outcome};
+use crate::store::{CertPaths, StoreError};
 
-pub(crate) fn run(_args: crate::cli::StatusArgs) -> Result<Outcome, Error> {
-    todo!("status")
+/// The JSON report of `status` (docs/reports.md).
+#[derive(Debug, Serialize)]
+struct Report {
+    host: String,
+    certs: Vec<CertLine>,
+}
+
+#[derive(Debug, Serialize)]
+struct CertLine {
+    name: String,
+    names: Vec<String>,
+    /// Expiry of the certificate on disk; `null` when there is none.
+    not_after: Option<String>,
+    /// Whole days until expiry (negative once expired).
+    days_left: Option<i64>,
+    /// The key type of the certificate on disk.
+    key_type: Option<String>,
+    /// Whether an order waits for `finalize`.
+    pending: bool,
+    paths: CertPaths,
+    /// Why the files on disk cannot be read, if they cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+pub(crate) fn run(args: StatusArgs) -> Result<Outcome, Error> {
+    let config = HostConfig::load(&args.config)?;
+    let now = OffsetDateTime::now_utc();
+    let certs = config
+        .certs
+        .iter()
+        .map(|(cert, names)| {
+            let installed = Installed::read(&config, cert, names);
+            let inspection = installed.inspection();
+            CertLine {
+                name: cert.clone(),
+                names: names.clone(),
+                not_after: installed.not_after(),
+                days_left: inspection.map(|i| (i.not_after - now).whole_days()),
+                key_type: inspection.and_then(|i| i.key_type).map(|t| t.to_string()),
+                pending: PendingOrder::exists(&config.state_dir, cert),
+                problem: installed.chain.as_ref().err().cloned(),
+                paths: installed.paths.clone(),
+            }
+        })
+        .collect();
+    let report = Report {
+        host: config.host.clone(),
+        certs,
+    };
+    match args.format {
+        StatusFormat::Json => super::print_json(&report)?,
+        StatusFormat::Table => print_table(&report)?,
+    }
+    Ok(Outcome::Success)
+}
+
+/// One line per certificate, columns aligned, for people.
+fn print_table(report: &Report) -> Result<(), Error> {
+    let mut rows = vec![[
+        "CERT".to_owned(),
+        "NOT AFTER".to_owned(),
+        "DAYS".to_owned(),
+        "PENDING".to_owned(),
+        "NAMES".to_owned(),
+    ]];
+    for cert in &report.certs {
+        rows.push([
+            cert.name.clone(),
+            cert.not_after.clone().unwrap_or_else(|| "-".to_owned()),
+            cert.days_left.map_or_else(|| "-".to_owned(), |days| days.to_string()),
+            if cert.pending { "yes" } else { "no" }.to_owned(),
+            cert.names.join(","),
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut text = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if index + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|err| StoreError::new("cannot write to", "stdout".as_ref(), err))?;
+    Ok(())
 }

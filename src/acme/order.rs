@@ -1,0 +1,514 @@
+//! Orders: create one, save it between `request` and `finalize`, re-open it, complete it.
+//!
+//! A pending order lives in `state_dir/orders/<cert>.json` (0600) with the identifiers it
+//! was made for: `OrderState` carries none, and the CA may list authorizations in any order,
+//! so they are matched by identifier. The certificate key made at finalize is saved in
+//! `state_dir/keys/<cert>.pem` before the CSR is sent, so a run that dies after finalizing
+//! can still install the chain the CA then hands out.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    Order, OrderStatus,
+};
+use serde::{Deserialize, Serialize};
+
+use super::account::state_dir_access;
+use super::{AcmeError, POLL, problem_line};
+use crate::cert::{Inspection, KeyType, PrivateKey};
+use crate::store::{self, Access};
+
+const ORDERS_DIR: &str = "orders";
+const KEYS_DIR: &str = "keys";
+
+/// An order saved between `request` and `finalize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PendingOrder {
+    pub(crate) version: u32,
+    /// The order URL, to re-open it with `Account::order`.
+    pub(crate) url: String,
+    /// The CA's directory URL and the account that made the order.
+    pub(crate) directory: String,
+    pub(crate) account: String,
+    /// The identifiers ordered, as the config lists them.
+    pub(crate) names: Vec<String>,
+    /// The key type the certificate will get.
+    pub(crate) key: KeyType,
+    pub(crate) profile: Option<String>,
+    /// Why the certificate was due, repeated by later `request`s.
+    pub(crate) reason: String,
+    /// When the order was made (RFC 3339).
+    pub(crate) created: String,
+}
+
+fn order_path(state_dir: &Path, cert: &str) -> PathBuf {
+    state_dir.join(ORDERS_DIR).join(format!("{cert}.json"))
+}
+
+fn key_path(state_dir: &Path, cert: &str) -> PathBuf {
+    state_dir.join(KEYS_DIR).join(format!("{cert}.pem"))
+}
+
+impl PendingOrder {
+    /// Version of the saved order layout.
+    pub(crate) const VERSION: u32 = 1;
+
+    /// The saved order of `cert`, if there is one.
+    pub(crate) fn load(state_dir: &Path, cert: &str) -> Result<Option<Self>, AcmeError> {
+        let path = order_path(state_dir, cert);
+        let Some(bytes) = store::read_optional(&path)? else {
+            return Ok(None);
+        };
+        let order: Self = serde_json::from_slice(&bytes).map_err(|err| AcmeError::State {
+            path: path.clone(),
+            problem: format!("does not parse: {err}"),
+        })?;
+        if order.version != Self::VERSION {
+            return Err(AcmeError::State {
+                path,
+                problem: format!("has version {}, this fleetcert reads {}", order.version, Self::VERSION),
+            });
+        }
+        Ok(Some(order))
+    }
+
+    /// Whether `path` exists, without reading it (for `status`).
+    pub(crate) fn exists(state_dir: &Path, cert: &str) -> bool {
+        order_path(state_dir, cert).exists()
+    }
+
+    pub(crate) fn save(&self, state_dir: &Path, cert: &str) -> Result<(), AcmeError> {
+        let path = order_path(state_dir, cert);
+        let text = serde_json::to_vec_pretty(self).map_err(|err| AcmeError::State {
+            path: path.clone(),
+            problem: format!("does not serialize: {err}"),
+        })?;
+        store::ensure_dir(state_dir, state_dir_access())?;
+        if let Some(dir) = path.parent() {
+            store::ensure_dir(dir, state_dir_access())?;
+        }
+        store::write_atomic(&path, &text, Access::secret())?;
+        Ok(())
+    }
+
+    /// Forgets the saved order of `cert` and its saved key; nothing to forget is fine.
+    pub(crate) fn remove(state_dir: &Path, cert: &str) -> Result<(), AcmeError> {
+        for path in [order_path(state_dir, cert), key_path(state_dir, cert)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(store::StoreError::new("cannot remove", &path, err).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this order still gives what the config asks for, from the same CA and account.
+    pub(crate) fn fits(&self, names: &[String], key: KeyType, profile: Option<&str>) -> bool {
+        let mut mine = self.names.clone();
+        mine.sort();
+        let mut wanted = names.to_vec();
+        wanted.sort();
+        mine == wanted && self.key == key && self.profile.as_deref() == profile
+    }
+
+    /// Saves the certificate key, before the CSR goes out (see the module doc).
+    pub(crate) fn save_key(state_dir: &Path, cert: &str, key: &PrivateKey) -> Result<(), AcmeError> {
+        let path = key_path(state_dir, cert);
+        if let Some(dir) = path.parent() {
+            store::ensure_dir(dir, state_dir_access())?;
+        }
+        store::write_atomic(&path, key.to_pem().as_bytes(), Access::secret())?;
+        Ok(())
+    }
+
+    /// The key saved by [`PendingOrder::save_key`], if any.
+    pub(crate) fn saved_key(&self, state_dir: &Path, cert: &str) -> Result<Option<PrivateKey>, AcmeError> {
+        let path = key_path(state_dir, cert);
+        let Some(bytes) = store::read_optional(&path)? else {
+            return Ok(None);
+        };
+        let pem = String::from_utf8(bytes).map_err(|_| AcmeError::State {
+            path: path.clone(),
+            problem: "is not PEM text".to_owned(),
+        })?;
+        Ok(Some(PrivateKey::from_pem(&pem, self.key)?))
+    }
+}
+
+/// One DNS-01 TXT value the CA waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Challenge {
+    /// The identifier as ordered (`*.x` for a wildcard).
+    pub(crate) identifier: String,
+    /// The TXT value (base64url SHA-256 of the key authorization).
+    pub(crate) value: String,
+}
+
+/// Refuses a profile the CA's directory does not list: instant-acme sends it unchecked and
+/// some CAs (Pebble 2.4) silently ignore an unknown one.
+pub(crate) fn check_profile(account: &Account, profile: &str) -> Result<(), AcmeError> {
+    let offered: Vec<&str> = account.profiles().map(|meta| meta.name).collect();
+    if offered.contains(&profile) {
+        return Ok(());
+    }
+    let mut offered: Vec<String> = offered.into_iter().map(str::to_owned).collect();
+    offered.sort();
+    Err(AcmeError::UnknownProfile {
+        profile: profile.to_owned(),
+        offered: if offered.is_empty() {
+            "none".to_owned()
+        } else {
+            offered.join(", ")
+        },
+    })
+}
+
+/// The ARI identifier of a certificate on disk (RFC 9773 section 4.1), when it has an AKI.
+pub(crate) fn replaces_for(inspection: &Inspection) -> Option<CertificateIdentifier<'static>> {
+    let aki = inspection.authority_key_id.as_ref()?;
+    Some(CertificateIdentifier {
+        authority_key_identifier: Cow::Owned(URL_SAFE_NO_PAD.encode(aki)),
+        serial: Cow::Owned(URL_SAFE_NO_PAD.encode(&inspection.serial)),
+    })
+}
+
+/// Creates an order for `names`, returning it with the DNS-01 values still to publish.
+pub(crate) async fn create(
+    account: &Account,
+    directory: &str,
+    names: &[String],
+    profile: Option<&str>,
+    replaces: Option<CertificateIdentifier<'static>>,
+) -> Result<(Order, Vec<Challenge>), AcmeError> {
+    let identifiers: Vec<Identifier> = names.iter().map(|name| Identifier::Dns(name.clone())).collect();
+    let new_order = |with_replaces: bool| {
+        let mut new_order = NewOrder::new(&identifiers);
+        if let Some(profile) = profile {
+            new_order = new_order.profile(profile);
+        }
+        match (&replaces, with_replaces) {
+            (Some(id), true) => new_order.replaces(id.clone()),
+            _ => new_order,
+        }
+    };
+    let mut order = match retry_bad_nonce!(account.new_order(&new_order(true))) {
+        // A CA may refuse `replaces` (the old certificate was already replaced by an order
+        // that then failed); a renewal without it is still a renewal.
+        Err(instant_acme::Error::Api(problem)) if replaces.is_some() => {
+            tracing::info!(problem = %problem_line(&problem), "CA refused `replaces`; ordering without it");
+            retry_bad_nonce!(account.new_order(&new_order(false)))
+        }
+        other => other,
+    }
+    .map_err(|source| AcmeError::ca(directory, "create an order", source))?;
+    let challenges = challenges(&mut order, directory, names).await?;
+    Ok((order, challenges))
+}
+
+/// Re-opens a saved order; `None` when the CA no longer knows it or it went invalid.
+pub(crate) async fn reopen(
+    account: &Account,
+    saved: &PendingOrder,
+) -> Result<Option<(Order, Vec<Challenge>)>, AcmeError> {
+    let mut order = match retry_bad_nonce!(account.order(saved.url.clone())) {
+        Ok(order) => order,
+        // 404 and friends: the order expired or was cleaned up; a new one is needed.
+        Err(instant_acme::Error::Api(problem)) => {
+            tracing::info!(order = %saved.url, problem = %problem_line(&problem), "saved order is gone");
+            return Ok(None);
+        }
+        Err(source) => return Err(AcmeError::ca(&saved.directory, "re-open the order", source)),
+    };
+    if order.state().status == OrderStatus::Invalid {
+        return Ok(None);
+    }
+    match challenges(&mut order, &saved.directory, &saved.names).await {
+        Ok(challenges) => Ok(Some((order, challenges))),
+        // An authorization went invalid or expired: the order cannot complete any more.
+        Err(AcmeError::Invalid { problem }) => {
+            tracing::info!(order = %saved.url, %problem, "saved order cannot complete");
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The DNS-01 values of the order's pending authorizations, matched to `names` by identifier.
+async fn challenges(
+    order: &mut Order,
+    directory: &str,
+    names: &[String],
+) -> Result<Vec<Challenge>, AcmeError> {
+    // Fetching an authorization can meet a bad nonce; authorizations already fetched are
+    // cached by instant-acme, so starting the walk again costs nothing.
+    let mut attempt = 1;
+    loop {
+        match collect_challenges(order, names).await {
+            Err(Walk::Ca(err)) if super::is_bad_nonce(&err) && attempt < super::BAD_NONCE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(Walk::Ca(source)) => {
+                return Err(AcmeError::ca(directory, "fetch an authorization", source));
+            }
+            Err(Walk::Other(err)) => return Err(err),
+            Ok(challenges) => return Ok(challenges),
+        }
+    }
+}
+
+/// Why walking the authorizations stopped.
+enum Walk {
+    Ca(instant_acme::Error),
+    Other(AcmeError),
+}
+
+async fn collect_challenges(order: &mut Order, names: &[String]) -> Result<Vec<Challenge>, Walk> {
+    let mut challenges = Vec::new();
+    let mut seen = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(result) = authorizations.next().await {
+        let mut authz = result.map_err(Walk::Ca)?;
+        let identifier = authz.identifier().to_string().to_ascii_lowercase();
+        if !names.contains(&identifier) {
+            return Err(Walk::Other(AcmeError::Unexpected {
+                identifier,
+                problem: format!("not one of the names ordered ({})", names.join(", ")),
+            }));
+        }
+        seen.push(identifier.clone());
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            status => {
+                return Err(Walk::Other(AcmeError::Invalid {
+                    problem: format!("the authorization for {identifier} is {status:?}"),
+                }));
+            }
+        }
+        let challenge = authz.challenge(ChallengeType::Dns01).ok_or_else(|| {
+            Walk::Other(AcmeError::Unexpected {
+                identifier: identifier.clone(),
+                problem: "the CA offers no dns-01 challenge".to_owned(),
+            })
+        })?;
+        challenges.push(Challenge {
+            identifier,
+            value: challenge.key_authorization().dns_value(),
+        });
+    }
+    if let Some(missing) = names.iter().find(|name| !seen.contains(name)) {
+        return Err(Walk::Other(AcmeError::Unexpected {
+            identifier: missing.clone(),
+            problem: "the order has no authorization for it".to_owned(),
+        }));
+    }
+    Ok(challenges)
+}
+
+/// Drives a saved order to a certificate: tells the CA the records are up, waits for
+/// validation, makes and saves the key, finalizes, and downloads the chain.
+///
+/// Returns the key and the PEM chain, not yet verified or installed.
+pub(crate) async fn complete(
+    account: &Account,
+    saved: &PendingOrder,
+    state_dir: &Path,
+    cert: &str,
+) -> Result<(PrivateKey, String), AcmeError> {
+    let directory = saved.directory.as_str();
+    let ca = |action| move |source| AcmeError::ca(directory, action, source);
+    let mut order = retry_bad_nonce!(account.order(saved.url.clone()))
+        .map_err(ca("re-open the order"))?;
+    let mut status = order.state().status;
+    if status == OrderStatus::Pending {
+        set_ready(&mut order, directory).await?;
+        status = poll_ready(&mut order, directory).await?;
+    }
+    let key = match status {
+        OrderStatus::Ready => {
+            let key = saved.key.generate()?;
+            // Saved before the CSR leaves: if we die after the CA finalizes, the next run
+            // downloads the chain and needs this very key.
+            PendingOrder::save_key(state_dir, cert, &key)?;
+            let csr = key.csr(&saved.names)?;
+            retry_bad_nonce!(order.finalize_csr(&csr)).map_err(|source| match source {
+                instant_acme::Error::Api(problem) => AcmeError::Invalid {
+                    problem: problem_line(&problem),
+                },
+                source => AcmeError::ca(directory, "finalize the order", source),
+            })?;
+            key
+        }
+        OrderStatus::Processing | OrderStatus::Valid => {
+            saved.saved_key(state_dir, cert)?.ok_or_else(|| AcmeError::Invalid {
+                problem: "the order was finalized by an earlier run whose key is lost".to_owned(),
+            })?
+        }
+        OrderStatus::Invalid => return Err(invalid_order(&mut order).await),
+        OrderStatus::Pending => {
+            return Err(AcmeError::Timeout { what: "validate the records" });
+        }
+    };
+    let chain = match retry_bad_nonce!(order.certificate()).map_err(ca("download the certificate"))? {
+        Some(chain) => chain,
+        None => retry_bad_nonce!(order.poll_certificate(&POLL)).map_err(|source| match source {
+            instant_acme::Error::Timeout(_) => AcmeError::Timeout { what: "issue the certificate" },
+            instant_acme::Error::Api(problem) => AcmeError::Invalid {
+                problem: problem_line(&problem),
+            },
+            source => AcmeError::ca(directory, "download the certificate", source),
+        })?,
+    };
+    Ok((key, chain))
+}
+
+/// Tells the CA that the records of every pending authorization are published.
+async fn set_ready(order: &mut Order, directory: &str) -> Result<(), AcmeError> {
+    let mut attempt = 1;
+    loop {
+        match set_ready_once(order).await {
+            Err(err) if super::is_bad_nonce(&err) && attempt < super::BAD_NONCE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(instant_acme::Error::Api(problem)) => {
+                return Err(AcmeError::Invalid {
+                    problem: problem_line(&problem),
+                });
+            }
+            Err(source) => return Err(AcmeError::ca(directory, "mark a challenge ready", source)),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+async fn set_ready_once(order: &mut Order) -> Result<(), instant_acme::Error> {
+    let mut authorizations = order.authorizations();
+    while let Some(result) = authorizations.next().await {
+        let mut authz = result?;
+        // Only pending ones: a reused (valid) authorization has nothing to answer.
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        let Some(mut challenge) = authz.challenge(ChallengeType::Dns01) else {
+            continue;
+        };
+        // A retried walk may meet a challenge already marked: the CA then reports it
+        // processing or valid, and posting again would only be refused.
+        if challenge.status == instant_acme::ChallengeStatus::Pending {
+            challenge.set_ready().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Polls until the CA has validated every authorization (or refused one).
+async fn poll_ready(order: &mut Order, directory: &str) -> Result<OrderStatus, AcmeError> {
+    match retry_bad_nonce!(order.poll_ready(&POLL)) {
+        Ok(OrderStatus::Invalid) => Err(invalid_order(order).await),
+        Ok(status) => Ok(status),
+        Err(instant_acme::Error::Timeout(_)) => Err(AcmeError::Timeout {
+            what: "validate the records",
+        }),
+        Err(instant_acme::Error::Api(problem)) => Err(AcmeError::Invalid {
+            problem: invalid_problem(order, problem_line(&problem)).await,
+        }),
+        Err(source) => Err(AcmeError::ca(directory, "poll the order", source)),
+    }
+}
+
+/// The reason an order went invalid: its own error, else its failed challenges' errors.
+async fn invalid_order(order: &mut Order) -> AcmeError {
+    let own = order
+        .state()
+        .error
+        .as_ref()
+        .map(problem_line)
+        .unwrap_or_else(|| "the order is invalid".to_owned());
+    AcmeError::Invalid {
+        problem: invalid_problem(order, own).await,
+    }
+}
+
+/// Adds the failed challenges' problems (which name the record and what the CA saw) to the
+/// order's own, unless the order's problem already says it.
+async fn invalid_problem(order: &mut Order, own: String) -> String {
+    let mut details = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(authz)) = authorizations.next().await {
+        let identifier = authz.identifier().to_string();
+        for challenge in &authz.challenges {
+            if let Some(problem) = &challenge.error {
+                let line = problem_line(problem);
+                if !own.contains(&line) {
+                    details.push(format!("{identifier}: {line}"));
+                }
+            }
+        }
+    }
+    if details.is_empty() {
+        own
+    } else {
+        format!("{own}; {}", details.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved() -> PendingOrder {
+        PendingOrder {
+            version: PendingOrder::VERSION,
+            url: "https://ca.test/order/1".to_owned(),
+            directory: "https://ca.test/dir".to_owned(),
+            account: "https://ca.test/acct/1".to_owned(),
+            names: vec!["b.example.org".to_owned(), "*.b.example.org".to_owned()],
+            key: KeyType::EcdsaP384,
+            profile: None,
+            reason: "no certificate yet".to_owned(),
+            created: "2026-01-01T00:00:00Z".to_owned(),
+        }
+    }
+
+    #[test]
+    fn saved_order_round_trips_and_is_removed_with_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let order = saved();
+        order.save(dir.path(), "main").expect("save");
+        assert_eq!(PendingOrder::load(dir.path(), "main").expect("load"), Some(order.clone()));
+        let key = KeyType::EcdsaP384.generate().expect("key");
+        PendingOrder::save_key(dir.path(), "main", &key).expect("save key");
+        let again = order.saved_key(dir.path(), "main").expect("read key").expect("key");
+        assert_eq!(again.public_key_info(), key.public_key_info());
+        PendingOrder::remove(dir.path(), "main").expect("remove");
+        assert_eq!(PendingOrder::load(dir.path(), "main").expect("load"), None);
+        assert!(order.saved_key(dir.path(), "main").expect("read key").is_none());
+    }
+
+    #[test]
+    fn order_fits_the_same_names_in_any_order_only() {
+        let order = saved();
+        let same = vec!["*.b.example.org".to_owned(), "b.example.org".to_owned()];
+        assert!(order.fits(&same, KeyType::EcdsaP384, None));
+        assert!(!order.fits(&same, KeyType::Rsa2048, None));
+        assert!(!order.fits(&same[..1], KeyType::EcdsaP384, None));
+        assert!(!order.fits(&same, KeyType::EcdsaP384, Some("classic")));
+    }
+
+    #[test]
+    fn corrupt_order_file_names_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join(ORDERS_DIR)).expect("mkdir");
+        std::fs::write(order_path(dir.path(), "main"), "{").expect("write");
+        let err = PendingOrder::load(dir.path(), "main").expect_err("must fail");
+        assert!(err.to_string().contains("main.json"), "{err}");
+    }
+}
