@@ -37,13 +37,14 @@ die() {
 }
 
 usage() {
-    sed -n '3,8s/^# \{0,1\}//p' "$SELF" >&2
+    sed -n '4,8s/^# \{0,1\}//p' "$SELF" >&2
     exit 2
 }
 
+# Milliseconds since the epoch in NOW_MS (no subshell: the wait loops call it often).
 now_ms() {
     local t=${EPOCHREALTIME/./}
-    printf '%s\n' "$((t / 1000))"
+    NOW_MS=$((t / 1000))
 }
 
 # --- processes ---------------------------------------------------------------------------
@@ -62,12 +63,15 @@ proc_ours() {
 
 pid_of() {
     local pid
-    pid=$(cat "$DIR/pids/$1.pid" 2>/dev/null) || return 1
+    read -r pid 2>/dev/null <"$DIR/pids/$1.pid" || return 1
     proc_ours "$pid" || return 1
     printf '%s\n' "$pid"
 }
 
-running() { pid_of "$1" >/dev/null; }
+running() {
+    local pid
+    read -r pid 2>/dev/null <"$DIR/pids/$1.pid" && proc_ours "$pid"
+}
 
 # TERM the given servers, wait up to 5 s, then KILL what is left. Named shuts down in well
 # under a second; the KILL is only for a wedged process.
@@ -79,7 +83,8 @@ kill_servers() {
             pids+=("$pid")
         fi
     done
-    deadline=$(($(now_ms) + 5000))
+    now_ms
+    deadline=$((NOW_MS + 5000))
     while ((${#pids[@]} > 0)); do
         local alive=()
         for pid in "${pids[@]}"; do
@@ -87,7 +92,8 @@ kill_servers() {
         done
         pids=("${alive[@]}")
         ((${#pids[@]} > 0)) || break
-        if (($(now_ms) > deadline)); then
+        now_ms
+        if ((NOW_MS > deadline)); then
             kill -KILL "${pids[@]}" 2>/dev/null || true
             break
         fi
@@ -129,7 +135,7 @@ reserve_ports() {
             if [[ -n $owner && -d $owner && $(cat "$owner/state" 2>/dev/null || true) != stopped ]]; then
                 continue
             fi
-            rm -rf "$PORT_REGISTRY/$p"
+            rm -rf "${PORT_REGISTRY:?}/$p"
         fi
         mkdir "$PORT_REGISTRY/$p"
         printf '%s\n' "$DIR" >"$PORT_REGISTRY/$p/owner"
@@ -465,14 +471,13 @@ EOF
 
 # --- servers -----------------------------------------------------------------------------
 
-declare -A LOG_OFFSET=()
-
 describe() {
     case $1 in
     primary) printf 'BIND primary (named on 127.0.0.1:%s)' "$PRIMARY_PORT" ;;
     secondary) printf 'BIND secondary (named on 127.0.0.1:%s)' "$SECONDARY_PORT" ;;
     unbound) printf 'Unbound resolver (127.0.0.1:%s)' "$RESOLVER_PORT" ;;
     pebble) printf 'Pebble (ACME 127.0.0.1:%s, management 127.0.0.1:%s)' "$ACME_PORT" "$PEBBLE_MGMT_PORT" ;;
+    *) printf '%s' "$1" ;;
     esac
 }
 
@@ -491,44 +496,58 @@ launch() {
         ;;
     *) die "unknown server '$name' (one of: ${SERVERS[*]})" ;;
     esac
-    touch "$log"
-    LOG_OFFSET[$name]=$(stat -c %s "$log")
+    # Each launch gets a fresh log (the one before is kept as NAME.previous.log), so the
+    # checks below only ever see this run's messages.
+    [[ ! -s $log ]] || mv "$log" "$DIR/logs/$name.previous.log"
     # stdin/stdout/stderr must not be inherited: a caller that reads our output (Rust's
     # Command::output) would otherwise wait for the daemons to exit.
-    "${cmd[@]}" </dev/null >>"$log" 2>&1 &
+    "${cmd[@]}" </dev/null >"$log" 2>&1 &
     printf '%s\n' "$!" >"$DIR/pids/$name.pid"
 }
 
-# The part of NAME's log written since it was last launched.
-current_log() {
-    tail -c +"$((${LOG_OFFSET[$1]:-0} + 1))" "$DIR/logs/$1.log" 2>/dev/null || true
-}
-
-# Serial of ZONE if the server on PORT answers for it authoritatively (AA, NOERROR).
-soa_serial() {
-    local out
-    out=$(dig +norec +time=1 +tries=1 -p "$1" @127.0.0.1 "$2" SOA 2>/dev/null) || return 1
-    [[ $out == *"status: NOERROR"* && $out == *"flags: qr aa"* ]] || return 1
-    awk -v z="$2." '$1 == z && $4 == "SOA" { print $7; found = 1; exit } END { exit !found }' <<<"$out"
+# Serials of the given zones, one per line, if the server on PORT answers for every one
+# of them authoritatively (AA, NOERROR). One dig for all zones; parsed without awk,
+# because the wait loops call this many times while the machine is busy starting servers.
+soa_serials() {
+    local port=$1 out line ok='' zone query=()
+    shift
+    local -A serial=()
+    for zone in "$@"; do
+        query+=("$zone" SOA)
+    done
+    out=$(dig +norec +time=1 +tries=1 -p "$port" @127.0.0.1 "${query[@]}" 2>/dev/null) || return 1
+    local fields
+    while IFS= read -r line; do
+        case $line in
+        *"->>HEADER<<-"*) [[ $line == *"status: NOERROR"* ]] && ok=1 || ok='' ;;
+        ";; flags: qr aa"*) ;;
+        ";; flags:"*) ok='' ;;
+        ";"* | "") ;;
+        *)
+            read -ra fields <<<"$line"
+            [[ -n $ok && ${fields[3]:-} == SOA ]] && serial[${fields[0]}]=${fields[6]}
+            ;;
+        esac
+    done <<<"$out"
+    for zone in "$@"; do
+        [[ -n ${serial[$zone.]:-} ]] || return 1
+        printf '%s\n' "${serial[$zone.]}"
+    done
 }
 
 # One readiness probe; 0 when NAME is fully up.
 probe() {
     case $1 in
     primary)
-        soa_serial "$PRIMARY_PORT" "$SIGNING_ZONE" >/dev/null &&
-            soa_serial "$PRIMARY_PORT" "$PRODUCTION_ZONE" >/dev/null
+        soa_serials "$PRIMARY_PORT" "$SIGNING_ZONE" "$PRODUCTION_ZONE" >/dev/null
         ;;
     secondary)
         # Up means transferred: the same serials as the primary (when it is running).
-        local zone s p
-        for zone in "$SIGNING_ZONE" "$PRODUCTION_ZONE"; do
-            s=$(soa_serial "$SECONDARY_PORT" "$zone") || return 1
-            if running primary; then
-                p=$(soa_serial "$PRIMARY_PORT" "$zone") || return 1
-                [[ $s == "$p" ]] || return 1
-            fi
-        done
+        local s p
+        s=$(soa_serials "$SECONDARY_PORT" "$SIGNING_ZONE" "$PRODUCTION_ZONE") || return 1
+        running primary || return 0
+        p=$(soa_serials "$PRIMARY_PORT" "$SIGNING_ZONE" "$PRODUCTION_ZONE") || return 1
+        [[ $s == "$p" ]]
         ;;
     unbound)
         # localhost. is answered from Unbound's own data: tests Unbound alone.
@@ -540,6 +559,7 @@ probe() {
         curl -sf --max-time 2 --cacert "$DIR/ca.pem" -o /dev/null \
             "https://127.0.0.1:$ACME_PORT/dir" 2>/dev/null
         ;;
+    *) return 1 ;;
     esac
 }
 
@@ -548,32 +568,43 @@ report_failure() {
     local name=$1 reason=$2
     printf 'sandbox: %s %s; last lines of %s:\n' "$(describe "$name")" "$reason" \
         "$DIR/logs/$name.log" >&2
-    current_log "$name" | grep -v -e 'built with' -e 'automatic empty zone' |
+    grep -v -e 'built with' -e 'automatic empty zone' "$DIR/logs/$name.log" 2>/dev/null |
         tail -n 15 | sed 's/^/    /' >&2 || true
 }
 
 # Wait until every named server is up. Returns 0 when all are, 2 on a port collision
 # (the caller may retry with other ports), 1 on any other failure (already reported).
 wait_ready() {
-    local deadline pending=("$@") name kicked=
-    deadline=$(($(now_ms) + TIMEOUT * 1000))
+    local deadline pending=("$@") name kicked='' events nap=20
+    now_ms
+    deadline=$((NOW_MS + TIMEOUT * 1000))
     while ((${#pending[@]} > 0)); do
         local still=()
         for name in "${pending[@]}"; do
-            if current_log "$name" | grep -qi -e 'address in use' -e 'address already in use'; then
+            # Named does not exit when it cannot bind a port: it logs it and runs on, and
+            # even shares the UDP port with the other named, which then answers our probes.
+            # So named counts as up only after its log says "running" (by then any bind
+            # error is logged) and has no bind error. Unbound and Pebble exit instead.
+            events=$(grep -o -i -E 'address (already )?in use|not loaded due to errors| running$' \
+                "$DIR/logs/$name.log" 2>/dev/null || true)
+            case ${events,,} in
+            *"in use"*)
                 COLLIDED=$name
                 return 2
-            fi
-            if [[ $name == primary || $name == secondary ]] &&
-                current_log "$name" | grep -q 'not loaded due to errors'; then
+                ;;
+            *"not loaded"*)
                 report_failure "$name" "could not load a zone"
                 return 1
-            fi
+                ;;
+            *) ;;
+            esac
             if ! running "$name"; then
                 report_failure "$name" "exited during start-up"
                 return 1
             fi
-            if probe "$name"; then
+            if [[ ($name == primary || $name == secondary) && $events != *" running"* ]]; then
+                still+=("$name")
+            elif probe "$name"; then
                 step "$name answers"
             else
                 still+=("$name")
@@ -584,16 +615,20 @@ wait_ready() {
         # A restarted secondary serves its old copy and checks the primary on its own
         # within a second or two; a NOTIFY from the primary makes it check at once.
         if [[ -z $kicked && " ${pending[*]} " == *" secondary "* ]] &&
-            soa_serial "$SECONDARY_PORT" "$SIGNING_ZONE" >/dev/null && probe primary; then
+            soa_serials "$SECONDARY_PORT" "$SIGNING_ZONE" >/dev/null && probe primary; then
             kicked=1
             "$DIR/rndc" notify "$SIGNING_ZONE" >/dev/null 2>&1 || true
             "$DIR/rndc" notify "$PRODUCTION_ZONE" >/dev/null 2>&1 || true
         fi
-        if (($(now_ms) > deadline)); then
+        now_ms
+        if ((NOW_MS > deadline)); then
             report_failure "${pending[0]}" "did not answer within ${TIMEOUT}s"
             return 1
         fi
-        sleep 0.03
+        # 20 ms, then up to 100 ms: quick when idle, little load when many sandboxes
+        # start at once on a small machine.
+        sleep "0.$(printf '%03d' "$nap")"
+        ((nap = nap * 2 > 100 ? 100 : nap * 2))
     done
 }
 
@@ -674,7 +709,8 @@ set_dir() {
 # Timing of start-up phases, for docs/sandbox.md and for slow CI machines.
 step() {
     [[ -n ${T0:-} ]] || return 0
-    printf '%6s ms  %s\n' "$(($(now_ms) - T0))" "$1" >>"$DIR/logs/start.log"
+    now_ms
+    printf '%6s ms  %s\n' "$((NOW_MS - T0))" "$1" >>"$DIR/logs/start.log"
 }
 
 cmd_start() {
@@ -712,7 +748,8 @@ cmd_start() {
             die "$cmd not found: run tests/sandbox/install.sh (as root) first"
     done
 
-    T0=$(now_ms)
+    now_ms
+    T0=$NOW_MS
     echo starting >"$DIR/state"
     write_static_files
     step "certificates and zone files written"
@@ -762,7 +799,8 @@ cmd_start() {
     done
     write_env_file
     echo running >"$DIR/state"
-    printf 'started in %s ms (attempt %s)\n' "$(($(now_ms) - T0))" "$attempt" >>"$DIR/logs/start.log"
+    now_ms
+    printf 'started in %s ms (attempt %s)\n' "$((NOW_MS - T0))" "$attempt" >>"$DIR/logs/start.log"
 }
 
 cmd_stop() {
