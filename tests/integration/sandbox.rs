@@ -1,0 +1,522 @@
+//! The test sandbox: a real BIND primary and secondary, Unbound and Pebble on 127.0.0.1,
+//! started by `tests/sandbox/sandbox.sh` in a fresh temporary directory (docs/sandbox.md).
+//!
+//! ```ignore
+//! let sb = Sandbox::start();
+//! sb.place_records(&[("host1.example.test.acme.test.", "value")]);
+//! assert_eq!(sb.dig(sb.resolver(), "_acme-challenge.host1.example.test", "TXT").last(), ...);
+//! ```
+//!
+//! Every sandbox has its own ports, so tests run in parallel. Dropping a `Sandbox` stops its
+//! servers (also when the test panics; the directory is then kept and its path printed, for
+//! the logs). If the test process is killed, the script's watchdog stops them.
+
+// A helper API: no single test uses all of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long `place_records` and `wait_serial` wait for the servers by default.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SOA and NS records every signing zone written by this helper starts with; the same
+/// content `sandbox.sh` starts the zone with.
+const SIGNING_ZONE_HEAD: &str = "$TTL 60
+@\tIN\tSOA\tns1.acme.test. hostmaster.acme.test. {serial} 3600 600 864000 60
+@\tIN\tNS\tns1.acme.test.
+@\tIN\tNS\tns2.acme.test.
+ns1\tIN\tA\t127.0.0.1
+ns2\tIN\tA\t127.0.0.1
+";
+
+/// The path of `tests/sandbox/sandbox.sh`.
+pub(crate) fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sandbox/sandbox.sh")
+}
+
+/// One running sandbox. Dropping it stops every server it started.
+pub(crate) struct Sandbox {
+    /// `None` once the directory has been handed over (kept for debugging).
+    tempdir: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+/// Options for [`Sandbox::builder`].
+#[derive(Default)]
+pub(crate) struct SandboxBuilder {
+    pebble_env: Vec<(String, String)>,
+    pebble_eab: Vec<(String, String)>,
+}
+
+impl SandboxBuilder {
+    /// An environment variable for Pebble, e.g. `PEBBLE_WFE_NONCEREJECT=50`,
+    /// `PEBBLE_VA_ALWAYS_VALID=1`, `PEBBLE_AUTHZREUSE=0` (`PEBBLE_VA_NOSLEEP=1` is always set).
+    pub(crate) fn pebble_env(mut self, key: &str, value: &str) -> Self {
+        self.pebble_env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Make Pebble require external account binding and accept this key id with this
+    /// base64url HMAC key.
+    pub(crate) fn pebble_eab(mut self, kid: &str, hmac_key: &str) -> Self {
+        self.pebble_eab.push((kid.to_owned(), hmac_key.to_owned()));
+        self
+    }
+
+    /// Starts the sandbox; panics with the script's message when a server does not come up.
+    pub(crate) fn start(self) -> Sandbox {
+        let tempdir = tempfile::Builder::new()
+            .prefix("fleetcert-sandbox-")
+            .tempdir()
+            .expect("create a temporary directory for the sandbox");
+        let dir = tempdir.path().to_path_buf();
+        let mut cmd = Command::new(script());
+        cmd.arg("start").arg(&dir);
+        for (key, value) in &self.pebble_env {
+            cmd.arg("--pebble-env").arg(format!("{key}={value}"));
+        }
+        for (kid, key) in &self.pebble_eab {
+            cmd.arg("--pebble-eab").arg(format!("{kid}={key}"));
+        }
+        // The script's watchdog stops the servers if this process dies without dropping us.
+        cmd.arg("--parent").arg(std::process::id().to_string());
+        let out = run(&mut cmd);
+        if !out.status.success() {
+            // Keep the directory: its logs/ tell why.
+            let kept = tempdir.keep();
+            panic!(
+                "sandbox did not start (directory kept: {}):\n{}{}",
+                kept.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let env = read_env_file(&dir.join("sandbox.env"));
+        Sandbox {
+            tempdir: Some(tempdir),
+            dir,
+            env,
+        }
+    }
+}
+
+impl Sandbox {
+    /// Starts a sandbox with the default Pebble settings.
+    pub(crate) fn start() -> Sandbox {
+        Self::builder().start()
+    }
+
+    pub(crate) fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// The sandbox directory (configs, zone files, logs/).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A value from `sandbox.env`; panics on an unknown key, listing the known ones.
+    pub(crate) fn var(&self, key: &str) -> &str {
+        self.env.get(key).map_or_else(
+            || {
+                panic!(
+                    "sandbox.env has no {key}; it has: {}",
+                    self.env.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            },
+            String::as_str,
+        )
+    }
+
+    /// `https://127.0.0.1:PORT/dir`
+    pub(crate) fn acme_directory(&self) -> &str {
+        self.var("ACME_DIRECTORY")
+    }
+
+    /// The CA of Pebble's HTTPS certificate (one self-signed certificate): `acme.ca_bundle`.
+    pub(crate) fn ca_bundle(&self) -> PathBuf {
+        PathBuf::from(self.var("CA_BUNDLE"))
+    }
+
+    /// Pebble's issuing root, new on every start of Pebble (re-fetched by `start_server`).
+    pub(crate) fn pebble_root(&self) -> PathBuf {
+        PathBuf::from(self.var("PEBBLE_ROOT"))
+    }
+
+    pub(crate) fn pebble_intermediate(&self) -> PathBuf {
+        PathBuf::from(self.var("PEBBLE_INTERMEDIATE"))
+    }
+
+    /// Unbound, `127.0.0.1:PORT`: the recursive resolver Pebble uses.
+    pub(crate) fn resolver(&self) -> &str {
+        self.var("RESOLVER")
+    }
+
+    /// The BIND primary, `127.0.0.1:PORT`.
+    pub(crate) fn primary(&self) -> &str {
+        self.var("PRIMARY")
+    }
+
+    /// The BIND secondary, `127.0.0.1:PORT`.
+    pub(crate) fn secondary(&self) -> &str {
+        self.var("SECONDARY")
+    }
+
+    /// The primary's zone file of `acme.test`, which `publish` replaces.
+    pub(crate) fn signing_zone_file(&self) -> PathBuf {
+        PathBuf::from(self.var("SIGNING_ZONE_FILE"))
+    }
+
+    pub(crate) fn production_zone_file(&self) -> PathBuf {
+        PathBuf::from(self.var("PRODUCTION_ZONE_FILE"))
+    }
+
+    /// An executable `rndc` for the primary: `reload: [<this>, reload, acme.test]`.
+    pub(crate) fn rndc(&self) -> PathBuf {
+        PathBuf::from(self.var("RNDC"))
+    }
+
+    /// Stops one of `primary`, `secondary`, `unbound`, `pebble`.
+    pub(crate) fn stop_server(&self, name: &str) {
+        self.script_ok(&["stop-server", name]);
+    }
+
+    /// Starts it again on the same port and waits until it answers (a secondary: until it
+    /// has the primary's serials again; Pebble: with a new root, see `pebble_root`).
+    pub(crate) fn start_server(&self, name: &str) {
+        self.script_ok(&["start-server", name]);
+    }
+
+    /// `dig +short` through `server` (`ip:port`): one entry per answer line, TXT strings
+    /// unquoted (a multi-string TXT joined, as the CA sees it). Through the resolver a CNAME
+    /// comes first, then the records at its target.
+    pub(crate) fn dig(&self, server: &str, name: &str, rtype: &str) -> Vec<String> {
+        dig_short(server, name, rtype, 2).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The SOA serial of `acme.test` at `server`; panics when it does not answer.
+    pub(crate) fn serial(&self, server: &str) -> u32 {
+        self.try_serial(server)
+            .unwrap_or_else(|| panic!("{server} gives no SOA for acme.test"))
+    }
+
+    /// The SOA serial of `acme.test` at `server`, `None` when it does not answer.
+    pub(crate) fn try_serial(&self, server: &str) -> Option<u32> {
+        dig_short(server, self.var("SIGNING_ZONE"), "SOA", 1)
+            .ok()?
+            .iter()
+            .find_map(|line| line.split_whitespace().nth(2)?.parse().ok())
+    }
+
+    /// Waits until `server` serves `acme.test` with at least `serial`; panics after `timeout`.
+    pub(crate) fn wait_serial(&self, server: &str, serial: u32, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.try_serial(server);
+            if now.is_some_and(|s| s >= serial) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{server} still serves acme.test serial {now:?} after {timeout:?}, wanted {serial}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Test-only stand-in for `fleetcert publish`: rewrites the signing zone with exactly
+    /// these TXT records (owner name, value), with the next serial, reloads the primary and
+    /// waits until BOTH servers serve it. Returns the new serial.
+    pub(crate) fn place_records(&self, records: &[(&str, &str)]) -> u32 {
+        let serial = self.write_signing_zone(records);
+        for server in [self.primary(), self.secondary()] {
+            self.wait_serial(server, serial, PROPAGATION_TIMEOUT);
+        }
+        serial
+    }
+
+    /// The first half of [`place_records`](Self::place_records): write the zone (serial + 1
+    /// of what the primary serves) and reload the primary, without waiting for anything.
+    /// For tests that stop the secondary first.
+    pub(crate) fn write_signing_zone(&self, records: &[(&str, &str)]) -> u32 {
+        let serial = self.serial(self.primary()) + 1;
+        let mut zone = SIGNING_ZONE_HEAD.replace("{serial}", &serial.to_string());
+        for (name, value) in records {
+            let dot = if name.ends_with('.') { "" } else { "." };
+            let _ = writeln!(zone, "{name}{dot}\t60\tIN\tTXT\t\"{value}\"");
+        }
+        // Same directory + rename: named never reads a half-written file.
+        let file = self.signing_zone_file();
+        let tmp = file.with_extension("db.tmp");
+        std::fs::write(&tmp, zone).expect("write the signing zone");
+        std::fs::rename(&tmp, &file).expect("replace the signing zone");
+        let out = run(Command::new(self.rndc()).args(["reload", self.var("SIGNING_ZONE")]));
+        assert!(
+            out.status.success(),
+            "rndc reload failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serial
+    }
+
+    /// `openssl verify` of the leaf (first certificate of `fullchain`) against Pebble's
+    /// root, with the rest of the file as untrusted intermediates. `Err` has openssl's output.
+    pub(crate) fn verify_chain(&self, fullchain: &Path) -> Result<(), String> {
+        let pem = std::fs::read_to_string(fullchain)
+            .map_err(|err| format!("cannot read {}: {err}", fullchain.display()))?;
+        let blocks = pem_certificates(&pem);
+        let Some((leaf, rest)) = blocks.split_first() else {
+            return Err(format!("{} holds no certificate", fullchain.display()));
+        };
+        let work = tempfile::tempdir_in(&self.dir).map_err(|err| err.to_string())?;
+        let leaf_file = work.path().join("leaf.pem");
+        std::fs::write(&leaf_file, leaf).map_err(|err| err.to_string())?;
+        let mut cmd = Command::new("openssl");
+        cmd.arg("verify").arg("-CAfile").arg(self.pebble_root());
+        if !rest.is_empty() {
+            let chain_file = work.path().join("untrusted.pem");
+            std::fs::write(&chain_file, rest.concat()).map_err(|err| err.to_string())?;
+            cmd.arg("-untrusted").arg(chain_file);
+        }
+        let out = run(cmd.arg(&leaf_file));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    }
+
+    fn script_ok(&self, args: &[&str]) {
+        let (sub, rest) = args.split_first().expect("a subcommand");
+        let out = run(Command::new(script()).arg(sub).arg(&self.dir).args(rest));
+        assert!(
+            out.status.success(),
+            "sandbox.sh {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let out = Command::new(script()).arg("stop").arg(&self.dir).output();
+        if let Ok(out) = &out
+            && !out.status.success()
+        {
+            eprintln!(
+                "sandbox.sh stop {} failed: {}",
+                self.dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if thread::panicking()
+            && let Some(tempdir) = self.tempdir.take()
+        {
+            eprintln!("sandbox kept for inspection: {}", tempdir.keep().display());
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|err| panic!("cannot run {:?}: {err}", cmd.get_program()))
+}
+
+/// `KEY=VALUE` lines, no quoting (the script refuses paths that would need it).
+fn read_env_file(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// `dig +short`, one try of `seconds`s per attempt; `Err` when no answer came back.
+fn dig_short(server: &str, name: &str, rtype: &str, seconds: u32) -> Result<Vec<String>, String> {
+    let (ip, port) = split_server(server);
+    let out = run(Command::new("dig")
+        .args([
+            "+short",
+            &format!("+time={seconds}"),
+            "+tries=2",
+            "-p",
+            port,
+        ])
+        .arg(format!("@{ip}"))
+        .args([name, rtype]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "dig @{server} {name} {rtype} failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with(";;"))
+        .map(unquote_txt)
+        .collect())
+}
+
+fn split_server(server: &str) -> (&str, &str) {
+    server
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("server {server:?} is not ip:port"))
+}
+
+/// `"abc"` → `abc`; `"ab" "c"` → `abc`; anything else unchanged.
+fn unquote_txt(line: &str) -> String {
+    let line = line.trim();
+    if line.len() >= 2 && line.starts_with('"') && line.ends_with('"') {
+        line[1..line.len() - 1].split("\" \"").collect()
+    } else {
+        line.to_owned()
+    }
+}
+
+/// The PEM blocks of every certificate in `pem`, each with its END line and a newline.
+fn pem_certificates(pem: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut blocks = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let Some(end) = rest[start..].find(END) else {
+            break;
+        };
+        let stop = start + end + END.len();
+        blocks.push(format!("{}\n", &rest[start..stop]));
+        rest = &rest[stop..];
+    }
+    blocks
+}
+
+// --- smoke tests of the sandbox itself --------------------------------------------------
+
+#[test]
+fn sandbox_serves_placed_record_through_resolver_cname() {
+    let sb = Sandbox::start();
+    let per_name = "host1.example.test.acme.test.";
+    let value = "a".repeat(43);
+    let apex = "acme.test.";
+    let serial = sb.place_records(&[(per_name, &value), (apex, "shared-value")]);
+
+    // Both authoritative servers have it, authoritatively (AA) ...
+    for server in [sb.primary(), sb.secondary()] {
+        assert_eq!(sb.serial(server), serial, "serial at {server}");
+        assert_eq!(
+            sb.dig(server, per_name, "TXT"),
+            vec![value.clone()],
+            "TXT at {server}"
+        );
+        let (ip, port) = split_server(server);
+        let full = run(Command::new("dig")
+            .args(["+norec", "-p", port])
+            .arg(format!("@{ip}"))
+            .args([per_name, "TXT"]));
+        let text = String::from_utf8_lossy(&full.stdout);
+        assert!(
+            text.contains("flags: qr aa"),
+            "{server} is not authoritative:\n{text}"
+        );
+    }
+    // ... and the resolver follows the production zone's CNAMEs into them.
+    assert_eq!(
+        sb.dig(sb.resolver(), "_acme-challenge.host1.example.test", "TXT"),
+        vec![per_name.to_owned(), value.clone()]
+    );
+    assert_eq!(
+        sb.dig(sb.resolver(), "_acme-challenge.shared7.example.test", "TXT"),
+        vec![apex.to_owned(), "shared-value".to_owned()]
+    );
+
+    // No caching in the resolver: a changed record is seen at once.
+    sb.place_records(&[(per_name, "changed")]);
+    assert_eq!(
+        sb.dig(sb.resolver(), "_acme-challenge.host1.example.test", "TXT"),
+        vec![per_name.to_owned(), "changed".to_owned()]
+    );
+    // And the negative cases of the production zone are there.
+    assert!(
+        sb.dig(
+            sb.resolver(),
+            "_acme-challenge.nocname.example.test",
+            "CNAME"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        sb.dig(sb.resolver(), "_acme-challenge.wrong.example.test", "CNAME"),
+        vec!["elsewhere.invalid.".to_owned()]
+    );
+}
+
+#[test]
+fn sandbox_secondary_comes_back_on_its_port_and_catches_up() {
+    let sb = Sandbox::start();
+    let secondary = sb.secondary().to_owned();
+    sb.stop_server("secondary");
+    assert_eq!(
+        sb.try_serial(&secondary),
+        None,
+        "stopped secondary still answers"
+    );
+
+    let serial = sb.write_signing_zone(&[("www3.example.test.acme.test.", "while-down")]);
+    sb.wait_serial(sb.primary(), serial, PROPAGATION_TIMEOUT);
+    sb.start_server("secondary");
+    assert_eq!(sb.secondary(), secondary);
+    assert_eq!(sb.serial(&secondary), serial);
+    assert_eq!(
+        sb.dig(&secondary, "www3.example.test.acme.test.", "TXT"),
+        vec!["while-down"]
+    );
+}
+
+#[test]
+fn sandbox_pebble_answers_over_https_and_chain_check_works() {
+    let sb = Sandbox::builder()
+        .pebble_env("PEBBLE_WFE_NONCEREJECT", "0")
+        .start();
+    let out = run(Command::new("curl")
+        .args(["-sf", "--cacert"])
+        .arg(sb.ca_bundle())
+        .arg(sb.acme_directory()));
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && body.contains("newOrder"),
+        "directory: {body}"
+    );
+    let log = std::fs::read_to_string(sb.dir().join("logs/pebble.log")).expect("pebble log");
+    assert!(
+        log.contains("reject 0% of good nonces"),
+        "--pebble-env not applied:\n{log}"
+    );
+
+    // The intermediate verifies against the root; the harness CA's certificate does not.
+    let chain = sb.dir().join("chain-check.pem");
+    std::fs::write(
+        &chain,
+        std::fs::read(sb.pebble_intermediate()).expect("intermediate"),
+    )
+    .expect("write");
+    assert_eq!(sb.verify_chain(&chain), Ok(()));
+    let err = sb
+        .verify_chain(&sb.ca_bundle())
+        .expect_err("harness CA is not Pebble's");
+    assert!(err.contains("error"), "openssl output: {err}");
+}
