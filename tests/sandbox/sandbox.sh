@@ -30,6 +30,7 @@ PORT_MAX=32767
 PORT_REGISTRY=${TMPDIR:-/tmp}/fleetcert-sandbox-ports-$(id -u)
 
 DIR=
+DIR_LOCK=
 
 die() {
     printf 'sandbox: %s\n' "$*" >&2
@@ -501,7 +502,8 @@ launch() {
     [[ ! -s $log ]] || mv "$log" "$DIR/logs/$name.previous.log"
     # stdin/stdout/stderr must not be inherited: a caller that reads our output (Rust's
     # Command::output) would otherwise wait for the daemons to exit.
-    "${cmd[@]}" </dev/null >"$log" 2>&1 &
+    # The daemon must not inherit the sandbox lock either, or it would hold it forever.
+    "${cmd[@]}" </dev/null >"$log" 2>&1 {DIR_LOCK}>&- &
     printf '%s\n' "$!" >"$DIR/pids/$name.pid"
 }
 
@@ -663,7 +665,8 @@ start_watchdog() {
     local parent=$1
     # A session of its own, so it survives signals aimed at the caller's process group,
     # and `stop` can kill it together with its `tail`.
-    setsid "$SELF" __watchdog "$DIR" "$parent" </dev/null >>"$DIR/logs/watchdog.log" 2>&1 &
+    setsid "$SELF" __watchdog "$DIR" "$parent" </dev/null >>"$DIR/logs/watchdog.log" 2>&1 \
+        {DIR_LOCK}>&- &
     printf '%s\n' "$!" >"$DIR/pids/watchdog.pid"
 }
 
@@ -688,6 +691,14 @@ stop_watchdog() {
 }
 
 # --- commands ----------------------------------------------------------------------------
+
+# Commands on one sandbox run one at a time: a `stop` from the watchdog (the test process
+# was killed while `start` was still running) waits for `start` to finish and then stops
+# everything, instead of racing it and missing the servers started after it looked.
+lock_dir() {
+    exec {DIR_LOCK}>"$DIR/.lock"
+    flock -w 120 "$DIR_LOCK" || die "$DIR is locked by another sandbox.sh for 120 s"
+}
 
 # set_dir DIR [create]: make DIR absolute (and create it for `start`).
 set_dir() {
@@ -742,6 +753,7 @@ cmd_start() {
         esac
     done
     [[ -z $(ls -A "$DIR") ]] || die "$DIR is not empty: start wants a fresh directory"
+    lock_dir
     local cmd
     for cmd in named unbound pebble rndc dig curl openssl flock setsid; do
         command -v "$cmd" >/dev/null ||
@@ -804,7 +816,9 @@ cmd_start() {
 }
 
 cmd_stop() {
-    [[ -d $DIR ]] || return 0
+    # Nothing there, or not a sandbox: nothing to stop.
+    [[ -e $DIR/state ]] || return 0
+    lock_dir
     kill_servers "${SERVERS[@]}"
     stop_watchdog
     if [[ -r $DIR/ports.env ]]; then
@@ -821,6 +835,7 @@ check_server_name() {
 
 cmd_stop_server() {
     check_server_name "$1"
+    lock_dir
     load_ports
     kill_servers "$1"
 }
@@ -828,6 +843,7 @@ cmd_stop_server() {
 cmd_start_server() {
     local name=$1 rc=0
     check_server_name "$name"
+    lock_dir
     load_ports
     running "$name" && return 0
     launch "$name"
