@@ -2,5 +2,6 @@
 //!
 //! One test binary, as ripgrep does, so the shared helpers compile once.
 
+mod hiera;
 mod sandbox;
 mod util;

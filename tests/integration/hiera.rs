@@ -1,0 +1,615 @@
+//! `fleetcert hiera`: the exported file read by real Puppet (Debian's `puppet`), idempotence,
+//! refusals that write nothing, and no private key in any report or log line.
+//!
+//! Most tests use a certificate made with openssl, which is enough for what the export does
+//! with it and needs no servers; `issued_certificate_reaches_puppet_unchanged` takes one
+//! issued by Pebble through the whole request/publish/finalize flow.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{Run, fleetcert, snapshot};
+
+/// The legacy host of these tests.
+const HOST: &str = "legacy01.example.test";
+
+/// The Puppet fixtures: `hiera.yaml` and `site.pp`.
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/puppet")
+}
+
+/// Runs a command and panics with its output unless it succeeds.
+#[track_caller]
+fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({})\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    run_ok(Command::new("openssl").current_dir(dir).args(args))
+}
+
+/// A bastion-side setup for one legacy host: its config, cert_dir and state_dir, and the
+/// hiera data directory Puppet reads.
+struct Legacy {
+    dir: tempfile::TempDir,
+}
+
+impl Legacy {
+    fn new() -> Self {
+        let legacy = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        fs::create_dir_all(legacy.data_dir()).expect("hiera data dir");
+        fs::create_dir_all(legacy.path("state")).expect("state dir");
+        legacy
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn cert_dir(&self) -> PathBuf {
+        self.path("certs")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path("legacy01.yaml")
+    }
+
+    /// Where the hiera hierarchy looks for this node's file.
+    fn data_dir(&self) -> PathBuf {
+        self.path("puppet/confdir/data/fleetcert")
+    }
+
+    fn out(&self) -> PathBuf {
+        self.data_dir().join(format!("{HOST}.yaml"))
+    }
+
+    /// Writes the legacy host's config with `certs` (YAML lines under `certs:`) and `extra`
+    /// top-level lines (the ACME part for real issuance).
+    fn write_config(&self, acme: &str, extra: &str, certs: &str) {
+        let text = format!(
+            "host: {HOST}\n\
+             {acme}\
+             signing_zone: acme.test\n\
+             state_dir: {state}\n\
+             cert_dir: {certs_dir}\n\
+             group: root\n\
+             {extra}\
+             certs:\n{certs}",
+            state = self.path("state").display(),
+            certs_dir = self.cert_dir().display(),
+        );
+        fs::write(self.config(), text).expect("write config");
+    }
+
+    /// A config for export-only tests: the ACME part is never used by `hiera`.
+    fn write_offline_config(&self, certs: &str) {
+        self.write_config(
+            "acme:\n  directory: https://ca.invalid/dir\n  email: ops@example.test\n  agree_tos: true\n",
+            "",
+            certs,
+        );
+    }
+
+    fn hiera(&self, extra: &[&str]) -> Run {
+        let config = self.config();
+        let out = self.out();
+        let mut args = vec![
+            "hiera".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--host".as_ref(),
+            HOST.as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|arg| std::ffi::OsStr::new(arg)));
+        fleetcert(args)
+    }
+
+    /// `puppet apply` of tests/puppet/site.pp with tests/puppet/hiera.yaml, everything Puppet
+    /// keeps in the temporary directory; returns the directory the manifest wrote to.
+    fn puppet_apply(&self) -> PathBuf {
+        let root = self.path("puppet");
+        let confdir = root.join("confdir");
+        let applied = self.path("applied");
+        fs::create_dir_all(&applied).expect("applied dir");
+        let hiera_config = confdir.join("hiera.yaml");
+        // Copied beside the data: Hiera resolves `datadir` relative to its hiera.yaml.
+        fs::copy(fixtures().join("hiera.yaml"), &hiera_config).expect("copy hiera.yaml");
+        let mut command = Command::new("puppet");
+        command
+            .arg("apply")
+            .arg("--hiera_config")
+            .arg(&hiera_config)
+            .arg("--confdir")
+            .arg(&confdir)
+            .arg("--codedir")
+            .arg(root.join("codedir"))
+            .arg("--vardir")
+            .arg(root.join("vardir"))
+            .arg("--logdir")
+            .arg(root.join("logdir"))
+            .arg("--rundir")
+            .arg(root.join("rundir"))
+            .args([
+                "--certname",
+                HOST,
+                "--color",
+                "false",
+                "--detailed-exitcodes",
+            ])
+            .arg(fixtures().join("site.pp"))
+            .env("FACTER_fleetcert_out", &applied);
+        let output = command.output().unwrap_or_else(|err| {
+            panic!(
+                "cannot run puppet ({err}): install Debian's `puppet` (tests/sandbox/install.sh)"
+            )
+        });
+        // --detailed-exitcodes: 0 nothing to do, 2 changes applied; 1, 4 and 6 are failures.
+        let code = output.status.code().unwrap_or(-1);
+        assert!(
+            code == 0 || code == 2,
+            "puppet apply failed ({code})\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        applied
+    }
+}
+
+/// Files of one certificate made with openssl: a test root and a leaf signed by it.
+struct Material {
+    root: PathBuf,
+    cert: String,
+    chain: String,
+    key: String,
+}
+
+/// Makes a P-384 leaf for `names` signed by a fresh root, in `work`.
+fn make_material(work: &Path, names: &[&str]) -> Material {
+    fs::create_dir_all(work).expect("work dir");
+    let p384 = ["-pkeyopt", "ec_paramgen_curve:P-384"];
+    openssl(
+        work,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            p384[0],
+            p384[1],
+            "-out",
+            "root.key",
+        ],
+    );
+    openssl(
+        work,
+        &[
+            "req",
+            "-x509",
+            "-key",
+            "root.key",
+            "-subj",
+            "/CN=fleetcert test root",
+            "-days",
+            "5",
+            "-out",
+            "root.pem",
+        ],
+    );
+    // PKCS#8, as fleetcert writes its keys.
+    openssl(
+        work,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            p384[0],
+            p384[1],
+            "-out",
+            "leaf.key",
+        ],
+    );
+    let san = format!(
+        "subjectAltName={}",
+        names
+            .iter()
+            .map(|name| format!("DNS:{name}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    openssl(
+        work,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "leaf.key",
+            "-subj",
+            &format!("/CN={}", names[0]),
+            "-addext",
+            &san,
+            "-out",
+            "leaf.csr",
+        ],
+    );
+    openssl(
+        work,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-days",
+            "3",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "leaf.pem",
+        ],
+    );
+    let read = |name: &str| fs::read_to_string(work.join(name)).expect("read material");
+    Material {
+        root: work.join("root.pem"),
+        cert: read("leaf.pem"),
+        chain: read("root.pem"),
+        key: read("leaf.key"),
+    }
+}
+
+/// Installs material as finalize would under `layout: fleetcert`.
+fn install(cert_dir: &Path, name: &str, cert: &str, chain: &str, full_chain: &str, key: &str) {
+    let dir = cert_dir.join(name);
+    fs::create_dir_all(&dir).expect("cert dir");
+    fs::write(dir.join("cert.pem"), cert).expect("cert");
+    fs::write(dir.join("chain.pem"), chain).expect("chain");
+    fs::write(dir.join("fullchain.pem"), full_chain).expect("fullchain");
+    fs::write(dir.join("privkey.pem"), key).expect("key");
+}
+
+/// The lines of a PEM key's base64 body.
+fn key_body_lines(key_pem: &str) -> Vec<&str> {
+    key_pem
+        .lines()
+        .filter(|line| !line.starts_with("-----") && !line.trim().is_empty())
+        .collect()
+}
+
+/// Panics when any part of the private key shows in a command's output.
+#[track_caller]
+fn assert_no_key_material(what: &str, run: &Run, key_pem: &str) {
+    let lines = key_body_lines(key_pem);
+    assert!(!lines.is_empty(), "no key body to look for");
+    let body: String = lines.concat();
+    for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        assert!(
+            !text.contains(&body),
+            "{what}: the private key is in {stream}"
+        );
+        for line in &lines {
+            // Very short last lines ("Aw==") could occur anywhere by chance.
+            if line.len() >= 16 {
+                assert!(
+                    !text.contains(line),
+                    "{what}: a line of the private key is in {stream}"
+                );
+            }
+        }
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{what}: a PEM key header is in {stream}"
+        );
+    }
+}
+
+/// Runs `openssl verify` of `cert` (with `chain` as untrusted intermediates) against `root`.
+fn openssl_verify(root: &Path, chain: &Path, cert: &Path) {
+    let out = run_ok(
+        Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(root)
+            .arg("-untrusted")
+            .arg(chain)
+            .arg(cert),
+    );
+    assert!(out.trim_end().ends_with(": OK"), "{out}");
+}
+
+/// Proves that `key` is the private key of `cert` by comparing their public keys.
+fn assert_key_matches(key: &Path, cert: &Path) {
+    let from_key = run_ok(
+        Command::new("openssl")
+            .arg("pkey")
+            .arg("-in")
+            .arg(key)
+            .arg("-pubout"),
+    );
+    let from_cert = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-pubkey", "-in"])
+            .arg(cert),
+    );
+    assert_eq!(
+        from_key, from_cert,
+        "the key does not belong to the certificate"
+    );
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .expect("mtime")
+}
+
+#[test]
+fn hiera_export_reads_back_through_real_puppet() {
+    let legacy = Legacy::new();
+    let material = make_material(
+        &legacy.path("openssl"),
+        &[HOST, "www.legacy01.example.test"],
+    );
+    // Newline variants a block scalar must keep: none at all, and an extra blank line.
+    let chain = material.chain.trim_end_matches('\n').to_owned();
+    let full_chain = format!("{}{}\n", material.cert, material.chain);
+    install(
+        &legacy.cert_dir(),
+        "main",
+        &material.cert,
+        &chain,
+        &full_chain,
+        &material.key,
+    );
+    legacy.write_offline_config(&format!("  main: [{HOST}, www.legacy01.example.test]\n"));
+
+    let run = legacy.hiera(&["-vv"]);
+    run.expect_code(0);
+    assert_no_key_material("hiera -vv", &run, &material.key);
+    let report = run.json();
+    assert_eq!(report["host"], HOST);
+    assert_eq!(report["changed"], true);
+    assert_eq!(report["path"], legacy.out().display().to_string());
+    assert_eq!(report["certs"][0]["name"], "main");
+    assert!(
+        report["certs"][0]["not_after"]
+            .as_str()
+            .expect("not_after")
+            .ends_with('Z')
+    );
+    let mode = fs::metadata(legacy.out())
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = fs::read_to_string(legacy.out()).expect("read export");
+    assert!(
+        text.contains("    cert_contents: |\n      -----BEGIN CERTIFICATE-----\n"),
+        "{text}"
+    );
+    assert!(text.contains("    chain_contents: |-\n"), "{text}");
+    assert!(text.contains("    full_chain_contents: |+\n"), "{text}");
+
+    let applied = legacy.puppet_apply();
+    let got = |name: &str| fs::read_to_string(applied.join(name)).expect("file Puppet wrote");
+    assert_eq!(got("main.cert.pem"), material.cert);
+    assert_eq!(got("main.chain.pem"), chain);
+    assert_eq!(got("main.fullchain.pem"), full_chain);
+    assert_eq!(got("main.key.pem"), material.key);
+    assert_eq!(got("main.key-by-path.pem"), material.key);
+    openssl_verify(
+        &material.root,
+        &applied.join("main.chain.pem"),
+        &applied.join("main.cert.pem"),
+    );
+    assert_key_matches(
+        &applied.join("main.key.pem"),
+        &applied.join("main.cert.pem"),
+    );
+}
+
+#[test]
+fn second_export_with_nothing_new_leaves_the_file_alone() {
+    let legacy = Legacy::new();
+    let material = make_material(&legacy.path("openssl"), &[HOST]);
+    let full_chain = format!("{}{}", material.cert, material.chain);
+    install(
+        &legacy.cert_dir(),
+        "main",
+        &material.cert,
+        &material.chain,
+        &full_chain,
+        &material.key,
+    );
+    legacy.write_offline_config(&format!("  main: [{HOST}]\n"));
+
+    legacy.hiera(&[]).expect_code(0);
+    let bytes = fs::read(legacy.out()).expect("export");
+    let before = mtime(&legacy.out());
+    // Coarse file systems keep mtimes in whole seconds or less: make a rewrite visible.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let again = legacy.hiera(&[]);
+    again.expect_code(0);
+    assert_eq!(again.json()["changed"], false);
+    assert_eq!(
+        mtime(&legacy.out()),
+        before,
+        "an unchanged export rewrote the file"
+    );
+    assert_eq!(fs::read(legacy.out()).expect("export"), bytes);
+
+    // New material: a dry run says so and writes nothing; the real run writes.
+    let renewed = make_material(&legacy.path("openssl2"), &[HOST]);
+    let full_chain = format!("{}{}", renewed.cert, renewed.chain);
+    install(
+        &legacy.cert_dir(),
+        "main",
+        &renewed.cert,
+        &renewed.chain,
+        &full_chain,
+        &renewed.key,
+    );
+    let dry = legacy.hiera(&["--dry-run"]);
+    dry.expect_code(0);
+    assert_eq!(dry.json()["changed"], true);
+    assert_eq!(
+        fs::read(legacy.out()).expect("export"),
+        bytes,
+        "--dry-run wrote"
+    );
+    let real = legacy.hiera(&[]);
+    real.expect_code(0);
+    assert_eq!(real.json()["changed"], true);
+    assert_ne!(fs::read(legacy.out()).expect("export"), bytes);
+}
+
+#[test]
+fn missing_certificate_is_named_and_nothing_is_written() {
+    let legacy = Legacy::new();
+    let material = make_material(&legacy.path("openssl"), &[HOST]);
+    let full_chain = format!("{}{}", material.cert, material.chain);
+    install(
+        &legacy.cert_dir(),
+        "main",
+        &material.cert,
+        &material.chain,
+        &full_chain,
+        &material.key,
+    );
+    // `main` exists, `zz-admin` (after it in name order) was never issued.
+    legacy.write_offline_config(&format!("  main: [{HOST}]\n  zz-admin: [admin.{HOST}]\n"));
+
+    let run = legacy.hiera(&[]);
+    run.expect_code(2);
+    assert!(
+        run.stdout.is_empty(),
+        "a report for a failed export: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(HOST) && run.stderr.contains("`zz-admin`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("request and finalize"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(!legacy.out().exists(), "a file was written");
+    assert_eq!(
+        fs::read_dir(legacy.data_dir()).expect("list").count(),
+        0,
+        "leftovers"
+    );
+    assert_no_key_material("hiera (missing cert)", &run, &material.key);
+
+    // An earlier export stays exactly as it was.
+    fs::write(legacy.out(), "earlier export\n").expect("earlier");
+    let before = snapshot(&legacy.data_dir());
+    legacy.hiera(&["-vv"]).expect_code(2);
+    assert_eq!(snapshot(&legacy.data_dir()), before);
+}
+
+#[test]
+fn export_refuses_what_it_must_not_hand_to_puppet() {
+    let legacy = Legacy::new();
+    let material = make_material(&legacy.path("openssl"), &[HOST]);
+    let other = make_material(&legacy.path("other"), &[HOST]);
+    let full_chain = format!("{}{}", material.cert, material.chain);
+    legacy.write_offline_config(&format!("  main: [{HOST}]\n"));
+
+    // The key of another certificate.
+    install(
+        &legacy.cert_dir(),
+        "main",
+        &material.cert,
+        &material.chain,
+        &full_chain,
+        &other.key,
+    );
+    let run = legacy.hiera(&["-vv"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("does not match"), "{}", run.stderr);
+    assert_no_key_material("hiera (key mismatch)", &run, &other.key);
+
+    // A fullchain of another certificate (finalize cut short between two files).
+    let other_full = format!("{}{}", other.cert, other.chain);
+    install(
+        &legacy.cert_dir(),
+        "main",
+        &material.cert,
+        &material.chain,
+        &other_full,
+        &material.key,
+    );
+    let run = legacy.hiera(&[]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("fullchain.pem"), "{}", run.stderr);
+
+    // A key that is not a key.
+    install(
+        &legacy.cert_dir(),
+        "main",
+        &material.cert,
+        &material.chain,
+        &full_chain,
+        "garbage\n",
+    );
+    legacy.hiera(&[]).expect_code(2);
+
+    // Another host's config.
+    install(
+        &legacy.cert_dir(),
+        "main",
+        &material.cert,
+        &material.chain,
+        &full_chain,
+        &material.key,
+    );
+    let config = legacy.config();
+    let out = legacy.out();
+    let run = fleetcert([
+        "hiera".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--host".as_ref(),
+        "legacy02.example.test".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("legacy02.example.test") && run.stderr.contains(HOST),
+        "{}",
+        run.stderr
+    );
+
+    // A dotted certificate name, which Hiera would read as a path.
+    legacy.write_offline_config(&format!("  www.{HOST}: [{HOST}]\n"));
+    let run = legacy.hiera(&[]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("contains a dot"), "{}", run.stderr);
+
+    assert!(!legacy.out().exists(), "a refused export wrote a file");
+}
