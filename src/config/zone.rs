@@ -1,7 +1,7 @@
 //! The zone config: where the signing zone lives, how it is reloaded and who serves it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,7 +28,9 @@ struct RawZone {
     ttl: Option<u32>,
     soa: RawSoa,
     nameservers: Vec<String>,
+    glue: Option<BTreeMap<String, Vec<IpAddr>>>,
     reload: Vec<String>,
+    check_zone: Option<bool>,
     servers: Option<Vec<String>>,
     resolver: Option<String>,
     timeout: Option<ConfigDuration>,
@@ -95,8 +97,12 @@ pub(crate) struct ZoneConfig {
     pub(crate) soa: Soa,
     /// NS names, fully qualified with the trailing dot.
     pub(crate) nameservers: Vec<String>,
+    /// Addresses of nameservers whose names lie inside the signing zone.
+    pub(crate) glue: Vec<Glue>,
     /// The reload command, run without a shell.
     pub(crate) reload: Vec<String>,
+    /// Run `named-checkzone` on the rendered zone when it is installed.
+    pub(crate) check_zone: bool,
     /// Authoritative servers to verify; `None` means "find them from the NS records".
     pub(crate) servers: Option<Vec<SocketAddr>>,
     pub(crate) resolver: SocketAddr,
@@ -157,6 +163,10 @@ impl ZoneConfig {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
+        let glue = match raw.glue {
+            None => Vec::new(),
+            Some(map) => check_glue(path, &zone, map)?,
+        };
         let resolver_text = raw.resolver.as_deref().unwrap_or(DEFAULT_RESOLVER);
         let resolver = parse_dns_address(resolver_text).ok_or_else(|| {
             invalid(path, "resolver", format!("`{resolver_text}` is not ip or ip:port"))
@@ -177,7 +187,9 @@ impl ZoneConfig {
             ttl,
             soa,
             nameservers,
+            glue,
             reload: raw.reload,
+            check_zone: raw.check_zone.unwrap_or(true),
             servers,
             resolver,
             timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
@@ -187,6 +199,42 @@ impl ZoneConfig {
             allow,
         })
     }
+}
+
+/// An address record for a nameserver inside the signing zone, which the zone must carry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Glue {
+    /// Fully qualified, with the trailing dot.
+    pub(crate) name: String,
+    pub(crate) address: IpAddr,
+}
+
+fn check_glue(
+    path: &Path,
+    zone: &str,
+    map: BTreeMap<String, Vec<IpAddr>>,
+) -> Result<Vec<Glue>, ConfigError> {
+    let mut glue = Vec::new();
+    for (name, addresses) in map {
+        let key = format!("glue.{name}");
+        let canonical = canonical_name(&name, false)
+            .map_err(|err| invalid(path, &key, format!("is not a host name: {err}")))?;
+        if !crate::names::is_in_zone(&canonical, zone) {
+            return Err(invalid(
+                path,
+                &key,
+                format!("lies outside {zone}: only nameservers inside the zone need glue"),
+            ));
+        }
+        if addresses.is_empty() {
+            return Err(invalid(path, &key, "is empty: give at least one address"));
+        }
+        glue.extend(addresses.into_iter().map(|address| Glue {
+            name: format!("{canonical}."),
+            address,
+        }));
+    }
+    Ok(glue)
 }
 
 fn check_allow(

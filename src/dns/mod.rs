@@ -1,7 +1,11 @@
 //! DNS questions: the delegation pre-check on hosts and the propagation wait in `publish`.
 
 mod client;
+mod discover;
 mod precheck;
+mod wait;
 
 pub(crate) use client::{Answer, DnsError, Recursion, parse_name, query};
 pub(crate) use precheck::{DelegationError, check_delegation};
+pub(crate) use discover::discover_servers;
+pub(crate) use wait::{ServerWait, check_records, current_serials, wait_for_serial, zone_name};

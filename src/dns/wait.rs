@@ -1,0 +1,322 @@
+//! The propagation wait of `publish`: every authoritative server must serve the new serial.
+//!
+//! Each server is asked directly, without recursion, and only an answer with the AA bit and
+//! NOERROR counts — a resolver given by mistake never looks "caught up". All servers are polled
+//! in parallel with backoff and no sleep before the first question. A server serving the new
+//! serial serves the zone file that carries it, so the records are checked once, on one server
+//! (normally the primary); the cost grows with the number of servers plus the number of
+//! records, never with their product.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use futures_util::future::join_all;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::xfer::DnsHandle as _;
+use hickory_proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+
+use super::client::{Answer, QUERY_TIMEOUT, Recursion, parse_name, query};
+use crate::zone::has_reached;
+
+/// Pause after the first unsuccessful poll of a server.
+pub(crate) const FIRST_POLL_DELAY: Duration = Duration::from_millis(25);
+/// Each further pause is this many halves of the previous one (x1.5).
+const POLL_BACKOFF_HALVES: u32 = 3;
+/// Longest pause between two polls of one server: a secondary that catches up is noticed
+/// within half a second, at the price of two SOA questions a second while waiting.
+pub(crate) const MAX_POLL_DELAY: Duration = Duration::from_millis(500);
+/// TXT questions in flight at once on the one TCP connection of the record check.
+const RECORD_CHECK_CONCURRENCY: usize = 64;
+
+/// What one server said about the zone's SOA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Nothing usable came back (timeout, refused connection).
+    NoAnswer(String),
+    /// An answer, but not an authoritative NOERROR one with an SOA.
+    NotAuthoritative {
+        code: ResponseCode,
+        authoritative: bool,
+    },
+    /// The serial the server serves.
+    Serial(u32),
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoAnswer(reason) => write!(f, "no answer ({reason})"),
+            Self::NotAuthoritative {
+                code,
+                authoritative,
+            } => write!(
+                f,
+                "not authoritative ({code}, AA={}): is it a server of this zone?",
+                u8::from(*authoritative)
+            ),
+            Self::Serial(serial) => write!(f, "serves serial {serial}"),
+        }
+    }
+}
+
+impl Served {
+    /// The serial, when the server answered authoritatively.
+    pub(crate) fn serial(&self) -> Option<u32> {
+        match self {
+            Self::Serial(serial) => Some(*serial),
+            _ => None,
+        }
+    }
+}
+
+/// One server at the end of the wait.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerWait {
+    pub(crate) server: SocketAddr,
+    /// The last thing it said.
+    pub(crate) served: Served,
+    /// How long after the start of the wait it served the serial; `None`: it never did.
+    pub(crate) caught_up: Option<Duration>,
+}
+
+/// A record that the checked server does not serve as published.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{server} serves the new serial but answers {name} TXT with {found} instead of the {expected} published value(s)"
+)]
+pub(crate) struct RecordMismatch {
+    pub(crate) server: SocketAddr,
+    pub(crate) name: String,
+    pub(crate) expected: usize,
+    /// The values it returned, or why there were none.
+    pub(crate) found: String,
+}
+
+/// Asks `server` once for the SOA of `zone`, giving up after `limit`.
+pub(crate) async fn ask_serial(server: SocketAddr, zone: &Name, limit: Duration) -> Served {
+    let limit = limit.min(QUERY_TIMEOUT);
+    let asked = tokio::time::timeout(limit, query(server, zone, RecordType::SOA, Recursion::Off));
+    match asked.await {
+        Err(_) => Served::NoAnswer(format!("nothing within {} ms", limit.as_millis())),
+        Ok(Err(err)) => Served::NoAnswer(short_reason(&err.to_string())),
+        Ok(Ok(answer)) => served_by(&answer),
+    }
+}
+
+fn served_by(answer: &Answer) -> Served {
+    match answer.soa_serial() {
+        Some(serial)
+            if answer.authoritative() && answer.response_code() == ResponseCode::NoError =>
+        {
+            Served::Serial(serial)
+        }
+        _ => Served::NotAuthoritative {
+            code: answer.response_code(),
+            authoritative: answer.authoritative(),
+        },
+    }
+}
+
+/// What every server serves now: one SOA question each, in parallel.
+pub(crate) async fn current_serials(
+    servers: &[SocketAddr],
+    zone: &Name,
+    limit: Duration,
+) -> Vec<(SocketAddr, Served)> {
+    join_all(
+        servers
+            .iter()
+            .map(|&server| async move { (server, ask_serial(server, zone, limit).await) }),
+    )
+    .await
+}
+
+/// Polls every server until it serves `serial` or later (RFC 1982), or `timeout` ends.
+pub(crate) async fn wait_for_serial(
+    servers: &[SocketAddr],
+    zone: &Name,
+    serial: u32,
+    timeout: Duration,
+) -> Vec<ServerWait> {
+    let started = Instant::now();
+    join_all(
+        servers
+            .iter()
+            .map(|&server| poll_server(server, zone, serial, started, timeout)),
+    )
+    .await
+}
+
+async fn poll_server(
+    server: SocketAddr,
+    zone: &Name,
+    serial: u32,
+    started: Instant,
+    timeout: Duration,
+) -> ServerWait {
+    let mut delay = FIRST_POLL_DELAY;
+    loop {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let served = ask_serial(server, zone, remaining.max(Duration::from_millis(1))).await;
+        if served
+            .serial()
+            .is_some_and(|found| has_reached(found, serial))
+        {
+            let caught_up = started.elapsed();
+            tracing::info!(%server, serial, seconds = caught_up.as_secs_f64(), "server serves the new serial");
+            return ServerWait {
+                server,
+                served,
+                caught_up: Some(caught_up),
+            };
+        }
+        tracing::debug!(%server, serial, %served, "not caught up yet");
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return ServerWait {
+                server,
+                served,
+                caught_up: None,
+            };
+        }
+        tokio::time::sleep(delay.min(remaining)).await;
+        delay = (delay * POLL_BACKOFF_HALVES / 2).min(MAX_POLL_DELAY);
+    }
+}
+
+/// Checks that `server` answers every name in `expected` with exactly its TXT values, over one
+/// TCP connection with questions pipelined. Stops at the first mismatch.
+pub(crate) async fn check_records(
+    server: SocketAddr,
+    expected: &BTreeMap<&str, BTreeSet<&str>>,
+) -> Result<(), RecordMismatch> {
+    let mismatch = |name: &str, want: usize, found: String| RecordMismatch {
+        server,
+        name: name.to_owned(),
+        expected: want,
+        found,
+    };
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let exchange = TcpClientStream::exchange(
+        server,
+        None,
+        QUERY_TIMEOUT,
+        Some(RECORD_CHECK_CONCURRENCY),
+        TokioRuntimeProvider::default(),
+    )
+    .await
+    .map_err(|err| {
+        let (name, values) = expected
+            .iter()
+            .next()
+            .map_or(("", 0), |(n, v)| (*n, v.len()));
+        mismatch(
+            name,
+            values,
+            format!("no TCP connection ({})", short_reason(&err.to_string())),
+        )
+    })?;
+    let mut options = DnsRequestOptions::default();
+    options.recursion_desired = false;
+    let mut answers = futures_util::stream::iter(expected.iter())
+        .map(|(name, values)| {
+            let exchange = exchange.clone();
+            let options = options.clone();
+            async move {
+                let found = match parse_name(name) {
+                    Err(err) => Err(err.to_string()),
+                    Ok(parsed) => match exchange
+                        .lookup(Query::query(parsed, RecordType::TXT), options)
+                        .next()
+                        .await
+                    {
+                        None => Err("no response".to_owned()),
+                        Some(Err(err)) => Err(short_reason(&err.to_string())),
+                        Some(Ok(response)) => Ok(Answer {
+                            message: response.into_message(),
+                        }),
+                    },
+                };
+                (*name, values, found)
+            }
+        })
+        .buffer_unordered(RECORD_CHECK_CONCURRENCY);
+    while let Some((name, values, found)) = answers.next().await {
+        let answer = found
+            .map_err(|reason| mismatch(name, values.len(), format!("no answer ({reason})")))?;
+        if !answer.authoritative() || answer.response_code() != ResponseCode::NoError {
+            return Err(mismatch(
+                name,
+                values.len(),
+                format!(
+                    "{} with AA={}",
+                    answer.response_code(),
+                    u8::from(answer.authoritative())
+                ),
+            ));
+        }
+        let served = answer.txt_values();
+        let served_set: BTreeSet<&str> = served.iter().map(String::as_str).collect();
+        if served_set != *values {
+            return Err(mismatch(name, values.len(), format!("{served:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// The first line of an error, short enough for a one-line report.
+fn short_reason(text: &str) -> String {
+    /// Enough for "connection refused" and the like.
+    const MAX_REASON: usize = 120;
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().take(MAX_REASON).collect()
+}
+
+/// The zone apex as a query name.
+pub(crate) fn zone_name(zone: &str) -> Result<Name, super::DnsError> {
+    parse_name(zone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_half_up_to_the_cap() {
+        let mut delay = FIRST_POLL_DELAY;
+        let mut seen = vec![delay];
+        for _ in 0..12 {
+            delay = (delay * POLL_BACKOFF_HALVES / 2).min(MAX_POLL_DELAY);
+            seen.push(delay);
+        }
+        assert_eq!(seen[1], Duration::from_micros(37_500));
+        assert_eq!(*seen.last().expect("delays"), MAX_POLL_DELAY);
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_no_answer_within_the_limit() {
+        // Bind and drop a UDP socket to find a port nobody listens on.
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("port");
+        let zone = zone_name("acme.test").expect("name");
+        let started = Instant::now();
+        let waits = wait_for_serial(&[port], &zone, 5, Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(waits.len(), 1);
+        assert!(waits[0].caught_up.is_none());
+        assert!(
+            matches!(waits[0].served, Served::NoAnswer(_)),
+            "{:?}",
+            waits[0].served
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Parsing the rendered zone back before it replaces the old one.
+//!
+//! Not a general zone-file parser: it accepts exactly the line forms a signing zone needs
+//! (comments, `$ORIGIN` of this zone, `$TTL`, and one-line SOA, NS, A, AAAA and TXT records)
+//! and refuses everything else, `$INCLUDE` and `$GENERATE` first of all. Then it checks that
+//! the zone holds one SOA with the new serial, at least one NS, and exactly the validated TXT
+//! records — so neither a template nor anything that slipped past validation can add, drop or
+//! bend a record.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{TxtRecord, ZoneError, shown};
+use crate::names::{canonical_name, is_in_zone};
+
+/// What the rendered zone holds, as far as the check cares.
+#[derive(Debug, Default)]
+struct Parsed {
+    serials: Vec<u32>,
+    apex_ns: usize,
+    txt: BTreeSet<TxtRecord>,
+}
+
+/// Checks `text`, rendered by `origin`, against the `serial` and `records` it was made from.
+pub(crate) fn check_rendered(
+    text: &str,
+    zone: &str,
+    serial: u32,
+    records: &BTreeSet<&TxtRecord>,
+    origin: &str,
+) -> Result<(), ZoneError> {
+    let fail = |line: usize, problem: String| ZoneError::Rendered {
+        origin: origin.to_owned(),
+        line,
+        problem,
+    };
+    let parsed = parse(text, zone).map_err(|(line, problem)| fail(line, problem))?;
+    let end = text.lines().count();
+    match parsed.serials.as_slice() {
+        [found] if *found == serial => {}
+        [found] => return Err(fail(end, format!("SOA serial {found}, expected {serial}"))),
+        found => {
+            return Err(fail(
+                end,
+                format!("{} SOA records at the apex, expected 1", found.len()),
+            ));
+        }
+    }
+    if parsed.apex_ns == 0 {
+        return Err(fail(end, "no NS record at the apex".to_owned()));
+    }
+    if parsed.txt.len() != records.len() || parsed.txt.iter().zip(records).any(|(a, b)| a != *b) {
+        let missing = records.iter().find(|record| !parsed.txt.contains(record));
+        let extra = parsed.txt.iter().find(|record| !records.contains(record));
+        let problem = match (missing, extra) {
+            (Some(record), _) => format!("the record {} is missing", shown(&record.name)),
+            (None, Some(record)) => format!("an unexpected record {}", shown(&record.name)),
+            (None, None) => "the TXT records differ from the validated ones".to_owned(),
+        };
+        return Err(fail(end, problem));
+    }
+    Ok(())
+}
+
+/// Reads every line; an error carries the 1-based line number.
+fn parse(text: &str, zone: &str) -> Result<Parsed, (usize, String)> {
+    let apex = format!("{zone}.");
+    let mut parsed = Parsed::default();
+    let mut owner: Option<String> = None;
+    for (index, raw) in text.lines().enumerate() {
+        let number = index + 1;
+        // A `;` starts a comment: no value that passed validation can contain one.
+        let line = raw.split(';').next().unwrap_or("");
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.chars().any(|c| c.is_control() && c != '\t') {
+            return Err((number, "a control character".to_owned()));
+        }
+        let mut tokens = line.split_whitespace().peekable();
+        if line.starts_with('$') {
+            directive(&mut tokens, &apex).map_err(|problem| (number, problem))?;
+            continue;
+        }
+        if !line.starts_with([' ', '\t']) {
+            let token = tokens.next().unwrap_or("");
+            owner = Some(owner_name(token, zone, &apex).map_err(|problem| (number, problem))?);
+        }
+        let Some(name) = owner.clone() else {
+            return Err((number, "a record without an owner name".to_owned()));
+        };
+        if tokens
+            .peek()
+            .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
+        {
+            tokens.next();
+        }
+        if tokens.peek().is_some_and(|t| t.eq_ignore_ascii_case("IN")) {
+            tokens.next();
+        }
+        let rtype = tokens.next().unwrap_or("").to_ascii_uppercase();
+        let rdata: Vec<&str> = tokens.collect();
+        record(&mut parsed, &name, &rtype, &rdata, &apex).map_err(|problem| (number, problem))?;
+    }
+    Ok(parsed)
+}
+
+fn directive<'a>(tokens: &mut impl Iterator<Item = &'a str>, apex: &str) -> Result<(), String> {
+    let word = tokens.next().unwrap_or("");
+    let argument = tokens.next();
+    if tokens.next().is_some() {
+        return Err(format!("{} has more than one argument", shown(word)));
+    }
+    match (word, argument) {
+        ("$ORIGIN", Some(origin)) if origin.eq_ignore_ascii_case(apex) => Ok(()),
+        ("$TTL", Some(ttl)) if ttl.parse::<u32>().is_ok() => Ok(()),
+        _ => Err(format!(
+            "the directive {} is not one a signing zone uses",
+            shown(word)
+        )),
+    }
+}
+
+/// Resolves an owner: `@`, a relative name, or an absolute one inside the zone.
+fn owner_name(token: &str, zone: &str, apex: &str) -> Result<String, String> {
+    if token == "@" {
+        return Ok(apex.to_owned());
+    }
+    let bad = |_| format!("the owner {} is not a DNS name", shown(token));
+    let name = match token.strip_suffix('.') {
+        Some(absolute) => format!("{}.", canonical_name(absolute, false).map_err(bad)?),
+        None => format!("{}.{apex}", canonical_name(token, false).map_err(bad)?),
+    };
+    if !is_in_zone(&name, zone) {
+        return Err(format!("the owner {} lies outside {zone}", shown(token)));
+    }
+    Ok(name)
+}
+
+fn record(
+    parsed: &mut Parsed,
+    name: &str,
+    rtype: &str,
+    rdata: &[&str],
+    apex: &str,
+) -> Result<(), String> {
+    let wrong = || format!("a {rtype} record of an unexpected form");
+    match rtype {
+        "SOA" => {
+            if name != apex {
+                return Err("an SOA record below the apex".to_owned());
+            }
+            let fields: Vec<&str> = rdata
+                .iter()
+                .copied()
+                .filter(|t| *t != "(" && *t != ")")
+                .collect();
+            let [mname, rname, numbers @ ..] = fields.as_slice() else {
+                return Err(wrong());
+            };
+            let numbers: Vec<u32> = numbers.iter().filter_map(|n| n.parse().ok()).collect();
+            if !is_domain(mname) || !is_domain(rname) || numbers.len() != 5 || fields.len() != 7 {
+                return Err(wrong());
+            }
+            parsed.serials.push(numbers[0]);
+        }
+        "NS" => match rdata {
+            [target] if is_domain(target) => parsed.apex_ns += usize::from(name == apex),
+            _ => return Err(wrong()),
+        },
+        "A" => match rdata {
+            [address] if address.parse::<Ipv4Addr>().is_ok() => {}
+            _ => return Err(wrong()),
+        },
+        "AAAA" => match rdata {
+            [address] if address.parse::<Ipv6Addr>().is_ok() => {}
+            _ => return Err(wrong()),
+        },
+        "TXT" => {
+            let value = match rdata {
+                [quoted] => quoted.strip_prefix('"').and_then(|v| v.strip_suffix('"')),
+                _ => None,
+            };
+            match value {
+                Some(value) if crate::token::is_txt_value(value) => {
+                    parsed.txt.insert(TxtRecord {
+                        name: name.to_owned(),
+                        value: value.to_owned(),
+                    });
+                }
+                _ => return Err("a TXT record that is not one 43-character digest".to_owned()),
+            }
+        }
+        other => {
+            return Err(format!(
+                "a record of type {} in a signing zone",
+                shown(other)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A domain name in record data: relative or absolute, no wildcard.
+fn is_domain(token: &str) -> bool {
+    canonical_name(token.strip_suffix('.').unwrap_or(token), false).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::input::tests::VALUE;
+
+    const HEAD: &str = "; comment\n$ORIGIN acme.test.\n$TTL 60\n\
+        @ IN SOA ns1.acme.test. hm.acme.test. ( 7 3600 600 864000 60 )\n\
+        @ IN NS ns1.acme.test.\nns1.acme.test. IN A 127.0.0.1\n";
+
+    fn records() -> Vec<TxtRecord> {
+        vec![TxtRecord {
+            name: "a.org.acme.test.".to_owned(),
+            value: VALUE.to_owned(),
+        }]
+    }
+
+    fn check(text: &str) -> Result<(), ZoneError> {
+        let records = records();
+        check_rendered(text, "acme.test", 7, &records.iter().collect(), "test")
+    }
+
+    #[test]
+    fn accepts_what_the_template_renders() {
+        check(&format!("{HEAD}a.org.acme.test. IN TXT \"{VALUE}\"\n")).expect("accepted");
+        check(&format!("{HEAD}a.org 60 IN TXT \"{VALUE}\" ; c\n")).expect("relative owner");
+    }
+
+    #[test]
+    fn refuses_directives_and_foreign_lines() {
+        let txt = format!("a.org.acme.test. IN TXT \"{VALUE}\"\n");
+        for bad in [
+            "$INCLUDE /etc/passwd\n",
+            "$GENERATE 1-10 x$ A 1.2.3.4\n",
+            "$ORIGIN evil.test.\n",
+            "evil.test. IN TXT \"aaaa\"\n",
+            "x.acme.test. IN CNAME evil.test.\n",
+            "x.acme.test. IN TXT \"a b\"\n",
+            "x.acme.test. IN A 1.2.3.4 5\n",
+            "x.acme.test.\x07 IN A 1.2.3.4\n",
+        ] {
+            let text = format!("{HEAD}{txt}{bad}");
+            let err = check(&text).expect_err(bad).to_string();
+            assert!(err.contains("line 8"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_zone_that_differs_from_the_records() {
+        assert!(check(HEAD).is_err(), "missing record");
+        let other = format!("{HEAD}b.org.acme.test. IN TXT \"{VALUE}\"\n");
+        assert!(check(&other).is_err(), "other record");
+        let wrong_serial = HEAD.replace("( 7 ", "( 8 ");
+        assert!(
+            check(&format!(
+                "{wrong_serial}a.org.acme.test. IN TXT \"{VALUE}\"\n"
+            ))
+            .is_err()
+        );
+    }
+}
