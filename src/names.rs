@@ -104,12 +104,23 @@ mod tests {
 
     #[test]
     fn canonical_name_lowercases_and_strips_the_root_dot() {
-        assert_eq!(canonical_name("Web01.Example.ORG.", false), Ok("web01.example.org".into()));
+        assert_eq!(
+            canonical_name("Web01.Example.ORG.", false),
+            Ok("web01.example.org".into())
+        );
     }
 
     #[test]
     fn canonical_name_refuses_zone_file_syntax() {
-        for bad in ["a b.org", "a\"b.org", "a;b.org", "$INCLUDE.org", "a\nb.org", "a..org", ""] {
+        for bad in [
+            "a b.org",
+            "a\"b.org",
+            "a;b.org",
+            "$INCLUDE.org",
+            "a\nb.org",
+            "a..org",
+            "",
+        ] {
             assert!(canonical_name(bad, false).is_err(), "{bad:?} accepted");
         }
         assert!(canonical_name(&format!("{}.org", "a".repeat(64)), false).is_err());
@@ -117,7 +128,10 @@ mod tests {
 
     #[test]
     fn wildcards_only_where_allowed_and_only_leftmost() {
-        assert_eq!(canonical_name("*.example.org", true), Ok("*.example.org".into()));
+        assert_eq!(
+            canonical_name("*.example.org", true),
+            Ok("*.example.org".into())
+        );
         assert!(canonical_name("*.example.org", false).is_err());
         assert!(canonical_name("a.*.example.org", true).is_err());
         assert!(canonical_name("a*.example.org", true).is_err());
@@ -126,9 +140,18 @@ mod tests {
     #[test]
     fn wildcard_uses_its_base_names_record() {
         let per_name = ChallengeRecords::PerName;
-        assert_eq!(record_name("*.x.example.org", "acme.net", per_name), "x.example.org.acme.net.");
-        assert_eq!(record_name("x.example.org", "acme.net", per_name), "x.example.org.acme.net.");
-        assert_eq!(record_name("x.org", "acme.net", ChallengeRecords::Shared), "acme.net.");
+        assert_eq!(
+            record_name("*.x.example.org", "acme.net", per_name),
+            "x.example.org.acme.net."
+        );
+        assert_eq!(
+            record_name("x.example.org", "acme.net", per_name),
+            "x.example.org.acme.net."
+        );
+        assert_eq!(
+            record_name("x.org", "acme.net", ChallengeRecords::Shared),
+            "acme.net."
+        );
         assert_eq!(acme_challenge_name("*.x.org"), "_acme-challenge.x.org.");
     }
 

@@ -198,19 +198,6 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], access: Access) -> Resu
     }
 }
 
-/// Like [`write_atomic`], but leaves the file (and its mtime) alone when it already holds
-/// exactly `contents`. Returns whether it wrote.
-pub(crate) fn write_if_changed(
-    path: &Path,
-    contents: &[u8],
-    access: Access,
-) -> Result<bool, StoreError> {
-    match fs::read(path) {
-        Ok(old) if old == contents => Ok(false),
-        _ => write_atomic(path, contents, access).map(|()| true),
-    }
-}
-
 /// Reads a file that may not exist yet.
 pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     match fs::read(path) {
@@ -242,15 +229,6 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_content_is_not_rewritten() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("h.yaml");
-        assert!(write_if_changed(&path, b"x", Access::secret()).expect("write"));
-        assert!(!write_if_changed(&path, b"x", Access::secret()).expect("write"));
-        assert!(write_if_changed(&path, b"y", Access::secret()).expect("write"));
-    }
-
-    #[test]
     fn dropped_stage_leaves_target_untouched() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cert.pem");
@@ -263,9 +241,18 @@ mod tests {
     #[test]
     fn acme_sh_layout_uses_opendevs_names() {
         let paths = Layout::AcmeSh.paths(Path::new("/c"), "main", "web01.example.org");
-        assert_eq!(paths.key, Path::new("/c/web01.example.org/web01.example.org.key"));
-        assert_eq!(paths.cert, Path::new("/c/web01.example.org/web01.example.org.cer"));
+        assert_eq!(
+            paths.key,
+            Path::new("/c/web01.example.org/web01.example.org.key")
+        );
+        assert_eq!(
+            paths.cert,
+            Path::new("/c/web01.example.org/web01.example.org.cer")
+        );
         assert_eq!(paths.chain, Path::new("/c/web01.example.org/ca.cer"));
-        assert_eq!(paths.fullchain, Path::new("/c/web01.example.org/fullchain.cer"));
+        assert_eq!(
+            paths.fullchain,
+            Path::new("/c/web01.example.org/fullchain.cer")
+        );
     }
 }

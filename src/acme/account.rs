@@ -45,7 +45,10 @@ fn read_file(path: &Path) -> Result<AccountFile, AcmeError> {
     if file.version != FILE_VERSION {
         return Err(AcmeError::State {
             path: path.to_owned(),
-            problem: format!("has version {}, this fleetcert reads {FILE_VERSION}", file.version),
+            problem: format!(
+                "has version {}, this fleetcert reads {FILE_VERSION}",
+                file.version
+            ),
         });
     }
     Ok(file)
@@ -76,8 +79,9 @@ pub(crate) async fn open_existing(
             problem: format!("the account for {} does not parse: {err}", acme.directory),
         })?;
     // Fetches the directory: the one request every CA-facing run needs anyway.
-    let account = retry_bad_nonce!(builder(acme)?.from_credentials(credentials_clone(&credentials)?))
-        .map_err(|source| AcmeError::ca(&acme.directory, "read the directory", source))?;
+    let account =
+        retry_bad_nonce!(builder(acme)?.from_credentials(credentials_clone(&credentials)?))
+            .map_err(|source| AcmeError::ca(&acme.directory, "read the directory", source))?;
     Ok(Some(account))
 }
 
@@ -117,12 +121,9 @@ pub(crate) async fn open_or_create(acme: &Acme, state_dir: &Path) -> Result<Acco
         }
         None => None,
     };
-    let (account, credentials) = retry_bad_nonce!(builder(acme)?.create(
-        &new_account,
-        acme.directory.clone(),
-        eab.as_ref()
-    ))
-    .map_err(|source| AcmeError::ca(&acme.directory, "register an account", source))?;
+    let (account, credentials) =
+        retry_bad_nonce!(builder(acme)?.create(&new_account, acme.directory.clone(), eab.as_ref()))
+            .map_err(|source| AcmeError::ca(&acme.directory, "register an account", source))?;
     tracing::info!(account = account.id(), directory = %acme.directory, "registered ACME account");
     store(acme, state_dir, &credentials)?;
     Ok(account)

@@ -55,10 +55,12 @@ pub(crate) fn verify_chain(
         X509Certificate::from_der(&parsed.contents)
             .map_err(|err| mismatch(format!("certificate {index} of the chain: {err}")))?;
     }
-    let inspection = inspect_chain(pem.as_bytes())
-        .map_err(|err| mismatch(format!("the leaf {err}")))?;
+    let inspection =
+        inspect_chain(pem.as_bytes()).map_err(|err| mismatch(format!("the leaf {err}")))?;
     if inspection.public_key_info != key.public_key_info() {
-        return Err(mismatch("the leaf's public key is not the key made for it".to_owned()));
+        return Err(mismatch(
+            "the leaf's public key is not the key made for it".to_owned(),
+        ));
     }
     let mut wanted: Vec<String> = names.to_vec();
     wanted.sort();
@@ -117,9 +119,18 @@ mod tests {
         let other = KeyType::EcdsaP256.generate().expect("key");
         let pem = chain_for(&key, &["a.example.org"]);
         let names = vec!["a.example.org".to_owned()];
-        assert!(matches!(verify_chain(&pem, &other, &names), Err(AcmeError::Mismatch { .. })));
+        assert!(matches!(
+            verify_chain(&pem, &other, &names),
+            Err(AcmeError::Mismatch { .. })
+        ));
         let more = vec!["a.example.org".to_owned(), "b.example.org".to_owned()];
-        assert!(matches!(verify_chain(&pem, &key, &more), Err(AcmeError::Mismatch { .. })));
-        assert!(matches!(verify_chain("junk", &key, &names), Err(AcmeError::Mismatch { .. })));
+        assert!(matches!(
+            verify_chain(&pem, &key, &more),
+            Err(AcmeError::Mismatch { .. })
+        ));
+        assert!(matches!(
+            verify_chain("junk", &key, &names),
+            Err(AcmeError::Mismatch { .. })
+        ));
     }
 }

@@ -71,7 +71,11 @@ impl PendingOrder {
         if order.version != Self::VERSION {
             return Err(AcmeError::State {
                 path,
-                problem: format!("has version {}, this fleetcert reads {}", order.version, Self::VERSION),
+                problem: format!(
+                    "has version {}, this fleetcert reads {}",
+                    order.version,
+                    Self::VERSION
+                ),
             });
         }
         Ok(Some(order))
@@ -120,7 +124,11 @@ impl PendingOrder {
     }
 
     /// Saves the certificate key, before the CSR goes out (see the module doc).
-    pub(crate) fn save_key(state_dir: &Path, cert: &str, key: &PrivateKey) -> Result<(), AcmeError> {
+    pub(crate) fn save_key(
+        state_dir: &Path,
+        cert: &str,
+        key: &PrivateKey,
+    ) -> Result<(), AcmeError> {
         let path = key_path(state_dir, cert);
         if let Some(dir) = path.parent() {
             store::ensure_dir(dir, state_dir_access())?;
@@ -130,7 +138,11 @@ impl PendingOrder {
     }
 
     /// The key saved by [`PendingOrder::save_key`], if any.
-    pub(crate) fn saved_key(&self, state_dir: &Path, cert: &str) -> Result<Option<PrivateKey>, AcmeError> {
+    pub(crate) fn saved_key(
+        &self,
+        state_dir: &Path,
+        cert: &str,
+    ) -> Result<Option<PrivateKey>, AcmeError> {
         let path = key_path(state_dir, cert);
         let Some(bytes) = store::read_optional(&path)? else {
             return Ok(None);
@@ -188,7 +200,10 @@ pub(crate) async fn create(
     profile: Option<&str>,
     replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<(Order, Vec<Challenge>), AcmeError> {
-    let identifiers: Vec<Identifier> = names.iter().map(|name| Identifier::Dns(name.clone())).collect();
+    let identifiers: Vec<Identifier> = names
+        .iter()
+        .map(|name| Identifier::Dns(name.clone()))
+        .collect();
     let new_order = |with_replaces: bool| {
         let mut new_order = NewOrder::new(&identifiers);
         if let Some(profile) = profile {
@@ -252,7 +267,9 @@ async fn challenges(
     let mut attempt = 1;
     loop {
         match collect_challenges(order, names).await {
-            Err(Walk::Ca(err)) if super::is_bad_nonce(&err) && attempt < super::BAD_NONCE_ATTEMPTS => {
+            Err(Walk::Ca(err))
+                if super::is_bad_nonce(&err) && attempt < super::BAD_NONCE_ATTEMPTS =>
+            {
                 attempt += 1;
             }
             Err(Walk::Ca(source)) => {
@@ -325,8 +342,8 @@ pub(crate) async fn complete(
 ) -> Result<(PrivateKey, String), AcmeError> {
     let directory = saved.directory.as_str();
     let ca = |action| move |source| AcmeError::ca(directory, action, source);
-    let mut order = retry_bad_nonce!(account.order(saved.url.clone()))
-        .map_err(ca("re-open the order"))?;
+    let mut order =
+        retry_bad_nonce!(account.order(saved.url.clone())).map_err(ca("re-open the order"))?;
     let mut status = order.state().status;
     if status == OrderStatus::Pending {
         set_ready(&mut order, directory).await?;
@@ -347,20 +364,26 @@ pub(crate) async fn complete(
             })?;
             key
         }
-        OrderStatus::Processing | OrderStatus::Valid => {
-            saved.saved_key(state_dir, cert)?.ok_or_else(|| AcmeError::Invalid {
+        OrderStatus::Processing | OrderStatus::Valid => saved
+            .saved_key(state_dir, cert)?
+            .ok_or_else(|| AcmeError::Invalid {
                 problem: "the order was finalized by an earlier run whose key is lost".to_owned(),
-            })?
-        }
+            })?,
         OrderStatus::Invalid => return Err(invalid_order(&mut order).await),
         OrderStatus::Pending => {
-            return Err(AcmeError::Timeout { what: "validate the records" });
+            return Err(AcmeError::Timeout {
+                what: "validate the records",
+            });
         }
     };
-    let chain = match retry_bad_nonce!(order.certificate()).map_err(ca("download the certificate"))? {
+    let chain = match retry_bad_nonce!(order.certificate())
+        .map_err(ca("download the certificate"))?
+    {
         Some(chain) => chain,
         None => retry_bad_nonce!(order.poll_certificate(&POLL)).map_err(|source| match source {
-            instant_acme::Error::Timeout(_) => AcmeError::Timeout { what: "issue the certificate" },
+            instant_acme::Error::Timeout(_) => AcmeError::Timeout {
+                what: "issue the certificate",
+            },
             instant_acme::Error::Api(problem) => AcmeError::Invalid {
                 problem: problem_line(&problem),
             },
@@ -483,14 +506,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let order = saved();
         order.save(dir.path(), "main").expect("save");
-        assert_eq!(PendingOrder::load(dir.path(), "main").expect("load"), Some(order.clone()));
+        assert_eq!(
+            PendingOrder::load(dir.path(), "main").expect("load"),
+            Some(order.clone())
+        );
         let key = KeyType::EcdsaP384.generate().expect("key");
         PendingOrder::save_key(dir.path(), "main", &key).expect("save key");
-        let again = order.saved_key(dir.path(), "main").expect("read key").expect("key");
+        let again = order
+            .saved_key(dir.path(), "main")
+            .expect("read key")
+            .expect("key");
         assert_eq!(again.public_key_info(), key.public_key_info());
         PendingOrder::remove(dir.path(), "main").expect("remove");
         assert_eq!(PendingOrder::load(dir.path(), "main").expect("load"), None);
-        assert!(order.saved_key(dir.path(), "main").expect("read key").is_none());
+        assert!(
+            order
+                .saved_key(dir.path(), "main")
+                .expect("read key")
+                .is_none()
+        );
     }
 
     #[test]

@@ -34,8 +34,6 @@ pub(crate) struct Inspection {
     pub(crate) authority_key_id: Option<Vec<u8>>,
     /// The DER-encoded serial number, for the ARI certificate ID.
     pub(crate) serial: Vec<u8>,
-    /// Number of certificates in the file, leaf included.
-    pub(crate) chain_len: usize,
 }
 
 /// Parses the first certificate of a PEM chain (the leaf) and counts the rest.
@@ -92,7 +90,6 @@ pub(crate) fn inspect_chain(pem: &[u8]) -> Result<Inspection, InspectError> {
         public_key_info: spki.raw.to_vec(),
         authority_key_id,
         serial: leaf.tbs_certificate.raw_serial().to_vec(),
-        chain_len: blocks.len(),
     })
 }
 
@@ -141,7 +138,10 @@ impl Inspection {
             let had = self
                 .key_type
                 .map_or_else(|| "another algorithm".to_owned(), |t| t.to_string());
-            return RenewalDecision::Due(format!("key type changed from {had} to {}", wanted.key_type));
+            return RenewalDecision::Due(format!(
+                "key type changed from {had} to {}",
+                wanted.key_type
+            ));
         }
         let left = self.not_after - now;
         let threshold = self.renewal_threshold(wanted.before_days);
@@ -187,7 +187,6 @@ mod tests {
             public_key_info: Vec::new(),
             authority_key_id: None,
             serial: Vec::new(),
-            chain_len: 2,
         }
     }
 
@@ -205,7 +204,10 @@ mod tests {
         let names = vec!["a.org".to_owned()];
         let day = |n| cert.not_before + time::Duration::days(n);
         assert_eq!(cert.decide(wanted(&names), day(59)), RenewalDecision::Valid);
-        assert!(matches!(cert.decide(wanted(&names), day(61)), RenewalDecision::Due(_)));
+        assert!(matches!(
+            cert.decide(wanted(&names), day(61)),
+            RenewalDecision::Due(_)
+        ));
     }
 
     #[test]
@@ -214,7 +216,10 @@ mod tests {
         let names = vec!["a.org".to_owned()];
         let day = |n| cert.not_before + time::Duration::days(n);
         assert_eq!(cert.decide(wanted(&names), day(1)), RenewalDecision::Valid);
-        assert!(matches!(cert.decide(wanted(&names), day(5)), RenewalDecision::Due(_)));
+        assert!(matches!(
+            cert.decide(wanted(&names), day(5)),
+            RenewalDecision::Due(_)
+        ));
     }
 
     #[test]
@@ -230,6 +235,9 @@ mod tests {
         let RenewalDecision::Due(reason) = cert.decide(wanted(&other), now) else {
             panic!("name change not noticed");
         };
-        assert!(reason.contains("c.org") && reason.contains("b.org"), "{reason}");
+        assert!(
+            reason.contains("c.org") && reason.contains("b.org"),
+            "{reason}"
+        );
     }
 }

@@ -105,10 +105,6 @@ impl PrivateKey {
         self.pair.subject_public_key_info()
     }
 
-    pub(crate) fn key_type(&self) -> KeyType {
-        self.key_type
-    }
-
     /// A DER CSR for `identifiers`, signed by this key.
     pub(crate) fn csr(&self, identifiers: &[String]) -> Result<Vec<u8>, KeyError> {
         let generate = |source| KeyError::Generate {

@@ -57,7 +57,13 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let pending: Vec<_> = config
         .certs
         .iter()
-        .map(|(cert, names)| (cert.as_str(), names.as_slice(), PendingOrder::load(&config.state_dir, cert)))
+        .map(|(cert, names)| {
+            (
+                cert.as_str(),
+                names.as_slice(),
+                PendingOrder::load(&config.state_dir, cert),
+            )
+        })
         .collect();
     let any_pending = pending
         .iter()
@@ -79,14 +85,20 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
         finalize_one(&config, account.as_ref(), args.dry_run, cert, names, saved)
     });
     let certs = join_all(finalize).await;
-    let failed = certs.iter().any(|cert| cert.status == FinalizeStatus::Failed);
+    let failed = certs
+        .iter()
+        .any(|cert| cert.status == FinalizeStatus::Failed);
     let report = Report {
         host: config.host.clone(),
         changed: certs.iter().any(|cert| cert.changed),
         certs,
     };
     super::print_json(&report)?;
-    Ok(if failed { Outcome::SomeFailed } else { Outcome::Success })
+    Ok(if failed {
+        Outcome::SomeFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 async fn finalize_one(
@@ -109,17 +121,27 @@ async fn finalize_one(
     };
     let failed = |error: String| {
         warn!(cert, error, "cannot finalize");
-        report(FinalizeStatus::Failed, false, installed.not_after(), Some(error))
+        report(
+            FinalizeStatus::Failed,
+            false,
+            installed.not_after(),
+            Some(error),
+        )
     };
     let saved = match saved {
         Ok(Some(saved)) => saved,
-        Ok(None) => return report(FinalizeStatus::Unchanged, false, installed.not_after(), None),
+        Ok(None) => {
+            return report(
+                FinalizeStatus::Unchanged,
+                false,
+                installed.not_after(),
+                None,
+            );
+        }
         Err(err) => return failed(err.to_string()),
     };
     if !saved.fits(names, config.key, config.acme.profile.as_deref()) {
-        if !dry_run
-            && let Err(err) = PendingOrder::remove(&config.state_dir, cert)
-        {
+        if !dry_run && let Err(err) = PendingOrder::remove(&config.state_dir, cert) {
             return failed(err.to_string());
         }
         return failed(format!(
@@ -129,7 +151,12 @@ async fn finalize_one(
         ));
     }
     if dry_run {
-        return report(FinalizeStatus::WouldIssue, true, installed.not_after(), None);
+        return report(
+            FinalizeStatus::WouldIssue,
+            true,
+            installed.not_after(),
+            None,
+        );
     }
     let account = match account {
         Ok(account) => account,

@@ -42,7 +42,8 @@ impl Installed {
 
     /// Expiry of the certificate on disk, RFC 3339.
     pub(crate) fn not_after(&self) -> Option<String> {
-        self.inspection().map(|inspection| rfc3339(inspection.not_after))
+        self.inspection()
+            .map(|inspection| rfc3339(inspection.not_after))
     }
 }
 

@@ -66,7 +66,9 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
         now,
     };
     let parts = join_all(plans.into_iter().map(|plan| request_one(&context, plan))).await;
-    let failed = parts.iter().any(|part| part.state.status == CertStatus::Failed);
+    let failed = parts
+        .iter()
+        .any(|part| part.state.status == CertStatus::Failed);
     let document = TokenDocument {
         version: token::VERSION,
         host: config.host.clone(),
@@ -75,7 +77,11 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
         certs: parts.into_iter().map(|part| part.state).collect(),
     };
     super::print_json(&document)?;
-    Ok(if failed { Outcome::SomeFailed } else { Outcome::Success })
+    Ok(if failed {
+        Outcome::SomeFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 impl<'c> Plan<'c> {
@@ -118,14 +124,19 @@ impl<'c> Plan<'c> {
 
 /// Opens (or, when an order is needed, creates) the account, and only when the CA is needed.
 async fn open_account(config: &HostConfig, plans: &[Plan<'_>]) -> Result<Option<Account>, String> {
-    let orders = plans.iter().any(|plan| plan.is_due() || plan.pending.is_some());
+    let orders = plans
+        .iter()
+        .any(|plan| plan.is_due() || plan.pending.is_some());
     if orders {
         return acme::open_or_create(&config.acme, &config.state_dir)
             .await
             .map(Some)
             .map_err(|err| err.to_string());
     }
-    let ari = config.renew.ari && plans.iter().any(|plan| plan.installed.inspection().is_some());
+    let ari = config.renew.ari
+        && plans
+            .iter()
+            .any(|plan| plan.installed.inspection().is_some());
     if !ari {
         return Ok(None);
     }
@@ -233,7 +244,10 @@ async fn resume(
         && saved.directory == config.acme.directory;
     if context.dry_run {
         return Ok(fits.then(|| {
-            let reason = format!("order from {} still pending ({})", saved.created, saved.reason);
+            let reason = format!(
+                "order from {} still pending ({})",
+                saved.created, saved.reason
+            );
             (CertStatus::Pending, reason, Vec::new())
         }));
     }
@@ -328,13 +342,21 @@ async fn order(
     replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<Vec<Challenge>, AcmeError> {
     let config = context.config;
-    let account = context.account().map_err(|problem| AcmeError::NoAccount { problem })?;
+    let account = context
+        .account()
+        .map_err(|problem| AcmeError::NoAccount { problem })?;
     let profile = config.acme.profile.as_deref();
     if let Some(profile) = profile {
         acme::check_profile(account, profile)?;
     }
-    let (order, challenges) =
-        acme::create(account, &config.acme.directory, plan.names, profile, replaces).await?;
+    let (order, challenges) = acme::create(
+        account,
+        &config.acme.directory,
+        plan.names,
+        profile,
+        replaces,
+    )
+    .await?;
     let saved = PendingOrder {
         version: PendingOrder::VERSION,
         url: order.url().to_owned(),
@@ -356,7 +378,11 @@ fn records(config: &HostConfig, cert: &str, challenges: &[Challenge]) -> Vec<Rec
     challenges
         .iter()
         .map(|challenge| Record {
-            name: record_name(&challenge.identifier, &config.signing_zone, config.challenge_records),
+            name: record_name(
+                &challenge.identifier,
+                &config.signing_zone,
+                config.challenge_records,
+            ),
             value: challenge.value.clone(),
             cert: cert.to_owned(),
             identifier: challenge.identifier.clone(),

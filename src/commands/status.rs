@@ -82,7 +82,8 @@ fn print_table(report: &Report) -> Result<(), Error> {
         rows.push([
             cert.name.clone(),
             cert.not_after.clone().unwrap_or_else(|| "-".to_owned()),
-            cert.days_left.map_or_else(|| "-".to_owned(), |days| days.to_string()),
+            cert.days_left
+                .map_or_else(|| "-".to_owned(), |days| days.to_string()),
             if cert.pending { "yes" } else { "no" }.to_owned(),
             cert.names.join(","),
         ]);

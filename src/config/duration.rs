@@ -12,7 +12,9 @@ pub(crate) struct ConfigDuration(pub(crate) Duration);
 impl ConfigDuration {
     pub(crate) fn parse(text: &str) -> Option<Self> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
         let number: u64 = number.parse().ok()?;
         let seconds = match unit.trim() {
@@ -57,10 +59,22 @@ mod tests {
 
     #[test]
     fn parses_units_and_bare_seconds() {
-        assert_eq!(ConfigDuration::parse("300s").map(|d| d.0.as_secs()), Some(300));
-        assert_eq!(ConfigDuration::parse("2h").map(|d| d.0.as_secs()), Some(7200));
-        assert_eq!(ConfigDuration::parse("5m").map(|d| d.0.as_secs()), Some(300));
-        assert_eq!(ConfigDuration::parse("1d").map(|d| d.0.as_secs()), Some(86_400));
+        assert_eq!(
+            ConfigDuration::parse("300s").map(|d| d.0.as_secs()),
+            Some(300)
+        );
+        assert_eq!(
+            ConfigDuration::parse("2h").map(|d| d.0.as_secs()),
+            Some(7200)
+        );
+        assert_eq!(
+            ConfigDuration::parse("5m").map(|d| d.0.as_secs()),
+            Some(300)
+        );
+        assert_eq!(
+            ConfigDuration::parse("1d").map(|d| d.0.as_secs()),
+            Some(86_400)
+        );
         assert_eq!(ConfigDuration::parse("42").map(|d| d.0.as_secs()), Some(42));
     }
 

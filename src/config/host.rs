@@ -134,7 +134,6 @@ impl fmt::Debug for Eab {
 /// The group that may read private keys.
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
-    pub(crate) name: String,
     pub(crate) gid: u32,
 }
 
@@ -163,7 +162,9 @@ impl HostConfig {
             invalid(
                 path,
                 "resolver",
-                format!("`{resolver_text}` is not an address: write ip or ip:port, like 127.0.0.1:53"),
+                format!(
+                    "`{resolver_text}` is not an address: write ip or ip:port, like 127.0.0.1:53"
+                ),
             )
         })?;
         let group_name = raw.group.unwrap_or_else(|| DEFAULT_GROUP.to_owned());
@@ -204,7 +205,11 @@ fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
     let email = match raw.email {
         Some(email) if email.contains('@') && !email.contains(char::is_whitespace) => email,
         Some(email) => {
-            return Err(invalid(path, "acme.email", format!("`{email}` is not an e-mail address")));
+            return Err(invalid(
+                path,
+                "acme.email",
+                format!("`{email}` is not an e-mail address"),
+            ));
         }
         None => {
             return Err(invalid(
@@ -228,7 +233,10 @@ fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
             invalid(
                 path,
                 "acme.ca_bundle",
-                format!("cannot read {}: {err}; point it at a PEM file or remove the key", bundle.display()),
+                format!(
+                    "cannot read {}: {err}; point it at a PEM file or remove the key",
+                    bundle.display()
+                ),
             )
         })?;
         if !text.contains("-----BEGIN CERTIFICATE-----") {
@@ -245,7 +253,11 @@ fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
             .decode(eab.hmac_key.trim_end_matches('='))
             .is_err()
         {
-            return Err(invalid(path, "acme.eab.hmac_key", "is not base64url, as the CA gives it"));
+            return Err(invalid(
+                path,
+                "acme.eab.hmac_key",
+                "is not base64url, as the CA gives it",
+            ));
         }
     }
     Ok(Acme {
@@ -292,15 +304,20 @@ fn check_certs(
 fn lookup_group(path: &Path, name: &str) -> Result<Group, ConfigError> {
     match nix::unistd::Group::from_name(name) {
         Ok(Some(group)) => Ok(Group {
-            name: name.to_owned(),
             gid: group.gid.as_raw(),
         }),
         Ok(None) => Err(invalid(
             path,
             "group",
-            format!("`{name}` does not exist: create it (groupadd {name}) or name an existing group"),
+            format!(
+                "`{name}` does not exist: create it (groupadd {name}) or name an existing group"
+            ),
         )),
-        Err(err) => Err(invalid(path, "group", format!("`{name}` cannot be looked up: {err}"))),
+        Err(err) => Err(invalid(
+            path,
+            "group",
+            format!("`{name}` cannot be looked up: {err}"),
+        )),
     }
 }
 

@@ -12,8 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub(crate) use duration::ConfigDuration;
-pub(crate) use host::{Acme, Eab, Group, HostConfig, Renew};
-pub(crate) use zone::{Soa, ZoneConfig};
+pub(crate) use host::{Acme, HostConfig};
+pub(crate) use zone::ZoneConfig;
 
 /// Default DNS port for addresses written without one.
 const DNS_PORT: u16 = 53;
@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn dns_addresses_default_to_port_53() {
         assert_eq!(parse_dns_address("127.0.0.1"), "127.0.0.1:53".parse().ok());
-        assert_eq!(parse_dns_address("127.0.0.1:5353"), "127.0.0.1:5353".parse().ok());
+        assert_eq!(
+            parse_dns_address("127.0.0.1:5353"),
+            "127.0.0.1:5353".parse().ok()
+        );
         assert_eq!(parse_dns_address("::1"), "[::1]:53".parse().ok());
         assert_eq!(parse_dns_address("ns1.example.net"), None);
     }

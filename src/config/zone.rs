@@ -134,7 +134,11 @@ impl ZoneConfig {
             minimum: raw.soa.minimum,
         };
         if raw.nameservers.is_empty() {
-            return Err(invalid(path, "nameservers", "is empty: list the zone's NS names"));
+            return Err(invalid(
+                path,
+                "nameservers",
+                "is empty: list the zone's NS names",
+            ));
         }
         let nameservers = raw
             .nameservers
@@ -151,7 +155,11 @@ impl ZoneConfig {
         let servers = match raw.servers {
             None => None,
             Some(list) if list.is_empty() => {
-                return Err(invalid(path, "servers", "is empty: list servers or remove the key"));
+                return Err(invalid(
+                    path,
+                    "servers",
+                    "is empty: list servers or remove the key",
+                ));
             }
             Some(list) => Some(
                 list.iter()
@@ -169,7 +177,11 @@ impl ZoneConfig {
         };
         let resolver_text = raw.resolver.as_deref().unwrap_or(DEFAULT_RESOLVER);
         let resolver = parse_dns_address(resolver_text).ok_or_else(|| {
-            invalid(path, "resolver", format!("`{resolver_text}` is not ip or ip:port"))
+            invalid(
+                path,
+                "resolver",
+                format!("`{resolver_text}` is not ip or ip:port"),
+            )
         })?;
         let allow = match raw.allow {
             None => None,

@@ -120,7 +120,7 @@ pub(crate) async fn query(
         .with_timeout(Some(QUERY_TIMEOUT))
         .exchange();
     let first = udp
-        .lookup(question.clone(), options.clone())
+        .lookup(question.clone(), options)
         .next()
         .await
         .ok_or_else(|| no_answer("no response".to_owned()))?

@@ -5,7 +5,7 @@ mod discover;
 mod precheck;
 mod wait;
 
-pub(crate) use client::{Answer, DnsError, Recursion, parse_name, query};
-pub(crate) use precheck::{DelegationError, check_delegation};
+pub(crate) use client::{DnsError, Recursion, parse_name, query};
 pub(crate) use discover::discover_servers;
+pub(crate) use precheck::{DelegationError, check_delegation};
 pub(crate) use wait::{ServerWait, check_records, current_serials, wait_for_serial, zone_name};

@@ -30,7 +30,9 @@ pub(crate) enum DelegationError {
         target: String,
     },
     /// The chain does not end within [`MAX_CHAIN`] hops.
-    #[error("{name}: the CNAME chain is longer than {MAX_CHAIN} hops (a loop?): point it straight at {target}")]
+    #[error(
+        "{name}: the CNAME chain is longer than {MAX_CHAIN} hops (a loop?): point it straight at {target}"
+    )]
     TooLong { name: String, target: String },
     /// The resolver gave no usable answer.
     #[error("cannot check {name}: {source}; check `resolver` in the host config")]
@@ -40,7 +42,9 @@ pub(crate) enum DelegationError {
         source: DnsError,
     },
     /// The resolver answered with an error code.
-    #[error("cannot check {name}: resolver {server} answered {code}; check `resolver` in the host config")]
+    #[error(
+        "cannot check {name}: resolver {server} answered {code}; check `resolver` in the host config"
+    )]
     Refused {
         name: String,
         server: SocketAddr,
@@ -76,16 +80,25 @@ pub(crate) async fn check_delegation(
                 code,
             });
         }
-        let next = answer.message.answers.iter().find_map(|record| match &record.data {
-            RData::CNAME(cname) if absolute(&record.name.to_string()) == current => {
-                Some(absolute(&cname.0.to_string()))
-            }
-            _ => None,
-        });
+        let next = answer
+            .message
+            .answers
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::CNAME(cname) if absolute(&record.name.to_string()) == current => {
+                    Some(absolute(&cname.0.to_string()))
+                }
+                _ => None,
+            });
         match next {
             Some(next) if next == target => return Ok(()),
             Some(next) => current = next,
-            None if hop == 0 => return Err(DelegationError::Missing { name: start, target }),
+            None if hop == 0 => {
+                return Err(DelegationError::Missing {
+                    name: start,
+                    target,
+                });
+            }
             None => {
                 return Err(DelegationError::Elsewhere {
                     name: start,
@@ -95,7 +108,10 @@ pub(crate) async fn check_delegation(
             }
         }
     }
-    Err(DelegationError::TooLong { name: start, target })
+    Err(DelegationError::TooLong {
+        name: start,
+        target,
+    })
 }
 
 /// Lower case with exactly one trailing dot, for comparing names.

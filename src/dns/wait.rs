@@ -204,12 +204,14 @@ pub(crate) async fn check_records(
     if expected.is_empty() {
         return Ok(());
     }
+    // The provider owns the task set that drives the connection: it must outlive the queries.
+    let provider = TokioRuntimeProvider::default();
     let exchange = TcpClientStream::exchange(
         server,
         None,
         QUERY_TIMEOUT,
         Some(RECORD_CHECK_CONCURRENCY),
-        TokioRuntimeProvider::default(),
+        provider.clone(),
     )
     .await
     .map_err(|err| {
@@ -228,7 +230,6 @@ pub(crate) async fn check_records(
     let mut answers = futures_util::stream::iter(expected.iter())
         .map(|(name, values)| {
             let exchange = exchange.clone();
-            let options = options.clone();
             async move {
                 let found = match parse_name(name) {
                     Err(err) => Err(err.to_string()),
@@ -268,6 +269,7 @@ pub(crate) async fn check_records(
             return Err(mismatch(name, values.len(), format!("{served:?}")));
         }
     }
+    drop(provider);
     Ok(())
 }
 

@@ -216,7 +216,7 @@ fn validate(origin: &Origin, value: Value, config: &ZoneConfig) -> Result<Submis
             origin: origin.to_string(),
             host: host.clone(),
             record: format!("#{index} {}", shown(&record.name)),
-            problem,
+            problem: Box::new(problem),
         })?;
         records.insert(checked);
     }

@@ -54,7 +54,7 @@ pub(crate) enum ZoneError {
         origin: String,
         host: String,
         record: String,
-        problem: RecordProblem,
+        problem: Box<RecordProblem>,
     },
     /// The template cannot be read, compiled or rendered.
     #[error("template {origin}: {message}")]

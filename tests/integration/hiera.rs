@@ -10,10 +10,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::sandbox::Sandbox;
 use crate::util::{Run, fleetcert, snapshot};
 
 /// The legacy host of these tests.
-const HOST: &str = "legacy01.example.test";
+const HOST: &str = "host42.example.test";
 
 /// The Puppet fixtures: `hiera.yaml` and `site.pp`.
 fn fixtures() -> PathBuf {
@@ -65,7 +66,7 @@ impl Legacy {
     }
 
     fn config(&self) -> PathBuf {
-        self.path("legacy01.yaml")
+        self.path("legacy.yaml")
     }
 
     /// Where the hiera hierarchy looks for this node's file.
@@ -116,7 +117,7 @@ impl Legacy {
             "--out".as_ref(),
             out.as_os_str(),
         ];
-        args.extend(extra.iter().map(|arg| std::ffi::OsStr::new(arg)));
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         fleetcert(args)
     }
 
@@ -363,10 +364,7 @@ fn mtime(path: &Path) -> std::time::SystemTime {
 #[test]
 fn hiera_export_reads_back_through_real_puppet() {
     let legacy = Legacy::new();
-    let material = make_material(
-        &legacy.path("openssl"),
-        &[HOST, "www.legacy01.example.test"],
-    );
+    let material = make_material(&legacy.path("openssl"), &[HOST, "www.host42.example.test"]);
     // Newline variants a block scalar must keep: none at all, and an extra blank line.
     let chain = material.chain.trim_end_matches('\n').to_owned();
     let full_chain = format!("{}{}\n", material.cert, material.chain);
@@ -378,7 +376,7 @@ fn hiera_export_reads_back_through_real_puppet() {
         &full_chain,
         &material.key,
     );
-    legacy.write_offline_config(&format!("  main: [{HOST}, www.legacy01.example.test]\n"));
+    legacy.write_offline_config(&format!("  main: [{HOST}, www.host42.example.test]\n"));
 
     let run = legacy.hiera(&["-vv"]);
     run.expect_code(0);
@@ -594,13 +592,13 @@ fn export_refuses_what_it_must_not_hand_to_puppet() {
         "--config".as_ref(),
         config.as_os_str(),
         "--host".as_ref(),
-        "legacy02.example.test".as_ref(),
+        "host43.example.test".as_ref(),
         "--out".as_ref(),
         out.as_os_str(),
     ]);
     run.expect_code(2);
     assert!(
-        run.stderr.contains("legacy02.example.test") && run.stderr.contains(HOST),
+        run.stderr.contains("host43.example.test") && run.stderr.contains(HOST),
         "{}",
         run.stderr
     );
@@ -612,4 +610,140 @@ fn export_refuses_what_it_must_not_hand_to_puppet() {
     assert!(run.stderr.contains("contains a dot"), "{}", run.stderr);
 
     assert!(!legacy.out().exists(), "a refused export wrote a file");
+}
+
+/// Runs a host command (`request`, `finalize`, `status`) with the legacy host's config at the
+/// most verbose log level, and checks that no part of `key` (when known) is in its output.
+fn host_command(legacy: &Legacy, command: &str) -> Run {
+    let config = legacy.config();
+    fleetcert([
+        command.as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "-vvv".as_ref(),
+    ])
+}
+
+#[test]
+fn issued_certificate_reaches_puppet_unchanged() {
+    let sandbox = Sandbox::start();
+    let legacy = Legacy::new();
+    legacy.write_config(
+        &format!(
+            "acme:\n  directory: {}\n  email: ops@example.test\n  agree_tos: true\n  ca_bundle: {}\n",
+            sandbox.acme_directory(),
+            sandbox.ca_bundle().display()
+        ),
+        &format!("resolver: {}\n", sandbox.resolver()),
+        &format!("  main: [{HOST}]\n"),
+    );
+
+    // The bastion's daily flow for a legacy host: request, publish (here: the sandbox's
+    // stand-in), finalize, export.
+    let request = host_command(&legacy, "request");
+    request.expect_code(0);
+    let tokens = request.json();
+    let records: Vec<(String, String)> = tokens["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|record| {
+            let field = |key: &str| record[key].as_str().expect("record field").to_owned();
+            (field("name"), field("value"))
+        })
+        .collect();
+    assert!(!records.is_empty(), "nothing to publish: {tokens}");
+    let borrowed: Vec<(&str, &str)> = records
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    sandbox.place_records(&borrowed);
+    let finalize = host_command(&legacy, "finalize");
+    finalize.expect_code(0);
+    let status = host_command(&legacy, "status");
+    status.expect_code(0);
+
+    let issued = legacy.cert_dir().join("main");
+    let read = |name: &str| fs::read_to_string(issued.join(name)).expect("issued file");
+    let (cert, chain, full_chain, key) = (
+        read("cert.pem"),
+        read("chain.pem"),
+        read("fullchain.pem"),
+        read("privkey.pem"),
+    );
+    let export = legacy.hiera(&["-vvv"]);
+    export.expect_code(0);
+    for (what, run) in [
+        ("request", &request),
+        ("finalize", &finalize),
+        ("status", &status),
+        ("hiera", &export),
+    ] {
+        assert_no_key_material(what, run, &key);
+    }
+    assert_eq!(export.json()["changed"], true);
+    let not_after = export.json()["certs"][0]["not_after"].clone();
+    assert_eq!(
+        not_after,
+        finalize.json()["certs"][0]["not_after"],
+        "{}",
+        finalize.stdout
+    );
+
+    let applied = legacy.puppet_apply();
+    let got = |name: &str| fs::read_to_string(applied.join(name)).expect("file Puppet wrote");
+    assert_eq!(
+        got("main.cert.pem"),
+        cert,
+        "Puppet's certificate differs from the issued one"
+    );
+    assert_eq!(got("main.chain.pem"), chain);
+    assert_eq!(got("main.fullchain.pem"), full_chain);
+    assert_eq!(
+        got("main.key.pem"),
+        key,
+        "Puppet's key differs from the issued one"
+    );
+    assert_eq!(got("main.key-by-path.pem"), key);
+    sandbox
+        .verify_chain(&applied.join("main.fullchain.pem"))
+        .expect("openssl verify against Pebble's root");
+    assert_key_matches(
+        &applied.join("main.key.pem"),
+        &applied.join("main.cert.pem"),
+    );
+
+    // The next day's run: nothing due, nothing new to export.
+    let before = mtime(&legacy.out());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let request = host_command(&legacy, "request");
+    request.expect_code(0);
+    assert_no_key_material("second request", &request, &key);
+    let again = legacy.hiera(&[]);
+    again.expect_code(0);
+    assert_eq!(again.json()["changed"], false);
+    assert_eq!(
+        mtime(&legacy.out()),
+        before,
+        "an unchanged export rewrote the file"
+    );
+}
+
+#[test]
+fn key_leak_check_catches_a_leaked_line() {
+    // The guard the other tests rely on must fail when a key line does show up.
+    let key = "-----BEGIN PRIVATE KEY-----\nMIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDA\nAw==\n-----END PRIVATE KEY-----\n";
+    let leaked = Run {
+        code: 0,
+        stdout: String::new(),
+        stderr: "DEBUG pem=MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDA\n".to_owned(),
+    };
+    let caught = std::panic::catch_unwind(|| assert_no_key_material("test", &leaked, key));
+    assert!(caught.is_err(), "a leaked key line went unnoticed");
+    let clean = Run {
+        code: 0,
+        stdout: "{\"changed\": true}".to_owned(),
+        stderr: String::new(),
+    };
+    assert_no_key_material("test", &clean, key);
 }

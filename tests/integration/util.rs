@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 /// What one run of `fleetcert` did.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -14,15 +14,18 @@ pub struct Run {
 
 impl Run {
     /// The stdout as JSON; panics with both streams when it is not.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|err| {
-            panic!("stdout is not JSON ({err}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+            panic!(
+                "stdout is not JSON ({err}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
         })
     }
 
     /// Panics unless the exit code is `code`.
     #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
+    pub(crate) fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
             self.code, code,
             "exit code {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
@@ -33,7 +36,7 @@ impl Run {
 }
 
 /// Runs the binary under test with `args`, optionally feeding `stdin`.
-pub fn fleetcert<I, S>(args: I) -> Run
+pub(crate) fn fleetcert<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -42,7 +45,7 @@ where
 }
 
 /// Like [`fleetcert`], with bytes on standard input.
-pub fn fleetcert_with_stdin<I, S>(args: I, stdin: Option<&[u8]>) -> Run
+pub(crate) fn fleetcert_with_stdin<I, S>(args: I, stdin: Option<&[u8]>) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -50,7 +53,11 @@ where
     use std::io::Write as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -67,7 +74,7 @@ where
 }
 
 /// Every file below `dir` with its bytes, to prove that a failed run changed nothing.
-pub fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+pub(crate) fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(next) = stack.pop() {

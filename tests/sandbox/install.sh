@@ -8,7 +8,7 @@
 set -euo pipefail
 
 # One list, so other test helpers can add what they need in one place.
-SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl)
+SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet)
 
 export DEBIAN_FRONTEND=noninteractive
 
