@@ -221,6 +221,13 @@ pub(crate) async fn create(
             tracing::info!(problem = %problem_line(&problem), "CA refused `replaces`; ordering without it");
             retry_bad_nonce!(account.new_order(&new_order(false)))
         }
+        // The CA took the order but did not echo `replaces` (RFC 9773 says it must; some
+        // CAs advertise ARI and ignore the field), which instant-acme reports as `Other`.
+        // That order stays unused and expires; a plain one is the renewal.
+        Err(instant_acme::Error::Other(err)) if replaces.is_some() => {
+            tracing::warn!(error = %err, "CA ignored `replaces`; ordering without it");
+            retry_bad_nonce!(account.new_order(&new_order(false)))
+        }
         other => other,
     }
     .map_err(|source| AcmeError::ca(directory, "create an order", source))?;

@@ -1,0 +1,296 @@
+//! ARI (RFC 9773) and ACME profiles, which Debian's Pebble 2.4 does not offer: a small fake
+//! (`tests/fake-ca/ari_profiles.py`) serves Pebble's directory plus `renewalInfo` and
+//! `meta.profiles`, and answers the renewal-info GETs. Accounts, orders, validation and
+//! issuance are still the real Pebble's.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::sandbox::Sandbox;
+use crate::util::{Run, fleetcert};
+
+/// The fake's process and its state directory; the process is killed when dropped.
+struct FakeCa {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl FakeCa {
+    /// Starts the fake in front of `sb`'s Pebble, offering `profiles` (comma-separated).
+    fn start(sb: &Sandbox, profiles: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-ca/ari_profiles.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("--upstream")
+            .arg(sb.acme_directory())
+            .arg("--cafile")
+            .arg(sb.ca_bundle())
+            .arg("--cert")
+            .arg(sb.dir().join("pebble-cert.pem"))
+            .arg("--key")
+            .arg(sb.dir().join("pebble-key.pem"))
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--profiles")
+            .arg(profiles)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3 tests/fake-ca/ari_profiles.py");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the fake's port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("the fake printed {line:?}, not a port")
+        });
+        FakeCa { child, port, dir }
+    }
+
+    fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    /// Makes the next renewal-info answers say the window is open (`past`) or not (`future`).
+    fn set_window(&self, which: &str) {
+        std::fs::write(self.dir.path().join("window"), which).expect("write window");
+    }
+
+    /// Every `METHOD PATH` the fake was asked, in order.
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("requests"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn renewal_info_requests(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|line| line.starts_with("GET /renewal-info/"))
+            .collect()
+    }
+}
+
+impl Drop for FakeCa {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One host's config and directories, pointed at `directory` (Pebble or the fake).
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// `acme_extra` goes into `acme:` (indented), `extra` at the top level.
+    fn new(sb: &Sandbox, directory: &str, acme_extra: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "acme:\n  directory: {directory}\n  email: ops@example.test\n  agree_tos: true\n  \
+             ca_bundle: {bundle}\n{acme_extra}{extra}host: host7.example.test\nsigning_zone: acme.test\n\
+             resolver: {resolver}\nstate_dir: {state}\ncert_dir: {certs}\ngroup: root\n\
+             certs:\n  main: [host7.example.test, www7.example.test]\n",
+            bundle = sb.ca_bundle().display(),
+            resolver = sb.resolver(),
+            state = dir.path().join("state").display(),
+            certs = dir.path().join("certs").display(),
+        );
+        std::fs::write(dir.path().join("host.yaml"), text).expect("write config");
+        Host { dir }
+    }
+
+    fn run(&self, command: &str) -> Run {
+        let config = self.dir.path().join("host.yaml");
+        fleetcert([command.as_ref(), "--config".as_ref(), config.as_os_str()])
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("certs/main/cert.pem")
+    }
+
+    /// request, place the records, finalize: one certificate issued.
+    fn issue(&self, sb: &Sandbox) {
+        let request = self.run("request");
+        request.expect_code(0);
+        let document = request.json();
+        let records = records_of(&document);
+        assert!(!records.is_empty(), "nothing to publish: {document}");
+        sb.place_records(&borrow(&records));
+        let finalize = self.run("finalize");
+        finalize.expect_code(0);
+        assert_eq!(finalize.json()["certs"][0]["status"], "issued");
+    }
+}
+
+/// The (name, value) of every record in a token document.
+fn records_of(document: &serde_json::Value) -> Vec<(String, String)> {
+    document["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().expect("record field").to_owned();
+            (field("name"), field("value"))
+        })
+        .collect()
+}
+
+fn borrow(records: &[(String, String)]) -> Vec<(&str, &str)> {
+    records
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+/// `openssl x509` field of `cert`, e.g. `-serial`.
+fn openssl_x509(cert: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-in"])
+        .arg(cert)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    let digits: String = hex.chars().filter(char::is_ascii_hexdigit).collect();
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The ARI certificate ID (RFC 9773 section 4.1) computed with openssl, independently of
+/// fleetcert: base64url(AKI keyIdentifier) "." base64url(DER serial number bytes).
+fn ari_id(cert: &Path) -> String {
+    let aki = openssl_x509(cert, &["-ext", "authorityKeyIdentifier"]);
+    let key_id = aki
+        .lines()
+        .skip(1)
+        .map(|line| line.trim().trim_start_matches("keyid:"))
+        .find(|line| !line.is_empty())
+        .expect("AKI keyid line");
+    let serial = openssl_x509(cert, &["-serial"]);
+    let mut serial = hex_bytes(serial.trim().trim_start_matches("serial="));
+    // The DER INTEGER's content octets: a leading zero keeps a high first bit positive.
+    if serial.first().is_some_and(|b| b & 0x80 != 0) {
+        serial.insert(0, 0);
+    }
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(hex_bytes(key_id)),
+        URL_SAFE_NO_PAD.encode(serial)
+    )
+}
+
+#[test]
+fn ari_window_decides_when_a_valid_certificate_renews() {
+    let sb = Sandbox::start();
+    let fake = FakeCa::start(&sb, "");
+    let host = Host::new(&sb, &fake.directory(), "", "");
+    host.issue(&sb);
+    let first = std::fs::read(host.cert()).expect("cert");
+    let id = ari_id(&host.cert());
+
+    // Window in the future: nothing due, but the CA was asked about this very certificate.
+    fake.set_window("future");
+    let quiet = host.run("request");
+    quiet.expect_code(0);
+    let document = quiet.json();
+    assert_eq!(document["certs"][0]["status"], "valid", "{document}");
+    assert_eq!(document["records"].as_array().map(Vec::len), Some(0));
+    assert_eq!(document["changed"], false);
+    assert_eq!(
+        fake.renewal_info_requests(),
+        vec![format!("GET /renewal-info/{id}")],
+        "fleetcert asked for another certificate ID than openssl computes"
+    );
+
+    // Window open: renewed now, long before `before_days`, and the order completes.
+    fake.set_window("past");
+    let due = host.run("request");
+    due.expect_code(0);
+    let document = due.json();
+    // Pebble may reuse some or all of the authorizations it validated for the first
+    // certificate: a name reused needs no record, and with both reused the order is ready.
+    let status = document["certs"][0]["status"].as_str().expect("status");
+    let records = records_of(&document);
+    match status {
+        "pending" => assert!((1..=2).contains(&records.len()), "{document}"),
+        "ready" => assert!(records.is_empty(), "{document}"),
+        other => panic!("status {other}: {document}"),
+    }
+    let reason = document["certs"][0]["reason"].as_str().expect("reason");
+    assert!(reason.contains("ARI"), "reason does not name ARI: {reason}");
+    assert_eq!(document["changed"], true);
+    if !records.is_empty() {
+        sb.place_records(&borrow(&records));
+    }
+    host.run("finalize").expect_code(0);
+    let second = std::fs::read(host.cert()).expect("cert");
+    assert_ne!(first, second, "the certificate was not replaced");
+    sb.verify_chain(&host.dir.path().join("certs/main/fullchain.pem"))
+        .expect("openssl verify");
+}
+
+#[test]
+fn ari_off_never_asks_the_ca() {
+    let sb = Sandbox::start();
+    let fake = FakeCa::start(&sb, "");
+    let host = Host::new(&sb, &fake.directory(), "", "renew:\n  ari: false\n");
+    host.issue(&sb);
+    fake.set_window("past");
+    let quiet = host.run("request");
+    quiet.expect_code(0);
+    assert_eq!(quiet.json()["certs"][0]["status"], "valid");
+    assert_eq!(fake.renewal_info_requests(), Vec::<String>::new());
+}
+
+#[test]
+fn profile_must_be_one_the_ca_offers() {
+    let sb = Sandbox::start();
+    let fake = FakeCa::start(&sb, "classic,shortlived");
+
+    let offered = Host::new(&sb, &fake.directory(), "  profile: shortlived\n", "");
+    let run = offered.run("request");
+    run.expect_code(0);
+    assert_eq!(
+        run.json()["certs"][0]["status"],
+        "pending",
+        "{}",
+        run.stdout
+    );
+
+    let unknown = Host::new(&sb, &fake.directory(), "  profile: tiny\n", "");
+    let run = unknown.run("request");
+    run.expect_code(1);
+    let document = run.json();
+    assert_eq!(document["certs"][0]["status"], "failed");
+    let reason = document["certs"][0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("`tiny`") && reason.contains("classic, shortlived"),
+        "{reason}"
+    );
+    assert_eq!(document["records"].as_array().map(Vec::len), Some(0));
+    assert!(
+        !unknown.dir.path().join("state/orders/main.json").exists(),
+        "an order was saved for a profile the CA does not offer"
+    );
+}
