@@ -183,19 +183,22 @@ struct Material {
 /// Makes a P-384 leaf for `names` signed by a fresh root, in `work`.
 fn make_material(work: &Path, names: &[&str]) -> Material {
     fs::create_dir_all(work).expect("work dir");
-    let p384 = ["-pkeyopt", "ec_paramgen_curve:P-384"];
-    openssl(
-        work,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            p384[0],
-            p384[1],
-            "-out",
-            "root.key",
-        ],
-    );
+    // P-384 in PKCS#8, as fleetcert writes its keys.
+    let genkey = |out: &str| {
+        openssl(
+            work,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+                "-out",
+                out,
+            ],
+        )
+    };
+    genkey("root.key");
     openssl(
         work,
         &[
@@ -211,19 +214,7 @@ fn make_material(work: &Path, names: &[&str]) -> Material {
             "root.pem",
         ],
     );
-    // PKCS#8, as fleetcert writes its keys.
-    openssl(
-        work,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            p384[0],
-            p384[1],
-            "-out",
-            "leaf.key",
-        ],
-    );
+    genkey("leaf.key");
     let san = format!(
         "subjectAltName={}",
         names
@@ -273,6 +264,21 @@ fn make_material(work: &Path, names: &[&str]) -> Material {
         cert: read("leaf.pem"),
         chain: read("root.pem"),
         key: read("leaf.key"),
+    }
+}
+
+impl Material {
+    /// Installs it as finalize would, with the full chain of leaf and chain.
+    fn install(&self, cert_dir: &Path, name: &str) {
+        let full_chain = format!("{}{}", self.cert, self.chain);
+        install(
+            cert_dir,
+            name,
+            &self.cert,
+            &self.chain,
+            &full_chain,
+            &self.key,
+        );
     }
 }
 
@@ -428,15 +434,7 @@ fn hiera_export_reads_back_through_real_puppet() {
 fn second_export_with_nothing_new_leaves_the_file_alone() {
     let legacy = Legacy::new();
     let material = make_material(&legacy.path("openssl"), &[HOST]);
-    let full_chain = format!("{}{}", material.cert, material.chain);
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &material.cert,
-        &material.chain,
-        &full_chain,
-        &material.key,
-    );
+    material.install(&legacy.cert_dir(), "main");
     legacy.write_offline_config(&format!("  main: [{HOST}]\n"));
 
     legacy.hiera(&[]).expect_code(0);
@@ -457,15 +455,7 @@ fn second_export_with_nothing_new_leaves_the_file_alone() {
 
     // New material: a dry run says so and writes nothing; the real run writes.
     let renewed = make_material(&legacy.path("openssl2"), &[HOST]);
-    let full_chain = format!("{}{}", renewed.cert, renewed.chain);
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &renewed.cert,
-        &renewed.chain,
-        &full_chain,
-        &renewed.key,
-    );
+    renewed.install(&legacy.cert_dir(), "main");
     let dry = legacy.hiera(&["--dry-run"]);
     dry.expect_code(0);
     assert_eq!(dry.json()["changed"], true);
@@ -484,15 +474,7 @@ fn second_export_with_nothing_new_leaves_the_file_alone() {
 fn missing_certificate_is_named_and_nothing_is_written() {
     let legacy = Legacy::new();
     let material = make_material(&legacy.path("openssl"), &[HOST]);
-    let full_chain = format!("{}{}", material.cert, material.chain);
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &material.cert,
-        &material.chain,
-        &full_chain,
-        &material.key,
-    );
+    material.install(&legacy.cert_dir(), "main");
     // `main` exists, `zz-admin` (after it in name order) was never issued.
     legacy.write_offline_config(&format!("  main: [{HOST}]\n  zz-admin: [admin.{HOST}]\n"));
 
