@@ -4,5 +4,6 @@
 
 mod config;
 mod hiera;
+mod host;
 mod sandbox;
 mod util;
