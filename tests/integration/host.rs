@@ -897,3 +897,47 @@ fn private_keys_never_reach_stdout_or_stderr_even_verbose() {
     host.place(&document);
     host.finalize_ok();
 }
+
+#[test]
+fn finalize_refuses_an_order_made_at_another_ca_and_forgets_it() {
+    // No sandbox: the check comes before any CA contact.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("orders")).expect("mkdir");
+    let order = serde_json::json!({
+        "version": 1, "url": "https://old-ca.test/order/1",
+        "directory": "https://old-ca.test/dir", "account": "https://old-ca.test/acct/1",
+        "names": ["host1.example.test"], "key": "ecdsa-p384", "profile": null,
+        "reason": "no certificate yet", "created": "2026-01-01T00:00:00Z"
+    });
+    let order_file = state.join("orders/main.json");
+    std::fs::write(&order_file, order.to_string()).expect("write order");
+    let config = dir.path().join("fleetcert.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "acme: {{directory: https://127.0.0.1:9/dir, email: ops@example.test, agree_tos: true}}\n\
+             host: host1.example.test\nsigning_zone: acme.test\nresolver: 127.0.0.1:9\n\
+             state_dir: {}\ncert_dir: {}\ngroup: root\ncerts: {{main: [host1.example.test]}}\n",
+            state.display(),
+            dir.path().join("certs").display()
+        ),
+    )
+    .expect("write config");
+    let run = fleetcert(["finalize", "--config", config.to_str().expect("utf-8")]);
+    run.expect_code(1);
+    let error = cert(&run.json(), "main")["error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(
+        error.contains("https://old-ca.test/dir") && error.contains("run request again"),
+        "{error}"
+    );
+    assert!(!order_file.exists(), "the stale order was kept");
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {:?}",
+        run.stderr
+    );
+}
