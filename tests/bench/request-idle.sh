@@ -106,7 +106,7 @@ if [ "$(jq -c '[.changed, (.records | length), .certs[0].status]' "$work/idle.js
 fi
 if command -v hyperfine >/dev/null; then
     hyperfine --shell=none --warmup 5 --runs "$runs" --style basic \
-        --export-json "$work/hyperfine.json" "$bin request --config $config" >/dev/null
+        --export-json "$work/hyperfine.json" "$bin request --config $config" >/dev/null 2>&1
     jq -r '.results[0] | "  wall      mean \(.mean * 1000 | . * 100 | round / 100) ms, median \(.median * 1000 | . * 100 | round / 100) ms, min \(.min * 1000 | . * 100 | round / 100) ms, max \(.max * 1000 | . * 100 | round / 100) ms  (hyperfine)"' \
         "$work/hyperfine.json"
 else
@@ -124,3 +124,14 @@ for _ in $(seq 20); do
 done
 printf '  peak RSS  %d kB = %s MB  (max of 20 runs, /usr/bin/time -v)\n' \
     "$peak" "$(echo "scale=1; $peak / 1024" | bc)"
+
+# For comparison, not a target: with ARI on, an idle run opens the account, which fetches
+# the CA's directory over HTTPS (Pebble has no renewalInfo, so that is all it asks).
+if command -v hyperfine >/dev/null; then
+    echo "==> the same with ARI on (for comparison)"
+    sed -i 's/^renew: {ari: false}$/renew: {ari: true}/' "$config"
+    hyperfine --shell=none --warmup 3 --runs 30 --style basic \
+        --export-json "$work/hyperfine-ari.json" "$bin request --config $config" >/dev/null 2>&1
+    jq -r '.results[0] | "  wall      mean \(.mean * 1000 | . * 100 | round / 100) ms, median \(.median * 1000 | . * 100 | round / 100) ms  (hyperfine, 30 runs)"' \
+        "$work/hyperfine-ari.json"
+fi
