@@ -18,6 +18,8 @@ use crate::store::{self, Access};
 const ACCOUNT_FILE: &str = "account.json";
 /// Version of the credentials file layout.
 const FILE_VERSION: u32 = 1;
+/// The RFC 8555 problem type of a CA that wants external account binding.
+const EAB_REQUIRED: &str = "urn:ietf:params:acme:error:externalAccountRequired";
 
 /// `account.json`: directory URL -> credentials (kept as JSON, the type is not `Clone`).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -123,7 +125,16 @@ pub(crate) async fn open_or_create(acme: &Acme, state_dir: &Path) -> Result<Acco
     };
     let (account, credentials) =
         retry_bad_nonce!(builder(acme)?.create(&new_account, acme.directory.clone(), eab.as_ref()))
-            .map_err(|source| AcmeError::ca(&acme.directory, "register an account", source))?;
+            .map_err(|source| match &source {
+                instant_acme::Error::Api(problem)
+                    if acme.eab.is_none() && problem.r#type.as_deref() == Some(EAB_REQUIRED) =>
+                {
+                    AcmeError::EabRequired {
+                        directory: acme.directory.clone(),
+                    }
+                }
+                _ => AcmeError::ca(&acme.directory, "register an account", source),
+            })?;
     tracing::info!(account = account.id(), directory = %acme.directory, "registered ACME account");
     store(acme, state_dir, &credentials)?;
     Ok(account)

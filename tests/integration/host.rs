@@ -49,8 +49,14 @@ impl<'s> Host<'s> {
 
     /// Rewrites the config: `extra` is top-level YAML lines (`key: rsa-2048\n`).
     fn configure(&self, extra: &str, certs: &[(&str, &[&str])]) {
+        self.configure_acme("", extra, certs);
+    }
+
+    /// Like [`configure`](Self::configure), with `acme_extra` added to the `acme` mapping
+    /// (`, profile: classic`).
+    fn configure_acme(&self, acme_extra: &str, extra: &str, certs: &[(&str, &[&str])]) {
         let mut text = format!(
-            "acme: {{directory: {dir}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}}}\n\
+            "acme: {{directory: {dir}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}{acme_extra}}}\n\
              host: host1.example.test\nsigning_zone: acme.test\nresolver: {resolver}\n\
              state_dir: {state}\ncert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
             dir = self.sb.acme_directory(),
@@ -940,4 +946,95 @@ fn finalize_refuses_an_order_made_at_another_ca_and_forgets_it() {
         "colour codes in a pipe: {:?}",
         run.stderr
     );
+}
+
+#[test]
+fn shared_records_all_go_to_the_signing_zone_apex() {
+    let sb = sandbox().start();
+    let names: &[&str] = &["shared1.example.test", "shared2.example.test"];
+    let host = Host::new(&sb, &[]);
+    host.configure("challenge_records: shared\n", &[("main", names)]);
+    let document = host.request_ok();
+    let placed = records(&document);
+    assert_eq!(placed.len(), 2, "{document:#}");
+    assert!(
+        placed.iter().all(|(name, _)| name == "acme.test."),
+        "{placed:?}"
+    );
+    host.place(&document);
+    let report = host.finalize_ok();
+    assert_issued(&host, &report, "main", names);
+
+    // A per-name delegation does not fit `shared`: refused before ordering.
+    host.configure(
+        "challenge_records: shared\n",
+        &[("other", &["host9.example.test"])],
+    );
+    let run = host.request();
+    run.expect_code(1);
+    let reason = cert(&run.json(), "other")["reason"]
+        .as_str()
+        .expect("reason")
+        .to_owned();
+    assert!(
+        reason.contains("CNAME acme.test.`"),
+        "the fix names the apex: {reason}"
+    );
+}
+
+#[test]
+fn profile_the_ca_does_not_offer_is_refused_before_ordering() {
+    let sb = sandbox().start();
+    let host = Host::new(&sb, &[]);
+    host.configure_acme(
+        ", profile: classic",
+        "",
+        &[("main", &["host1.example.test"])],
+    );
+    let run = host.request();
+    run.expect_code(1);
+    let document = run.json();
+    let reason = cert(&document, "main")["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("`classic`") && reason.contains("acme.profile"),
+        "{reason}"
+    );
+    assert!(records(&document).is_empty());
+    assert!(host.saved_order("main").is_none(), "ordered anyway");
+}
+
+#[test]
+fn external_account_binding_is_required_then_registers_once() {
+    const KID: &str = "kid-1";
+    const HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let sb = sandbox().pebble_eab(KID, HMAC).start();
+    let certs: &[(&str, &[&str])] = &[("main", &["host1.example.test"])];
+    let host = Host::new(&sb, certs);
+
+    // Without EAB the CA refuses to register: the certificate fails, nothing is saved.
+    let run = host.request();
+    run.expect_code(1);
+    let reason = cert(&run.json(), "main")["reason"]
+        .as_str()
+        .expect("reason")
+        .to_owned();
+    assert!(
+        reason.contains("requires external account binding")
+            && reason.contains("acme.eab.hmac_key")
+            && !reason.contains('\n'),
+        "{reason}"
+    );
+    assert!(!host.state_dir().join("account.json").exists());
+
+    host.configure_acme(
+        &format!(", eab: {{kid: {KID}, hmac_key: {HMAC}}}"),
+        "",
+        certs,
+    );
+    let report = host.issue();
+    assert_issued(&host, &report, "main", &["host1.example.test"]);
+    assert_eq!(account_ids(&host).len(), 1);
+    // The HMAC key is a secret as well.
+    let status = host.run("status", &["-vv"]);
+    assert!(!status.stdout.contains(HMAC) && !status.stderr.contains(HMAC));
 }
