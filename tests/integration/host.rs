@@ -562,6 +562,9 @@ fn request_twice_before_finalize_keeps_the_order_and_its_values() {
     assert_eq!(records(&second), records(&first));
     assert_eq!(records(&second).len(), 2);
     assert_eq!(cert(&second, "main")["status"], "pending");
+    let status = host.run("status", &[]).expect_code(0).json();
+    assert_eq!(cert(&status, "main")["pending"], true);
+    assert_eq!(cert(&status, "main")["not_after"], Value::Null);
 
     host.place(&second);
     let report = host.finalize_ok();
