@@ -18,6 +18,8 @@ use crate::store::{self, Access};
 const ACCOUNT_FILE: &str = "account.json";
 /// Version of the credentials file layout.
 const FILE_VERSION: u32 = 1;
+/// The RFC 8555 problem type of a CA that wants external account binding.
+const EAB_REQUIRED: &str = "urn:ietf:params:acme:error:externalAccountRequired";
 
 /// `account.json`: directory URL -> credentials (kept as JSON, the type is not `Clone`).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -123,29 +125,19 @@ pub(crate) async fn open_or_create(acme: &Acme, state_dir: &Path) -> Result<Acco
     };
     let (account, credentials) =
         retry_bad_nonce!(builder(acme)?.create(&new_account, acme.directory.clone(), eab.as_ref()))
-            .map_err(|source| registration_failed(acme, source))?;
+            .map_err(|source| match &source {
+                instant_acme::Error::Api(problem)
+                    if acme.eab.is_none() && problem.r#type.as_deref() == Some(EAB_REQUIRED) =>
+                {
+                    AcmeError::EabRequired {
+                        directory: acme.directory.clone(),
+                    }
+                }
+                _ => AcmeError::ca(&acme.directory, "register an account", source),
+            })?;
     tracing::info!(account = account.id(), directory = %acme.directory, "registered ACME account");
     store(acme, state_dir, &credentials)?;
     Ok(account)
-}
-
-/// The problem type of a CA that wants external account binding (RFC 8555 section 7.3.4).
-const EAB_REQUIRED: &str = "urn:ietf:params:acme:error:externalAccountRequired";
-
-/// Why registering failed; a CA that wants EAB gets the config keys that fix it.
-fn registration_failed(acme: &Acme, source: instant_acme::Error) -> AcmeError {
-    let wants_eab = matches!(&source, instant_acme::Error::Api(problem)
-        if problem.r#type.as_deref() == Some(EAB_REQUIRED));
-    if wants_eab && acme.eab.is_none() {
-        return AcmeError::NoAccount {
-            problem: format!(
-                "CA {} requires external account binding: set `acme.eab.kid` and \
-                 `acme.eab.hmac_key` to the values the CA gave you",
-                acme.directory
-            ),
-        };
-    }
-    AcmeError::ca(&acme.directory, "register an account", source)
 }
 
 /// Adds this CA's credentials to `account.json`, keeping the other CAs' accounts.

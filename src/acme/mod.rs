@@ -104,6 +104,11 @@ pub(crate) enum AcmeError {
     /// The issued chain does not match the key or the names asked for.
     #[error("the CA's certificate is unusable: {problem}; the old files are left in place")]
     Mismatch { problem: String },
+    /// The CA registers accounts only with external account binding, and none is configured.
+    #[error(
+        "CA {directory} requires external account binding: set `acme.eab.kid` and `acme.eab.hmac_key` to the values the CA gave you"
+    )]
+    EabRequired { directory: String },
     /// The account could not be opened or registered.
     #[error("no ACME account: {problem}")]
     NoAccount { problem: String },

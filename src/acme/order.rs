@@ -402,9 +402,14 @@ pub(crate) async fn complete(
 
 /// Tells the CA that the records of every pending authorization are published.
 async fn set_ready(order: &mut Order, directory: &str) -> Result<(), AcmeError> {
+    // Challenges already marked by an earlier try: instant-acme keeps the authorizations it
+    // fetched and does not update their challenges' status after `set_ready`, so a walk
+    // retried after a bad nonce would post them again, and the CA refuses a challenge that
+    // is no longer pending (Pebble: "Cannot update challenge with status valid").
+    let mut marked = Vec::new();
     let mut attempt = 1;
     loop {
-        match set_ready_once(order).await {
+        match set_ready_once(order, &mut marked).await {
             Err(err) if super::is_bad_nonce(&err) && attempt < super::BAD_NONCE_ATTEMPTS => {
                 attempt += 1;
             }
@@ -419,7 +424,11 @@ async fn set_ready(order: &mut Order, directory: &str) -> Result<(), AcmeError> 
     }
 }
 
-async fn set_ready_once(order: &mut Order) -> Result<(), instant_acme::Error> {
+/// One walk of [`set_ready`]; `marked` collects the URLs of the challenges posted so far.
+async fn set_ready_once(
+    order: &mut Order,
+    marked: &mut Vec<String>,
+) -> Result<(), instant_acme::Error> {
     let mut authorizations = order.authorizations();
     while let Some(result) = authorizations.next().await {
         let mut authz = result?;
@@ -430,10 +439,14 @@ async fn set_ready_once(order: &mut Order) -> Result<(), instant_acme::Error> {
         let Some(mut challenge) = authz.challenge(ChallengeType::Dns01) else {
             continue;
         };
-        // A retried walk may meet a challenge already marked: the CA then reports it
-        // processing or valid, and posting again would only be refused.
-        if challenge.status == instant_acme::ChallengeStatus::Pending {
+        // A challenge an earlier finalize marked comes back processing or valid from the
+        // CA, and one this run marked is in `marked`: posting either again is refused.
+        if challenge.status == instant_acme::ChallengeStatus::Pending
+            && !marked.contains(&challenge.url)
+        {
+            let url = challenge.url.clone();
             challenge.set_ready().await?;
+            marked.push(url);
         }
     }
     Ok(())
@@ -469,10 +482,36 @@ async fn invalid_order(order: &mut Order) -> AcmeError {
 
 /// Adds the failed challenges' problems (which name the record and what the CA saw) to the
 /// order's own, unless the order's problem already says it.
+///
+/// Best effort: the order's own problem is reported even when an authorization cannot be
+/// fetched.
 async fn invalid_problem(order: &mut Order, own: String) -> String {
     let mut details = Vec::new();
+    // A bad nonce while fetching restarts the walk (fetched authorizations are cached);
+    // without the retry a CA rejecting many nonces would hide which record failed.
+    for _ in 0..super::BAD_NONCE_ATTEMPTS {
+        details.clear();
+        match challenge_problems(order, &own, &mut details).await {
+            Err(err) if super::is_bad_nonce(&err) => continue,
+            _ => break,
+        }
+    }
+    if details.is_empty() {
+        own
+    } else {
+        format!("{own}; {}", details.join("; "))
+    }
+}
+
+/// Collects `identifier: problem` of every failed challenge not already said in `own`.
+async fn challenge_problems(
+    order: &mut Order,
+    own: &str,
+    details: &mut Vec<String>,
+) -> Result<(), instant_acme::Error> {
     let mut authorizations = order.authorizations();
-    while let Some(Ok(authz)) = authorizations.next().await {
+    while let Some(authz) = authorizations.next().await {
+        let authz = authz?;
         let identifier = authz.identifier().to_string();
         for challenge in &authz.challenges {
             if let Some(problem) = &challenge.error {
@@ -483,11 +522,7 @@ async fn invalid_problem(order: &mut Order, own: String) -> String {
             }
         }
     }
-    if details.is_empty() {
-        own
-    } else {
-        format!("{own}; {}", details.join("; "))
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -140,14 +140,18 @@ async fn finalize_one(
         }
         Err(err) => return failed(err.to_string()),
     };
-    if !saved.fits(names, config.key, config.acme.profile.as_deref()) {
+    // An order from another CA cannot be completed with this CA's account: re-opening it
+    // would only fail with a confusing "not found" from the wrong server.
+    let same_ca = saved.directory == config.acme.directory;
+    if !same_ca || !saved.fits(names, config.key, config.acme.profile.as_deref()) {
         if !dry_run && let Err(err) = PendingOrder::remove(&config.state_dir, cert) {
             return failed(err.to_string());
         }
         return failed(format!(
-            "the config changed since the order was made (it was for [{}], {}): run request again",
+            "the config changed since the order was made (it was for [{}], {}, at {}): run request again",
             saved.names.join(", "),
-            saved.key
+            saved.key,
+            saved.directory
         ));
     }
     if dry_run {

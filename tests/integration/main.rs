@@ -5,5 +5,6 @@
 mod ari;
 mod config;
 mod hiera;
+mod host;
 mod sandbox;
 mod util;

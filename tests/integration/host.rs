@@ -1,0 +1,1043 @@
+//! The host half against the real sandbox: `request`, records placed by the test helper (the
+//! stand-in for `publish`), `finalize`, `status`.
+//!
+//! Each test starts its own sandbox. Pebble reuses no authorization unless a test asks for it
+//! (`PEBBLE_AUTHZREUSE=0`), so every new order waits for records and the outcome does not
+//! depend on a coin toss; bad nonces stay at Pebble's default 5 %, which the code must ride out.
+
+use std::cell::RefCell;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::sandbox::{Sandbox, SandboxBuilder};
+use crate::util::{Run, fleetcert, snapshot};
+
+/// The group the fixture's config names for private keys: not root's own, so a key left
+/// with the process's group would be noticed.
+const KEY_GROUP: &str = "daemon";
+
+/// A sandbox whose Pebble reuses no authorization.
+fn sandbox() -> SandboxBuilder {
+    Sandbox::builder().pebble_env("PEBBLE_AUTHZREUSE", "0")
+}
+
+/// One host: a temporary directory with its config, state and certificates, run against `sb`.
+///
+/// Every run's stdout and stderr is checked against every private key on disk right after
+/// it, so no test can print a key unnoticed.
+struct Host<'s> {
+    sb: &'s Sandbox,
+    dir: tempfile::TempDir,
+    /// Extra command-line flags for every run (`-vv` for the logging test).
+    flags: RefCell<Vec<String>>,
+}
+
+impl<'s> Host<'s> {
+    /// A host with these certificates and the fixture's defaults.
+    fn new(sb: &'s Sandbox, certs: &[(&str, &[&str])]) -> Self {
+        let host = Self {
+            sb,
+            dir: tempfile::tempdir().expect("tempdir"),
+            flags: RefCell::new(Vec::new()),
+        };
+        host.configure("", certs);
+        host
+    }
+
+    /// Rewrites the config: `extra` is top-level YAML lines (`key: rsa-2048\n`).
+    fn configure(&self, extra: &str, certs: &[(&str, &[&str])]) {
+        self.configure_acme("", extra, certs);
+    }
+
+    /// Like [`configure`](Self::configure), with `acme_extra` added to the `acme` mapping
+    /// (`, profile: classic`).
+    fn configure_acme(&self, acme_extra: &str, extra: &str, certs: &[(&str, &[&str])]) {
+        let mut text = format!(
+            "acme: {{directory: {dir}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}{acme_extra}}}\n\
+             host: host1.example.test\nsigning_zone: acme.test\nresolver: {resolver}\n\
+             state_dir: {state}\ncert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
+            dir = self.sb.acme_directory(),
+            ca = self.sb.ca_bundle().display(),
+            resolver = self.sb.resolver(),
+            state = self.state_dir().display(),
+            certs_dir = self.cert_dir().display(),
+        );
+        for (cert, names) in certs {
+            let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+            text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
+        }
+        std::fs::write(self.config(), text).expect("write config");
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("fleetcert.yaml")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// `<cert_dir>/<cert>/<file>` in the default layout.
+    fn file(&self, cert: &str, file: &str) -> PathBuf {
+        self.cert_dir().join(cert).join(file)
+    }
+
+    /// The saved order of `cert`, if any.
+    fn saved_order(&self, cert: &str) -> Option<Value> {
+        let path = self.state_dir().join("orders").join(format!("{cert}.json"));
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(serde_json::from_str(&text).expect("order file is JSON"))
+    }
+
+    /// Runs `fleetcert <command> --config <ours> <more>`, then checks that no key leaked.
+    fn run(&self, command: &str, more: &[&str]) -> Run {
+        let config = self.config();
+        let mut args: Vec<&str> = vec![command, "--config", config.to_str().expect("utf-8")];
+        args.extend(more);
+        let flags = self.flags.borrow();
+        args.extend(flags.iter().map(String::as_str));
+        let run = fleetcert(&args);
+        self.assert_no_secret_in(&run, command);
+        run
+    }
+
+    fn request(&self) -> Run {
+        self.run("request", &[])
+    }
+
+    fn finalize(&self) -> Run {
+        self.run("finalize", &[])
+    }
+
+    /// `request` that must succeed; its token document.
+    fn request_ok(&self) -> Value {
+        self.request().expect_code(0).json()
+    }
+
+    /// `finalize` that must succeed; its report.
+    fn finalize_ok(&self) -> Value {
+        self.finalize().expect_code(0).json()
+    }
+
+    /// Places exactly the token document's records (the stand-in for `publish`).
+    fn place(&self, document: &Value) {
+        let records = records(document);
+        let borrowed: Vec<(&str, &str)> = records
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        self.sb.place_records(&borrowed);
+    }
+
+    /// request, place, finalize, all successful; the finalize report.
+    fn issue(&self) -> Value {
+        let document = self.request_ok();
+        self.place(&document);
+        let report = self.finalize_ok();
+        assert_eq!(report["changed"], true, "nothing issued: {report:#}");
+        report
+    }
+
+    /// Every secret fleetcert keeps on disk: private key bodies and the account key.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        for root in [self.cert_dir(), self.state_dir()] {
+            for (path, bytes) in snapshot(&root) {
+                let text = String::from_utf8_lossy(&bytes);
+                if text.contains("PRIVATE KEY") {
+                    // Each base64 line of the body; the shortest last line is skipped.
+                    secrets.extend(
+                        text.lines()
+                            .filter(|line| !line.starts_with("-----") && line.len() >= 32)
+                            .map(str::to_owned),
+                    );
+                } else if path.ends_with("account.json") {
+                    let file: Value = serde_json::from_str(&text).expect("account.json");
+                    for account in file["accounts"].as_object().expect("accounts").values() {
+                        let key = account["key_pkcs8"].as_str().expect("key_pkcs8");
+                        secrets.push(key.to_owned());
+                    }
+                }
+            }
+        }
+        secrets
+    }
+
+    #[track_caller]
+    fn assert_no_secret_in(&self, run: &Run, command: &str) {
+        for stream in [&run.stdout, &run.stderr] {
+            assert!(
+                !stream.contains("PRIVATE KEY"),
+                "{command} printed a PEM private key"
+            );
+            for secret in self.secrets() {
+                assert!(
+                    !stream.contains(&secret),
+                    "{command} printed (part of) a private key"
+                );
+            }
+        }
+    }
+}
+
+/// The (name, value) pairs of a token document's records.
+fn records(document: &Value) -> Vec<(String, String)> {
+    let mut records: Vec<(String, String)> = document["records"]
+        .as_array()
+        .expect("records is a list")
+        .iter()
+        .map(|record| {
+            (
+                record["name"].as_str().expect("name").to_owned(),
+                record["value"].as_str().expect("value").to_owned(),
+            )
+        })
+        .collect();
+    records.sort();
+    records
+}
+
+/// The entry named `name` of a report's `certs` list.
+fn cert<'v>(report: &'v Value, name: &str) -> &'v Value {
+    report["certs"]
+        .as_array()
+        .expect("certs is a list")
+        .iter()
+        .find(|cert| cert["name"] == name)
+        .unwrap_or_else(|| panic!("no cert {name} in {report:#}"))
+}
+
+/// The records of one certificate.
+fn records_of(document: &Value, cert: &str) -> Vec<Value> {
+    document["records"]
+        .as_array()
+        .expect("records is a list")
+        .iter()
+        .filter(|record| record["cert"] == cert)
+        .cloned()
+        .collect()
+}
+
+/// The identifiers of one certificate's records, sorted.
+fn identifiers(document: &Value, cert: &str) -> Vec<String> {
+    let mut identifiers: Vec<String> = records_of(document, cert)
+        .iter()
+        .map(|record| {
+            record["identifier"]
+                .as_str()
+                .expect("identifier")
+                .to_owned()
+        })
+        .collect();
+    identifiers.sort();
+    identifiers
+}
+
+/// Runs openssl with `args`; its stdout, panicking on failure.
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The DNS SANs of a PEM certificate, sorted.
+fn sans(cert: &Path) -> Vec<String> {
+    let text = openssl(&[
+        "x509",
+        "-noout",
+        "-ext",
+        "subjectAltName",
+        "-in",
+        cert.to_str().expect("utf-8"),
+    ]);
+    let mut names: Vec<String> = text
+        .split([',', '\n'])
+        .filter_map(|part| part.trim().strip_prefix("DNS:"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// The public key algorithm of a certificate, as `openssl x509 -text` prints it, and checks
+/// that the private key file holds the matching key.
+fn key_kind(cert: &Path, key: &Path) -> String {
+    let cert = cert.to_str().expect("utf-8");
+    let key = key.to_str().expect("utf-8");
+    let from_cert = openssl(&["x509", "-noout", "-pubkey", "-in", cert]);
+    let from_key = openssl(&["pkey", "-pubout", "-in", key]);
+    assert_eq!(from_cert, from_key, "{key} does not belong to {cert}");
+    let text = openssl(&["x509", "-noout", "-text", "-in", cert]);
+    let algorithm = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Public Key Algorithm: "))
+        .expect("a public key algorithm");
+    // An EC key is named by its curve, an RSA key by its size.
+    let line = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(prefix))
+    };
+    let detail = line("NIST CURVE:")
+        .or_else(|| line("Public-Key:"))
+        .expect("key size or curve");
+    format!("{algorithm} {detail}")
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("stat {}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn gid(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("stat").gid()
+}
+
+fn key_group_gid() -> u32 {
+    let out = Command::new("getent")
+        .args(["group", KEY_GROUP])
+        .output()
+        .expect("getent");
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .nth(2)
+        .and_then(|gid| gid.parse().ok())
+        .unwrap_or_else(|| panic!("group {KEY_GROUP} does not exist"))
+}
+
+/// The account URLs stored in `account.json`.
+fn account_ids(host: &Host<'_>) -> Vec<String> {
+    let text = std::fs::read_to_string(host.state_dir().join("account.json")).expect("account");
+    let file: Value = serde_json::from_str(&text).expect("account.json");
+    file["accounts"]
+        .as_object()
+        .expect("accounts")
+        .values()
+        .map(|account| account["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Asserts that `cert` was issued with `names` and a chain Pebble's root accepts.
+#[track_caller]
+fn assert_issued(host: &Host<'_>, report: &Value, cert_name: &str, names: &[&str]) {
+    let entry = cert(report, cert_name);
+    assert_eq!(entry["status"], "issued", "{report:#}");
+    assert_eq!(entry["changed"], true);
+    let fullchain = host.file(cert_name, "fullchain.pem");
+    host.sb
+        .verify_chain(&fullchain)
+        .unwrap_or_else(|err| panic!("chain of {cert_name} does not verify: {err}"));
+    assert_eq!(sans(&host.file(cert_name, "cert.pem")), sorted(names));
+    assert_eq!(
+        sans(&fullchain),
+        sorted(names),
+        "fullchain's leaf comes first"
+    );
+}
+
+// --- tests -------------------------------------------------------------------------------
+
+#[test]
+fn two_names_issue_a_verified_chain_with_private_key_modes_and_one_account() {
+    let sb = sandbox().start();
+    let main_names: &[&str] = &["host1.example.test", "www1.example.test"];
+    let host = Host::new(
+        &sb,
+        &[("main", main_names), ("second", &["host2.example.test"])],
+    );
+
+    let document = host.request_ok();
+    assert_eq!(document["changed"], true);
+    assert_eq!(cert(&document, "main")["status"], "pending");
+    assert_eq!(cert(&document, "second")["status"], "pending");
+    let identifiers = identifiers(&document, "main");
+    assert_eq!(identifiers, main_names);
+    for record in records_of(&document, "main") {
+        let identifier = record["identifier"].as_str().expect("identifier");
+        assert_eq!(record["name"], format!("{identifier}.acme.test."));
+        assert_eq!(record["value"].as_str().expect("value").len(), 43);
+    }
+    // Both orders come from the one account registered by this run.
+    let accounts = account_ids(&host);
+    assert_eq!(accounts.len(), 1, "one account per CA");
+    for name in ["main", "second"] {
+        assert_eq!(
+            host.saved_order(name).expect("order saved")["account"],
+            accounts[0].as_str()
+        );
+    }
+    assert_eq!(mode(&host.state_dir().join("account.json")), 0o600);
+    assert_eq!(mode(&host.state_dir()), 0o700);
+
+    host.place(&document);
+    let report = host.finalize_ok();
+    assert_eq!(report["changed"], true);
+    assert_issued(&host, &report, "main", main_names);
+    assert_issued(&host, &report, "second", &["host2.example.test"]);
+    assert!(host.saved_order("main").is_none(), "order kept after issue");
+
+    let group = key_group_gid();
+    for name in ["main", "second"] {
+        let key = host.file(name, "privkey.pem");
+        assert_eq!(mode(&key), 0o640, "{}", key.display());
+        assert_eq!(gid(&key), group, "key group of {}", key.display());
+        assert_eq!(mode(&host.cert_dir().join(name)), 0o750);
+        assert_eq!(gid(&host.cert_dir().join(name)), group);
+        for public in ["cert.pem", "chain.pem", "fullchain.pem"] {
+            assert_eq!(mode(&host.file(name, public)), 0o644);
+        }
+        assert_eq!(
+            key_kind(&host.file(name, "cert.pem"), &key),
+            "id-ecPublicKey NIST CURVE: P-384",
+            "default key type"
+        );
+    }
+    // The chain file holds the intermediates, the full chain is leaf + chain.
+    let leaf = std::fs::read_to_string(host.file("main", "cert.pem")).expect("cert");
+    let chain = std::fs::read_to_string(host.file("main", "chain.pem")).expect("chain");
+    let full = std::fs::read_to_string(host.file("main", "fullchain.pem")).expect("full");
+    assert_eq!(full, format!("{leaf}{chain}"));
+    assert!(!chain.is_empty());
+
+    // A later run with a third certificate reuses the account: not registered again.
+    let account_file = std::fs::read(host.state_dir().join("account.json")).expect("account");
+    host.configure(
+        "",
+        &[
+            ("main", main_names),
+            ("second", &["host2.example.test"]),
+            ("third", &["host3.example.test"]),
+        ],
+    );
+    let document = host.request_ok();
+    assert_eq!(cert(&document, "main")["status"], "valid");
+    assert_eq!(cert(&document, "third")["status"], "pending");
+    assert_eq!(
+        host.saved_order("third").expect("order saved")["account"],
+        accounts[0].as_str()
+    );
+    assert_eq!(
+        std::fs::read(host.state_dir().join("account.json")).expect("account"),
+        account_file,
+        "account.json rewritten"
+    );
+}
+
+#[test]
+fn second_request_with_a_valid_certificate_orders_nothing() {
+    let sb = sandbox().start();
+    let host = Host::new(&sb, &[("main", &["host1.example.test"])]);
+    host.issue();
+    let before = snapshot(host.dir.path());
+
+    let document = host.request_ok();
+    assert_eq!(document["changed"], false);
+    assert_eq!(document["records"], Value::Array(Vec::new()));
+    let main = cert(&document, "main");
+    assert_eq!(main["status"], "valid");
+    assert!(main["not_after"].is_string(), "{document:#}");
+    assert!(
+        main["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("not due"),
+        "{document:#}"
+    );
+    let orders = host.state_dir().join("orders");
+    assert!(
+        snapshot(&orders).is_empty(),
+        "an order was saved: {:?}",
+        snapshot(&orders)
+    );
+
+    // finalize has nothing to do either, and neither run changed a file.
+    let report = host.finalize_ok();
+    assert_eq!(report["changed"], false);
+    assert_eq!(cert(&report, "main")["status"], "unchanged");
+    assert_eq!(snapshot(host.dir.path()), before, "a file changed");
+
+    // status reads the same from disk.
+    let status = host.run("status", &[]).expect_code(0).json();
+    let main = cert(&status, "main");
+    assert_eq!(main["pending"], false);
+    assert_eq!(main["key_type"], "ecdsa-p384");
+    assert!(main["days_left"].as_i64().expect("days_left") > 30);
+    assert_eq!(main["not_after"], cert(&document, "main")["not_after"]);
+
+    // With ARI off the same holds (and the run never opens the account).
+    host.configure(
+        "renew: {ari: false}\n",
+        &[("main", &["host1.example.test"])],
+    );
+    let document = host.request_ok();
+    assert_eq!(document["changed"], false);
+    assert_eq!(cert(&document, "main")["status"], "valid");
+}
+
+#[test]
+fn changed_name_set_orders_at_once_and_replaces_a_pending_order() {
+    let sb = sandbox().start();
+    let host = Host::new(&sb, &[("main", &["host1.example.test"])]);
+    host.issue();
+    let old = snapshot(&host.cert_dir());
+
+    host.configure(
+        "",
+        &[("main", &["host1.example.test", "www1.example.test"])],
+    );
+    let document = host.request_ok();
+    let main = cert(&document, "main");
+    assert_eq!(main["status"], "pending", "{document:#}");
+    assert_eq!(document["changed"], true);
+    let reason = main["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("names changed") && reason.contains("www1.example.test"),
+        "{reason}"
+    );
+    let first_order = host.saved_order("main").expect("order saved")["url"].clone();
+    assert_eq!(records_of(&document, "main").len(), 2);
+
+    // The names change again before finalize: the pending order no longer fits.
+    let names: &[&str] = &["host1.example.test", "www2.example.test"];
+    host.configure("", &[("main", names)]);
+    let document = host.request_ok();
+    let order = host.saved_order("main").expect("order saved");
+    assert_ne!(order["url"], first_order, "the old order was kept");
+    assert_eq!(order["names"], serde_json::json!(names));
+    let identifiers = identifiers(&document, "main");
+    assert!(
+        identifiers.contains(&"www2.example.test".to_owned()),
+        "{document:#}"
+    );
+    assert!(
+        !identifiers.contains(&"www1.example.test".to_owned()),
+        "{document:#}"
+    );
+    assert_eq!(
+        snapshot(&host.cert_dir()),
+        old,
+        "request touched the certificate"
+    );
+
+    host.place(&document);
+    let report = host.finalize_ok();
+    assert_issued(&host, &report, "main", names);
+}
+
+#[test]
+fn request_twice_before_finalize_keeps_the_order_and_its_values() {
+    let sb = sandbox().start();
+    let names: &[&str] = &["host4.example.test", "www4.example.test"];
+    let host = Host::new(&sb, &[("main", names)]);
+    let first = host.request_ok();
+    let order = host.saved_order("main").expect("order saved");
+    assert_eq!(first["changed"], true);
+
+    let second = host.request_ok();
+    assert_eq!(second["changed"], false, "a second order was made");
+    assert_eq!(host.saved_order("main").expect("order saved"), order);
+    assert_eq!(records(&second), records(&first));
+    assert_eq!(records(&second).len(), 2);
+    assert_eq!(cert(&second, "main")["status"], "pending");
+    let status = host.run("status", &[]).expect_code(0).json();
+    assert_eq!(cert(&status, "main")["pending"], true);
+    assert_eq!(cert(&status, "main")["not_after"], Value::Null);
+
+    host.place(&second);
+    let report = host.finalize_ok();
+    assert_issued(&host, &report, "main", names);
+}
+
+#[test]
+fn issuance_survives_a_ca_rejecting_half_the_nonces() {
+    let sb = sandbox().pebble_env("PEBBLE_WFE_NONCEREJECT", "50").start();
+    let names: &[&str] = &["host1.example.test", "www1.example.test"];
+    let host = Host::new(&sb, &[("main", names), ("second", &["host2.example.test"])]);
+    let report = host.issue();
+    assert_issued(&host, &report, "main", names);
+    assert_issued(&host, &report, "second", &["host2.example.test"]);
+    let log = std::fs::read_to_string(sb.dir().join("logs/pebble.log")).expect("pebble log");
+    assert!(
+        log.contains("reject 50% of good nonces"),
+        "PEBBLE_WFE_NONCEREJECT not applied"
+    );
+}
+
+#[test]
+fn missing_or_wrong_record_fails_that_certificate_only_and_keeps_its_files() {
+    let sb = sandbox().start();
+    let certs: &[(&str, &[&str])] = &[
+        ("main", &["host1.example.test"]),
+        ("other", &["www1.example.test"]),
+    ];
+    let host = Host::new(&sb, certs);
+    host.issue();
+    let main_dir = host.cert_dir().join("main");
+    let main_before = snapshot(&main_dir);
+    let other_before = snapshot(&host.cert_dir().join("other"));
+
+    // A key type change makes both due; main's record goes up with a wrong value.
+    host.configure("key: ecdsa-p256\n", certs);
+    let document = host.request_ok();
+    assert_eq!(cert(&document, "main")["status"], "pending");
+    let wrong = "A".repeat(43);
+    let mut placed: Vec<(String, String)> = Vec::new();
+    for record in document["records"].as_array().expect("records") {
+        let name = record["name"].as_str().expect("name").to_owned();
+        let value = if record["cert"] == "main" {
+            wrong.clone()
+        } else {
+            record["value"].as_str().expect("value").to_owned()
+        };
+        placed.push((name, value));
+    }
+    let borrowed: Vec<(&str, &str)> = placed
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    sb.place_records(&borrowed);
+
+    let run = host.finalize();
+    run.expect_code(1);
+    let report = run.json();
+    let main = cert(&report, "main");
+    assert_eq!(main["status"], "failed");
+    assert_eq!(main["changed"], false);
+    let error = main["error"].as_str().expect("error");
+    assert!(!error.contains('\n'), "not one line: {error}");
+    assert!(
+        error.contains("urn:ietf:params:acme:error:"),
+        "not the CA's problem: {error}"
+    );
+    assert_eq!(
+        snapshot(&main_dir),
+        main_before,
+        "failed certificate's files changed"
+    );
+    // The other certificate still completed, with the new key type.
+    assert_issued(&host, &report, "other", &["www1.example.test"]);
+    assert_ne!(snapshot(&host.cert_dir().join("other")), other_before);
+    assert_eq!(report["changed"], true);
+    // The dead order is forgotten ...
+    assert!(host.saved_order("main").is_none(), "invalid order kept");
+
+    // ... so the next request makes a new one; this time nothing is published at all.
+    let document = host.request_ok();
+    assert_eq!(cert(&document, "main")["status"], "pending");
+    assert_eq!(cert(&document, "other")["status"], "valid");
+    assert_eq!(records_of(&document, "main").len(), 1);
+    sb.place_records(&[]);
+    let run = host.finalize();
+    run.expect_code(1);
+    let report = run.json();
+    let main = cert(&report, "main");
+    assert_eq!(main["status"], "failed");
+    let error = main["error"].as_str().expect("error");
+    assert!(
+        !error.contains('\n') && error.contains("urn:ietf:params:acme:error:"),
+        "{error}"
+    );
+    assert_eq!(cert(&report, "other")["status"], "unchanged");
+    assert_eq!(
+        snapshot(&main_dir),
+        main_before,
+        "failed certificate's files changed"
+    );
+}
+
+#[test]
+fn name_without_challenge_cname_is_refused_with_the_fix_and_others_still_ordered() {
+    let sb = sandbox().start();
+    let host = Host::new(
+        &sb,
+        &[
+            ("main", &["host1.example.test"]),
+            ("nocname", &["www2.example.test", "nocname.example.test"]),
+            ("wrong", &["wrong.example.test"]),
+        ],
+    );
+    let run = host.request();
+    run.expect_code(1);
+    let document = run.json();
+
+    let refused = cert(&document, "nocname");
+    assert_eq!(refused["status"], "failed");
+    let reason = refused["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains(
+            "add `_acme-challenge.nocname.example.test. CNAME nocname.example.test.acme.test.`"
+        ),
+        "the fix is not spelled out: {reason}"
+    );
+    assert!(!reason.contains("www2"), "www2 is delegated: {reason}");
+    let wrong = cert(&document, "wrong")["reason"].as_str().expect("reason");
+    assert!(
+        wrong.contains("elsewhere.invalid.") && wrong.contains("wrong.example.test.acme.test."),
+        "{wrong}"
+    );
+    for refused in ["nocname", "wrong"] {
+        assert!(records_of(&document, refused).is_empty());
+        assert!(host.saved_order(refused).is_none(), "{refused} was ordered");
+    }
+
+    assert_eq!(cert(&document, "main")["status"], "pending");
+    assert_eq!(records_of(&document, "main").len(), 1);
+    assert!(host.saved_order("main").is_some());
+
+    // finalize completes the one that was ordered and leaves the refused ones alone.
+    host.place(&document);
+    let report = host.finalize_ok();
+    assert_issued(&host, &report, "main", &["host1.example.test"]);
+    assert_eq!(cert(&report, "nocname")["status"], "unchanged");
+}
+
+#[test]
+fn acme_sh_layout_writes_opendevs_file_names() {
+    let sb = sandbox().start();
+    let names: &[&str] = &["www1.example.test", "host1.example.test"];
+    let host = Host::new(&sb, &[]);
+    host.configure("layout: acme.sh\n", &[("main", names)]);
+    let report = host.issue();
+    let dir = host.cert_dir().join("www1.example.test");
+    let entry = cert(&report, "main");
+    assert_eq!(entry["status"], "issued");
+    assert_eq!(
+        entry["paths"]["fullchain"],
+        dir.join("fullchain.cer").to_str().expect("utf-8")
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("cert dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "ca.cer",
+            "fullchain.cer",
+            "www1.example.test.cer",
+            "www1.example.test.key"
+        ]
+    );
+    sb.verify_chain(&dir.join("fullchain.cer"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(sans(&dir.join("www1.example.test.cer")), sorted(names));
+    let key = dir.join("www1.example.test.key");
+    assert_eq!(mode(&key), 0o640);
+    assert_eq!(mode(&dir), 0o750);
+    key_kind(&dir.join("www1.example.test.cer"), &key);
+    assert!(!host.cert_dir().join("main").exists());
+
+    // The next request reads these files: nothing is due.
+    let document = host.request_ok();
+    assert_eq!(cert(&document, "main")["status"], "valid", "{document:#}");
+}
+
+#[test]
+fn reused_authorizations_make_a_ready_order_that_needs_no_record() {
+    let sb = Sandbox::builder()
+        .pebble_env("PEBBLE_AUTHZREUSE", "100")
+        .start();
+    let certs: &[(&str, &[&str])] = &[("main", &["host1.example.test", "www1.example.test"])];
+    let host = Host::new(&sb, certs);
+    host.issue();
+
+    // A new order for the same names (the key type changed) is valid already at the CA.
+    host.configure("key: ecdsa-p256\n", certs);
+    let document = host.request_ok();
+    assert_eq!(document["changed"], true);
+    assert_eq!(cert(&document, "main")["status"], "ready", "{document:#}");
+    assert_eq!(document["records"], Value::Array(Vec::new()));
+    assert!(host.saved_order("main").is_some());
+
+    // Nothing is published (the zone is emptied to be sure) and finalize completes.
+    sb.place_records(&[]);
+    let report = host.finalize_ok();
+    assert_issued(&host, &report, "main", certs[0].1);
+    assert_eq!(
+        key_kind(
+            &host.file("main", "cert.pem"),
+            &host.file("main", "privkey.pem")
+        ),
+        "id-ecPublicKey NIST CURVE: P-256"
+    );
+}
+
+#[test]
+fn wildcard_and_its_base_name_need_both_values_on_one_record_name() {
+    let sb = sandbox().start();
+    let names: &[&str] = &["host5.example.test", "*.host5.example.test"];
+    let host = Host::new(&sb, &[("main", names)]);
+    let document = host.request_ok();
+    let placed = records(&document);
+    assert_eq!(placed.len(), 2, "{document:#}");
+    assert_eq!(placed[0].0, "host5.example.test.acme.test.");
+    assert_eq!(placed[1].0, "host5.example.test.acme.test.");
+    assert_ne!(placed[0].1, placed[1].1, "one value for two authorizations");
+    let identifiers = identifiers(&document, "main");
+    assert_eq!(identifiers, ["*.host5.example.test", "host5.example.test"]);
+
+    // One of the two values alone is not enough.
+    sb.place_records(&[(placed[0].0.as_str(), placed[0].1.as_str())]);
+    let run = host.finalize();
+    run.expect_code(1);
+    assert_eq!(cert(&run.json(), "main")["status"], "failed");
+
+    // A new order, both values placed: issued for both names.
+    let document = host.request_ok();
+    assert_eq!(records(&document).len(), 2);
+    host.place(&document);
+    let report = host.finalize_ok();
+    assert_issued(&host, &report, "main", names);
+}
+
+#[test]
+fn issued_key_has_the_configured_type() {
+    let sb = sandbox().start();
+    let certs: &[(&str, &[&str])] = &[("main", &["host6.example.test"])];
+    let host = Host::new(&sb, &[]);
+    for (key, want) in [
+        ("rsa-2048", "rsaEncryption Public-Key: (2048 bit)"),
+        ("ecdsa-p256", "id-ecPublicKey NIST CURVE: P-256"),
+    ] {
+        host.configure(&format!("key: {key}\n"), certs);
+        let report = host.issue();
+        assert_issued(&host, &report, "main", &["host6.example.test"]);
+        assert_eq!(
+            key_kind(
+                &host.file("main", "cert.pem"),
+                &host.file("main", "privkey.pem")
+            ),
+            want
+        );
+        let status = host.run("status", &[]).expect_code(0).json();
+        assert_eq!(cert(&status, "main")["key_type"], key);
+    }
+}
+
+#[test]
+fn dry_run_orders_nothing_and_writes_nothing() {
+    let sb = sandbox().start();
+    let certs: &[(&str, &[&str])] = &[("main", &["host7.example.test"])];
+    let host = Host::new(&sb, certs);
+
+    // Nothing yet: the dry run says it would order, and creates not even the account.
+    let document = host.run("request", &["--dry-run"]).expect_code(0).json();
+    assert_eq!(cert(&document, "main")["status"], "pending");
+    assert!(
+        cert(&document, "main")["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("would order"),
+        "{document:#}"
+    );
+    assert_eq!(document["records"], Value::Array(Vec::new()));
+    assert!(!host.state_dir().exists(), "state_dir created");
+    assert!(!host.cert_dir().exists(), "cert_dir created");
+    let report = host.run("finalize", &["--dry-run"]).expect_code(0).json();
+    assert_eq!(report["changed"], false);
+    assert!(!host.state_dir().exists() && !host.cert_dir().exists());
+
+    // With an order pending, neither dry run touches it.
+    let document = host.request_ok();
+    let before = snapshot(host.dir.path());
+    host.run("request", &["--dry-run"]).expect_code(0);
+    let report = host.run("finalize", &["--dry-run"]).expect_code(0).json();
+    assert_eq!(cert(&report, "main")["status"], "would_issue");
+    assert_eq!(snapshot(host.dir.path()), before, "a dry run wrote a file");
+
+    // The order is still there to complete.
+    host.place(&document);
+    let report = host.finalize_ok();
+    assert_issued(&host, &report, "main", &["host7.example.test"]);
+}
+
+#[test]
+fn private_keys_never_reach_stdout_or_stderr_even_verbose() {
+    let sb = sandbox().start();
+    let host = Host::new(&sb, &[("main", &["host8.example.test"])]);
+    host.flags.borrow_mut().push("-vvv".to_owned());
+    // Every run below is checked by the fixture against every key on disk after it.
+    let document = host.request_ok();
+    assert!(
+        document.to_string().len() < 4000,
+        "token document is suspiciously large"
+    );
+    host.place(&document);
+    host.finalize_ok();
+    assert!(!host.secrets().is_empty(), "no key to look for");
+    host.request_ok();
+    host.run("status", &[]).expect_code(0);
+    host.run("status", &["--format", "table"]).expect_code(0);
+    host.run("request", &["--dry-run"]).expect_code(0);
+    host.run("finalize", &["--dry-run"]).expect_code(0);
+    // A renewal (new key) with the account and a saved key in play.
+    host.configure("key: rsa-2048\n", &[("main", &["host8.example.test"])]);
+    let document = host.request_ok();
+    host.place(&document);
+    host.finalize_ok();
+}
+
+#[test]
+fn finalize_refuses_an_order_made_at_another_ca_and_forgets_it() {
+    // No sandbox: the check comes before any CA contact.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("orders")).expect("mkdir");
+    let order = serde_json::json!({
+        "version": 1, "url": "https://old-ca.test/order/1",
+        "directory": "https://old-ca.test/dir", "account": "https://old-ca.test/acct/1",
+        "names": ["host1.example.test"], "key": "ecdsa-p384", "profile": null,
+        "reason": "no certificate yet", "created": "2026-01-01T00:00:00Z"
+    });
+    let order_file = state.join("orders/main.json");
+    std::fs::write(&order_file, order.to_string()).expect("write order");
+    let config = dir.path().join("fleetcert.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "acme: {{directory: https://127.0.0.1:9/dir, email: ops@example.test, agree_tos: true}}\n\
+             host: host1.example.test\nsigning_zone: acme.test\nresolver: 127.0.0.1:9\n\
+             state_dir: {}\ncert_dir: {}\ngroup: root\ncerts: {{main: [host1.example.test]}}\n",
+            state.display(),
+            dir.path().join("certs").display()
+        ),
+    )
+    .expect("write config");
+    let run = fleetcert(["finalize", "--config", config.to_str().expect("utf-8")]);
+    run.expect_code(1);
+    let error = cert(&run.json(), "main")["error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(
+        error.contains("https://old-ca.test/dir") && error.contains("run request again"),
+        "{error}"
+    );
+    assert!(!order_file.exists(), "the stale order was kept");
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {:?}",
+        run.stderr
+    );
+}
+
+#[test]
+fn shared_records_all_go_to_the_signing_zone_apex() {
+    let sb = sandbox().start();
+    let names: &[&str] = &["shared1.example.test", "shared2.example.test"];
+    let host = Host::new(&sb, &[]);
+    host.configure("challenge_records: shared\n", &[("main", names)]);
+    let document = host.request_ok();
+    let placed = records(&document);
+    assert_eq!(placed.len(), 2, "{document:#}");
+    assert!(
+        placed.iter().all(|(name, _)| name == "acme.test."),
+        "{placed:?}"
+    );
+    host.place(&document);
+    let report = host.finalize_ok();
+    assert_issued(&host, &report, "main", names);
+
+    // A per-name delegation does not fit `shared`: refused before ordering.
+    host.configure(
+        "challenge_records: shared\n",
+        &[("other", &["host9.example.test"])],
+    );
+    let run = host.request();
+    run.expect_code(1);
+    let reason = cert(&run.json(), "other")["reason"]
+        .as_str()
+        .expect("reason")
+        .to_owned();
+    assert!(
+        reason.contains("CNAME acme.test.`"),
+        "the fix names the apex: {reason}"
+    );
+}
+
+#[test]
+fn profile_the_ca_does_not_offer_is_refused_before_ordering() {
+    let sb = sandbox().start();
+    let host = Host::new(&sb, &[]);
+    host.configure_acme(
+        ", profile: classic",
+        "",
+        &[("main", &["host1.example.test"])],
+    );
+    let run = host.request();
+    run.expect_code(1);
+    let document = run.json();
+    let reason = cert(&document, "main")["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("`classic`") && reason.contains("acme.profile"),
+        "{reason}"
+    );
+    assert!(records(&document).is_empty());
+    assert!(host.saved_order("main").is_none(), "ordered anyway");
+}
+
+#[test]
+fn external_account_binding_is_required_then_registers_once() {
+    const KID: &str = "kid-1";
+    const HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let sb = sandbox().pebble_eab(KID, HMAC).start();
+    let certs: &[(&str, &[&str])] = &[("main", &["host1.example.test"])];
+    let host = Host::new(&sb, certs);
+
+    // Without EAB the CA refuses to register: the certificate fails, nothing is saved.
+    let run = host.request();
+    run.expect_code(1);
+    let reason = cert(&run.json(), "main")["reason"]
+        .as_str()
+        .expect("reason")
+        .to_owned();
+    assert!(
+        reason.contains("requires external account binding")
+            && reason.contains("acme.eab.hmac_key")
+            && !reason.contains('\n'),
+        "{reason}"
+    );
+    assert!(!host.state_dir().join("account.json").exists());
+
+    host.configure_acme(
+        &format!(", eab: {{kid: {KID}, hmac_key: {HMAC}}}"),
+        "",
+        certs,
+    );
+    let report = host.issue();
+    assert_issued(&host, &report, "main", &["host1.example.test"]);
+    assert_eq!(account_ids(&host).len(), 1);
+    // The HMAC key is a secret as well.
+    let status = host.run("status", &["-vv"]);
+    assert!(!status.stdout.contains(HMAC) && !status.stderr.contains(HMAC));
+}
