@@ -4,14 +4,14 @@
 //! issuance are still the real Pebble's.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::fixture::{Host, records};
 use crate::sandbox::Sandbox;
-use crate::util::{Run, fleetcert};
 
 /// The fake's process and its state directory; the process is killed when dropped.
 struct FakeCa {
@@ -87,71 +87,8 @@ impl Drop for FakeCa {
     }
 }
 
-/// One host's config and directories, pointed at `directory` (Pebble or the fake).
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    /// `acme_extra` goes into `acme:` (indented), `extra` at the top level.
-    fn new(sb: &Sandbox, directory: &str, acme_extra: &str, extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let text = format!(
-            "acme:\n  directory: {directory}\n  email: ops@example.test\n  agree_tos: true\n  \
-             ca_bundle: {bundle}\n{acme_extra}{extra}host: host7.example.test\nsigning_zone: acme.test\n\
-             resolver: {resolver}\nstate_dir: {state}\ncert_dir: {certs}\ngroup: root\n\
-             certs:\n  main: [host7.example.test, www7.example.test]\n",
-            bundle = sb.ca_bundle().display(),
-            resolver = sb.resolver(),
-            state = dir.path().join("state").display(),
-            certs = dir.path().join("certs").display(),
-        );
-        std::fs::write(dir.path().join("host.yaml"), text).expect("write config");
-        Host { dir }
-    }
-
-    fn run(&self, command: &str) -> Run {
-        let config = self.dir.path().join("host.yaml");
-        fleetcert([command.as_ref(), "--config".as_ref(), config.as_os_str()])
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("certs/main/cert.pem")
-    }
-
-    /// request, place the records, finalize: one certificate issued.
-    fn issue(&self, sb: &Sandbox) {
-        let request = self.run("request");
-        request.expect_code(0);
-        let document = request.json();
-        let records = records_of(&document);
-        assert!(!records.is_empty(), "nothing to publish: {document}");
-        sb.place_records(&borrow(&records));
-        let finalize = self.run("finalize");
-        finalize.expect_code(0);
-        assert_eq!(finalize.json()["certs"][0]["status"], "issued");
-    }
-}
-
-/// The (name, value) of every record in a token document.
-fn records_of(document: &serde_json::Value) -> Vec<(String, String)> {
-    document["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .map(|r| {
-            let field = |k: &str| r[k].as_str().expect("record field").to_owned();
-            (field("name"), field("value"))
-        })
-        .collect()
-}
-
-fn borrow(records: &[(String, String)]) -> Vec<(&str, &str)> {
-    records
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
-}
+/// The certificate every test here issues.
+const CERTS: &[(&str, &[&str])] = &[("main", &["host7.example.test", "www7.example.test"])];
 
 /// `openssl x509` field of `cert`, e.g. `-serial`.
 fn openssl_x509(cert: &Path, args: &[&str]) -> String {
@@ -204,16 +141,15 @@ fn ari_id(cert: &Path) -> String {
 fn ari_window_decides_when_a_valid_certificate_renews() {
     let sb = Sandbox::start();
     let fake = FakeCa::start(&sb, "");
-    let host = Host::new(&sb, &fake.directory(), "", "");
-    host.issue(&sb);
-    let first = std::fs::read(host.cert()).expect("cert");
-    let id = ari_id(&host.cert());
+    let host = Host::with_directory(&sb, &fake.directory(), CERTS);
+    host.issue();
+    let cert = host.file("main", "cert.pem");
+    let first = std::fs::read(&cert).expect("cert");
+    let id = ari_id(&cert);
 
     // Window in the future: nothing due, but the CA was asked about this very certificate.
     fake.set_window("future");
-    let quiet = host.run("request");
-    quiet.expect_code(0);
-    let document = quiet.json();
+    let document = host.request_ok();
     assert_eq!(document["certs"][0]["status"], "valid", "{document}");
     assert_eq!(document["records"].as_array().map(Vec::len), Some(0));
     assert_eq!(document["changed"], false);
@@ -225,13 +161,11 @@ fn ari_window_decides_when_a_valid_certificate_renews() {
 
     // Window open: renewed now, long before `before_days`, and the order completes.
     fake.set_window("past");
-    let due = host.run("request");
-    due.expect_code(0);
-    let document = due.json();
+    let document = host.request_ok();
     // Pebble may reuse some or all of the authorizations it validated for the first
     // certificate: a name reused needs no record, and with both reused the order is ready.
     let status = document["certs"][0]["status"].as_str().expect("status");
-    let records = records_of(&document);
+    let records = records(&document);
     match status {
         "pending" => assert!((1..=2).contains(&records.len()), "{document}"),
         "ready" => assert!(records.is_empty(), "{document}"),
@@ -241,12 +175,12 @@ fn ari_window_decides_when_a_valid_certificate_renews() {
     assert!(reason.contains("ARI"), "reason does not name ARI: {reason}");
     assert_eq!(document["changed"], true);
     if !records.is_empty() {
-        sb.place_records(&borrow(&records));
+        host.place(&document);
     }
-    host.run("finalize").expect_code(0);
-    let second = std::fs::read(host.cert()).expect("cert");
+    host.finalize_ok();
+    let second = std::fs::read(&cert).expect("cert");
     assert_ne!(first, second, "the certificate was not replaced");
-    sb.verify_chain(&host.dir.path().join("certs/main/fullchain.pem"))
+    sb.verify_chain(&host.file("main", "fullchain.pem"))
         .expect("openssl verify");
 }
 
@@ -254,12 +188,11 @@ fn ari_window_decides_when_a_valid_certificate_renews() {
 fn ari_off_never_asks_the_ca() {
     let sb = Sandbox::start();
     let fake = FakeCa::start(&sb, "");
-    let host = Host::new(&sb, &fake.directory(), "", "renew:\n  ari: false\n");
-    host.issue(&sb);
+    let host = Host::with_directory(&sb, &fake.directory(), CERTS);
+    host.configure("renew: {ari: false}\n", CERTS);
+    host.issue();
     fake.set_window("past");
-    let quiet = host.run("request");
-    quiet.expect_code(0);
-    assert_eq!(quiet.json()["certs"][0]["status"], "valid");
+    assert_eq!(host.request_ok()["certs"][0]["status"], "valid");
     assert_eq!(fake.renewal_info_requests(), Vec::<String>::new());
 }
 
@@ -268,18 +201,14 @@ fn profile_must_be_one_the_ca_offers() {
     let sb = Sandbox::start();
     let fake = FakeCa::start(&sb, "classic,shortlived");
 
-    let offered = Host::new(&sb, &fake.directory(), "  profile: shortlived\n", "");
-    let run = offered.run("request");
-    run.expect_code(0);
-    assert_eq!(
-        run.json()["certs"][0]["status"],
-        "pending",
-        "{}",
-        run.stdout
-    );
+    let offered = Host::with_directory(&sb, &fake.directory(), CERTS);
+    offered.configure_acme(", profile: shortlived", "", CERTS);
+    let document = offered.request_ok();
+    assert_eq!(document["certs"][0]["status"], "pending", "{document}");
 
-    let unknown = Host::new(&sb, &fake.directory(), "  profile: tiny\n", "");
-    let run = unknown.run("request");
+    let unknown = Host::with_directory(&sb, &fake.directory(), CERTS);
+    unknown.configure_acme(", profile: tiny", "", CERTS);
+    let run = unknown.request();
     run.expect_code(1);
     let document = run.json();
     assert_eq!(document["certs"][0]["status"], "failed");
@@ -290,7 +219,7 @@ fn profile_must_be_one_the_ca_offers() {
     );
     assert_eq!(document["records"].as_array().map(Vec::len), Some(0));
     assert!(
-        !unknown.dir.path().join("state/orders/main.json").exists(),
+        unknown.saved_order("main").is_none(),
         "an order was saved for a profile the CA does not offer"
     );
 }

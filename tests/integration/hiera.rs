@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, document_records};
 use crate::util::{Run, fleetcert, snapshot};
 
 /// The legacy host of these tests.
@@ -625,21 +625,11 @@ fn issued_certificate_reaches_puppet_unchanged() {
     let request = host_command(&legacy, "request");
     request.expect_code(0);
     let tokens = request.json();
-    let records: Vec<(String, String)> = tokens["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .map(|record| {
-            let field = |key: &str| record[key].as_str().expect("record field").to_owned();
-            (field("name"), field("value"))
-        })
-        .collect();
-    assert!(!records.is_empty(), "nothing to publish: {tokens}");
-    let borrowed: Vec<(&str, &str)> = records
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    sandbox.place_records(&borrowed);
+    assert!(
+        !document_records(&tokens).is_empty(),
+        "nothing to publish: {tokens}"
+    );
+    sandbox.place_document(&tokens);
     let finalize = host_command(&legacy, "finalize");
     finalize.expect_code(0);
     let status = host_command(&legacy, "status");

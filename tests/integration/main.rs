@@ -4,6 +4,7 @@
 
 mod ari;
 mod config;
+mod fixture;
 mod hiera;
 mod host;
 mod sandbox;

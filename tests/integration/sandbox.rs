@@ -241,6 +241,16 @@ impl Sandbox {
         serial
     }
 
+    /// [`place_records`](Self::place_records) with exactly a token document's records.
+    pub(crate) fn place_document(&self, document: &serde_json::Value) -> u32 {
+        let records = document_records(document);
+        let borrowed: Vec<(&str, &str)> = records
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        self.place_records(&borrowed)
+    }
+
     /// The first half of [`place_records`](Self::place_records): write the zone (serial + 1
     /// of what the primary serves) and reload the primary, without waiting for anything.
     /// For tests that stop the secondary first.
@@ -329,6 +339,23 @@ impl Drop for Sandbox {
             eprintln!("sandbox kept for inspection: {}", tempdir.keep().display());
         }
     }
+}
+
+/// The (name, value) pairs of a token document's records, sorted.
+pub(crate) fn document_records(document: &serde_json::Value) -> Vec<(String, String)> {
+    let mut records: Vec<(String, String)> = document["records"]
+        .as_array()
+        .expect("records is a list")
+        .iter()
+        .map(|record| {
+            (
+                record["name"].as_str().expect("name").to_owned(),
+                record["value"].as_str().expect("value").to_owned(),
+            )
+        })
+        .collect();
+    records.sort();
+    records
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -1,0 +1,191 @@
+//! The shared fixture of the host-side tests: one host's config, state and certificates in a
+//! temporary directory, run against a sandbox (or a fake CA in front of its Pebble).
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::sandbox::{Sandbox, SandboxBuilder};
+use crate::util::{Run, fleetcert, snapshot};
+
+/// The group the fixture's config names for private keys: not root's own, so a key left
+/// with the process's group would be noticed.
+pub(crate) const KEY_GROUP: &str = "daemon";
+
+/// A sandbox whose Pebble reuses no authorization.
+pub(crate) fn sandbox() -> SandboxBuilder {
+    Sandbox::builder().pebble_env("PEBBLE_AUTHZREUSE", "0")
+}
+
+/// One host: a temporary directory with its config, state and certificates, run against `sb`.
+///
+/// Every run's stdout and stderr is checked against every private key on disk right after
+/// it, so no test can print a key unnoticed.
+pub(crate) struct Host<'s> {
+    pub(crate) sb: &'s Sandbox,
+    pub(crate) dir: tempfile::TempDir,
+    /// The CA's directory URL: the sandbox's Pebble, or a fake in front of it.
+    directory: String,
+    /// Extra command-line flags for every run (`-vv` for the logging test).
+    pub(crate) flags: RefCell<Vec<String>>,
+}
+
+impl<'s> Host<'s> {
+    /// A host with these certificates and the fixture's defaults.
+    pub(crate) fn new(sb: &'s Sandbox, certs: &[(&str, &[&str])]) -> Self {
+        Self::with_directory(sb, sb.acme_directory(), certs)
+    }
+
+    /// A host whose CA is at `directory` instead of the sandbox's Pebble.
+    pub(crate) fn with_directory(
+        sb: &'s Sandbox,
+        directory: &str,
+        certs: &[(&str, &[&str])],
+    ) -> Self {
+        let host = Self {
+            sb,
+            dir: tempfile::tempdir().expect("tempdir"),
+            directory: directory.to_owned(),
+            flags: RefCell::new(Vec::new()),
+        };
+        host.configure("", certs);
+        host
+    }
+
+    /// Rewrites the config: `extra` is top-level YAML lines (`key: rsa-2048\n`).
+    pub(crate) fn configure(&self, extra: &str, certs: &[(&str, &[&str])]) {
+        self.configure_acme("", extra, certs);
+    }
+
+    /// Like [`configure`](Self::configure), with `acme_extra` added to the `acme` mapping
+    /// (`, profile: classic`).
+    pub(crate) fn configure_acme(&self, acme_extra: &str, extra: &str, certs: &[(&str, &[&str])]) {
+        let mut text = format!(
+            "acme: {{directory: {dir}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}{acme_extra}}}\n\
+             host: host1.example.test\nsigning_zone: acme.test\nresolver: {resolver}\n\
+             state_dir: {state}\ncert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
+            dir = self.directory,
+            ca = self.sb.ca_bundle().display(),
+            resolver = self.sb.resolver(),
+            state = self.state_dir().display(),
+            certs_dir = self.cert_dir().display(),
+        );
+        for (cert, names) in certs {
+            let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+            text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
+        }
+        std::fs::write(self.config(), text).expect("write config");
+    }
+
+    pub(crate) fn config(&self) -> PathBuf {
+        self.dir.path().join("fleetcert.yaml")
+    }
+
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub(crate) fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// `<cert_dir>/<cert>/<file>` in the default layout.
+    pub(crate) fn file(&self, cert: &str, file: &str) -> PathBuf {
+        self.cert_dir().join(cert).join(file)
+    }
+
+    /// The saved order of `cert`, if any.
+    pub(crate) fn saved_order(&self, cert: &str) -> Option<Value> {
+        let path = self.state_dir().join("orders").join(format!("{cert}.json"));
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(serde_json::from_str(&text).expect("order file is JSON"))
+    }
+
+    /// Runs `fleetcert <command> --config <ours> <more>`, then checks that no key leaked.
+    pub(crate) fn run(&self, command: &str, more: &[&str]) -> Run {
+        let config = self.config();
+        let mut args: Vec<&str> = vec![command, "--config", config.to_str().expect("utf-8")];
+        args.extend(more);
+        let flags = self.flags.borrow();
+        args.extend(flags.iter().map(String::as_str));
+        let run = fleetcert(&args);
+        self.assert_no_secret_in(&run, command);
+        run
+    }
+
+    pub(crate) fn request(&self) -> Run {
+        self.run("request", &[])
+    }
+
+    pub(crate) fn finalize(&self) -> Run {
+        self.run("finalize", &[])
+    }
+
+    /// `request` that must succeed; its token document.
+    pub(crate) fn request_ok(&self) -> Value {
+        self.request().expect_code(0).json()
+    }
+
+    /// `finalize` that must succeed; its report.
+    pub(crate) fn finalize_ok(&self) -> Value {
+        self.finalize().expect_code(0).json()
+    }
+
+    /// Places exactly the token document's records (the stand-in for `publish`).
+    pub(crate) fn place(&self, document: &Value) {
+        self.sb.place_document(document);
+    }
+
+    /// request, place, finalize, all successful; the finalize report.
+    pub(crate) fn issue(&self) -> Value {
+        let document = self.request_ok();
+        self.place(&document);
+        let report = self.finalize_ok();
+        assert_eq!(report["changed"], true, "nothing issued: {report:#}");
+        report
+    }
+
+    /// Every secret fleetcert keeps on disk: private key bodies and the account key.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        for root in [self.cert_dir(), self.state_dir()] {
+            for (path, bytes) in snapshot(&root) {
+                let text = String::from_utf8_lossy(&bytes);
+                if text.contains("PRIVATE KEY") {
+                    // Each base64 line of the body; the shortest last line is skipped.
+                    secrets.extend(
+                        text.lines()
+                            .filter(|line| !line.starts_with("-----") && line.len() >= 32)
+                            .map(str::to_owned),
+                    );
+                } else if path.ends_with("account.json") {
+                    let file: Value = serde_json::from_str(&text).expect("account.json");
+                    for account in file["accounts"].as_object().expect("accounts").values() {
+                        let key = account["key_pkcs8"].as_str().expect("key_pkcs8");
+                        secrets.push(key.to_owned());
+                    }
+                }
+            }
+        }
+        secrets
+    }
+
+    #[track_caller]
+    pub(crate) fn assert_no_secret_in(&self, run: &Run, command: &str) {
+        for stream in [&run.stdout, &run.stderr] {
+            assert!(
+                !stream.contains("PRIVATE KEY"),
+                "{command} printed a PEM private key"
+            );
+            for secret in self.secrets() {
+                assert!(
+                    !stream.contains(&secret),
+                    "{command} printed (part of) a private key"
+                );
+            }
+        }
+    }
+}
+
+pub(crate) use crate::sandbox::document_records as records;
