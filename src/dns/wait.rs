@@ -30,6 +30,11 @@ const POLL_BACKOFF_HALVES: u32 = 3;
 /// Longest pause between two polls of one server: a secondary that catches up is noticed
 /// within half a second, at the price of two SOA questions a second while waiting.
 pub(crate) const MAX_POLL_DELAY: Duration = Duration::from_millis(500);
+/// How long one poll waits for its answer. An authoritative server answers an SOA question in
+/// milliseconds; one that has not answered in a second lost the question or is down, and asking
+/// again notices a server that comes back during the wait (a question that waited out the whole
+/// timeout would not).
+const POLL_QUESTION_LIMIT: Duration = Duration::from_secs(1);
 /// TXT questions in flight at once on the one TCP connection of the record check.
 const RECORD_CHECK_CONCURRENCY: usize = 64;
 
@@ -160,9 +165,16 @@ async fn poll_server(
     timeout: Duration,
 ) -> ServerWait {
     let mut delay = FIRST_POLL_DELAY;
+    let mut first = true;
     loop {
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let served = ask_serial(server, zone, remaining.max(Duration::from_millis(1))).await;
+        // The first question gets its full limit even when the timeout is (nearly) used up:
+        // every server is asked properly at least once, so the report says what it serves.
+        let limit = if std::mem::take(&mut first) {
+            POLL_QUESTION_LIMIT
+        } else {
+            POLL_QUESTION_LIMIT.min(timeout.saturating_sub(started.elapsed()))
+        };
+        let served = ask_serial(server, zone, limit.max(Duration::from_millis(1))).await;
         if served
             .serial()
             .is_some_and(|found| has_reached(found, serial))

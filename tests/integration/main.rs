@@ -4,5 +4,6 @@
 
 mod config;
 mod hiera;
+mod publish;
 mod sandbox;
 mod util;
