@@ -87,11 +87,11 @@ impl Soa {
 /// A checked zone config.
 #[derive(Debug)]
 pub(crate) struct ZoneConfig {
-    pub(crate) path: PathBuf,
     /// The signing zone, canonical, without the trailing dot.
     pub(crate) zone: String,
+    /// Relative paths in the file are resolved against the config file's directory.
     pub(crate) zone_file: PathBuf,
-    /// A template replacing the shipped one.
+    /// A template replacing the shipped one (resolved like `zone_file`).
     pub(crate) template: Option<PathBuf>,
     pub(crate) ttl: u32,
     pub(crate) soa: Soa,
@@ -207,10 +207,9 @@ impl ZoneConfig {
             return Err(invalid(path, "ttl", "must be at least 1 second"));
         }
         Ok(Self {
-            path: path.to_owned(),
             zone,
-            zone_file: raw.zone_file,
-            template: raw.template,
+            zone_file: beside(path, raw.zone_file),
+            template: raw.template.map(|template| beside(path, template)),
             ttl,
             soa,
             nameservers,
@@ -225,6 +224,15 @@ impl ZoneConfig {
             challenge_records: raw.challenge_records,
             allow,
         })
+    }
+}
+
+/// `file` as written in the config at `config`: a relative path means relative to the config
+/// file, not to wherever `publish` happens to be started (Ansible, cron and a shell differ).
+fn beside(config: &Path, file: PathBuf) -> PathBuf {
+    match config.parent() {
+        Some(dir) if file.is_relative() => dir.join(file),
+        _ => file,
     }
 }
 
@@ -326,6 +334,14 @@ mod tests {
         assert_eq!(config.glue.len(), 2);
         assert_eq!(config.glue[0].name, "ns1.acme.test.");
         load(dir.path(), "[ns1.example.net.]", "").expect("outside the zone: no glue needed");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = load(dir.path(), "[ns1.example.net.]", "template: t.j2\n").expect("config");
+        assert_eq!(config.zone_file, dir.path().join("zone.db"));
+        assert_eq!(config.template, Some(dir.path().join("t.j2")));
     }
 
     #[test]
