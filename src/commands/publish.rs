@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::cli::PublishArgs;
 use crate::config::ZoneConfig;
-use crate::dns::{self, ServerWait};
+use crate::dns::{self, Propagation, ServerWait};
 use crate::error::{Error, Outcome};
 use crate::store;
 use crate::zone::{
@@ -100,25 +100,17 @@ pub(crate) async fn run(args: PublishArgs) -> Result<Outcome, Error> {
     let budget = config
         .timeout
         .saturating_sub(published.first_asked.elapsed());
-    let waits = dns::wait_for_serial(&servers, &apex, published.serial, budget).await;
-    // Records are checked on the first server that caught up, in config order: the primary.
-    let checked_on = waits
-        .iter()
-        .find(|wait| wait.caught_up.is_some())
-        .map(|wait| wait.server);
-    let mismatch = match checked_on {
-        Some(server) => {
-            let mut expected: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-            for record in &published.records {
-                expected
-                    .entry(&record.name)
-                    .or_default()
-                    .insert(&record.value);
-            }
-            dns::check_records(server, &expected).await.err()
-        }
-        None => None,
-    };
+    let mut expected: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for record in &published.records {
+        expected
+            .entry(&record.name)
+            .or_default()
+            .insert(&record.value);
+    }
+    let Propagation { waits, checked } =
+        dns::wait_and_check(&servers, &apex, published.serial, budget, &expected).await;
+    let checked_on = checked.as_ref().map(|(server, _)| *server);
+    let mismatch = checked.and_then(|(_, result)| result.err());
     tracing::debug!(
         ms = waited.elapsed().as_millis(),
         "wait and record check done"

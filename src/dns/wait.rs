@@ -5,15 +5,16 @@
 //! in parallel with backoff and no sleep before the first question. A server serving the new
 //! serial serves the zone file that carries it, so the records are checked once, on one server
 //! (normally the primary); the cost grows with the number of servers plus the number of
-//! records, never with their product.
+//! records, never with their product. The check starts as soon as that server serves the
+//! serial, while the others are still transferring the zone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
-use futures_util::future::join_all;
+use futures_util::future::{FutureExt as _, LocalBoxFuture, join_all};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::DnsHandle as _;
@@ -141,20 +142,74 @@ pub(crate) async fn current_serials(
     .await
 }
 
-/// Polls every server until it serves `serial` or later (RFC 1982), or `timeout` ends.
-pub(crate) async fn wait_for_serial(
+/// The end of the propagation wait.
+#[derive(Debug)]
+pub(crate) struct Propagation {
+    /// Every server, in the order given.
+    pub(crate) waits: Vec<ServerWait>,
+    /// The server whose records were checked and what the check found; `None` when no server
+    /// served the serial.
+    pub(crate) checked: Option<(SocketAddr, Result<(), RecordMismatch>)>,
+}
+
+/// Polls every server until it serves `serial` or later (RFC 1982), or `timeout` ends, and
+/// checks `expected` (name -> TXT values) on the first server in the given order that serves
+/// it. That check starts as soon as the server serves the serial and every server before it
+/// has finished, so with the primary first it runs while the secondaries transfer the zone.
+pub(crate) async fn wait_and_check(
     servers: &[SocketAddr],
     zone: &Name,
     serial: u32,
     timeout: Duration,
-) -> Vec<ServerWait> {
+    expected: &BTreeMap<&str, BTreeSet<&str>>,
+) -> Propagation {
+    enum Done {
+        Waited(usize, ServerWait),
+        Checked(SocketAddr, Result<(), RecordMismatch>),
+    }
     let started = Instant::now();
-    join_all(
-        servers
-            .iter()
-            .map(|&server| poll_server(server, zone, serial, started, timeout)),
-    )
-    .await
+    let mut pending: FuturesUnordered<LocalBoxFuture<'_, Done>> = servers
+        .iter()
+        .enumerate()
+        .map(|(index, &server)| {
+            poll_server(server, zone, serial, started, timeout)
+                .map(move |wait| Done::Waited(index, wait))
+                .boxed_local()
+        })
+        .collect();
+    let mut waits: Vec<Option<ServerWait>> = vec![None; servers.len()];
+    let mut check_started = false;
+    let mut checked = None;
+    while let Some(done) = pending.next().await {
+        match done {
+            Done::Waited(index, wait) => {
+                waits[index] = Some(wait);
+                if check_started {
+                    continue;
+                }
+                // The first server that caught up, among those finished in an unbroken run
+                // from the start of the list: an earlier server still polling may catch up yet.
+                let first = waits
+                    .iter()
+                    .map_while(Option::as_ref)
+                    .find(|wait| wait.caught_up.is_some());
+                if let Some(server) = first.map(|wait| wait.server) {
+                    check_started = true;
+                    pending.push(
+                        check_records(server, expected)
+                            .map(move |result| Done::Checked(server, result))
+                            .boxed_local(),
+                    );
+                }
+            }
+            Done::Checked(server, result) => checked = Some((server, result)),
+        }
+    }
+    Propagation {
+        // Every poll ends (at `timeout` at the latest), so every slot is filled.
+        waits: waits.into_iter().flatten().collect(),
+        checked,
+    }
 }
 
 async fn poll_server(
@@ -323,7 +378,16 @@ mod tests {
             .expect("port");
         let zone = zone_name("acme.test").expect("name");
         let started = Instant::now();
-        let waits = wait_for_serial(&[port], &zone, 5, Duration::from_millis(300)).await;
+        let propagation = wait_and_check(
+            &[port],
+            &zone,
+            5,
+            Duration::from_millis(300),
+            &BTreeMap::new(),
+        )
+        .await;
+        let waits = propagation.waits;
+        assert!(propagation.checked.is_none());
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(waits.len(), 1);
         assert!(waits[0].caught_up.is_none());
