@@ -54,7 +54,8 @@ struct ServerReport {
     server: String,
     /// The serial it serves; `null` when it did not answer authoritatively.
     serial: Option<u32>,
-    /// Seconds from the reload until it served the new serial; `null`: it did not.
+    /// Seconds from the start of the wait (just after the reload) until it served the new
+    /// serial; `null`: it did not.
     seconds: Option<f64>,
     /// Why it is behind, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
