@@ -84,7 +84,7 @@ impl Served {
 #[derive(Debug, Clone)]
 pub(crate) struct ServerWait {
     pub(crate) server: SocketAddr,
-    /// The last thing it said.
+    /// What it said: its last answer, or why it gave none when it never answered.
     pub(crate) served: Served,
     /// How long after the start of the wait it served the serial; `None`: it never did.
     pub(crate) caught_up: Option<Duration>,
@@ -221,6 +221,9 @@ async fn poll_server(
 ) -> ServerWait {
     let mut delay = FIRST_POLL_DELAY;
     let mut first = true;
+    // The last answer it gave: the final question, cut short by the deadline, may get none
+    // from a server that answered every earlier one, and "no answer" would then mislead.
+    let mut answered: Option<Served> = None;
     loop {
         // The first question gets its full limit even when the timeout is (nearly) used up:
         // every server is asked properly at least once, so the report says what it serves.
@@ -243,11 +246,14 @@ async fn poll_server(
             };
         }
         tracing::debug!(%server, serial, %served, "not caught up yet");
+        if !matches!(served, Served::NoAnswer(_)) {
+            answered = Some(served.clone());
+        }
         let remaining = timeout.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             return ServerWait {
                 server,
-                served,
+                served: answered.unwrap_or(served),
                 caught_up: None,
             };
         }

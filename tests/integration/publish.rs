@@ -442,7 +442,7 @@ fn zone_file_no_server_loaded_names_their_serials_then_is_reloaded() {
     // servers keep serving the old one, and the error line says so for each.
     let noop = central.write_config(
         "noop.yaml",
-        &central.options().reload(&["true"]).timeout("2s"),
+        &central.options().reload(&["true"]).timeout("3s"),
     );
     let after = [Record::new("host7.example.test")];
     let tokens = central.tokens("second.json", &document("host7.example.test", &after));
