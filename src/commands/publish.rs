@@ -2,10 +2,11 @@
 //! authoritative server, print the JSON report.
 //!
 //! The steps, in order: validate every document (before anything is locked or written); take
-//! the lock; apply the documents to the ledger; render; when the zone differs from the file,
-//! pick a serial above the file's and the served one, parse the rendered zone back, check it,
-//! replace the file, reload (restoring the old zone when that fails) and save the ledger; then
-//! wait until every server serves the serial and check the records once.
+//! the lock; apply the documents to the ledger; render; ask every server for its serial; when
+//! the zone differs from the file, pick a serial above the file's and the served ones, parse
+//! the rendered zone back, check it, replace the file, reload (restoring the old zone when that
+//! fails); when it does not differ but no server serves the file's serial, reload only; save
+//! the ledger; then wait until every server serves the serial and check the records once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -15,15 +16,16 @@ use serde::Serialize;
 
 use crate::cli::PublishArgs;
 use crate::config::ZoneConfig;
-use crate::dns::{self, ServerWait};
+use crate::dns::{self, Propagation, ServerWait};
 use crate::error::{Error, Outcome};
 use crate::store;
 use crate::zone::{
     self, CheckZone, Ledger, StagedZone, TxtRecord, ZoneData, ZoneError, ZoneLock, ZoneTemplate,
 };
 
-/// How long the serial check before rendering waits for each server: a server that does not
-/// answer in this time is not in the way of a new serial, and the wait will name it.
+/// How long the serial check before rendering waits for each server (at most `timeout`): a
+/// server that does not answer in this time is not in the way of a new serial, and the wait
+/// will name it.
 const SERVED_SERIAL_LIMIT: Duration = Duration::from_secs(2);
 
 /// The JSON report on stdout.
@@ -52,7 +54,8 @@ struct ServerReport {
     server: String,
     /// The serial it serves; `null` when it did not answer authoritatively.
     serial: Option<u32>,
-    /// Seconds from the reload until it served the new serial; `null`: it did not.
+    /// Seconds from the start of the wait (just after the reload) until it served the new
+    /// serial; `null`: it did not.
     seconds: Option<f64>,
     /// Why it is behind, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +69,9 @@ struct Published {
     records: BTreeSet<TxtRecord>,
     hosts: usize,
     expired: Vec<String>,
+    /// When the servers were first asked (the serial check before deciding): `timeout` counts
+    /// from there, so a server that does not answer costs `timeout`, not more.
+    first_asked: Instant,
 }
 
 pub(crate) async fn run(args: PublishArgs) -> Result<Outcome, Error> {
@@ -92,25 +98,20 @@ pub(crate) async fn run(args: PublishArgs) -> Result<Outcome, Error> {
     let _lock = ZoneLock::acquire(&config.zone_file, config.lock_timeout).await?;
     let published = publish_locked(&config, &submissions, &template, &servers, &apex).await?;
     let waited = Instant::now();
-    let waits = dns::wait_for_serial(&servers, &apex, published.serial, config.timeout).await;
-    // Records are checked on the first server that caught up, in config order: the primary.
-    let checked_on = waits
-        .iter()
-        .find(|wait| wait.caught_up.is_some())
-        .map(|wait| wait.server);
-    let mismatch = match checked_on {
-        Some(server) => {
-            let mut expected: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-            for record in &published.records {
-                expected
-                    .entry(&record.name)
-                    .or_default()
-                    .insert(&record.value);
-            }
-            dns::check_records(server, &expected).await.err()
-        }
-        None => None,
-    };
+    let budget = config
+        .timeout
+        .saturating_sub(published.first_asked.elapsed());
+    let mut expected: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for record in &published.records {
+        expected
+            .entry(&record.name)
+            .or_default()
+            .insert(&record.value);
+    }
+    let Propagation { waits, checked } =
+        dns::wait_and_check(&servers, &apex, published.serial, budget, &expected).await;
+    let checked_on = checked.as_ref().map(|(server, _)| *server);
+    let mismatch = checked.and_then(|(_, result)| result.err());
     tracing::debug!(
         ms = waited.elapsed().as_millis(),
         "wait and record check done"
@@ -187,13 +188,28 @@ async fn publish_locked(
         (Some(serial), Some(old)) => template.render(&data, serial)?.as_bytes() == old.as_slice(),
         _ => false,
     };
+    let first_asked = Instant::now();
+    let served = dns::current_serials(servers, apex, SERVED_SERIAL_LIMIT.min(config.timeout)).await;
+    let mut reloaded = false;
     let serial = match file_serial {
         Some(serial) if unchanged => {
-            tracing::info!(serial, "records unchanged: no new serial, no reload");
+            // The file is current, but it may never have been loaded: a publish killed between
+            // replacing the file and reloading, or a reload command that returned success
+            // without loading. Then no server serves the file's serial and only a reload helps;
+            // waiting would time out on every later run too.
+            if nobody_loaded(&served, serial) {
+                tracing::info!(
+                    serial,
+                    "the zone file is current, but no server serves it: reloading"
+                );
+                zone::reload(&config.reload).await?;
+                reloaded = true;
+            } else {
+                tracing::info!(serial, "records unchanged: no new serial, no reload");
+            }
             serial
         }
         _ => {
-            let served = dns::current_serials(servers, apex, SERVED_SERIAL_LIMIT).await;
             let served_serials = served.iter().filter_map(|(_, served)| served.serial());
             let serial =
                 zone::next_serial(file_serial.into_iter().chain(served_serials), now_u32(now));
@@ -211,11 +227,12 @@ async fn publish_locked(
         }
     };
     let published = Published {
-        changed: !unchanged,
+        changed: !unchanged || reloaded,
         serial,
         records: records.into_iter().cloned().collect(),
         hosts: ledger.host_count(),
         expired,
+        first_asked,
     };
     if ledger != before {
         ledger.save(&ledger_path)?;
@@ -268,6 +285,14 @@ async fn dry_run(
     };
     super::print_json(&report)?;
     Ok(Outcome::Success)
+}
+
+/// Whether some server answered with a serial older than the file's and none serves the file's:
+/// the file was never loaded. Servers that do not answer prove nothing either way (a stopped
+/// secondary is the wait's business, not a reason to reload).
+fn nobody_loaded(served: &[(SocketAddr, dns::Served)], file_serial: u32) -> bool {
+    let serials: Vec<u32> = served.iter().filter_map(|(_, s)| s.serial()).collect();
+    !serials.is_empty() && !serials.iter().any(|&s| zone::has_reached(s, file_serial))
 }
 
 fn server_report(wait: &ServerWait) -> ServerReport {

@@ -87,11 +87,11 @@ impl Soa {
 /// A checked zone config.
 #[derive(Debug)]
 pub(crate) struct ZoneConfig {
-    pub(crate) path: PathBuf,
     /// The signing zone, canonical, without the trailing dot.
     pub(crate) zone: String,
+    /// Relative paths in the file are resolved against the config file's directory.
     pub(crate) zone_file: PathBuf,
-    /// A template replacing the shipped one.
+    /// A template replacing the shipped one (resolved like `zone_file`).
     pub(crate) template: Option<PathBuf>,
     pub(crate) ttl: u32,
     pub(crate) soa: Soa,
@@ -173,8 +173,23 @@ impl ZoneConfig {
         };
         let glue = match raw.glue {
             None => Vec::new(),
-            Some(map) => check_glue(path, &zone, map)?,
+            Some(map) => check_glue(path, &zone, &nameservers, map)?,
         };
+        // A nameserver inside the zone is found only through the zone's own address records:
+        // without them BIND refuses to load the zone, so say so before anything is rendered.
+        if let Some(ns) = nameservers
+            .iter()
+            .find(|ns| crate::names::is_in_zone(ns, &zone) && !glue.iter().any(|g| g.name == **ns))
+        {
+            return Err(invalid(
+                path,
+                "nameservers",
+                format!(
+                    "has {ns}, which lies inside {zone} and so needs an address in the zone: \
+                     add `glue: {{{ns}: [ADDRESS]}}`, or use a nameserver outside the zone"
+                ),
+            ));
+        }
         let resolver_text = raw.resolver.as_deref().unwrap_or(DEFAULT_RESOLVER);
         let resolver = parse_dns_address(resolver_text).ok_or_else(|| {
             invalid(
@@ -192,10 +207,9 @@ impl ZoneConfig {
             return Err(invalid(path, "ttl", "must be at least 1 second"));
         }
         Ok(Self {
-            path: path.to_owned(),
             zone,
-            zone_file: raw.zone_file,
-            template: raw.template,
+            zone_file: beside(path, raw.zone_file),
+            template: raw.template.map(|template| beside(path, template)),
             ttl,
             soa,
             nameservers,
@@ -213,6 +227,15 @@ impl ZoneConfig {
     }
 }
 
+/// `file` as written in the config at `config`: a relative path means relative to the config
+/// file, not to wherever `publish` happens to be started (Ansible, cron and a shell differ).
+fn beside(config: &Path, file: PathBuf) -> PathBuf {
+    match config.parent() {
+        Some(dir) if file.is_relative() => dir.join(file),
+        _ => file,
+    }
+}
+
 /// An address record for a nameserver inside the signing zone, which the zone must carry.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct Glue {
@@ -224,6 +247,7 @@ pub(crate) struct Glue {
 fn check_glue(
     path: &Path,
     zone: &str,
+    nameservers: &[String],
     map: BTreeMap<String, Vec<IpAddr>>,
 ) -> Result<Vec<Glue>, ConfigError> {
     let mut glue = Vec::new();
@@ -236,6 +260,15 @@ fn check_glue(
                 path,
                 &key,
                 format!("lies outside {zone}: only nameservers inside the zone need glue"),
+            ));
+        }
+        // Glue is for the zone's own nameservers; an address for any other name is a typo
+        // (or a record that has no place in a signing zone).
+        if !nameservers.iter().any(|ns| *ns == format!("{canonical}.")) {
+            return Err(invalid(
+                path,
+                &key,
+                "is not one of `nameservers`: glue gives their addresses only",
             ));
         }
         if addresses.is_empty() {
@@ -266,4 +299,66 @@ fn check_allow(
         checked.insert(host, identifiers);
     }
     Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(dir: &Path, nameservers: &str, glue: &str) -> Result<ZoneConfig, ConfigError> {
+        let path = dir.join("zone.yaml");
+        let text = format!(
+            "zone: acme.test\nzone_file: zone.db\nsoa: {{mname: ns1.acme.test., rname: hm.acme.test.}}\n\
+             nameservers: {nameservers}\n{glue}reload: ['true']\n"
+        );
+        std::fs::write(&path, text).expect("write config");
+        ZoneConfig::load(&path)
+    }
+
+    #[test]
+    fn nameservers_inside_the_zone_need_glue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = load(dir.path(), "[ns1.acme.test., ns2.example.net.]", "")
+            .expect_err("no glue")
+            .to_string();
+        assert!(
+            err.contains("`nameservers`") && err.contains("ns1.acme.test.") && err.contains("glue"),
+            "{err}"
+        );
+        let config = load(
+            dir.path(),
+            "[ns1.acme.test., ns2.example.net.]",
+            "glue: {NS1.acme.test: [192.0.2.1, '2001:db8::1']}\n",
+        )
+        .expect("glued");
+        assert_eq!(config.glue.len(), 2);
+        assert_eq!(config.glue[0].name, "ns1.acme.test.");
+        load(dir.path(), "[ns1.example.net.]", "").expect("outside the zone: no glue needed");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = load(dir.path(), "[ns1.example.net.]", "template: t.j2\n").expect("config");
+        assert_eq!(config.zone_file, dir.path().join("zone.db"));
+        assert_eq!(config.template, Some(dir.path().join("t.j2")));
+    }
+
+    #[test]
+    fn glue_is_only_for_nameservers_inside_the_zone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (glue, needle) in [
+            (
+                "glue: {www.acme.test.: [192.0.2.1]}\n",
+                "not one of `nameservers`",
+            ),
+            ("glue: {ns1.example.net.: [192.0.2.1]}\n", "lies outside"),
+            ("glue: {ns1.acme.test.: []}\n", "is empty"),
+        ] {
+            let err = load(dir.path(), "[ns1.acme.test., ns1.example.net.]", glue)
+                .expect_err(glue)
+                .to_string();
+            assert!(err.contains(needle), "{glue}: {err}");
+        }
+    }
 }

@@ -8,4 +8,6 @@ mod wait;
 pub(crate) use client::{DnsError, Recursion, parse_name, query};
 pub(crate) use discover::discover_servers;
 pub(crate) use precheck::{DelegationError, check_delegation};
-pub(crate) use wait::{ServerWait, check_records, current_serials, wait_for_serial, zone_name};
+pub(crate) use wait::{
+    Propagation, Served, ServerWait, current_serials, wait_and_check, zone_name,
+};

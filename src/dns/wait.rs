@@ -5,15 +5,16 @@
 //! in parallel with backoff and no sleep before the first question. A server serving the new
 //! serial serves the zone file that carries it, so the records are checked once, on one server
 //! (normally the primary); the cost grows with the number of servers plus the number of
-//! records, never with their product.
+//! records, never with their product. The check starts as soon as that server serves the
+//! serial, while the others are still transferring the zone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
-use futures_util::future::join_all;
+use futures_util::future::{FutureExt as _, LocalBoxFuture, join_all};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::DnsHandle as _;
@@ -30,6 +31,11 @@ const POLL_BACKOFF_HALVES: u32 = 3;
 /// Longest pause between two polls of one server: a secondary that catches up is noticed
 /// within half a second, at the price of two SOA questions a second while waiting.
 pub(crate) const MAX_POLL_DELAY: Duration = Duration::from_millis(500);
+/// How long one poll waits for its answer. An authoritative server answers an SOA question in
+/// milliseconds; one that has not answered in a second lost the question or is down, and asking
+/// again notices a server that comes back during the wait (a question that waited out the whole
+/// timeout would not).
+const POLL_QUESTION_LIMIT: Duration = Duration::from_secs(1);
 /// TXT questions in flight at once on the one TCP connection of the record check.
 const RECORD_CHECK_CONCURRENCY: usize = 64;
 
@@ -78,7 +84,7 @@ impl Served {
 #[derive(Debug, Clone)]
 pub(crate) struct ServerWait {
     pub(crate) server: SocketAddr,
-    /// The last thing it said.
+    /// What it said: its last answer, or why it gave none when it never answered.
     pub(crate) served: Served,
     /// How long after the start of the wait it served the serial; `None`: it never did.
     pub(crate) caught_up: Option<Duration>,
@@ -136,20 +142,74 @@ pub(crate) async fn current_serials(
     .await
 }
 
-/// Polls every server until it serves `serial` or later (RFC 1982), or `timeout` ends.
-pub(crate) async fn wait_for_serial(
+/// The end of the propagation wait.
+#[derive(Debug)]
+pub(crate) struct Propagation {
+    /// Every server, in the order given.
+    pub(crate) waits: Vec<ServerWait>,
+    /// The server whose records were checked and what the check found; `None` when no server
+    /// served the serial.
+    pub(crate) checked: Option<(SocketAddr, Result<(), RecordMismatch>)>,
+}
+
+/// Polls every server until it serves `serial` or later (RFC 1982), or `timeout` ends, and
+/// checks `expected` (name -> TXT values) on the first server in the given order that serves
+/// it. That check starts as soon as the server serves the serial and every server before it
+/// has finished, so with the primary first it runs while the secondaries transfer the zone.
+pub(crate) async fn wait_and_check(
     servers: &[SocketAddr],
     zone: &Name,
     serial: u32,
     timeout: Duration,
-) -> Vec<ServerWait> {
+    expected: &BTreeMap<&str, BTreeSet<&str>>,
+) -> Propagation {
+    enum Done {
+        Waited(usize, ServerWait),
+        Checked(SocketAddr, Result<(), RecordMismatch>),
+    }
     let started = Instant::now();
-    join_all(
-        servers
-            .iter()
-            .map(|&server| poll_server(server, zone, serial, started, timeout)),
-    )
-    .await
+    let mut pending: FuturesUnordered<LocalBoxFuture<'_, Done>> = servers
+        .iter()
+        .enumerate()
+        .map(|(index, &server)| {
+            poll_server(server, zone, serial, started, timeout)
+                .map(move |wait| Done::Waited(index, wait))
+                .boxed_local()
+        })
+        .collect();
+    let mut waits: Vec<Option<ServerWait>> = vec![None; servers.len()];
+    let mut check_started = false;
+    let mut checked = None;
+    while let Some(done) = pending.next().await {
+        match done {
+            Done::Waited(index, wait) => {
+                waits[index] = Some(wait);
+                if check_started {
+                    continue;
+                }
+                // The first server that caught up, among those finished in an unbroken run
+                // from the start of the list: an earlier server still polling may catch up yet.
+                let first = waits
+                    .iter()
+                    .map_while(Option::as_ref)
+                    .find(|wait| wait.caught_up.is_some());
+                if let Some(server) = first.map(|wait| wait.server) {
+                    check_started = true;
+                    pending.push(
+                        check_records(server, expected)
+                            .map(move |result| Done::Checked(server, result))
+                            .boxed_local(),
+                    );
+                }
+            }
+            Done::Checked(server, result) => checked = Some((server, result)),
+        }
+    }
+    Propagation {
+        // Every poll ends (at `timeout` at the latest), so every slot is filled.
+        waits: waits.into_iter().flatten().collect(),
+        checked,
+    }
 }
 
 async fn poll_server(
@@ -160,9 +220,19 @@ async fn poll_server(
     timeout: Duration,
 ) -> ServerWait {
     let mut delay = FIRST_POLL_DELAY;
+    let mut first = true;
+    // The last answer it gave: the final question, cut short by the deadline, may get none
+    // from a server that answered every earlier one, and "no answer" would then mislead.
+    let mut answered: Option<Served> = None;
     loop {
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let served = ask_serial(server, zone, remaining.max(Duration::from_millis(1))).await;
+        // The first question gets its full limit even when the timeout is (nearly) used up:
+        // every server is asked properly at least once, so the report says what it serves.
+        let limit = if std::mem::take(&mut first) {
+            POLL_QUESTION_LIMIT
+        } else {
+            POLL_QUESTION_LIMIT.min(timeout.saturating_sub(started.elapsed()))
+        };
+        let served = ask_serial(server, zone, limit.max(Duration::from_millis(1))).await;
         if served
             .serial()
             .is_some_and(|found| has_reached(found, serial))
@@ -176,11 +246,14 @@ async fn poll_server(
             };
         }
         tracing::debug!(%server, serial, %served, "not caught up yet");
+        if !matches!(served, Served::NoAnswer(_)) {
+            answered = Some(served.clone());
+        }
         let remaining = timeout.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             return ServerWait {
                 server,
-                served,
+                served: answered.unwrap_or(served),
                 caught_up: None,
             };
         }
@@ -311,7 +384,16 @@ mod tests {
             .expect("port");
         let zone = zone_name("acme.test").expect("name");
         let started = Instant::now();
-        let waits = wait_for_serial(&[port], &zone, 5, Duration::from_millis(300)).await;
+        let propagation = wait_and_check(
+            &[port],
+            &zone,
+            5,
+            Duration::from_millis(300),
+            &BTreeMap::new(),
+        )
+        .await;
+        let waits = propagation.waits;
+        assert!(propagation.checked.is_none());
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(waits.len(), 1);
         assert!(waits[0].caught_up.is_none());

@@ -19,7 +19,7 @@ pub(crate) use input::{RecordProblem, Submission, TxtRecord, read_tokens};
 pub(crate) use ledger::Ledger;
 pub(crate) use lock::ZoneLock;
 pub(crate) use render::{ZoneData, ZoneTemplate};
-pub(crate) use replace::{CheckZone, ReloadFailure, StagedZone, replace_and_reload};
+pub(crate) use replace::{CheckZone, ReloadFailure, StagedZone, reload, replace_and_reload};
 pub(crate) use serial::{from_zone_text as serial_in_zone_text, has_reached, next as next_serial};
 
 use crate::store::StoreError;

@@ -48,17 +48,14 @@ struct GlueContext<'a> {
 }
 
 impl ZoneTemplate {
-    /// Loads `template:` (relative to the config file) or the shipped template, and compiles it.
+    /// Loads `template:` (already resolved against the config file) or the shipped template,
+    /// and compiles it.
     pub(crate) fn load(config: &ZoneConfig) -> Result<Self, ZoneError> {
         match &config.template {
             None => Self::compile(SHIPPED_TEMPLATE.to_owned(), SHIPPED_NAME.to_owned()),
             Some(path) => {
-                let path = match config.path.parent() {
-                    Some(dir) if path.is_relative() => dir.join(path),
-                    _ => path.clone(),
-                };
                 let origin = path.display().to_string();
-                let source = std::fs::read_to_string(&path).map_err(|err| ZoneError::Template {
+                let source = std::fs::read_to_string(path).map_err(|err| ZoneError::Template {
                     origin: origin.clone(),
                     message: format!("cannot be read: {err}; fix `template` in the zone config"),
                 })?;

@@ -160,7 +160,8 @@ pub(crate) async fn replace_and_reload(
     let Err(reason) = run_reload(reload).await else {
         return Ok(());
     };
-    tracing::warn!(zone_file = %zone_file.display(), reason, "reload failed; restoring the previous zone");
+    // Info, not warn: the error line that follows says the same and what was done about it.
+    tracing::info!(zone_file = %zone_file.display(), reason, "reload failed; restoring the previous zone");
     let aftermath = match old {
         Some(bytes) => {
             let restored = put_back(&zone_file, bytes);
@@ -169,6 +170,13 @@ pub(crate) async fn replace_and_reload(
                 Ok(()) => match run_reload(reload).await {
                     Ok(()) => "the previous zone was put back and reloaded: fix `reload` in the \
                                zone config (or the server) and publish again"
+                        .to_owned(),
+                    // The same failure twice is the command's fault (a wrong zone name, a
+                    // missing key): the server never loaded the new file, so it still serves
+                    // the previous zone, and `reload` is what to fix.
+                    Err(again) if again == reason => "the previous zone was put back; \
+                         reloading it failed the same way, so the server still serves the zone \
+                         it served before: fix `reload` in the zone config and publish again"
                         .to_owned(),
                     Err(again) => format!(
                         "the previous zone was put back, but reloading it failed too ({again}): \
@@ -190,6 +198,21 @@ pub(crate) async fn replace_and_reload(
         aftermath,
     }
     .into())
+}
+
+/// Runs `reload` for a zone file that is already in place (one that no server has loaded yet,
+/// say after a publish died between replacing the file and reloading). Nothing to restore.
+pub(crate) async fn reload(reload: &[String]) -> Result<(), ZoneError> {
+    run_reload(reload).await.map_err(|reason| {
+        ReloadFailure {
+            command: reload.join(" "),
+            reason,
+            aftermath: "the zone file was not changed: fix `reload` in the zone config (or the \
+                        server) and publish again"
+                .to_owned(),
+        }
+        .into()
+    })
 }
 
 /// Writes `bytes` back as the zone file, leaving `.prev` alone (it holds the same bytes).

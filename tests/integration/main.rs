@@ -7,5 +7,6 @@ mod config;
 mod fixture;
 mod hiera;
 mod host;
+mod publish;
 mod sandbox;
 mod util;

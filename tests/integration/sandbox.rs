@@ -200,6 +200,57 @@ impl Sandbox {
         dig_short(server, name, rtype, 2).unwrap_or_else(|err| panic!("{err}"))
     }
 
+    /// `dig +norec` of `name` `rtype` at an authoritative `server`: the answer lines' data
+    /// (TXT unquoted, as [`dig`](Self::dig) gives them) when the answer has the AA flag;
+    /// `Err` with dig's whole output when it does not, or when no answer came back.
+    pub(crate) fn dig_authoritative(
+        &self,
+        server: &str,
+        name: &str,
+        rtype: &str,
+    ) -> Result<Vec<String>, String> {
+        let (ip, port) = split_server(server);
+        let out = run(Command::new("dig")
+            .args([
+                "+norec",
+                "+noall",
+                "+comments",
+                "+answer",
+                "+time=2",
+                "-p",
+                port,
+            ])
+            .arg(format!("@{ip}"))
+            .args([name, rtype]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // `;; flags: qr aa; QUERY: ...`: AA set by a server answering from its own zone.
+        let authoritative = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(";; flags:"))
+            .any(|flags| {
+                flags
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .any(|f| f == "aa")
+            });
+        if !out.status.success() || !authoritative {
+            return Err(format!(
+                "{server} gave no authoritative answer for {name} {rtype}:\n{text}"
+            ));
+        }
+        Ok(text
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with(';'))
+            .filter_map(|line| {
+                // owner TTL class type data...: keep the data, as `dig +short` prints it.
+                let data: Vec<&str> = line.split_whitespace().skip(4).collect();
+                (!data.is_empty()).then(|| unquote_txt(&data.join(" ")))
+            })
+            .collect())
+    }
+
     /// The SOA serial of `acme.test` at `server`; panics when it does not answer.
     pub(crate) fn serial(&self, server: &str) -> u32 {
         self.try_serial(server)

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# `publish` at fleet scale, and the floor beside it (docs/benchmarks.md).
+#
+#   tests/bench/publish.sh [--sizes "100 1000 10000"] [--runs 5] [--out DIR]
+#
+# One sandbox (tests/sandbox/sandbox.sh) for the whole run. For every size N:
+#   publish  N records across N/2 hosts (hK.bench.test with the identifiers hK.bench.test and
+#            wK.bench.test: N names in the signing zone, no `allow`), fresh values on every
+#            run so that every run changes the zone. Wall time of the whole `fleetcert
+#            publish` process: validate, render, check, replace, `rndc reload`, wait until
+#            the primary and the secondary serve the serial, check all N records on the
+#            primary (over TCP).
+#   floor    the zone file that publish just wrote, with the serial + 1, written to a
+#            temporary file and renamed into place, `rndc reload`, then `dig` each server in
+#            turn until it serves that serial: the time BIND itself needs.
+# Median of --runs runs each (default 5). Writes DIR/results.tsv and DIR/summary.md and
+# prints the summary.
+#
+# Environment: FLEETCERT (binary, default target/release/fleetcert, built with
+# `cargo build --release --locked` first), KEEP=1 keeps the work directory.
+set -euo pipefail
+
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
+REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
+SANDBOX=$REPO/tests/sandbox/sandbox.sh
+FLEETCERT=${FLEETCERT:-}
+SIZES="100 1000 10000"
+RUNS=5
+OUT=
+
+die() {
+    printf 'publish.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --sizes) SIZES=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    -h | --help) sed -n '2,20p' "$SELF"; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+    esac
+done
+[ "$RUNS" -ge 3 ] 2>/dev/null || die "--runs must be 3 or more (a median of fewer says little)"
+for n in $SIZES; do
+    [ "$n" -ge 2 ] && [ $((n % 2)) -eq 0 ] 2>/dev/null || die "size $n: give even numbers >= 2"
+done
+
+if [ -z "$FLEETCERT" ]; then
+    (cd "$REPO" && cargo build --release --locked --quiet) || die "cargo build --release failed"
+    FLEETCERT=$REPO/target/release/fleetcert
+fi
+[ -x "$FLEETCERT" ] || die "no executable $FLEETCERT"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleetcert-bench-publish-XXXXXX")
+SB=$WORK/sandbox
+cleanup() {
+    "$SANDBOX" stop "$SB" >/dev/null 2>&1 || true
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo "work directory kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+OUT=${OUT:-$WORK/out}
+mkdir -p "$OUT" "$WORK/tokens" "$WORK/logs"
+
+"$SANDBOX" start "$SB" --parent $$ >"$WORK/logs/sandbox.log" 2>&1 ||
+    die "the sandbox did not start: $(tail -n 20 "$WORK/logs/sandbox.log")"
+# shellcheck disable=SC1091 # written by sandbox.sh start
+source "$SB/sandbox.env"
+
+cat >"$WORK/zone.yaml" <<EOF
+zone: $SIGNING_ZONE
+zone_file: $SIGNING_ZONE_FILE
+soa: {mname: ns1.example.test., rname: hostmaster.example.test.}
+nameservers: [ns1.example.test., ns2.example.test.]
+reload: [$RNDC, reload, $SIGNING_ZONE]
+servers: [$PRIMARY, $SECONDARY]
+timeout: 60s
+EOF
+
+# Token documents for N records over N/2 hosts, fresh random values: one JSON array.
+make_tokens() {
+    python3 - "$1" "$SIGNING_ZONE" <<'EOF'
+import base64, json, os, sys
+n, zone = int(sys.argv[1]), sys.argv[2]
+def value():
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+docs = []
+for k in range(1, n // 2 + 1):
+    ids = [f"h{k}.bench.test", f"w{k}.bench.test"]
+    docs.append({"version": 1, "host": f"h{k}.bench.test",
+                 "records": [{"name": f"{i}.{zone}.", "value": value(), "cert": "main",
+                              "identifier": i} for i in ids],
+                 "certs": [{"name": "main", "status": "pending", "not_after": None,
+                            "reason": "benchmark"}]})
+json.dump(docs, sys.stdout)
+EOF
+}
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# The serial `dig` sees at SERVER (ip:port), empty when it does not answer.
+serial_at() {
+    dig +short +norec +time=1 +tries=1 -p "${1##*:}" "@${1%:*}" "$SIGNING_ZONE" SOA 2>/dev/null |
+        awk '{ print $3 }'
+}
+
+# One publish of N records; prints the wall time in seconds.
+run_publish() {
+    local n=$1 run=$2 tokens=$WORK/tokens/$1-$2.json start end
+    make_tokens "$n" >"$tokens"
+    start=$(now)
+    "$FLEETCERT" publish --config "$WORK/zone.yaml" --tokens "$tokens" \
+        >"$OUT/publish-$n-$run.json" 2>"$WORK/logs/publish-$n-$run.log" ||
+        die "publish of $n records failed (run $run): $(tail -n 3 "$WORK/logs/publish-$n-$run.log")"
+    end=$(now)
+    grep -q "\"records\": $n," "$OUT/publish-$n-$run.json" ||
+        die "publish of $n records reported another count: $(head -c 300 "$OUT/publish-$n-$run.json")"
+    elapsed "$start" "$end"
+}
+
+# The floor: the current zone with serial + 1, renamed into place, rndc reload, dig both
+# servers until they serve it. Prints the wall time in seconds from the reload on.
+run_floor() {
+    local serial next tmp start end server deadline
+    serial=$(serial_at "$PRIMARY")
+    next=$((serial + 1))
+    tmp=$SIGNING_ZONE_FILE.bench
+    awk -v old="$serial" -v new="$next" \
+        '!done && / SOA / { sub(" " old " ", " " new " "); done = 1 } { print }' \
+        "$SIGNING_ZONE_FILE" >"$tmp"
+    grep -q " $next " "$tmp" || die "could not set serial $next in the zone file"
+    mv "$tmp" "$SIGNING_ZONE_FILE"
+    start=$(now)
+    "$RNDC" reload "$SIGNING_ZONE" >/dev/null || die "rndc reload failed"
+    deadline=$((SECONDS + 60))
+    for server in "$PRIMARY" "$SECONDARY"; do
+        until [ "$(serial_at "$server")" = "$next" ]; do
+            [ $SECONDS -lt $deadline ] || die "$server does not serve serial $next after 60 s"
+        done
+    done
+    end=$(now)
+    elapsed "$start" "$end"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+printf 'size\tkind\trun\tseconds\n' >"$OUT/results.tsv"
+for n in $SIZES; do
+    for ((run = 1; run <= RUNS; run++)); do
+        printf '%s\tpublish\t%s\t%s\n' "$n" "$run" "$(run_publish "$n" "$run")" >>"$OUT/results.tsv"
+        printf '%s\tfloor\t%s\t%s\n' "$n" "$run" "$(run_floor)" >>"$OUT/results.tsv"
+    done
+done
+
+{
+    echo "| records (hosts) | publish, median s | floor, median s | publish − floor, s | runs |"
+    echo "| ---: | ---: | ---: | ---: | ---: |"
+    for n in $SIZES; do
+        p=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "publish" { print $4 }' "$OUT/results.tsv" | median)
+        f=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "floor" { print $4 }' "$OUT/results.tsv" | median)
+        printf '| %s (%s) | %.3f | %.3f | %.3f | %s |\n' "$n" $((n / 2)) "$p" "$f" \
+            "$(awk -v a="$p" -v b="$f" 'BEGIN { print a - b }')" "$RUNS"
+    done
+} >"$OUT/summary.md"
+cat "$OUT/summary.md"
