@@ -166,28 +166,20 @@ async fn publish_locked(
     servers: &[SocketAddr],
     apex: &hickory_proto::rr::Name,
 ) -> Result<Published, Error> {
-    let old = store::read_optional(&config.zone_file)?;
-    let ledger_path = Ledger::path_for(&config.zone_file);
-    let before = Ledger::load(&ledger_path, &config.zone)?;
-    let mut ledger = before.clone();
-    let now = unix_now();
-    let expired = ledger.apply(submissions, now, config.record_lifetime);
+    let Draft {
+        old,
+        before,
+        ledger,
+        expired,
+        file_serial,
+        now,
+    } = Draft::new(config, submissions)?;
     for host in &expired {
         tracing::info!(host, "records expired: not seen for record_lifetime");
     }
     let records = ledger.records();
     let data = ZoneData::new(config, &records);
-    let file_serial = old
-        .as_deref()
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .and_then(zone::serial_in_zone_text);
-
-    // Unchanged when rendering with the file's serial gives the file byte for byte: that also
-    // notices a changed template or config, and a zone file edited or lost.
-    let unchanged = match (file_serial, &old) {
-        (Some(serial), Some(old)) => template.render(&data, serial)?.as_bytes() == old.as_slice(),
-        _ => false,
-    };
+    let unchanged = is_unchanged(template, &data, file_serial, old.as_deref())?;
     let first_asked = Instant::now();
     let served = dns::current_serials(servers, apex, SERVED_SERIAL_LIMIT.min(config.timeout)).await;
     let mut reloaded = false;
@@ -235,7 +227,7 @@ async fn publish_locked(
         first_asked,
     };
     if ledger != before {
-        ledger.save(&ledger_path)?;
+        ledger.save(&Ledger::path_for(&config.zone_file))?;
     }
     Ok(published)
 }
@@ -247,20 +239,17 @@ async fn dry_run(
     template: &ZoneTemplate,
     started: Instant,
 ) -> Result<Outcome, Error> {
-    let old = store::read_optional(&config.zone_file)?;
-    let mut ledger = Ledger::load(&Ledger::path_for(&config.zone_file), &config.zone)?;
-    let now = unix_now();
-    let expired = ledger.apply(submissions, now, config.record_lifetime);
+    let Draft {
+        old,
+        ledger,
+        expired,
+        file_serial,
+        now,
+        ..
+    } = Draft::new(config, submissions)?;
     let records = ledger.records();
     let data = ZoneData::new(config, &records);
-    let file_serial = old
-        .as_deref()
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .and_then(zone::serial_in_zone_text);
-    let unchanged = match (file_serial, &old) {
-        (Some(serial), Some(old)) => template.render(&data, serial)?.as_bytes() == old.as_slice(),
-        _ => false,
-    };
+    let unchanged = is_unchanged(template, &data, file_serial, old.as_deref())?;
     let serial = match file_serial {
         Some(serial) if unchanged => serial,
         _ => zone::next_serial(file_serial, now_u32(now)),
@@ -285,6 +274,53 @@ async fn dry_run(
     };
     super::print_json(&report)?;
     Ok(Outcome::Success)
+}
+
+/// The zone file and ledger as they are, and the ledger with this publish applied.
+struct Draft {
+    old: Option<Vec<u8>>,
+    before: Ledger,
+    ledger: Ledger,
+    /// Hosts whose records outlived `record_lifetime` and were dropped.
+    expired: Vec<String>,
+    file_serial: Option<u32>,
+    now: u64,
+}
+
+impl Draft {
+    fn new(config: &ZoneConfig, submissions: &[zone::Submission]) -> Result<Self, Error> {
+        let old = store::read_optional(&config.zone_file)?;
+        let before = Ledger::load(&Ledger::path_for(&config.zone_file), &config.zone)?;
+        let mut ledger = before.clone();
+        let now = unix_now();
+        let expired = ledger.apply(submissions, now, config.record_lifetime);
+        let file_serial = old
+            .as_deref()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .and_then(zone::serial_in_zone_text);
+        Ok(Self {
+            old,
+            before,
+            ledger,
+            expired,
+            file_serial,
+            now,
+        })
+    }
+}
+
+/// Unchanged when rendering with the file's serial gives the file byte for byte: that also
+/// notices a changed template or config, and a zone file edited or lost.
+fn is_unchanged(
+    template: &ZoneTemplate,
+    data: &ZoneData,
+    file_serial: Option<u32>,
+    old: Option<&[u8]>,
+) -> Result<bool, Error> {
+    Ok(match (file_serial, old) {
+        (Some(serial), Some(old)) => template.render(data, serial)?.as_bytes() == old,
+        _ => false,
+    })
 }
 
 /// Whether some server answered with a serial older than the file's and none serves the file's:
