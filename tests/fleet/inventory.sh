@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Write an Ansible inventory for a small local fleet on the test sandbox: every host is this
+# machine (`ansible_connection: local`) with its own binary, config, state and cert
+# directories and its own names, and the DNS primary is the sandbox's BIND primary.
+# Used by tests/demo.sh and the Ansible integration test (tests/integration/ansible.rs).
+#
+#   tests/fleet/inventory.sh SANDBOX_ENV DIR [--hosts N] [--broken] [--binary PATH]
+#
+#   SANDBOX_ENV  the sandbox's sandbox.env (tests/sandbox/sandbox.sh start writes it)
+#   DIR          where the fleet lives; created, must not hold an inventory yet
+#   --hosts N    hosts host1..hostN.example.test (default 3, at most 200); odd ones have one
+#                certificate `main` for hostN and wwwN, even ones two: `main` (hostN) and
+#                `www` (wwwN)
+#   --broken     one more host, broken.example.test, whose certificate `main` is for
+#                nocname.example.test: a name without an _acme-challenge CNAME, so its
+#                request is refused and the host fails alone
+#   --binary P   the fleetcert binary the bastion copies to every host
+#                (default: target/release/fleetcert of this repository)
+#
+# It writes:
+#   DIR/inventory/hosts.yaml             groups and shared settings
+#   DIR/inventory/host_vars/NAME.yaml    each host's paths and certificates (edit freely)
+#   DIR/extra-vars.yaml                  pass with -e @DIR/extra-vars.yaml: the handlers file
+#   DIR/handlers.yaml                    handlers for the certificate topics `main` and `www`:
+#                                        each appends "NAME CERT" to DIR/handlers.log
+#   DIR/hosts/NAME/                      the host's files, made by the playbook
+# and prints the ansible-playbook command line to run.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+die() { printf 'inventory.sh: %s\n' "$*" >&2; exit 2; }
+usage() { sed -n '6,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+
+(($# >= 2)) || usage
+env_file=$1 dir=$2
+shift 2
+hosts=3 broken=false binary=$repo/target/release/fleetcert
+while (($#)); do
+    case $1 in
+        --hosts) [[ ${2:-} =~ ^[1-9][0-9]*$ && $2 -le 200 ]] || die "--hosts wants 1..200"; hosts=$2; shift 2 ;;
+        --broken) broken=true; shift ;;
+        --binary) [[ -n ${2:-} ]] || die "--binary wants a path"; binary=$2; shift 2 ;;
+        *) usage ;;
+    esac
+done
+
+[[ -r $env_file ]] || die "$env_file: no sandbox.env (start the sandbox first: tests/sandbox/sandbox.sh start DIR)"
+[[ -x $binary ]] || die "$binary: no fleetcert binary (cargo build --release)"
+[[ ! -e $dir/inventory ]] || die "$dir/inventory exists already: use a new directory"
+
+# sandbox.env: KEY=VALUE lines without quoting.
+declare -A sb
+while IFS= read -r line; do
+    [[ $line == *=* ]] && sb[${line%%=*}]=${line#*=}
+done <"$env_file"
+for key in ACME_DIRECTORY CA_BUNDLE RESOLVER PRIMARY SECONDARY SIGNING_ZONE SIGNING_ZONE_FILE RNDC; do
+    [[ -n ${sb[$key]:-} ]] || die "$env_file has no $key"
+done
+
+mkdir -p "$dir/inventory/host_vars" "$dir/hosts"
+dir=$(cd "$dir" && pwd)
+binary=$(readlink -f "$binary")
+zone=${sb[SIGNING_ZONE]}
+
+# The host-specific paths: everything of one host below DIR/hosts/NAME.
+host_paths() {
+    local home=$dir/hosts/$1
+    cat <<YAML
+fleetcert_binary: $home/bin/fleetcert
+fleetcert_config_path: $home/etc/fleetcert.yaml
+fleetcert_state_dir: $home/state
+fleetcert_cert_dir: $home/certs
+YAML
+}
+
+names=()
+for ((n = 1; n <= hosts; n++)); do
+    name=host$n.example.test
+    names+=("$name")
+    {
+        echo "---"
+        host_paths "$name"
+        echo "fleetcert_certs:"
+        if ((n % 2)); then
+            echo "  main: [host$n.example.test, www$n.example.test]"
+        else
+            echo "  main: [host$n.example.test]"
+            echo "  www: [www$n.example.test]"
+        fi
+    } >"$dir/inventory/host_vars/$name.yaml"
+done
+if $broken; then
+    names+=(broken.example.test)
+    {
+        echo "---"
+        echo "# nocname.example.test has no _acme-challenge CNAME into $zone: refused before ordering."
+        host_paths broken.example.test
+        echo "fleetcert_certs:"
+        echo "  main: [nocname.example.test]"
+    } >"$dir/inventory/host_vars/broken.example.test.yaml"
+fi
+
+primary=ns1.example.test
+{
+    echo "---"
+    echo "# The signing zone on the sandbox's BIND primary; both servers must serve each publish."
+    host_paths "$primary" | sed -n 1p
+    cat <<YAML
+fleetcert_zone_config_path: $dir/hosts/$primary/etc/zone.yaml
+fleetcert_publish_tokens_path: $dir/hosts/$primary/publish/tokens.json
+fleetcert_zone_name: $zone
+fleetcert_zone_file: ${sb[SIGNING_ZONE_FILE]}
+fleetcert_zone_soa:
+  mname: ns1.$zone.
+  rname: hostmaster.$zone.
+# Outside the signing zone: the shipped template writes no glue.
+fleetcert_zone_nameservers: [ns1.example.test., ns2.example.test.]
+fleetcert_zone_reload: [${sb[RNDC]}, reload, $zone]
+fleetcert_zone_servers: ["${sb[PRIMARY]}", "${sb[SECONDARY]}"]
+fleetcert_zone_timeout: 30s
+YAML
+} >"$dir/inventory/host_vars/$primary.yaml"
+
+{
+    cat <<YAML
+---
+# A local fleet on the fleetcert test sandbox, written by tests/fleet/inventory.sh.
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+    fleetcert_binary_src: $binary
+  children:
+    fleetcert:
+      vars:
+        fleetcert_acme_directory: ${sb[ACME_DIRECTORY]}
+        fleetcert_acme_email: ops@example.test
+        fleetcert_agree_tos: true
+        fleetcert_ca_bundle: ${sb[CA_BUNDLE]}
+        fleetcert_signing_zone: $zone
+        fleetcert_resolver: "${sb[RESOLVER]}"
+        # No group of its own on the machine running the demo.
+        fleetcert_group: root
+      hosts:
+YAML
+    for name in "${names[@]}"; do
+        echo "        $name:"
+    done
+    cat <<YAML
+    fleetcert_dns_primary:
+      hosts:
+        $primary:
+YAML
+} >"$dir/inventory/hosts.yaml"
+
+# Handlers bound to the certificates: each appends "HOST CERT" to handlers.log (O_APPEND
+# writes of one short line do not interleave, so the parallel forks share the file).
+{
+    echo "---"
+    echo "# Handlers of the local fleet: a stand-in for reloading a web server."
+    for cert in main www; do
+        cat <<YAML
+- name: Record the replaced $cert certificate
+  ansible.builtin.shell:
+    cmd: echo "{{ inventory_hostname }} $cert" >> $dir/handlers.log
+  changed_when: true
+  listen: fleetcert updated $cert
+YAML
+    done
+} >"$dir/handlers.yaml"
+
+printf -- '---\nfleetcert_handlers_file: %s\n' "$dir/handlers.yaml" >"$dir/extra-vars.yaml"
+
+printf 'ansible-playbook -i %q -e @%q %q\n' "$dir/inventory" "$dir/extra-vars.yaml" \
+    "$repo/ansible/playbooks/fleetcert.yaml"
