@@ -8,9 +8,12 @@
 #
 #   SANDBOX_ENV  the sandbox's sandbox.env (tests/sandbox/sandbox.sh start writes it)
 #   DIR          where the fleet lives; created, must not hold an inventory yet
-#   --hosts N    hosts host1..hostN.example.test (default 3, at most 200); odd ones have one
+#   --hosts N    hosts host1..hostN.example.test (default 3, at most 199); odd ones have one
 #                certificate `main` for hostN and wwwN, even ones two: `main` (hostN) and
 #                `www` (wwwN)
+#   (always)     a legacy Puppet host, legacy.example.test, with certificate `main` for
+#                host200.example.test, issued by the bastion (localhost) and exported as hiera
+#                into DIR/hosts/legacy.example.test/hieradata/host_vars/NAME.certs.yaml
 #   --broken     one more host, broken.example.test, whose certificate `main` is for
 #                nocname.example.test: a name without an _acme-challenge CNAME, so its
 #                request is refused and the host fails alone
@@ -38,7 +41,7 @@ shift 2
 hosts=3 broken=false binary=$repo/target/release/fleetcert
 while (($#)); do
     case $1 in
-        --hosts) [[ ${2:-} =~ ^[1-9][0-9]*$ && $2 -le 200 ]] || die "--hosts wants 1..200"; hosts=$2; shift 2 ;;
+        --hosts) [[ ${2:-} =~ ^[1-9][0-9]*$ && $2 -le 199 ]] || die "--hosts wants 1..199"; hosts=$2; shift 2 ;;
         --broken) broken=true; shift ;;
         --binary) [[ -n ${2:-} ]] || die "--binary wants a path"; binary=$2; shift 2 ;;
         *) usage ;;
@@ -101,6 +104,26 @@ if $broken; then
     } >"$dir/inventory/host_vars/broken.example.test.yaml"
 fi
 
+# The legacy host: everything happens on the bastion (here: localhost), in directories of
+# its own there, and only the hiera file reaches the host.
+legacy=legacy.example.test
+bastion=$dir/hosts/bastion/legacy/$legacy
+{
+    echo "---"
+    echo "# A legacy Puppet host: the bastion requests, finalizes and exports for it."
+    cat <<YAML
+fleetcert_delegate_to: localhost
+fleetcert_binary: $dir/hosts/bastion/bin/fleetcert
+fleetcert_config_path: $bastion/fleetcert.yaml
+fleetcert_state_dir: $bastion/state
+fleetcert_cert_dir: $bastion/certs
+fleetcert_hiera_export_path: $dir/hosts/bastion/hiera/$legacy.certs.yaml
+fleetcert_hiera_data_dir: $dir/hosts/$legacy/hieradata
+fleetcert_certs:
+  main: [host200.example.test]
+YAML
+} >"$dir/inventory/host_vars/$legacy.yaml"
+
 primary=ns1.example.test
 {
     echo "---"
@@ -147,6 +170,12 @@ YAML
     for name in "${names[@]}"; do
         echo "        $name:"
     done
+    cat <<YAML
+      children:
+        fleetcert_legacy:
+          hosts:
+            $legacy:
+YAML
     cat <<YAML
     fleetcert_dns_primary:
       hosts:
