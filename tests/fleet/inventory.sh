@@ -65,6 +65,13 @@ mkdir -p "$dir/inventory/host_vars" "$dir/hosts"
 dir=$(cd "$dir" && pwd)
 binary=$(readlink -f "$binary")
 zone=${sb[SIGNING_ZONE]}
+# The modules run under the system's Python, as on a real host; ansible-playbook's own
+# (the venv's) where there is none.
+if [[ -x /usr/bin/python3 ]]; then
+    python=/usr/bin/python3
+else
+    python='{{ ansible_playbook_python }}'
+fi
 
 # The host-specific paths: everything of one host below DIR/hosts/NAME.
 host_paths() {
@@ -152,7 +159,7 @@ YAML
 all:
   vars:
     ansible_connection: local
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+    ansible_python_interpreter: "$python"
     fleetcert_binary_src: $binary
   children:
     fleetcert:
