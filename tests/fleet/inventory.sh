@@ -160,7 +160,7 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: "$python"
-    fleetcert_binary_src: $binary
+    fleetcert_install_binary_src: $binary
   children:
     fleetcert:
       vars:
