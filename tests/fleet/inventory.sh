@@ -14,9 +14,12 @@
 #   (always)     a legacy Puppet host, legacy.example.test, with certificate `main` for
 #                host200.example.test, issued by the bastion (localhost) and exported as hiera
 #                into DIR/hosts/legacy.example.test/hieradata/host_vars/NAME.certs.yaml
-#   --broken     one more host, broken.example.test, whose certificate `main` is for
-#                nocname.example.test: a name without an _acme-challenge CNAME, so its
-#                request is refused and the host fails alone
+#   --broken     one more host, broken.example.test, with two certificates that fail: `main`
+#                for nocname.example.test, a name without an _acme-challenge CNAME, so its
+#                request is refused before ordering; and `www` for host199.example.test,
+#                ordered, but the DNS primary leaves this host out of publish
+#                (fleetcert_publish_hosts), so the CA finds no record and validation fails.
+#                The host fails alone; every other host gets its certificates
 #   --binary P   the fleetcert binary the bastion copies to every host
 #                (default: target/release/fleetcert of this repository)
 #
@@ -104,10 +107,13 @@ if $broken; then
     names+=(broken.example.test)
     {
         echo "---"
-        echo "# nocname.example.test has no _acme-challenge CNAME into $zone: refused before ordering."
+        echo "# main: nocname.example.test has no _acme-challenge CNAME into $zone: refused before"
+        echo "# ordering. www: ordered, but ns1 does not publish this host's records (see"
+        echo "# fleetcert_publish_hosts there): validation fails."
         host_paths broken.example.test
         echo "fleetcert_certs:"
         echo "  main: [nocname.example.test]"
+        echo "  www: [host199.example.test]"
     } >"$dir/inventory/host_vars/broken.example.test.yaml"
 fi
 
@@ -150,6 +156,10 @@ fleetcert_zone_reload: [${sb[RNDC]}, reload, $zone]
 fleetcert_zone_servers: ["${sb[PRIMARY]}", "${sb[SECONDARY]}"]
 fleetcert_zone_timeout: 30s
 YAML
+    if $broken; then
+        echo "# Leaves broken.example.test out: its orders cannot validate."
+        echo "fleetcert_publish_hosts: \"{{ groups['all'] | reject('equalto', 'broken.example.test') | list }}\""
+    fi
 } >"$dir/inventory/host_vars/$primary.yaml"
 
 {
