@@ -8,8 +8,9 @@
 #
 #   --hosts N   N hosts with certificates (default 3), plus a legacy Puppet host whose
 #               certificate is exported as hiera, and the DNS primary (tests/fleet/inventory.sh)
-#   --broken    one more host with a name that has no _acme-challenge CNAME: it fails alone,
-#               and the end of the run names it
+#   --broken    one more host whose certificates fail: one for a name without an
+#               _acme-challenge CNAME, one whose validation fails; it fails alone, and the end
+#               of the run names both and why
 #   --keep      leave the sandbox running and the fleet's files in place, and say how to
 #               run the playbook again (a second run changes nothing) and stop it
 #
