@@ -26,7 +26,7 @@ while (($#)); do
         --hosts) hosts=${2:?--hosts wants a number}; shift 2 ;;
         --broken) broken=(--broken); shift ;;
         --keep) keep=true; shift ;;
-        -h | --help) sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) printf 'demo.sh: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
 done
