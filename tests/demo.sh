@@ -67,8 +67,13 @@ finish() {
 trap finish EXIT
 
 step "starting the sandbox in $sandbox"
-# --parent: the sandbox's watchdog stops the servers if this script is killed.
-tests/sandbox/sandbox.sh start "$sandbox" --parent $$
+# --parent: the sandbox's watchdog stops the servers when this script ends, also when it is
+# killed; with --keep they outlive it.
+parent=(--parent $$)
+if $keep; then
+    parent=()
+fi
+tests/sandbox/sandbox.sh start "$sandbox" "${parent[@]}"
 
 step "writing the inventory of a local fleet in $fleet"
 tests/fleet/inventory.sh "$sandbox/sandbox.env" "$fleet" --hosts "$hosts" "${broken[@]}" \
