@@ -2,6 +2,7 @@
 //!
 //! One test binary, as ripgrep does, so the shared helpers compile once.
 
+mod ansible;
 mod ari;
 mod config;
 mod fixture;

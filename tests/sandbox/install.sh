@@ -8,7 +8,8 @@
 set -euo pipefail
 
 # One list, so other test helpers can add what they need in one place.
-SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet)
+# python3-venv: tests/install-python.sh makes .venv/ for ansible-core (tests/demo.sh, the Ansible test).
+SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet python3-venv)
 
 export DEBIAN_FRONTEND=noninteractive
 

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The demo: on a fresh Debian 12 machine (as root, with a Rust toolchain), install what is
+# missing, build fleetcert, start the test sandbox (real Pebble, Unbound and a BIND primary
+# and secondary on 127.0.0.1), write an inventory for a small local fleet and run the daily
+# playbook on it from this machine as the bastion, then show every host's certificates.
+#
+#   tests/demo.sh [--hosts N] [--broken] [--keep]
+#
+#   --hosts N   N hosts with certificates (default 3), plus a legacy Puppet host whose
+#               certificate is exported as hiera, and the DNS primary (tests/fleet/inventory.sh)
+#   --broken    one more host whose certificates fail: one for a name without an
+#               _acme-challenge CNAME, one whose validation fails; it fails alone, and the end
+#               of the run names both and why
+#   --keep      leave the sandbox running and the fleet's files in place, and say how to
+#               run the playbook again (a second run changes nothing) and stop it
+#
+# Environment: DEMO_DIR (default: a new directory under $TMPDIR or /tmp).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+hosts=3 broken=() keep=false
+while (($#)); do
+    case $1 in
+        --hosts) hosts=${2:?--hosts wants a number}; shift 2 ;;
+        --broken) broken=(--broken); shift ;;
+        --keep) keep=true; shift ;;
+        -h | --help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) printf 'demo.sh: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'demo.sh: %s\n' "$*" >&2; exit 1; }
+started=$SECONDS
+
+step "installing what is missing (Debian packages, ansible-core and ansible-lint in .venv/)"
+tests/sandbox/install.sh
+tests/install-python.sh
+
+step "cargo build --release"
+command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
+cargo build --release --locked --quiet
+binary=$repo/target/release/fleetcert
+
+dir=${DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/fleetcert-demo.XXXXXX")}
+mkdir -p "$dir"
+sandbox=$dir/sandbox
+fleet=$dir/fleet
+
+stop_sandbox() {
+    tests/sandbox/sandbox.sh stop "$sandbox" >/dev/null 2>&1 || true
+}
+finish() {
+    local code=$?
+    if $keep && ((code == 0)); then
+        return
+    fi
+    stop_sandbox
+    if ((code == 0)); then
+        rm -rf "$dir"
+    else
+        printf '\ndemo.sh: failed; the sandbox is stopped, its logs and the fleet are in %s\n' "$dir" >&2
+    fi
+}
+trap finish EXIT
+
+step "starting the sandbox in $sandbox"
+# --parent: the sandbox's watchdog stops the servers when this script ends, also when it is
+# killed; with --keep they outlive it.
+parent=(--parent $$)
+if $keep; then
+    parent=()
+fi
+tests/sandbox/sandbox.sh start "$sandbox" "${parent[@]}"
+
+step "writing the inventory of a local fleet in $fleet"
+tests/fleet/inventory.sh "$sandbox/sandbox.env" "$fleet" --hosts "$hosts" "${broken[@]}" \
+    --binary "$binary" >/dev/null
+sed -n '/^all:/,$p' "$fleet/inventory/hosts.yaml"
+
+playbook=(
+    "$repo/.venv/bin/ansible-playbook" -i "$fleet/inventory" -e "@$fleet/extra-vars.yaml"
+    "$repo/ansible/playbooks/fleetcert.yaml"
+)
+export ANSIBLE_CONFIG=$repo/ansible/ansible.cfg PATH=$repo/.venv/bin:$PATH
+# ansible-core refuses to run without a UTF-8 locale.
+export LC_ALL=C.UTF-8
+
+step "ansible-playbook ansible/playbooks/fleetcert.yaml (request, publish, finalize, hiera, cleanup)"
+playbook_started=$SECONDS
+code=0
+"${playbook[@]}" || code=$?
+playbook_seconds=$((SECONDS - playbook_started))
+# 2 is "some host failed": expected with --broken, where the broken host fails alone.
+if ((code != 0)) && ! ((code == 2 && ${#broken[@]})); then
+    die "ansible-playbook failed (exit $code)"
+fi
+
+step "the fleet's certificates (fleetcert status --format table on each host)"
+for vars in "$fleet"/inventory/host_vars/*.yaml; do
+    host=$(basename "$vars" .yaml)
+    config=$(sed -n 's/^fleetcert_config_path: //p' "$vars")
+    [[ -n $config ]] || continue # the DNS primary has no certificates
+    printf '\n%s\n' "$host"
+    if [[ -f $config ]]; then
+        "$binary" status --config "$config" --format table | sed 's/^/  /'
+    else
+        echo "  (no config: the host failed before fleetcert was installed)"
+    fi
+done
+printf '\nhandlers that ran (a stand-in for reloading services):\n'
+sed 's/^/  /' "$fleet/handlers.log" 2>/dev/null || echo "  none"
+
+printf '\nthe playbook took %ss; the demo %ss\n' "$playbook_seconds" "$((SECONDS - started))"
+if $keep; then
+    cat <<EOF
+
+The sandbox keeps running. Run the playbook again (it changes nothing), or in check mode:
+  ANSIBLE_CONFIG=$ANSIBLE_CONFIG ${playbook[*]} [--check]
+Stop the sandbox:
+  tests/sandbox/sandbox.sh stop $sandbox
+EOF
+fi
