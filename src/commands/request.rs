@@ -26,6 +26,8 @@ struct Plan<'c> {
     installed: Installed,
     decision: RenewalDecision,
     pending: Option<PendingOrder>,
+    /// The `_acme-challenge` delegation check, when it was made before opening the account.
+    delegation: Option<Result<(), String>>,
 }
 
 /// One certificate's part of the token document.
@@ -48,11 +50,27 @@ struct Context<'c> {
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let now = OffsetDateTime::now_utc();
-    let plans: Vec<Plan<'_>> = config
+    let mut plans: Vec<Plan<'_>> = config
         .certs
         .iter()
         .map(|(cert, names)| Plan::new(&config, cert, names, now))
         .collect();
+    // Checked before the account is opened: a host whose due names all lack their CNAME
+    // registers no account and sends the CA nothing.
+    let delegations = join_all(plans.iter().map(|plan| {
+        let config = &config;
+        async move {
+            if plan.is_due() {
+                Some(precheck(config, plan.names).await)
+            } else {
+                None
+            }
+        }
+    }))
+    .await;
+    for (plan, delegation) in plans.iter_mut().zip(delegations) {
+        plan.delegation = delegation;
+    }
     let account = if args.dry_run {
         // A dry run makes no CA contact at all, not even reads.
         Ok(None)
@@ -114,6 +132,7 @@ impl<'c> Plan<'c> {
             installed,
             decision,
             pending,
+            delegation: None,
         }
     }
 
@@ -124,9 +143,9 @@ impl<'c> Plan<'c> {
 
 /// Opens (or, when an order is needed, creates) the account, and only when the CA is needed.
 async fn open_account(config: &HostConfig, plans: &[Plan<'_>]) -> Result<Option<Account>, String> {
-    let orders = plans
-        .iter()
-        .any(|plan| plan.is_due() || plan.pending.is_some());
+    let orders = plans.iter().any(|plan| {
+        plan.pending.is_some() || (plan.is_due() && matches!(plan.delegation, Some(Ok(()))))
+    });
     if orders {
         return acme::open_or_create(&config.acme, &config.state_dir)
             .await
@@ -161,7 +180,7 @@ impl Context<'_> {
     }
 }
 
-async fn request_one(context: &Context<'_>, plan: Plan<'_>) -> Part {
+async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
     let cert = plan.cert;
     let not_after = plan.installed.not_after();
     let part = |status, reason: String, records, changed| Part {
@@ -202,7 +221,11 @@ async fn request_one(context: &Context<'_>, plan: Plan<'_>) -> Part {
     };
     info!(cert, reason, "due");
 
-    if let Err(problem) = precheck(context, plan.names).await {
+    let delegation = match plan.delegation.take() {
+        Some(checked) => checked,
+        None => precheck(context.config, plan.names).await,
+    };
+    if let Err(problem) = delegation {
         return failed(problem);
     }
     if context.dry_run {
@@ -313,8 +336,7 @@ async fn decide_with_ari(context: &Context<'_>, plan: &Plan<'_>) -> Decision {
 }
 
 /// Checks every identifier's `_acme-challenge` delegation; all problems in one line.
-async fn precheck(context: &Context<'_>, names: &[String]) -> Result<(), String> {
-    let config = context.config;
+async fn precheck(config: &HostConfig, names: &[String]) -> Result<(), String> {
     let mut bases: Vec<&str> = names.iter().map(|name| base_name(name)).collect();
     bases.sort_unstable();
     bases.dedup();

@@ -526,6 +526,19 @@ fn name_without_challenge_cname_is_refused_with_the_fix_and_others_still_ordered
 }
 
 #[test]
+fn host_whose_names_all_lack_their_cname_registers_no_account() {
+    let sb = sandbox().start();
+    let host = Host::new(&sb, &[("main", &["nocname.example.test"])]);
+    let run = host.request();
+    run.expect_code(1);
+    assert_eq!(cert(&run.json(), "main")["status"], "failed");
+    assert!(
+        !host.state_dir().join("account.json").exists(),
+        "an account was registered for a host that cannot order anything"
+    );
+}
+
+#[test]
 fn acme_sh_layout_writes_opendevs_file_names() {
     let sb = sandbox().start();
     let names: &[&str] = &["www1.example.test", "host1.example.test"];
