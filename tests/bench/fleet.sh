@@ -23,15 +23,21 @@
 # is included), and separately the servers' CPU from /proc/PID/stat before and after.
 # Writes DIR/results.tsv and DIR/summary.md and prints the summary.
 #
+# Two more variants on request: `baseline` (the fleetcert flow with the binary in
+# FLEETCERT_BASELINE, e.g. one built from an older commit) and `lego-poll0` (lego with
+# RFC2136_POLLING_INTERVAL=0 instead of 1: faster, but about half of its validations fail,
+# see docs/benchmarks.md).
+#
 # Environment: FLEETCERT (binary, default target/release/fleetcert, built when missing),
-# LEGO_POLLING_INTERVAL (RFC2136_POLLING_INTERVAL, default 0 s), KEEP=1 keeps the work dirs.
+# FLEETCERT_BASELINE, LEGO_POLLING_INTERVAL (for `lego`, default 1 s), KEEP=1 keeps the
+# work directories.
 set -euo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
 SANDBOX=$REPO/tests/sandbox/sandbox.sh
 FLEETCERT=${FLEETCERT:-$REPO/target/release/fleetcert}
-LEGO_POLLING_INTERVAL=${LEGO_POLLING_INTERVAL:-0}
+LEGO_POLLING_INTERVAL=${LEGO_POLLING_INTERVAL:-1}
 TIME=/usr/bin/time
 TSIG_NAME=lego
 
@@ -45,7 +51,7 @@ die() {
 # fleetcert's daily run: requests in parallel, one publish, finalizes in parallel.
 # Phase boundaries go to WORK/phases (EPOCHREALTIME).
 flow_fleetcert() {
-    local work=$1 n=$2 p=$3
+    local work=$1 n=$2 p=$3 FLEETCERT=$4
     echo "start $EPOCHREALTIME" >"$work/phases"
     seq 1 "$n" | xargs -P "$p" -I{} sh -c \
         "exec '$FLEETCERT' request --config '$work/hosts/{}/host.yaml' >'$work/tokens/{}.json' 2>'$work/logs/request-{}.log'" ||
@@ -96,14 +102,14 @@ flow_publish_floor() {
 
 # lego, the same certificates with the same parallelism.
 flow_lego() {
-    local work=$1 n=$2 p=$3
+    local work=$1 n=$2 p=$3 interval=$4
     # shellcheck disable=SC1091
     source "$work/sandbox.env"
     export LEGO_CA_CERTIFICATES=$CA_BUNDLE
     export RFC2136_NAMESERVER=$PRIMARY RFC2136_TSIG_ALGORITHM=hmac-sha256.
     export RFC2136_TSIG_KEY=$TSIG_NAME RFC2136_TSIG_SECRET
     RFC2136_TSIG_SECRET=$(cat "$work/tsig.secret")
-    export RFC2136_PROPAGATION_TIMEOUT=60 RFC2136_POLLING_INTERVAL=$LEGO_POLLING_INTERVAL
+    export RFC2136_PROPAGATION_TIMEOUT=60 RFC2136_POLLING_INTERVAL=$interval
     export RFC2136_SEQUENCE_INTERVAL=0 RFC2136_TTL=60
     export LEGO_DISABLE_CNAME_SUPPORT=false
     echo "start $EPOCHREALTIME" >"$work/phases"
@@ -232,22 +238,26 @@ run_variant() {
     WORKDIR=$work
     mkdir -p "$work"
     case $variant in
-    fleetcert)
+    fleetcert | baseline)
+        local bin=$FLEETCERT
+        [[ $variant == fleetcert ]] || bin=$FLEETCERT_BASELINE
         start_sandbox "$work/sb"
         cp "$work/sb/sandbox.env" "$work/"
         write_host_configs "$work" "$n"
-        measure "$work/sb" __flow fleetcert "$work" "$n" "$PARALLEL"
+        measure "$work/sb" __flow fleetcert "$work" "$n" "$PARALLEL" "$bin"
         ok=$(count_fleetcert_certs "$work" "$n")
-        record fleetcert "$n" "$run" "$ok" "$(phase_walls "$work")"
+        record "$variant" "$n" "$run" "$ok" "$(phase_walls "$work")"
         ;;
-    lego)
+    lego | lego-poll0)
+        local interval=$LEGO_POLLING_INTERVAL
+        [[ $variant == lego ]] || interval=0
         head -c 32 /dev/urandom | base64 >"$work/tsig.secret"
         start_sandbox "$work/sb" --tsig "$TSIG_NAME=$(cat "$work/tsig.secret")"
         cp "$work/sb/sandbox.env" "$work/"
         mkdir -p "$work/logs" "$work/lego"
-        measure "$work/sb" __flow lego "$work" "$n" "$PARALLEL"
+        measure "$work/sb" __flow lego "$work" "$n" "$PARALLEL" "$interval"
         ok=$(count_lego_certs "$work" "$n")
-        record lego "$n" "$run" "$ok" "$(phase_walls "$work")"
+        record "$variant" "$n" "$run" "$ok" "$(phase_walls "$work")"
         ;;
     floor)
         start_sandbox "$work/sb" --pebble-env PEBBLE_VA_ALWAYS_VALID=1
@@ -294,7 +304,7 @@ for n in sizes:
         floor = [dict(wall=a[i]["wall"] + p[i]["wall"], cpu=a[i]["cpu"] + p[i]["cpu"],
                       srv=a[i]["srv"] + p[i]["srv"], ok=a[i]["ok"]) for i in range(k)]
         rows[("floor (sum)", n)] = floor
-    for v in ["fleetcert", "lego", "floor-acme", "floor-publish", "floor (sum)"]:
+    for v in ["fleetcert", "baseline", "lego", "lego-poll0", "floor-acme", "floor-publish", "floor (sum)"]:
         rs = rows.get((v, n))
         if not rs:
             continue
@@ -302,21 +312,25 @@ for n in sizes:
         print(f"| {n} | {v} | {len(rs)} | {ok} | {fmt([r['wall'] for r in rs])} | "
               f"{fmt([r['cpu'] for r in rs])} | {fmt([r['srv'] for r in rs])} |")
 print()
-print("| hosts | lego / fleetcert wall | lego / fleetcert client CPU | lego / fleetcert client+server CPU | fleetcert / floor wall |")
-print("| ---: | ---: | ---: | ---: | ---: |")
+print("| hosts | lego / fleetcert wall | lego / fleetcert client CPU | lego / fleetcert client+server CPU | fleetcert / floor wall | baseline / fleetcert wall |")
+print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+med = lambda rs, k: statistics.median([r[k] for r in rs])
+tot = lambda rs: statistics.median([r["cpu"] + r["srv"] for r in rs])
 for n in sizes:
-    f, l, fl = rows.get(("fleetcert", n)), rows.get(("lego", n)), rows.get(("floor (sum)", n))
-    med = lambda rs, k: statistics.median([r[k] for r in rs])
-    tot = lambda rs: statistics.median([r["cpu"] + r["srv"] for r in rs])
-    c1 = f"{med(l, 'wall') / med(f, 'wall'):.1f}×" if f and l else "–"
+    f, fl, b = rows.get(("fleetcert", n)), rows.get(("floor (sum)", n)), rows.get(("baseline", n))
+    # lego: whichever of its configurations had the lower median wall time at this size
+    legos = [(v, rows[(v, n)]) for v in ["lego"] if (v, n) in rows]
+    lv, l = min(legos, key=lambda x: med(x[1], "wall")) if legos else (None, None)
+    c1 = f"{med(l, 'wall') / med(f, 'wall'):.1f}× ({lv})" if f and l else "–"
     c2 = f"{med(l, 'cpu') / med(f, 'cpu'):.1f}×" if f and l else "–"
     c3 = f"{tot(l) / tot(f):.1f}×" if f and l else "–"
     c4 = f"{med(f, 'wall') / med(fl, 'wall'):.2f}×" if f and fl else "–"
-    print(f"| {n} | {c1} | {c2} | {c3} | {c4} |")
+    c5 = f"{med(b, 'wall') / med(f, 'wall'):.1f}×" if f and b else "–"
+    print(f"| {n} | {c1} | {c2} | {c3} | {c4} | {c5} |")
 print()
 print("fleetcert phases (median s):")
 for n in sizes:
-    for v in ["fleetcert", "floor-acme", "lego"]:
+    for v in ["fleetcert", "baseline", "floor-acme", "lego", "lego-poll0"]:
         rs = rows.get((v, n))
         if not rs:
             continue
@@ -359,6 +373,8 @@ main() {
     [[ -n $OUT ]] || OUT=$(mktemp -d "${TMPDIR:-/tmp}/fleetcert-bench-XXXXXX")
     mkdir -p "$OUT"
     OUT=$(cd "$OUT" && pwd)
+    [[ " $variants " != *" baseline "* || -x ${FLEETCERT_BASELINE:-} ]] ||
+        die "variant baseline wants FLEETCERT_BASELINE=/path/to/an/older/fleetcert"
     for cmd in lego jq dig xargs python3 "$TIME"; do
         command -v "$cmd" >/dev/null || die "$cmd not found (apt-get install -y lego jq dnsutils time)"
     done
