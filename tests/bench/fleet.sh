@@ -29,8 +29,9 @@
 # see docs/benchmarks.md).
 #
 # Environment: FLEETCERT (binary, default target/release/fleetcert, built when missing),
-# FLEETCERT_BASELINE, LEGO_POLLING_INTERVAL (for `lego`, default 1 s), KEEP=1 keeps the
-# work directories.
+# FLEETCERT_BASELINE, LEGO_POLLING_INTERVAL (for `lego`, default 1 s), FLOW_TIMEOUT
+# (seconds one measured batch may take, default 900), KEEP=1 keeps the work directories.
+# A run in which not every certificate was issued is listed but left out of the figures.
 set -euo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
@@ -40,6 +41,7 @@ FLEETCERT=${FLEETCERT:-$REPO/target/release/fleetcert}
 LEGO_POLLING_INTERVAL=${LEGO_POLLING_INTERVAL:-1}
 TIME=/usr/bin/time
 TSIG_NAME=lego
+FLOW_TIMEOUT=${FLOW_TIMEOUT:-900}
 
 die() {
     printf 'fleet.sh: %s\n' "$*" >&2
@@ -195,7 +197,9 @@ measure() {
     local before after t0 t1 tf=$WORKDIR/time.out
     read -ra before <<<"$(server_ticks "$sb")"
     t0=$EPOCHREALTIME
-    "$TIME" -f '%U %S' -o "$tf" "$SELF" "$@"
+    # timeout signals the flow's whole process group: a wedged CA cannot hang the benchmark
+    # (Pebble 2.4 did wedge once, see docs/benchmarks.md); the run then counts as failed.
+    "$TIME" -f '%U %S' -o "$tf" timeout -k 10 "$FLOW_TIMEOUT" "$SELF" "$@" || true
     t1=$EPOCHREALTIME
     read -ra after <<<"$(server_ticks "$sb")"
     WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
@@ -268,10 +272,19 @@ run_variant() {
         record floor-acme "$n" "$run" "$ok" "$(phase_walls "$work")"
         write_floor_zone "$work" "$n"
         measure "$work/sb" __flow publish_floor "$work"
-        record floor-publish "$n" "$run" "$n" "-"
+        record floor-publish "$n" "$run" "$(($(grep -c ' TXT ' "$work/floor-zone.db" || true) / 2))" "-"
         ;;
     *) die "unknown variant $variant" ;;
     esac
+    if [[ ${ok:-0} -lt $n ]]; then
+        # Keep the evidence: Pebble's goroutines (SIGQUIT makes Go print them) and the logs.
+        local pebble
+        pebble=$(cat "$work/sb/pids/pebble.pid" 2>/dev/null || true)
+        [[ -z $pebble ]] || kill -QUIT "$pebble" 2>/dev/null || true
+        sleep 1
+        mkdir -p "$OUT/failed/$variant-$n-$run"
+        cp -r "$work/sb/logs" "$work/logs" "$OUT/failed/$variant-$n-$run/" 2>/dev/null || true
+    fi
     "$SANDBOX" stop "$work/sb"
     [[ ${KEEP:-} == 1 ]] || rm -rf "$work"
 }
@@ -280,13 +293,18 @@ summarize() {
     python3 - "$OUT/results.tsv" "$PARALLEL" <<'PY'
 import sys, statistics, collections
 rows = collections.defaultdict(list)
+failed = []
 for line in open(sys.argv[1]):
     f = line.rstrip("\n").split("\t")
     v, n = f[0], int(f[1])
     wall, user, sys_ = float(f[3]), float(f[4]), float(f[5])
     srv = [int(x) / 100 for x in f[6:10]]
-    rows[(v, n)].append(dict(wall=wall, cpu=user + sys_, srv=sum(srv),
-                             srvs=srv, ok=int(f[10]), phases=f[11]))
+    r = dict(wall=wall, cpu=user + sys_, srv=sum(srv), srvs=srv, ok=int(f[10]), phases=f[11],
+             run=f[2])
+    if r["ok"] < n:
+        failed.append((v, n, f[2], r["ok"]))
+    else:
+        rows[(v, n)].append(r)
 def stat(xs):
     return statistics.median(xs), min(xs), max(xs)
 def fmt(xs):
@@ -299,10 +317,10 @@ print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
 for n in sizes:
     floor = None
     if (("floor-acme", n) in rows) and (("floor-publish", n) in rows):
-        a, p = rows[("floor-acme", n)], rows[("floor-publish", n)]
-        k = min(len(a), len(p))
-        floor = [dict(wall=a[i]["wall"] + p[i]["wall"], cpu=a[i]["cpu"] + p[i]["cpu"],
-                      srv=a[i]["srv"] + p[i]["srv"], ok=a[i]["ok"]) for i in range(k)]
+        a = {r["run"]: r for r in rows[("floor-acme", n)]}
+        p = {r["run"]: r for r in rows[("floor-publish", n)]}
+        floor = [dict(wall=a[k]["wall"] + p[k]["wall"], cpu=a[k]["cpu"] + p[k]["cpu"],
+                      srv=a[k]["srv"] + p[k]["srv"], ok=a[k]["ok"]) for k in a if k in p]
         rows[("floor (sum)", n)] = floor
     for v in ["fleetcert", "baseline", "lego", "lego-poll0", "floor-acme", "floor-publish", "floor (sum)"]:
         rs = rows.get((v, n))
@@ -328,7 +346,11 @@ for n in sizes:
     c5 = f"{med(b, 'wall') / med(f, 'wall'):.1f}×" if f and b else "–"
     print(f"| {n} | {c1} | {c2} | {c3} | {c4} | {c5} |")
 print()
-print("fleetcert phases (median s):")
+if failed:
+    print("left out (not every certificate issued): " + ", ".join(
+        f"{v} n={n} run {run} ({ok}/{n})" for v, n, run, ok in failed))
+    print()
+print("phases (median s):")
 for n in sizes:
     for v in ["fleetcert", "baseline", "floor-acme", "lego", "lego-poll0"]:
         rs = rows.get((v, n))
@@ -350,6 +372,12 @@ main() {
         local flow=$1
         shift
         "flow_$flow" "$@"
+        return
+    fi
+    if [[ ${1:-} == --summary ]]; then
+        # Summarize an earlier results.tsv again (e.g. after concatenating several).
+        OUT=$(dirname "$2") PARALLEL=${3:-10}
+        summarize
         return
     fi
     local sizes="10 50 200" runs=3 variants="fleetcert lego floor"
