@@ -56,13 +56,12 @@ fn read_file(path: &Path) -> Result<AccountFile, AcmeError> {
     Ok(file)
 }
 
-/// An HTTP client trusting the system roots, or only `ca_bundle` when it is set.
+/// An HTTP client trusting the system roots, or only `ca_bundle` when it is set (with
+/// TCP_NODELAY, see [`super::http`]).
 fn builder(acme: &Acme) -> Result<AccountBuilder, AcmeError> {
-    match &acme.ca_bundle {
-        Some(bundle) => Account::builder_with_root(bundle),
-        None => Account::builder(),
-    }
-    .map_err(|source| AcmeError::ca(&acme.directory, "set up HTTPS", source))
+    super::http::client(acme.ca_bundle.as_deref())
+        .map(Account::builder_with_http)
+        .map_err(|source| AcmeError::ca(&acme.directory, "set up HTTPS", source))
 }
 
 /// Opens the stored account for this CA; `None` when there is none (no network then).

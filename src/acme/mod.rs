@@ -36,6 +36,7 @@ macro_rules! retry_bad_nonce {
 
 mod account;
 mod chain;
+mod http;
 mod order;
 
 pub(crate) use account::{open_existing, open_or_create};

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fleetcert integration-test sandbox: real DNS and ACME servers on 127.0.0.1, nothing mocked.
 #
-#   sandbox.sh start DIR [--pebble-env K=V]... [--pebble-eab KID=HMAC]... [--parent PID]
+#   sandbox.sh start DIR [--pebble-env K=V]... [--pebble-eab KID=HMAC]... [--tsig NAME=SECRET]...
+#                        [--parent PID]
 #   sandbox.sh stop DIR
 #   sandbox.sh stop-server DIR primary|secondary|unbound|pebble
 #   sandbox.sh start-server DIR primary|secondary|unbound|pebble
@@ -38,7 +39,7 @@ die() {
 }
 
 usage() {
-    sed -n '4,8s/^# \{0,1\}//p' "$SELF" >&2
+    sed -n '4,9s/^# \{0,1\}//p' "$SELF" >&2
     exit 2
 }
 
@@ -282,9 +283,20 @@ EOF
 EOF
     )
 
+    # --tsig (opt-in, off by default): TSIG keys that may add and delete TXT records in the
+    # signing zone by RFC 2136 UPDATE, for RFC 2136 clients (lego's rfc2136 provider in
+    # tests/bench/). It makes the signing zone dynamic, so `rndc reload` of it is refused:
+    # such a sandbox is not one for `fleetcert publish`.
+    local tsig_keys="" tsig_policy="" name
+    for name in "${!TSIG[@]}"; do
+        tsig_keys+=$'key "'"$name"$'" {\n\talgorithm hmac-sha256;\n\tsecret "'"${TSIG[$name]}"$'";\n};\n'
+        tsig_policy+=$'\t\tgrant "'"$name"$'" zonesub TXT;\n'
+    done
+    [[ -z $tsig_policy ]] || tsig_policy=$'\tupdate-policy {\n'"$tsig_policy"$'\t};\n'
+
     cat >"$DIR/primary/named.conf" <<EOF
 include "$DIR/rndc.key";
-controls {
+${tsig_keys}controls {
 	inet 127.0.0.1 port $RNDC_PORT allow { 127.0.0.1; } keys { "sandbox-rndc"; };
 };
 options {
@@ -314,7 +326,7 @@ zone "$SIGNING_ZONE" {
 	notify explicit;
 	also-notify { 127.0.0.1 port $SECONDARY_PORT; };
 	allow-transfer { 127.0.0.1; };
-};
+${tsig_policy}};
 EOF
 
     # The secondary has no control channel: it is stopped by signal. `controls { };` also
@@ -726,7 +738,7 @@ step() {
 
 cmd_start() {
     local parent=
-    declare -gA EAB=()
+    declare -gA EAB=() TSIG=()
     local pebble_env=()
     set_dir "${1:-}" create
     shift
@@ -742,6 +754,12 @@ cmd_start() {
             [[ ${2:-} =~ ^([A-Za-z0-9_-]+)=([A-Za-z0-9_-]+)$ ]] ||
                 die "--pebble-eab wants KID=BASE64URL-HMAC-KEY, got '${2:-}'"
             EAB[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+            shift 2
+            ;;
+        --tsig)
+            [[ ${2:-} =~ ^([A-Za-z0-9_-]+)=([A-Za-z0-9+/]+=*)$ ]] ||
+                die "--tsig wants NAME=BASE64-SECRET (hmac-sha256), got '${2:-}'"
+            TSIG[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
             shift 2
             ;;
         --parent)
