@@ -161,7 +161,16 @@ fn ari_window_decides_when_a_valid_certificate_renews() {
 
     // Window open: renewed now, long before `before_days`, and the order completes.
     fake.set_window("past");
-    let document = host.request_ok();
+    let due = host.request();
+    due.expect_code(0);
+    // The order was sent with `replaces`: Pebble 2.4 takes it without echoing the field, and
+    // fleetcert says so before ordering again without it.
+    assert!(
+        due.stderr.contains("ignored `replaces`"),
+        "no order with `replaces` was attempted:\n{}",
+        due.stderr
+    );
+    let document = due.json();
     // Pebble may reuse some or all of the authorizations it validated for the first
     // certificate: a name reused needs no record, and with both reused the order is ready.
     let status = document["certs"][0]["status"].as_str().expect("status");
