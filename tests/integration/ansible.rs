@@ -50,6 +50,15 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// PATH with the venv's tools first.
+fn venv_path() -> String {
+    format!(
+        "{}:{}",
+        venv_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// `.venv/bin`, after tests/install-python.sh made sure it holds the pinned tools (a no-op
 /// that prints nothing when it does; tests/run.sh has run it already).
 fn venv_bin() -> &'static Path {
@@ -181,14 +190,7 @@ impl Fleet {
             .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join("ansible-tmp"))
             // ansible-core refuses to run without a UTF-8 locale.
             .env("LC_ALL", "C.UTF-8")
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    venv_bin().display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            );
+            .env("PATH", venv_path());
         let started = Instant::now();
         let ran = run_bounded(command, PLAYBOOK_TIMEOUT);
         eprintln!(
@@ -469,14 +471,7 @@ fn ansible_lint_production_profile_passes() {
         .env("LC_ALL", "C.UTF-8")
         // Keep its cache out of the repository and of other runs.
         .env("XDG_CACHE_HOME", work.path())
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                venv_bin().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        );
+        .env("PATH", venv_path());
     let ran = run_bounded(command, Duration::from_secs(300));
     assert!(
         ran.code == 0
