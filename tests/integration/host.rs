@@ -329,7 +329,12 @@ fn changed_name_set_orders_at_once_and_replaces_a_pending_order() {
         "{reason}"
     );
     let first_order = host.saved_order("main").expect("order saved")["url"].clone();
-    assert_eq!(records_of(&document, "main").len(), 2);
+    // www1 is new; host1's valid authorization may be reused even at PEBBLE_AUTHZREUSE=0.
+    let identifiers_now = identifiers(&document, "main");
+    assert!(
+        identifiers_now.contains(&"www1.example.test".to_owned()) && identifiers_now.len() <= 2,
+        "{document:#}"
+    );
 
     // The names change again before finalize: the pending order no longer fits.
     let names: &[&str] = &["host1.example.test", "www2.example.test"];
@@ -410,7 +415,14 @@ fn missing_or_wrong_record_fails_that_certificate_only_and_keeps_its_files() {
     let main_before = snapshot(&main_dir);
     let other_before = snapshot(&host.cert_dir().join("other"));
 
-    // A key type change makes both due; main's record goes up with a wrong value.
+    // A key type change makes both due, and main gets a name this account never validated:
+    // Pebble may reuse a valid authorization even at PEBBLE_AUTHZREUSE=0 (its test is
+    // `rand.Intn(100) > percent`), and a reused name would need no record to fail with.
+    // main's record goes up with a wrong value.
+    let certs: &[(&str, &[&str])] = &[
+        ("main", &["host2.example.test"]),
+        ("other", &["www1.example.test"]),
+    ];
     host.configure("key: ecdsa-p256\n", certs);
     let document = host.request_ok();
     assert_eq!(cert(&document, "main")["status"], "pending");
@@ -636,9 +648,10 @@ fn wildcard_and_its_base_name_need_both_values_on_one_record_name() {
     run.expect_code(1);
     assert_eq!(cert(&run.json(), "main")["status"], "failed");
 
-    // A new order, both values placed: issued for both names.
+    // A new order, its values placed: issued for both names. The authorization that passed
+    // above may be reused (Pebble does so even at PEBBLE_AUTHZREUSE=0, rarely).
     let document = host.request_ok();
-    assert_eq!(records(&document).len(), 2);
+    assert!((1..=2).contains(&records(&document).len()), "{document:#}");
     host.place(&document);
     let report = host.finalize_ok();
     assert_issued(&host, &report, "main", names);
