@@ -75,6 +75,18 @@ running() {
     read -r pid 2>/dev/null <"$DIR/pids/$1.pid" && proc_ours "$pid"
 }
 
+# True while the server we just launched is alive (not a zombie). Unlike `running` it does
+# not read the command line: in the middle of execve /proc/PID/cmdline can read empty, and
+# on a busy machine a start-up check landed there and took a healthy named for dead. A pid
+# we started a moment ago cannot have been recycled.
+launched_alive() {
+    local pid stat
+    read -r pid 2>/dev/null <"$DIR/pids/$1.pid" || return 1
+    read -r stat 2>/dev/null </proc/"$pid"/stat || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
 # TERM the given servers, wait up to 5 s, then KILL what is left. Named shuts down in well
 # under a second; the KILL is only for a wedged process.
 kill_servers() {
@@ -612,7 +624,7 @@ wait_ready() {
                 ;;
             *) ;;
             esac
-            if ! running "$name"; then
+            if ! launched_alive "$name"; then
                 report_failure "$name" "exited during start-up"
                 return 1
             fi
