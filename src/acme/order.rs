@@ -114,13 +114,24 @@ impl PendingOrder {
         Ok(())
     }
 
-    /// Whether this order still gives what the config asks for, from the same CA and account.
-    pub(crate) fn fits(&self, names: &[String], key: KeyType, profile: Option<&str>) -> bool {
+    /// Whether this order still gives what the config asks for, from the same CA. An order
+    /// from another CA cannot be completed with this CA's account: re-opening it would only
+    /// fail with a confusing "not found" from the wrong server.
+    pub(crate) fn fits(
+        &self,
+        names: &[String],
+        key: KeyType,
+        profile: Option<&str>,
+        directory: &str,
+    ) -> bool {
         let mut mine = self.names.clone();
         mine.sort();
         let mut wanted = names.to_vec();
         wanted.sort();
-        mine == wanted && self.key == key && self.profile.as_deref() == profile
+        mine == wanted
+            && self.key == key
+            && self.profile.as_deref() == profile
+            && self.directory == directory
     }
 
     /// Saves the certificate key, before the CSR goes out (see the module doc).
@@ -407,21 +418,12 @@ async fn set_ready(order: &mut Order, directory: &str) -> Result<(), AcmeError> 
     // retried after a bad nonce would post them again, and the CA refuses a challenge that
     // is no longer pending (Pebble: "Cannot update challenge with status valid").
     let mut marked = Vec::new();
-    let mut attempt = 1;
-    loop {
-        match set_ready_once(order, &mut marked).await {
-            Err(err) if super::is_bad_nonce(&err) && attempt < super::BAD_NONCE_ATTEMPTS => {
-                attempt += 1;
-            }
-            Err(instant_acme::Error::Api(problem)) => {
-                return Err(AcmeError::Invalid {
-                    problem: problem_line(&problem),
-                });
-            }
-            Err(source) => return Err(AcmeError::ca(directory, "mark a challenge ready", source)),
-            Ok(()) => return Ok(()),
-        }
-    }
+    retry_bad_nonce!(set_ready_once(order, &mut marked)).map_err(|source| match source {
+        instant_acme::Error::Api(problem) => AcmeError::Invalid {
+            problem: problem_line(&problem),
+        },
+        source => AcmeError::ca(directory, "mark a challenge ready", source),
+    })
 }
 
 /// One walk of [`set_ready`]; `marked` collects the URLs of the challenges posted so far.
@@ -486,16 +488,9 @@ async fn invalid_order(order: &mut Order) -> AcmeError {
 /// Best effort: the order's own problem is reported even when an authorization cannot be
 /// fetched.
 async fn invalid_problem(order: &mut Order, own: String) -> String {
-    let mut details = Vec::new();
     // A bad nonce while fetching restarts the walk (fetched authorizations are cached);
     // without the retry a CA rejecting many nonces would hide which record failed.
-    for _ in 0..super::BAD_NONCE_ATTEMPTS {
-        details.clear();
-        match challenge_problems(order, &own, &mut details).await {
-            Err(err) if super::is_bad_nonce(&err) => continue,
-            _ => break,
-        }
-    }
+    let details = retry_bad_nonce!(challenge_problems(order, &own)).unwrap_or_default();
     if details.is_empty() {
         own
     } else {
@@ -503,12 +498,12 @@ async fn invalid_problem(order: &mut Order, own: String) -> String {
     }
 }
 
-/// Collects `identifier: problem` of every failed challenge not already said in `own`.
+/// `identifier: problem` of every failed challenge not already said in `own`.
 async fn challenge_problems(
     order: &mut Order,
     own: &str,
-    details: &mut Vec<String>,
-) -> Result<(), instant_acme::Error> {
+) -> Result<Vec<String>, instant_acme::Error> {
+    let mut details = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let authz = authz?;
@@ -522,7 +517,7 @@ async fn challenge_problems(
             }
         }
     }
-    Ok(())
+    Ok(details)
 }
 
 #[cfg(test)]
@@ -573,10 +568,12 @@ mod tests {
     fn order_fits_the_same_names_in_any_order_only() {
         let order = saved();
         let same = vec!["*.b.example.org".to_owned(), "b.example.org".to_owned()];
-        assert!(order.fits(&same, KeyType::EcdsaP384, None));
-        assert!(!order.fits(&same, KeyType::Rsa2048, None));
-        assert!(!order.fits(&same[..1], KeyType::EcdsaP384, None));
-        assert!(!order.fits(&same, KeyType::EcdsaP384, Some("classic")));
+        let dir = "https://ca.test/dir";
+        assert!(order.fits(&same, KeyType::EcdsaP384, None, dir));
+        assert!(!order.fits(&same, KeyType::Rsa2048, None, dir));
+        assert!(!order.fits(&same[..1], KeyType::EcdsaP384, None, dir));
+        assert!(!order.fits(&same, KeyType::EcdsaP384, Some("classic"), dir));
+        assert!(!order.fits(&same, KeyType::EcdsaP384, None, "https://other.test/dir"));
     }
 
     #[test]

@@ -140,10 +140,8 @@ async fn finalize_one(
         }
         Err(err) => return failed(err.to_string()),
     };
-    // An order from another CA cannot be completed with this CA's account: re-opening it
-    // would only fail with a confusing "not found" from the wrong server.
-    let same_ca = saved.directory == config.acme.directory;
-    if !same_ca || !saved.fits(names, config.key, config.acme.profile.as_deref()) {
+    let acme = &config.acme;
+    if !saved.fits(names, config.key, acme.profile.as_deref(), &acme.directory) {
         if !dry_run && let Err(err) = PendingOrder::remove(&config.state_dir, cert) {
             return failed(err.to_string());
         }

@@ -263,8 +263,13 @@ async fn resume(
     saved: &PendingOrder,
 ) -> Result<Option<(CertStatus, String, Vec<Record>)>, String> {
     let config = context.config;
-    let fits = saved.fits(plan.names, config.key, config.acme.profile.as_deref())
-        && saved.directory == config.acme.directory;
+    let acme = &config.acme;
+    let fits = saved.fits(
+        plan.names,
+        config.key,
+        acme.profile.as_deref(),
+        &acme.directory,
+    );
     if context.dry_run {
         return Ok(fits.then(|| {
             let reason = format!(

@@ -342,7 +342,6 @@ pub(crate) async fn check_records(
             return Err(mismatch(name, values.len(), format!("{served:?}")));
         }
     }
-    drop(provider);
     Ok(())
 }
 
