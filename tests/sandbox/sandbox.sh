@@ -51,14 +51,20 @@ now_ms() {
 
 # --- processes ---------------------------------------------------------------------------
 
-# True when PID is a live (not zombie) process of this sandbox: every daemon we start
-# carries DIR in its command line, which also protects against a recycled pid.
-proc_ours() {
-    local pid=$1 stat args
+# True when PID is a live process (not a zombie).
+proc_alive() {
+    local pid=$1 stat
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     read -r stat 2>/dev/null </proc/"$pid"/stat || return 1
     stat=${stat##*) }
-    [[ ${stat%% *} != Z ]] || return 1
+    [[ ${stat%% *} != Z ]]
+}
+
+# True when PID is a live process of this sandbox: every daemon we start carries DIR in
+# its command line, which also protects against a recycled pid.
+proc_ours() {
+    local pid=$1 args
+    proc_alive "$pid" || return 1
     mapfile -d '' args 2>/dev/null </proc/"$pid"/cmdline || return 1
     [[ "${args[*]}" == *"$DIR/"* || " ${args[*]} " == *" $DIR "* ]]
 }
@@ -80,11 +86,8 @@ running() {
 # on a busy machine a start-up check landed there and took a healthy named for dead. A pid
 # we started a moment ago cannot have been recycled.
 launched_alive() {
-    local pid stat
-    read -r pid 2>/dev/null <"$DIR/pids/$1.pid" || return 1
-    read -r stat 2>/dev/null </proc/"$pid"/stat || return 1
-    stat=${stat##*) }
-    [[ ${stat%% *} != Z ]]
+    local pid
+    read -r pid 2>/dev/null <"$DIR/pids/$1.pid" && proc_alive "$pid"
 }
 
 # TERM the given servers, wait up to 5 s, then KILL what is left. Named shuts down in well
