@@ -18,7 +18,7 @@ use instant_acme::{
 use serde::{Deserialize, Serialize};
 
 use super::account::state_dir_access;
-use super::{AcmeError, POLL, problem_line};
+use super::{AcmeError, BadNonce, POLL, problem_line};
 use crate::cert::{Inspection, KeyType, PrivateKey};
 use crate::store::{self, Access};
 
@@ -282,20 +282,10 @@ async fn challenges(
 ) -> Result<Vec<Challenge>, AcmeError> {
     // Fetching an authorization can meet a bad nonce; authorizations already fetched are
     // cached by instant-acme, so starting the walk again costs nothing.
-    let mut attempt = 1;
-    loop {
-        match collect_challenges(order, names).await {
-            Err(Walk::Ca(err))
-                if super::is_bad_nonce(&err) && attempt < super::BAD_NONCE_ATTEMPTS =>
-            {
-                attempt += 1;
-            }
-            Err(Walk::Ca(source)) => {
-                return Err(AcmeError::ca(directory, "fetch an authorization", source));
-            }
-            Err(Walk::Other(err)) => return Err(err),
-            Ok(challenges) => return Ok(challenges),
-        }
+    match retry_bad_nonce!(collect_challenges(order, names)) {
+        Ok(challenges) => Ok(challenges),
+        Err(Walk::Ca(source)) => Err(AcmeError::ca(directory, "fetch an authorization", source)),
+        Err(Walk::Other(err)) => Err(err),
     }
 }
 
@@ -303,6 +293,12 @@ async fn challenges(
 enum Walk {
     Ca(instant_acme::Error),
     Other(AcmeError),
+}
+
+impl BadNonce for Walk {
+    fn is_bad_nonce(&self) -> bool {
+        matches!(self, Self::Ca(err) if err.is_bad_nonce())
+    }
 }
 
 async fn collect_challenges(order: &mut Order, names: &[String]) -> Result<Vec<Challenge>, Walk> {
