@@ -294,6 +294,14 @@ impl Draft {
         let mut ledger = before.clone();
         let now = unix_now();
         let expired = ledger.apply(submissions, now, config.record_lifetime);
+        if let Some((name, count)) = ledger.crowded_name(&before, config.max_values_per_name) {
+            return Err(ZoneError::Crowded {
+                name,
+                count,
+                max: config.max_values_per_name,
+            }
+            .into());
+        }
         let file_serial = old
             .as_deref()
             .and_then(|bytes| std::str::from_utf8(bytes).ok())

@@ -18,6 +18,11 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_RECORD_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// How long a publish waits for another one holding the lock.
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+/// BIND's `max-records-per-type` default since 9.18.28: a zone with more records of one type
+/// at one name is not loaded at all.
+const DEFAULT_MAX_VALUES_PER_NAME: usize = 100;
+/// One DNS message (64 KiB, over TCP) carries about 1,160 TXT values of 43 characters.
+const MAX_VALUES_PER_NAME_LIMIT: usize = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +43,7 @@ struct RawZone {
     record_lifetime: Option<ConfigDuration>,
     #[serde(default)]
     challenge_records: ChallengeRecords,
+    max_values_per_name: Option<usize>,
     allow: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -110,6 +116,8 @@ pub(crate) struct ZoneConfig {
     pub(crate) lock_timeout: Duration,
     pub(crate) record_lifetime: Duration,
     pub(crate) challenge_records: ChallengeRecords,
+    /// The most TXT values one name may hold (all of them in `shared` mode).
+    pub(crate) max_values_per_name: usize,
     /// Host -> identifiers it may publish for; `None` allows any identifier.
     pub(crate) allow: Option<BTreeMap<String, Vec<String>>>,
 }
@@ -202,6 +210,19 @@ impl ZoneConfig {
             None => None,
             Some(map) => Some(check_allow(path, map)?),
         };
+        let max_values_per_name = raw
+            .max_values_per_name
+            .unwrap_or(DEFAULT_MAX_VALUES_PER_NAME);
+        if !(1..=MAX_VALUES_PER_NAME_LIMIT).contains(&max_values_per_name) {
+            return Err(invalid(
+                path,
+                "max_values_per_name",
+                format!(
+                    "must be between 1 and {MAX_VALUES_PER_NAME_LIMIT}: one DNS answer \
+                     carries no more"
+                ),
+            ));
+        }
         let ttl = raw.ttl.unwrap_or(DEFAULT_TTL);
         if ttl == 0 {
             return Err(invalid(path, "ttl", "must be at least 1 second"));
@@ -222,6 +243,7 @@ impl ZoneConfig {
             lock_timeout: raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0),
             record_lifetime: raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0),
             challenge_records: raw.challenge_records,
+            max_values_per_name,
             allow,
         })
     }
@@ -359,6 +381,33 @@ mod tests {
                 .expect_err(glue)
                 .to_string();
             assert!(err.contains(needle), "{glue}: {err}");
+        }
+    }
+
+    #[test]
+    fn max_values_per_name_defaults_to_binds_limit_and_stays_within_one_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = load(dir.path(), "[ns1.example.net.]", "").expect("config");
+        assert_eq!(config.max_values_per_name, 100);
+        let config = load(
+            dir.path(),
+            "[ns1.example.net.]",
+            "max_values_per_name: 1000\n",
+        )
+        .expect("config");
+        assert_eq!(config.max_values_per_name, 1000);
+        for bad in ["0", "1001"] {
+            let err = load(
+                dir.path(),
+                "[ns1.example.net.]",
+                &format!("max_values_per_name: {bad}\n"),
+            )
+            .expect_err(bad)
+            .to_string();
+            assert!(
+                err.contains("`max_values_per_name`") && err.contains("1000"),
+                "{err}"
+            );
         }
     }
 }

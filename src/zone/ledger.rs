@@ -145,10 +145,30 @@ impl Ledger {
             .collect()
     }
 
+    /// A name that holds more than `max` values and more than it held in `before`, with its
+    /// count: the servers would refuse the zone. A name that was already over and shrinks is
+    /// let through, so a cleanup is never blocked by the crowd it is clearing.
+    pub(crate) fn crowded_name(&self, before: &Self, max: usize) -> Option<(String, usize)> {
+        let old = values_per_name(&before.records());
+        values_per_name(&self.records())
+            .into_iter()
+            .find(|(name, count)| *count > max && *count > old.get(name).copied().unwrap_or(0))
+            .map(|(name, count)| (name.to_owned(), count))
+    }
+
     /// Hosts that have records.
     pub(crate) fn host_count(&self) -> usize {
         self.hosts.len()
     }
+}
+
+/// How many distinct values each name holds.
+fn values_per_name<'a>(records: &BTreeSet<&'a TxtRecord>) -> BTreeMap<&'a str, usize> {
+    let mut counts = BTreeMap::new();
+    for record in records {
+        *counts.entry(record.name.as_str()).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Whether a record read back from the ledger may go into `zone`.
@@ -247,5 +267,38 @@ mod tests {
         );
         std::fs::write(&path, "{").expect("write");
         assert!(Ledger::load(&path, "acme.test").is_err());
+    }
+
+    #[test]
+    fn a_crowded_name_is_refused_when_it_grows_and_let_through_when_it_shrinks() {
+        let values: Vec<String> = ["a", "b", "c"].iter().map(|c| c.repeat(43)).collect();
+        let shared = |host: &str, values: &[String]| Submission {
+            host: host.to_owned(),
+            records: values
+                .iter()
+                .map(|value| TxtRecord {
+                    name: "acme.test.".to_owned(),
+                    value: value.clone(),
+                })
+                .collect(),
+        };
+        let empty = Ledger::default();
+        let mut two = Ledger::default();
+        two.apply(&[shared("a.org", &values[..2])], 100, HOUR);
+        assert_eq!(two.crowded_name(&empty, 2), None);
+        assert_eq!(
+            two.crowded_name(&empty, 1),
+            Some(("acme.test.".to_owned(), 2))
+        );
+        let mut three = two.clone();
+        three.apply(&[shared("b.org", &values[2..])], 100, HOUR);
+        assert_eq!(
+            three.crowded_name(&two, 2),
+            Some(("acme.test.".to_owned(), 3))
+        );
+        // Already over the limit, but shrinking: a cleanup must get through.
+        let mut cleaned = three.clone();
+        cleaned.apply(&[shared("b.org", &[])], 100, HOUR);
+        assert_eq!(cleaned.crowded_name(&three, 1), None);
     }
 }

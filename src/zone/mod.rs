@@ -89,6 +89,19 @@ pub(crate) enum ZoneError {
         holder: String,
         waited: Duration,
     },
+    /// One name would hold more TXT values than the servers load (`max_values_per_name`).
+    #[error(
+        "the signing zone would hold {count} TXT values at {name}, more than \
+         max_values_per_name ({max}): BIND 9.18.28 and later refuse to load a zone with more \
+         records of one type at one name than max-records-per-type (default 100); use \
+         challenge_records: per-name, publish fewer hosts at once, or raise both limits \
+         together; the zone file is unchanged"
+    )]
+    Crowded {
+        name: String,
+        count: usize,
+        max: usize,
+    },
     /// The authoritative servers cannot be found or asked.
     #[error("zone {zone}: {problem}")]
     Servers { zone: String, problem: String },
@@ -111,6 +124,7 @@ impl ZoneError {
                 | Self::Template { .. }
                 | Self::Rendered { .. }
                 | Self::CheckZone { .. }
+                | Self::Crowded { .. }
                 | Self::Reload(_)
         )
     }

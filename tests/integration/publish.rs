@@ -899,3 +899,61 @@ fn nameservers_inside_the_zone_are_served_with_their_glue() {
         );
     }
 }
+
+#[test]
+fn more_values_at_one_name_than_bind_loads_are_refused_before_the_zone_changes() {
+    let central = Central::start();
+    let apex = format!("{SIGNING_ZONE}.");
+    // Shared mode: every host's value goes to the apex, one value per host here.
+    let shared = |host: usize| {
+        let mut record = Record::new(&format!("host{host}.example.test"));
+        record.name.clone_from(&apex);
+        document(&format!("host{host}.example.test"), &[record])
+    };
+    let options = central.options().extra("challenge_records: shared");
+    let config = central.write_config("shared.yaml", &options);
+    let hundred: Vec<Value> = (1..=100).map(shared).collect();
+    let tokens = central.tokens("hundred.json", &Value::Array(hundred));
+    central
+        .publish_with(&config, &[&tokens], &[])
+        .expect_code(0);
+    for server in [central.sb.primary(), central.sb.secondary()] {
+        let values = central
+            .sb
+            .dig_authoritative(server, &apex, "TXT")
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(values.len(), 100, "TXT values at the apex from {server}");
+    }
+
+    // The 101st value: BIND's default max-records-per-type, so refused before any write.
+    let before = central.zone_and_ledger();
+    let one_more = central.tokens("one-more.json", &shared(101));
+    let run = central.publish_with(&config, &[&one_more], &[]);
+    run.expect_code(2);
+    let line = error_line(&run);
+    assert!(
+        line.contains(&format!("101 TXT values at {apex}"))
+            && line.contains("max_values_per_name (100)")
+            && line.contains("max-records-per-type"),
+        "{line}"
+    );
+    assert_eq!(central.zone_and_ledger(), before, "zone or ledger changed");
+
+    // Why the default is 100: with the limit raised, BIND refuses to load the zone and keeps
+    // serving the old one, so the publish can only time out.
+    let raised = central.write_config(
+        "raised.yaml",
+        &options.extra("max_values_per_name: 101").timeout("3s"),
+    );
+    let served = central.serials();
+    let run = central.publish_with(&raised, &[&one_more], &[]);
+    run.expect_code(3);
+    assert_eq!(
+        central.serials(),
+        served,
+        "BIND loaded 101 values at one name"
+    );
+    let log =
+        std::fs::read_to_string(central.sb.dir().join("logs/primary.log")).expect("primary log");
+    assert!(log.contains("too many records"), "BIND said nothing of it");
+}
