@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::sandbox::Sandbox;
-use crate::util::snapshot;
+use crate::util::{sans, snapshot};
 
 /// A playbook run that takes longer than this is stuck (a normal run takes 10 to 40 s).
 const PLAYBOOK_TIMEOUT: Duration = Duration::from_secs(240);
@@ -275,22 +275,6 @@ fn parse_recap(output: &str) -> BTreeMap<String, Recap> {
         .collect()
 }
 
-/// The subjectAltName DNS names of the leaf in `pem`, sorted.
-fn san_names(pem: &Path) -> Vec<String> {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
-        .arg(pem)
-        .output()
-        .expect("run openssl x509");
-    assert!(out.status.success(), "openssl x509 -in {}", pem.display());
-    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split([',', '\n'])
-        .filter_map(|part| part.trim().strip_prefix("DNS:").map(str::to_owned))
-        .collect();
-    names.sort();
-    names
-}
-
 #[track_caller]
 fn assert_issued(fleet: &Fleet, host: &str, cert: &str, names: &[&str]) {
     let fullchain = fleet.fullchain(host, cert);
@@ -302,7 +286,7 @@ fn assert_issued(fleet: &Fleet, host: &str, cert: &str, names: &[&str]) {
     }
     let mut want: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     want.sort();
-    assert_eq!(san_names(&fullchain), want, "{host} {cert}: names");
+    assert_eq!(sans(&fullchain), want, "{host} {cert}: names");
 }
 
 fn read(path: &Path) -> Vec<u8> {

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::fixture::{Host, records};
 use crate::sandbox::Sandbox;
+use crate::util::openssl;
 
 /// The fake's process and its state directory; the process is killed when dropped.
 struct FakeCa {
@@ -92,18 +93,8 @@ const CERTS: &[(&str, &[&str])] = &[("main", &["host7.example.test", "www7.examp
 
 /// `openssl x509` field of `cert`, e.g. `-serial`.
 fn openssl_x509(cert: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-in"])
-        .arg(cert)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let cert = cert.to_str().expect("utf-8");
+    openssl(&[&["x509", "-noout", "-in", cert], args].concat())
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::sandbox::{Sandbox, document_records};
-use crate::util::{Run, fleetcert, snapshot};
+use crate::util::{Run, assert_key_matches, fleetcert, run_ok, snapshot};
 
 /// The legacy host of these tests.
 const HOST: &str = "host42.example.test";
@@ -23,20 +23,6 @@ fn fixtures() -> PathBuf {
 
 /// Runs a command and panics with its output unless it succeeds.
 #[track_caller]
-fn run_ok(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({})\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn openssl(dir: &Path, args: &[&str]) -> String {
     run_ok(Command::new("openssl").current_dir(dir).args(args))
 }
@@ -339,26 +325,6 @@ fn openssl_verify(root: &Path, chain: &Path, cert: &Path) {
             .arg(cert),
     );
     assert!(out.trim_end().ends_with(": OK"), "{out}");
-}
-
-/// Proves that `key` is the private key of `cert` by comparing their public keys.
-fn assert_key_matches(key: &Path, cert: &Path) {
-    let from_key = run_ok(
-        Command::new("openssl")
-            .arg("pkey")
-            .arg("-in")
-            .arg(key)
-            .arg("-pubout"),
-    );
-    let from_cert = run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-pubkey", "-in"])
-            .arg(cert),
-    );
-    assert_eq!(
-        from_key, from_cert,
-        "the key does not belong to the certificate"
-    );
 }
 
 fn mtime(path: &Path) -> std::time::SystemTime {

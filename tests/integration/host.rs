@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::fixture::{Host, KEY_GROUP, records, sandbox};
 use crate::sandbox::Sandbox;
-use crate::util::{fleetcert, snapshot};
+use crate::util::{assert_key_matches, fleetcert, openssl, sans, snapshot};
 
 /// The entry named `name` of a report's `certs` list.
 fn cert<'v>(report: &'v Value, name: &str) -> &'v Value {
@@ -53,39 +53,6 @@ fn identifiers(document: &Value, cert: &str) -> Vec<String> {
     identifiers
 }
 
-/// Runs openssl with `args`; its stdout, panicking on failure.
-fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The DNS SANs of a PEM certificate, sorted.
-fn sans(cert: &Path) -> Vec<String> {
-    let text = openssl(&[
-        "x509",
-        "-noout",
-        "-ext",
-        "subjectAltName",
-        "-in",
-        cert.to_str().expect("utf-8"),
-    ]);
-    let mut names: Vec<String> = text
-        .split([',', '\n'])
-        .filter_map(|part| part.trim().strip_prefix("DNS:"))
-        .map(str::to_owned)
-        .collect();
-    names.sort();
-    names
-}
-
 fn sorted(names: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     names.sort();
@@ -95,12 +62,14 @@ fn sorted(names: &[&str]) -> Vec<String> {
 /// The public key algorithm of a certificate, as `openssl x509 -text` prints it, and checks
 /// that the private key file holds the matching key.
 fn key_kind(cert: &Path, key: &Path) -> String {
-    let cert = cert.to_str().expect("utf-8");
-    let key = key.to_str().expect("utf-8");
-    let from_cert = openssl(&["x509", "-noout", "-pubkey", "-in", cert]);
-    let from_key = openssl(&["pkey", "-pubout", "-in", key]);
-    assert_eq!(from_cert, from_key, "{key} does not belong to {cert}");
-    let text = openssl(&["x509", "-noout", "-text", "-in", cert]);
+    assert_key_matches(key, cert);
+    let text = openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        cert.to_str().expect("utf-8"),
+    ]);
     let algorithm = text
         .lines()
         .find_map(|line| line.trim().strip_prefix("Public Key Algorithm: "))

@@ -93,3 +93,69 @@ pub(crate) fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// Runs `command`; its stdout, panicking with both streams unless it succeeds.
+#[track_caller]
+pub(crate) fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({})\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `openssl <args>`; its stdout, panicking on failure.
+#[track_caller]
+pub(crate) fn openssl<S: AsRef<OsStr>>(args: &[S]) -> String {
+    run_ok(Command::new("openssl").args(args))
+}
+
+/// The DNS SANs of a PEM certificate (the first one in the file), sorted.
+pub(crate) fn sans(cert: &Path) -> Vec<String> {
+    let text = openssl(&[
+        OsStr::new("x509"),
+        OsStr::new("-noout"),
+        OsStr::new("-ext"),
+        OsStr::new("subjectAltName"),
+        OsStr::new("-in"),
+        cert.as_os_str(),
+    ]);
+    let mut names: Vec<String> = text
+        .split([',', '\n'])
+        .filter_map(|part| part.trim().strip_prefix("DNS:"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Proves that `key` is the private key of `cert` by comparing their public keys.
+#[track_caller]
+pub(crate) fn assert_key_matches(key: &Path, cert: &Path) {
+    let in_cert = [
+        OsStr::new("x509"),
+        OsStr::new("-noout"),
+        OsStr::new("-pubkey"),
+        OsStr::new("-in"),
+        cert.as_os_str(),
+    ];
+    let in_key = [
+        OsStr::new("pkey"),
+        OsStr::new("-pubout"),
+        OsStr::new("-in"),
+        key.as_os_str(),
+    ];
+    assert_eq!(
+        openssl(&in_key),
+        openssl(&in_cert),
+        "{} does not belong to {}",
+        key.display(),
+        cert.display()
+    );
+}
