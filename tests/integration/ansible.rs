@@ -143,7 +143,7 @@ impl Fleet {
             "inventory.sh failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Fleet { sb, dir }
+        Self { sb, dir }
     }
 
     fn home(&self, host: &str) -> PathBuf {

@@ -2,6 +2,9 @@
 //!
 //! One test binary, as ripgrep does, so the shared helpers compile once.
 
+// A test reads as its scenario, start to end; splitting one to fit a line count hides it.
+#![allow(clippy::too_many_lines)]
+
 mod ansible;
 mod ari;
 mod config;

@@ -108,7 +108,7 @@ impl SandboxBuilder {
 
 impl Sandbox {
     /// Starts a sandbox with the default Pebble settings.
-    pub(crate) fn start() -> Sandbox {
+    pub(crate) fn start() -> Self {
         Self::builder().start()
     }
 
