@@ -3,8 +3,9 @@
 //! In order: find the servers; take the lock; apply the submissions to the ledger and refuse
 //! a name the servers would not load; ask every server for its serial; save the ledger
 //! (before the zone changes: a full disk must not leave served records that the next publish
-//! would drop); let the [`ZoneWriter`] change the zone; wait until every server serves the
-//! writer's serial and check the records once. A dry run does the same reads and renders,
+//! would drop); let the [`ZoneWriter`] change the zone (when it fails, the old ledger goes back
+//! with the old zone); wait until every server serves the writer's serial and check the
+//! records once. A dry run does the same reads and renders,
 //! takes no lock, asks no server and writes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,27 +92,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
         Some(Lock::acquire(&home.dir, &home.lock, config.lock_timeout).await?)
     };
     let before = Ledger::load(&home.dir, &home.ledger, &config.policy)?;
-    let mut ledger = before.clone();
-    let expired = ledger.apply(submissions, unix_now(), config.record_lifetime);
-    for host in &expired {
-        tracing::info!(%host, "records expired: not seen for record_lifetime");
-    }
-    if let Some((name, count)) = ledger.crowded_name(&before, config.max_values_per_name) {
-        return Err(ZoneError::Crowded {
-            name: name.fqdn(),
-            count,
-            max: config.max_values_per_name,
-            advice: match config.policy.records {
-                ChallengeRecords::Shared => {
-                    "use challenge_records: per-name, publish fewer hosts at once, or raise both \
-                     limits together"
-                }
-                ChallengeRecords::PerName => {
-                    "publish fewer orders for that name at once, or raise both limits together"
-                }
-            },
-        });
-    }
+    let (ledger, expired) = apply(config, &before, submissions)?;
     // `timeout` counts from the first question: a server that does not answer costs
     // `timeout`, not more.
     let first_asked = Instant::now();
@@ -125,11 +106,23 @@ pub(crate) async fn publish<W: ZoneWriter>(
         )
         .await
     };
-    if !dry_run && ledger != before {
+    let saved = !dry_run && ledger != before;
+    if saved {
         ledger.save(&home.dir, &home.ledger)?;
     }
     let records = ledger.records();
-    let written = writer.write(&records, &served, dry_run).await?;
+    let written = match writer.write(&records, &served, dry_run).await {
+        Ok(written) => written,
+        Err(err) => {
+            // The writer put the old zone back; the ledger goes back with it, so a failed
+            // publish changes nothing.
+            let home = writer.home();
+            if saved && let Err(restore) = before.save(&home.dir, &home.ledger) {
+                tracing::warn!(error = %restore, "cannot put the previous ledger back");
+            }
+            return Err(err);
+        }
+    };
     let propagation = if dry_run {
         None
     } else {
@@ -151,6 +144,37 @@ pub(crate) async fn publish<W: ZoneWriter>(
         expired,
         propagation,
     })
+}
+
+/// The ledger with `submissions` applied and expired hosts dropped; refused when a name would
+/// hold more values than the servers load.
+fn apply(
+    config: &ZoneConfig,
+    before: &Ledger,
+    submissions: &[Submission],
+) -> Result<(Ledger, Vec<DnsName>), ZoneError> {
+    let mut ledger = before.clone();
+    let expired = ledger.apply(submissions, unix_now(), config.record_lifetime);
+    for host in &expired {
+        tracing::info!(%host, "records expired: not seen for record_lifetime");
+    }
+    if let Some((name, count)) = ledger.crowded_name(before, config.max_values_per_name) {
+        return Err(ZoneError::Crowded {
+            name: name.fqdn(),
+            count,
+            max: config.max_values_per_name,
+            advice: match config.policy.records {
+                ChallengeRecords::Shared => {
+                    "use challenge_records: per-name, publish fewer hosts at once, or raise both \
+                     limits together"
+                }
+                ChallengeRecords::PerName => {
+                    "publish fewer orders for that name at once, or raise both limits together"
+                }
+            },
+        });
+    }
+    Ok((ledger, expired))
 }
 
 /// The servers to wait for: `servers:`, or the zone's NS set through the resolver.
