@@ -60,12 +60,16 @@ impl StateDir {
         })
     }
 
-    /// Takes the host lock, so that two runs on one host do not fight over an order.
-    pub(crate) async fn lock(&self) -> Result<Option<Lock>, LockError> {
-        match &self.dir {
-            Some(dir) => Lock::acquire(dir, LOCK_FILE, LOCK_TIMEOUT).await.map(Some),
-            None => Ok(None),
-        }
+    /// Opens the state directory for a run of `request`, `finalize` or `renew`, holding the
+    /// host lock so that two runs on one host do not fight over an order. A dry run creates
+    /// nothing and takes no lock.
+    pub(crate) async fn open_for_run(path: &Path, dry_run: bool) -> Result<(Self, Option<Lock>), LockError> {
+        let state = Self::open(path, !dry_run)?;
+        let lock = match (&state.dir, dry_run) {
+            (Some(dir), false) => Some(Lock::acquire(dir, LOCK_FILE, LOCK_TIMEOUT).await?),
+            _ => None,
+        };
+        Ok((state, lock))
     }
 
     /// Where it is, for messages.

@@ -55,10 +55,10 @@ pub(crate) struct SetFile<'a> {
 }
 
 /// Where one certificate's files live: `cert_dir` and the directory below it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct CertDir<'a> {
     pub(crate) cert_dir: &'a Path,
-    pub(crate) name: &'a str,
+    pub(crate) name: String,
     /// The key group, given to the directories.
     pub(crate) gid: u32,
 }
@@ -71,7 +71,7 @@ impl CertDir<'_> {
             Access::private(store::PARENT_DIR_MODE),
             Existing::RefuseIfOthersWrite,
         )?;
-        top.child(self.name, self.dir_access(), Existing::Enforce)
+        top.child(&self.name, self.dir_access(), Existing::Enforce)
     }
 
     fn dir_access(&self) -> Access {
@@ -107,7 +107,7 @@ impl CertDir<'_> {
     /// The current files `names`, read as one set; `None` for a name that does not exist,
     /// and `None` overall when the certificate's directory does not exist.
     pub(crate) fn read(&self, names: &[&str]) -> Result<Option<Vec<Option<Secret>>>, StoreError> {
-        let path = self.cert_dir.join(self.name);
+        let path = self.cert_dir.join(&self.name);
         let dir = match Dir::open(&path) {
             Ok(dir) => dir,
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -325,7 +325,7 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let target = CertDir {
             cert_dir: root.path(),
-            name: "main",
+            name: "main".to_owned(),
             gid: gid(),
         };
         let (key1, cert1) = (secret("key1"), secret("cert1"));
@@ -363,7 +363,7 @@ mod tests {
         std::fs::write(dir.join("cert.pem"), b"old-cert").expect("write");
         let target = CertDir {
             cert_dir: root.path(),
-            name: "main",
+            name: "main".to_owned(),
             gid: gid(),
         };
         assert_eq!(
@@ -392,7 +392,7 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let target = CertDir {
             cert_dir: root.path(),
-            name: "main",
+            name: "main".to_owned(),
             gid: gid(),
         };
         let (key, cert) = (secret("k"), secret("c"));

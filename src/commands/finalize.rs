@@ -13,7 +13,7 @@ use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
 use super::report::print_json;
 use crate::acme::{self, AcmeError, IssuedChain, PendingOrder, StateDir};
-use crate::cert::{CertDir, CertPaths, PrivateKey, Secret, SetFile};
+use crate::cert::{CertPaths, PrivateKey, Secret, SetFile};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
@@ -67,12 +67,7 @@ struct Context<'c> {
 
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
-    let state = StateDir::open(&config.state_dir, !args.dry_run)?;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        state.lock().await?
-    };
+    let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let pending: Vec<_> = config
         .certs
         .iter()
@@ -163,7 +158,7 @@ async fn finalize_one(
 /// The failed report of one certificate, with the old expiry (its files stay).
 fn failed(
     report: &impl Fn(FinalizeStatus, Option<String>, Option<String>) -> CertReport,
-    installed: &Installed,
+    installed: &Installed<'_>,
     failure: CertFailure,
 ) -> CertReport {
     let error = failure.to_string();
@@ -203,7 +198,7 @@ async fn issue(
     context: &Context<'_>,
     saved: &PendingOrder,
     cert: &str,
-    installed: &Installed,
+    installed: &Installed<'_>,
 ) -> Result<IssuedChain, CertFailure> {
     let config = context.config;
     let Some(account) = &context.account else {
@@ -222,7 +217,7 @@ async fn issue(
 /// Writes the certificate's files as one set (see `cert::CertDir`).
 fn install(
     config: &HostConfig,
-    installed: &Installed,
+    installed: &Installed<'_>,
     key: &PrivateKey,
     chain: &IssuedChain,
 ) -> Result<(), store::StoreError> {
@@ -256,10 +251,5 @@ fn install(
             access: public,
         },
     ];
-    CertDir {
-        cert_dir: &config.cert_dir,
-        name: &names.dir,
-        gid,
-    }
-    .install(&files)
+    installed.dir.install(&files)
 }

@@ -9,25 +9,21 @@ use crate::cert::{
 use crate::config::{CertSpec, HostConfig};
 
 /// One configured certificate as found on disk.
-pub(crate) struct Installed {
+pub(crate) struct Installed<'c> {
     pub(crate) names: FileNames,
+    /// Its directory, to install a new set into.
+    pub(crate) dir: CertDir<'c>,
     pub(crate) paths: CertPaths,
     /// What the full chain says; `Err` says why it cannot be read, in one line.
     pub(crate) chain: Result<Option<Inspection>, String>,
     pub(crate) key_present: bool,
 }
 
-impl Installed {
+impl<'c> Installed<'c> {
     /// Reads the files of certificate `cert` (key and full chain from one version).
-    pub(crate) fn read(config: &HostConfig, cert: &str, spec: &CertSpec) -> Self {
-        let first = spec.names.first().unwrap_or(&config.host);
-        let names = config.layout.names(cert, first);
+    pub(crate) fn read(config: &'c HostConfig, cert: &str, spec: &CertSpec) -> Self {
+        let (names, dir) = config.files_of(cert, spec);
         let paths = names.paths(&config.cert_dir);
-        let dir = CertDir {
-            cert_dir: &config.cert_dir,
-            name: &names.dir,
-            gid: config.gid,
-        };
         let (chain, key_present) = match dir.read(&[&names.fullchain, &names.key]) {
             Ok(Some(files)) => {
                 let key_present = files.get(1).is_some_and(Option::is_some);
@@ -44,6 +40,7 @@ impl Installed {
         };
         Self {
             names,
+            dir,
             paths,
             chain,
             key_present,

@@ -30,7 +30,7 @@ const PRECHECK_CONCURRENCY: usize = 16;
 struct Plan<'c> {
     cert: &'c str,
     spec: &'c CertSpec,
-    installed: Installed,
+    installed: Installed<'c>,
     decision: RenewalDecision,
     pending: Option<PendingOrder>,
     /// The `_acme-challenge` delegation check, when it was made before opening the account.
@@ -56,12 +56,7 @@ struct Context<'c> {
 
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
-    let state = StateDir::open(&config.state_dir, !args.dry_run)?;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        state.lock().await?
-    };
+    let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let now = OffsetDateTime::now_utc();
     let mut plans: Vec<Plan<'_>> = config
         .certs
@@ -114,7 +109,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
 
 impl<'c> Plan<'c> {
     fn new(
-        config: &HostConfig,
+        config: &'c HostConfig,
         state: &StateDir,
         cert: &'c str,
         spec: &'c CertSpec,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::certs::{CertSpec, RawCerts, check_certs};
 use super::{ConfigError, invalid, parse_dns_address, read_yaml};
-use crate::cert::{KeyType, Layout};
+use crate::cert::{CertDir, FileNames, KeyType, Layout};
 use crate::dns::DnsName;
 use crate::shown::{path as shown_path, shown};
 use crate::token::{ChallengeRecords, record_name};
@@ -207,6 +207,20 @@ impl HostConfig {
             },
             certs,
         })
+    }
+}
+
+impl HostConfig {
+    /// Where certificate `cert`'s files go: their names, and its directory.
+    pub(crate) fn files_of(&self, cert: &str, spec: &CertSpec) -> (FileNames, CertDir<'_>) {
+        let first = spec.names.first().unwrap_or(&self.host);
+        let names = self.layout.names(cert, first);
+        let dir = CertDir {
+            cert_dir: &self.cert_dir,
+            name: names.dir.clone(),
+            gid: self.gid,
+        };
+        (names, dir)
     }
 }
 

@@ -146,14 +146,14 @@ pub(crate) struct Glue {
 impl ZoneConfig {
     /// Reads and checks the zone config at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawZone = read_yaml(path)?;
+        let mut raw: RawZone = read_yaml(path)?;
         let zone = DnsName::parse(&raw.zone)
             .map_err(|rule| invalid(path, "zone", format!("{} {rule}", shown(&raw.zone))))?;
-        let allow = match raw.allow {
+        let allow = match raw.allow.take() {
             None => None,
             Some(map) => Some(check_allow(path, raw.challenge_records, map)?),
         };
-        let servers = check_servers(path, raw.servers)?;
+        let servers = check_servers(path, raw.servers.take())?;
         let resolver_text = raw.resolver.as_deref().unwrap_or(DEFAULT_RESOLVER);
         let resolver = parse_dns_address(resolver_text).ok_or_else(|| {
             invalid(
@@ -179,50 +179,35 @@ impl ZoneConfig {
         if ttl == 0 {
             return Err(invalid(path, "ttl", "must be at least 1 second"));
         }
-        let file = RawFileKeys {
-            zone_file: raw.zone_file,
-            template: raw.template,
-            soa: raw.soa,
-            nameservers: raw.nameservers,
-            glue: raw.glue,
-            reload: raw.reload,
-            check_zone: raw.check_zone,
+        let policy = Policy {
+            zone: zone.clone(),
+            records: raw.challenge_records,
+            allow,
         };
-        let target = ZoneTarget::File(check_file_target(path, &zone, file)?);
+        let timeout = raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+        let lock_timeout = raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0);
+        let record_lifetime = raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0);
+        let target = ZoneTarget::File(check_file_target(path, &zone, raw)?);
         Ok(Self {
-            policy: Policy {
-                zone: zone.clone(),
-                records: raw.challenge_records,
-                allow,
-            },
+            policy,
             zone,
             target,
             ttl,
             servers,
             resolver,
-            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-            lock_timeout: raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0),
-            record_lifetime: raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0),
+            timeout,
+            lock_timeout,
+            record_lifetime,
             max_values_per_name,
         })
     }
 }
 
-/// The keys of the file target, as written.
-struct RawFileKeys {
-    zone_file: Option<PathBuf>,
-    template: Option<PathBuf>,
-    soa: Option<RawSoa>,
-    nameservers: Option<Vec<String>>,
-    glue: Option<UniqueMap<Vec<IpAddr>>>,
-    reload: Option<Vec<String>>,
-    check_zone: Option<bool>,
-}
-
+/// The keys of a zone published as a file (`raw` has given up the others already).
 fn check_file_target(
     path: &Path,
     zone: &DnsName,
-    keys: RawFileKeys,
+    keys: RawZone,
 ) -> Result<FileTarget, ConfigError> {
     fn required<T>(path: &Path, value: Option<T>, key: &str) -> Result<T, ConfigError> {
         value.ok_or_else(|| {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cert::{CertDir, CertPaths, Inspection, PrivateKey, Secret, inspect_chain};
+use crate::cert::{CertPaths, Inspection, PrivateKey, Secret, inspect_chain};
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
 use crate::shown::path as shown_path;
@@ -178,14 +178,8 @@ impl Material {
     /// Reads the files of one certificate, all from one version of its directory.
     fn read(config: &HostConfig, name: &str, spec: &CertSpec) -> Result<Self, HieraError> {
         let host = &config.host;
-        let first = spec.names.first().unwrap_or(host);
-        let names = config.layout.names(name, first);
+        let (names, dir) = config.files_of(name, spec);
         let paths = names.paths(&config.cert_dir);
-        let dir = CertDir {
-            cert_dir: &config.cert_dir,
-            name: &names.dir,
-            gid: config.gid,
-        };
         let unreadable = |source| HieraError::Unreadable {
             host: host.clone(),
             cert: name.to_owned(),
