@@ -192,6 +192,16 @@ launch() {
     printf '%s\n' "$!" >"$DIR/pids/$KIND.pid"
 }
 
+# What the server logs once it has bound its port (nginx: once it has started its
+# workers, which it does only after binding every listener).
+listening_line() {
+    case $KIND in
+    nginx) printf 'start worker processes' ;;
+    zookeeper) printf 'bound to port %s' "$PORT" ;;
+    node-exporter) printf 'msg="Listening on" address=127.0.0.1:%s' "$PORT" ;;
+    esac
+}
+
 # One readiness probe: 0 once the server answers as it will for the tests.
 probe() {
     case $KIND in
@@ -245,7 +255,9 @@ wait_ready() {
             report_failure "exited during start-up"
             return 1
         fi
-        probe && return 0
+        # Probe only once our server has logged that it listens: before that, a probe could
+        # be answered by whatever else holds the port.
+        grep -q -F "$(listening_line)" "$DIR/logs/$KIND.log" 2>/dev/null && probe && return 0
         now_ms
         if ((NOW_MS > deadline)); then
             report_failure "did not answer within ${TIMEOUT}s"
