@@ -127,6 +127,19 @@ impl Service {
     }
 }
 
+/// Each kind of service is a [`Service`] (port, restart, stop, ...) with methods of its own.
+macro_rules! service_kind {
+    ($($kind:ident),*) => {$(
+        impl Deref for $kind {
+            type Target = Service;
+            fn deref(&self) -> &Service {
+                &self.0
+            }
+        }
+    )*};
+}
+service_kind!(Nginx, Zookeeper, NodeExporter);
+
 /// nginx serving one TLS site: `listen 127.0.0.1:PORT ssl`, `server_name NAME`, the given
 /// certificate file (the full chain) and key, answering every request with 200.
 pub(crate) struct Nginx(Service);
@@ -177,13 +190,6 @@ impl Nginx {
     }
 }
 
-impl Deref for Nginx {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.0
-    }
-}
-
 /// A standalone ZooKeeper 3.8 whose only port is the TLS client port (`secureClientPort`,
 /// Netty connection factory), reading a PKCS#12 keystore and its password from a file
 /// (`ssl.keyStore.passwordPath`; one trailing newline is ignored). It reads the keystore
@@ -204,13 +210,6 @@ impl Zookeeper {
     /// The path of its `zoo.cfg` (the `ssl.*` settings a production config needs too).
     pub(crate) fn config(&self) -> PathBuf {
         PathBuf::from(self.var("CONFIG"))
-    }
-}
-
-impl Deref for Zookeeper {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.0
     }
 }
 
@@ -275,13 +274,6 @@ impl NodeExporter {
     pub(crate) fn textfile_scrape_error(&self) -> f64 {
         self.metric("node_textfile_scrape_error", &[])
             .expect("node_exporter exposes node_textfile_scrape_error")
-    }
-}
-
-impl Deref for NodeExporter {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.0
     }
 }
 
@@ -535,15 +527,8 @@ impl TestCa {
         let ca = TestCa {
             dir: dir.to_path_buf(),
         };
-        openssl(&[
-            OsStr::new("req"),
+        new_key_request(&[
             OsStr::new("-x509"),
-            OsStr::new("-new"),
-            OsStr::new("-newkey"),
-            OsStr::new("ec"),
-            OsStr::new("-pkeyopt"),
-            OsStr::new("ec_paramgen_curve:prime256v1"),
-            OsStr::new("-nodes"),
             OsStr::new("-days"),
             OsStr::new("30"),
             OsStr::new("-subj"),
@@ -613,14 +598,7 @@ impl TestCa {
         let csr = self.dir.join(format!("{stem}.csr"));
         let ext_file = self.dir.join(format!("{stem}.ext"));
         std::fs::write(&ext_file, ext).expect("write the extensions");
-        openssl(&[
-            OsStr::new("req"),
-            OsStr::new("-new"),
-            OsStr::new("-newkey"),
-            OsStr::new("ec"),
-            OsStr::new("-pkeyopt"),
-            OsStr::new("ec_paramgen_curve:prime256v1"),
-            OsStr::new("-nodes"),
+        new_key_request(&[
             OsStr::new("-subj"),
             OsStr::new(subject),
             OsStr::new("-keyout"),
@@ -649,6 +627,23 @@ impl TestCa {
             cert.as_os_str(),
         ]);
     }
+}
+
+/// `openssl req -new` with a new EC P-256 key, unencrypted, and `args`.
+fn new_key_request(args: &[&OsStr]) {
+    let mut all: Vec<&OsStr> = [
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    all.extend_from_slice(args);
+    openssl(&all);
 }
 
 /// `openssl pkcs12 -export` of an issued certificate (leaf, chain, key) under `alias`,

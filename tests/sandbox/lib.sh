@@ -1,7 +1,9 @@
 # Shared by sandbox.sh and services.sh (sourced, not run): processes, ports, the watchdog,
 # the per-directory lock. Every function works on the directory in DIR; a script sets SELF
 # (its own path, for the watchdog to call back), PROG (the prefix of its messages) and
-# defines cmd_stop (what the watchdog runs when the parent exits).
+# COMMANDS (its commands on an existing directory), and defines usage, describe, cmd_start,
+# cmd_stop (also what the watchdog runs when the parent exits) and cmd_<command> for each of
+# COMMANDS; `dispatch "$@"` then runs the one asked for.
 #
 # The port registry is shared by every sandbox and service directory of this user, so
 # ports never collide between them. A reservation is stale once its owner's DIR/state says
@@ -216,4 +218,37 @@ step() {
     [[ -n ${T0:-} ]] || return 0
     now_ms
     printf '%6s ms  %s\n' "$((NOW_MS - T0))" "$1" >>"$DIR/logs/start.log"
+}
+
+# One line of `status`: NAME running (with what `describe NAME` says) or stopped.
+server_status() {
+    if running "$1"; then
+        printf '%s running: %s\n' "$1" "$(describe "$1")"
+    else
+        printf '%s stopped\n' "$1"
+    fi
+}
+
+# `SCRIPT start DIR ...`, `SCRIPT stop DIR`, `SCRIPT COMMAND DIR [ARG]` for one of
+# COMMANDS (cmd_ with - as _), and the watchdog's callback.
+dispatch() {
+    local sub=${1:-}
+    (($# > 0)) && shift
+    case $sub in
+    start) cmd_start "$@" ;;
+    stop)
+        set_dir "${1:-}"
+        cmd_stop
+        ;;
+    __watchdog)
+        set_dir "${1:-}"
+        cmd_watchdog "$@"
+        ;;
+    *)
+        [[ -n $sub && " ${COMMANDS[*]} " == *" $sub "* ]] || usage
+        set_dir "${1:-}"
+        [[ -d $DIR ]] || die "no $PROG directory $DIR"
+        "cmd_${sub//-/_}" "${2:-}"
+        ;;
+    esac
 }

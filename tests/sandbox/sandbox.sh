@@ -24,6 +24,7 @@ SIGNING_ZONE=acme.test
 TIMEOUT=${SANDBOX_TIMEOUT:-30}
 START_ATTEMPTS=5
 PROG=sandbox
+COMMANDS=(stop-server start-server status)
 # shellcheck source=tests/sandbox/lib.sh
 source "${SELF%/*}/lib.sh"
 
@@ -698,44 +699,10 @@ cmd_status() {
         if [[ $name == watchdog ]]; then
             [[ -e $DIR/pids/watchdog.pid ]] || continue
             proc_ours "$(cat "$DIR/pids/watchdog.pid")" && echo "watchdog running" || echo "watchdog stopped"
-        elif running "$name"; then
-            printf '%s running: %s\n' "$name" "$(describe "$name")"
         else
-            printf '%s stopped\n' "$name"
+            server_status "$name"
         fi
     done
 }
 
-main() {
-    local sub=${1:-}
-    (($# > 0)) && shift
-    case $sub in
-    start) cmd_start "$@" ;;
-    stop)
-        set_dir "${1:-}"
-        cmd_stop
-        ;;
-    stop-server)
-        set_dir "${1:-}"
-        [[ -d $DIR ]] || die "no sandbox in $DIR"
-        cmd_stop_server "${2:-}"
-        ;;
-    start-server)
-        set_dir "${1:-}"
-        [[ -d $DIR ]] || die "no sandbox in $DIR"
-        cmd_start_server "${2:-}"
-        ;;
-    status)
-        set_dir "${1:-}"
-        [[ -d $DIR ]] || die "no sandbox in $DIR"
-        cmd_status
-        ;;
-    __watchdog)
-        set_dir "${1:-}"
-        cmd_watchdog "$@"
-        ;;
-    *) usage ;;
-    esac
-}
-
-main "$@"
+dispatch "$@"

@@ -20,6 +20,7 @@ set -euo pipefail
 PATH=$PATH:/usr/sbin:/sbin
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 PROG=services
+COMMANDS=(reload restart status)
 KINDS=(nginx zookeeper node-exporter)
 TIMEOUT=${SERVICES_TIMEOUT:-60}
 START_ATTEMPTS=5
@@ -467,33 +468,7 @@ cmd_stop() {
 
 cmd_status() {
     load_service
-    if running "$KIND"; then
-        printf '%s running: %s\n' "$KIND" "$(describe)"
-    else
-        printf '%s stopped\n' "$KIND"
-    fi
+    server_status "$KIND"
 }
 
-main() {
-    local sub=${1:-}
-    (($# > 0)) && shift
-    case $sub in
-    start) cmd_start "$@" ;;
-    stop)
-        set_dir "${1:-}"
-        cmd_stop
-        ;;
-    reload | restart | status)
-        set_dir "${1:-}"
-        [[ -d $DIR ]] || die "no service in $DIR"
-        "cmd_$sub"
-        ;;
-    __watchdog)
-        set_dir "${1:-}"
-        cmd_watchdog "$@"
-        ;;
-    *) usage ;;
-    esac
-}
-
-main "$@"
+dispatch "$@"
