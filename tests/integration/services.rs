@@ -732,17 +732,20 @@ fn nginx_serves_the_given_chain_and_the_new_one_after_reload() {
         Ok(second.clone())
     );
 
-    // ... a key that does not match makes the reload fail, and nginx keeps the old pair.
+    // Stopped, it serves nothing; restarted, it is back on its port.
+    nginx.stop();
+    nginx
+        .served_leaf()
+        .expect_err("a stopped nginx serves nothing");
+    nginx.restart();
+    assert_eq!(nginx.served_leaf(), Ok(second.clone()));
+
+    // A key that does not match makes the reload fail, and nginx keeps the old pair.
     let stray = ca.issue(NAME, &work.path().join("stray"));
     std::fs::rename(&stray.key, &live.key).expect("replace the key");
     let err = nginx.try_reload().expect_err("mismatched key");
     assert!(err.contains("key values mismatch"), "nginx said: {err}");
     assert_eq!(nginx.served_leaf(), Ok(second));
-
-    nginx.stop();
-    nginx
-        .served_leaf()
-        .expect_err("a stopped nginx serves nothing");
 }
 
 #[test]
@@ -915,4 +918,30 @@ fn parse_samples_reads_labels_escapes_and_timestamps() {
     assert_eq!(samples[1].value, f64::INFINITY);
     assert_eq!((samples[2].name.as_str(), samples[2].value), ("z", -0.0025));
     assert_eq!(normalize_serial("0a:1B"), "A1B");
+}
+
+#[test]
+fn services_started_together_get_ports_of_their_own() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let exporters: Vec<NodeExporter> = std::thread::scope(|scope| {
+        let started: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| NodeExporter::start(work.path())))
+            .collect();
+        started
+            .into_iter()
+            .map(|handle| handle.join().expect("start"))
+            .collect()
+    });
+    let mut ports: Vec<u16> = exporters.iter().map(|e| e.port()).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "ports: {ports:?}");
+    for exporter in &exporters {
+        assert_eq!(
+            exporter.textfile_scrape_error(),
+            0.0,
+            "{}",
+            exporter.address()
+        );
+    }
 }

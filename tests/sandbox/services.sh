@@ -6,7 +6,8 @@
 #   services.sh start DIR node-exporter --textfile-dir DIR [--parent PID]
 #   services.sh reload DIR      (nginx: nginx -t, nginx -s reload, wait for the new workers)
 #   services.sh restart DIR     (stop, start again on the same port, wait until it answers)
-#   services.sh stop DIR
+#   services.sh stop-server DIR (stop the server, keep its port for `restart`)
+#   services.sh stop DIR        (stop everything, free the port)
 #   services.sh status DIR
 #
 # `start` writes the configuration into DIR (nothing of the system's: no /etc, no root
@@ -20,7 +21,7 @@ set -euo pipefail
 PATH=$PATH:/usr/sbin:/sbin
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 PROG=services
-COMMANDS=(reload restart status)
+COMMANDS=(reload restart stop-server status)
 KINDS=(nginx zookeeper node-exporter)
 TIMEOUT=${SERVICES_TIMEOUT:-60}
 START_ATTEMPTS=5
@@ -36,7 +37,7 @@ ZK_JVM_OPTIONS=(-Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1)
 source "${SELF%/*}/lib.sh"
 
 usage() {
-    sed -n '4,10s/^# \{0,1\}//p' "$SELF" >&2
+    sed -n '4,11s/^# \{0,1\}//p' "$SELF" >&2
     exit 2
 }
 
@@ -390,6 +391,12 @@ load_service() {
     source "$DIR/launch.env"
     # shellcheck source=/dev/null
     source "$DIR/ports.env"
+}
+
+cmd_stop_server() {
+    lock_dir
+    load_service
+    kill_servers "$KIND"
 }
 
 cmd_restart() {
