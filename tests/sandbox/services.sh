@@ -240,9 +240,9 @@ wait_ready() {
     now_ms
     deadline=$((NOW_MS + TIMEOUT * 1000))
     while true; do
-        # nginx retries a busy port for 2.5 s, ZooKeeper runs on without its port, and
-        # ZooKeeper also runs on with a keystore it cannot read (every connection then
-        # fails): their logs say so at once.
+        # nginx retries a busy port for 2.5 s before it gives up, and ZooKeeper runs on
+        # with a keystore it cannot open (every connection then fails): their logs say so
+        # at once.
         events=$(grep -o -i -E 'address already in use|Failed to create (key|trust) manager' \
             "$DIR/logs/$KIND.log" 2>/dev/null || true)
         case ${events,,} in
