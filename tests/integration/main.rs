@@ -13,4 +13,5 @@ mod hiera;
 mod host;
 mod publish;
 mod sandbox;
+mod services;
 mod util;
