@@ -63,7 +63,10 @@ impl StateDir {
     /// Opens the state directory for a run of `request`, `finalize` or `renew`, holding the
     /// host lock so that two runs on one host do not fight over an order. A dry run creates
     /// nothing and takes no lock.
-    pub(crate) async fn open_for_run(path: &Path, dry_run: bool) -> Result<(Self, Option<Lock>), LockError> {
+    pub(crate) async fn open_for_run(
+        path: &Path,
+        dry_run: bool,
+    ) -> Result<(Self, Option<Lock>), LockError> {
         let state = Self::open(path, !dry_run)?;
         let lock = match (&state.dir, dry_run) {
             (Some(dir), false) => Some(Lock::acquire(dir, LOCK_FILE, LOCK_TIMEOUT).await?),

@@ -864,7 +864,10 @@ fn a_ca_that_is_down_fails_the_run_with_exit_4_and_no_report() {
     // A second certificate is due; the CA goes away before it can be ordered.
     host.configure(
         "",
-        &[("main", &["host1.example.test"]), ("www", &["www1.example.test"])],
+        &[
+            ("main", &["host1.example.test"]),
+            ("www", &["www1.example.test"]),
+        ],
     );
     let before = snapshot(host.dir.path());
     sb.stop_server("pebble");
@@ -882,7 +885,11 @@ fn a_ca_that_is_down_fails_the_run_with_exit_4_and_no_report() {
         }
         let run = host.run(command, &[]);
         run.expect_code(4);
-        assert!(run.stdout.is_empty(), "{command}: a report with exit 4: {}", run.stdout);
+        assert!(
+            run.stdout.is_empty(),
+            "{command}: a report with exit 4: {}",
+            run.stdout
+        );
         let line = run.stderr.trim();
         assert!(
             line.lines().count() == 1 && line.contains(sb.acme_directory()),
@@ -890,5 +897,9 @@ fn a_ca_that_is_down_fails_the_run_with_exit_4_and_no_report() {
         );
     }
     std::fs::remove_file(host.state_dir().join("orders/www.json")).expect("remove order");
-    assert_eq!(snapshot(host.dir.path()), before, "a failed run changed a file");
+    assert_eq!(
+        snapshot(host.dir.path()),
+        before,
+        "a failed run changed a file"
+    );
 }

@@ -62,7 +62,7 @@ impl ScriptDir {
         prefix: &str,
         env_file: &'static str,
         args: &[OsString],
-    ) -> ScriptDir {
+    ) -> Self {
         let tempdir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()
@@ -86,7 +86,7 @@ impl ScriptDir {
             );
         }
         let env = read_env_file(&dir.join(env_file));
-        ScriptDir {
+        Self {
             script,
             tempdir: Some(tempdir),
             dir,

@@ -58,7 +58,7 @@ pub(crate) struct Service {
 impl Service {
     /// `services.sh start DIR kind args...`; panics with the script's message when the
     /// server does not come up.
-    fn start(kind: &str, args: &[(&str, &OsStr)]) -> Service {
+    fn start(kind: &str, args: &[(&str, &OsStr)]) -> Self {
         let mut argv: Vec<OsString> = vec![kind.into()];
         for (flag, value) in args {
             argv.extend([OsString::from(flag), value.to_os_string()]);
@@ -70,7 +70,7 @@ impl Service {
             "service.env",
             &argv,
         );
-        Service {
+        Self {
             dir,
             startup: began.elapsed(),
         }
@@ -145,8 +145,8 @@ service_kind!(Nginx, Zookeeper, NodeExporter);
 pub(crate) struct Nginx(Service);
 
 impl Nginx {
-    pub(crate) fn start(fullchain: &Path, key: &Path, name: &str) -> Nginx {
-        Nginx(Service::start(
+    pub(crate) fn start(fullchain: &Path, key: &Path, name: &str) -> Self {
+        Self(Service::start(
             "nginx",
             &[
                 ("--cert", fullchain.as_os_str()),
@@ -197,8 +197,8 @@ impl Nginx {
 pub(crate) struct Zookeeper(Service);
 
 impl Zookeeper {
-    pub(crate) fn start(keystore: &Path, password_file: &Path) -> Zookeeper {
-        Zookeeper(Service::start(
+    pub(crate) fn start(keystore: &Path, password_file: &Path) -> Self {
+        Self(Service::start(
             "zookeeper",
             &[
                 ("--keystore", keystore.as_os_str()),
@@ -218,8 +218,8 @@ impl Zookeeper {
 pub(crate) struct NodeExporter(Service);
 
 impl NodeExporter {
-    pub(crate) fn start(textfile_dir: &Path) -> NodeExporter {
-        NodeExporter(Service::start(
+    pub(crate) fn start(textfile_dir: &Path) -> Self {
+        Self(Service::start(
             "node-exporter",
             &[("--textfile-dir", textfile_dir.as_os_str())],
         ))
@@ -354,14 +354,14 @@ pub(crate) struct Leaf {
 
 impl Leaf {
     /// The first certificate of a PEM file (a leaf, or the leaf of a full chain).
-    pub(crate) fn of_file(path: &Path) -> Leaf {
+    pub(crate) fn of_file(path: &Path) -> Self {
         let pem = std::fs::read_to_string(path)
             .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
-        Leaf::of_pem(&pem).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        Self::of_pem(&pem).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
     }
 
     /// The first certificate in `pem` (any text around the PEM blocks is ignored).
-    pub(crate) fn of_pem(pem: &str) -> Result<Leaf, String> {
+    pub(crate) fn of_pem(pem: &str) -> Result<Self, String> {
         let first = pem_certificates(pem)
             .into_iter()
             .next()
@@ -375,7 +375,7 @@ impl Leaf {
                 .find_map(|line| line.split_once(prefix).map(|(_, value)| value.trim()))
                 .ok_or_else(|| format!("openssl x509 printed no {prefix}: {text}"))
         };
-        Ok(Leaf {
+        Ok(Self {
             serial: normalize_serial(field("serial=")?),
             sha256: field("Fingerprint=")?.replace(':', "").to_uppercase(),
         })
@@ -522,9 +522,9 @@ pub(crate) struct Issued {
 
 impl TestCa {
     /// Makes the root and the intermediate in `dir` (created).
-    pub(crate) fn new(dir: &Path) -> TestCa {
+    pub(crate) fn new(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("create the CA directory");
-        let ca = TestCa {
+        let ca = Self {
             dir: dir.to_path_buf(),
         };
         new_key_request(&[
