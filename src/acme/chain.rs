@@ -22,7 +22,7 @@ pub(crate) struct IssuedChain {
 const PEM_END: &str = "-----END CERTIFICATE-----";
 
 /// Splits a PEM chain into its certificate blocks, each ending in a newline.
-fn pem_blocks(pem: &str) -> Vec<String> {
+pub(crate) fn pem_blocks(pem: &str) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut rest = pem;
     while let Some(end) = rest.find(PEM_END) {

@@ -135,6 +135,18 @@ fn check_options(path: &Path, key: &str, raw: RawCertOptions) -> Result<CertSpec
         if names.contains(&name) {
             return Err(invalid(path, key, format!("lists `{name}` twice")));
         }
+        // The CA asks for `_acme-challenge.<name>`: a name that leaves no room for it fits
+        // no order, and is better refused now than after one was made.
+        if crate::token::challenge_name(&name).is_err() {
+            return Err(invalid(
+                path,
+                key,
+                format!(
+                    "has the name {name}, whose `_acme-challenge.` name would be longer than \
+                     the 253 characters of a DNS name: use a shorter name"
+                ),
+            ));
+        }
         names.push(name);
     }
     let pkcs12 = raw.pkcs12.map(|raw| Pkcs12Spec {

@@ -14,9 +14,11 @@ mod publish;
 mod reload;
 mod render;
 
+pub(crate) use check::check_rendered;
 pub(crate) use file::FileWriter;
 pub(crate) use ledger::Ledger;
 pub(crate) use publish::{Publication, publish};
+pub(crate) use render::{ZoneData, ZoneTemplate};
 
 use crate::dns::DiscoverError;
 use crate::store::StoreError;
@@ -84,7 +86,7 @@ impl ZoneError {
             | Self::CheckZone { .. }
             | Self::Crowded { .. }
             | Self::ZoneFile { .. } => true,
-            Self::Store(err) => err.is_refusal(),
+            Self::Store(err) | Self::Locked(crate::lock::LockError::Store(err)) => err.is_refusal(),
             Self::Reload(_) | Self::Locked(_) | Self::Servers { .. } => false,
         }
     }

@@ -13,5 +13,6 @@ mod hiera;
 mod host;
 mod publish;
 mod sandbox;
+mod security;
 mod services;
 mod util;
