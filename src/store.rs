@@ -853,6 +853,70 @@ mod tests {
     }
 
     #[test]
+    fn a_sticky_directory_others_may_write_is_refused_but_may_hold_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = dir.path().join("tmp");
+        std::fs::create_dir(&shared).expect("mkdir");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        // As the directory asked for: others could squat the names fleetcert makes in it.
+        let err = Dir::ensure(
+            &shared,
+            Access::private(0o755),
+            Existing::RefuseIfOthersWrite,
+        )
+        .expect_err("sticky and world-writable");
+        assert!(
+            err.is_refusal() && err.to_string().contains("chmod go-w"),
+            "{err}"
+        );
+        // As a directory above it (`/tmp`): fleetcert makes its own below, which others
+        // cannot rename or remove.
+        let below = shared.join("certs");
+        Dir::ensure(
+            &below,
+            Access::private(0o755),
+            Existing::RefuseIfOthersWrite,
+        )
+        .expect("a new directory below a sticky one");
+        assert_eq!(mode(&below), 0o755);
+    }
+
+    #[test]
+    fn a_temporary_swapped_while_staged_is_not_put_in_place_nor_read_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let store = Dir::open(dir.path()).expect("open");
+        let staged = store
+            .stage("zone.db", b"new zone", Access::private(SECRET_MODE))
+            .expect("stage");
+        let temp = store
+            .entries()
+            .expect("list")
+            .into_iter()
+            .find(|name| name.starts_with(".zone.db"))
+            .expect("a temporary");
+        // Someone who may write here swaps the temporary for a link.
+        std::fs::remove_file(dir.path().join(&temp)).expect("unlink");
+        std::os::unix::fs::symlink(&victim, dir.path().join(&temp)).expect("link");
+        // A checker given the staged file's path still reads what was staged.
+        assert_eq!(
+            std::fs::read(staged.temp_path()).expect("read"),
+            b"new zone"
+        );
+        let err = staged.commit().expect_err("swapped");
+        assert!(
+            err.is_refusal() && err.to_string().contains("replaced"),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("zone.db").exists(),
+            "the link went in place"
+        );
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+    }
+
+    #[test]
     fn a_dropped_stage_leaves_the_target_and_no_temporary() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Dir::open(dir.path()).expect("open");

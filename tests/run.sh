@@ -16,6 +16,7 @@ if [ -x tests/install-python.sh ]; then
     tests/install-python.sh
 fi
 export PATH="$repo/.venv/bin:$PATH"
+tests/fuzz.sh install
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -27,3 +28,6 @@ step "cargo test (unit and integration, against the real sandbox)"
 # Tests mostly wait on servers, not on the CPU: more threads than cores keeps the suite short.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --locked "$@"
+
+step "fuzzing (tests/fuzz.sh: each target 30 s; docs/security.md, \"Fuzzing\")"
+tests/fuzz.sh all 30

@@ -225,6 +225,14 @@ mod tests {
             let err = check(text).expect_err(text);
             assert!(err.contains(needle), "{text}: {err}");
         }
+        // 242 characters: a name, but `_acme-challenge.` does not fit in front of it.
+        let label = "b".repeat(63);
+        let no_room = format!("main: [{label}.{label}.{label}.{}]\n", "c".repeat(50));
+        let err = check(&no_room).expect_err("no room");
+        assert!(
+            err.contains("`certs.main`") && err.contains("_acme-challenge"),
+            "{err}"
+        );
         let long = format!("{}: [a.org]\n", "c".repeat(65));
         assert!(check(&long).expect_err("long").contains("longer than 64"));
     }

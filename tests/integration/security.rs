@@ -616,8 +616,8 @@ fn links_planted_in_a_group_writable_zone_directory_reach_no_file_of_roots() {
     ] {
         assert!(attacker_sh(&link(&name), &[]), "plant {name}");
         let (run, _) = publish(&name, None);
-        assert_refused(&run, &name, &["symlink"]);
         victim.assert_untouched(&name);
+        assert_refused(&run, &name, &["symlink"]);
         std::fs::remove_file(zone_dir.join(&name)).expect("remove plant");
     }
 
@@ -631,8 +631,8 @@ fn links_planted_in_a_group_writable_zone_directory_reach_no_file_of_roots() {
     ];
     let script: Vec<String> = temporaries.iter().map(|name| link(name)).collect();
     let (run, doc) = publish("temporaries", Some(script.join(" && ")));
-    assert_eq!(run.code, 0, "publish: {}{}", run.stdout, run.stderr);
     victim.assert_untouched("planted temporaries");
+    assert_eq!(run.code, 0, "publish: {}{}", run.stdout, run.stderr);
     let value = doc["records"][0]["value"]
         .as_str()
         .expect("value")
@@ -933,8 +933,8 @@ fn a_symlinked_or_foreign_certificate_or_state_directory_gets_no_key_written_int
         let run = Launch::new(&["request", "--config", &config_arg])
             .plant(&plant(&target, &["account.json", "lock"]))
             .run();
-        assert_refused(&run, &format!("state_dir {kind}"), &["state"]);
         lair.assert_empty_handed(&format!("state_dir {kind}"));
+        assert_refused(&run, &format!("state_dir {kind}"), &["state"]);
         for entry in walk(&target) {
             let meta = std::fs::symlink_metadata(&entry).expect("lstat");
             assert_eq!(
@@ -975,6 +975,7 @@ fn a_symlinked_or_foreign_certificate_or_state_directory_gets_no_key_written_int
             .plant(&plant(&target, &key_files))
             .run();
         host.assert_no_secret_in(&run, "finalize");
+        lair.assert_empty_handed(&format!("<cert> {kind}"));
         assert!(
             [1, 2].contains(&run.code),
             "<cert> {kind}: exit {}\n{}{}",
@@ -995,7 +996,6 @@ fn a_symlinked_or_foreign_certificate_or_state_directory_gets_no_key_written_int
             !said.contains('\n') && said.contains("main"),
             "<cert> {kind}: {said}"
         );
-        lair.assert_empty_handed(&format!("<cert> {kind}"));
         for entry in walk(&target) {
             let meta = std::fs::symlink_metadata(&entry).expect("lstat");
             assert_eq!(

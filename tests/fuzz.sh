@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs fleetcert's fuzz targets (fuzz/, cargo fuzz with libFuzzer) for a given time each.
+#
+#   tests/fuzz.sh TARGET|all SECONDS   run each target for SECONDS, one after another
+#   tests/fuzz.sh install              install cargo-fuzz (pinned) if it is missing
+#   tests/fuzz.sh list                 the targets
+#
+# The corpus of each target lives in fuzz/corpus/TARGET (seeded from real token documents,
+# configs, zones and chains, and grown by every run); a crash lands in fuzz/artifacts/TARGET
+# and fails the run. The summary line per target gives executions, corpus size and crashes.
+# The machine has one stable toolchain: RUSTC_BOOTSTRAP=1 lets it build with the sanitizer
+# flags cargo fuzz passes (docs/security.md, "Fuzzing").
+#
+# Environment: FUZZ_RSS_LIMIT_MB (default 2048), FUZZ_TIMEOUT (seconds per input, default 10).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CARGO_FUZZ_VERSION=0.13.2
+TARGETS=(token_documents host_config zone_config zone_render zone_check pem_chain)
+
+die() { printf 'fuzz.sh: %s\n' "$*" >&2; exit 2; }
+
+install() {
+    if [[ $(cargo fuzz --version 2>/dev/null) == "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+        return
+    fi
+    printf 'fuzz.sh: installing cargo-fuzz %s from crates.io\n' "$CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet
+}
+
+run_target() {
+    local target=$1 seconds=$2 log
+    mkdir -p "corpus/$target" "artifacts/$target"
+    log=$(mktemp)
+    local before
+    before=$(find "artifacts/$target" -type f | wc -l)
+    # stdin and stdout from /dev/null: an input naming /dev/stdin must not wait for a tty.
+    if ! cargo fuzz run "$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" \
+        -timeout="${FUZZ_TIMEOUT:-10}" -print_final_stats=1 </dev/null >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        rm -f "$log"
+        die "$target found a crash: see fuzz/artifacts/$target and make it a test"
+    fi
+    local execs crashes corpus
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    corpus=$(find "corpus/$target" -type f | wc -l)
+    crashes=$(($(find "artifacts/$target" -type f | wc -l) - before))
+    printf '%-16s %5ss  %12s executions  %6s inputs in the corpus  %s crashes\n' \
+        "$target" "$seconds" "${execs:-?}" "$corpus" "$crashes"
+    rm -f "$log"
+    ((crashes == 0)) || die "$target left a crash in fuzz/artifacts/$target"
+}
+
+case ${1:-} in
+install) install; exit 0 ;;
+list) printf '%s\n' "${TARGETS[@]}"; exit 0 ;;
+all) selected=("${TARGETS[@]}") ;;
+'' | -h | --help) sed -n '4,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+*)
+    [[ " ${TARGETS[*]} " == *" $1 "* ]] || die "no target $1 (tests/fuzz.sh list)"
+    selected=("$1")
+    ;;
+esac
+seconds=${2:-}
+[[ $seconds =~ ^[0-9]+$ ]] || die "give the seconds per target: tests/fuzz.sh ${1} SECONDS"
+
+install
+cd "$repo/fuzz"
+export RUSTC_BOOTSTRAP=1
+# One build for every target (release, with debug assertions, address sanitizer).
+cargo fuzz build
+for target in "${selected[@]}"; do
+    run_target "$target" "$seconds"
+done
