@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::fixture::{Host, KEY_GROUP, sandbox};
 use crate::sandbox::Sandbox;
-use crate::util::Run;
+use crate::util::{Run, walk};
 
 /// The unprivileged local user who attacks.
 const ATTACKER: &str = "fleetcert-attacker";
@@ -141,17 +141,31 @@ impl Lair {
             loot.len(),
             String::from_utf8_lossy(&loot[..loot.len().min(40)])
         );
-        let (uid, _) = attacker();
-        for entry in walk(&self.dir) {
-            let meta = std::fs::symlink_metadata(&entry).expect("lstat");
-            assert_eq!(
-                meta.uid(),
-                uid,
-                "{what}: {} in the attacker's directory belongs to uid {}",
-                entry.display(),
-                meta.uid()
-            );
-        }
+        assert_all_the_attackers(&self.dir, what);
+    }
+}
+
+/// Panics unless everything below `dir` is the attacker's own: fleetcert made nothing there.
+#[track_caller]
+fn assert_all_the_attackers(dir: &Path, what: &str) {
+    let (uid, _) = attacker();
+    for entry in walk(dir) {
+        let meta = std::fs::symlink_metadata(&entry).expect("lstat");
+        assert_eq!(
+            meta.uid(),
+            uid,
+            "{what}: fleetcert made {} in the attacker's directory",
+            entry.display()
+        );
+    }
+}
+
+/// Takes away a planted `path` (a link, or a directory made by the attacker).
+fn remove_plant(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir()) {
+        std::fs::remove_dir_all(path).expect("remove the attacker's directory");
+    } else {
+        std::fs::remove_file(path).expect("remove the attacker's link");
     }
 }
 
@@ -191,26 +205,6 @@ impl Victim {
             "{what}: the victim's bytes changed"
         );
     }
-}
-
-/// Every path below `dir`, not following symlinks.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(next) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                stack.push(path.clone());
-            }
-            found.push(path);
-        }
-    }
-    found.sort();
-    found
 }
 
 /// The names in `dir`, sorted.
@@ -314,6 +308,15 @@ impl Launch {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
+}
+
+/// `fleetcert COMMAND --config CONFIG`.
+fn with_config(command: &str, config: &Path) -> Launch {
+    Launch::new(&[
+        OsStr::new(command),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ])
 }
 
 /// The one line a refused run prints: exactly one, bounded, with no control character, and
@@ -497,22 +500,29 @@ fn a_host_claiming_another_hosts_name_gets_no_record_and_no_certificate() {
         &["host1.example.test", "speak for itself"],
     );
 
+    assert_nothing_came_of_it(&host, &zone_before, "host2.example.test.acme.test.", &order);
+}
+
+/// Panics unless the refused publish left the zone file as it was, no server serves a value
+/// at `record`, and `host`'s finalize gets no certificate: none on disk, none at the CA.
+#[track_caller]
+fn assert_nothing_came_of_it(host: &Host<'_>, zone_before: &[u8], record: &str, order: &str) {
+    let sb = host.sb;
     assert_eq!(
         std::fs::read(sb.signing_zone_file()).expect("zone"),
         zone_before,
         "zone file changed"
     );
-    for answer in served(&sb, "host2.example.test.acme.test.") {
-        assert!(answer.is_empty(), "host2's name has records: {answer:?}");
+    for answer in served(sb, record) {
+        assert!(answer.is_empty(), "{record} has values: {answer:?}");
     }
-    // The CA finds no record: no certificate for host2's name, on disk or at the CA.
     let run = host.finalize();
     assert_eq!(run.code, 1, "finalize: {}{}", run.stdout, run.stderr);
     assert!(
         !host.file("main", "cert.pem").exists(),
         "a certificate was installed"
     );
-    assert_ca_issued_nothing_for(&sb, &order);
+    assert_ca_issued_nothing_for(sb, order);
 }
 
 #[test]
@@ -550,20 +560,7 @@ fn an_allow_list_in_shared_mode_is_refused_at_load_so_a_relabelled_identifier_ge
         let run = Launch::new(&publish_args(&config, &[tokens.as_os_str()], extra)).run();
         assert_refused(&run, "shared + allow", &["`allow`", "shared", "per-name"]);
     }
-    assert_eq!(
-        std::fs::read(sb.signing_zone_file()).expect("zone"),
-        zone_before
-    );
-    for answer in served(&sb, "acme.test.") {
-        assert!(answer.is_empty(), "values at the apex: {answer:?}");
-    }
-    let run = host.finalize();
-    assert_eq!(run.code, 1, "finalize: {}{}", run.stdout, run.stderr);
-    assert!(
-        !host.file("main", "cert.pem").exists(),
-        "a certificate was installed"
-    );
-    assert_ca_issued_nothing_for(&sb, &order);
+    assert_nothing_came_of_it(&host, &zone_before, "acme.test.", &order);
 }
 
 // --- 2. the zone directory ---------------------------------------------------------------
@@ -638,7 +635,7 @@ fn links_planted_in_a_group_writable_zone_directory_reach_no_file_of_roots() {
         .expect("value")
         .to_owned();
     for answer in served(&sb, "host1.example.test.acme.test.") {
-        assert_eq!(answer, [value.clone()]);
+        assert_eq!(answer, std::slice::from_ref(&value));
     }
 
     // A racing attacker swaps every temporary file for a link the moment it appears.
@@ -689,7 +686,7 @@ fn links_planted_in_a_group_writable_zone_directory_reach_no_file_of_roots() {
         .expect("value")
         .to_owned();
     for answer in served(&sb, "host1.example.test.acme.test.") {
-        assert_eq!(answer, [value.clone()]);
+        assert_eq!(answer, std::slice::from_ref(&value));
     }
     let zone = std::fs::symlink_metadata(sb.signing_zone_file()).expect("zone");
     assert_eq!(
@@ -826,9 +823,7 @@ fn under_umask_000_every_mode_is_explicit_and_no_key_is_readable_by_others() {
     });
     let config = host.config();
     let run_with_umask = |command: &str| {
-        let run = Launch::new(&[command, "--config", config.to_str().expect("utf-8")])
-            .umask("000")
-            .run();
+        let run = with_config(command, &config).umask("000").run();
         assert_eq!(run.code, 0, "{command}: {}{}", run.stdout, run.stderr);
         run
     };
@@ -935,20 +930,8 @@ fn a_symlinked_or_foreign_certificate_or_state_directory_gets_no_key_written_int
             .run();
         lair.assert_empty_handed(&format!("state_dir {kind}"));
         assert_refused(&run, &format!("state_dir {kind}"), &["state"]);
-        for entry in walk(&target) {
-            let meta = std::fs::symlink_metadata(&entry).expect("lstat");
-            assert_eq!(
-                meta.uid(),
-                uid,
-                "state_dir {kind}: fleetcert made {}",
-                entry.display()
-            );
-        }
-        if kind == "symlink" {
-            std::fs::remove_file(&state).expect("unlink");
-        } else {
-            std::fs::remove_dir_all(&state).expect("rm");
-        }
+        assert_all_the_attackers(&target, &format!("state_dir {kind}"));
+        remove_plant(&state);
     }
 
     // Now an order, so that finalize has a key to write.
@@ -996,20 +979,8 @@ fn a_symlinked_or_foreign_certificate_or_state_directory_gets_no_key_written_int
             !said.contains('\n') && said.contains("main"),
             "<cert> {kind}: {said}"
         );
-        for entry in walk(&target) {
-            let meta = std::fs::symlink_metadata(&entry).expect("lstat");
-            assert_eq!(
-                meta.uid(),
-                uid,
-                "<cert> {kind}: fleetcert made {}",
-                entry.display()
-            );
-        }
-        if kind == "symlink" {
-            std::fs::remove_file(&cert).expect("unlink");
-        } else {
-            std::fs::remove_dir_all(&cert).expect("rm");
-        }
+        assert_all_the_attackers(&target, &format!("<cert> {kind}"));
+        remove_plant(&cert);
     }
     // No key anywhere that the attacker can read; the order is still there to finish.
     for path in walk(host.dir.path()) {
@@ -1062,6 +1033,30 @@ fn a_cert_dir_others_may_write_is_refused_before_a_key_goes_in() {
 
 // --- 4. one line, whatever the input -----------------------------------------------------
 
+/// A host config that loads without any server (the CA and the resolver at a closed port),
+/// its directories in `dir`: `acme` goes into the `acme` mapping, `extra` are top-level
+/// lines, `certs` is the value of `certs:`.
+fn offline_host_config(dir: &Path, acme: &str, extra: &str, certs: &str) -> String {
+    format!(
+        "acme: {{directory: 'https://127.0.0.1:9/dir', email: ops@example.test, \
+         agree_tos: true{acme}}}\nhost: host1.example.test\nsigning_zone: acme.test\n\
+         resolver: 127.0.0.1:9\nstate_dir: {state}\ncert_dir: {certs_dir}\ngroup: root\n\
+         {extra}certs: {certs}\n",
+        state = dir.join("state").display(),
+        certs_dir = dir.join("certs").display(),
+    )
+}
+
+/// A zone config of the same kind, its zone file in `dir`, with nameserver `ns` and `extra`
+/// lines.
+fn offline_zone_config(dir: &Path, ns: &str, extra: &str) -> String {
+    format!(
+        "zone: acme.test\nzone_file: {zone}\nsoa: {{mname: {ns}, rname: hm.example.test.}}\n\
+         nameservers: [{ns}]\nreload: ['true']\nservers: ['127.0.0.1:9']\n{extra}",
+        zone = dir.join("zone.db").display()
+    )
+}
+
 /// Text of `len` bytes that would forge a second line that reads like success, colour a
 /// terminal and flood a log if it got through unescaped.
 fn forged(len: usize) -> String {
@@ -1084,16 +1079,8 @@ fn no_config_value_or_token_document_can_forge_an_error_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let huge = yaml_forged(HUGE);
     let bad = yaml_forged(LONG);
-    let host_base = |acme: &str, extra: &str, certs: &str| {
-        format!(
-            "acme: {{directory: 'https://127.0.0.1:9/dir', email: ops@example.test, \
-             agree_tos: true{acme}}}\nhost: host1.example.test\nsigning_zone: acme.test\n\
-             resolver: 127.0.0.1:9\nstate_dir: {state}\ncert_dir: {certs_dir}\ngroup: root\n\
-             {extra}certs: {certs}\n",
-            state = dir.path().join("state").display(),
-            certs_dir = dir.path().join("certs").display(),
-        )
-    };
+    let host_base =
+        |acme: &str, extra: &str, certs: &str| offline_host_config(dir.path(), acme, extra, certs);
     let ok_certs = "{main: [host1.example.test]}";
     let host_cases: Vec<(&str, String)> = vec![
         (
@@ -1181,7 +1168,7 @@ fn no_config_value_or_token_document_can_forge_an_error_line() {
     for (what, text) in &host_cases {
         let path = dir.path().join("host.yaml");
         std::fs::write(&path, text).expect("write config");
-        let run = Launch::new(&["status", "--config", path.to_str().expect("utf-8")]).run();
+        let run = with_config("status", &path).run();
         assert_eq!(
             run.code, 2,
             "host config, {what}: exit {}\n{}",
@@ -1191,18 +1178,11 @@ fn no_config_value_or_token_document_can_forge_an_error_line() {
     }
     let invalid_utf8 = dir.path().join("latin1.yaml");
     std::fs::write(&invalid_utf8, b"acme: \xff\xfe\x1b[31m\n").expect("write");
-    let run = Launch::new(&["status", "--config", invalid_utf8.to_str().expect("utf-8")]).run();
+    let run = with_config("status", &invalid_utf8).run();
     assert_eq!(run.code, 2);
     error_line(&run);
 
-    let zone_base = |extra: &str| {
-        format!(
-            "zone: acme.test\nzone_file: {zone}\nsoa: {{mname: ns1.example.test., rname: \
-             hm.example.test.}}\nnameservers: [ns1.example.test.]\nreload: ['true']\n\
-             servers: ['127.0.0.1:9']\n{extra}",
-            zone = dir.path().join("zone.db").display()
-        )
-    };
+    let zone_base = |extra: &str| offline_zone_config(dir.path(), "ns1.example.test.", extra);
     let zone_cases: Vec<(&str, String)> = vec![
         ("unknown key", zone_base(&format!("{huge}: 1\n"))),
         (
@@ -1328,53 +1308,27 @@ fn dev_zero_as_config_ca_bundle_or_tokens_is_refused_within_a_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let zero = Path::new("/dev/zero");
     let host = dir.path().join("host.yaml");
-    std::fs::write(
-        &host,
-        format!(
-            "acme: {{directory: 'https://127.0.0.1:9/dir', email: ops@example.test, \
-             agree_tos: true, ca_bundle: /dev/zero}}\nhost: host1.example.test\n\
-             signing_zone: acme.test\nstate_dir: {state}\ncert_dir: {certs}\ngroup: root\n\
-             certs: {{main: [host1.example.test]}}\n",
-            state = dir.path().join("state").display(),
-            certs = dir.path().join("certs").display(),
-        ),
-    )
-    .expect("write config");
+    let text = offline_host_config(
+        dir.path(),
+        ", ca_bundle: /dev/zero",
+        "",
+        "{main: [host1.example.test]}",
+    );
+    std::fs::write(&host, text).expect("write config");
     let zone = dir.path().join("zone.yaml");
     std::fs::write(
         &zone,
-        format!(
-            "zone: acme.test\nzone_file: {}\nsoa: {{mname: ns1.example.test., rname: \
-             hm.example.test.}}\nnameservers: [ns1.example.test.]\nreload: ['true']\n\
-             servers: ['127.0.0.1:9']\n",
-            dir.path().join("zone.db").display()
-        ),
+        offline_zone_config(dir.path(), "ns1.example.test.", ""),
     )
     .expect("write config");
     let cases: Vec<(&str, Launch, &str)> = vec![
-        (
-            "config",
-            Launch::new(&[
-                OsStr::new("status"),
-                OsStr::new("--config"),
-                zero.as_os_str(),
-            ]),
-            "16 MiB",
-        ),
+        ("config", with_config("status", zero), "16 MiB"),
         (
             "zone config",
             Launch::new(&publish_args(zero, &[OsStr::new("-")], &["--dry-run"])),
             "16 MiB",
         ),
-        (
-            "ca_bundle",
-            Launch::new(&[
-                OsStr::new("request"),
-                OsStr::new("--config"),
-                host.as_os_str(),
-            ]),
-            "1 MiB",
-        ),
+        ("ca_bundle", with_config("request", &host), "1 MiB"),
         (
             "--tokens FILE",
             Launch::new(&publish_args(&zone, &[zero.as_os_str()], &["--dry-run"])),
@@ -1404,14 +1358,8 @@ fn dev_zero_as_config_ca_bundle_or_tokens_is_refused_within_a_bounded_memory() {
 fn addresses_long_names_and_repeated_keys_are_refused_at_load_naming_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let host_in = |zone: &str, certs: &str| {
-        format!(
-            "acme: {{directory: 'https://127.0.0.1:9/dir', email: ops@example.test, \
-             agree_tos: true}}\nhost: host1.example.test\nsigning_zone: {zone}\n\
-             resolver: 127.0.0.1:9\nstate_dir: {state}\ncert_dir: {certs_dir}\ngroup: root\n\
-             certs:\n{certs}",
-            state = dir.path().join("state").display(),
-            certs_dir = dir.path().join("certs").display(),
-        )
+        offline_host_config(dir.path(), "", "", &format!("\n{certs}"))
+            .replace("signing_zone: acme.test", &format!("signing_zone: {zone}"))
     };
     let host = |certs: &str| host_in("acme.test", certs);
     let long_label = format!("{}.example.test", "a".repeat(63));
@@ -1455,20 +1403,13 @@ fn addresses_long_names_and_repeated_keys_are_refused_at_load_naming_the_key() {
         let path = dir.path().join("host.yaml");
         std::fs::write(&path, text).expect("write config");
         for command in ["request", "status"] {
-            let run = Launch::new(&[command, "--config", path.to_str().expect("utf-8")]).run();
+            let run = with_config(command, &path).run();
             assert_refused(&run, &format!("{command}, {what}"), &[needle]);
         }
     }
     assert!(!dir.path().join("state").exists(), "state_dir created");
 
-    let zone = |extra: &str| {
-        format!(
-            "zone: acme.test\nzone_file: {}\nsoa: {{mname: ns1.acme.test., rname: \
-             hm.example.test.}}\nnameservers: [ns1.acme.test.]\nreload: ['true']\n\
-             servers: ['127.0.0.1:9']\n{extra}",
-            dir.path().join("zone.db").display()
-        )
-    };
+    let zone = |extra: &str| offline_zone_config(dir.path(), "ns1.acme.test.", extra);
     let glue = "glue:\n  ns1.acme.test.: [127.0.0.1]\n";
     let tokens = dir.path().join("tokens.json");
     std::fs::write(&tokens, "[]").expect("write tokens");
@@ -1517,7 +1458,7 @@ fn addresses_long_names_and_repeated_keys_are_refused_at_load_naming_the_key() {
         format!("\u{feff}{}", host("  main: [host1.example.test]\n")),
     )
     .expect("write config");
-    let run = Launch::new(&["status", "--config", path.to_str().expect("utf-8")]).run();
+    let run = with_config("status", &path).run();
     assert_eq!(run.code, 0, "BOM: {}", run.stderr);
     let path = dir.path().join("bom-zone.yaml");
     std::fs::write(&path, format!("\u{feff}{}", zone(glue))).expect("write config");

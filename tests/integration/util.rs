@@ -81,6 +81,24 @@ where
 /// run, bookkeeping rather than state.
 pub(crate) fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
+    for path in walk(dir) {
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.is_dir() || name == "lock" || name.ends_with(".lock") {
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(&path) {
+            files.push((path, bytes));
+        }
+    }
+    files
+}
+
+/// Every path below `dir`, sorted; symlinks are listed, never followed.
+pub(crate) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(next) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&next) else {
@@ -88,21 +106,14 @@ pub(crate) fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let link = entry.file_type().is_ok_and(|kind| kind.is_symlink());
-            if path.is_dir() {
-                if !link {
-                    stack.push(path);
-                }
-            } else if name == "lock" || name.ends_with(".lock") {
-                continue;
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                files.push((path, bytes));
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                stack.push(path.clone());
             }
+            found.push(path);
         }
     }
-    files.sort();
-    files
+    found.sort();
+    found
 }
 
 /// Runs `command`; its stdout, panicking with both streams unless it succeeds.
