@@ -68,15 +68,28 @@ pub(crate) fn check_rendered(
 fn parse(text: &str, zone: &DnsName) -> Result<Parsed, (usize, String)> {
     let mut parsed = Parsed::default();
     let mut owner: Option<DnsName> = None;
-    for (index, raw) in text.lines().enumerate() {
+    // Lines end at `\n` alone, as BIND reads them (`lines()` would also eat a `\r`).
+    for (index, raw) in text.split('\n').enumerate() {
         let number = index + 1;
+        // Printable ASCII, spaces and tabs only, comments included: BIND ends a token only
+        // at a space or tab, so a Unicode space (which `split_whitespace` below would take
+        // for one) would make BIND read another name than this check does.
+        if let Some(c) = raw
+            .chars()
+            .find(|&c| c != '\t' && !(' '..='~').contains(&c))
+        {
+            return Err((
+                number,
+                format!(
+                    "the character U+{:04X} (a signing zone holds printable ASCII only)",
+                    u32::from(c)
+                ),
+            ));
+        }
         // A `;` starts a comment: no value that passed validation can contain one.
         let line = raw.split(';').next().unwrap_or("");
         if line.trim().is_empty() {
             continue;
-        }
-        if line.chars().any(|c| c.is_control() && c != '\t') {
-            return Err((number, "a control character".to_owned()));
         }
         let mut tokens = line.split_whitespace().peekable();
         if line.starts_with('$') {
@@ -152,6 +165,16 @@ fn record(
         "SOA" => {
             if name != zone {
                 return Err("an SOA record below the apex".to_owned());
+            }
+            // Parentheses only as one pair around the numbers, on this line: BIND would read
+            // an unclosed one on into the following lines (and the records there).
+            let parens: Vec<&str> = rdata
+                .iter()
+                .copied()
+                .filter(|t| *t == "(" || *t == ")")
+                .collect();
+            if !(parens.is_empty() || parens == ["(", ")"] && rdata.last() == Some(&")")) {
+                return Err("an SOA record whose parentheses do not close on its line".to_owned());
             }
             let fields: Vec<&str> = rdata
                 .iter()
@@ -249,6 +272,11 @@ mod tests {
             "x.acme.test. IN TXT \"a b\"\n",
             "x.acme.test. IN A 1.2.3.4 5\n",
             "x.acme.test.\x07 IN A 1.2.3.4\n",
+            // Found by fuzzing (zone_check): a control character in a comment, and a
+            // Unicode space that BIND would read as part of the owner name.
+            "; a\u{1}\u{0} comment\n",
+            "a.org.acme.test.\u{a0}IN TXT \"x\"\n",
+            "x.acme.test. IN A 1.2.3.4\r\n",
         ] {
             let text = format!("{HEAD}{txt}{bad}");
             let err = check(&text).expect_err(bad).to_string();
@@ -261,6 +289,11 @@ mod tests {
         assert!(check(HEAD).is_err(), "missing record");
         let other = format!("{HEAD}b.org.acme.test. IN TXT \"{VALUE}\"\n");
         assert!(check(&other).is_err(), "other record");
+        // Found by fuzzing (zone_check): an SOA whose parenthesis never closes, which BIND
+        // would read on into the records below it.
+        let unclosed = HEAD.replace("864000 60 )", "864000 60");
+        let unclosed = format!("{unclosed}a.org.acme.test. IN TXT \"{VALUE}\"\n");
+        assert!(check(&unclosed).is_err(), "unclosed parenthesis");
         let wrong_serial = HEAD.replace("( 7 ", "( 8 ");
         assert!(
             check(&format!(
