@@ -15,7 +15,7 @@ use crate::config::{ZoneConfig, ZoneTarget};
 use crate::dns::{DnsName, ServerWait};
 use crate::error::{Error, Outcome};
 use crate::token::{self, TokenSource};
-use crate::zone::{self, FileWriter, Publication};
+use crate::zone::{self, FileWriter, Publication, UpdateWriter};
 
 /// The JSON report on stdout.
 #[derive(Debug, Serialize)]
@@ -67,6 +67,10 @@ pub(crate) async fn run(args: PublishArgs) -> Result<Outcome, Error> {
     let publication = match &config.target {
         ZoneTarget::File(target) => {
             let mut writer = FileWriter::open(target, &config.zone, config.ttl)?;
+            zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
+        }
+        ZoneTarget::Update(target) => {
+            let mut writer = UpdateWriter::open(target, &config.zone, config.ttl)?;
             zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
         }
     };
