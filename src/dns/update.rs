@@ -250,32 +250,23 @@ impl SetChange {
         }
     }
 
-    /// Bytes this change takes at most at `offset` in a message. hickory compresses a name
-    /// only into a pointer to an earlier copy within the first 16 KiB (a pointer has 14
-    /// bits), so past that every record carries its owner name in full.
-    fn size_at(&self, offset: usize) -> usize {
+    /// Bytes this change takes in a message, at most. Every record is counted with its owner
+    /// name in full: hickory compresses only the first 120 names of a message, into pointers
+    /// to 64 remembered suffixes within its first 16 KiB.
+    fn size(&self) -> usize {
         let name = wire_len(&self.name);
-        let (records, data) = if self.before.is_empty() {
-            (1, RECORD_FIXED)
+        let prerequisite = if self.before.is_empty() {
+            name + RECORD_FIXED
         } else {
-            (
-                self.before.len(),
-                self.before.iter().map(txt_data_len).sum(),
-            )
+            self.before.iter().map(|txt| name + txt_data_len(txt)).sum()
         };
-        let records = records + self.add.len() + self.delete.len();
-        let data = data
+        prerequisite
             + self
                 .add
                 .iter()
                 .chain(&self.delete)
-                .map(txt_data_len)
-                .sum::<usize>();
-        if offset + MESSAGE_HEAD < COMPRESSIBLE {
-            name + records * POINTER + data
-        } else {
-            records * name + data
-        }
+                .map(|txt| name + txt_data_len(txt))
+                .sum::<usize>()
     }
 
     /// Pieces that each fit in a message of their own: the deletions first, then the
@@ -287,7 +278,7 @@ impl SetChange {
     /// It also keeps every set within the server's limit on records per set (BIND's
     /// `max-records-per-type`), which the old and new values together could exceed.
     fn split(self) -> Option<Vec<Self>> {
-        if self.size_at(0) <= MESSAGE_BUDGET {
+        if self.size() <= MESSAGE_BUDGET {
             return Some(vec![self]);
         }
         let mut pieces = Vec::new();
@@ -301,10 +292,9 @@ impl SetChange {
                     add: Vec::new(),
                     delete: Vec::new(),
                 };
-                let mut used = piece.size_at(0);
+                let mut used = piece.size();
                 let mut taken = 0;
                 for txt in rest {
-                    // Past the first 16 KiB, in full (see `size_at`).
                     let cost = wire_len(&self.name) + txt_data_len(txt);
                     if used + cost > MESSAGE_BUDGET {
                         break;
@@ -332,12 +322,6 @@ impl SetChange {
 
 /// Type, class, TTL and data length of a record.
 const RECORD_FIXED: usize = 10;
-/// A compressed owner name.
-const POINTER: usize = 2;
-/// The last offset a compression pointer reaches.
-const COMPRESSIBLE: usize = 0x3FFF;
-/// The header and the zone section before the first record, at most.
-const MESSAGE_HEAD: usize = 12 + 255 + 4;
 
 /// The bytes of a name in wire format, uncompressed.
 fn wire_len(name: &DnsName) -> usize {
@@ -363,12 +347,12 @@ pub(crate) fn pack(changes: Vec<SetChange>) -> Result<Vec<Vec<SetChange>>, DnsNa
     for change in changes {
         let name = change.name.clone();
         for piece in change.split().ok_or(name)? {
-            let size = piece.size_at(used);
+            let size = piece.size();
             if used + size > MESSAGE_BUDGET && !current.is_empty() {
                 messages.push(std::mem::take(&mut current));
                 used = 0;
             }
-            used += piece.size_at(used);
+            used += size;
             current.push(piece);
         }
     }
@@ -891,7 +875,7 @@ mod tests {
             })
             .collect();
         let messages = pack(changes.clone()).expect("packs");
-        assert!(messages.len() <= 7, "{} messages", messages.len());
+        assert!(messages.len() <= 8, "{} messages", messages.len());
         assert_eq!(messages.concat(), changes, "order and content kept");
         let key = TsigKey::new(name("k"), crate::dns::TsigAlgo::HmacSha512, vec![1; 64]);
         for pieces in &messages {
@@ -935,7 +919,7 @@ mod tests {
         for piece in &pieces {
             assert_eq!(piece.before, set);
             set = piece.after();
-            assert!(piece.size_at(0) <= MESSAGE_BUDGET);
+            assert!(piece.size() <= MESSAGE_BUDGET);
             assert!(before_kept(&kept, &set), "a kept value went missing");
             assert!(set.len() <= largest, "{} values at once", set.len());
         }
