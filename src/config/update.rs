@@ -179,6 +179,16 @@ pub(crate) fn refuse_mixed(
     Ok(())
 }
 
+/// The error of `renew` with a host config that has no `update:` block.
+pub(crate) fn missing_update(path: &Path) -> ConfigError {
+    invalid(
+        path,
+        "update",
+        "is missing: `fleetcert renew` publishes this host's records by dynamic update; add \
+         an `update:` block (docs/dynamic-update.md), or run request, publish and finalize",
+    )
+}
+
 impl ZoneConfig {
     /// The zone config `renew` publishes this host's records with, when it has `update:`.
     /// The host's records are all there is in its ledger, so no allow-list: the host's own

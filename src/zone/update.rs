@@ -94,6 +94,12 @@ impl<'c> UpdateWriter<'c> {
         })
     }
 
+    /// Whether fleetcert has values of its own in the zone (or may have: a run that died
+    /// between its messages).
+    pub(crate) fn holds_records(&self) -> Result<bool, ZoneError> {
+        Ok(!self.load_published()?.is_empty())
+    }
+
     fn load_published(&self) -> Result<BTreeSet<TxtRecord>, ZoneError> {
         let published: Option<Published> = self.home.dir.load_state(&self.published)?;
         Ok(published
