@@ -15,4 +15,4 @@ pub(crate) use name::{DnsName, NameError};
 pub(crate) use precheck::{DelegationError, check_delegation};
 pub(crate) use tsig::{TsigAlgo, TsigKey};
 pub(crate) use update::{SetChange, UpdateClient, UpdateError, pack};
-pub(crate) use wait::{Propagation, Served, ServerWait, current_serials, wait_and_check};
+pub(crate) use wait::{Propagation, Served, ServerWait, SetCheck, current_serials, wait_and_check};

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::ZoneError;
 use super::publish::{Home, Written, ZoneWriter};
 use crate::config::UpdateTarget;
-use crate::dns::{DnsName, Served, SetChange, UpdateClient, UpdateError, pack};
+use crate::dns::{DnsName, Served, SetChange, SetCheck, UpdateClient, UpdateError, pack};
 use crate::shown::path as shown_path;
 use crate::store::{self, Access, Dir, Existing, Versioned};
 use crate::token::TxtRecord;
@@ -231,6 +231,11 @@ impl ZoneWriter for UpdateWriter<'_> {
     /// records keep their order.
     fn primary(&self) -> Option<&DnsName> {
         None
+    }
+
+    /// The operator's values and other clients' at fleetcert's names stay.
+    fn set_check(&self) -> SetCheck {
+        SetCheck::Contains
     }
 
     async fn write(

@@ -14,4 +14,5 @@ mod host;
 mod publish;
 mod sandbox;
 mod services;
+mod update;
 mod util;

@@ -503,8 +503,12 @@ impl Sandbox {
             if !replaced && line.contains("; serial") && line.trim_start().starts_with(&old) {
                 out.push_str(&line.replacen(&old, &format!("{serial} "), 1));
                 replaced = true;
-            } else if !replaced && line.contains(" SOA ") && line.contains(&format!(" {old}")) {
-                out.push_str(&line.replacen(&format!(" {old}"), &format!(" {serial} "), 1));
+            } else if let Some(one_line) = (!replaced)
+                .then(|| soa_with_serial(line, serial - 1, serial))
+                .flatten()
+            {
+                // The file as the sandbox wrote it: the whole SOA on one line.
+                out.push_str(&one_line);
                 replaced = true;
             } else {
                 out.push_str(line);
@@ -567,6 +571,17 @@ impl Sandbox {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// `line` with its SOA serial `old` replaced by `new`, when it is a one-line SOA record.
+fn soa_with_serial(line: &str, old: u32, new: u32) -> Option<String> {
+    let mut fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    let at = fields.iter().position(|field| field == "SOA")? + 3;
+    if fields.get(at)? != &old.to_string() {
+        return None;
+    }
+    fields[at] = new.to_string();
+    Some(fields.join("\t"))
 }
 
 /// The (name, value) pairs of a token document's records, sorted.

@@ -17,8 +17,9 @@ set -euo pipefail
 #   zookeeper                 a Java service reading a PKCS#12 keystore; it depends on
 #                             default-jre (the full JRE, with GTK) and ~40 Java libraries
 #   default-jre-headless      java and keytool
+#   faketime                  a skewed clock for the BADTIME test of dynamic update
 SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet python3-venv
-    nginx prometheus-node-exporter prometheus zookeeper default-jre-headless)
+    nginx prometheus-node-exporter prometheus zookeeper default-jre-headless faketime)
 
 export DEBIAN_FRONTEND=noninteractive
 
