@@ -110,7 +110,7 @@ pub(crate) enum UpdateError {
     )]
     Refused {
         server: SocketAddr,
-        key: KeyLabel,
+        key: Box<KeyLabel>,
         operation: Operation,
         fix: String,
     },
@@ -131,14 +131,20 @@ pub(crate) enum UpdateError {
          update.algorithm",
         key.name, key.algorithm, key.name, key.algorithm, key.secret_file
     )]
-    BadKey { server: SocketAddr, key: KeyLabel },
+    BadKey {
+        server: SocketAddr,
+        key: Box<KeyLabel>,
+    },
     /// BADSIG: the server has another secret for the key (exit 2).
     #[error(
         "{server} rejected the signature of key {} (BADSIG): the secret in {} is not the one \
          the server has for that key; copy the server's secret there (base64, mode 0600)",
         key.name, key.secret_file
     )]
-    BadSig { server: SocketAddr, key: KeyLabel },
+    BadSig {
+        server: SocketAddr,
+        key: Box<KeyLabel>,
+    },
     /// BADTIME: the clocks are too far apart (exit 2).
     #[error(
         "{server} rejected the time of key {key}'s signature (BADTIME): this host's clock says \
@@ -563,7 +569,7 @@ impl UpdateClient {
             return Err(match error {
                 TsigError::BadKey => UpdateError::BadKey {
                     server,
-                    key: self.key.clone(),
+                    key: Box::new(self.key.clone()),
                 },
                 TsigError::BadTime => UpdateError::BadTime {
                     server,
@@ -575,7 +581,7 @@ impl UpdateClient {
                 // BADSIG, and anything a server invents.
                 _ => UpdateError::BadSig {
                     server,
-                    key: self.key.clone(),
+                    key: Box::new(self.key.clone()),
                 },
             });
         }
@@ -616,7 +622,7 @@ impl UpdateClient {
         match code {
             ResponseCode::Refused => UpdateError::Refused {
                 server,
-                key: self.key.clone(),
+                key: Box::new(self.key.clone()),
                 operation,
                 fix: match operation {
                     Operation::Update => policy_fix(&key, names),

@@ -77,7 +77,7 @@ pub(crate) enum ZoneError {
     Store(#[from] StoreError),
     /// The primary did not take the dynamic update.
     #[error(transparent)]
-    Update(#[from] crate::dns::UpdateError),
+    Update(Box<crate::dns::UpdateError>),
     /// The zone changed under every attempt of a dynamic update.
     #[error(
         "zone {zone} on {server} changed between reading and updating it in each of \
@@ -96,6 +96,12 @@ pub(crate) enum ZoneError {
          max_values_per_name, or use challenge_records: per-name"
     )]
     SetTooLarge { name: String },
+}
+
+impl From<crate::dns::UpdateError> for ZoneError {
+    fn from(err: crate::dns::UpdateError) -> Self {
+        Self::Update(Box::new(err))
+    }
 }
 
 impl ZoneError {
