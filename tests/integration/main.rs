@@ -4,10 +4,13 @@
 
 mod ansible;
 mod ari;
+mod collection;
 mod config;
 mod fixture;
 mod hiera;
 mod host;
+mod package;
 mod publish;
 mod sandbox;
 mod util;
+mod venv;

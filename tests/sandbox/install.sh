@@ -9,7 +9,11 @@ set -euo pipefail
 
 # One list, so other test helpers can add what they need in one place.
 # python3-venv: tests/install-python.sh makes .venv/ for ansible-core (tests/demo.sh, the Ansible test).
-SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet python3-venv)
+# The Debian package (tests/integration/package.rs): lintian checks it, man-db answers
+# `man -w`, systemd's systemd-analyze verifies its units, python3-apt is what Ansible's apt
+# module installs it with, adduser what its postinst makes the group with.
+SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet python3-venv
+    lintian man-db systemd python3-apt adduser)
 
 export DEBIAN_FRONTEND=noninteractive
 
