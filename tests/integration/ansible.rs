@@ -473,3 +473,121 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
     assert_quiet("check mode");
     assert!(!fleet.fullchain(host1, "www").exists(), "check mode issued");
 }
+
+/// What the argument specs and the exit-code branching stop, without a sandbox: one run of
+/// `fleetcert.fleetcert.daily` over four local hosts, each wrong in one way.
+/// - `noemail` lists certificates but sets no `fleetcert_acme_email` (required, no default):
+///   fails before anything is installed, naming the variable;
+/// - `badtype` has `fleetcert_renew_before_days: soon`: fails on the type, installs nothing;
+/// - `badconfig` has a resolver that is no address: installed, then `fleetcert request` exits
+///   2 with no document, and the host fails with fleetcert's own line;
+/// - `nozone` is a DNS primary without `fleetcert_zone_file` (required): fails at publish.
+#[test]
+fn roles_refuse_bad_variables_and_fail_a_host_with_fleetcerts_error_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let home = |host: &str| dir.path().join("hosts").join(host);
+    let paths = |host: &str| {
+        let home = home(host);
+        format!(
+            "fleetcert_binary: {0}/bin/fleetcert\nfleetcert_config_path: {0}/etc/fleetcert.yaml\n\
+             fleetcert_state_dir: {0}/state\nfleetcert_cert_dir: {0}/certs\n",
+            home.display()
+        )
+    };
+    let inventory = format!(
+        r#"---
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+    fleetcert_install_method: copy
+    fleetcert_install_binary_src: {binary}
+    fleetcert_group: root
+  children:
+    fleetcert:
+      vars:
+        fleetcert_agree_tos: true
+        fleetcert_signing_zone: acme.test
+        fleetcert_certs: {{main: [a.example.test]}}
+      hosts:
+        noemail:
+        badtype:
+          fleetcert_acme_email: ops@example.test
+          fleetcert_renew_before_days: soon
+        badconfig:
+          fleetcert_acme_email: ops@example.test
+          fleetcert_resolver: not an address
+    fleetcert_dns_primary:
+      hosts:
+        nozone:
+          fleetcert_zone_name: acme.test
+          fleetcert_zone_soa: {{mname: ns1.acme.test., rname: hostmaster.acme.test.}}
+          fleetcert_zone_nameservers: [ns1.acme.test.]
+          fleetcert_zone_reload: ["true"]
+"#,
+        binary = env!("CARGO_BIN_EXE_fleetcert"),
+    );
+    let inventory_dir = dir.path().join("inventory");
+    fs::create_dir_all(inventory_dir.join("host_vars")).expect("inventory dir");
+    fs::write(inventory_dir.join("hosts.yaml"), inventory).expect("hosts.yaml");
+    for host in ["noemail", "badtype", "badconfig", "nozone"] {
+        fs::write(
+            inventory_dir.join("host_vars").join(format!("{host}.yaml")),
+            format!("---\n{}", paths(host)),
+        )
+        .expect("host_vars");
+    }
+    let mut command = tool("ansible-playbook");
+    command
+        .arg("-i")
+        .arg(&inventory_dir)
+        .arg("fleetcert.fleetcert.daily")
+        .env("ANSIBLE_CONFIG", repo().join("ansible/ansible.cfg"))
+        .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
+        .env("ANSIBLE_LOCAL_TEMP", dir.path().join("ansible-tmp"));
+    let ran = run_bounded(command, PLAYBOOK_TIMEOUT);
+    let run = Playbook {
+        code: ran.code,
+        recap: parse_recap(&ran.output),
+        output: ran.output,
+    };
+    run.expect_failed(&["badconfig", "badtype", "noemail", "nozone"]);
+    let fatal = |host: &str| {
+        run.output
+            .lines()
+            .find(|line| line.starts_with(&format!("fatal: [{host}]")))
+            .unwrap_or_else(|| panic!("no fatal line for {host}; output:\n{}", run.output))
+            .to_owned()
+    };
+    let noemail = fatal("noemail");
+    assert!(
+        noemail.contains("missing required arguments: fleetcert_acme_email"),
+        "{noemail}"
+    );
+    let badtype = fatal("badtype");
+    assert!(
+        badtype.contains("fleetcert_renew_before_days") && badtype.contains("int"),
+        "{badtype}"
+    );
+    for host in ["noemail", "badtype"] {
+        assert!(
+            !home(host).join("bin/fleetcert").exists() && !home(host).join("etc").exists(),
+            "{host} got something installed before its variables were checked"
+        );
+    }
+    let badconfig = fatal("badconfig");
+    assert!(
+        badconfig.contains("fleetcert request exited 2: ")
+            && badconfig.contains("`not an address` is not an address"),
+        "{badconfig}"
+    );
+    let nozone = fatal("nozone");
+    assert!(
+        nozone.contains("missing required arguments: fleetcert_zone_file"),
+        "{nozone}"
+    );
+    assert!(
+        !home("nozone").join("etc").exists(),
+        "nozone rendered a zone config without a zone file"
+    );
+}
