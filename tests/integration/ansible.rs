@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::collection;
 use crate::sandbox::Sandbox;
-use crate::util::{sans, snapshot};
+use crate::util::{run_ok, sans, snapshot};
 use crate::venv::{Ran, repo, run_bounded, tool};
 
 /// A playbook run that takes longer than this is stuck (a normal run takes 10 to 40 s).
@@ -63,16 +63,11 @@ impl Fleet {
             .prefix("fleetcert-fleet-")
             .tempdir()
             .expect("fleet dir");
-        let out = Command::new(repo().join("tests/fleet/inventory.sh"))
-            .arg(sb.dir().join("sandbox.env"))
-            .arg(dir.path())
-            .args(args)
-            .output()
-            .expect("run tests/fleet/inventory.sh");
-        assert!(
-            out.status.success(),
-            "inventory.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new(repo().join("tests/fleet/inventory.sh"))
+                .arg(sb.dir().join("sandbox.env"))
+                .arg(dir.path())
+                .args(args),
         );
         Fleet { sb, dir }
     }

@@ -79,12 +79,17 @@ fn source_copy() -> (tempfile::TempDir, PathBuf) {
     (root, dest)
 }
 
-fn collections_root(collection: &Path) -> PathBuf {
-    collection
-        .ancestors()
-        .nth(3)
-        .expect("collections root")
-        .to_path_buf()
+/// The venv's tool `name`, to run in a fresh source copy (the returned directory, removed
+/// when the first value drops), with the copy's collections root as ANSIBLE_COLLECTIONS_PATH
+/// and PYTHONPATH, so the roles' and the plugins' fully qualified names resolve to it.
+fn in_source_copy(name: &str) -> (tempfile::TempDir, PathBuf, Command) {
+    let (root, collection) = source_copy();
+    let mut command = tool(name);
+    command
+        .current_dir(&collection)
+        .env("ANSIBLE_COLLECTIONS_PATH", root.path())
+        .env("PYTHONPATH", root.path());
+    (root, collection, command)
 }
 
 /// The installed collection is the one this tree builds: its version is the binary's, its
@@ -138,32 +143,21 @@ fn collection_installs_from_its_tarball_and_runs_by_fully_qualified_name() {
     let mut doc = tool("ansible-doc");
     doc.args(["-t", "role", "-l", "fleetcert.fleetcert"])
         .env("ANSIBLE_COLLECTIONS_PATH", collections);
-    let ran = run_bounded(doc, Duration::from_secs(120));
-    ran.expect_success("ansible-doc -t role -l fleetcert.fleetcert");
-    for role in [
-        "fleetcert_install",
-        "fleetcert_request",
-        "fleetcert_publish",
-        "fleetcert_finalize",
-        "fleetcert_hiera",
-    ] {
-        assert!(
-            ran.output.contains(&format!("fleetcert.fleetcert.{role}")),
-            "ansible-doc does not list {role}:\n{}",
-            ran.output
+    let roles = ["install", "request", "publish", "finalize", "hiera"];
+    run_bounded(doc, Duration::from_secs(120))
+        .expect_success("ansible-doc -t role -l fleetcert.fleetcert")
+        .expect_mentions(
+            "ansible-doc's list of roles",
+            roles.map(|role| format!("fleetcert.fleetcert.fleetcert_{role}")),
         );
-    }
 }
 
 /// ansible-lint, production profile (ansible/.ansible-lint), passes on the collection.
 #[test]
 fn ansible_lint_production_profile_passes_on_the_collection() {
-    let (_root, collection) = source_copy();
-    let mut command = tool("ansible-lint");
+    let (_root, collection, mut command) = in_source_copy("ansible-lint");
     command
-        .current_dir(&collection)
         .args(["--offline", "--nocolor"])
-        .env("ANSIBLE_COLLECTIONS_PATH", collections_root(&collection))
         // Keep its cache out of the repository and of other runs.
         .env("XDG_CACHE_HOME", collection.join(".cache"));
     let ran = run_bounded(command, Duration::from_secs(300));
@@ -182,38 +176,28 @@ fn ansible_lint_production_profile_passes_on_the_collection() {
 /// yamllint, runtime-metadata, ...) passes, on the venv's Python.
 #[test]
 fn ansible_test_sanity_passes_on_the_collection() {
-    let (_root, collection) = source_copy();
+    let (_root, _collection, mut command) = in_source_copy("ansible-test");
     let out = Command::new(venv_bin().join("python"))
         .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         .output()
         .expect("python version");
     let python = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let mut command = tool("ansible-test");
-    command
-        .current_dir(&collection)
-        .args(["sanity", "--color", "no", "--python", &python]);
+    command.args(["sanity", "--color", "no", "--python", &python]);
     // The first run makes a virtual environment per test and fills it from PyPI.
-    let ran = run_bounded(command, Duration::from_secs(900));
-    ran.expect_success("ansible-test sanity");
-    for test in ["pylint", "validate-modules", "yamllint", "runtime-metadata"] {
-        assert!(
-            ran.output
-                .contains(&format!("Running sanity test \"{test}\"")),
-            "ansible-test sanity did not run {test}:\n{}",
-            ran.output
+    let tests = ["pylint", "validate-modules", "yamllint", "runtime-metadata"];
+    run_bounded(command, Duration::from_secs(900))
+        .expect_success("ansible-test sanity")
+        .expect_mentions(
+            "ansible-test sanity",
+            tests.map(|test| format!("Running sanity test \"{test}\"")),
         );
-    }
 }
 
 /// The collection's unit tests (ansible/tests/unit) pass under pytest.
 #[test]
 fn collection_unit_tests_pass() {
-    let (_root, collection) = source_copy();
-    let mut command = tool("python");
-    command
-        .current_dir(&collection)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"])
-        .env("PYTHONPATH", collections_root(&collection));
+    let (_root, _collection, mut command) = in_source_copy("python");
+    command.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"]);
     let ran = run_bounded(command, Duration::from_secs(300));
     assert!(
         ran.code == 0 && ran.output.contains(" passed") && !ran.output.contains("failed"),

@@ -54,20 +54,8 @@ fn group_exists() -> bool {
 
 /// The .deb that packaging/build-deb.sh built from this tree.
 fn build_deb() -> PathBuf {
-    let out = Command::new(repo().join("packaging/build-deb.sh"))
-        .output()
-        .expect("run packaging/build-deb.sh");
-    assert!(
-        out.status.success(),
-        "packaging/build-deb.sh failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let out = run_ok(&mut Command::new(repo().join("packaging/build-deb.sh")));
+    let path = out.lines().last().unwrap_or_default().trim().to_owned();
     let deb = PathBuf::from(path);
     assert!(
         deb.is_file(),

@@ -65,6 +65,18 @@ impl Ran {
         assert_eq!(self.code, 0, "{what} failed:\n{}", self.output);
         self
     }
+
+    /// Panics with the output unless it holds every one of `needles`.
+    #[track_caller]
+    pub(crate) fn expect_mentions<I: IntoIterator<Item = String>>(&self, what: &str, needles: I) {
+        for needle in needles {
+            assert!(
+                self.output.contains(&needle),
+                "{what} does not say {needle:?}:\n{}",
+                self.output
+            );
+        }
+    }
 }
 
 /// Runs `command` in a process group of its own with a deadline; on timeout the whole group
