@@ -1,5 +1,6 @@
 //! Writes the man pages and shell completions of `fleetcert`, generated from the clap
-//! definitions in `src/cli.rs`, into a directory that cargo-deb packages
+//! definitions the binary parses with (`fleetcert::cli`, src/cli.rs), into a directory that
+//! cargo-deb packages
 //! (`[package.metadata.deb]` in Cargo.toml; `packaging/build-deb.sh` runs this first):
 //!
 //!   cargo run --example package-assets -- target/package-assets
@@ -17,11 +18,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory as _;
 use clap_complete::Shell;
-
-// The CLI exactly as the binary defines it; only clap's derive reads its fields here.
-#[allow(dead_code)]
-#[path = "../src/cli.rs"]
-mod cli;
+use fleetcert::cli;
 
 /// The binary's name, as installed and as typed.
 const NAME: &str = "fleetcert";

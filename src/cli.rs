@@ -9,16 +9,18 @@ use clap::{Parser, Subcommand};
 /// Issue and renew TLS certificates for a fleet with ACME DNS-01 and a delegated signing zone.
 #[derive(Debug, Parser)]
 #[command(name = "fleetcert", version, about, long_about = None)]
-pub(crate) struct Args {
-    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` overrides it.
+pub struct Args {
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). `RUST_LOG` overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub(crate) verbose: u8,
+    pub verbose: u8,
+    /// What to do.
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     /// Decide which certificates are due, create their orders, print the token document.
     Request(HostArgs),
     /// Collate token documents, publish the signing zone, wait for every server.
@@ -31,57 +33,65 @@ pub(crate) enum Command {
     Status(StatusArgs),
 }
 
+/// Arguments of `request` and `finalize`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct HostArgs {
+pub struct HostArgs {
     /// Host configuration file (YAML).
     #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
-    pub(crate) config: PathBuf,
+    pub config: PathBuf,
     /// Say what would be done; create no order, write no file.
     #[arg(long)]
-    pub(crate) dry_run: bool,
+    pub dry_run: bool,
 }
 
+/// Arguments of `publish`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct PublishArgs {
+pub struct PublishArgs {
     /// Zone configuration file (YAML).
     #[arg(long, default_value = "/etc/fleetcert/zone.yaml")]
-    pub(crate) config: PathBuf,
-    /// Token documents: a file or `-` for stdin; may be repeated.
+    pub config: PathBuf,
+    /// Token documents: FILE, `-` for stdin, or HOST=FILE (the file speaks for HOST); may be
+    /// repeated.
     #[arg(long = "tokens", required = true)]
-    pub(crate) tokens: Vec<PathBuf>,
+    pub tokens: Vec<PathBuf>,
     /// Validate and render, but do not replace the zone, reload or wait.
     #[arg(long)]
-    pub(crate) dry_run: bool,
+    pub dry_run: bool,
 }
 
+/// Arguments of `hiera`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct HieraArgs {
+pub struct HieraArgs {
     /// Host configuration file of the issuing host (the bastion's, for legacy hosts).
     #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
-    pub(crate) config: PathBuf,
+    pub config: PathBuf,
     /// The legacy host whose material to export (its `host` in the config).
     #[arg(long)]
-    pub(crate) host: String,
+    pub host: String,
     /// Where to write the hiera YAML file.
     #[arg(long)]
-    pub(crate) out: PathBuf,
+    pub out: PathBuf,
     /// Say whether the file would change; write nothing.
     #[arg(long)]
-    pub(crate) dry_run: bool,
+    pub dry_run: bool,
 }
 
+/// Arguments of `status`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct StatusArgs {
+pub struct StatusArgs {
     /// Host configuration file (YAML).
     #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
-    pub(crate) config: PathBuf,
+    pub config: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
-    pub(crate) format: StatusFormat,
+    pub format: StatusFormat,
 }
 
+/// How `status` prints.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum StatusFormat {
+pub enum StatusFormat {
+    /// One JSON document.
     Json,
+    /// Aligned columns, for people.
     Table,
 }

@@ -1,14 +1,21 @@
-//! The errors that end a command, and the exit code each one means.
+//! The errors that end a whole command, and the exit code each one means (docs/exit-codes.md).
+//!
+//! 0, 1 and 3 come with a report on stdout ([`Outcome`]); 2 and 4 never do ([`Error`]): 2
+//! when the operator's config or input is at fault and nothing changed, 4 when the run failed
+//! as a whole (the CA or a DNS server unreachable, an I/O error) and the old files stay.
 
 use std::process::ExitCode;
 
 use crate::acme::AcmeError;
+use crate::commands::ReportError;
 use crate::config::ConfigError;
 use crate::hiera::HieraError;
+use crate::lock::LockError;
 use crate::store::StoreError;
+use crate::token::TokenError;
 use crate::zone::ZoneError;
 
-/// Exit codes, by meaning (see docs/exit-codes.md).
+/// How a command that printed its report ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// 0: everything done.
@@ -20,27 +27,39 @@ pub(crate) enum Outcome {
 }
 
 /// Exit code for bad usage, config or input: nothing was changed.
-const EXIT_USAGE: u8 = 2;
-/// Exit code for a failure of the whole run that is not the operator's input (CA unreachable).
-const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// Exit code for a run that failed as a whole: no report, the old files stay.
+pub(crate) const EXIT_RUN_FAILED: u8 = 4;
 
 impl Outcome {
     pub(crate) fn exit_code(self) -> ExitCode {
         ExitCode::from(match self {
             Self::Success => 0,
-            Self::SomeFailed => EXIT_FAILED,
+            Self::SomeFailed => 1,
             Self::PropagationTimeout => 3,
         })
     }
+
+    /// 1 when `failed`, else 0.
+    pub(crate) fn from_failures(failed: bool) -> Self {
+        if failed {
+            Self::SomeFailed
+        } else {
+            Self::Success
+        }
+    }
 }
 
-/// A failure that ends the whole command.
+/// A failure that ends the whole command, before its report.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// The config file cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A file could not be read or written.
+    /// The token documents cannot be used.
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    /// A file could not be read or written, or is not one fleetcert may touch.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The CA or the account failed as a whole.
@@ -52,20 +71,29 @@ pub(crate) enum Error {
     /// The hiera export failed.
     #[error(transparent)]
     Hiera(#[from] HieraError),
+    /// Another run holds the lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The report could not be written.
+    #[error(transparent)]
+    Report(#[from] ReportError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
 
 impl Error {
+    /// 2 when the operator must fix the config, the input or a file; 4 otherwise.
     pub(crate) fn exit_code(&self) -> ExitCode {
-        let code = match self {
-            Self::Config(_) => EXIT_USAGE,
-            Self::Zone(err) if err.is_input() => EXIT_USAGE,
-            Self::Hiera(err) if err.is_input() => EXIT_USAGE,
-            Self::Acme(err) if err.is_input() => EXIT_USAGE,
-            _ => EXIT_FAILED,
+        let usage = match self {
+            Self::Config(_) | Self::Tokens(_) => true,
+            Self::Store(err) => err.is_refusal(),
+            Self::Acme(err) => err.is_usage(),
+            Self::Zone(err) => err.is_usage(),
+            Self::Hiera(err) => err.is_usage(),
+            Self::Lock(LockError::Store(err)) => err.is_refusal(),
+            Self::Lock(LockError::Held { .. }) | Self::Report(_) | Self::Runtime(_) => false,
         };
-        ExitCode::from(code)
+        ExitCode::from(if usage { EXIT_USAGE } else { EXIT_RUN_FAILED })
     }
 }

@@ -1,14 +1,31 @@
-//! Files on disk: atomic writes with modes and owners, and where each layout puts a certificate.
+//! Files fleetcert reads and writes: bounded reads, files created new by descriptor with
+//! explicit modes, and versioned JSON state.
 //!
-//! Every write goes to a temporary file in the same directory, is flushed with fsync and then
-//! renamed over the old file, so a crash leaves either the old or the new content, never half.
+//! Every write goes through a [`Dir`]: a directory opened once (a symlink in its place is
+//! refused) and used by descriptor from then on, so nobody who can write in it can redirect
+//! a write by planting or swapping a name. A file is always created new under a temporary
+//! name (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600), written, flushed, given its owner and mode
+//! on its own descriptor, and only then renamed into place and the directory flushed: a crash
+//! leaves the old content or the new, never half, and a key is never readable by others, not
+//! even for a moment and whatever the umask. Temporary names carry the writer's pid, so one
+//! left by a killed run is recognised and removed by the next ([`Dir::sweep`]).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::unistd::{Gid, Uid};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::shown::{bare, path as shown_path};
 
 /// Private keys: owner reads and writes, the configured group reads.
 pub(crate) const KEY_MODE: u32 = 0o640;
@@ -16,243 +33,846 @@ pub(crate) const KEY_MODE: u32 = 0o640;
 pub(crate) const CERT_MODE: u32 = 0o644;
 /// Certificate directories: the key group may enter.
 pub(crate) const DIR_MODE: u32 = 0o750;
-/// Account credentials, pending orders and anything else only fleetcert reads.
+/// Account credentials, pending orders, secrets and anything else only fleetcert reads.
 pub(crate) const SECRET_MODE: u32 = 0o600;
-/// The state directory.
-pub(crate) const STATE_DIR_MODE: u32 = 0o700;
+/// The state directory and other directories only fleetcert enters.
+pub(crate) const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Directories fleetcert creates above the ones it was asked for (`/etc/fleetcert`).
+pub(crate) const PARENT_DIR_MODE: u32 = 0o755;
 
-/// A file operation that failed, with the path it failed on.
+/// The part of a temporary name between the target's name and the writer's pid.
+const TEMP_MARK: &str = ".tmp.";
+
+/// A file operation that failed or was refused, with the path it concerns.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {}: {source}", path.display())]
-pub(crate) struct StoreError {
-    action: &'static str,
-    path: PathBuf,
-    #[source]
-    source: io::Error,
+pub(crate) enum StoreError {
+    /// The operating system refused or failed (exit 4).
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Something is where fleetcert writes that it did not make, or that others could
+    /// change; nothing was written (exit 2: the operator must look).
+    #[error("{path} {problem}")]
+    Unsafe { path: String, problem: String },
+    /// An input is larger than fleetcert reads (exit 2).
+    #[error(
+        "{path} is larger than {limit} MiB, the most fleetcert reads for it: is it the right file?"
+    )]
+    TooLarge { path: String, limit: u64 },
+    /// A state file fleetcert wrote does not read back (exit 4: move it away).
+    #[error("state file {path} {problem}; move it away to start over")]
+    State { path: String, problem: String },
 }
 
 impl StoreError {
-    pub(crate) fn new(action: &'static str, path: &Path, source: io::Error) -> Self {
-        Self {
+    fn io(action: &'static str, path: &Path, source: impl Into<io::Error>) -> Self {
+        Self::Io {
             action,
-            path: path.to_owned(),
-            source,
+            path: shown_path(path),
+            source: source.into(),
         }
+    }
+
+    fn unsafe_file(path: &Path, problem: impl Into<String>) -> Self {
+        Self::Unsafe {
+            path: shown_path(path),
+            problem: problem.into(),
+        }
+    }
+
+    /// Whether the operator must fix something before anything can be written (exit 2),
+    /// rather than the system failing (exit 4).
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(self, Self::Unsafe { .. } | Self::TooLarge { .. })
     }
 }
 
-/// Where certificate files go: fleetcert's own names, or acme.sh's, which OpenDev reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-pub(crate) enum Layout {
-    #[default]
-    #[serde(rename = "fleetcert")]
-    Fleetcert,
-    #[serde(rename = "acme.sh")]
-    AcmeSh,
-}
-
-/// The four files of one installed certificate.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct CertPaths {
-    pub(crate) dir: PathBuf,
-    pub(crate) key: PathBuf,
-    pub(crate) cert: PathBuf,
-    pub(crate) chain: PathBuf,
-    pub(crate) fullchain: PathBuf,
-}
-
-impl Layout {
-    /// The files for certificate `name` whose first identifier is `first`.
-    pub(crate) fn paths(self, cert_dir: &Path, name: &str, first: &str) -> CertPaths {
-        match self {
-            Self::Fleetcert => {
-                let dir = cert_dir.join(name);
-                CertPaths {
-                    key: dir.join("privkey.pem"),
-                    cert: dir.join("cert.pem"),
-                    chain: dir.join("chain.pem"),
-                    fullchain: dir.join("fullchain.pem"),
-                    dir,
-                }
-            }
-            Self::AcmeSh => {
-                let dir = cert_dir.join(first);
-                CertPaths {
-                    key: dir.join(format!("{first}.key")),
-                    cert: dir.join(format!("{first}.cer")),
-                    chain: dir.join("ca.cer"),
-                    fullchain: dir.join("fullchain.cer"),
-                    dir,
-                }
-            }
-        }
-    }
-}
-
-/// Ownership and permissions for a file written by [`write_atomic`].
-#[derive(Debug, Clone, Copy)]
+/// Owner, group and mode of a file or directory fleetcert creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Access {
     pub(crate) mode: u32,
-    /// Group to hand the file to; `None` keeps the process's.
+    /// Owner to hand it to; `None` keeps the process's.
+    pub(crate) uid: Option<u32>,
+    /// Group to hand it to; `None` keeps the process's.
     pub(crate) gid: Option<u32>,
 }
 
 impl Access {
-    pub(crate) const fn secret() -> Self {
+    /// Only the process's user: 0600 files, 0700 directories.
+    pub(crate) const fn private(mode: u32) -> Self {
         Self {
-            mode: SECRET_MODE,
+            mode,
+            uid: None,
             gid: None,
         }
     }
-}
 
-/// Creates `dir` (and parents) and sets its mode and group, also when it already existed.
-pub(crate) fn ensure_dir(dir: &Path, access: Access) -> Result<(), StoreError> {
-    fs::create_dir_all(dir).map_err(|err| StoreError::new("cannot create directory", dir, err))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(access.mode))
-        .map_err(|err| StoreError::new("cannot set the mode of", dir, err))?;
-    if let Some(gid) = access.gid {
-        chown_group(dir, gid)?;
+    /// `mode`, with the group set to `gid`.
+    pub(crate) const fn group(mode: u32, gid: u32) -> Self {
+        Self {
+            mode,
+            uid: None,
+            gid: Some(gid),
+        }
     }
-    Ok(())
-}
 
-fn chown_group(path: &Path, gid: u32) -> Result<(), StoreError> {
-    nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
-        .map_err(|err| StoreError::new("cannot set the group of", path, err.into()))
-}
-
-/// Writes `contents` to a temporary file beside `path`, flushed and with its final mode and
-/// group, but not yet renamed; [`Staged::commit`] puts it in place.
-pub(crate) fn stage(path: &Path, contents: &[u8], access: Access) -> Result<Staged, StoreError> {
-    let file_name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("file");
-    let temp = path.with_file_name(format!(".{file_name}.tmp.{}", std::process::id()));
-    let write = || -> io::Result<()> {
-        // The mode is set at creation, so a key is never readable by others, not even briefly.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(access.mode)
-            .open(&temp)?;
-        // An existing temporary file keeps its old mode through `open`: set it again.
-        file.set_permissions(fs::Permissions::from_mode(access.mode))?;
-        file.write_all(contents)?;
-        file.sync_all()
-    };
-    write().map_err(|err| StoreError::new("cannot write", &temp, err))?;
-    let staged = Staged {
-        temp,
-        path: path.to_owned(),
-        committed: false,
-    };
-    if let Some(gid) = access.gid {
-        chown_group(&staged.temp, gid)?;
+    /// Gives `fd` this owner and mode; the mode last, so that a file is never readable by
+    /// the new group before it has the final mode.
+    fn apply(self, fd: BorrowedFd<'_>) -> nix::Result<()> {
+        if self.uid.is_some() || self.gid.is_some() {
+            nix::unistd::fchown(fd, self.uid.map(Uid::from_raw), self.gid.map(Gid::from_raw))?;
+        }
+        nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(self.mode & 0o7777))
     }
-    Ok(staged)
+}
+
+/// What to do with a directory that already exists when asked to ensure it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// It is fleetcert's own: give it the owner and mode again.
+    Enforce,
+    /// It may be the operator's: leave its mode, but refuse it when users other than its
+    /// owner may write in it (they could swap what fleetcert puts there).
+    RefuseIfOthersWrite,
+}
+
+/// A directory opened once and used by descriptor (see the module doc).
+#[derive(Debug)]
+pub(crate) struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Reads at most `limit` bytes from `path` (an input the operator names: config, CA bundle,
+/// token file); more is refused, so `/dev/zero` or a runaway file costs nothing.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
+    let file = File::open(path).map_err(|err| StoreError::io("read", path, err))?;
+    read_limited(file, path, limit)
+}
+
+/// Reads standard input, at most `limit` bytes.
+pub(crate) fn read_stdin(limit: u64) -> Result<Vec<u8>, StoreError> {
+    read_limited(io::stdin().lock(), Path::new("stdin"), limit)
+}
+
+fn read_limited(reader: impl io::Read, path: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|err| StoreError::io("read", path, err))?;
+    if bytes.len() as u64 > limit {
+        return Err(StoreError::TooLarge {
+            path: shown_path(path),
+            limit: limit >> 20,
+        });
+    }
+    Ok(bytes)
+}
+
+impl Dir {
+    /// Opens an existing directory; a symlink at `path` itself is refused.
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let fd = nix::fcntl::open(path, dir_flags(), Mode::empty())
+            .map_err(|errno| open_error(path, errno))?;
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens `path`, creating it (with `access`) and any missing parent (0755) first.
+    pub(crate) fn ensure(
+        path: &Path,
+        access: Access,
+        existing: Existing,
+    ) -> Result<Self, StoreError> {
+        match Self::open(path) {
+            Ok(dir) => {
+                dir.settle(access, existing)?;
+                Ok(dir)
+            }
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                let (parent, name) = split(path)?;
+                let parent = Self::ensure(
+                    parent,
+                    Access::private(PARENT_DIR_MODE),
+                    Existing::RefuseIfOthersWrite,
+                )?;
+                parent.create_dir(name, access)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The child directory `name`, created with `access` when missing.
+    pub(crate) fn child(
+        &self,
+        name: &str,
+        access: Access,
+        existing: Existing,
+    ) -> Result<Self, StoreError> {
+        match nix::fcntl::openat(&self.fd, name, dir_flags(), Mode::empty()) {
+            Ok(fd) => {
+                let dir = Self {
+                    fd,
+                    path: self.path.join(name),
+                };
+                dir.settle(access, existing)?;
+                Ok(dir)
+            }
+            Err(Errno::ENOENT) => self.create_dir(OsStr::new(name), access),
+            Err(errno) => Err(open_error(&self.path.join(name), errno)),
+        }
+    }
+
+    /// The child directory `name` if it exists (a symlink there is refused).
+    pub(crate) fn open_child(&self, name: &str) -> Result<Option<Self>, StoreError> {
+        match nix::fcntl::openat(&self.fd, name, dir_flags(), Mode::empty()) {
+            Ok(fd) => Ok(Some(Self {
+                fd,
+                path: self.path.join(name),
+            })),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(open_error(&self.path.join(name), errno)),
+        }
+    }
+
+    fn create_dir(&self, name: &OsStr, access: Access) -> Result<Self, StoreError> {
+        let path = self.path.join(name);
+        match nix::sys::stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(errno) => return Err(StoreError::io("create directory", &path, errno)),
+        }
+        let fd = nix::fcntl::openat(&self.fd, name, dir_flags(), Mode::empty())
+            .map_err(|errno| open_error(&path, errno))?;
+        access
+            .apply(fd.as_fd())
+            .map_err(|errno| StoreError::io("set the mode of", &path, errno))?;
+        Ok(Self { fd, path })
+    }
+
+    /// Gives this directory `access` (its owner and mode).
+    pub(crate) fn apply(&self, access: Access) -> Result<(), StoreError> {
+        access
+            .apply(self.fd.as_fd())
+            .map_err(|errno| StoreError::io("set the mode of", &self.path, errno))
+    }
+
+    /// Applies `existing` to an opened directory.
+    fn settle(&self, access: Access, existing: Existing) -> Result<(), StoreError> {
+        match existing {
+            Existing::Enforce => self.apply(access),
+            Existing::RefuseIfOthersWrite => {
+                let stat = self.stat()?;
+                let euid = nix::unistd::geteuid().as_raw();
+                let sticky = stat.st_mode & 0o1000 != 0;
+                if stat.st_uid != euid && stat.st_uid != 0 {
+                    return Err(StoreError::unsafe_file(
+                        &self.path,
+                        format!(
+                            "belongs to uid {}, not to root or the user fleetcert runs as: \
+                             whoever owns it can swap what fleetcert writes there; chown it",
+                            stat.st_uid
+                        ),
+                    ));
+                }
+                if stat.st_mode & 0o022 != 0 && !sticky {
+                    return Err(StoreError::unsafe_file(
+                        &self.path,
+                        format!(
+                            "is writable by others (mode {:04o}): they could swap what \
+                             fleetcert writes there; run chmod go-w on it",
+                            stat.st_mode & 0o7777
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Where this directory is, for messages.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory's own status.
+    pub(crate) fn stat(&self) -> Result<FileStat, StoreError> {
+        nix::sys::stat::fstat(&self.fd)
+            .map_err(|errno| StoreError::io("inspect", &self.path, errno))
+    }
+
+    /// The status of `name` in this directory, not following a symlink; `None` if missing.
+    pub(crate) fn stat_at(&self, name: &str) -> Result<Option<FileStat>, StoreError> {
+        match nix::sys::stat::fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(stat)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(StoreError::io("inspect", &self.path.join(name), errno)),
+        }
+    }
+
+    /// Reads the regular file `name`, at most `limit` bytes; `None` when it does not exist.
+    /// A symlink there is refused.
+    pub(crate) fn read_optional(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path.join(name);
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let fd = match nix::fcntl::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(errno) => return Err(open_error(&path, errno)),
+        };
+        let stat =
+            nix::sys::stat::fstat(&fd).map_err(|errno| StoreError::io("inspect", &path, errno))?;
+        if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+            return Err(StoreError::unsafe_file(
+                &path,
+                "is not a regular file: move it away",
+            ));
+        }
+        read_limited(File::from(fd), &path, limit).map(Some)
+    }
+
+    /// Replaces `name` with `contents` (see the module doc).
+    pub(crate) fn write_atomic(
+        &self,
+        name: &str,
+        contents: &[u8],
+        access: Access,
+    ) -> Result<(), StoreError> {
+        self.stage(name, contents, access)?.commit()?;
+        self.sync()
+    }
+
+    /// Writes `contents` under a temporary name beside `name`, flushed and with its final
+    /// owner and mode, not yet in place; [`Staged::commit`] renames it over `name`.
+    pub(crate) fn stage(
+        &self,
+        name: &str,
+        contents: &[u8],
+        access: Access,
+    ) -> Result<Staged<'_>, StoreError> {
+        // Replacing a symlink would not follow it, but someone put it there for a reason
+        // fleetcert does not know: say so rather than quietly replace it.
+        if let Some(stat) = self.stat_at(name)?
+            && SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFLNK
+        {
+            return Err(open_error(&self.path.join(name), Errno::ELOOP));
+        }
+        let (temp, file) = self.create_temp(name)?;
+        let staged = Staged {
+            dir: self,
+            temp,
+            name: name.to_owned(),
+            committed: false,
+        };
+        let path = self.path.join(&staged.temp);
+        let mut file = file;
+        file.write_all(contents)
+            .and_then(|()| file.sync_all())
+            .map_err(|err| StoreError::io("write", &path, err))?;
+        access
+            .apply(file.as_fd())
+            .map_err(|errno| StoreError::io("set the mode of", &path, errno))?;
+        Ok(staged)
+    }
+
+    /// Creates a new file under a fresh temporary name beside `name`, mode 0600.
+    fn create_temp(&self, name: &str) -> Result<(String, File), StoreError> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        for attempt in 0u32..16 {
+            let temp = temp_name(name, attempt);
+            match nix::fcntl::openat(
+                &self.fd,
+                temp.as_str(),
+                flags,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(fd) => return Ok((temp, File::from(fd))),
+                Err(Errno::EEXIST) => {}
+                Err(errno) => return Err(StoreError::io("create", &self.path.join(&temp), errno)),
+            }
+        }
+        Err(StoreError::unsafe_file(
+            &self.path.join(name),
+            "cannot get a fresh temporary name beside it (16 taken): is someone planting files there?",
+        ))
+    }
+
+    /// Renames `from` over `to`, both in this directory.
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        nix::fcntl::renameat(&self.fd, from, &self.fd, to)
+            .map_err(|errno| StoreError::io("replace", &self.path.join(to), errno))
+    }
+
+    /// Removes the file `name`; a missing one is fine.
+    pub(crate) fn remove(&self, name: &str) -> Result<(), StoreError> {
+        match nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(errno) => Err(StoreError::io("remove", &self.path.join(name), errno)),
+        }
+    }
+
+    /// Removes the directory `name` and everything in it (only ever one fleetcert made).
+    pub(crate) fn remove_tree(&self, name: &str) -> Result<(), StoreError> {
+        let Some(child) = self.open_child(name)? else {
+            return Ok(());
+        };
+        for entry in child.entries()? {
+            match child.stat_at(&entry)? {
+                Some(stat) if is_dir(&stat) => child.remove_tree(&entry)?,
+                Some(_) => child.remove(&entry)?,
+                None => {}
+            }
+        }
+        match nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::RemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(errno) => Err(StoreError::io("remove", &self.path.join(name), errno)),
+        }
+    }
+
+    /// Makes `name` a symlink to `target`, replacing what is there in one rename.
+    pub(crate) fn symlink_atomic(&self, target: &str, name: &str) -> Result<(), StoreError> {
+        for attempt in 0u32..16 {
+            let temp = temp_name(name, attempt);
+            match nix::unistd::symlinkat(target, &self.fd, temp.as_str()) {
+                Ok(()) => {
+                    let renamed = self.rename(&temp, name);
+                    if renamed.is_err() {
+                        let _ = self.remove(&temp);
+                    }
+                    return renamed;
+                }
+                Err(Errno::EEXIST) => {}
+                Err(errno) => return Err(StoreError::io("create", &self.path.join(&temp), errno)),
+            }
+        }
+        Err(StoreError::unsafe_file(
+            &self.path.join(name),
+            "cannot get a fresh temporary name beside it",
+        ))
+    }
+
+    /// The target of the symlink `name`; `None` when there is no symlink of that name.
+    pub(crate) fn read_link(&self, name: &str) -> Result<Option<OsString>, StoreError> {
+        match nix::fcntl::readlinkat(&self.fd, name) {
+            Ok(target) => Ok(Some(target)),
+            Err(Errno::ENOENT | Errno::EINVAL) => Ok(None),
+            Err(errno) => Err(StoreError::io(
+                "read the link",
+                &self.path.join(name),
+                errno,
+            )),
+        }
+    }
+
+    /// The names in this directory (not `.` and `..`), sorted.
+    pub(crate) fn entries(&self) -> Result<Vec<String>, StoreError> {
+        let dup = self
+            .fd
+            .try_clone()
+            .map_err(|err| StoreError::io("list", &self.path, err))?;
+        let mut dir = nix::dir::Dir::from_fd(dup)
+            .map_err(|errno| StoreError::io("list", &self.path, errno))?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|errno| StoreError::io("list", &self.path, errno))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Removes temporary files that writers killed mid-write left behind (their pid is gone).
+    pub(crate) fn sweep(&self) -> Result<(), StoreError> {
+        for name in self.entries()? {
+            if let Some(pid) = temp_owner(&name)
+                && !process_alive(pid)
+            {
+                tracing::debug!(dir = %self.path.display(), file = %bare(&name, 80), "removing a temporary file a killed run left");
+                match self.stat_at(&name)? {
+                    Some(stat) if is_dir(&stat) => self.remove_tree(&name)?,
+                    Some(_) => self.remove(&name)?,
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens (creating, 0600) the lock file `name`: a regular file of the process's user
+    /// with one link, never a symlink or a hard link someone else made.
+    pub(crate) fn open_lock(&self, name: &str) -> Result<File, StoreError> {
+        let path = self.path.join(name);
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(&self.fd, name, flags, Mode::from_bits_truncate(0o600))
+            .map_err(|errno| open_error(&path, errno))?;
+        let stat =
+            nix::sys::stat::fstat(&fd).map_err(|errno| StoreError::io("inspect", &path, errno))?;
+        let regular =
+            SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
+        if !regular || stat.st_nlink != 1 || stat.st_uid != nix::unistd::geteuid().as_raw() {
+            return Err(StoreError::unsafe_file(
+                &path,
+                "is not a lock file fleetcert made (another owner, a link, or not a regular \
+                 file): remove it",
+            ));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// Proves that a small file can be created, written and flushed here now (a full disk or
+    /// a read-only mount fails this), and removes it again.
+    pub(crate) fn probe(&self) -> Result<(), StoreError> {
+        /// About the size of the state files this stands in for.
+        const PROBE_BYTES: usize = 4096;
+        let (temp, mut file) = self.create_temp("probe")?;
+        let written = file
+            .write_all(&[0u8; PROBE_BYTES])
+            .and_then(|()| file.sync_all());
+        drop(file);
+        self.remove(&temp)?;
+        written.map_err(|err| StoreError::io("write", &self.path.join(&temp), err))
+    }
+
+    /// Makes the renames in this directory durable.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        nix::unistd::fsync(&self.fd).map_err(|errno| StoreError::io("sync", &self.path, errno))
+    }
+
+    /// A versioned JSON state file (see [`Versioned`]); `None` when it does not exist.
+    pub(crate) fn load_state<T: Versioned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        let Some(bytes) = self.read_optional(name, T::MAX_BYTES)? else {
+            return Ok(None);
+        };
+        let path = self.path.join(name);
+        let state = |problem: String| StoreError::State {
+            path: shown_path(&path),
+            problem,
+        };
+        #[derive(serde::Deserialize)]
+        struct Peek {
+            version: u32,
+        }
+        let peek: Peek = serde_json::from_slice(&bytes).map_err(|err| {
+            state(format!(
+                "is not {} ({})",
+                T::WHAT,
+                bare(&err.to_string(), 200)
+            ))
+        })?;
+        if peek.version != T::VERSION {
+            return Err(state(format!(
+                "has version {}, this fleetcert reads {}: use the matching fleetcert",
+                peek.version,
+                T::VERSION
+            )));
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(|err| {
+            state(format!(
+                "is not {} ({})",
+                T::WHAT,
+                bare(&err.to_string(), 200)
+            ))
+        })
+    }
+
+    /// Writes a versioned JSON state file atomically, 0600.
+    pub(crate) fn save_state<T: Versioned>(&self, name: &str, state: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(state).map_err(|err| StoreError::State {
+            path: shown_path(&self.path.join(name)),
+            problem: format!("cannot be written: {err}"),
+        })?;
+        self.write_atomic(name, &bytes, Access::private(SECRET_MODE))
+    }
+}
+
+/// A JSON state file fleetcert keeps: it carries `version` at the top level, and a file of
+/// another version is refused with that said, not as a parse error.
+pub(crate) trait Versioned: Serialize + DeserializeOwned {
+    /// The version this build reads and writes.
+    const VERSION: u32;
+    /// What the file is, for messages ("an ACME account file").
+    const WHAT: &'static str;
+    /// The most bytes it may hold.
+    const MAX_BYTES: u64 = 16 << 20;
 }
 
 /// A fully written temporary file waiting to replace its target. Dropped uncommitted, it is
 /// removed and the target is untouched.
 #[derive(Debug)]
-pub(crate) struct Staged {
-    temp: PathBuf,
-    path: PathBuf,
+pub(crate) struct Staged<'d> {
+    dir: &'d Dir,
+    temp: String,
+    name: String,
     committed: bool,
 }
 
-impl Staged {
-    /// Renames the temporary file over the target.
+impl Staged<'_> {
+    /// Renames the temporary file over the target (flush the directory afterwards).
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {
-        fs::rename(&self.temp, &self.path)
-            .map_err(|err| StoreError::new("cannot replace", &self.path, err))?;
+        self.dir.rename(&self.temp, &self.name)?;
         self.committed = true;
         Ok(())
     }
+
+    /// The temporary name, for tools that check the file before it goes in place.
+    pub(crate) fn temp_path(&self) -> PathBuf {
+        self.dir.path.join(&self.temp)
+    }
 }
 
-impl Drop for Staged {
+impl Drop for Staged<'_> {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = fs::remove_file(&self.temp);
+            let _ = self.dir.remove(&self.temp);
         }
     }
 }
 
-/// Makes a rename in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(|err| StoreError::new("cannot sync directory", dir, err))
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
 }
 
-/// Atomically replaces `path` with `contents`.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8], access: Access) -> Result<(), StoreError> {
-    stage(path, contents, access)?.commit()?;
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
-        _ => Ok(()),
+fn is_dir(stat: &FileStat) -> bool {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+}
+
+/// The error for an `open` that failed: a symlink in the way gets its own line.
+fn open_error(path: &Path, errno: Errno) -> StoreError {
+    match errno {
+        Errno::ELOOP | Errno::ENOTDIR => StoreError::unsafe_file(
+            path,
+            "is a symlink (or not a directory) where fleetcert expects its own file or \
+             directory: fleetcert does not write through links it did not make; remove it",
+        ),
+        errno => StoreError::io("open", path, errno),
     }
 }
 
-/// Reads a file that may not exist yet.
-pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(StoreError::new("cannot read", path, err)),
+fn split(path: &Path) -> Result<(&Path, &OsStr), StoreError> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            Ok((parent, name))
+        }
+        _ => Err(StoreError::unsafe_file(
+            path,
+            "is not a path fleetcert can create",
+        )),
     }
+}
+
+/// `.<name>.tmp.<pid>.<nanos><attempt>`: hidden, unique, and naming its writer.
+fn temp_name(name: &str, attempt: u32) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    format!(".{name}{TEMP_MARK}{}.{nanos}{attempt}", std::process::id())
+}
+
+/// The pid in a temporary name made by [`temp_name`], if `name` is one.
+fn temp_owner(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(TEMP_MARK)?;
+    let (pid, nanos) = tail.split_once('.')?;
+    if nanos.is_empty() || !nanos.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(Errno::ESRCH)
+    )
+}
+
+/// A name fleetcert may create in a directory: one plain path component.
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.as_bytes().contains(&0)
+        && Path::new(name).as_os_str().as_bytes().len() <= 255
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
     use super::*;
 
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
     #[test]
-    fn atomic_write_sets_mode_and_replaces() {
+    // The umask is process-wide and the tests run in parallel, so these run under the
+    // test's own umask; tests/integration/security.rs runs the binary under umask 000.
+    fn atomic_write_sets_the_mode_explicitly_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let store = Dir::open(dir.path()).expect("open");
+        store
+            .write_atomic("privkey.pem", b"one", Access::private(KEY_MODE))
+            .expect("write");
+        store
+            .write_atomic("privkey.pem", b"two", Access::private(KEY_MODE))
+            .expect("write");
         let path = dir.path().join("privkey.pem");
-        let access = Access {
-            mode: KEY_MODE,
-            gid: None,
-        };
-        write_atomic(&path, b"one", access).expect("write");
-        write_atomic(&path, b"two", access).expect("write");
-        assert_eq!(fs::read(&path).expect("read"), b"two");
-        let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
-        assert_eq!(mode, KEY_MODE);
-        let leftovers = fs::read_dir(dir.path()).expect("list").count();
-        assert_eq!(leftovers, 1, "temporary files left behind");
+        assert_eq!(std::fs::read(&path).expect("read"), b"two");
+        assert_eq!(mode(&path), KEY_MODE);
+        assert_eq!(store.entries().expect("list"), ["privkey.pem"]);
     }
 
     #[test]
-    fn dropped_stage_leaves_target_untouched() {
+    fn a_planted_symlink_is_never_written_through() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("cert.pem");
-        write_atomic(&path, b"old", Access::secret()).expect("write");
-        drop(stage(&path, b"new", Access::secret()).expect("stage"));
-        assert_eq!(fs::read(&path).expect("read"), b"old");
-        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 1);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let store = Dir::open(dir.path()).expect("open");
+        std::os::unix::fs::symlink(&victim, dir.path().join("cert.pem")).expect("link");
+        // Writing where a planted link is is refused; the target is untouched.
+        let err = store
+            .write_atomic("cert.pem", b"new", Access::private(CERT_MODE))
+            .expect_err("symlink");
+        assert!(
+            err.is_refusal() && err.to_string().contains("symlink"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        // Reading and locking through a planted link are refused.
+        std::os::unix::fs::symlink(&victim, dir.path().join("other")).expect("link");
+        let err = store.read_optional("other", 100).expect_err("symlink");
+        assert!(err.is_refusal(), "{err}");
+        std::os::unix::fs::symlink(&victim, dir.path().join(".lock")).expect("link");
+        assert!(store.open_lock(".lock").expect_err("symlink").is_refusal());
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        // A symlinked directory is refused.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("sub")).expect("link");
+        let err = store
+            .child("sub", Access::private(DIR_MODE), Existing::Enforce)
+            .expect_err("symlinked dir");
+        assert!(err.to_string().contains("symlink"), "{err}");
     }
 
     #[test]
-    fn acme_sh_layout_uses_opendevs_names() {
-        let paths = Layout::AcmeSh.paths(Path::new("/c"), "main", "web01.example.org");
-        assert_eq!(
-            paths.key,
-            Path::new("/c/web01.example.org/web01.example.org.key")
+    fn directories_get_their_mode_explicitly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deep = dir.path().join("etc/fleetcert/certs");
+        Dir::ensure(&deep, Access::private(DIR_MODE), Existing::Enforce).expect("ensure");
+        assert_eq!(mode(&deep), DIR_MODE);
+        assert_eq!(mode(&dir.path().join("etc/fleetcert")), PARENT_DIR_MODE);
+        assert_eq!(mode(&dir.path().join("etc")), PARENT_DIR_MODE);
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = Dir::ensure(&open, Access::private(0o755), Existing::RefuseIfOthersWrite)
+            .expect_err("world-writable");
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        assert_eq!(mode(&open), 0o777, "refused, not changed");
+    }
+
+    #[test]
+    fn a_dropped_stage_leaves_the_target_and_no_temporary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Dir::open(dir.path()).expect("open");
+        store
+            .write_atomic("cert.pem", b"old", Access::private(SECRET_MODE))
+            .expect("write");
+        drop(
+            store
+                .stage("cert.pem", b"new", Access::private(SECRET_MODE))
+                .expect("stage"),
         );
         assert_eq!(
-            paths.cert,
-            Path::new("/c/web01.example.org/web01.example.org.cer")
+            std::fs::read(dir.path().join("cert.pem")).expect("read"),
+            b"old"
         );
-        assert_eq!(paths.chain, Path::new("/c/web01.example.org/ca.cer"));
+        assert_eq!(store.entries().expect("list"), ["cert.pem"]);
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Dir::open(dir.path()).expect("open");
+        // pid 2^22+1 is above Linux's pid_max default: never alive.
+        let dead = format!(".privkey.pem{TEMP_MARK}4194305.123");
+        let live = format!(".privkey.pem{TEMP_MARK}{}.123", std::process::id());
+        for name in [&dead, &live, &"keep.pem".to_owned()] {
+            std::fs::write(dir.path().join(name), b"x").expect("write");
+        }
+        store.sweep().expect("sweep");
+        let mut expected = vec![live, "keep.pem".to_owned()];
+        expected.sort();
+        assert_eq!(store.entries().expect("list"), expected);
+    }
+
+    #[test]
+    fn lock_files_must_be_our_own_single_link_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Dir::open(dir.path()).expect("open");
+        store.open_lock("a.lock").expect("new lock");
+        std::fs::write(dir.path().join("target"), b"x").expect("write");
+        std::fs::hard_link(dir.path().join("target"), dir.path().join("b.lock")).expect("link");
+        assert!(
+            store
+                .open_lock("b.lock")
+                .expect_err("hard link")
+                .is_refusal()
+        );
+        let meta = std::fs::metadata(dir.path().join("a.lock")).expect("stat");
+        assert_eq!(meta.mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn bounded_reads_refuse_endless_input() {
+        let err = read_bounded(Path::new("/dev/zero"), 1 << 20).expect_err("endless");
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        assert!(err.is_refusal());
+    }
+
+    #[test]
+    fn temp_names_name_their_writer() {
+        let name = temp_name("zone.db", 3);
         assert_eq!(
-            paths.fullchain,
-            Path::new("/c/web01.example.org/fullchain.cer")
+            temp_owner(&name),
+            Some(i32::try_from(std::process::id()).expect("pid"))
         );
+        assert_eq!(temp_owner("zone.db"), None);
+        assert_eq!(temp_owner(".zone.db.tmp.12.x"), None);
     }
 }

@@ -5,6 +5,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::AcmeError;
 use crate::cert::{Inspection, PrivateKey, inspect_chain};
+use crate::dns::DnsName;
 
 /// A verified chain, split the way certificate files want it.
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ fn pem_blocks(pem: &str) -> Vec<String> {
 pub(crate) fn verify_chain(
     pem: &str,
     key: &PrivateKey,
-    names: &[String],
+    names: &[DnsName],
 ) -> Result<IssuedChain, AcmeError> {
     let mismatch = |problem: String| AcmeError::Mismatch { problem };
     let blocks = pem_blocks(pem);
@@ -62,7 +63,7 @@ pub(crate) fn verify_chain(
             "the leaf's public key is not the key made for it".to_owned(),
         ));
     }
-    let mut wanted: Vec<String> = names.to_vec();
+    let mut wanted: Vec<String> = names.iter().map(ToString::to_string).collect();
     wanted.sort();
     if inspection.names != wanted {
         return Err(mismatch(format!(
@@ -86,6 +87,12 @@ mod tests {
     use super::*;
     use crate::cert::KeyType;
 
+    fn names(list: &[&str]) -> Vec<DnsName> {
+        list.iter()
+            .map(|n| DnsName::parse(n).expect("name"))
+            .collect()
+    }
+
     /// A self-signed "CA" and a leaf it signs for `names` with `leaf_key`.
     fn chain_for(leaf_key: &PrivateKey, names: &[&str]) -> String {
         let ca_key = rcgen::KeyPair::generate().expect("ca key");
@@ -106,7 +113,7 @@ mod tests {
     fn matching_chain_is_split_into_leaf_and_intermediates() {
         let key = KeyType::EcdsaP256.generate().expect("key");
         let pem = chain_for(&key, &["b.example.org", "a.example.org"]);
-        let names = vec!["a.example.org".to_owned(), "b.example.org".to_owned()];
+        let names = names(&["a.example.org", "b.example.org"]);
         let chain = verify_chain(&pem, &key, &names).expect("verify");
         assert_eq!(pem_blocks(&chain.leaf).len(), 1);
         assert_eq!(pem_blocks(&chain.intermediates).len(), 1);
@@ -118,12 +125,12 @@ mod tests {
         let key = KeyType::EcdsaP256.generate().expect("key");
         let other = KeyType::EcdsaP256.generate().expect("key");
         let pem = chain_for(&key, &["a.example.org"]);
-        let names = vec!["a.example.org".to_owned()];
+        let names = names(&["a.example.org"]);
         assert!(matches!(
             verify_chain(&pem, &other, &names),
             Err(AcmeError::Mismatch { .. })
         ));
-        let more = vec!["a.example.org".to_owned(), "b.example.org".to_owned()];
+        let more = self::names(&["a.example.org", "b.example.org"]);
         assert!(matches!(
             verify_chain(&pem, &key, &more),
             Err(AcmeError::Mismatch { .. })

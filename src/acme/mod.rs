@@ -1,5 +1,5 @@
-//! The ACME side: the account (created once, reused), and orders that survive between
-//! `request` and `finalize` in the state directory.
+//! The ACME side: the state directory, the account (created once, reused), and orders that
+//! survive between `request` and `finalize`.
 //!
 //! Everything that talks to the CA lives here; the commands decide *what* to ask for.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 use instant_acme::{Problem, RetryPolicy};
 
 use crate::cert::KeyError;
-use crate::dns::DelegationError;
+use crate::shown::bare;
 use crate::store::StoreError;
 
 /// Repeats a CA request that came back with `badNonce` after instant-acme's own three tries.
@@ -39,12 +39,14 @@ mod account;
 mod chain;
 mod http;
 mod order;
+mod state;
 
-pub(crate) use account::{open_existing, open_or_create};
+pub(crate) use account::{AccountState, open_existing, open_or_create};
 pub(crate) use chain::{IssuedChain, verify_chain};
 pub(crate) use order::{
     Challenge, PendingOrder, check_profile, complete, create, reopen, replaces_for,
 };
+pub(crate) use state::StateDir;
 
 /// How to poll the CA while it validates and while it issues.
 ///
@@ -80,12 +82,18 @@ pub(crate) trait BadNonce {
 
 impl BadNonce for instant_acme::Error {
     fn is_bad_nonce(&self) -> bool {
-        matches!(self, Self::Api(problem) if problem.r#type.as_deref() == Some(BAD_NONCE))
+        matches!(self, Self::Api(problem) if problem_type(problem) == Some(BAD_NONCE))
     }
+}
+
+/// A problem document's type.
+pub(crate) fn problem_type(problem: &Problem) -> Option<&str> {
+    problem.r#type.as_deref()
 }
 
 /// A failure talking to the CA or handling what it sent, for one certificate or the account.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub(crate) enum AcmeError {
     /// A request to the CA failed: it was unreachable or answered with a problem.
     #[error("CA {directory}: cannot {action}: {}", describe(.source))]
@@ -112,9 +120,12 @@ pub(crate) enum AcmeError {
         "the CA does not offer profile `{profile}` (it offers: {offered}): set `acme.profile` to one of them or remove it"
     )]
     UnknownProfile { profile: String, offered: String },
-    /// A state file (account or order) does not parse.
-    #[error("{}: {problem}; remove the file to start over", path.display())]
-    State { path: PathBuf, problem: String },
+    /// The stored account does not read back.
+    #[error(
+        "{}: {problem}; move the file away to register a new account",
+        crate::shown::path(path)
+    )]
+    BadAccount { path: PathBuf, problem: String },
     /// The issued chain does not match the key or the names asked for.
     #[error("the CA's certificate is unusable: {problem}; the old files are left in place")]
     Mismatch { problem: String },
@@ -123,30 +134,37 @@ pub(crate) enum AcmeError {
         "CA {directory} requires external account binding: set `acme.eab.kid` and `acme.eab.hmac_key` to the values the CA gave you"
     )]
     EabRequired { directory: String },
-    /// The account could not be opened or registered.
-    #[error("no ACME account: {problem}")]
-    NoAccount { problem: String },
-    /// A name's `_acme-challenge` is not delegated to the signing zone.
-    #[error(transparent)]
-    Delegation(#[from] DelegationError),
+    /// There is no account for this CA in the state directory.
+    #[error(
+        "no ACME account for {directory} in {}: run request first",
+        crate::shown::path(state_dir)
+    )]
+    NoAccount {
+        directory: String,
+        state_dir: PathBuf,
+    },
     /// The key or CSR could not be made or read.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// A state or certificate file could not be written.
+    /// A state file could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl AcmeError {
-    /// Whether the operator's input is at fault (exit 2). Config problems are caught before
-    /// any CA contact, so nothing here is.
-    pub(crate) fn is_input(&self) -> bool {
-        false
-    }
-
     /// Whether the saved order is dead and must be replaced by a new one on the next request.
     pub(crate) fn order_is_dead(&self) -> bool {
         matches!(self, Self::Invalid { .. } | Self::Mismatch { .. })
+    }
+
+    /// Whether the operator must fix the config or the files before anything can work
+    /// (exit 2), rather than the CA or the system failing the run (exit 4).
+    pub(crate) fn is_usage(&self) -> bool {
+        match self {
+            Self::EabRequired { .. } | Self::UnknownProfile { .. } => true,
+            Self::Store(err) => err.is_refusal(),
+            _ => false,
+        }
     }
 
     pub(crate) fn ca(directory: &str, action: &'static str, source: instant_acme::Error) -> Self {
@@ -177,7 +195,8 @@ fn describe(err: &instant_acme::Error) -> String {
     one_line(&line)
 }
 
-/// A problem document in one line: type, detail, then each subproblem.
+/// A problem document in one line: type, detail, then each subproblem; escaped and bounded,
+/// since every word of it came from the CA.
 pub(crate) fn problem_line(problem: &Problem) -> String {
     let mut line = problem
         .r#type
@@ -202,9 +221,16 @@ pub(crate) fn problem_line(problem: &Problem) -> String {
     one_line(&line)
 }
 
-/// Collapses line breaks, so that a message stays one line in a report and a log.
+/// The most characters of a CA's message shown in one line.
+const MAX_PROBLEM: usize = 600;
+
+/// Collapses line breaks and escapes the rest, so that a message stays one bounded line in a
+/// report and a log.
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    bare(
+        &text.split_whitespace().collect::<Vec<_>>().join(" "),
+        MAX_PROBLEM,
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 //! can still install the chain the CA then hands out.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,13 +16,11 @@ use instant_acme::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::account::state_dir_access;
+use super::state::StateDir;
 use super::{AcmeError, BadNonce, POLL, problem_line};
 use crate::cert::{Inspection, KeyType, PrivateKey};
-use crate::store::{self, Access};
-
-const ORDERS_DIR: &str = "orders";
-const KEYS_DIR: &str = "keys";
+use crate::dns::DnsName;
+use crate::store::Versioned;
 
 /// An order saved between `request` and `finalize`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +33,7 @@ pub(crate) struct PendingOrder {
     pub(crate) directory: String,
     pub(crate) account: String,
     /// The identifiers ordered, as the config lists them.
-    pub(crate) names: Vec<String>,
+    pub(crate) names: Vec<DnsName>,
     /// The key type the certificate will get.
     pub(crate) key: KeyType,
     pub(crate) profile: Option<String>,
@@ -46,72 +43,24 @@ pub(crate) struct PendingOrder {
     pub(crate) created: String,
 }
 
-fn order_path(state_dir: &Path, cert: &str) -> PathBuf {
-    state_dir.join(ORDERS_DIR).join(format!("{cert}.json"))
-}
-
-fn key_path(state_dir: &Path, cert: &str) -> PathBuf {
-    state_dir.join(KEYS_DIR).join(format!("{cert}.pem"))
+impl Versioned for PendingOrder {
+    const VERSION: u32 = 1;
+    const WHAT: &'static str = "a saved ACME order";
 }
 
 impl PendingOrder {
-    /// Version of the saved order layout.
-    pub(crate) const VERSION: u32 = 1;
-
     /// The saved order of `cert`, if there is one.
-    pub(crate) fn load(state_dir: &Path, cert: &str) -> Result<Option<Self>, AcmeError> {
-        let path = order_path(state_dir, cert);
-        let Some(bytes) = store::read_optional(&path)? else {
-            return Ok(None);
-        };
-        let order: Self = serde_json::from_slice(&bytes).map_err(|err| AcmeError::State {
-            path: path.clone(),
-            problem: format!("does not parse: {err}"),
-        })?;
-        if order.version != Self::VERSION {
-            return Err(AcmeError::State {
-                path,
-                problem: format!(
-                    "has version {}, this fleetcert reads {}",
-                    order.version,
-                    Self::VERSION
-                ),
-            });
-        }
-        Ok(Some(order))
+    pub(crate) fn load(state: &StateDir, cert: &str) -> Result<Option<Self>, AcmeError> {
+        Ok(state.load_order(cert)?)
     }
 
-    /// Whether `path` exists, without reading it (for `status`).
-    pub(crate) fn exists(state_dir: &Path, cert: &str) -> bool {
-        order_path(state_dir, cert).exists()
-    }
-
-    pub(crate) fn save(&self, state_dir: &Path, cert: &str) -> Result<(), AcmeError> {
-        let path = order_path(state_dir, cert);
-        let text = serde_json::to_vec_pretty(self).map_err(|err| AcmeError::State {
-            path: path.clone(),
-            problem: format!("does not serialize: {err}"),
-        })?;
-        store::ensure_dir(state_dir, state_dir_access())?;
-        if let Some(dir) = path.parent() {
-            store::ensure_dir(dir, state_dir_access())?;
-        }
-        store::write_atomic(&path, &text, Access::secret())?;
-        Ok(())
+    pub(crate) fn save(&self, state: &StateDir, cert: &str) -> Result<(), AcmeError> {
+        Ok(state.save_order(cert, self)?)
     }
 
     /// Forgets the saved order of `cert` and its saved key; nothing to forget is fine.
-    pub(crate) fn remove(state_dir: &Path, cert: &str) -> Result<(), AcmeError> {
-        for path in [order_path(state_dir, cert), key_path(state_dir, cert)] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    return Err(store::StoreError::new("cannot remove", &path, err).into());
-                }
-            }
-        }
-        Ok(())
+    pub(crate) fn remove(state: &StateDir, cert: &str) -> Result<(), AcmeError> {
+        Ok(state.remove_order(cert)?)
     }
 
     /// Whether this order still gives what the config asks for, from the same CA. An order
@@ -119,7 +68,7 @@ impl PendingOrder {
     /// fail with a confusing "not found" from the wrong server.
     pub(crate) fn fits(
         &self,
-        names: &[String],
+        names: &[DnsName],
         key: KeyType,
         profile: Option<&str>,
         directory: &str,
@@ -134,34 +83,13 @@ impl PendingOrder {
             && self.directory == directory
     }
 
-    /// Saves the certificate key, before the CSR goes out (see the module doc).
-    pub(crate) fn save_key(
-        state_dir: &Path,
-        cert: &str,
-        key: &PrivateKey,
-    ) -> Result<(), AcmeError> {
-        let path = key_path(state_dir, cert);
-        if let Some(dir) = path.parent() {
-            store::ensure_dir(dir, state_dir_access())?;
-        }
-        store::write_atomic(&path, key.to_pem().as_bytes(), Access::secret())?;
-        Ok(())
-    }
-
-    /// The key saved by [`PendingOrder::save_key`], if any.
-    pub(crate) fn saved_key(
-        &self,
-        state_dir: &Path,
-        cert: &str,
-    ) -> Result<Option<PrivateKey>, AcmeError> {
-        let path = key_path(state_dir, cert);
-        let Some(bytes) = store::read_optional(&path)? else {
+    /// The key saved by [`complete`] before the CSR went out, if any.
+    fn saved_key(&self, state: &StateDir, cert: &str) -> Result<Option<PrivateKey>, AcmeError> {
+        let Some(bytes) = state.saved_key(cert)? else {
             return Ok(None);
         };
-        let pem = String::from_utf8(bytes).map_err(|_| AcmeError::State {
-            path: path.clone(),
-            problem: "is not PEM text".to_owned(),
-        })?;
+        let pem = String::from_utf8(bytes)
+            .map_err(|_| crate::cert::KeyError::Parse { key_type: self.key })?;
         Ok(Some(PrivateKey::from_pem(&pem, self.key)?))
     }
 }
@@ -170,7 +98,7 @@ impl PendingOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Challenge {
     /// The identifier as ordered (`*.x` for a wildcard).
-    pub(crate) identifier: String,
+    pub(crate) identifier: DnsName,
     /// The TXT value (base64url SHA-256 of the key authorization).
     pub(crate) value: String,
 }
@@ -207,13 +135,13 @@ pub(crate) fn replaces_for(inspection: &Inspection) -> Option<CertificateIdentif
 pub(crate) async fn create(
     account: &Account,
     directory: &str,
-    names: &[String],
+    names: &[DnsName],
     profile: Option<&str>,
     replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<(Order, Vec<Challenge>), AcmeError> {
     let identifiers: Vec<Identifier> = names
         .iter()
-        .map(|name| Identifier::Dns(name.clone()))
+        .map(|name| Identifier::Dns(name.to_string()))
         .collect();
     let new_order = |with_replaces: bool| {
         let mut new_order = NewOrder::new(&identifiers);
@@ -278,7 +206,7 @@ pub(crate) async fn reopen(
 async fn challenges(
     order: &mut Order,
     directory: &str,
-    names: &[String],
+    names: &[DnsName],
 ) -> Result<Vec<Challenge>, AcmeError> {
     // Fetching an authorization can meet a bad nonce; authorizations already fetched are
     // cached by instant-acme, so starting the walk again costs nothing.
@@ -301,19 +229,24 @@ impl BadNonce for Walk {
     }
 }
 
-async fn collect_challenges(order: &mut Order, names: &[String]) -> Result<Vec<Challenge>, Walk> {
+async fn collect_challenges(order: &mut Order, names: &[DnsName]) -> Result<Vec<Challenge>, Walk> {
     let mut challenges = Vec::new();
     let mut seen = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(result) = authorizations.next().await {
         let mut authz = result.map_err(Walk::Ca)?;
-        let identifier = authz.identifier().to_string().to_ascii_lowercase();
-        if !names.contains(&identifier) {
+        // What the CA says is checked like any outside name: it must be one we ordered.
+        let said = authz.identifier().to_string();
+        let Some(identifier) = DnsName::parse_identifier(&said)
+            .ok()
+            .filter(|name| names.contains(name))
+        else {
+            let ordered: Vec<String> = names.iter().map(ToString::to_string).collect();
             return Err(Walk::Other(AcmeError::Unexpected {
-                identifier,
-                problem: format!("not one of the names ordered ({})", names.join(", ")),
+                identifier: crate::shown::shown(&said),
+                problem: format!("not one of the names ordered ({})", ordered.join(", ")),
             }));
-        }
+        };
         seen.push(identifier.clone());
         match authz.status {
             AuthorizationStatus::Valid => continue,
@@ -326,7 +259,7 @@ async fn collect_challenges(order: &mut Order, names: &[String]) -> Result<Vec<C
         }
         let challenge = authz.challenge(ChallengeType::Dns01).ok_or_else(|| {
             Walk::Other(AcmeError::Unexpected {
-                identifier: identifier.clone(),
+                identifier: identifier.to_string(),
                 problem: "the CA offers no dns-01 challenge".to_owned(),
             })
         })?;
@@ -337,7 +270,7 @@ async fn collect_challenges(order: &mut Order, names: &[String]) -> Result<Vec<C
     }
     if let Some(missing) = names.iter().find(|name| !seen.contains(name)) {
         return Err(Walk::Other(AcmeError::Unexpected {
-            identifier: missing.clone(),
+            identifier: missing.to_string(),
             problem: "the order has no authorization for it".to_owned(),
         }));
     }
@@ -351,7 +284,7 @@ async fn collect_challenges(order: &mut Order, names: &[String]) -> Result<Vec<C
 pub(crate) async fn complete(
     account: &Account,
     saved: &PendingOrder,
-    state_dir: &Path,
+    state: &StateDir,
     cert: &str,
 ) -> Result<(PrivateKey, String), AcmeError> {
     let directory = saved.directory.as_str();
@@ -363,33 +296,35 @@ pub(crate) async fn complete(
         set_ready(&mut order, directory).await?;
         status = poll_ready(&mut order, directory).await?;
     }
-    let key = match status {
-        OrderStatus::Ready => {
-            let key = saved.key.generate()?;
-            // Saved before the CSR leaves: if we die after the CA finalizes, the next run
-            // downloads the chain and needs this very key.
-            PendingOrder::save_key(state_dir, cert, &key)?;
-            let csr = key.csr(&saved.names)?;
-            retry_bad_nonce!(order.finalize_csr(&csr)).map_err(|source| match source {
-                instant_acme::Error::Api(problem) => AcmeError::Invalid {
-                    problem: problem_line(&problem),
-                },
-                source => AcmeError::ca(directory, "finalize the order", source),
-            })?;
-            key
-        }
-        OrderStatus::Processing | OrderStatus::Valid => saved
-            .saved_key(state_dir, cert)?
-            .ok_or_else(|| AcmeError::Invalid {
-                problem: "the order was finalized by an earlier run whose key is lost".to_owned(),
-            })?,
-        OrderStatus::Invalid => return Err(invalid_order(&mut order).await),
-        OrderStatus::Pending => {
-            return Err(AcmeError::Timeout {
-                what: "validate the records",
-            });
-        }
-    };
+    let key =
+        match status {
+            OrderStatus::Ready => {
+                let key = saved.key.generate()?;
+                // Saved before the CSR leaves: if we die after the CA finalizes, the next run
+                // downloads the chain and needs this very key.
+                state.save_key(cert, key.to_pem().as_bytes())?;
+                let csr = key.csr(&saved.names)?;
+                retry_bad_nonce!(order.finalize_csr(&csr)).map_err(|source| match source {
+                    instant_acme::Error::Api(problem) => AcmeError::Invalid {
+                        problem: problem_line(&problem),
+                    },
+                    source => AcmeError::ca(directory, "finalize the order", source),
+                })?;
+                key
+            }
+            OrderStatus::Processing | OrderStatus::Valid => saved
+                .saved_key(state, cert)?
+                .ok_or_else(|| AcmeError::Invalid {
+                    problem: "the order was finalized by an earlier run whose key is lost"
+                        .to_owned(),
+                })?,
+            OrderStatus::Invalid => return Err(invalid_order(&mut order).await),
+            OrderStatus::Pending => {
+                return Err(AcmeError::Timeout {
+                    what: "validate the records",
+                });
+            }
+        };
     let chain = match retry_bad_nonce!(order.certificate())
         .map_err(ca("download the certificate"))?
     {
@@ -520,13 +455,17 @@ async fn challenge_problems(
 mod tests {
     use super::*;
 
+    fn name(text: &str) -> DnsName {
+        DnsName::parse_identifier(text).expect("name")
+    }
+
     fn saved() -> PendingOrder {
         PendingOrder {
             version: PendingOrder::VERSION,
             url: "https://ca.test/order/1".to_owned(),
             directory: "https://ca.test/dir".to_owned(),
             account: "https://ca.test/acct/1".to_owned(),
-            names: vec!["b.example.org".to_owned(), "*.b.example.org".to_owned()],
+            names: vec![name("b.example.org"), name("*.b.example.org")],
             key: KeyType::EcdsaP384,
             profile: None,
             reason: "no certificate yet".to_owned(),
@@ -537,33 +476,31 @@ mod tests {
     #[test]
     fn saved_order_round_trips_and_is_removed_with_its_key() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path(), true).expect("state");
         let order = saved();
-        order.save(dir.path(), "main").expect("save");
+        order.save(&state, "main").expect("save");
         assert_eq!(
-            PendingOrder::load(dir.path(), "main").expect("load"),
+            PendingOrder::load(&state, "main").expect("load"),
             Some(order.clone())
         );
         let key = KeyType::EcdsaP384.generate().expect("key");
-        PendingOrder::save_key(dir.path(), "main", &key).expect("save key");
+        state
+            .save_key("main", key.to_pem().as_bytes())
+            .expect("save key");
         let again = order
-            .saved_key(dir.path(), "main")
+            .saved_key(&state, "main")
             .expect("read key")
             .expect("key");
         assert_eq!(again.public_key_info(), key.public_key_info());
-        PendingOrder::remove(dir.path(), "main").expect("remove");
-        assert_eq!(PendingOrder::load(dir.path(), "main").expect("load"), None);
-        assert!(
-            order
-                .saved_key(dir.path(), "main")
-                .expect("read key")
-                .is_none()
-        );
+        PendingOrder::remove(&state, "main").expect("remove");
+        assert_eq!(PendingOrder::load(&state, "main").expect("load"), None);
+        assert!(order.saved_key(&state, "main").expect("read key").is_none());
     }
 
     #[test]
     fn order_fits_the_same_names_in_any_order_only() {
         let order = saved();
-        let same = vec!["*.b.example.org".to_owned(), "b.example.org".to_owned()];
+        let same = vec![name("*.b.example.org"), name("b.example.org")];
         let dir = "https://ca.test/dir";
         assert!(order.fits(&same, KeyType::EcdsaP384, None, dir));
         assert!(!order.fits(&same, KeyType::Rsa2048, None, dir));
@@ -575,9 +512,10 @@ mod tests {
     #[test]
     fn corrupt_order_file_names_itself() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join(ORDERS_DIR)).expect("mkdir");
-        std::fs::write(order_path(dir.path(), "main"), "{").expect("write");
-        let err = PendingOrder::load(dir.path(), "main").expect_err("must fail");
+        std::fs::create_dir_all(dir.path().join("orders")).expect("mkdir");
+        std::fs::write(dir.path().join("orders/main.json"), "{").expect("write");
+        let state = StateDir::open(dir.path(), false).expect("state");
+        let err = PendingOrder::load(&state, "main").expect_err("must fail");
         assert!(err.to_string().contains("main.json"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificat
 use x509_parser::public_key::PublicKey;
 
 use super::KeyType;
+use crate::dns::DnsName;
 
 /// A certificate file that cannot be understood.
 #[derive(Debug, thiserror::Error)]
@@ -98,15 +99,86 @@ pub(crate) fn inspect_chain(pem: &[u8]) -> Result<Inspection, InspectError> {
 pub(crate) enum RenewalDecision {
     /// Good as it is.
     Valid,
-    /// Issue a new one; the reason is one line for the operator.
-    Due(String),
+    /// Issue a new one.
+    Due(DueReason),
+}
+
+/// Why a certificate is due: a small fixed set, so reports say it in words and metrics as a
+/// label (`reason()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DueReason {
+    /// There is no certificate on disk.
+    Missing,
+    /// The files on disk cannot be read or understood.
+    Unreadable(String),
+    /// The certificate is there, its private key is not.
+    KeyMissing,
+    /// The configured names differ from the certificate's.
+    NamesChanged {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    /// The configured key type differs from the certificate's.
+    KeyTypeChanged {
+        had: Option<KeyType>,
+        wanted: KeyType,
+    },
+    /// It has expired.
+    Expired,
+    /// It expires within the renewal threshold.
+    Expiring {
+        left: time::Duration,
+        threshold: time::Duration,
+    },
+}
+
+impl DueReason {
+    /// The metrics label of this reason (docs/monitoring.md).
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Unreadable(_) => "unreadable",
+            Self::KeyMissing => "key_missing",
+            Self::NamesChanged { .. } => "names_changed",
+            Self::KeyTypeChanged { .. } => "key_type_changed",
+            Self::Expired => "expired",
+            Self::Expiring { .. } => "expiring",
+        }
+    }
+}
+
+impl std::fmt::Display for DueReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("no certificate yet"),
+            Self::Unreadable(problem) => write!(f, "{problem}: issuing a new one"),
+            Self::KeyMissing => f.write_str("the private key is missing"),
+            Self::NamesChanged { added, removed } => write!(
+                f,
+                "names changed (added: [{}], removed: [{}])",
+                added.join(", "),
+                removed.join(", ")
+            ),
+            Self::KeyTypeChanged { had, wanted } => match had {
+                Some(had) => write!(f, "key type changed from {had} to {wanted}"),
+                None => write!(f, "key type changed from another algorithm to {wanted}"),
+            },
+            Self::Expired => f.write_str("expired"),
+            Self::Expiring { left, threshold } => write!(
+                f,
+                "expires in {} h, renewing {} h before expiry",
+                left.whole_hours(),
+                threshold.whole_hours()
+            ),
+        }
+    }
 }
 
 /// What the certificate should be, to compare the one on disk against.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Wanted<'a> {
     /// Identifiers, canonical.
-    pub(crate) names: &'a [String],
+    pub(crate) names: &'a [DnsName],
     pub(crate) key_type: KeyType,
     pub(crate) before_days: u32,
 }
@@ -114,46 +186,35 @@ pub(crate) struct Wanted<'a> {
 impl Inspection {
     /// Decides from the certificate alone (ARI is asked separately, by the caller).
     pub(crate) fn decide(&self, wanted: Wanted<'_>, now: OffsetDateTime) -> RenewalDecision {
-        let mut want: Vec<String> = wanted.names.to_vec();
+        let mut want: Vec<String> = wanted.names.iter().map(ToString::to_string).collect();
         want.sort();
         if want != self.names {
-            let added: Vec<&str> = want
+            let added = want
                 .iter()
                 .filter(|name| !self.names.contains(name))
-                .map(String::as_str)
+                .cloned()
                 .collect();
-            let removed: Vec<&str> = self
+            let removed = self
                 .names
                 .iter()
                 .filter(|name| !want.contains(name))
-                .map(String::as_str)
+                .cloned()
                 .collect();
-            return RenewalDecision::Due(format!(
-                "names changed (added: [{}], removed: [{}])",
-                added.join(", "),
-                removed.join(", ")
-            ));
+            return RenewalDecision::Due(DueReason::NamesChanged { added, removed });
         }
         if self.key_type != Some(wanted.key_type) {
-            let had = self
-                .key_type
-                .map_or_else(|| "another algorithm".to_owned(), |t| t.to_string());
-            return RenewalDecision::Due(format!(
-                "key type changed from {had} to {}",
-                wanted.key_type
-            ));
+            return RenewalDecision::Due(DueReason::KeyTypeChanged {
+                had: self.key_type,
+                wanted: wanted.key_type,
+            });
         }
         let left = self.not_after - now;
         let threshold = self.renewal_threshold(wanted.before_days);
         if left <= time::Duration::ZERO {
-            return RenewalDecision::Due("expired".to_owned());
+            return RenewalDecision::Due(DueReason::Expired);
         }
         if left < threshold {
-            return RenewalDecision::Due(format!(
-                "expires in {} h, renewing {} h before expiry",
-                left.whole_hours(),
-                threshold.whole_hours()
-            ));
+            return RenewalDecision::Due(DueReason::Expiring { left, threshold });
         }
         RenewalDecision::Valid
     }
@@ -190,7 +251,13 @@ mod tests {
         }
     }
 
-    fn wanted(names: &[String]) -> Wanted<'_> {
+    fn names(list: &[&str]) -> Vec<DnsName> {
+        list.iter()
+            .map(|n| DnsName::parse(n).expect("name"))
+            .collect()
+    }
+
+    fn wanted(names: &[DnsName]) -> Wanted<'_> {
         Wanted {
             names,
             key_type: KeyType::EcdsaP384,
@@ -201,7 +268,7 @@ mod tests {
     #[test]
     fn ninety_day_certificate_renews_thirty_days_before() {
         let cert = inspection(90, &["a.org"], KeyType::EcdsaP384);
-        let names = vec!["a.org".to_owned()];
+        let names = names(&["a.org"]);
         let day = |n| cert.not_before + time::Duration::days(n);
         assert_eq!(cert.decide(wanted(&names), day(59)), RenewalDecision::Valid);
         assert!(matches!(
@@ -213,7 +280,7 @@ mod tests {
     #[test]
     fn six_day_certificate_is_not_renewed_on_every_run() {
         let cert = inspection(6, &["a.org"], KeyType::EcdsaP384);
-        let names = vec!["a.org".to_owned()];
+        let names = names(&["a.org"]);
         let day = |n| cert.not_before + time::Duration::days(n);
         assert_eq!(cert.decide(wanted(&names), day(1)), RenewalDecision::Valid);
         assert!(matches!(
@@ -226,15 +293,17 @@ mod tests {
     fn changed_names_or_key_type_renew_at_once() {
         let cert = inspection(90, &["a.org", "b.org"], KeyType::EcdsaP256);
         let now = cert.not_before;
-        let same = vec!["b.org".to_owned(), "a.org".to_owned()];
+        let same = names(&["b.org", "a.org"]);
         let RenewalDecision::Due(reason) = cert.decide(wanted(&same), now) else {
             panic!("key type change not noticed");
         };
-        assert!(reason.contains("key type"), "{reason}");
-        let other = vec!["a.org".to_owned(), "c.org".to_owned()];
+        assert_eq!(reason.label(), "key_type_changed");
+        assert!(reason.to_string().contains("key type"), "{reason}");
+        let other = names(&["a.org", "c.org"]);
         let RenewalDecision::Due(reason) = cert.decide(wanted(&other), now) else {
             panic!("name change not noticed");
         };
+        let reason = reason.to_string();
         assert!(
             reason.contains("c.org") && reason.contains("b.org"),
             "{reason}"

@@ -5,6 +5,8 @@ use std::fmt;
 use rcgen::{CertificateParams, KeyPair, PublicKeyData, RsaKeySize, SignatureAlgorithm};
 use serde::{Deserialize, Serialize};
 
+use crate::dns::DnsName;
+
 /// The key algorithm of a certificate, as the config names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub(crate) enum KeyType {
@@ -43,9 +45,10 @@ pub(crate) enum KeyError {
         #[source]
         source: rcgen::Error,
     },
-    /// A stored key does not parse.
-    #[error("the stored private key does not parse: {0}")]
-    Parse(#[source] rcgen::Error),
+    /// A stored key does not parse. The parser's message is not passed on: it could quote
+    /// part of the key.
+    #[error("the stored private key does not parse as a {key_type} key in PKCS#8 PEM")]
+    Parse { key_type: KeyType },
 }
 
 impl KeyType {
@@ -91,7 +94,7 @@ impl PrivateKey {
     /// Reads a PKCS#8 PEM key previously written by [`PrivateKey::to_pem`].
     pub(crate) fn from_pem(pem: &str, key_type: KeyType) -> Result<Self, KeyError> {
         let pair = KeyPair::from_pem_and_sign_algo(pem, key_type.signature_algorithm())
-            .map_err(KeyError::Parse)?;
+            .map_err(|_| KeyError::Parse { key_type })?;
         Ok(Self { pair, key_type })
     }
 
@@ -106,12 +109,13 @@ impl PrivateKey {
     }
 
     /// A DER CSR for `identifiers`, signed by this key.
-    pub(crate) fn csr(&self, identifiers: &[String]) -> Result<Vec<u8>, KeyError> {
+    pub(crate) fn csr(&self, identifiers: &[DnsName]) -> Result<Vec<u8>, KeyError> {
         let generate = |source| KeyError::Generate {
             key_type: self.key_type,
             source,
         };
-        let mut params = CertificateParams::new(identifiers.to_vec()).map_err(generate)?;
+        let names: Vec<String> = identifiers.iter().map(ToString::to_string).collect();
+        let mut params = CertificateParams::new(names).map_err(generate)?;
         // The CA takes the names from the SANs; an empty subject keeps the CSR minimal.
         params.distinguished_name = rcgen::DistinguishedName::new();
         let csr = params.serialize_request(&self.pair).map_err(generate)?;
@@ -129,7 +133,8 @@ mod tests {
             let key = key_type.generate().expect("generate");
             let again = PrivateKey::from_pem(&key.to_pem(), key_type).expect("parse");
             assert_eq!(key.public_key_info(), again.public_key_info());
-            assert!(!key.csr(&["a.example.org".into()]).expect("csr").is_empty());
+            let names = [DnsName::parse("a.example.org").expect("name")];
+            assert!(!key.csr(&names).expect("csr").is_empty());
         }
     }
 

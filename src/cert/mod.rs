@@ -1,7 +1,12 @@
-//! Keys, CSRs and the certificates on disk: what exists, and whether it is due.
+//! Certificates on the host: keys and CSRs, what a certificate on disk says and whether it is
+//! due, where its files go (layouts), and the atomic install of one certificate's set.
 
 mod inspect;
+mod install;
 mod key;
+mod layout;
 
-pub(crate) use inspect::{Inspection, RenewalDecision, Wanted, inspect_chain};
+pub(crate) use inspect::{DueReason, Inspection, RenewalDecision, Wanted, inspect_chain};
+pub(crate) use install::{CertDir, Secret, SetFile};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};
+pub(crate) use layout::{CertPaths, FileNames, Layout, MAX_ACME_SH_NAME};

@@ -2,19 +2,23 @@
 //!
 //! Each certificate is finished on its own: one whose validation fails is reported with the
 //! CA's problem and leaves its old files byte-identical, while the others still complete.
+//! The files of one certificate are installed as one set (`cert::CertDir::install`).
 
 use futures_util::future::join_all;
 use instant_acme::Account;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
-use crate::acme::{self, AcmeError, IssuedChain, PendingOrder};
-use crate::cert::PrivateKey;
+use super::report::print_json;
+use crate::acme::{self, AcmeError, IssuedChain, PendingOrder, StateDir};
+use crate::cert::{CertPaths, PrivateKey, Secret, SetFile};
 use crate::cli::HostArgs;
-use crate::config::HostConfig;
+use crate::config::{CertSpec, HostConfig};
+use crate::dns::DnsName;
 use crate::error::{Error, Outcome};
-use crate::store::{self, Access, CertPaths, StoreError};
+use crate::store::{self, Access};
 
 /// The JSON report of one finalize run (docs/reports.md).
 #[derive(Debug, Serialize)]
@@ -31,7 +35,7 @@ struct CertReport {
     status: FinalizeStatus,
     /// Whether this certificate's files were replaced (or would be, with `--dry-run`).
     changed: bool,
-    names: Vec<String>,
+    names: Vec<DnsName>,
     not_after: Option<String>,
     paths: CertPaths,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,186 +56,200 @@ enum FinalizeStatus {
     Failed,
 }
 
+/// The shared inputs of every certificate's finalize.
+struct Context<'c> {
+    config: &'c HostConfig,
+    state: &'c StateDir,
+    /// Opened when some order is pending; `None`: there is no account for this CA.
+    account: Option<Account>,
+    dry_run: bool,
+}
+
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
+    let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let pending: Vec<_> = config
         .certs
         .iter()
-        .map(|(cert, names)| {
-            (
-                cert.as_str(),
-                names.as_slice(),
-                PendingOrder::load(&config.state_dir, cert),
-            )
-        })
+        .map(|(cert, spec)| (cert.as_str(), spec, PendingOrder::load(&state, cert)))
         .collect();
     let any_pending = pending
         .iter()
         .any(|(_, _, saved)| !matches!(saved, Ok(None)));
+    // The CA unreachable with orders pending fails the run: nothing could be finalized.
     let account = if any_pending && !args.dry_run {
-        match acme::open_existing(&config.acme, &config.state_dir).await {
-            Ok(Some(account)) => Ok(account),
-            Ok(None) => Err(format!(
-                "no ACME account for {} in {}: run request first",
-                config.acme.directory,
-                config.state_dir.display()
-            )),
-            Err(err) => Err(err.to_string()),
-        }
+        acme::open_existing(&config.acme, &state).await?
     } else {
-        Err("not needed".to_owned())
+        None
     };
-    let finalize = pending.into_iter().map(|(cert, names, saved)| {
-        finalize_one(&config, account.as_ref(), args.dry_run, cert, names, saved)
-    });
-    let certs = join_all(finalize).await;
+    let context = Context {
+        config: &config,
+        state: &state,
+        account,
+        dry_run: args.dry_run,
+    };
+    let certs = join_all(
+        pending
+            .into_iter()
+            .map(|(cert, spec, saved)| finalize_one(&context, cert, spec, saved)),
+    )
+    .await;
     let failed = certs
         .iter()
         .any(|cert| cert.status == FinalizeStatus::Failed);
     let report = Report {
-        host: config.host.clone(),
+        host: config.host.to_string(),
         changed: certs.iter().any(|cert| cert.changed),
         certs,
     };
-    super::print_json(&report)?;
-    Ok(if failed {
-        Outcome::SomeFailed
-    } else {
-        Outcome::Success
-    })
+    print_json(&report)?;
+    Ok(Outcome::from_failures(failed))
 }
 
 async fn finalize_one(
-    config: &HostConfig,
-    account: Result<&Account, &String>,
-    dry_run: bool,
+    context: &Context<'_>,
     cert: &str,
-    names: &[String],
+    spec: &CertSpec,
     saved: Result<Option<PendingOrder>, AcmeError>,
 ) -> CertReport {
-    let installed = Installed::read(config, cert, names);
-    let report = |status, changed, not_after, error| CertReport {
+    let installed = Installed::read(context.config, cert, spec);
+    let report = |status, not_after, error| CertReport {
         name: cert.to_owned(),
         status,
-        changed,
-        names: names.to_vec(),
+        changed: matches!(status, FinalizeStatus::Issued | FinalizeStatus::WouldIssue),
+        names: spec.names.clone(),
         not_after,
         paths: installed.paths.clone(),
         error,
     };
-    let failed = |error: String| {
-        warn!(cert, error, "cannot finalize");
-        report(
-            FinalizeStatus::Failed,
-            false,
-            installed.not_after(),
-            Some(error),
-        )
-    };
     let saved = match saved {
         Ok(Some(saved)) => saved,
-        Ok(None) => {
-            return report(
-                FinalizeStatus::Unchanged,
-                false,
-                installed.not_after(),
-                None,
-            );
-        }
-        Err(err) => return failed(err.to_string()),
+        Ok(None) => return report(FinalizeStatus::Unchanged, installed.not_after(), None),
+        Err(err) => return failed(&report, &installed, CertFailure::Acme(err)),
     };
-    let acme = &config.acme;
-    if !saved.fits(names, config.key, acme.profile.as_deref(), &acme.directory) {
-        if !dry_run && let Err(err) = PendingOrder::remove(&config.state_dir, cert) {
-            return failed(err.to_string());
-        }
-        return failed(format!(
-            "the config changed since the order was made (it was for [{}], {}, at {}): run request again",
-            saved.names.join(", "),
-            saved.key,
-            saved.directory
-        ));
+    if let Err(failure) = check_fits(context, cert, spec, &saved) {
+        return failed(&report, &installed, failure);
     }
-    if dry_run {
-        return report(
-            FinalizeStatus::WouldIssue,
-            true,
-            installed.not_after(),
-            None,
-        );
+    if context.dry_run {
+        return report(FinalizeStatus::WouldIssue, installed.not_after(), None);
     }
-    let account = match account {
-        Ok(account) => account,
-        Err(problem) => return failed(problem.clone()),
-    };
-    match issue(config, account, &saved, cert, &installed.paths).await {
+    match issue(context, &saved, cert, &installed).await {
         Ok(chain) => {
             info!(cert, not_after = %rfc3339(chain.inspection.not_after), "installed");
             report(
                 FinalizeStatus::Issued,
-                true,
                 Some(rfc3339(chain.inspection.not_after)),
                 None,
             )
         }
-        Err(err) => {
+        Err(failure) => {
             // A dead order is forgotten so that the next request makes a new one; after a
             // timeout or a network failure it stays, and the next finalize picks it up.
-            if err.order_is_dead()
-                && let Err(remove) = PendingOrder::remove(&config.state_dir, cert)
+            if matches!(&failure, CertFailure::Acme(err) if err.order_is_dead())
+                && let Err(remove) = PendingOrder::remove(context.state, cert)
             {
                 warn!(cert, error = %remove, "cannot forget the failed order");
             }
-            failed(err.to_string())
+            failed(&report, &installed, failure)
         }
     }
 }
 
+/// The failed report of one certificate, with the old expiry (its files stay).
+fn failed(
+    report: &impl Fn(FinalizeStatus, Option<String>, Option<String>) -> CertReport,
+    installed: &Installed<'_>,
+    failure: CertFailure,
+) -> CertReport {
+    let error = failure.to_string();
+    warn!(error, "cannot finalize");
+    report(FinalizeStatus::Failed, installed.not_after(), Some(error))
+}
+
+/// An order made for other names, key type or CA is forgotten (outside a dry run).
+fn check_fits(
+    context: &Context<'_>,
+    cert: &str,
+    spec: &CertSpec,
+    saved: &PendingOrder,
+) -> Result<(), CertFailure> {
+    let config = context.config;
+    let acme = &config.acme;
+    if saved.fits(
+        &spec.names,
+        config.key,
+        acme.profile.as_deref(),
+        &acme.directory,
+    ) {
+        return Ok(());
+    }
+    if !context.dry_run {
+        PendingOrder::remove(context.state, cert)?;
+    }
+    Err(CertFailure::ConfigChanged {
+        names: saved.names.clone(),
+        key: saved.key,
+        directory: saved.directory.clone(),
+    })
+}
+
 /// Completes the order, checks the chain, installs the files, forgets the order.
 async fn issue(
-    config: &HostConfig,
-    account: &Account,
+    context: &Context<'_>,
     saved: &PendingOrder,
     cert: &str,
-    paths: &CertPaths,
-) -> Result<IssuedChain, AcmeError> {
-    let (key, pem) = acme::complete(account, saved, &config.state_dir, cert).await?;
+    installed: &Installed<'_>,
+) -> Result<IssuedChain, CertFailure> {
+    let config = context.config;
+    let Some(account) = &context.account else {
+        return Err(CertFailure::Acme(AcmeError::NoAccount {
+            directory: config.acme.directory.clone(),
+            state_dir: config.state_dir.clone(),
+        }));
+    };
+    let (key, pem) = acme::complete(account, saved, context.state, cert).await?;
     let chain = acme::verify_chain(&pem, &key, &saved.names)?;
-    install(config, paths, &key, &chain)?;
-    PendingOrder::remove(&config.state_dir, cert)?;
+    install(config, installed, &key, &chain)?;
+    PendingOrder::remove(context.state, cert)?;
     Ok(chain)
 }
 
-/// Writes the four files as one set: all staged (written, fsynced, with mode and group)
-/// before the first rename, so a failure part-way leaves every old file in place.
+/// Writes the certificate's files as one set (see `cert::CertDir`).
 fn install(
     config: &HostConfig,
-    paths: &CertPaths,
+    installed: &Installed<'_>,
     key: &PrivateKey,
     chain: &IssuedChain,
-) -> Result<(), StoreError> {
-    let gid = Some(config.group.gid);
-    let dir = Access {
-        mode: store::DIR_MODE,
-        gid,
-    };
-    let secret = Access {
-        mode: store::KEY_MODE,
-        gid,
-    };
-    let public = Access {
-        mode: store::CERT_MODE,
-        gid,
-    };
-    store::ensure_dir(&paths.dir, dir)?;
-    let staged = [
-        store::stage(&paths.key, key.to_pem().as_bytes(), secret)?,
-        store::stage(&paths.cert, chain.leaf.as_bytes(), public)?,
-        store::stage(&paths.chain, chain.intermediates.as_bytes(), public)?,
-        store::stage(&paths.fullchain, chain.full.as_bytes(), public)?,
+) -> Result<(), store::StoreError> {
+    let gid = config.gid;
+    let secret = Access::group(store::KEY_MODE, gid);
+    let public = Access::group(store::CERT_MODE, gid);
+    let names = &installed.names;
+    let key_pem = Secret(key.to_pem().into_bytes());
+    let leaf = Secret(chain.leaf.clone().into_bytes());
+    let intermediates = Secret(chain.intermediates.clone().into_bytes());
+    let full = Secret(chain.full.clone().into_bytes());
+    let files = [
+        SetFile {
+            name: &names.key,
+            contents: &key_pem,
+            access: secret,
+        },
+        SetFile {
+            name: &names.cert,
+            contents: &leaf,
+            access: public,
+        },
+        SetFile {
+            name: &names.chain,
+            contents: &intermediates,
+            access: public,
+        },
+        SetFile {
+            name: &names.fullchain,
+            contents: &full,
+            access: public,
+        },
     ];
-    for file in staged {
-        file.commit()?;
-    }
-    store::sync_dir(&paths.dir)
+    installed.dir.install(&files)
 }

@@ -3,32 +3,44 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cert::{Inspection, inspect_chain};
-use crate::config::HostConfig;
-use crate::store::{self, CertPaths};
+use crate::cert::{
+    CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, Wanted, inspect_chain,
+};
+use crate::config::{CertSpec, HostConfig};
 
 /// One configured certificate as found on disk.
-pub(crate) struct Installed {
+pub(crate) struct Installed<'c> {
+    pub(crate) names: FileNames,
+    /// Its directory, to install a new set into.
+    pub(crate) dir: CertDir<'c>,
     pub(crate) paths: CertPaths,
     /// What the full chain says; `Err` says why it cannot be read, in one line.
     pub(crate) chain: Result<Option<Inspection>, String>,
     pub(crate) key_present: bool,
 }
 
-impl Installed {
-    /// Reads the files of certificate `cert` whose identifiers are `names`.
-    pub(crate) fn read(config: &HostConfig, cert: &str, names: &[String]) -> Self {
-        let first = names.first().map_or(cert, String::as_str);
-        let paths = config.layout.paths(&config.cert_dir, cert, first);
-        let chain = match store::read_optional(&paths.fullchain) {
-            Ok(None) => Ok(None),
-            Ok(Some(bytes)) => inspect_chain(&bytes)
-                .map(Some)
-                .map_err(|err| format!("{} {err}", paths.fullchain.display())),
-            Err(err) => Err(err.to_string()),
+impl<'c> Installed<'c> {
+    /// Reads the files of certificate `cert` (key and full chain from one version).
+    pub(crate) fn read(config: &'c HostConfig, cert: &str, spec: &CertSpec) -> Self {
+        let (names, dir) = config.files_of(cert, spec);
+        let paths = names.paths(&config.cert_dir);
+        let (chain, key_present) = match dir.read(&[&names.fullchain, &names.key]) {
+            Ok(Some(files)) => {
+                let key_present = files.get(1).is_some_and(Option::is_some);
+                let chain = match files.into_iter().next().flatten() {
+                    None => Ok(None),
+                    Some(bytes) => inspect_chain(&bytes.0)
+                        .map(Some)
+                        .map_err(|err| format!("{} {err}", crate::shown::path(&paths.fullchain))),
+                };
+                (chain, key_present)
+            }
+            Ok(None) => (Ok(None), false),
+            Err(err) => (Err(err.to_string()), false),
         };
-        let key_present = paths.key.exists();
         Self {
+            names,
+            dir,
             paths,
             chain,
             key_present,
@@ -44,6 +56,28 @@ impl Installed {
     pub(crate) fn not_after(&self) -> Option<String> {
         self.inspection()
             .map(|inspection| rfc3339(inspection.not_after))
+    }
+
+    /// Whether this certificate must be issued, from the files alone.
+    pub(crate) fn decide(
+        &self,
+        config: &HostConfig,
+        spec: &CertSpec,
+        now: OffsetDateTime,
+    ) -> RenewalDecision {
+        match &self.chain {
+            Ok(None) => RenewalDecision::Due(DueReason::Missing),
+            Err(problem) => RenewalDecision::Due(DueReason::Unreadable(problem.clone())),
+            Ok(Some(_)) if !self.key_present => RenewalDecision::Due(DueReason::KeyMissing),
+            Ok(Some(inspection)) => inspection.decide(
+                Wanted {
+                    names: &spec.names,
+                    key_type: config.key,
+                    before_days: config.renew.before_days,
+                },
+                now,
+            ),
+        }
     }
 }
 

@@ -1,10 +1,15 @@
-//! One function per subcommand: load the config, do the work, print the JSON report.
+//! One module per subcommand: load the config, do the work, print the JSON report.
 
+mod failure;
 mod finalize;
+mod hiera;
 mod installed;
 mod publish;
+mod report;
 mod request;
 mod status;
+
+pub(crate) use report::ReportError;
 
 use crate::cli::Command;
 use crate::error::{Error, Outcome};
@@ -20,18 +25,7 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
         Command::Request(args) => runtime.block_on(request::run(args)),
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
         Command::Publish(args) => runtime.block_on(publish::run(args)),
-        Command::Hiera(args) => crate::hiera::run(args),
-        Command::Status(args) => status::run(args),
+        Command::Hiera(args) => hiera::run(&args),
+        Command::Status(args) => status::run(&args),
     }
-}
-
-/// Prints a report as one JSON document on stdout.
-pub(crate) fn print_json<T: serde::Serialize>(report: &T) -> Result<(), Error> {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    // Serializing our own report types cannot fail; a closed stdout can, and is reported.
-    let text = serde_json::to_string_pretty(report).unwrap_or_else(|_| "{}".to_owned());
-    writeln!(stdout, "{text}")
-        .map_err(|err| crate::store::StoreError::new("cannot write to", "stdout".as_ref(), err))?;
-    Ok(())
 }

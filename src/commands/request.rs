@@ -2,32 +2,39 @@
 //! and print the token document.
 //!
 //! Only what is needed touches the CA: with nothing due, no pending order and ARI off, the
-//! run reads a few local files and never loads the account or fetches the directory.
+//! run reads a few local files and never loads the account or fetches the directory. When
+//! an order is needed and the CA cannot be reached, the run fails as a whole (exit 4).
 
+use futures_util::StreamExt as _;
 use futures_util::future::join_all;
-use instant_acme::{Account, CertificateIdentifier};
+use instant_acme::CertificateIdentifier;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
-use crate::acme::{self, AcmeError, Challenge, PendingOrder};
-use crate::cert::{RenewalDecision, Wanted};
+use super::report::print_json;
+use crate::acme::{self, AccountState, Challenge, PendingOrder, StateDir};
+use crate::cert::RenewalDecision;
 use crate::cli::HostArgs;
-use crate::config::HostConfig;
+use crate::config::{CertSpec, HostConfig};
 use crate::dns::check_delegation;
 use crate::error::{Error, Outcome};
-use crate::names::{base_name, record_name};
-use crate::token::{self, CertState, CertStatus, Record, TokenDocument};
+use crate::store::Versioned as _;
+use crate::token::{self, CertState, CertStatus, Record, TokenDocument, record_name};
+
+/// Delegation questions in flight at once: a host with 100 names does not flood its resolver.
+const PRECHECK_CONCURRENCY: usize = 16;
 
 /// What `request` knows about one certificate before asking anyone.
 struct Plan<'c> {
     cert: &'c str,
-    names: &'c [String],
-    installed: Installed,
+    spec: &'c CertSpec,
+    installed: Installed<'c>,
     decision: RenewalDecision,
     pending: Option<PendingOrder>,
     /// The `_acme-challenge` delegation check, when it was made before opening the account.
-    delegation: Option<Result<(), String>>,
+    delegation: Option<Result<(), CertFailure>>,
 }
 
 /// One certificate's part of the token document.
@@ -41,44 +48,46 @@ struct Part {
 /// The shared inputs of every certificate's request.
 struct Context<'c> {
     config: &'c HostConfig,
-    /// `Err` holds why the account could not be opened, for each certificate that needs it.
-    account: Result<Option<Account>, String>,
+    state: &'c StateDir,
+    account: AccountState,
     dry_run: bool,
     now: OffsetDateTime,
 }
 
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
+    let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let now = OffsetDateTime::now_utc();
     let mut plans: Vec<Plan<'_>> = config
         .certs
         .iter()
-        .map(|(cert, names)| Plan::new(&config, cert, names, now))
+        .map(|(cert, spec)| Plan::new(&config, &state, cert, spec, now))
         .collect();
     // Checked before the account is opened: a host whose due names all lack their CNAME
     // registers no account and sends the CA nothing.
-    let delegations = join_all(plans.iter().map(|plan| {
+    let checks = join_all(plans.iter().map(|plan| {
         let config = &config;
         async move {
             if plan.is_due() {
-                Some(precheck(config, plan.names).await)
+                Some(precheck(config, plan.spec).await)
             } else {
                 None
             }
         }
     }))
     .await;
-    for (plan, delegation) in plans.iter_mut().zip(delegations) {
-        plan.delegation = delegation;
+    for (plan, check) in plans.iter_mut().zip(checks) {
+        plan.delegation = check;
     }
     let account = if args.dry_run {
         // A dry run makes no CA contact at all, not even reads.
-        Ok(None)
+        AccountState::NotNeeded
     } else {
-        open_account(&config, &plans).await
+        open_account(&config, &state, &plans).await?
     };
     let context = Context {
         config: &config,
+        state: &state,
         account,
         dry_run: args.dry_run,
         now,
@@ -89,46 +98,33 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
         .any(|part| part.state.status == CertStatus::Failed);
     let document = TokenDocument {
         version: token::VERSION,
-        host: config.host.clone(),
+        host: config.host.to_string(),
         changed: parts.iter().any(|part| part.changed),
         records: parts.iter().flat_map(|part| part.records.clone()).collect(),
         certs: parts.into_iter().map(|part| part.state).collect(),
     };
-    super::print_json(&document)?;
-    Ok(if failed {
-        Outcome::SomeFailed
-    } else {
-        Outcome::Success
-    })
+    print_json(&document)?;
+    Ok(Outcome::from_failures(failed))
 }
 
 impl<'c> Plan<'c> {
-    fn new(config: &HostConfig, cert: &'c str, names: &'c [String], now: OffsetDateTime) -> Self {
-        let installed = Installed::read(config, cert, names);
-        let decision = match &installed.chain {
-            Ok(None) => RenewalDecision::Due("no certificate yet".to_owned()),
-            Err(problem) => RenewalDecision::Due(format!("{problem}: issuing a new one")),
-            Ok(Some(_)) if !installed.key_present => RenewalDecision::Due(format!(
-                "the private key {} is missing",
-                installed.paths.key.display()
-            )),
-            Ok(Some(inspection)) => inspection.decide(
-                Wanted {
-                    names,
-                    key_type: config.key,
-                    before_days: config.renew.before_days,
-                },
-                now,
-            ),
-        };
-        let pending = PendingOrder::load(&config.state_dir, cert).unwrap_or_else(|err| {
+    fn new(
+        config: &'c HostConfig,
+        state: &StateDir,
+        cert: &'c str,
+        spec: &'c CertSpec,
+        now: OffsetDateTime,
+    ) -> Self {
+        let installed = Installed::read(config, cert, spec);
+        let decision = installed.decide(config, spec, now);
+        let pending = PendingOrder::load(state, cert).unwrap_or_else(|err| {
             // A broken order file only costs a new order; it is replaced below.
             warn!(cert, error = %err, "ignoring the saved order");
             None
         });
         Self {
             cert,
-            names,
+            spec,
             installed,
             decision,
             pending,
@@ -142,42 +138,37 @@ impl<'c> Plan<'c> {
 }
 
 /// Opens (or, when an order is needed, creates) the account, and only when the CA is needed.
-async fn open_account(config: &HostConfig, plans: &[Plan<'_>]) -> Result<Option<Account>, String> {
+/// An account needed for an order that cannot be opened fails the run.
+async fn open_account(
+    config: &HostConfig,
+    state: &StateDir,
+    plans: &[Plan<'_>],
+) -> Result<AccountState, Error> {
     let orders = plans.iter().any(|plan| {
         plan.pending.is_some() || (plan.is_due() && matches!(plan.delegation, Some(Ok(()))))
     });
     if orders {
-        return acme::open_or_create(&config.acme, &config.state_dir)
-            .await
-            .map(Some)
-            .map_err(|err| err.to_string());
+        return Ok(AccountState::Open(
+            acme::open_or_create(&config.acme, state).await?,
+        ));
     }
     let ari = config.renew.ari
         && plans
             .iter()
             .any(|plan| plan.installed.inspection().is_some());
     if !ari {
-        return Ok(None);
+        return Ok(AccountState::NotNeeded);
     }
     // ARI alone never registers an account: a host whose certificates came from elsewhere
     // asks once fleetcert has ordered for it.
-    match acme::open_existing(&config.acme, &config.state_dir).await {
-        Ok(account) => Ok(account),
+    Ok(match acme::open_existing(&config.acme, state).await {
+        Ok(Some(account)) => AccountState::Open(account),
+        Ok(None) => AccountState::NotNeeded,
         Err(err) => {
             warn!(error = %err, "cannot ask the CA's renewal window (ARI)");
-            Ok(None)
+            AccountState::Unavailable(err)
         }
-    }
-}
-
-impl Context<'_> {
-    fn account(&self) -> Result<&Account, String> {
-        match &self.account {
-            Ok(Some(account)) => Ok(account),
-            Ok(None) => Err("no ACME account could be opened".to_owned()),
-            Err(problem) => Err(problem.clone()),
-        }
-    }
+    })
 }
 
 async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
@@ -193,20 +184,20 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
         records,
         changed,
     };
-    let failed = |reason: String| {
+    let failed = |failure: CertFailure| {
+        let reason = failure.to_string();
         warn!(cert, reason, "cannot request");
         part(CertStatus::Failed, reason, Vec::new(), false)
     };
 
-    if let Some(saved) = &plan.pending {
-        match resume(context, &plan, saved).await {
+    if let Some(saved) = plan.pending.take() {
+        match resume(context, &plan, &saved).await {
             Ok(Some((status, reason, records))) => return part(status, reason, records, false),
             Ok(None) => {}
-            Err(reason) => return failed(reason),
+            Err(failure) => return failed(failure),
         }
     }
-
-    let (reason, replaces) = match decide_with_ari(context, &plan).await {
+    let (reason, why, replaces) = match decide_with_ari(context, &plan).await {
         Decision::Valid => {
             let reason = match plan.installed.inspection() {
                 Some(inspection) => format!(
@@ -217,16 +208,19 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
             };
             return part(CertStatus::Valid, reason, Vec::new(), false);
         }
-        Decision::Due { reason, replaces } => (reason, replaces),
+        Decision::Due {
+            reason,
+            why,
+            replaces,
+        } => (reason, why, replaces),
     };
-    info!(cert, reason, "due");
-
+    info!(cert, reason, why, "due");
     let delegation = match plan.delegation.take() {
         Some(checked) => checked,
-        None => precheck(context.config, plan.names).await,
+        None => precheck(context.config, plan.spec).await,
     };
-    if let Err(problem) = delegation {
-        return failed(problem);
+    if let Err(failure) = delegation {
+        return failed(failure);
     }
     if context.dry_run {
         let reason = format!("would order ({reason})");
@@ -242,7 +236,7 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
             };
             part(status, reason, records, true)
         }
-        Err(err) => failed(err.to_string()),
+        Err(failure) => failed(failure),
     }
 }
 
@@ -252,20 +246,25 @@ enum Decision {
     /// Order; `replaces` names the certificate being renewed when ARI said so.
     Due {
         reason: String,
+        /// The reason as a label from a fixed set (`DueReason::label`, or `ari_window`).
+        why: &'static str,
         replaces: Option<CertificateIdentifier<'static>>,
     },
 }
+
+/// The records of a saved order that is still good, with their status.
+type Resumed = (CertStatus, String, Vec<Record>);
 
 /// Re-opens a saved order. `Ok(None)`: there is none worth keeping, make a new one if due.
 async fn resume(
     context: &Context<'_>,
     plan: &Plan<'_>,
     saved: &PendingOrder,
-) -> Result<Option<(CertStatus, String, Vec<Record>)>, String> {
+) -> Result<Option<Resumed>, CertFailure> {
     let config = context.config;
     let acme = &config.acme;
     let fits = saved.fits(
-        plan.names,
+        &plan.spec.names,
         config.key,
         acme.profile.as_deref(),
         &acme.directory,
@@ -279,25 +278,22 @@ async fn resume(
             (CertStatus::Pending, reason, Vec::new())
         }));
     }
-    let account = context.account()?;
-    if fits && saved.account == account.id() {
-        match acme::reopen(account, saved).await {
-            Ok(Some((_, challenges))) => {
-                info!(cert = plan.cert, order = %saved.url, "reusing the saved order");
-                let records = records(config, plan.cert, &challenges);
-                let status = if records.is_empty() {
-                    CertStatus::Ready
-                } else {
-                    CertStatus::Pending
-                };
-                return Ok(Some((status, saved.reason.clone(), records)));
-            }
-            Ok(None) => {}
-            Err(err) => return Err(err.to_string()),
-        }
+    if let Some(account) = context.account.open()
+        && fits
+        && saved.account == account.id()
+        && let Some((_, challenges)) = acme::reopen(account, saved).await?
+    {
+        info!(cert = plan.cert, order = %saved.url, "reusing the saved order");
+        let records = records(config, plan.cert, &challenges);
+        let status = if records.is_empty() {
+            CertStatus::Ready
+        } else {
+            CertStatus::Pending
+        };
+        return Ok(Some((status, saved.reason.clone(), records)));
     }
     info!(cert = plan.cert, order = %saved.url, "dropping the saved order");
-    PendingOrder::remove(&config.state_dir, plan.cert).map_err(|err| err.to_string())?;
+    PendingOrder::remove(context.state, plan.cert)?;
     Ok(None)
 }
 
@@ -306,17 +302,21 @@ async fn decide_with_ari(context: &Context<'_>, plan: &Plan<'_>) -> Decision {
     let no_ari = match &plan.decision {
         RenewalDecision::Due(reason) => {
             return Decision::Due {
-                reason: reason.clone(),
+                reason: reason.to_string(),
+                why: reason.label(),
                 replaces: None,
             };
         }
         RenewalDecision::Valid => Decision::Valid,
     };
-    let (true, Some(inspection), Ok(Some(account))) = (
+    let (true, Some(inspection), Some(account)) = (
         context.config.renew.ari,
         plan.installed.inspection(),
-        &context.account,
+        context.account.open(),
     ) else {
+        if let Some(problem) = context.account.problem() {
+            tracing::debug!(cert = plan.cert, %problem, "deciding without ARI");
+        }
         return no_ari;
     };
     let Some(id) = acme::replaces_for(inspection) else {
@@ -328,6 +328,7 @@ async fn decide_with_ari(context: &Context<'_>, plan: &Plan<'_>) -> Decision {
                 "the CA's renewal window (ARI) opened at {}",
                 rfc3339(info.suggested_window.start)
             ),
+            why: "ari_window",
             replaces: Some(id),
         },
         Ok(_) => no_ari,
@@ -341,23 +342,24 @@ async fn decide_with_ari(context: &Context<'_>, plan: &Plan<'_>) -> Decision {
 }
 
 /// Checks every identifier's `_acme-challenge` delegation; all problems in one line.
-async fn precheck(config: &HostConfig, names: &[String]) -> Result<(), String> {
-    let mut bases: Vec<&str> = names.iter().map(|name| base_name(name)).collect();
+async fn precheck(config: &HostConfig, spec: &CertSpec) -> Result<(), CertFailure> {
+    let mut bases: Vec<_> = spec.names.iter().map(crate::dns::DnsName::base).collect();
     bases.sort_unstable();
     bases.dedup();
-    let checks = bases.iter().map(|base| async move {
-        let target = record_name(base, &config.signing_zone, config.challenge_records);
-        check_delegation(config.resolver, base, &target).await
-    });
-    let problems: Vec<String> = join_all(checks)
-        .await
-        .into_iter()
-        .filter_map(|result| result.err().map(|err| err.to_string()))
-        .collect();
+    let problems: Vec<_> = futures_util::stream::iter(bases.iter())
+        .map(|base| async move {
+            // The config check made sure every record name fits.
+            let target = record_name(base, &config.signing_zone, config.challenge_records).ok()?;
+            check_delegation(config.resolver, base, &target).await.err()
+        })
+        .buffered(PRECHECK_CONCURRENCY)
+        .filter_map(|problem| async move { problem })
+        .collect()
+        .await;
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(CertFailure::Delegation(problems))
     }
 }
 
@@ -367,19 +369,25 @@ async fn order(
     plan: &Plan<'_>,
     reason: &str,
     replaces: Option<CertificateIdentifier<'static>>,
-) -> Result<Vec<Challenge>, AcmeError> {
+) -> Result<Vec<Challenge>, CertFailure> {
     let config = context.config;
-    let account = context
-        .account()
-        .map_err(|problem| AcmeError::NoAccount { problem })?;
+    let Some(account) = context.account.open() else {
+        // `open_account` opened it whenever a due certificate passed its pre-check.
+        return Err(CertFailure::Acme(acme::AcmeError::NoAccount {
+            directory: config.acme.directory.clone(),
+            state_dir: config.state_dir.clone(),
+        }));
+    };
     let profile = config.acme.profile.as_deref();
     if let Some(profile) = profile {
         acme::check_profile(account, profile)?;
     }
+    // An order the CA made but fleetcert could not save would be made again on every retry.
+    context.state.probe(Some("orders"))?;
     let (order, challenges) = acme::create(
         account,
         &config.acme.directory,
-        plan.names,
+        &plan.spec.names,
         profile,
         replaces,
     )
@@ -389,13 +397,13 @@ async fn order(
         url: order.url().to_owned(),
         directory: config.acme.directory.clone(),
         account: account.id().to_owned(),
-        names: plan.names.to_vec(),
+        names: plan.spec.names.clone(),
         key: config.key,
         profile: profile.map(str::to_owned),
         reason: reason.to_owned(),
         created: rfc3339(context.now),
     };
-    saved.save(&config.state_dir, plan.cert)?;
+    saved.save(context.state, plan.cert)?;
     info!(cert = plan.cert, order = %saved.url, pending = challenges.len(), "ordered");
     Ok(challenges)
 }
@@ -404,15 +412,20 @@ async fn order(
 fn records(config: &HostConfig, cert: &str, challenges: &[Challenge]) -> Vec<Record> {
     challenges
         .iter()
-        .map(|challenge| Record {
-            name: record_name(
+        .filter_map(|challenge| {
+            // The config check made sure every record name fits.
+            let name = record_name(
                 &challenge.identifier,
                 &config.signing_zone,
                 config.challenge_records,
-            ),
-            value: challenge.value.clone(),
-            cert: cert.to_owned(),
-            identifier: challenge.identifier.clone(),
+            )
+            .ok()?;
+            Some(Record {
+                name: name.fqdn(),
+                value: challenge.value.clone(),
+                cert: cert.to_owned(),
+                identifier: challenge.identifier.to_string(),
+            })
         })
         .collect()
 }

@@ -1,28 +1,28 @@
 //! `fleetcert status`: the certificates on disk and their pending orders, with no network.
 
-use std::io::Write as _;
-
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::installed::Installed;
-use crate::acme::PendingOrder;
+use super::report::{print_json, print_text};
+use crate::acme::StateDir;
+use crate::cert::CertPaths;
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::config::HostConfig;
+use crate::dns::DnsName;
 use crate::error::{Error, Outcome};
-use crate::store::{CertPaths, StoreError};
 
 /// The JSON report of `status` (docs/reports.md).
 #[derive(Debug, Serialize)]
 struct Report {
-    host: String,
+    host: DnsName,
     certs: Vec<CertLine>,
 }
 
 #[derive(Debug, Serialize)]
 struct CertLine {
     name: String,
-    names: Vec<String>,
+    names: Vec<DnsName>,
     /// Expiry of the certificate on disk; `null` when there is none.
     not_after: Option<String>,
     /// Whole days until expiry (negative once expired).
@@ -37,22 +37,23 @@ struct CertLine {
     problem: Option<String>,
 }
 
-pub(crate) fn run(args: StatusArgs) -> Result<Outcome, Error> {
+pub(crate) fn run(args: &StatusArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
+    let state = StateDir::open(&config.state_dir, false)?;
     let now = OffsetDateTime::now_utc();
     let certs = config
         .certs
         .iter()
-        .map(|(cert, names)| {
-            let installed = Installed::read(&config, cert, names);
+        .map(|(cert, spec)| {
+            let installed = Installed::read(&config, cert, spec);
             let inspection = installed.inspection();
             CertLine {
                 name: cert.clone(),
-                names: names.clone(),
+                names: spec.names.clone(),
                 not_after: installed.not_after(),
                 days_left: inspection.map(|i| (i.not_after - now).whole_days()),
                 key_type: inspection.and_then(|i| i.key_type).map(|t| t.to_string()),
-                pending: PendingOrder::exists(&config.state_dir, cert),
+                pending: state.has_order(cert),
                 problem: installed.chain.as_ref().err().cloned(),
                 paths: installed.paths.clone(),
             }
@@ -63,14 +64,14 @@ pub(crate) fn run(args: StatusArgs) -> Result<Outcome, Error> {
         certs,
     };
     match args.format {
-        StatusFormat::Json => super::print_json(&report)?,
-        StatusFormat::Table => print_table(&report)?,
+        StatusFormat::Json => print_json(&report)?,
+        StatusFormat::Table => print_text(&table(&report))?,
     }
     Ok(Outcome::Success)
 }
 
 /// One line per certificate, columns aligned, for people.
-fn print_table(report: &Report) -> Result<(), Error> {
+fn table(report: &Report) -> String {
     let mut rows = vec![[
         "CERT".to_owned(),
         "NOT AFTER".to_owned(),
@@ -85,7 +86,11 @@ fn print_table(report: &Report) -> Result<(), Error> {
             cert.days_left
                 .map_or_else(|| "-".to_owned(), |days| days.to_string()),
             if cert.pending { "yes" } else { "no" }.to_owned(),
-            cert.names.join(","),
+            cert.names
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
         ]);
     }
     let mut widths = [0usize; 5];
@@ -107,9 +112,5 @@ fn print_table(report: &Report) -> Result<(), Error> {
         text.push_str(line.trim_end());
         text.push('\n');
     }
-    std::io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(|err| StoreError::new("cannot write to", "stdout".as_ref(), err))?;
-    Ok(())
+    text
 }

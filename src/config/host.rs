@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::certs::{CertSpec, RawCerts, check_certs};
 use super::{ConfigError, invalid, parse_dns_address, read_yaml};
-use crate::cert::KeyType;
-use crate::names::{ChallengeRecords, canonical_name};
-use crate::store::Layout;
+use crate::cert::{CertDir, FileNames, KeyType, Layout};
+use crate::dns::DnsName;
+use crate::shown::{path as shown_path, shown};
+use crate::token::{ChallengeRecords, record_name};
 
 /// Let's Encrypt's production directory, the default CA.
 pub(crate) const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -20,6 +22,8 @@ const DEFAULT_GROUP: &str = "fleetcert";
 const DEFAULT_RESOLVER: &str = "127.0.0.1:53";
 /// Renew this many days before expiry unless the config says otherwise.
 const DEFAULT_RENEW_BEFORE_DAYS: u32 = 30;
+/// The most bytes `acme.ca_bundle` may hold: a bundle of every public root is under 300 KiB.
+const MAX_CA_BUNDLE_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +43,7 @@ struct RawHost {
     key: KeyType,
     #[serde(default)]
     renew: RawRenew,
-    certs: BTreeMap<String, Vec<String>>,
+    certs: RawCerts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,7 +54,22 @@ struct RawAcme {
     agree_tos: Option<bool>,
     ca_bundle: Option<PathBuf>,
     profile: Option<String>,
-    eab: Option<Eab>,
+    eab: Option<RawEab>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEab {
+    kid: String,
+    hmac_key: String,
+}
+
+impl fmt::Debug for RawEab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawEab")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,21 +104,22 @@ pub(crate) struct HostConfig {
     /// The file it came from, for messages.
     pub(crate) path: PathBuf,
     /// The host name written into token documents.
-    pub(crate) host: String,
+    pub(crate) host: DnsName,
     pub(crate) acme: Acme,
-    /// The delegated zone that holds challenge records, without the trailing dot.
-    pub(crate) signing_zone: String,
+    /// The delegated zone that holds challenge records.
+    pub(crate) signing_zone: DnsName,
     pub(crate) challenge_records: ChallengeRecords,
     /// Recursive resolver for the delegation pre-check.
     pub(crate) resolver: SocketAddr,
     pub(crate) state_dir: PathBuf,
     pub(crate) cert_dir: PathBuf,
     pub(crate) layout: Layout,
-    pub(crate) group: Group,
+    /// The group that may read private keys.
+    pub(crate) gid: u32,
     pub(crate) key: KeyType,
     pub(crate) renew: Renew,
-    /// Certificate name -> identifiers (canonical, in the order written).
-    pub(crate) certs: BTreeMap<String, Vec<String>>,
+    /// Certificate name -> what to issue.
+    pub(crate) certs: BTreeMap<String, CertSpec>,
 }
 
 /// How to reach the CA and the account to use there.
@@ -113,13 +133,10 @@ pub(crate) struct Acme {
     pub(crate) eab: Option<Eab>,
 }
 
-/// External account binding credentials; the HMAC key never reaches a log.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// External account binding credentials, decoded once; the HMAC key never reaches a log.
 pub(crate) struct Eab {
     pub(crate) kid: String,
-    /// Base64url, as CAs hand it out.
-    pub(crate) hmac_key: String,
+    pub(crate) hmac_key: Vec<u8>,
 }
 
 impl fmt::Debug for Eab {
@@ -129,12 +146,6 @@ impl fmt::Debug for Eab {
             .field("hmac_key", &"<redacted>")
             .finish()
     }
-}
-
-/// The group that may read private keys.
-#[derive(Debug, Clone)]
-pub(crate) struct Group {
-    pub(crate) gid: u32,
 }
 
 /// When to renew.
@@ -150,11 +161,13 @@ impl HostConfig {
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let raw: RawHost = read_yaml(path)?;
         let acme = check_acme(path, raw.acme)?;
-        let signing_zone = canonical_name(&raw.signing_zone, false)
-            .map_err(|err| invalid(path, "signing_zone", format!("is wrong: {err}")))?;
+        let name = |key: &str, text: &str| {
+            DnsName::parse(text)
+                .map_err(|rule| invalid(path, key, format!("{} {rule}", shown(text))))
+        };
+        let signing_zone = name("signing_zone", &raw.signing_zone)?;
         let host = match raw.host {
-            Some(host) => canonical_name(&host, false)
-                .map_err(|err| invalid(path, "host", format!("is wrong: {err}")))?,
+            Some(host) => name("host", &host)?,
             None => system_host_name(path)?,
         };
         let resolver_text = raw.resolver.as_deref().unwrap_or(DEFAULT_RESOLVER);
@@ -163,13 +176,16 @@ impl HostConfig {
                 path,
                 "resolver",
                 format!(
-                    "`{resolver_text}` is not an address: write ip or ip:port, like 127.0.0.1:53"
+                    "{} is not an address: write ip or ip:port, like 127.0.0.1:53",
+                    shown(resolver_text)
                 ),
             )
         })?;
-        let group_name = raw.group.unwrap_or_else(|| DEFAULT_GROUP.to_owned());
-        let group = lookup_group(path, &group_name)?;
+        let gid = lookup_group(path, raw.group.as_deref().unwrap_or(DEFAULT_GROUP))?;
         let certs = check_certs(path, raw.certs)?;
+        check_record_names(path, &certs, &signing_zone, raw.challenge_records)?;
+        check_layout(path, raw.layout, &certs)?;
+        check_not_yet_supported(path, &certs)?;
         if raw.renew.before_days == 0 {
             return Err(invalid(path, "renew.before_days", "must be at least 1"));
         }
@@ -183,7 +199,7 @@ impl HostConfig {
             state_dir: raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             cert_dir: raw.cert_dir.unwrap_or_else(|| DEFAULT_CERT_DIR.into()),
             layout: raw.layout,
-            group,
+            gid,
             key: raw.key,
             renew: Renew {
                 before_days: raw.renew.before_days,
@@ -191,6 +207,20 @@ impl HostConfig {
             },
             certs,
         })
+    }
+}
+
+impl HostConfig {
+    /// Where certificate `cert`'s files go: their names, and its directory.
+    pub(crate) fn files_of(&self, cert: &str, spec: &CertSpec) -> (FileNames, CertDir<'_>) {
+        let first = spec.names.first().unwrap_or(&self.host);
+        let names = self.layout.names(cert, first);
+        let dir = CertDir {
+            cert_dir: &self.cert_dir,
+            name: names.dir.clone(),
+            gid: self.gid,
+        };
+        (names, dir)
     }
 }
 
@@ -203,130 +233,209 @@ fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
         ));
     }
     let email = match raw.email {
-        Some(email) if email.contains('@') && !email.contains(char::is_whitespace) => email,
+        Some(email)
+            if email.contains('@')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            email
+        }
         Some(email) => {
             return Err(invalid(
                 path,
                 "acme.email",
-                format!("`{email}` is not an e-mail address"),
+                format!("{} is not an e-mail address", shown(&email)),
             ));
         }
         None => {
             return Err(invalid(
                 path,
                 "acme.email",
-                "is missing: set the address the CA writes to about expiring certificates",
+                "is missing: set the address the CA may write to about this account",
             ));
         }
     };
     let directory = raw.directory.unwrap_or_else(|| LETS_ENCRYPT.to_owned());
-    if !directory.starts_with("https://") {
+    if !directory.starts_with("https://") || directory.chars().any(char::is_control) {
         return Err(invalid(
             path,
             "acme.directory",
-            format!("`{directory}` must be an https:// URL of the CA's directory"),
+            format!(
+                "{} must be an https:// URL of the CA's directory",
+                shown(&directory)
+            ),
         ));
     }
     if let Some(bundle) = &raw.ca_bundle {
-        // Read it now: a bundle that cannot be read would only fail later, mid-run.
-        let text = std::fs::read_to_string(bundle).map_err(|err| {
-            invalid(
-                path,
-                "acme.ca_bundle",
-                format!(
-                    "cannot read {}: {err}; point it at a PEM file or remove the key",
-                    bundle.display()
-                ),
-            )
-        })?;
-        if !text.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(invalid(
-                path,
-                "acme.ca_bundle",
-                format!("{} holds no PEM certificate", bundle.display()),
-            ));
-        }
+        check_ca_bundle(path, bundle)?;
     }
-    if let Some(eab) = &raw.eab {
-        use base64::Engine as _;
-        if base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(eab.hmac_key.trim_end_matches('='))
-            .is_err()
-        {
-            return Err(invalid(
-                path,
-                "acme.eab.hmac_key",
-                "is not base64url, as the CA gives it",
-            ));
-        }
-    }
+    let eab = match raw.eab {
+        Some(eab) => Some(check_eab(path, eab)?),
+        None => None,
+    };
     Ok(Acme {
         directory,
         email,
         ca_bundle: raw.ca_bundle,
         profile: raw.profile,
-        eab: raw.eab,
+        eab,
     })
 }
 
-fn check_certs(
-    path: &Path,
-    raw: BTreeMap<String, Vec<String>>,
-) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
-    let mut certs = BTreeMap::new();
-    for (name, identifiers) in raw {
-        let key = format!("certs.{name}");
-        let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if name.is_empty() || name.starts_with('.') || !name.chars().all(safe) {
-            return Err(invalid(
-                path,
-                key,
-                "is not a usable certificate name: use letters, digits, `-`, `_` and `.`",
-            ));
-        }
-        if identifiers.is_empty() {
-            return Err(invalid(path, key, "lists no names: give at least one"));
-        }
-        let mut checked: Vec<String> = Vec::with_capacity(identifiers.len());
-        for identifier in &identifiers {
-            let canonical = canonical_name(identifier, true)
-                .map_err(|err| invalid(path, &key, format!("has a bad name: {err}")))?;
-            if checked.contains(&canonical) {
-                return Err(invalid(path, &key, format!("lists `{canonical}` twice")));
-            }
-            checked.push(canonical);
-        }
-        certs.insert(name, checked);
+/// Reads the bundle now: one that cannot be read would only fail later, mid-run.
+fn check_ca_bundle(path: &Path, bundle: &Path) -> Result<(), ConfigError> {
+    let bytes = crate::store::read_bounded(bundle, MAX_CA_BUNDLE_BYTES).map_err(|err| {
+        invalid(
+            path,
+            "acme.ca_bundle",
+            format!("{err}; point it at a PEM file or remove the key"),
+        )
+    })?;
+    if !bytes
+        .windows(27)
+        .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(invalid(
+            path,
+            "acme.ca_bundle",
+            format!("{} holds no PEM certificate", shown_path(bundle)),
+        ));
     }
-    Ok(certs)
+    Ok(())
 }
 
-fn lookup_group(path: &Path, name: &str) -> Result<Group, ConfigError> {
+fn check_eab(path: &Path, raw: RawEab) -> Result<Eab, ConfigError> {
+    use base64::Engine as _;
+    let hmac_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.hmac_key.trim_end_matches('='))
+        .map_err(|_| {
+            invalid(
+                path,
+                "acme.eab.hmac_key",
+                "is not base64url, as the CA gives it",
+            )
+        })?;
+    Ok(Eab {
+        kid: raw.kid,
+        hmac_key,
+    })
+}
+
+/// Every identifier's record must fit in the signing zone: `<name>.<zone>` may be longer than
+/// a DNS name, and that is better said now than after an order was made.
+fn check_record_names(
+    path: &Path,
+    certs: &BTreeMap<String, CertSpec>,
+    zone: &DnsName,
+    mode: ChallengeRecords,
+) -> Result<(), ConfigError> {
+    for (cert, spec) in certs {
+        for name in &spec.names {
+            record_name(name, zone, mode).map_err(|_| {
+                invalid(
+                    path,
+                    format!("certs.{cert}"),
+                    format!(
+                        "has {name}, whose challenge record {}.{zone} would be longer than the \
+                         253 characters of a DNS name: use a shorter signing zone or name",
+                        name.base()
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// acme.sh's layout names a certificate's directory and files after its first name: two
+/// certificates with the same first name would share (and fight over) one directory.
+fn check_layout(
+    path: &Path,
+    layout: Layout,
+    certs: &BTreeMap<String, CertSpec>,
+) -> Result<(), ConfigError> {
+    if layout != Layout::AcmeSh {
+        return Ok(());
+    }
+    let mut seen: BTreeMap<&DnsName, &str> = BTreeMap::new();
+    for (cert, spec) in certs {
+        let Some(first) = spec.names.first() else {
+            continue;
+        };
+        if let Some(other) = seen.insert(first, cert) {
+            return Err(invalid(
+                path,
+                "layout",
+                format!(
+                    "is acme.sh, which names a certificate's directory after its first name, and \
+                     certs.{other} and certs.{cert} both start with {first}: give one of them \
+                     another first name, or use layout: fleetcert"
+                ),
+            ));
+        }
+        if first.as_str().len() > crate::cert::MAX_ACME_SH_NAME {
+            return Err(invalid(
+                path,
+                format!("certs.{cert}"),
+                format!(
+                    "starts with {first}, too long for acme.sh's file name `{first}.key`: put \
+                     a shorter name first"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Options of the contract that this build does not carry out yet: refused rather than
+/// silently ignored.
+fn check_not_yet_supported(
+    path: &Path,
+    certs: &BTreeMap<String, CertSpec>,
+) -> Result<(), ConfigError> {
+    for (cert, spec) in certs {
+        if spec.pkcs12.is_some() {
+            return Err(invalid(
+                path,
+                format!("certs.{cert}.pkcs12"),
+                "is not supported by this build yet: remove it",
+            ));
+        }
+        if !spec.probe.is_empty() {
+            return Err(invalid(
+                path,
+                format!("certs.{cert}.probe"),
+                "is not supported by this build yet: remove it",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn lookup_group(path: &Path, name: &str) -> Result<u32, ConfigError> {
     match nix::unistd::Group::from_name(name) {
-        Ok(Some(group)) => Ok(Group {
-            gid: group.gid.as_raw(),
-        }),
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
         Ok(None) => Err(invalid(
             path,
             "group",
             format!(
-                "`{name}` does not exist: create it (groupadd {name}) or name an existing group"
+                "{} does not exist: create it (groupadd) or name an existing group",
+                shown(name)
             ),
         )),
         Err(err) => Err(invalid(
             path,
             "group",
-            format!("`{name}` cannot be looked up: {err}"),
+            format!("{} cannot be looked up: {err}", shown(name)),
         )),
     }
 }
 
-fn system_host_name(path: &Path) -> Result<String, ConfigError> {
+fn system_host_name(path: &Path) -> Result<DnsName, ConfigError> {
     let name = nix::unistd::gethostname()
         .ok()
         .and_then(|name| name.into_string().ok())
         .unwrap_or_default();
-    canonical_name(&name, false).map_err(|_| {
+    DnsName::parse(&name).map_err(|_| {
         invalid(
             path,
             "host",

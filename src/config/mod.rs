@@ -2,39 +2,54 @@
 //!
 //! Raw serde structs mirror the file (`deny_unknown_fields`, so a typo is an error that names
 //! the key); `load` turns them into the checked types the commands use. Every error names the
-//! file, the key and the fix, and nothing is written before a config has passed.
+//! file, the key and the fix, shows what the file said escaped and bounded, and nothing is
+//! written before a config has passed. A mapping that names a key twice is refused rather
+//! than letting the last one win silently.
 
+mod certs;
 mod duration;
 mod host;
+mod unique;
 mod zone;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+pub(crate) use certs::CertSpec;
 pub(crate) use duration::ConfigDuration;
 pub(crate) use host::{Acme, HostConfig};
-pub(crate) use zone::ZoneConfig;
+#[cfg(test)]
+pub(crate) use zone::tests as zone_tests;
+pub(crate) use zone::{FileTarget, ZoneConfig, ZoneTarget};
+
+use crate::shown::{bare, path as shown_path};
+use crate::store::{self, StoreError};
 
 /// Default DNS port for addresses written without one.
 const DNS_PORT: u16 = 53;
+/// The most bytes a config file may hold: a zone config with an allow-list for 10,000 hosts
+/// is a few MiB (docs/zone-config.md, "Limits").
+pub(crate) const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// How much of the YAML parser's message goes into a line (it quotes keys from the file).
+const MAX_PARSER_MESSAGE: usize = 200;
 
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read config {}: {source}", path.display())]
+    #[error("cannot read config {path}: {source}")]
     Read {
-        path: PathBuf,
+        path: String,
         #[source]
-        source: std::io::Error,
+        source: StoreError,
     },
     /// The YAML does not match the expected keys and types.
-    #[error("config {}: {message}", path.display())]
-    Syntax { path: PathBuf, message: String },
+    #[error("config {path}: {message}")]
+    Syntax { path: String, message: String },
     /// A key has a value that cannot work; `problem` says what to do instead.
-    #[error("config {}: `{key}` {problem}", path.display())]
+    #[error("config {path}: `{key}` {problem}")]
     Invalid {
-        path: PathBuf,
+        path: String,
         key: String,
         problem: String,
     },
@@ -42,14 +57,22 @@ pub(crate) enum ConfigError {
 
 /// Reads and parses a YAML file into the raw struct `T`.
 fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_yaml::from_str(&text).map_err(|err| ConfigError::Syntax {
-        path: path.to_owned(),
-        // One line: serde_yaml puts the location on the same line already.
-        message: err.to_string().replace('\n', " "),
+    let bytes =
+        store::read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
+            path: shown_path(path),
+            source,
+        })?;
+    let syntax = |message: String| ConfigError::Syntax {
+        path: shown_path(path),
+        message,
+    };
+    // Editors on Windows save a byte-order mark, which is not part of the first key.
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    let text = std::str::from_utf8(bytes)
+        .map_err(|err| syntax(format!("is not UTF-8 text (at byte {})", err.valid_up_to())))?;
+    serde_yaml::from_str(text).map_err(|err| {
+        // The parser quotes keys and values from the file: escape and bound them.
+        syntax(bare(&err.to_string(), MAX_PARSER_MESSAGE))
     })
 }
 
@@ -66,9 +89,18 @@ pub(crate) fn parse_dns_address(text: &str) -> Option<SocketAddr> {
 /// Builds the error for `key` in `path`.
 fn invalid(path: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        path: path.to_owned(),
-        key: key.into(),
+        path: shown_path(path),
+        key: crate::shown::bare(&key.into(), MAX_PARSER_MESSAGE),
         problem: problem.into(),
+    }
+}
+
+/// `file` as written in the config at `config`: a relative path means relative to the config
+/// file, not to wherever the command happens to be started (Ansible, cron and a shell differ).
+fn beside(config: &Path, file: PathBuf) -> PathBuf {
+    match config.parent() {
+        Some(dir) if file.is_relative() => dir.join(file),
+        _ => file,
     }
 }
 

@@ -1,14 +1,17 @@
-//! The zone config: where the signing zone lives, how it is reloaded and who serves it.
+//! The zone config: which signing zone, how it is changed, and who serves it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigDuration, ConfigError, invalid, parse_dns_address, read_yaml};
-use crate::names::{ChallengeRecords, canonical_name};
+use super::unique::UniqueMap;
+use super::{ConfigDuration, ConfigError, beside, invalid, parse_dns_address, read_yaml};
+use crate::dns::DnsName;
+use crate::shown::shown;
+use crate::token::{ChallengeRecords, Policy};
 
 const DEFAULT_TTL: u32 = 60;
 const DEFAULT_RESOLVER: &str = "127.0.0.1:53";
@@ -28,13 +31,13 @@ const MAX_VALUES_PER_NAME_LIMIT: usize = 1000;
 #[serde(deny_unknown_fields)]
 struct RawZone {
     zone: String,
-    zone_file: PathBuf,
+    zone_file: Option<PathBuf>,
     template: Option<PathBuf>,
     ttl: Option<u32>,
-    soa: RawSoa,
-    nameservers: Vec<String>,
-    glue: Option<BTreeMap<String, Vec<IpAddr>>>,
-    reload: Vec<String>,
+    soa: Option<RawSoa>,
+    nameservers: Option<Vec<String>>,
+    glue: Option<UniqueMap<Vec<IpAddr>>>,
+    reload: Option<Vec<String>>,
     check_zone: Option<bool>,
     servers: Option<Vec<String>>,
     resolver: Option<String>,
@@ -44,7 +47,7 @@ struct RawZone {
     #[serde(default)]
     challenge_records: ChallengeRecords,
     max_values_per_name: Option<usize>,
-    allow: Option<BTreeMap<String, Vec<String>>>,
+    allow: Option<UniqueMap<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,12 +66,10 @@ struct RawSoa {
 }
 
 /// SOA fields other than the serial, which `publish` computes.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct Soa {
-    /// Fully qualified, with the trailing dot.
-    pub(crate) mname: String,
-    /// Fully qualified, with the trailing dot.
-    pub(crate) rname: String,
+    pub(crate) mname: DnsName,
+    pub(crate) rname: DnsName,
     pub(crate) refresh: u32,
     pub(crate) retry: u32,
     pub(crate) expire: u32,
@@ -93,123 +94,74 @@ impl Soa {
 /// A checked zone config.
 #[derive(Debug)]
 pub(crate) struct ZoneConfig {
-    /// The signing zone, canonical, without the trailing dot.
-    pub(crate) zone: String,
-    /// Relative paths in the file are resolved against the config file's directory.
-    pub(crate) zone_file: PathBuf,
-    /// A template replacing the shipped one (resolved like `zone_file`).
-    pub(crate) template: Option<PathBuf>,
+    /// The signing zone.
+    pub(crate) zone: DnsName,
+    /// How the zone is changed.
+    pub(crate) target: ZoneTarget,
+    /// TTL of the records published.
     pub(crate) ttl: u32,
-    pub(crate) soa: Soa,
-    /// NS names, fully qualified with the trailing dot.
-    pub(crate) nameservers: Vec<String>,
-    /// Addresses of nameservers whose names lie inside the signing zone.
-    pub(crate) glue: Vec<Glue>,
-    /// The reload command, run without a shell.
-    pub(crate) reload: Vec<String>,
-    /// Run `named-checkzone` on the rendered zone when it is installed.
-    pub(crate) check_zone: bool,
     /// Authoritative servers to verify; `None` means "find them from the NS records".
     pub(crate) servers: Option<Vec<SocketAddr>>,
     pub(crate) resolver: SocketAddr,
     pub(crate) timeout: Duration,
     pub(crate) lock_timeout: Duration,
     pub(crate) record_lifetime: Duration,
-    pub(crate) challenge_records: ChallengeRecords,
     /// The most TXT values one name may hold (all of them in `shared` mode).
     pub(crate) max_values_per_name: usize,
-    /// Host -> identifiers it may publish for; `None` allows any identifier.
-    pub(crate) allow: Option<BTreeMap<String, Vec<String>>>,
+    /// What is accepted from hosts.
+    pub(crate) policy: Policy,
+}
+
+/// How `publish` changes the zone.
+#[derive(Debug)]
+pub(crate) enum ZoneTarget {
+    /// Render the zone file, replace it, run the reload command.
+    File(FileTarget),
+}
+
+/// The zone file and how the server is told about it.
+#[derive(Debug)]
+pub(crate) struct FileTarget {
+    /// Relative paths in the file are resolved against the config file's directory.
+    pub(crate) zone_file: PathBuf,
+    /// A template replacing the shipped one (resolved like `zone_file`).
+    pub(crate) template: Option<PathBuf>,
+    pub(crate) soa: Soa,
+    pub(crate) nameservers: Vec<DnsName>,
+    /// Addresses of nameservers whose names lie inside the signing zone.
+    pub(crate) glue: Vec<Glue>,
+    /// The reload command, run without a shell.
+    pub(crate) reload: Vec<String>,
+    /// Run `named-checkzone` on the rendered zone when it is installed.
+    pub(crate) check_zone: bool,
+}
+
+/// An address record for a nameserver inside the signing zone, which the zone must carry.
+#[derive(Debug, Clone)]
+pub(crate) struct Glue {
+    pub(crate) name: DnsName,
+    pub(crate) address: IpAddr,
 }
 
 impl ZoneConfig {
     /// Reads and checks the zone config at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawZone = read_yaml(path)?;
-        let zone = canonical_name(&raw.zone, false)
-            .map_err(|err| invalid(path, "zone", format!("is wrong: {err}")))?;
-        let fqdn = |key: &str, text: &str| -> Result<String, ConfigError> {
-            canonical_name(text, false)
-                .map(|name| format!("{name}."))
-                .map_err(|err| invalid(path, key, format!("is wrong: {err}")))
-        };
-        let soa = Soa {
-            mname: fqdn("soa.mname", &raw.soa.mname)?,
-            rname: fqdn("soa.rname", &raw.soa.rname)?,
-            refresh: raw.soa.refresh,
-            retry: raw.soa.retry,
-            expire: raw.soa.expire,
-            minimum: raw.soa.minimum,
-        };
-        if raw.nameservers.is_empty() {
-            return Err(invalid(
-                path,
-                "nameservers",
-                "is empty: list the zone's NS names",
-            ));
-        }
-        let nameservers = raw
-            .nameservers
-            .iter()
-            .map(|ns| fqdn("nameservers", ns))
-            .collect::<Result<Vec<_>, _>>()?;
-        if raw.reload.first().is_none_or(|program| program.is_empty()) {
-            return Err(invalid(
-                path,
-                "reload",
-                "is empty: give the reload command as a list, like [rndc, reload, ZONE]",
-            ));
-        }
-        let servers = match raw.servers {
+        let mut raw: RawZone = read_yaml(path)?;
+        let zone = DnsName::parse(&raw.zone)
+            .map_err(|rule| invalid(path, "zone", format!("{} {rule}", shown(&raw.zone))))?;
+        let allow = match raw.allow.take() {
             None => None,
-            Some(list) if list.is_empty() => {
-                return Err(invalid(
-                    path,
-                    "servers",
-                    "is empty: list servers or remove the key",
-                ));
-            }
-            Some(list) => Some(
-                list.iter()
-                    .map(|text| {
-                        parse_dns_address(text).ok_or_else(|| {
-                            invalid(path, "servers", format!("`{text}` is not ip or ip:port"))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+            Some(map) => Some(check_allow(path, raw.challenge_records, map)?),
         };
-        let glue = match raw.glue {
-            None => Vec::new(),
-            Some(map) => check_glue(path, &zone, &nameservers, map)?,
-        };
-        // A nameserver inside the zone is found only through the zone's own address records:
-        // without them BIND refuses to load the zone, so say so before anything is rendered.
-        if let Some(ns) = nameservers
-            .iter()
-            .find(|ns| crate::names::is_in_zone(ns, &zone) && !glue.iter().any(|g| g.name == **ns))
-        {
-            return Err(invalid(
-                path,
-                "nameservers",
-                format!(
-                    "has {ns}, which lies inside {zone} and so needs an address in the zone: \
-                     add `glue: {{{ns}: [ADDRESS]}}`, or use a nameserver outside the zone"
-                ),
-            ));
-        }
+        let servers = check_servers(path, raw.servers.take())?;
         let resolver_text = raw.resolver.as_deref().unwrap_or(DEFAULT_RESOLVER);
         let resolver = parse_dns_address(resolver_text).ok_or_else(|| {
             invalid(
                 path,
                 "resolver",
-                format!("`{resolver_text}` is not ip or ip:port"),
+                format!("{} is not ip or ip:port", shown(resolver_text)),
             )
         })?;
-        let allow = match raw.allow {
-            None => None,
-            Some(map) => Some(check_allow(path, map)?),
-        };
         let max_values_per_name = raw
             .max_values_per_name
             .unwrap_or(DEFAULT_MAX_VALUES_PER_NAME);
@@ -218,8 +170,8 @@ impl ZoneConfig {
                 path,
                 "max_values_per_name",
                 format!(
-                    "must be between 1 and {MAX_VALUES_PER_NAME_LIMIT}: one DNS answer \
-                     carries no more"
+                    "must be between 1 and {MAX_VALUES_PER_NAME_LIMIT}: one DNS answer carries \
+                     no more"
                 ),
             ));
         }
@@ -227,57 +179,148 @@ impl ZoneConfig {
         if ttl == 0 {
             return Err(invalid(path, "ttl", "must be at least 1 second"));
         }
+        let policy = Policy {
+            zone: zone.clone(),
+            records: raw.challenge_records,
+            allow,
+        };
+        let timeout = raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+        let lock_timeout = raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0);
+        let record_lifetime = raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0);
+        let target = ZoneTarget::File(check_file_target(path, &zone, raw)?);
         Ok(Self {
+            policy,
             zone,
-            zone_file: beside(path, raw.zone_file),
-            template: raw.template.map(|template| beside(path, template)),
+            target,
             ttl,
-            soa,
-            nameservers,
-            glue,
-            reload: raw.reload,
-            check_zone: raw.check_zone.unwrap_or(true),
             servers,
             resolver,
-            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-            lock_timeout: raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0),
-            record_lifetime: raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0),
-            challenge_records: raw.challenge_records,
+            timeout,
+            lock_timeout,
+            record_lifetime,
             max_values_per_name,
-            allow,
         })
     }
 }
 
-/// `file` as written in the config at `config`: a relative path means relative to the config
-/// file, not to wherever `publish` happens to be started (Ansible, cron and a shell differ).
-fn beside(config: &Path, file: PathBuf) -> PathBuf {
-    match config.parent() {
-        Some(dir) if file.is_relative() => dir.join(file),
-        _ => file,
+/// The keys of a zone published as a file (`raw` has given up the others already).
+fn check_file_target(
+    path: &Path,
+    zone: &DnsName,
+    keys: RawZone,
+) -> Result<FileTarget, ConfigError> {
+    fn required<T>(path: &Path, value: Option<T>, key: &str) -> Result<T, ConfigError> {
+        value.ok_or_else(|| {
+            invalid(
+                path,
+                key,
+                "is missing: a zone published as a file needs zone_file, soa, nameservers and \
+                 reload",
+            )
+        })
     }
+    let zone_file = required(path, keys.zone_file, "zone_file")?;
+    let raw_soa = required(path, keys.soa, "soa")?;
+    let raw_nameservers = required(path, keys.nameservers, "nameservers")?;
+    let reload = required(path, keys.reload, "reload")?;
+    let name = |key: &str, text: &str| {
+        DnsName::parse(text).map_err(|rule| invalid(path, key, format!("{} {rule}", shown(text))))
+    };
+    let soa = Soa {
+        mname: name("soa.mname", &raw_soa.mname)?,
+        rname: name("soa.rname", &raw_soa.rname)?,
+        refresh: raw_soa.refresh,
+        retry: raw_soa.retry,
+        expire: raw_soa.expire,
+        minimum: raw_soa.minimum,
+    };
+    if raw_nameservers.is_empty() {
+        return Err(invalid(
+            path,
+            "nameservers",
+            "is empty: list the zone's NS names",
+        ));
+    }
+    let nameservers = raw_nameservers
+        .iter()
+        .map(|ns| name("nameservers", ns))
+        .collect::<Result<Vec<_>, _>>()?;
+    if reload.first().is_none_or(String::is_empty) {
+        return Err(invalid(
+            path,
+            "reload",
+            "is empty: give the reload command as a list, like [rndc, reload, ZONE]",
+        ));
+    }
+    let glue = match keys.glue {
+        None => Vec::new(),
+        Some(map) => check_glue(path, zone, &nameservers, map)?,
+    };
+    // A nameserver inside the zone is found only through the zone's own address records:
+    // without them BIND refuses to load the zone, so say so before anything is rendered.
+    if let Some(ns) = nameservers
+        .iter()
+        .find(|ns| ns.is_in(zone) && !glue.iter().any(|g| g.name == **ns))
+    {
+        return Err(invalid(
+            path,
+            "nameservers",
+            format!(
+                "has {ns}, which lies inside {zone} and so needs an address in the zone: add \
+                 `glue: {{{ns}: [ADDRESS]}}`, or use a nameserver outside the zone"
+            ),
+        ));
+    }
+    Ok(FileTarget {
+        zone_file: beside(path, zone_file),
+        template: keys.template.map(|template| beside(path, template)),
+        soa,
+        nameservers,
+        glue,
+        reload,
+        check_zone: keys.check_zone.unwrap_or(true),
+    })
 }
 
-/// An address record for a nameserver inside the signing zone, which the zone must carry.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct Glue {
-    /// Fully qualified, with the trailing dot.
-    pub(crate) name: String,
-    pub(crate) address: IpAddr,
+fn check_servers(
+    path: &Path,
+    raw: Option<Vec<String>>,
+) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
+    match raw {
+        None => Ok(None),
+        Some(list) if list.is_empty() => Err(invalid(
+            path,
+            "servers",
+            "is empty: list servers or remove the key",
+        )),
+        Some(list) => list
+            .iter()
+            .map(|text| {
+                parse_dns_address(text).ok_or_else(|| {
+                    invalid(
+                        path,
+                        "servers",
+                        format!("{} is not ip or ip:port", shown(text)),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+    }
 }
 
 fn check_glue(
     path: &Path,
-    zone: &str,
-    nameservers: &[String],
-    map: BTreeMap<String, Vec<IpAddr>>,
+    zone: &DnsName,
+    nameservers: &[DnsName],
+    map: UniqueMap<Vec<IpAddr>>,
 ) -> Result<Vec<Glue>, ConfigError> {
     let mut glue = Vec::new();
-    for (name, addresses) in map {
+    for (name, addresses) in map.0 {
         let key = format!("glue.{name}");
-        let canonical = canonical_name(&name, false)
-            .map_err(|err| invalid(path, &key, format!("is not a host name: {err}")))?;
-        if !crate::names::is_in_zone(&canonical, zone) {
+        let canonical = DnsName::parse(&name)
+            .map_err(|rule| invalid(path, &key, format!("is not a host name: it {rule}")))?;
+        if !canonical.is_in(zone) {
             return Err(invalid(
                 path,
                 &key,
@@ -286,7 +329,7 @@ fn check_glue(
         }
         // Glue is for the zone's own nameservers; an address for any other name is a typo
         // (or a record that has no place in a signing zone).
-        if !nameservers.iter().any(|ns| *ns == format!("{canonical}.")) {
+        if !nameservers.contains(&canonical) {
             return Err(invalid(
                 path,
                 &key,
@@ -297,7 +340,7 @@ fn check_glue(
             return Err(invalid(path, &key, "is empty: give at least one address"));
         }
         glue.extend(addresses.into_iter().map(|address| Glue {
-            name: format!("{canonical}."),
+            name: canonical.clone(),
             address,
         }));
     }
@@ -306,64 +349,109 @@ fn check_glue(
 
 fn check_allow(
     path: &Path,
-    map: BTreeMap<String, Vec<String>>,
-) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    records: ChallengeRecords,
+    map: UniqueMap<Vec<String>>,
+) -> Result<BTreeMap<DnsName, BTreeSet<DnsName>>, ConfigError> {
+    // In shared mode every value sits at the apex, where the CA's lookup of any name finds
+    // it: a host's value for its own name also validates every other name, so no zone can
+    // keep a host to its names there.
+    if records == ChallengeRecords::Shared {
+        return Err(invalid(
+            path,
+            "allow",
+            "cannot be enforced with challenge_records: shared, where every value at the apex \
+             validates every name: use challenge_records: per-name, or remove `allow`",
+        ));
+    }
     let mut checked = BTreeMap::new();
-    for (host, identifiers) in map {
+    for (host, identifiers) in map.0 {
         let key = format!("allow.{host}");
-        let host = canonical_name(&host, false)
-            .map_err(|err| invalid(path, &key, format!("is not a host name: {err}")))?;
+        let canonical = DnsName::parse(&host)
+            .map_err(|rule| invalid(path, &key, format!("is not a host name: it {rule}")))?;
         let identifiers = identifiers
             .iter()
-            .map(|id| canonical_name(id, true))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| invalid(path, &key, format!("has a bad name: {err}")))?;
-        checked.insert(host, identifiers);
+            .map(|id| {
+                DnsName::parse_identifier(id)
+                    .map_err(|rule| invalid(path, &key, format!("has {} that {rule}", shown(id))))
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        if checked.insert(canonical, identifiers).is_some() {
+            return Err(invalid(
+                path,
+                &key,
+                "names a host listed already (in another spelling)",
+            ));
+        }
     }
     Ok(checked)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn load(dir: &Path, nameservers: &str, glue: &str) -> Result<ZoneConfig, ConfigError> {
+    /// A zone config for unit tests, written into `dir` with `extra` YAML lines.
+    pub(crate) fn config(dir: &Path, extra: &str) -> ZoneConfig {
+        load_text(
+            dir,
+            "[ns1.acme.test.]",
+            "glue: {ns1.acme.test.: [127.0.0.1]}\n",
+            extra,
+        )
+        .expect("config")
+    }
+
+    fn load_text(
+        dir: &Path,
+        nameservers: &str,
+        glue: &str,
+        extra: &str,
+    ) -> Result<ZoneConfig, ConfigError> {
         let path = dir.join("zone.yaml");
         let text = format!(
             "zone: acme.test\nzone_file: zone.db\nsoa: {{mname: ns1.acme.test., rname: hm.acme.test.}}\n\
-             nameservers: {nameservers}\n{glue}reload: ['true']\n"
+             nameservers: {nameservers}\n{glue}reload: ['true']\n{extra}"
         );
         std::fs::write(&path, text).expect("write config");
         ZoneConfig::load(&path)
     }
 
+    fn file(config: &ZoneConfig) -> &FileTarget {
+        match &config.target {
+            ZoneTarget::File(file) => file,
+        }
+    }
+
     #[test]
     fn nameservers_inside_the_zone_need_glue() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = load(dir.path(), "[ns1.acme.test., ns2.example.net.]", "")
+        let err = load_text(dir.path(), "[ns1.acme.test., ns2.example.net.]", "", "")
             .expect_err("no glue")
             .to_string();
         assert!(
-            err.contains("`nameservers`") && err.contains("ns1.acme.test.") && err.contains("glue"),
+            err.contains("`nameservers`") && err.contains("ns1.acme.test") && err.contains("glue"),
             "{err}"
         );
-        let config = load(
+        let config = load_text(
             dir.path(),
             "[ns1.acme.test., ns2.example.net.]",
             "glue: {NS1.acme.test: [192.0.2.1, '2001:db8::1']}\n",
+            "",
         )
         .expect("glued");
-        assert_eq!(config.glue.len(), 2);
-        assert_eq!(config.glue[0].name, "ns1.acme.test.");
-        load(dir.path(), "[ns1.example.net.]", "").expect("outside the zone: no glue needed");
+        assert_eq!(file(&config).glue.len(), 2);
+        assert_eq!(file(&config).glue[0].name.as_str(), "ns1.acme.test");
+        load_text(dir.path(), "[ns1.example.net.]", "", "")
+            .expect("outside the zone: no glue needed");
     }
 
     #[test]
     fn relative_paths_are_relative_to_the_config_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = load(dir.path(), "[ns1.example.net.]", "template: t.j2\n").expect("config");
-        assert_eq!(config.zone_file, dir.path().join("zone.db"));
-        assert_eq!(config.template, Some(dir.path().join("t.j2")));
+        let config =
+            load_text(dir.path(), "[ns1.example.net.]", "template: t.j2\n", "").expect("config");
+        assert_eq!(file(&config).zone_file, dir.path().join("zone.db"));
+        assert_eq!(file(&config).template, Some(dir.path().join("t.j2")));
     }
 
     #[test]
@@ -376,8 +464,12 @@ mod tests {
             ),
             ("glue: {ns1.example.net.: [192.0.2.1]}\n", "lies outside"),
             ("glue: {ns1.acme.test.: []}\n", "is empty"),
+            (
+                "glue: {ns1.acme.test.: [192.0.2.1], ns1.acme.test.: [192.0.2.2]}\n",
+                "given twice",
+            ),
         ] {
-            let err = load(dir.path(), "[ns1.acme.test., ns1.example.net.]", glue)
+            let err = load_text(dir.path(), "[ns1.acme.test., ns1.example.net.]", glue, "")
                 .expect_err(glue)
                 .to_string();
             assert!(err.contains(needle), "{glue}: {err}");
@@ -387,19 +479,13 @@ mod tests {
     #[test]
     fn max_values_per_name_defaults_to_binds_limit_and_stays_within_one_answer() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = load(dir.path(), "[ns1.example.net.]", "").expect("config");
+        let config = load_text(dir.path(), "[ns1.example.net.]", "", "").expect("config");
         assert_eq!(config.max_values_per_name, 100);
-        let config = load(
-            dir.path(),
-            "[ns1.example.net.]",
-            "max_values_per_name: 1000\n",
-        )
-        .expect("config");
-        assert_eq!(config.max_values_per_name, 1000);
         for bad in ["0", "1001"] {
-            let err = load(
+            let err = load_text(
                 dir.path(),
                 "[ns1.example.net.]",
+                "",
                 &format!("max_values_per_name: {bad}\n"),
             )
             .expect_err(bad)
@@ -409,5 +495,28 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn an_allow_list_is_refused_in_shared_mode_and_duplicates_anywhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = load_text(
+            dir.path(),
+            "[ns1.example.net.]",
+            "",
+            "challenge_records: shared\nallow: {a.org: [a.org]}\n",
+        )
+        .expect_err("shared + allow")
+        .to_string();
+        assert!(err.contains("`allow`") && err.contains("per-name"), "{err}");
+        let err = load_text(
+            dir.path(),
+            "[ns1.example.net.]",
+            "",
+            "allow: {a.org: [a.org], A.org.: [b.org]}\n",
+        )
+        .expect_err("same host twice")
+        .to_string();
+        assert!(err.contains("listed already"), "{err}");
     }
 }

@@ -4,7 +4,6 @@
 //! propagation wait asks authoritative servers with recursion off and checks the AA bit.
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,7 +12,9 @@ use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::DnsHandle;
 use hickory_proto::op::{DnsRequestOptions, Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{RData, RecordType};
+
+use super::DnsName;
 
 /// How long to wait for one answer before giving up on that server for this attempt.
 pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -27,17 +28,18 @@ pub(crate) enum Recursion {
     Off,
 }
 
+/// How many times a question is asked before a server counts as not answering: UDP loses
+/// an answer now and then, and one lost answer must not fail a certificate.
+pub(crate) const QUERY_ATTEMPTS: u32 = 3;
+
 /// A question that got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DnsError {
-    /// The name is not a valid DNS name.
-    #[error("`{name}` is not a DNS name: {reason}")]
-    Name { name: String, reason: String },
     /// No answer (timeout, connection refused, malformed reply).
     #[error("{server} did not answer {name} {rtype}: {reason}")]
     NoAnswer {
         server: SocketAddr,
-        name: String,
+        name: DnsName,
         rtype: RecordType,
         reason: String,
     },
@@ -65,6 +67,7 @@ impl Answer {
     }
 
     /// TXT strings in the answer section (each record's strings joined), any owner name.
+    /// Lossy UTF-8: a hostile answer is shown escaped by whoever prints it.
     pub(crate) fn txt_values(&self) -> Vec<String> {
         self.answers()
             .filter_map(|data| match data {
@@ -88,33 +91,42 @@ impl Answer {
     }
 }
 
-/// Parses a presentation-format name into a fully qualified `Name`.
-pub(crate) fn parse_name(text: &str) -> Result<Name, DnsError> {
-    let mut name = Name::from_str(text).map_err(|err| DnsError::Name {
-        name: text.to_owned(),
-        reason: err.to_string(),
-    })?;
-    name.set_fqdn(true);
-    Ok(name)
-}
-
 /// Asks `server` one question; retries over TCP when the UDP answer is truncated (large TXT
 /// sets are), because the client does not do it by itself.
 pub(crate) async fn query(
     server: SocketAddr,
-    name: &Name,
+    name: &DnsName,
+    rtype: RecordType,
+    recursion: Recursion,
+) -> Result<Answer, DnsError> {
+    let mut attempt = 1;
+    loop {
+        match query_once(server, name, rtype, recursion).await {
+            Err(err) if attempt < QUERY_ATTEMPTS => {
+                tracing::debug!(%server, %name, %rtype, attempt, error = %err, "asking again");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// One try of [`query`].
+pub(crate) async fn query_once(
+    server: SocketAddr,
+    name: &DnsName,
     rtype: RecordType,
     recursion: Recursion,
 ) -> Result<Answer, DnsError> {
     let no_answer = |reason: String| DnsError::NoAnswer {
         server,
-        name: name.to_string(),
+        name: name.clone(),
         rtype,
-        reason,
+        reason: crate::shown::bare(&reason, 120),
     };
     let mut options = DnsRequestOptions::default();
     options.recursion_desired = recursion == Recursion::Desired;
-    let question = Query::query(name.clone(), rtype);
+    let question = Query::query(name.to_hickory(), rtype);
 
     let udp = UdpClientStream::builder(server, TokioRuntimeProvider::default())
         .with_timeout(Some(QUERY_TIMEOUT))

@@ -8,9 +8,10 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{RData, RecordType};
 
-use super::client::{DnsError, Recursion, parse_name, query};
+use super::DnsName;
+use super::client::{DnsError, Recursion, query};
 
 /// Port of the discovered servers.
 const DNS_PORT: u16 = 53;
@@ -27,7 +28,7 @@ pub(crate) enum DiscoverError {
     )]
     Refused {
         resolver: SocketAddr,
-        name: String,
+        name: DnsName,
         rtype: RecordType,
         code: ResponseCode,
     },
@@ -35,25 +36,25 @@ pub(crate) enum DiscoverError {
     #[error(
         "resolver {resolver} knows no NS records for {zone}: check the delegation, or list `servers:`"
     )]
-    NoNameservers { resolver: SocketAddr, zone: String },
+    NoNameservers { resolver: SocketAddr, zone: DnsName },
     /// None of the nameservers has an address.
     #[error("none of the nameservers of {zone} ({names}) has an address: list `servers:`")]
-    NoAddresses { zone: String, names: String },
+    NoAddresses { zone: DnsName, names: String },
 }
 
 /// The authoritative servers of `zone`, the one called `primary` (the SOA MNAME) first.
 pub(crate) async fn discover_servers(
-    zone: &str,
+    zone: &DnsName,
     resolver: SocketAddr,
-    primary: &str,
+    primary: Option<&DnsName>,
 ) -> Result<Vec<SocketAddr>, DiscoverError> {
-    let zone_name = parse_name(zone)?;
-    let answer = query(resolver, &zone_name, RecordType::NS, Recursion::Desired).await?;
-    check_code(resolver, &zone_name, RecordType::NS, answer.response_code())?;
-    let mut names: Vec<Name> = answer
+    let answer = query(resolver, zone, RecordType::NS, Recursion::Desired).await?;
+    check_code(resolver, zone, RecordType::NS, answer.response_code())?;
+    let mut names: Vec<DnsName> = answer
         .answers()
         .filter_map(|data| match data {
-            RData::NS(ns) => Some(ns.0.clone()),
+            // A name that is not one fleetcert would accept cannot be a usable nameserver.
+            RData::NS(ns) => DnsName::from_hickory(&ns.0),
             _ => None,
         })
         .collect::<BTreeSet<_>>()
@@ -62,12 +63,11 @@ pub(crate) async fn discover_servers(
     if names.is_empty() {
         return Err(DiscoverError::NoNameservers {
             resolver,
-            zone: zone.to_owned(),
+            zone: zone.clone(),
         });
     }
-    let primary = parse_name(primary).ok();
     // The primary first; the sort is stable, so the rest keep their (sorted) order.
-    names.sort_by_key(|name| Some(name) != primary.as_ref());
+    names.sort_by_key(|name| Some(name) != primary);
     let mut servers = Vec::new();
     for name in &names {
         for rtype in [RecordType::A, RecordType::AAAA] {
@@ -86,19 +86,19 @@ pub(crate) async fn discover_servers(
         }
     }
     if servers.is_empty() {
-        let names: Vec<String> = names.iter().map(Name::to_string).collect();
+        let names: Vec<String> = names.iter().map(DnsName::to_string).collect();
         return Err(DiscoverError::NoAddresses {
-            zone: zone.to_owned(),
+            zone: zone.clone(),
             names: names.join(", "),
         });
     }
-    tracing::info!(zone, servers = ?servers, "found the authoritative servers");
+    tracing::info!(%zone, servers = ?servers, "found the authoritative servers");
     Ok(servers)
 }
 
 fn check_code(
     resolver: SocketAddr,
-    name: &Name,
+    name: &DnsName,
     rtype: RecordType,
     code: ResponseCode,
 ) -> Result<(), DiscoverError> {
@@ -107,7 +107,7 @@ fn check_code(
     } else {
         Err(DiscoverError::Refused {
             resolver,
-            name: name.to_string(),
+            name: name.clone(),
             rtype,
             code,
         })

@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
-use super::{DnsError, Recursion, parse_name, query};
-use crate::names::acme_challenge_name;
+use super::{DnsError, DnsName, Recursion, query};
+use crate::shown::shown;
+use crate::token::challenge_name;
 
 /// CNAME chains longer than this are refused (loops, or a delegation nobody can follow).
 const MAX_CHAIN: usize = 8;
@@ -20,53 +21,55 @@ const MAX_CHAIN: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DelegationError {
     /// No CNAME at `_acme-challenge.<name>`.
-    #[error("{name} has no CNAME: add `{name} CNAME {target}`")]
-    Missing { name: String, target: String },
+    #[error("{}. has no CNAME: add `{}. CNAME {}`", name, name, target.fqdn())]
+    Missing { name: DnsName, target: DnsName },
     /// The CNAME (chain) ends somewhere else.
-    #[error("{name} leads to {found}, not to {target}: change it to `{name} CNAME {target}`")]
+    #[error("{}. leads to {found}, not to {}: change it to `{}. CNAME {}`", name, target.fqdn(), name, target.fqdn())]
     Elsewhere {
-        name: String,
+        name: DnsName,
+        /// What the chain ended at, shown escaped (it came from DNS).
         found: String,
-        target: String,
+        target: DnsName,
     },
     /// The chain does not end within [`MAX_CHAIN`] hops.
     #[error(
-        "{name}: the CNAME chain is longer than {MAX_CHAIN} hops (a loop?): point it straight at {target}"
+        "{}.: the CNAME chain is longer than {MAX_CHAIN} hops (a loop?): point it straight at {}", name, target.fqdn()
     )]
-    TooLong { name: String, target: String },
+    TooLong { name: DnsName, target: DnsName },
+    /// The name itself cannot be asked (too long with the `_acme-challenge` label).
+    #[error("{identifier}: `_acme-challenge.{identifier}` is longer than a DNS name may be")]
+    TooLongToAsk { identifier: DnsName },
     /// The resolver gave no usable answer.
-    #[error("cannot check {name}: {source}; check `resolver` in the host config")]
+    #[error("cannot check {name}.: {source}; check `resolver` in the host config")]
     Resolver {
-        name: String,
+        name: DnsName,
         #[source]
         source: DnsError,
     },
     /// The resolver answered with an error code.
     #[error(
-        "cannot check {name}: resolver {server} answered {code}; check `resolver` in the host config"
+        "cannot check {name}.: resolver {server} answered {code}; check `resolver` in the host config"
     )]
     Refused {
-        name: String,
+        name: DnsName,
         server: SocketAddr,
         code: ResponseCode,
     },
 }
 
-/// Checks that `_acme-challenge.<identifier>` leads to `target` (fully qualified, with dot).
+/// Checks that `_acme-challenge.<identifier>` leads to `target`.
 pub(crate) async fn check_delegation(
     resolver: SocketAddr,
-    identifier: &str,
-    target: &str,
+    identifier: &DnsName,
+    target: &DnsName,
 ) -> Result<(), DelegationError> {
-    let start = acme_challenge_name(identifier);
-    let target = absolute(target);
+    let start = challenge_name(identifier).map_err(|_| DelegationError::TooLongToAsk {
+        identifier: identifier.clone(),
+    })?;
+    let target = target.clone();
     let mut current = start.clone();
     for hop in 0..MAX_CHAIN {
-        let name = parse_name(&current).map_err(|source| DelegationError::Resolver {
-            name: start.clone(),
-            source,
-        })?;
-        let answer = query(resolver, &name, RecordType::CNAME, Recursion::Desired)
+        let answer = query(resolver, &current, RecordType::CNAME, Recursion::Desired)
             .await
             .map_err(|source| DelegationError::Resolver {
                 name: start.clone(),
@@ -85,14 +88,24 @@ pub(crate) async fn check_delegation(
             .answers
             .iter()
             .find_map(|record| match &record.data {
-                RData::CNAME(cname) if absolute(&record.name.to_string()) == current => {
-                    Some(absolute(&cname.0.to_string()))
+                RData::CNAME(cname)
+                    if DnsName::from_hickory(&record.name).as_ref() == Some(&current) =>
+                {
+                    Some(cname.0.clone())
                 }
                 _ => None,
             });
-        match next {
-            Some(next) if next == target => return Ok(()),
-            Some(next) => current = next,
+        match next.map(|next| DnsName::from_hickory(&next).ok_or(next)) {
+            Some(Ok(next)) if next == target => return Ok(()),
+            Some(Ok(next)) => current = next,
+            // A target that is not a name we could publish at: the chain ends there.
+            Some(Err(raw)) => {
+                return Err(DelegationError::Elsewhere {
+                    name: start,
+                    found: shown(&raw.to_ascii()),
+                    target,
+                });
+            }
             None if hop == 0 => {
                 return Err(DelegationError::Missing {
                     name: start,
@@ -102,7 +115,7 @@ pub(crate) async fn check_delegation(
             None => {
                 return Err(DelegationError::Elsewhere {
                     name: start,
-                    found: current,
+                    found: current.fqdn(),
                     target,
                 });
             }
@@ -112,9 +125,4 @@ pub(crate) async fn check_delegation(
         name: start,
         target,
     })
-}
-
-/// Lower case with exactly one trailing dot, for comparing names.
-fn absolute(name: &str) -> String {
-    format!("{}.", name.trim_end_matches('.').to_ascii_lowercase())
 }

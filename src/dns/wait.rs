@@ -19,10 +19,12 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::DnsHandle as _;
 use hickory_proto::op::{DnsRequestOptions, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::RecordType;
 
-use super::client::{Answer, QUERY_TIMEOUT, Recursion, parse_name, query};
-use crate::zone::has_reached;
+use super::DnsName;
+use super::client::{Answer, QUERY_TIMEOUT, Recursion, query_once};
+use crate::serial::has_reached;
+use crate::shown::{bare, shown};
 
 /// Pause after the first unsuccessful poll of a server.
 pub(crate) const FIRST_POLL_DELAY: Duration = Duration::from_millis(25);
@@ -93,20 +95,25 @@ pub(crate) struct ServerWait {
 /// A record that the checked server does not serve as published.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "{server} serves the new serial but answers {name} TXT with {found} instead of the {expected} published value(s)"
+    "{server} serves the new serial but answers {}. TXT with {found} instead of the {expected} published value(s)",
+    name
 )]
 pub(crate) struct RecordMismatch {
     pub(crate) server: SocketAddr,
-    pub(crate) name: String,
+    pub(crate) name: DnsName,
     pub(crate) expected: usize,
     /// The values it returned, or why there were none.
     pub(crate) found: String,
 }
 
 /// Asks `server` once for the SOA of `zone`, giving up after `limit`.
-pub(crate) async fn ask_serial(server: SocketAddr, zone: &Name, limit: Duration) -> Served {
+pub(crate) async fn ask_serial(server: SocketAddr, zone: &DnsName, limit: Duration) -> Served {
     let limit = limit.min(QUERY_TIMEOUT);
-    let asked = tokio::time::timeout(limit, query(server, zone, RecordType::SOA, Recursion::Off));
+    // One try: the poll loop asks again anyway, and a retry inside would hide the timing.
+    let asked = tokio::time::timeout(
+        limit,
+        query_once(server, zone, RecordType::SOA, Recursion::Off),
+    );
     match asked.await {
         Err(_) => Served::NoAnswer(format!("nothing within {} ms", limit.as_millis())),
         Ok(Err(err)) => Served::NoAnswer(short_reason(&err.to_string())),
@@ -131,7 +138,7 @@ fn served_by(answer: &Answer) -> Served {
 /// What every server serves now: one SOA question each, in parallel.
 pub(crate) async fn current_serials(
     servers: &[SocketAddr],
-    zone: &Name,
+    zone: &DnsName,
     limit: Duration,
 ) -> Vec<(SocketAddr, Served)> {
     join_all(
@@ -158,10 +165,10 @@ pub(crate) struct Propagation {
 /// has finished, so with the primary first it runs while the secondaries transfer the zone.
 pub(crate) async fn wait_and_check(
     servers: &[SocketAddr],
-    zone: &Name,
+    zone: &DnsName,
     serial: u32,
     timeout: Duration,
-    expected: &BTreeMap<&str, BTreeSet<&str>>,
+    expected: &BTreeMap<&DnsName, BTreeSet<&str>>,
 ) -> Propagation {
     enum Done {
         Waited(usize, ServerWait),
@@ -214,7 +221,7 @@ pub(crate) async fn wait_and_check(
 
 async fn poll_server(
     server: SocketAddr,
-    zone: &Name,
+    zone: &DnsName,
     serial: u32,
     started: Instant,
     timeout: Duration,
@@ -266,17 +273,17 @@ async fn poll_server(
 /// TCP connection with questions pipelined. Stops at the first mismatch.
 pub(crate) async fn check_records(
     server: SocketAddr,
-    expected: &BTreeMap<&str, BTreeSet<&str>>,
+    expected: &BTreeMap<&DnsName, BTreeSet<&str>>,
 ) -> Result<(), RecordMismatch> {
-    let mismatch = |name: &str, want: usize, found: String| RecordMismatch {
+    let mismatch = |name: &DnsName, want: usize, found: String| RecordMismatch {
         server,
-        name: name.to_owned(),
+        name: name.clone(),
         expected: want,
         found,
     };
-    if expected.is_empty() {
+    let Some((first, first_values)) = expected.iter().next() else {
         return Ok(());
-    }
+    };
     // The provider owns the task set that drives the connection: it must outlive the queries.
     let provider = TokioRuntimeProvider::default();
     let exchange = TcpClientStream::exchange(
@@ -288,13 +295,9 @@ pub(crate) async fn check_records(
     )
     .await
     .map_err(|err| {
-        let (name, values) = expected
-            .iter()
-            .next()
-            .map_or(("", 0), |(n, v)| (*n, v.len()));
         mismatch(
-            name,
-            values,
+            first,
+            first_values.len(),
             format!("no TCP connection ({})", short_reason(&err.to_string())),
         )
     })?;
@@ -304,19 +307,16 @@ pub(crate) async fn check_records(
         .map(|(name, values)| {
             let exchange = exchange.clone();
             async move {
-                let found = match parse_name(name) {
-                    Err(err) => Err(err.to_string()),
-                    Ok(parsed) => match exchange
-                        .lookup(Query::query(parsed, RecordType::TXT), options)
-                        .next()
-                        .await
-                    {
-                        None => Err("no response".to_owned()),
-                        Some(Err(err)) => Err(short_reason(&err.to_string())),
-                        Some(Ok(response)) => Ok(Answer {
-                            message: response.into_message(),
-                        }),
-                    },
+                let found = match exchange
+                    .lookup(Query::query(name.to_hickory(), RecordType::TXT), options)
+                    .next()
+                    .await
+                {
+                    None => Err("no response".to_owned()),
+                    Some(Err(err)) => Err(short_reason(&err.to_string())),
+                    Some(Ok(response)) => Ok(Answer {
+                        message: response.into_message(),
+                    }),
                 };
                 (*name, values, found)
             }
@@ -339,23 +339,24 @@ pub(crate) async fn check_records(
         let served = answer.txt_values();
         let served_set: BTreeSet<&str> = served.iter().map(String::as_str).collect();
         if served_set != *values {
-            return Err(mismatch(name, values.len(), format!("{served:?}")));
+            let shown_values: Vec<String> = served.iter().take(8).map(|v| shown(v)).collect();
+            let more = served.len().saturating_sub(8);
+            let found = if more == 0 {
+                format!("[{}]", shown_values.join(", "))
+            } else {
+                format!("[{}, and {more} more]", shown_values.join(", "))
+            };
+            return Err(mismatch(name, values.len(), found));
         }
     }
     Ok(())
 }
 
-/// The first line of an error, short enough for a one-line report.
+/// An error of the resolver library, short and escaped enough for a one-line report.
 fn short_reason(text: &str) -> String {
     /// Enough for "connection refused" and the like.
     const MAX_REASON: usize = 120;
-    let line = text.lines().next().unwrap_or("").trim();
-    line.chars().take(MAX_REASON).collect()
-}
-
-/// The zone apex as a query name.
-pub(crate) fn zone_name(zone: &str) -> Result<Name, super::DnsError> {
-    parse_name(zone)
+    bare(text.trim(), MAX_REASON)
 }
 
 #[cfg(test)]
@@ -381,7 +382,7 @@ mod tests {
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .expect("port");
-        let zone = zone_name("acme.test").expect("name");
+        let zone = DnsName::parse("acme.test").expect("name");
         let started = Instant::now();
         let propagation = wait_and_check(
             &[port],

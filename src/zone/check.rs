@@ -10,8 +10,10 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{TxtRecord, ZoneError, shown};
-use crate::names::{canonical_name, is_in_zone};
+use super::ZoneError;
+use crate::dns::DnsName;
+use crate::shown::shown;
+use crate::token::{TxtRecord, TxtValue};
 
 /// What the rendered zone holds, as far as the check cares.
 #[derive(Debug, Default)]
@@ -24,7 +26,7 @@ struct Parsed {
 /// Checks `text`, rendered by `origin`, against the `serial` and `records` it was made from.
 pub(crate) fn check_rendered(
     text: &str,
-    zone: &str,
+    zone: &DnsName,
     serial: u32,
     records: &BTreeSet<&TxtRecord>,
     origin: &str,
@@ -53,8 +55,8 @@ pub(crate) fn check_rendered(
         let missing = records.iter().find(|record| !parsed.txt.contains(record));
         let extra = parsed.txt.iter().find(|record| !records.contains(record));
         let problem = match (missing, extra) {
-            (Some(record), _) => format!("the record {} is missing", shown(&record.name)),
-            (None, Some(record)) => format!("an unexpected record {}", shown(&record.name)),
+            (Some(record), _) => format!("the record {} is missing", record.name.fqdn()),
+            (None, Some(record)) => format!("an unexpected record {}", record.name.fqdn()),
             (None, None) => "the TXT records differ from the validated ones".to_owned(),
         };
         return Err(fail(end, problem));
@@ -63,10 +65,9 @@ pub(crate) fn check_rendered(
 }
 
 /// Reads every line; an error carries the 1-based line number.
-fn parse(text: &str, zone: &str) -> Result<Parsed, (usize, String)> {
-    let apex = format!("{zone}.");
+fn parse(text: &str, zone: &DnsName) -> Result<Parsed, (usize, String)> {
     let mut parsed = Parsed::default();
-    let mut owner: Option<String> = None;
+    let mut owner: Option<DnsName> = None;
     for (index, raw) in text.lines().enumerate() {
         let number = index + 1;
         // A `;` starts a comment: no value that passed validation can contain one.
@@ -79,12 +80,12 @@ fn parse(text: &str, zone: &str) -> Result<Parsed, (usize, String)> {
         }
         let mut tokens = line.split_whitespace().peekable();
         if line.starts_with('$') {
-            directive(&mut tokens, &apex).map_err(|problem| (number, problem))?;
+            directive(&mut tokens, zone).map_err(|problem| (number, problem))?;
             continue;
         }
         if !line.starts_with([' ', '\t']) {
             let token = tokens.next().unwrap_or("");
-            owner = Some(owner_name(token, zone, &apex).map_err(|problem| (number, problem))?);
+            owner = Some(owner_name(token, zone).map_err(|problem| (number, problem))?);
         }
         let Some(name) = owner.clone() else {
             return Err((number, "a record without an owner name".to_owned()));
@@ -100,19 +101,19 @@ fn parse(text: &str, zone: &str) -> Result<Parsed, (usize, String)> {
         }
         let rtype = tokens.next().unwrap_or("").to_ascii_uppercase();
         let rdata: Vec<&str> = tokens.collect();
-        record(&mut parsed, &name, &rtype, &rdata, &apex).map_err(|problem| (number, problem))?;
+        record(&mut parsed, &name, &rtype, &rdata, zone).map_err(|problem| (number, problem))?;
     }
     Ok(parsed)
 }
 
-fn directive<'a>(tokens: &mut impl Iterator<Item = &'a str>, apex: &str) -> Result<(), String> {
+fn directive<'a>(tokens: &mut impl Iterator<Item = &'a str>, zone: &DnsName) -> Result<(), String> {
     let word = tokens.next().unwrap_or("");
     let argument = tokens.next();
     if tokens.next().is_some() {
         return Err(format!("{} has more than one argument", shown(word)));
     }
     match (word, argument) {
-        ("$ORIGIN", Some(origin)) if origin.eq_ignore_ascii_case(apex) => Ok(()),
+        ("$ORIGIN", Some(origin)) if origin.eq_ignore_ascii_case(&zone.fqdn()) => Ok(()),
         ("$TTL", Some(ttl)) if ttl.parse::<u32>().is_ok() => Ok(()),
         _ => Err(format!(
             "the directive {} is not one a signing zone uses",
@@ -122,16 +123,18 @@ fn directive<'a>(tokens: &mut impl Iterator<Item = &'a str>, apex: &str) -> Resu
 }
 
 /// Resolves an owner: `@`, a relative name, or an absolute one inside the zone.
-fn owner_name(token: &str, zone: &str, apex: &str) -> Result<String, String> {
+fn owner_name(token: &str, zone: &DnsName) -> Result<DnsName, String> {
     if token == "@" {
-        return Ok(apex.to_owned());
+        return Ok(zone.clone());
     }
     let bad = |_| format!("the owner {} is not a DNS name", shown(token));
     let name = match token.strip_suffix('.') {
-        Some(absolute) => format!("{}.", canonical_name(absolute, false).map_err(bad)?),
-        None => format!("{}.{apex}", canonical_name(token, false).map_err(bad)?),
+        Some(absolute) => DnsName::parse(absolute).map_err(bad)?,
+        None => DnsName::parse(token)
+            .and_then(|relative| relative.under(zone))
+            .map_err(bad)?,
     };
-    if !is_in_zone(&name, zone) {
+    if !name.is_in(zone) {
         return Err(format!("the owner {} lies outside {zone}", shown(token)));
     }
     Ok(name)
@@ -139,15 +142,15 @@ fn owner_name(token: &str, zone: &str, apex: &str) -> Result<String, String> {
 
 fn record(
     parsed: &mut Parsed,
-    name: &str,
+    name: &DnsName,
     rtype: &str,
     rdata: &[&str],
-    apex: &str,
+    zone: &DnsName,
 ) -> Result<(), String> {
     let wrong = || format!("a {rtype} record of an unexpected form");
     match rtype {
         "SOA" => {
-            if name != apex {
+            if name != zone {
                 return Err("an SOA record below the apex".to_owned());
             }
             let fields: Vec<&str> = rdata
@@ -165,7 +168,7 @@ fn record(
             parsed.serials.push(numbers[0]);
         }
         "NS" => match rdata {
-            [target] if is_domain(target) => parsed.apex_ns += usize::from(name == apex),
+            [target] if is_domain(target) => parsed.apex_ns += usize::from(name == zone),
             _ => return Err(wrong()),
         },
         "A" => match rdata {
@@ -181,11 +184,11 @@ fn record(
                 [quoted] => quoted.strip_prefix('"').and_then(|v| v.strip_suffix('"')),
                 _ => None,
             };
-            match value {
-                Some(value) if crate::token::is_txt_value(value) => {
+            match value.map(|value| TxtValue::try_from(value.to_owned())) {
+                Some(Ok(value)) => {
                     parsed.txt.insert(TxtRecord {
-                        name: name.to_owned(),
-                        value: value.to_owned(),
+                        name: name.clone(),
+                        value,
                     });
                 }
                 _ => return Err("a TXT record that is not one 43-character digest".to_owned()),
@@ -203,13 +206,13 @@ fn record(
 
 /// A domain name in record data: relative or absolute, no wildcard.
 fn is_domain(token: &str) -> bool {
-    canonical_name(token.strip_suffix('.').unwrap_or(token), false).is_ok()
+    DnsName::parse(token).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::input::tests::VALUE;
+    use crate::token::tests::{VALUE, value};
 
     const HEAD: &str = "; comment\n$ORIGIN acme.test.\n$TTL 60\n\
         @ IN SOA ns1.acme.test. hm.acme.test. ( 7 3600 600 864000 60 )\n\
@@ -217,14 +220,15 @@ mod tests {
 
     fn records() -> Vec<TxtRecord> {
         vec![TxtRecord {
-            name: "a.org.acme.test.".to_owned(),
-            value: VALUE.to_owned(),
+            name: DnsName::parse("a.org.acme.test").expect("name"),
+            value: value(VALUE),
         }]
     }
 
     fn check(text: &str) -> Result<(), ZoneError> {
         let records = records();
-        check_rendered(text, "acme.test", 7, &records.iter().collect(), "test")
+        let zone = DnsName::parse("acme.test").expect("zone");
+        check_rendered(text, &zone, 7, &records.iter().collect(), "test")
     }
 
     #[test]

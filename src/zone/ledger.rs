@@ -1,23 +1,21 @@
 //! The ledger: which host owns which records, and when each host was last seen.
 //!
-//! It lives beside the zone file (`<zone_file>.ledger.json`, 0600) and is replaced atomically.
+//! It lives in the publisher's home (beside the zone file, `<zone_file>.ledger.json`, for the
+//! file publisher), 0600, and is replaced atomically.
 //! A host's document replaces that host's records and no one else's; a host absent from a
 //! publish keeps its records until `record_lifetime` after it was last seen, so hosts can
 //! publish in separate runs; an empty `records` list removes the host's records at once.
-//! Records read back from the ledger are validated again, like token input.
+//! Records read back from the ledger are typed again (a tampered value does not read back),
+//! and records outside the configured zone are dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Submission, TxtRecord, ZoneError, shown};
-use crate::names::{canonical_name, is_in_zone};
-use crate::store::{self, Access};
-
-/// Format version of the ledger file.
-const LEDGER_VERSION: u32 = 1;
+use crate::dns::DnsName;
+use crate::store::{Dir, StoreError, Versioned};
+use crate::token::{Policy, Submission, TxtRecord};
 
 /// One host's records and when it last sent them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,60 +26,41 @@ pub(crate) struct HostEntry {
     pub(crate) records: BTreeSet<TxtRecord>,
 }
 
+/// The file: a version and the hosts.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LedgerFile {
     version: u32,
-    hosts: BTreeMap<String, HostEntry>,
+    hosts: BTreeMap<DnsName, HostEntry>,
+}
+
+impl Versioned for LedgerFile {
+    const VERSION: u32 = 1;
+    const WHAT: &'static str = "a fleetcert ledger";
+    /// 10,000 hosts with a few records each.
+    const MAX_BYTES: u64 = 64 << 20;
 }
 
 /// Every host's records in the signing zone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Ledger {
-    hosts: BTreeMap<String, HostEntry>,
+    hosts: BTreeMap<DnsName, HostEntry>,
 }
 
 impl Ledger {
-    /// Where the ledger of `zone_file` lives.
-    pub(crate) fn path_for(zone_file: &Path) -> PathBuf {
-        let mut name = zone_file.as_os_str().to_owned();
-        name.push(".ledger.json");
-        PathBuf::from(name)
-    }
-
-    /// Reads the ledger at `path`; a missing file is an empty ledger. Records that are not
-    /// valid for `zone` (a changed config, an edited file) are dropped with a warning.
-    pub(crate) fn load(path: &Path, zone: &str) -> Result<Self, ZoneError> {
-        let Some(bytes) = store::read_optional(path)? else {
+    /// Reads the ledger `name` in `dir`; a missing file is an empty ledger. Records that are
+    /// not valid for the zone any more (a changed config, an edited file) are dropped with a
+    /// warning. A file that does not read back is an error: guessing would drop hosts.
+    pub(crate) fn load(dir: &Dir, name: &str, policy: &Policy) -> Result<Self, StoreError> {
+        let Some(file) = dir.load_state::<LedgerFile>(name)? else {
             return Ok(Self::default());
         };
-        let file: LedgerFile = serde_json::from_slice(&bytes).map_err(|err| ZoneError::Ledger {
-            path: path.to_owned(),
-            problem: format!(
-                "is not a fleetcert ledger ({err}): move it away; the next publish of every \
-                 host rebuilds it"
-            ),
-        })?;
-        if file.version != LEDGER_VERSION {
-            return Err(ZoneError::Ledger {
-                path: path.to_owned(),
-                problem: format!(
-                    "has version {}, this fleetcert reads {LEDGER_VERSION}: use the matching \
-                     fleetcert, or move it away",
-                    file.version
-                ),
-            });
-        }
         let mut hosts = BTreeMap::new();
         for (host, mut entry) in file.hosts {
-            if canonical_name(&host, false).as_deref() != Ok(host.as_str()) {
-                tracing::warn!(ledger = %path.display(), host = %shown(&host), "dropping a host with a bad name");
-                continue;
-            }
             entry.records.retain(|record| {
-                let keep = is_valid(record, zone);
+                let keep = record.name.is_in(&policy.zone) && !record.name.is_wildcard();
                 if !keep {
-                    tracing::warn!(ledger = %path.display(), host, name = %shown(&record.name), "dropping a record that is not valid for this zone");
+                    tracing::warn!(ledger = %dir.path().join(name).display(), %host, name = %record.name, "dropping a record that is not in this zone");
                 }
                 keep
             });
@@ -90,16 +69,15 @@ impl Ledger {
         Ok(Self { hosts })
     }
 
-    /// Writes the ledger atomically.
-    pub(crate) fn save(&self, path: &Path) -> Result<(), ZoneError> {
-        let file = LedgerFile {
-            version: LEDGER_VERSION,
-            hosts: self.hosts.clone(),
-        };
-        // Serializing plain strings and numbers cannot fail.
-        let bytes = serde_json::to_vec(&file).unwrap_or_default();
-        store::write_atomic(path, &bytes, Access::secret())?;
-        Ok(())
+    /// Writes the ledger atomically (0600).
+    pub(crate) fn save(&self, dir: &Dir, name: &str) -> Result<(), StoreError> {
+        dir.save_state(
+            name,
+            &LedgerFile {
+                version: LedgerFile::VERSION,
+                hosts: self.hosts.clone(),
+            },
+        )
     }
 
     /// Applies one publish at `now` (Unix seconds): each submitting host's records replace
@@ -110,7 +88,7 @@ impl Ledger {
         submissions: &[Submission],
         now: u64,
         lifetime: Duration,
-    ) -> Vec<String> {
+    ) -> Vec<DnsName> {
         for submission in submissions {
             if submission.records.is_empty() {
                 self.hosts.remove(&submission.host);
@@ -125,7 +103,7 @@ impl Ledger {
             }
         }
         let lifetime = lifetime.as_secs();
-        let expired: Vec<String> = self
+        let expired: Vec<DnsName> = self
             .hosts
             .iter()
             .filter(|(_, entry)| entry.last_seen.saturating_add(lifetime) <= now)
@@ -148,12 +126,12 @@ impl Ledger {
     /// A name that holds more than `max` values and more than it held in `before`, with its
     /// count: the servers would refuse the zone. A name that was already over and shrinks is
     /// let through, so a cleanup is never blocked by the crowd it is clearing.
-    pub(crate) fn crowded_name(&self, before: &Self, max: usize) -> Option<(String, usize)> {
+    pub(crate) fn crowded_name(&self, before: &Self, max: usize) -> Option<(DnsName, usize)> {
         let old = values_per_name(&before.records());
         values_per_name(&self.records())
             .into_iter()
             .find(|(name, count)| *count > max && *count > old.get(name).copied().unwrap_or(0))
-            .map(|(name, count)| (name.to_owned(), count))
+            .map(|(name, count)| (name.clone(), count))
     }
 
     /// Hosts that have records.
@@ -163,37 +141,41 @@ impl Ledger {
 }
 
 /// How many distinct values each name holds.
-fn values_per_name<'a>(records: &BTreeSet<&'a TxtRecord>) -> BTreeMap<&'a str, usize> {
+fn values_per_name<'a>(records: &BTreeSet<&'a TxtRecord>) -> BTreeMap<&'a DnsName, usize> {
     let mut counts = BTreeMap::new();
     for record in records {
-        *counts.entry(record.name.as_str()).or_insert(0) += 1;
+        *counts.entry(&record.name).or_insert(0) += 1;
     }
     counts
-}
-
-/// Whether a record read back from the ledger may go into `zone`.
-fn is_valid(record: &TxtRecord, zone: &str) -> bool {
-    let name = record.name.strip_suffix('.').unwrap_or("");
-    canonical_name(name, false).as_deref() == Ok(name)
-        && is_in_zone(&record.name, zone)
-        && crate::token::is_txt_value(&record.value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::input::tests::VALUE;
+    use crate::token::tests::{VALUE, value};
+
+    fn name(text: &str) -> DnsName {
+        DnsName::parse(text).expect("name")
+    }
 
     fn submission(host: &str, values: &[&str]) -> Submission {
         Submission {
-            host: host.to_owned(),
+            host: name(host),
             records: values
                 .iter()
-                .map(|value| TxtRecord {
-                    name: format!("{host}.acme.test."),
-                    value: (*value).to_owned(),
+                .map(|text| TxtRecord {
+                    name: name(&format!("{host}.acme.test")),
+                    value: value(text),
                 })
                 .collect(),
+        }
+    }
+
+    fn policy(zone: &str) -> Policy {
+        Policy {
+            zone: name(zone),
+            records: crate::token::ChallengeRecords::PerName,
+            allow: None,
         }
     }
 
@@ -214,12 +196,12 @@ mod tests {
         assert!(
             records
                 .iter()
-                .any(|r| r.name == "a.org.acme.test." && r.value == other)
+                .any(|r| r.name.fqdn() == "a.org.acme.test." && r.value.as_str() == other)
         );
         assert!(
             records
                 .iter()
-                .any(|r| r.name == "b.org.acme.test." && r.value == VALUE)
+                .any(|r| r.name.fqdn() == "b.org.acme.test." && r.value.as_str() == VALUE)
         );
     }
 
@@ -240,45 +222,46 @@ mod tests {
         assert!(expired.is_empty());
         assert_eq!(ledger.host_count(), 2);
         let expired = ledger.apply(&[], 1_000 + 3600, HOUR);
-        assert_eq!(expired, ["a.org"]);
+        assert_eq!(expired, [name("a.org")]);
         assert_eq!(ledger.host_count(), 1);
     }
 
     #[test]
-    fn round_trips_and_drops_invalid_records_on_load() {
+    fn round_trips_and_drops_records_of_another_zone_on_load() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = Ledger::path_for(&dir.path().join("zone.db"));
+        let store = Dir::open(dir.path()).expect("open");
+        let file = "zone.db.ledger.json";
         let mut ledger = Ledger::default();
         ledger.apply(&[submission("a.org", &[VALUE])], 100, HOUR);
-        ledger.save(&path).expect("save");
-        assert_eq!(Ledger::load(&path, "acme.test").expect("load"), ledger);
+        ledger.save(&store, file).expect("save");
+        assert_eq!(
+            Ledger::load(&store, file, &policy("acme.test")).expect("load"),
+            ledger
+        );
         // Another zone: the record does not belong there.
-        let other = Ledger::load(&path, "other.test").expect("load");
+        let other = Ledger::load(&store, file, &policy("other.test")).expect("load");
         assert!(other.records().is_empty());
+        // A tampered value does not read back at all: refused, not guessed.
+        let path = dir.path().join(file);
         let tampered = std::fs::read_to_string(&path)
             .expect("read")
             .replace(VALUE, "x\\\"y");
         std::fs::write(&path, tampered).expect("write");
-        assert!(
-            Ledger::load(&path, "acme.test")
-                .expect("load")
-                .records()
-                .is_empty()
-        );
+        assert!(Ledger::load(&store, file, &policy("acme.test")).is_err());
         std::fs::write(&path, "{").expect("write");
-        assert!(Ledger::load(&path, "acme.test").is_err());
+        assert!(Ledger::load(&store, file, &policy("acme.test")).is_err());
     }
 
     #[test]
     fn a_crowded_name_is_refused_when_it_grows_and_let_through_when_it_shrinks() {
         let values: Vec<String> = ["a", "b", "c"].iter().map(|c| c.repeat(43)).collect();
         let shared = |host: &str, values: &[String]| Submission {
-            host: host.to_owned(),
+            host: name(host),
             records: values
                 .iter()
-                .map(|value| TxtRecord {
-                    name: "acme.test.".to_owned(),
-                    value: value.clone(),
+                .map(|text| TxtRecord {
+                    name: name("acme.test"),
+                    value: value(text),
                 })
                 .collect(),
         };
@@ -286,16 +269,10 @@ mod tests {
         let mut two = Ledger::default();
         two.apply(&[shared("a.org", &values[..2])], 100, HOUR);
         assert_eq!(two.crowded_name(&empty, 2), None);
-        assert_eq!(
-            two.crowded_name(&empty, 1),
-            Some(("acme.test.".to_owned(), 2))
-        );
+        assert_eq!(two.crowded_name(&empty, 1), Some((name("acme.test"), 2)));
         let mut three = two.clone();
         three.apply(&[shared("b.org", &values[2..])], 100, HOUR);
-        assert_eq!(
-            three.crowded_name(&two, 2),
-            Some(("acme.test.".to_owned(), 3))
-        );
+        assert_eq!(three.crowded_name(&two, 2), Some((name("acme.test"), 3)));
         // Already over the limit, but shrinking: a cleanup must get through.
         let mut cleaned = three.clone();
         cleaned.apply(&[shared("b.org", &[])], 100, HOUR);

@@ -1,61 +1,30 @@
-//! The signing zone: token input, ledger, serial, render, check, atomic replace, reload, lock.
+//! The signing zone: the ledger of who owns which records, the lock, and the publishers
+//! behind one seam.
 //!
-//! `commands::publish` strings these together; each module owns one step and its errors are
-//! variants of [`ZoneError`], so every failure ends as one line naming the thing and the fix.
+//! [`publish`] is the flow every publisher shares: take the lock, apply the hosts'
+//! submissions to the ledger, save it, let the [`ZoneWriter`] change the zone, then wait
+//! until every authoritative server serves it. A writer only answers "make the zone hold
+//! these records; which serial do I wait for": the file writer ([`FileWriter`]: render,
+//! check, replace, reload) is one; a dynamic-update writer is another.
 
 mod check;
-mod input;
+mod file;
 mod ledger;
-mod lock;
+mod publish;
+mod reload;
 mod render;
-mod replace;
-mod serial;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-pub(crate) use check::check_rendered;
-pub(crate) use input::{RecordProblem, Submission, TxtRecord, read_tokens};
+pub(crate) use file::FileWriter;
 pub(crate) use ledger::Ledger;
-pub(crate) use lock::ZoneLock;
-pub(crate) use render::{ZoneData, ZoneTemplate};
-pub(crate) use replace::{CheckZone, ReloadFailure, StagedZone, reload, replace_and_reload};
-pub(crate) use serial::{from_zone_text as serial_in_zone_text, has_reached, next as next_serial};
+pub(crate) use publish::{Publication, publish};
 
+use crate::dns::DiscoverError;
 use crate::store::StoreError;
 
 /// Publishing the signing zone failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum ZoneError {
-    /// A `--tokens` file cannot be read.
-    #[error("cannot read tokens {}: {source}", path.display())]
-    TokensRead {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// `-` was given more than once: standard input can be read only once.
-    #[error("--tokens - was given more than once: standard input can be read only once")]
-    StdinTwice,
-    /// A `--tokens` file is not JSON of a shape `publish` reads.
-    #[error("tokens {origin}: {problem}")]
-    TokensSyntax { origin: String, problem: String },
-    /// A token document as a whole was refused.
-    #[error("tokens {origin}: host {host}: {problem}")]
-    Document {
-        origin: String,
-        host: String,
-        problem: String,
-    },
-    /// One record of a token document was refused.
-    #[error("tokens {origin}: host {host}, record {record}: {problem}")]
-    Record {
-        origin: String,
-        host: String,
-        record: String,
-        problem: Box<RecordProblem>,
-    },
     /// The template cannot be read, compiled or rendered.
     #[error("template {origin}: {message}")]
     Template { origin: String, message: String },
@@ -73,75 +42,50 @@ pub(crate) enum ZoneError {
     CheckZone { zone: String, output: String },
     /// The reload command failed; the previous zone was put back.
     #[error(transparent)]
-    Reload(#[from] ReloadFailure),
-    /// The ledger beside the zone file cannot be used.
-    #[error("ledger {}: {problem}", path.display())]
-    Ledger { path: PathBuf, problem: String },
+    Reload(#[from] reload::ReloadFailure),
     /// Another publish holds the lock for longer than `lock_timeout`.
-    #[error(
-        "another publish (pid {holder}) holds {} and did not finish within {}s: \
-         wait for it, or raise `lock_timeout`",
-        path.display(),
-        waited.as_secs()
-    )]
-    Locked {
-        path: PathBuf,
-        holder: String,
-        waited: Duration,
-    },
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
     /// One name would hold more TXT values than the servers load (`max_values_per_name`).
     #[error(
         "the signing zone would hold {count} TXT values at {name}, more than \
          max_values_per_name ({max}): BIND 9.18.28 and later refuse to load a zone with more \
-         records of one type at one name than max-records-per-type (default 100); use \
-         challenge_records: per-name, publish fewer hosts at once, or raise both limits \
-         together; the zone file is unchanged"
+         records of one type at one name than max-records-per-type (default 100); {advice}; \
+         the zone is unchanged"
     )]
     Crowded {
         name: String,
         count: usize,
         max: usize,
+        advice: &'static str,
     },
-    /// The authoritative servers cannot be found or asked.
-    #[error("zone {zone}: {problem}")]
-    Servers { zone: String, problem: String },
+    /// The authoritative servers cannot be found.
+    #[error("zone {zone}: {source}")]
+    Servers {
+        zone: String,
+        #[source]
+        source: DiscoverError,
+    },
+    /// The zone file is something fleetcert must not replace.
+    #[error("zone_file {path} {problem}")]
+    ZoneFile { path: String, problem: String },
     /// A file could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl ZoneError {
-    /// Whether the operator's input or config is at fault and nothing was changed (exit 2).
-    /// A failed reload also counts: the previous zone is back and the fix is the config.
-    pub(crate) fn is_input(&self) -> bool {
-        matches!(
-            self,
-            Self::TokensRead { .. }
-                | Self::StdinTwice
-                | Self::TokensSyntax { .. }
-                | Self::Document { .. }
-                | Self::Record { .. }
-                | Self::Template { .. }
-                | Self::Rendered { .. }
-                | Self::CheckZone { .. }
-                | Self::Crowded { .. }
-                | Self::Reload(_)
-        )
+    /// Whether the operator's input or config is at fault and nothing was changed (exit 2),
+    /// rather than the run failing as a whole (exit 4).
+    pub(crate) fn is_usage(&self) -> bool {
+        match self {
+            Self::Template { .. }
+            | Self::Rendered { .. }
+            | Self::CheckZone { .. }
+            | Self::Crowded { .. }
+            | Self::ZoneFile { .. } => true,
+            Self::Store(err) => err.is_refusal(),
+            Self::Reload(_) | Self::Locked(_) | Self::Servers { .. } => false,
+        }
     }
-}
-
-/// Shows an untrusted string in an error line: escaped, so a newline or a control character
-/// cannot break the one-line message, and shortened.
-pub(crate) fn shown(text: &str) -> String {
-    /// Enough to recognise a name; a hostile 1 MB value must not flood the log.
-    const MAX_SHOWN: usize = 80;
-    let mut escaped: String = text
-        .chars()
-        .take(MAX_SHOWN)
-        .flat_map(char::escape_debug)
-        .collect();
-    if text.chars().count() > MAX_SHOWN {
-        escaped.push_str("...");
-    }
-    format!("`{escaped}`")
 }

@@ -13,8 +13,14 @@ use minijinja::value::{Serde, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, context};
 use serde::Serialize;
 
-use super::{TxtRecord, ZoneError, shown};
-use crate::config::ZoneConfig;
+use super::ZoneError;
+use crate::config::FileTarget;
+use crate::dns::DnsName;
+use crate::shown::{bare, path as shown_path, shown};
+use crate::token::TxtRecord;
+
+/// The most bytes a custom template may hold.
+const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
 
 /// The template shipped in the binary.
 const SHIPPED_TEMPLATE: &str = include_str!("../../zones/signing-zone.j2");
@@ -40,25 +46,49 @@ pub(crate) struct ZoneData {
 }
 
 #[derive(Serialize)]
-struct GlueContext<'a> {
-    name: &'a str,
+struct GlueContext {
+    name: String,
     #[serde(rename = "type")]
     rtype: &'static str,
     address: String,
 }
 
+/// The SOA as the template sees it (names fully qualified).
+#[derive(Serialize)]
+struct SoaContext {
+    mname: String,
+    rname: String,
+    refresh: u32,
+    retry: u32,
+    expire: u32,
+    minimum: u32,
+}
+
+/// A record as the template sees it.
+#[derive(Serialize)]
+struct RecordContext<'a> {
+    name: String,
+    value: &'a str,
+}
+
 impl ZoneTemplate {
     /// Loads `template:` (already resolved against the config file) or the shipped template,
     /// and compiles it.
-    pub(crate) fn load(config: &ZoneConfig) -> Result<Self, ZoneError> {
-        match &config.template {
+    pub(crate) fn load(target: &FileTarget) -> Result<Self, ZoneError> {
+        match &target.template {
             None => Self::compile(SHIPPED_TEMPLATE.to_owned(), SHIPPED_NAME.to_owned()),
             Some(path) => {
-                let origin = path.display().to_string();
-                let source = std::fs::read_to_string(path).map_err(|err| ZoneError::Template {
+                let origin = shown_path(path);
+                let unreadable = |message: String| ZoneError::Template {
                     origin: origin.clone(),
-                    message: format!("cannot be read: {err}; fix `template` in the zone config"),
-                })?;
+                    message,
+                };
+                let bytes =
+                    crate::store::read_bounded(path, MAX_TEMPLATE_BYTES).map_err(|err| {
+                        unreadable(format!("{err}; fix `template` in the zone config"))
+                    })?;
+                let source = String::from_utf8(bytes)
+                    .map_err(|_| unreadable("is not UTF-8 text; fix `template`".to_owned()))?;
                 Self::compile(source, origin)
             }
         }
@@ -115,13 +145,18 @@ impl ZoneTemplate {
 }
 
 impl ZoneData {
-    /// The template's view of `config` and `records`.
-    pub(crate) fn new(config: &ZoneConfig, records: &BTreeSet<&TxtRecord>) -> Self {
-        let glue: Vec<GlueContext<'_>> = config
+    /// The template's view of `target` and `records`.
+    pub(crate) fn new(
+        target: &FileTarget,
+        zone: &DnsName,
+        ttl: u32,
+        records: &BTreeSet<&TxtRecord>,
+    ) -> Self {
+        let glue: Vec<GlueContext> = target
             .glue
             .iter()
             .map(|glue| GlueContext {
-                name: &glue.name,
+                name: glue.name.fqdn(),
                 rtype: match glue.address {
                     IpAddr::V4(_) => "A",
                     IpAddr::V6(_) => "AAAA",
@@ -129,13 +164,30 @@ impl ZoneData {
                 address: glue.address.to_string(),
             })
             .collect();
+        let soa = &target.soa;
+        let soa = SoaContext {
+            mname: soa.mname.fqdn(),
+            rname: soa.rname.fqdn(),
+            refresh: soa.refresh,
+            retry: soa.retry,
+            expire: soa.expire,
+            minimum: soa.minimum,
+        };
+        let nameservers: Vec<String> = target.nameservers.iter().map(DnsName::fqdn).collect();
+        let records: Vec<RecordContext<'_>> = records
+            .iter()
+            .map(|record| RecordContext {
+                name: record.name.fqdn(),
+                value: record.value.as_str(),
+            })
+            .collect();
         Self {
-            zone: config.zone.clone(),
-            ttl: config.ttl,
-            soa: Value::from(Serde(&config.soa)),
-            nameservers: Value::from(Serde(&config.nameservers)),
+            zone: zone.to_string(),
+            ttl,
+            soa: Value::from(Serde(&soa)),
+            nameservers: Value::from(Serde(&nameservers)),
             glue: Value::from(Serde(&glue)),
-            records: Value::from(Serde(records)),
+            records: Value::from(Serde(&records)),
         }
     }
 }
@@ -151,7 +203,7 @@ fn is_printable(text: &str) -> bool {
 
 /// One line for a minijinja error, with the template line when known.
 fn template_error(origin: &str, err: &minijinja::Error) -> ZoneError {
-    let mut message = err.to_string().replace('\n', " ");
+    let mut message = bare(&err.to_string(), 300);
     if let Some(line) = err.line() {
         message = format!("line {line}: {message}");
     }
@@ -164,26 +216,43 @@ fn template_error(origin: &str, err: &minijinja::Error) -> ZoneError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::input::tests::{VALUE, config};
+    use crate::config::{ZoneConfig, ZoneTarget};
+    use crate::token::tests::{VALUE, value};
 
-    fn record(name: &str, value: &str) -> TxtRecord {
+    fn record(name: &str, text: &str) -> TxtRecord {
         TxtRecord {
-            name: name.to_owned(),
-            value: value.to_owned(),
+            name: DnsName::parse(name).expect("name"),
+            value: value(text),
         }
+    }
+
+    fn file(config: &ZoneConfig) -> &FileTarget {
+        match &config.target {
+            ZoneTarget::File(file) => file,
+        }
+    }
+
+    fn data(config: &ZoneConfig, records: &[TxtRecord]) -> ZoneData {
+        ZoneData::new(
+            file(config),
+            &config.zone,
+            config.ttl,
+            &records.iter().collect(),
+        )
     }
 
     #[test]
     fn shipped_template_renders_every_record_on_its_own_line() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = config(dir.path(), "");
-        let template = ZoneTemplate::load(&config).expect("template");
+        let config = crate::config::zone_tests::config(dir.path(), "");
+        let template = ZoneTemplate::load(file(&config)).expect("template");
         let records = [
             record("a.org.acme.test.", VALUE),
             record("b.org.acme.test.", VALUE),
         ];
-        let data = ZoneData::new(&config, &records.iter().collect());
-        let text = template.render(&data, 42).expect("render");
+        let text = template
+            .render(&data(&config, &records), 42)
+            .expect("render");
         assert!(text.contains("@ IN SOA ns1.acme.test. hm.acme.test. ( 42 3600 600 864000 60 )\n"));
         assert!(text.contains("@ IN NS ns1.acme.test.\n"));
         assert!(text.contains("ns1.acme.test. IN A 127.0.0.1\n"));
@@ -192,22 +261,27 @@ mod tests {
     }
 
     #[test]
-    fn hostile_values_are_refused_even_past_validation() {
+    fn a_template_cannot_print_zone_file_syntax() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = config(dir.path(), "");
-        let template = ZoneTemplate::load(&config).expect("template");
         for hostile in [
-            "x\"\n$INCLUDE /etc/shadow",
+            "x\\\"\\n$INCLUDE /etc/shadow",
             "a b",
             "x;y",
             "$TTL",
-            "a\u{0}b",
             "(",
             "",
         ] {
-            let records = [record("a.org.acme.test.", hostile)];
-            let data = ZoneData::new(&config, &records.iter().collect());
-            let err = template.render(&data, 1).expect_err(hostile).to_string();
+            std::fs::write(
+                dir.path().join("t.j2"),
+                format!("{{{{ \"{hostile}\" }}}}\n"),
+            )
+            .expect("write");
+            let config = crate::config::zone_tests::config(dir.path(), "template: t.j2\n");
+            let template = ZoneTemplate::load(file(&config)).expect("template");
+            let err = template
+                .render(&data(&config, &[]), 1)
+                .expect_err(hostile)
+                .to_string();
             assert!(err.contains("refusing to print"), "{err}");
             assert!(!err.contains('\n'), "{err}");
         }
@@ -217,11 +291,10 @@ mod tests {
     fn strict_undefined_fails_on_a_typo() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("t.j2"), "{{ zone }} {{ soa.seriall }}\n").expect("write");
-        let config = config(dir.path(), "template: t.j2\n");
-        let template = ZoneTemplate::load(&config).expect("template");
-        let data = ZoneData::new(&config, &BTreeSet::new());
+        let config = crate::config::zone_tests::config(dir.path(), "template: t.j2\n");
+        let template = ZoneTemplate::load(file(&config)).expect("template");
         let err = template
-            .render(&data, 1)
+            .render(&data(&config, &[]), 1)
             .expect_err("undefined")
             .to_string();
         assert!(err.contains("t.j2") && err.contains("line 1"), "{err}");

@@ -69,7 +69,7 @@ impl Fleet {
                 .arg(dir.path())
                 .args(args),
         );
-        Fleet { sb, dir }
+        Self { sb, dir }
     }
 
     pub(crate) fn home(&self, host: &str) -> PathBuf {
@@ -255,7 +255,7 @@ impl FileServer {
             .nth(1)
             .unwrap_or_else(|| panic!("no port in http.server's line {line:?}"));
         let url = format!("http://127.0.0.1:{port}/{}", name.to_string_lossy());
-        FileServer {
+        Self {
             child,
             url,
             _dir: dir,

@@ -52,7 +52,7 @@ impl FakeCa {
             let _ = child.kill();
             panic!("the fake printed {line:?}, not a port")
         });
-        FakeCa { child, port, dir }
+        Self { child, port, dir }
     }
 
     fn directory(&self) -> String {

@@ -545,6 +545,8 @@ fn acme_sh_layout_writes_opendevs_file_names() {
                 .into_owned()
         })
         .collect();
+    // The versions and the `..data` link that switches them are hidden names.
+    files.retain(|name| !name.starts_with(".."));
     files.sort();
     assert_eq!(
         files,
@@ -822,13 +824,16 @@ fn external_account_binding_is_required_then_registers_once() {
     let certs: &[(&str, &[&str])] = &[("main", &["host1.example.test"])];
     let host = Host::new(&sb, certs);
 
-    // Without EAB the CA refuses to register: the certificate fails, nothing is saved.
+    // Without EAB the CA refuses to register: a config problem (exit 2, no report), and
+    // nothing is saved.
     let run = host.request();
-    run.expect_code(1);
-    let reason = cert(&run.json(), "main")["reason"]
-        .as_str()
-        .expect("reason")
-        .to_owned();
+    run.expect_code(2);
+    assert!(
+        run.stdout.is_empty(),
+        "a report with exit 2: {}",
+        run.stdout
+    );
+    let reason = run.stderr.trim();
     assert!(
         reason.contains("requires external account binding")
             && reason.contains("acme.eab.hmac_key")
@@ -848,4 +853,53 @@ fn external_account_binding_is_required_then_registers_once() {
     // The HMAC key is a secret as well.
     let status = host.run("status", &["-vv"]);
     assert!(!status.stdout.contains(HMAC) && !status.stderr.contains(HMAC));
+}
+
+#[test]
+fn a_ca_that_is_down_fails_the_run_with_exit_4_and_no_report() {
+    let sb = sandbox().start();
+    let host = Host::new(&sb, &[("main", &["host1.example.test"])]);
+    let issued = host.issue();
+    assert_eq!(cert(&issued, "main")["status"], "issued");
+    // A second certificate is due; the CA goes away before it can be ordered.
+    host.configure(
+        "",
+        &[
+            ("main", &["host1.example.test"]),
+            ("www", &["www1.example.test"]),
+        ],
+    );
+    let before = snapshot(host.dir.path());
+    sb.stop_server("pebble");
+    for command in ["request", "finalize"] {
+        if command == "finalize" {
+            // A pending order makes finalize need the CA too.
+            std::fs::create_dir_all(host.state_dir().join("orders")).expect("mkdir");
+            let order = serde_json::json!({
+                "version": 1, "url": format!("{}/order/x", sb.acme_directory()),
+                "directory": sb.acme_directory(), "account": "x",
+                "names": ["www1.example.test"], "key": "ecdsa-p384", "profile": null,
+                "reason": "test", "created": "2026-01-01T00:00:00Z"});
+            std::fs::write(host.state_dir().join("orders/www.json"), order.to_string())
+                .expect("write order");
+        }
+        let run = host.run(command, &[]);
+        run.expect_code(4);
+        assert!(
+            run.stdout.is_empty(),
+            "{command}: a report with exit 4: {}",
+            run.stdout
+        );
+        let line = run.stderr.trim();
+        assert!(
+            line.lines().count() == 1 && line.contains(sb.acme_directory()),
+            "{command}: {line}"
+        );
+    }
+    std::fs::remove_file(host.state_dir().join("orders/www.json")).expect("remove order");
+    assert_eq!(
+        snapshot(host.dir.path()),
+        before,
+        "a failed run changed a file"
+    );
 }

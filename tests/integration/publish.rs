@@ -476,8 +476,10 @@ fn hostile_documents_are_refused_and_change_nothing() {
     let strict = central.write_config("strict.yaml", &central.options().extra(allow));
     let good = [Record::new("host1.example.test")];
     let tokens = central.tokens("good.json", &document("host1.example.test", &good));
+    // With `allow`, a document counts only with the identity its transport gives it.
+    let vouched = |host: &str, path: &Path| PathBuf::from(format!("{host}={}", path.display()));
     central
-        .publish_with(&strict, &[&tokens], &[])
+        .publish_with(&strict, &[&vouched("host1.example.test", &tokens)], &[])
         .expect_code(0);
     let state = snapshot(&central.primary_dir());
     let serials = central.serials();
@@ -490,7 +492,8 @@ fn hostile_documents_are_refused_and_change_nothing() {
         document(host, &[Record::new("www1.example.test"), record])
     };
     let value = fresh_value();
-    // (what, document, what the error line must name besides the host)
+    // (what, document, what the error line must name besides the host); each goes in as
+    // host1's (`--tokens host1.example.test=FILE`) unless it says otherwise.
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "a name outside the zone",
@@ -539,18 +542,32 @@ fn hostile_documents_are_refused_and_change_nothing() {
         ),
         (
             "a host not in allow",
-            document("host3.example.test", &[Record::new("host3.example.test")]).to_string(),
+            json!({"host3.example.test":
+                document("host3.example.test", &[Record::new("host3.example.test")])})
+            .to_string(),
             "not listed in `allow`",
         ),
         (
             // One bad document spoils the whole publish: the good one beside it waits too.
             "a good host beside a bad one",
-            json!([
-                document("host2.example.test", &[Record::new("host2.example.test")]),
-                with(&|r| r.value = "short".to_owned()),
-            ])
+            json!({
+                "host2.example.test":
+                    document("host2.example.test", &[Record::new("host2.example.test")]),
+                "host1.example.test": with(&|r| r.value = "short".to_owned()),
+            })
             .to_string(),
             "43 base64url",
+        ),
+        (
+            // host1 claims to be host2 to get host2's name: its transport says host1.
+            "a host speaking for another",
+            document("host2.example.test", &[Record::new("host2.example.test")]).to_string(),
+            "came as host1.example.test's",
+        ),
+        (
+            "a document with no identity but its own word",
+            document("host1.example.test", &good).to_string(),
+            "no identity the transport vouches for",
         ),
         (
             "malformed JSON",
@@ -561,7 +578,13 @@ fn hostile_documents_are_refused_and_change_nothing() {
     for (what, text, needle) in cases {
         let tokens = central.dir.join("hostile.json");
         std::fs::write(&tokens, &text).expect("write tokens");
-        let run = central.publish_with(&strict, &[&tokens], &[]);
+        let source = match what {
+            // Objects of host -> document carry their identities in their keys.
+            "a host not in allow" | "a good host beside a bad one" => tokens.clone(),
+            "a document with no identity but its own word" => tokens.clone(),
+            _ => vouched(host, &tokens),
+        };
+        let run = central.publish_with(&strict, &[&source], &[]);
         assert_eq!(run.code, 2, "{what}: exit {}\n{}", run.code, run.stderr);
         assert!(run.stdout.is_empty(), "{what}: a report: {}", run.stdout);
         let line = error_line(&run);
@@ -573,6 +596,8 @@ fn hostile_documents_are_refused_and_change_nothing() {
                 line.contains("host host3.example.test, record #0"),
                 "{what}: {line}"
             );
+        } else if what.starts_with("a host speaking") || what.starts_with("a document with") {
+            assert!(line.contains("host1.example.test"), "{what}: {line}");
         } else {
             // The second record of host1's document is the bad one.
             assert!(
@@ -666,12 +691,18 @@ fn failed_reload_restores_the_previous_zone() {
     for reload in [vec!["false"], vec![rndc.as_str(), "reload", "wrong.test"]] {
         let bad = central.write_config("bad-reload.yaml", &central.options().reload(&reload));
         let run = central.publish_with(&bad, &[&tokens], &[]);
-        run.expect_code(2);
+        // The server refused or is down: the run failed as a whole, the old zone is back.
+        run.expect_code(4);
+        assert!(
+            run.stdout.is_empty(),
+            "a report with exit 4: {}",
+            run.stdout
+        );
         let line = error_line(&run);
         assert!(
             line.contains(&format!("reload command `{}` failed", reload.join(" ")))
                 && line.contains("put back")
-                && line.contains("fix `reload`"),
+                && line.contains("`reload` in the zone config"),
             "{line}"
         );
         assert!(
@@ -794,8 +825,8 @@ fn tokens_from_stdin_several_files_and_hostvars() {
     let hostvars = central.tokens(
         "hostvars.json",
         &json!({
-            "host3": document("host3.example.test", &host3),
-            "host4": document("host4.example.test", &host4),
+            "host3.example.test": document("host3.example.test", &host3),
+            "host4.example.test": document("host4.example.test", &host4),
         }),
     );
     let file5 = central.tokens(

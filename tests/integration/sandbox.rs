@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -39,12 +40,124 @@ pub(crate) fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sandbox/sandbox.sh")
 }
 
-/// One running sandbox. Dropping it stops every server it started.
-pub(crate) struct Sandbox {
+/// A directory run by one of the scripts in `tests/sandbox/` (`sandbox.sh`, `services.sh`):
+/// `SCRIPT start DIR ARGS... --parent PID` in a fresh temporary directory, so the script's
+/// watchdog stops its servers if this process dies; `SCRIPT stop DIR` on drop. When the test
+/// panics the directory is kept, and its path printed, for the logs.
+pub(crate) struct ScriptDir {
+    script: PathBuf,
     /// `None` once the directory has been handed over (kept for debugging).
     tempdir: Option<tempfile::TempDir>,
     dir: PathBuf,
+    /// The `KEY=VALUE` file the script writes once everything answers.
+    env_file: &'static str,
     env: BTreeMap<String, String>,
+}
+
+impl ScriptDir {
+    /// Runs `script start DIR args... --parent PID` and reads `DIR/env_file`; panics with
+    /// the script's output (and keeps the directory) when it fails.
+    pub(crate) fn start(
+        script: PathBuf,
+        prefix: &str,
+        env_file: &'static str,
+        args: &[OsString],
+    ) -> Self {
+        let tempdir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("create a temporary directory");
+        let dir = tempdir.path().to_path_buf();
+        let out = run(Command::new(&script)
+            .arg("start")
+            .arg(&dir)
+            .args(args)
+            .arg("--parent")
+            .arg(std::process::id().to_string()));
+        if !out.status.success() {
+            // Keep the directory: its logs/ tell why.
+            let kept = tempdir.keep();
+            panic!(
+                "{} start did not succeed (directory kept: {}):\n{}{}",
+                script.display(),
+                kept.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let env = read_env_file(&dir.join(env_file));
+        Self {
+            script,
+            tempdir: Some(tempdir),
+            dir,
+            env_file,
+            env,
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A value from the env file; panics on an unknown key, listing the known ones.
+    pub(crate) fn var(&self, key: &str) -> &str {
+        self.env.get(key).map_or_else(
+            || {
+                panic!(
+                    "{} has no {key}; it has: {}",
+                    self.env_file,
+                    self.env.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            },
+            String::as_str,
+        )
+    }
+
+    /// `script SUB DIR rest...`, as it ran.
+    pub(crate) fn run(&self, sub: &str, rest: &[&str]) -> Output {
+        run(Command::new(&self.script)
+            .arg(sub)
+            .arg(&self.dir)
+            .args(rest))
+    }
+
+    /// [`run`](Self::run), panicking with the script's output unless it succeeds.
+    pub(crate) fn run_ok(&self, sub: &str, rest: &[&str]) {
+        let out = self.run(sub, rest);
+        assert!(
+            out.status.success(),
+            "{} {sub} {} {} failed:\n{}{}",
+            self.script.display(),
+            self.dir.display(),
+            rest.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for ScriptDir {
+    fn drop(&mut self) {
+        let out = self.run("stop", &[]);
+        if !out.status.success() {
+            eprintln!(
+                "{} stop {} failed: {}",
+                self.script.display(),
+                self.dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if thread::panicking()
+            && let Some(tempdir) = self.tempdir.take()
+        {
+            eprintln!("kept for inspection: {}", tempdir.keep().display());
+        }
+    }
+}
+
+/// One running sandbox. Dropping it stops every server it started.
+pub(crate) struct Sandbox {
+    dir: ScriptDir,
 }
 
 /// Options for [`Sandbox::builder`].
@@ -71,44 +184,22 @@ impl SandboxBuilder {
 
     /// Starts the sandbox; panics with the script's message when a server does not come up.
     pub(crate) fn start(self) -> Sandbox {
-        let tempdir = tempfile::Builder::new()
-            .prefix("fleetcert-sandbox-")
-            .tempdir()
-            .expect("create a temporary directory for the sandbox");
-        let dir = tempdir.path().to_path_buf();
-        let mut cmd = Command::new(script());
-        cmd.arg("start").arg(&dir);
+        let mut args: Vec<OsString> = Vec::new();
         for (key, value) in &self.pebble_env {
-            cmd.arg("--pebble-env").arg(format!("{key}={value}"));
+            args.extend(["--pebble-env".into(), format!("{key}={value}").into()]);
         }
         for (kid, key) in &self.pebble_eab {
-            cmd.arg("--pebble-eab").arg(format!("{kid}={key}"));
+            args.extend(["--pebble-eab".into(), format!("{kid}={key}").into()]);
         }
-        // The script's watchdog stops the servers if this process dies without dropping us.
-        cmd.arg("--parent").arg(std::process::id().to_string());
-        let out = run(&mut cmd);
-        if !out.status.success() {
-            // Keep the directory: its logs/ tell why.
-            let kept = tempdir.keep();
-            panic!(
-                "sandbox did not start (directory kept: {}):\n{}{}",
-                kept.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let env = read_env_file(&dir.join("sandbox.env"));
         Sandbox {
-            tempdir: Some(tempdir),
-            dir,
-            env,
+            dir: ScriptDir::start(script(), "fleetcert-sandbox-", "sandbox.env", &args),
         }
     }
 }
 
 impl Sandbox {
     /// Starts a sandbox with the default Pebble settings.
-    pub(crate) fn start() -> Sandbox {
+    pub(crate) fn start() -> Self {
         Self::builder().start()
     }
 
@@ -118,20 +209,12 @@ impl Sandbox {
 
     /// The sandbox directory (configs, zone files, logs/).
     pub(crate) fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// A value from `sandbox.env`; panics on an unknown key, listing the known ones.
     pub(crate) fn var(&self, key: &str) -> &str {
-        self.env.get(key).map_or_else(
-            || {
-                panic!(
-                    "sandbox.env has no {key}; it has: {}",
-                    self.env.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
-            },
-            String::as_str,
-        )
+        self.dir.var(key)
     }
 
     /// `https://127.0.0.1:PORT/dir`
@@ -184,13 +267,13 @@ impl Sandbox {
 
     /// Stops one of `primary`, `secondary`, `unbound`, `pebble`.
     pub(crate) fn stop_server(&self, name: &str) {
-        self.script_ok(&["stop-server", name]);
+        self.dir.run_ok("stop-server", &[name]);
     }
 
     /// Starts it again on the same port and waits until it answers (a secondary: until it
     /// has the primary's serials again; Pebble: with a new root, see `pebble_root`).
     pub(crate) fn start_server(&self, name: &str) {
-        self.script_ok(&["start-server", name]);
+        self.dir.run_ok("start-server", &[name]);
     }
 
     /// `dig +short` through `server` (`ip:port`): one entry per answer line, TXT strings
@@ -336,7 +419,7 @@ impl Sandbox {
         let Some((leaf, rest)) = blocks.split_first() else {
             return Err(format!("{} holds no certificate", fullchain.display()));
         };
-        let work = tempfile::tempdir_in(&self.dir).map_err(|err| err.to_string())?;
+        let work = tempfile::tempdir_in(self.dir()).map_err(|err| err.to_string())?;
         let leaf_file = work.path().join("leaf.pem");
         std::fs::write(&leaf_file, leaf).map_err(|err| err.to_string())?;
         let mut cmd = Command::new("openssl");
@@ -358,38 +441,6 @@ impl Sandbox {
             Err(text)
         }
     }
-
-    fn script_ok(&self, args: &[&str]) {
-        let (sub, rest) = args.split_first().expect("a subcommand");
-        let out = run(Command::new(script()).arg(sub).arg(&self.dir).args(rest));
-        assert!(
-            out.status.success(),
-            "sandbox.sh {} failed:\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let out = Command::new(script()).arg("stop").arg(&self.dir).output();
-        if let Ok(out) = &out
-            && !out.status.success()
-        {
-            eprintln!(
-                "sandbox.sh stop {} failed: {}",
-                self.dir.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        if thread::panicking()
-            && let Some(tempdir) = self.tempdir.take()
-        {
-            eprintln!("sandbox kept for inspection: {}", tempdir.keep().display());
-        }
-    }
 }
 
 /// The (name, value) pairs of a token document's records, sorted.
@@ -409,7 +460,7 @@ pub(crate) fn document_records(document: &serde_json::Value) -> Vec<(String, Str
     records
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|err| panic!("cannot run {:?}: {err}", cmd.get_program()))
 }
@@ -468,7 +519,7 @@ fn unquote_txt(line: &str) -> String {
 }
 
 /// The PEM blocks of every certificate in `pem`, each with its END line and a newline.
-fn pem_certificates(pem: &str) -> Vec<String> {
+pub(crate) fn pem_certificates(pem: &str) -> Vec<String> {
     const END: &str = "-----END CERTIFICATE-----";
     let mut blocks = Vec::new();
     let mut rest = pem;

@@ -74,6 +74,11 @@ where
 }
 
 /// Every file below `dir` with its bytes, to prove that a failed run changed nothing.
+///
+/// A symlink to a file counts with its target's bytes (a certificate's service-facing names
+/// are links into its current version); a symlink to a directory (`..data`) is not followed,
+/// the directory itself is listed. Lock files are left out: they hold the pid of the last
+/// run, bookkeeping rather than state.
 pub(crate) fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -83,8 +88,14 @@ pub(crate) fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let link = entry.file_type().is_ok_and(|kind| kind.is_symlink());
             if path.is_dir() {
-                stack.push(path);
+                if !link {
+                    stack.push(path);
+                }
+            } else if name == "lock" || name.ends_with(".lock") {
+                continue;
             } else if let Ok(bytes) = std::fs::read(&path) {
                 files.push((path, bytes));
             }

@@ -9,10 +9,19 @@ set -euo pipefail
 
 # One list, so other test helpers can add what they need in one place.
 # python3-venv: tests/install-python.sh makes .venv/ for ansible-core (tests/demo.sh, the Ansible test).
+# The services of tests/sandbox/services.sh (what fleetcert's certificates end up in):
+#   nginx                     a TLS server to probe and reload
+#   prometheus-node-exporter  the textfile collector that reads fleetcert.prom
+#   prometheus                only for promtool (check metrics, test rules); its server
+#                             never runs (12 packages, mostly JavaScript for its web UI)
+#   zookeeper                 a Java service reading a PKCS#12 keystore; it depends on
+#                             default-jre (the full JRE, with GTK) and ~40 Java libraries
+#   default-jre-headless      java and keytool
 # The Debian package (tests/integration/package.rs): lintian checks it, man-db answers
 # `man -w`, systemd's systemd-analyze verifies its units, python3-apt is what Ansible's apt
 # module installs it with, adduser what its postinst makes the group with.
 SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet python3-venv
+    nginx prometheus-node-exporter prometheus zookeeper default-jre-headless
     lintian man-db systemd python3-apt adduser)
 
 export DEBIAN_FRONTEND=noninteractive

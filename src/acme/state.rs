@@ -1,0 +1,193 @@
+//! The state directory of a host: the ACME account, pending orders, the keys made for them,
+//! and the lock that keeps two runs on one host apart.
+//!
+//! ```text
+//! state_dir/            0700
+//!     account.json      0600  directory URL -> account credentials
+//!     orders/<cert>.json 0600 an order waiting between request and finalize
+//!     keys/<cert>.pem   0600  the key made at finalize, kept until the chain is installed
+//!     lock              0600  held by request, finalize and renew for their whole run
+//! ```
+//!
+//! Opened without `create` (a dry run, `status`), a state directory that does not exist reads
+//! as empty and nothing is created.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::lock::{Lock, LockError};
+use crate::store::{self, Access, Dir, Existing, StoreError, Versioned};
+
+const ORDERS_DIR: &str = "orders";
+const KEYS_DIR: &str = "keys";
+const LOCK_FILE: &str = "lock";
+/// How long a run waits for another run on the same host: a finalize takes seconds, a slow
+/// CA a minute or two.
+pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The state directory, opened once.
+#[derive(Debug)]
+pub(crate) struct StateDir {
+    path: PathBuf,
+    /// `None`: it does not exist and may not be created.
+    dir: Option<Dir>,
+}
+
+impl StateDir {
+    /// Opens `path`, creating it (0700) when `create` is set. Refused when it is a symlink or
+    /// others could write in it.
+    pub(crate) fn open(path: &Path, create: bool) -> Result<Self, StoreError> {
+        let access = Access::private(store::PRIVATE_DIR_MODE);
+        let dir = if create {
+            Some(Dir::ensure(path, access, Existing::Enforce)?)
+        } else {
+            match Dir::open(path) {
+                Ok(dir) => Some(dir),
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        if let Some(dir) = &dir {
+            dir.sweep()?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            dir,
+        })
+    }
+
+    /// Opens the state directory for a run of `request`, `finalize` or `renew`, holding the
+    /// host lock so that two runs on one host do not fight over an order. A dry run creates
+    /// nothing and takes no lock.
+    pub(crate) async fn open_for_run(
+        path: &Path,
+        dry_run: bool,
+    ) -> Result<(Self, Option<Lock>), LockError> {
+        let state = Self::open(path, !dry_run)?;
+        let lock = match (&state.dir, dry_run) {
+            (Some(dir), false) => Some(Lock::acquire(dir, LOCK_FILE, LOCK_TIMEOUT).await?),
+            _ => None,
+        };
+        Ok((state, lock))
+    }
+
+    /// Where it is, for messages.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writable(&self) -> Result<&Dir, StoreError> {
+        self.dir.as_ref().ok_or_else(|| self.missing())
+    }
+
+    /// The subdirectory `name`, created when writing.
+    fn sub(&self, name: &str, create: bool) -> Result<Option<Dir>, StoreError> {
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        let sub = if create {
+            Some(dir.child(
+                name,
+                Access::private(store::PRIVATE_DIR_MODE),
+                Existing::Enforce,
+            )?)
+        } else {
+            dir.open_child(name)?
+        };
+        if let Some(sub) = &sub {
+            sub.sweep()?;
+        }
+        Ok(sub)
+    }
+
+    /// A top-level state file.
+    pub(crate) fn load<T: Versioned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        match &self.dir {
+            Some(dir) => dir.load_state(name),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a top-level state file.
+    pub(crate) fn save<T: Versioned>(&self, name: &str, state: &T) -> Result<(), StoreError> {
+        self.writable()?.save_state(name, state)
+    }
+
+    /// Proves that a state file can be written (in `sub`, or at the top) now: before the CA is
+    /// asked to create something (an account, an order) whose only record would be that file.
+    pub(crate) fn probe(&self, sub: Option<&str>) -> Result<(), StoreError> {
+        match sub {
+            Some(sub) => self.sub(sub, true)?.ok_or_else(|| self.missing())?.probe(),
+            None => self.writable()?.probe(),
+        }
+    }
+
+    /// The saved order of `cert`.
+    pub(crate) fn load_order<T: Versioned>(&self, cert: &str) -> Result<Option<T>, StoreError> {
+        match self.sub(ORDERS_DIR, false)? {
+            Some(dir) => dir.load_state(&order_file(cert)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `cert` has a saved order, without reading it.
+    pub(crate) fn has_order(&self, cert: &str) -> bool {
+        self.sub(ORDERS_DIR, false)
+            .ok()
+            .flatten()
+            .and_then(|dir| dir.stat_at(&order_file(cert)).ok().flatten())
+            .is_some()
+    }
+
+    /// Saves the order of `cert`.
+    pub(crate) fn save_order<T: Versioned>(&self, cert: &str, order: &T) -> Result<(), StoreError> {
+        let dir = self.sub(ORDERS_DIR, true)?.ok_or_else(|| self.missing())?;
+        dir.save_state(&order_file(cert), order)
+    }
+
+    /// Forgets the order of `cert` and the key made for it; nothing to forget is fine.
+    pub(crate) fn remove_order(&self, cert: &str) -> Result<(), StoreError> {
+        if let Some(dir) = self.sub(ORDERS_DIR, false)? {
+            dir.remove(&order_file(cert))?;
+            dir.sync()?;
+        }
+        if let Some(dir) = self.sub(KEYS_DIR, false)? {
+            dir.remove(&key_file(cert))?;
+            dir.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Saves the key made for `cert`'s order (PEM), 0600.
+    pub(crate) fn save_key(&self, cert: &str, pem: &[u8]) -> Result<(), StoreError> {
+        let dir = self.sub(KEYS_DIR, true)?.ok_or_else(|| self.missing())?;
+        dir.write_atomic(&key_file(cert), pem, Access::private(store::SECRET_MODE))
+    }
+
+    /// The key saved for `cert`'s order.
+    pub(crate) fn saved_key(&self, cert: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.sub(KEYS_DIR, false)? {
+            Some(dir) => dir.read_optional(&key_file(cert), 1 << 20),
+            None => Ok(None),
+        }
+    }
+
+    fn missing(&self) -> StoreError {
+        StoreError::Unsafe {
+            path: crate::shown::path(&self.path),
+            problem: "does not exist, and this run may not create it".to_owned(),
+        }
+    }
+}
+
+fn order_file(cert: &str) -> String {
+    format!("{cert}.json")
+}
+
+fn key_file(cert: &str) -> String {
+    format!("{cert}.pem")
+}

@@ -1,0 +1,49 @@
+//! Why one certificate failed in `request` or `finalize`: the report prints its one line, and
+//! the run goes on with the other certificates (exit 1).
+
+use std::fmt;
+
+use crate::acme::AcmeError;
+use crate::cert::KeyType;
+use crate::dns::{DelegationError, DnsName};
+use crate::store::StoreError;
+
+/// One certificate could not be requested or finalized.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CertFailure {
+    /// Some `_acme-challenge` names do not lead to the signing zone.
+    #[error("{}", Joined(.0, "; "))]
+    Delegation(Vec<DelegationError>),
+    /// The CA refused or failed, or what it sent is unusable.
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
+    /// A file of this certificate could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The saved order was made for another set of names, key type or CA.
+    #[error(
+        "the config changed since the order was made (it was for [{}], {key}, at {directory}): \
+         run request again",
+        Joined(names, ", ")
+    )]
+    ConfigChanged {
+        names: Vec<DnsName>,
+        key: KeyType,
+        directory: String,
+    },
+}
+
+/// A list shown as one line, with a separator between the items.
+struct Joined<'a, T>(&'a [T], &'static str);
+
+impl<T: fmt::Display> fmt::Display for Joined<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, item) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str(self.1)?;
+            }
+            write!(f, "{item}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! fleetcert: issue and renew TLS certificates for a fleet with ACME DNS-01 and a delegated
+//! signing zone.
+//!
+//! The binary (`main.rs`) parses the command line with [`cli::Args`] and hands it to [`run`].
+//! Everything else is private: the modules each own one noun of the domain, and a higher one
+//! uses lower ones, never the reverse (docs/README.md, "Source layout"):
+//!
+//! - `commands`: one module per subcommand, and the only writer of stdout;
+//! - `config`, `token`, `zone`, `acme`, `cert`, `hiera`: the domain;
+//! - `dns`, `serial`, `store`, `lock`, `shown`: the ground they stand on.
+
+pub mod cli;
+
+mod acme;
+mod cert;
+mod commands;
+mod config;
+mod dns;
+mod error;
+mod hiera;
+mod lock;
+mod serial;
+mod shown;
+mod store;
+mod token;
+mod zone;
+
+use std::process::ExitCode;
+
+/// Runs one command and maps its result to the exit code by meaning (docs/exit-codes.md):
+/// 0 done, 1 some certificates failed, 3 published but not yet everywhere (each with its
+/// report on stdout), 2 bad usage, config or input, 4 the run failed as a whole (each with
+/// one line on stderr, and no report).
+pub fn run(args: cli::Args) -> ExitCode {
+    init_tracing(args.verbose);
+    match commands::run(args.command) {
+        Ok(outcome) => outcome.exit_code(),
+        Err(err) => {
+            eprintln!("fleetcert: error: {err}");
+            err.exit_code()
+        }
+    }
+}
+
+/// Logs go to stderr so that stdout carries nothing but the JSON report.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("fleetcert={default}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: Ansible and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}

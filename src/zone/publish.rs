@@ -1,0 +1,201 @@
+//! The publish flow every publisher shares, and the seam a publisher fills.
+//!
+//! In order: find the servers; take the lock; apply the submissions to the ledger and refuse
+//! a name the servers would not load; ask every server for its serial; save the ledger
+//! (before the zone changes: a full disk must not leave served records that the next publish
+//! would drop); let the [`ZoneWriter`] change the zone (when it fails, the old ledger goes back
+//! with the old zone); wait until every server serves the writer's serial and check the
+//! records once. A dry run does the same reads and renders,
+//! takes no lock, asks no server and writes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{Ledger, ZoneError};
+use crate::config::ZoneConfig;
+use crate::dns::{self, DnsName, Propagation, Served};
+use crate::lock::Lock;
+use crate::store::Dir;
+use crate::token::{ChallengeRecords, Submission, TxtRecord};
+
+/// How long the serial check before writing waits for each server (at most `timeout`): a
+/// server that does not answer in this time is not in the way of a new serial, and the wait
+/// will name it.
+const SERVED_SERIAL_LIMIT: Duration = Duration::from_secs(2);
+
+/// Where a publisher keeps its ledger and its lock.
+#[derive(Debug)]
+pub(crate) struct Home {
+    pub(crate) dir: Dir,
+    pub(crate) ledger: String,
+    pub(crate) lock: String,
+}
+
+/// What a writer did to the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Whether the zone changed (or, in a dry run, would change).
+    pub(crate) changed: bool,
+    /// The serial every server must serve for the records to be visible.
+    pub(crate) serial: u32,
+}
+
+/// One way of changing the signing zone.
+pub(crate) trait ZoneWriter {
+    /// Where the ledger and the lock live.
+    fn home(&self) -> &Home;
+
+    /// The name of the zone's primary, to ask first when servers are found from NS records.
+    fn primary(&self) -> Option<&DnsName>;
+
+    /// Makes the zone hold exactly `records` among the challenge records (nothing else it
+    /// holds changes); `served` is what each server serves now. In a dry run, says what it
+    /// would do and changes nothing.
+    async fn write(
+        &mut self,
+        records: &BTreeSet<&TxtRecord>,
+        served: &[(SocketAddr, Served)],
+        dry_run: bool,
+    ) -> Result<Written, ZoneError>;
+}
+
+/// What a publish decided and did.
+#[derive(Debug)]
+pub(crate) struct Publication {
+    pub(crate) written: Written,
+    pub(crate) records: usize,
+    /// Hosts with records in the zone.
+    pub(crate) hosts: usize,
+    /// Hosts whose records expired in this run (`record_lifetime`).
+    pub(crate) expired: Vec<DnsName>,
+    /// The wait on every server; `None` in a dry run.
+    pub(crate) propagation: Option<Propagation>,
+}
+
+/// Publishes `submissions` through `writer` (see the module doc).
+pub(crate) async fn publish<W: ZoneWriter>(
+    config: &ZoneConfig,
+    submissions: &[Submission],
+    writer: &mut W,
+    dry_run: bool,
+) -> Result<Publication, ZoneError> {
+    let servers = if dry_run {
+        Vec::new()
+    } else {
+        find_servers(config, writer.primary()).await?
+    };
+    let home = writer.home();
+    let lock = if dry_run {
+        None
+    } else {
+        Some(Lock::acquire(&home.dir, &home.lock, config.lock_timeout).await?)
+    };
+    let before = Ledger::load(&home.dir, &home.ledger, &config.policy)?;
+    let (ledger, expired) = apply(config, &before, submissions)?;
+    // `timeout` counts from the first question: a server that does not answer costs
+    // `timeout`, not more.
+    let first_asked = Instant::now();
+    let served = if dry_run {
+        Vec::new()
+    } else {
+        dns::current_serials(
+            &servers,
+            &config.zone,
+            SERVED_SERIAL_LIMIT.min(config.timeout),
+        )
+        .await
+    };
+    let saved = !dry_run && ledger != before;
+    if saved {
+        ledger.save(&home.dir, &home.ledger)?;
+    }
+    let records = ledger.records();
+    let written = match writer.write(&records, &served, dry_run).await {
+        Ok(written) => written,
+        Err(err) => {
+            // The writer put the old zone back; the ledger goes back with it, so a failed
+            // publish changes nothing.
+            let home = writer.home();
+            if saved && let Err(restore) = before.save(&home.dir, &home.ledger) {
+                tracing::warn!(error = %restore, "cannot put the previous ledger back");
+            }
+            return Err(err);
+        }
+    };
+    let propagation = if dry_run {
+        None
+    } else {
+        let budget = config.timeout.saturating_sub(first_asked.elapsed());
+        let mut expected: BTreeMap<&DnsName, BTreeSet<&str>> = BTreeMap::new();
+        for record in &records {
+            expected
+                .entry(&record.name)
+                .or_default()
+                .insert(record.value.as_str());
+        }
+        Some(dns::wait_and_check(&servers, &config.zone, written.serial, budget, &expected).await)
+    };
+    drop(lock);
+    Ok(Publication {
+        written,
+        records: records.len(),
+        hosts: ledger.host_count(),
+        expired,
+        propagation,
+    })
+}
+
+/// The ledger with `submissions` applied and expired hosts dropped; refused when a name would
+/// hold more values than the servers load.
+fn apply(
+    config: &ZoneConfig,
+    before: &Ledger,
+    submissions: &[Submission],
+) -> Result<(Ledger, Vec<DnsName>), ZoneError> {
+    let mut ledger = before.clone();
+    let expired = ledger.apply(submissions, unix_now(), config.record_lifetime);
+    for host in &expired {
+        tracing::info!(%host, "records expired: not seen for record_lifetime");
+    }
+    if let Some((name, count)) = ledger.crowded_name(before, config.max_values_per_name) {
+        return Err(ZoneError::Crowded {
+            name: name.fqdn(),
+            count,
+            max: config.max_values_per_name,
+            advice: match config.policy.records {
+                ChallengeRecords::Shared => {
+                    "use challenge_records: per-name, publish fewer hosts at once, or raise both \
+                     limits together"
+                }
+                ChallengeRecords::PerName => {
+                    "publish fewer orders for that name at once, or raise both limits together"
+                }
+            },
+        });
+    }
+    Ok((ledger, expired))
+}
+
+/// The servers to wait for: `servers:`, or the zone's NS set through the resolver.
+async fn find_servers(
+    config: &ZoneConfig,
+    primary: Option<&DnsName>,
+) -> Result<Vec<SocketAddr>, ZoneError> {
+    match &config.servers {
+        Some(servers) => Ok(servers.clone()),
+        None => dns::discover_servers(&config.zone, config.resolver, primary)
+            .await
+            .map_err(|source| ZoneError::Servers {
+                zone: config.zone.to_string(),
+                source,
+            }),
+    }
+}
+
+/// Unix seconds now; a clock before 1970 counts as 0.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}

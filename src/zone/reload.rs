@@ -1,0 +1,205 @@
+//! Running the operator's commands (`reload`, `named-checkzone`): no shell, a time limit, a
+//! process group of their own.
+//!
+//! A command runs in a new process group, so a hung one is killed with everything it
+//! started, not just the process fleetcert started. Its output is read while it runs and
+//! only until it exits (plus a short grace): a command that succeeds but leaves a child
+//! holding its output (a script that starts something in the background) still succeeds.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::shown::bare;
+
+/// How long output is still read after the command exited: a child it left behind may hold
+/// the pipe open for good.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+/// The most output kept per stream; the rest is read and dropped.
+const MAX_OUTPUT: usize = 64 << 10;
+/// Enough of a command's output for named-checkzone's first few complaints.
+const MAX_SUMMARY: usize = 400;
+
+/// The reload command failed; says what was done about it.
+#[derive(Debug, thiserror::Error)]
+#[error("reload command `{command}` failed ({reason}); {aftermath}")]
+pub(crate) struct ReloadFailure {
+    pub(crate) command: String,
+    pub(crate) reason: String,
+    pub(crate) aftermath: String,
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    pub(crate) status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Ran {
+    /// The interesting lines of its output, joined into one escaped, bounded line.
+    pub(crate) fn summary(&self) -> String {
+        let text = format!(
+            "{} {}",
+            String::from_utf8_lossy(&self.stderr),
+            String::from_utf8_lossy(&self.stdout)
+        );
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && *line != "OK")
+            .collect();
+        if lines.is_empty() {
+            "no output".to_owned()
+        } else {
+            bare(&lines.join("; "), MAX_SUMMARY)
+        }
+    }
+}
+
+/// Runs `argv` with `input` on its stdin, killing its whole process group after `timeout`.
+/// `Err` says in one line why it could not run to an exit.
+pub(crate) async fn run(
+    argv: &[String],
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Ran, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("the command is empty".to_owned());
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|err| format!("cannot start {}: {err}", bare(program, 120)))?;
+    let group = child.id().and_then(|pid| i32::try_from(pid).ok());
+    let stdout = tokio::spawn(read_capped(child.stdout.take()));
+    let stderr = tokio::spawn(read_capped(child.stderr.take()));
+    if let (Some(bytes), Some(mut pipe)) = (input, child.stdin.take()) {
+        let bytes = bytes.to_vec();
+        tokio::spawn(async move {
+            // A command that does not read its input closes the pipe: that is its business.
+            let _ = pipe.write_all(&bytes).await;
+        });
+    }
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.map_err(|err| err.to_string())?,
+        Err(_) => {
+            kill_group(group);
+            return Err(format!(
+                "no exit within {}s: killed it and what it started",
+                timeout.as_secs()
+            ));
+        }
+    };
+    let collect = |task: tokio::task::JoinHandle<Vec<u8>>| async move {
+        tokio::time::timeout(OUTPUT_GRACE, task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    };
+    Ok(Ran {
+        status,
+        stdout: collect(stdout).await,
+        stderr: collect(stderr).await,
+    })
+}
+
+/// Reads a pipe to its end, keeping the first [`MAX_OUTPUT`] bytes.
+async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let Some(mut pipe) = pipe else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 8192];
+    while let Ok(read) = pipe.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+        let room = MAX_OUTPUT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buffer[..read.min(room)]);
+    }
+    kept
+}
+
+fn kill_group(group: Option<i32>) {
+    if let Some(group) = group {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), Signal::SIGKILL);
+    }
+}
+
+/// Runs the reload argv; `Err` carries one line saying why it failed.
+pub(crate) async fn run_reload(argv: &[String], timeout: Duration) -> Result<(), String> {
+    let ran = run(argv, None, timeout).await?;
+    if ran.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}: {}", ran.status, ran.summary()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn success_with_a_child_holding_the_output_is_success() {
+        let started = std::time::Instant::now();
+        run_reload(
+            &argv(&["sh", "-c", "sleep 30 & echo reloaded"]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("exit 0 counts");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_hung_command_is_killed_with_its_children() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("grandchild-alive");
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let err = run_reload(&argv(&["sh", "-c", &script]), Duration::from_millis(300))
+            .await
+            .expect_err("hung");
+        assert!(err.contains("killed it"), "{err}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!marker.exists(), "the grandchild survived the kill");
+    }
+
+    #[tokio::test]
+    async fn failure_output_is_one_escaped_line() {
+        let err = run_reload(
+            &argv(&[
+                "sh",
+                "-c",
+                "printf 'rndc: connection refused\\n\\033[31mforged\\n' >&2; exit 1",
+            ]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect_err("fails");
+        assert!(
+            err.contains("connection refused") && !err.contains('\n') && !err.contains('\u{1b}'),
+            "{err}"
+        );
+    }
+}
