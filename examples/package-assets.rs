@@ -63,15 +63,20 @@ the ACME account and pending orders (0700)
 daily renewal of a server on its own with
 .BR "fleetcert renew" ;
 shipped disabled
-.SH "SEE ALSO"
-.BR fleetcert-request (1),
-.BR fleetcert-publish (1),
-.BR fleetcert-finalize (1),
-.BR fleetcert-hiera (1),
-.BR fleetcert-status (1)
-.PP
-The operator documentation: /usr/share/doc/fleetcert/ and the docs/ directory of the source.
 "#;
+
+/// The end of the main page: a page per subcommand, then the operator documentation.
+fn see_also(subcommands: &[String]) -> String {
+    let pages: Vec<String> = subcommands
+        .iter()
+        .map(|sub| format!(".BR {NAME}-{sub} (1)"))
+        .collect();
+    format!(
+        ".SH \"SEE ALSO\"\n{}\n.PP\nThe operator documentation: /usr/share/doc/{NAME}/ and the docs/ \
+         directory of the source.\n",
+        pages.join(",\n")
+    )
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -99,12 +104,23 @@ fn write_all(out: &Path) -> io::Result<()> {
 
     let mut command = cli::Args::command().disable_help_subcommand(true);
     command.build();
+    let mut subcommands = Vec::new();
     for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
         clap_mangen::Man::new(sub.clone()).generate_to(&man)?;
+        subcommands.push(sub.get_name().to_owned());
     }
+    // The sections in man-pages(7)'s order, with ours before the version.
+    let main_page = clap_mangen::Man::new(command.clone());
     let mut page = Vec::new();
-    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    main_page.render_title(&mut page)?;
+    main_page.render_name_section(&mut page)?;
+    main_page.render_synopsis_section(&mut page)?;
+    main_page.render_description_section(&mut page)?;
+    main_page.render_options_section(&mut page)?;
+    main_page.render_subcommands_section(&mut page)?;
     page.extend_from_slice(MAIN_PAGE_EXTRA.as_bytes());
+    page.extend_from_slice(see_also(&subcommands).as_bytes());
+    main_page.render_version_section(&mut page)?;
     fs::File::create(man.join(format!("{NAME}.1")))?.write_all(&page)?;
 
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {

@@ -9,6 +9,8 @@ tested without an inventory (tests/unit/plugins/filter/test_publish.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 DUE = ("pending", "ready")
 
 
@@ -19,6 +21,12 @@ def _unique(values):
         if value not in seen:
             seen.append(value)
     return seen
+
+
+def _identity(host):
+    """The name a host's documents are published under: its fleetcert_host, set in the
+    inventory (never by the host), else its inventory name."""
+    return str(host.get("fleetcert_host") or host.get("inventory_hostname"))
 
 
 def allow_list(hosts):
@@ -35,30 +43,40 @@ def allow_list(hosts):
         names = []
         for cert in certs.values():
             names.extend(cert.get("names", []) if isinstance(cert, dict) else cert)
-        name = host.get("fleetcert_host") or host.get("inventory_hostname")
-        allow[str(name)] = _unique(str(n) for n in names)
+        allow[_identity(host)] = _unique(str(n) for n in names)
     return allow
 
 
 def publish_documents(hosts, cleanup=False):
-    """The token documents to publish: each host's fleetcert_request_document.
+    """The token documents to publish, as an object of host -> document.
 
-    Hosts without one (failed before request, or not installed yet in check mode) are left
-    out. With ``cleanup`` every document keeps its host but loses its records and
-    certificates: publishing them empties the signing zone of those hosts' records.
+    Each host's fleetcert_request_document, keyed by the identity the inventory gives it
+    (fleetcert_host, else the inventory name): ``fleetcert publish`` takes the key, not what
+    the document says, as the host it speaks for, and refuses a document whose ``host``
+    disagrees (docs/zone-config.md, ``allow``). Hosts without a document (failed before
+    request, or not installed yet in check mode) are left out. With ``cleanup`` every document
+    keeps its host but loses its records and certificates: publishing them empties the
+    signing zone of those hosts' records.
     """
-    documents = [h["fleetcert_request_document"] for h in hosts if "fleetcert_request_document" in h]
-    if cleanup:
-        return [dict(doc, records=[], certs=[]) for doc in documents]
-    return [dict(doc) for doc in documents]
+    documents = {}
+    for host in hosts:
+        if "fleetcert_request_document" not in host:
+            continue
+        document = dict(host["fleetcert_request_document"])
+        if cleanup:
+            document.update(records=[], certs=[])
+        documents[_identity(host)] = document
+    return documents
 
 
 def publish_preview(documents, zone, cleanup=False, changed=False):
     """What a real publish would do, for check mode, where no order and so no record exists.
 
-    ``changed`` is whether ``publish --dry-run`` found the zone file different from what it
-    renders.
+    ``documents`` is what publish_documents gives (or a list of documents); ``changed`` is
+    whether ``publish --dry-run`` found the zone file different from what it renders.
     """
+    if isinstance(documents, Mapping):
+        documents = list(documents.values())
     if cleanup:
         return f"would empty the signing zone {zone} again after finalize"
     if not documents:

@@ -40,11 +40,22 @@ def test_allow_list_gives_each_host_the_names_of_its_own_certificates():
     }
 
 
-def test_publish_documents_skips_hosts_without_one_and_cleanup_empties_them():
-    hosts = [host("a", fleetcert_request_document=document("a", ("main", "pending"))), host("b")]
-    assert publish_documents(hosts) == [document("a", ("main", "pending"))]
+def test_publish_documents_are_keyed_by_the_inventorys_identity_and_cleanup_empties_them():
+    hosts = [
+        host("a", fleetcert_request_document=document("a", ("main", "pending"))),
+        host("b"),
+        host("c", fleetcert_host="c.prod", fleetcert_request_document=document("c.prod")),
+        # The document says it is "a": the key stays the inventory's, and publish refuses it.
+        host("d", fleetcert_request_document=document("a")),
+    ]
+    assert publish_documents(hosts) == {
+        "a": document("a", ("main", "pending")),
+        "c.prod": document("c.prod"),
+        "d": document("a"),
+    }
     cleaned = publish_documents(hosts, True)
-    assert cleaned == [dict(document("a"), records=[], certs=[])]
+    assert cleaned["a"] == dict(document("a"), records=[], certs=[])
+    assert set(cleaned) == {"a", "c.prod", "d"}
     # The hosts' own documents are not changed by the cleanup.
     assert hosts[0]["fleetcert_request_document"]["records"]
 
@@ -57,6 +68,7 @@ def test_publish_preview_says_what_a_real_run_would_do():
     )
     assert publish_preview(due, "acme.test", cleanup=True) == "would empty the signing zone acme.test again after finalize"
     assert publish_preview([], "acme.test").startswith("no host has a token document")
+    assert publish_preview({"a": due[0], "b": due[1]}, "acme.test") == publish_preview(due, "acme.test")
     quiet = [document("a", ("main", "valid"))]
     assert publish_preview(quiet, "acme.test") == "no certificate is due: the zone acme.test stays as it is"
     assert "it would be rewritten" in publish_preview(quiet, "acme.test", changed=True)
