@@ -60,10 +60,10 @@ deb=$(packaging/build-deb.sh --quiet 2>/dev/null | tail -n 1) || die "packaging/
 echo "$deb"
 
 step "ansible-galaxy collection build ansible/ and install it into $dir/collections"
+export ANSIBLE_COLLECTIONS_PATH=$dir/collections
 ansible-galaxy collection build --force --output-path "$dir" ansible >/dev/null
 ansible-galaxy collection install --offline --force --collections-path "$dir/collections" \
     "$dir"/fleetcert-fleetcert-*.tar.gz | tail -n 1
-export ANSIBLE_COLLECTIONS_PATH=$dir/collections
 
 # Whatever the demo adds to the machine beyond the package's own files, it removes again.
 had_package=false had_group=false
