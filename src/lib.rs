@@ -11,6 +11,9 @@
 
 pub mod cli;
 
+#[macro_use]
+mod crash;
+
 mod acme;
 mod cert;
 mod commands;

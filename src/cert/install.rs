@@ -97,8 +97,10 @@ impl CertDir<'_> {
         for file in files {
             ensure_link(&dir, file.name)?;
         }
+        crash_point!("install.before_switch");
         dir.symlink_atomic(&version_name, DATA_LINK)?;
         dir.sync()?;
+        crash_point!("install.after_switch");
         remove_dangling_links(&dir, files)?;
         prune(&dir)?;
         dir.sync()
