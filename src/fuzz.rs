@@ -250,7 +250,9 @@ pub fn zone_render(data: &[u8]) {
         .iter()
         .flat_map(|submission| submission.records.iter())
         .collect();
-    let ZoneTarget::File(target) = &config.target;
+    let ZoneTarget::File(target) = &config.target else {
+        panic!("the render config publishes a file");
+    };
     let template = ZoneTemplate::load(target).expect("the shipped template compiles");
     let data = ZoneData::new(target, &config.zone, config.ttl, &records);
     let rendered = template

@@ -137,7 +137,7 @@ fn check_options(path: &Path, key: &str, raw: RawCertOptions) -> Result<CertSpec
         }
         // The CA asks for `_acme-challenge.<name>`: a name that leaves no room for it fits
         // no order, and is better refused now than after one was made.
-        if crate::token::challenge_name(&name).is_err() {
+        if name.base().child("_acme-challenge").is_err() {
             return Err(invalid(
                 path,
                 key,

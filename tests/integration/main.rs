@@ -7,12 +7,16 @@
 
 mod ansible;
 mod ari;
+mod collection;
 mod config;
 mod fixture;
 mod hiera;
 mod host;
+mod package;
 mod publish;
 mod sandbox;
 mod security;
 mod services;
+mod update;
 mod util;
+mod venv;
