@@ -15,6 +15,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The same pin as tests/install-cargo-tools.sh, which tests/run.sh's install step runs.
 CARGO_FUZZ_VERSION=0.13.2
 TARGETS=(token_documents host_config zone_config zone_render zone_check pem_chain)
 

@@ -15,7 +15,6 @@ tests/sandbox/install.sh
 tests/install-python.sh
 tests/install-cargo-tools.sh
 export PATH="$repo/.venv/bin:$PATH"
-tests/fuzz.sh install
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
