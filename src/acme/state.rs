@@ -6,6 +6,7 @@
 //!     account.json      0600  directory URL -> account credentials
 //!     orders/<cert>.json 0600 an order waiting between request and finalize
 //!     keys/<cert>.pem   0600  the key made at finalize, kept until the chain is installed
+//!     limits/<cert>.json 0600 a CA's rate limit that refused an order, until it ends
 //!     lock              0600  held by request, finalize and renew for their whole run
 //! ```
 //!
@@ -20,6 +21,7 @@ use crate::store::{self, Access, Dir, Existing, StoreError, Versioned};
 
 const ORDERS_DIR: &str = "orders";
 const KEYS_DIR: &str = "keys";
+const LIMITS_DIR: &str = "limits";
 const LOCK_FILE: &str = "lock";
 /// How long a run waits for another run on the same host: a finalize takes seconds, a slow
 /// CA a minute or two.
@@ -174,6 +176,36 @@ impl StateDir {
             Some(dir) => dir.read_optional(&key_file(cert), 1 << 20),
             None => Ok(None),
         }
+    }
+
+    /// The saved rate limit of `cert`.
+    pub(crate) fn load_rate_limit<T: Versioned>(
+        &self,
+        cert: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.sub(LIMITS_DIR, false)? {
+            Some(dir) => dir.load_state(&order_file(cert)),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves the rate limit of `cert`.
+    pub(crate) fn save_rate_limit<T: Versioned>(
+        &self,
+        cert: &str,
+        limit: &T,
+    ) -> Result<(), StoreError> {
+        let dir = self.sub(LIMITS_DIR, true)?.ok_or_else(|| self.missing())?;
+        dir.save_state(&order_file(cert), limit)
+    }
+
+    /// Forgets the rate limit of `cert`; nothing to forget is fine.
+    pub(crate) fn remove_rate_limit(&self, cert: &str) -> Result<(), StoreError> {
+        if let Some(dir) = self.sub(LIMITS_DIR, false)? {
+            dir.remove(&order_file(cert))?;
+            dir.sync()?;
+        }
+        Ok(())
     }
 
     fn missing(&self) -> StoreError {
