@@ -163,9 +163,8 @@ fn detail_retry_after(detail: &str) -> Option<OffsetDateTime> {
     const MARK: &str = "retry after ";
     let at = detail.to_ascii_lowercase().find(MARK)? + MARK.len();
     let rest = detail.get(at..)?;
-    let spaced = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-    );
+    let spaced =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     if let Some(text) = rest.get(..23)
         && let Ok(at) = time::PrimitiveDateTime::parse(text, spaced)
     {
@@ -197,8 +196,9 @@ mod tests {
     #[test]
     fn retry_after_header_wins_and_the_limit_is_named() {
         let header = datetime!(2025-11-27 05:10:00 UTC);
-        let limit = RateLimit::from_problem("https://ca/dir", &problem(EXACT_SET), Some(header), NOW)
-            .expect("a rate limit");
+        let limit =
+            RateLimit::from_problem("https://ca/dir", &problem(EXACT_SET), Some(header), NOW)
+                .expect("a rate limit");
         assert_eq!(
             limit.limit.as_deref(),
             Some("new-certificates-per-exact-set-of-identifiers")
@@ -230,13 +230,13 @@ mod tests {
 
     #[test]
     fn no_time_means_an_hour_and_no_wait_is_longer_than_a_week() {
-        let limit =
-            RateLimit::from_problem("d", &problem("Service busy; retry later."), None, NOW)
-                .expect("limit");
+        let limit = RateLimit::from_problem("d", &problem("Service busy; retry later."), None, NOW)
+            .expect("limit");
         assert_eq!(limit.from, RetryFrom::Default);
         assert_eq!(limit.until(), Some(NOW + Duration::hours(1)));
         let far = datetime!(2030-01-01 0:00 UTC);
-        let limit = RateLimit::from_problem("d", &problem(EXACT_SET), Some(far), NOW).expect("limit");
+        let limit =
+            RateLimit::from_problem("d", &problem(EXACT_SET), Some(far), NOW).expect("limit");
         assert_eq!(limit.until(), Some(NOW + Duration::days(7)));
     }
 
@@ -251,7 +251,11 @@ mod tests {
 
     #[test]
     fn hostile_detail_stays_one_bounded_line() {
-        let detail = format!("line\nbreak \u{1b}[31m {} /rate-limits/#{}", "x".repeat(1000), "y".repeat(100));
+        let detail = format!(
+            "line\nbreak \u{1b}[31m {} /rate-limits/#{}",
+            "x".repeat(1000),
+            "y".repeat(100)
+        );
         let limit = RateLimit::from_problem("d", &problem(&detail), None, NOW).expect("limit");
         let line = limit.to_string();
         assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line}");

@@ -82,7 +82,10 @@ pub(crate) async fn record(
     response: BytesResponse,
 ) -> Result<BytesResponse, instant_acme::Error> {
     let BytesResponse { parts, mut body } = response;
-    let bytes = body.into_bytes().await.map_err(instant_acme::Error::Other)?;
+    let bytes = body
+        .into_bytes()
+        .await
+        .map_err(instant_acme::Error::Other)?;
     let answer = Answer {
         url,
         status: parts.status.as_u16(),

@@ -444,8 +444,14 @@ mod tests {
         for seed in [0, 1 << 63, u64::MAX] {
             let cert = ninety_days(seed);
             let day = |n| cert.not_before + Span::days(n);
-            assert_eq!(cert.decide(wanted(&names), day(59), None), RenewalDecision::Valid);
-            assert_eq!(label(&cert.decide(wanted(&names), day(70), None)), "expiring");
+            assert_eq!(
+                cert.decide(wanted(&names), day(59), None),
+                RenewalDecision::Valid
+            );
+            assert_eq!(
+                label(&cert.decide(wanted(&names), day(70), None)),
+                "expiring"
+            );
         }
         let first = ninety_days(0);
         assert_eq!(
@@ -485,7 +491,10 @@ mod tests {
         let cert = inspection(6, &["a.org"], KeyType::EcdsaP384);
         let names = names(&["a.org"]);
         let day = |n| cert.not_before + Span::days(n);
-        assert_eq!(cert.decide(wanted(&names), day(1), None), RenewalDecision::Valid);
+        assert_eq!(
+            cert.decide(wanted(&names), day(1), None),
+            RenewalDecision::Valid
+        );
         assert!(matches!(
             cert.decide(wanted(&names), day(5), None),
             RenewalDecision::Due(_)
@@ -521,17 +530,29 @@ mod tests {
         let names = names(&["a.org"]);
         let day = |n| cert.not_before + Span::days(n);
         // Day 75: the days rule says due; the CA asks for days 78 to 80.
-        assert_eq!(label(&cert.decide(wanted(&names), day(75), None)), "expiring");
+        assert_eq!(
+            label(&cert.decide(wanted(&names), day(75), None)),
+            "expiring"
+        );
         let ari = Some(window(&cert, 78, 80));
-        assert_eq!(cert.decide(wanted(&names), day(75), ari), RenewalDecision::Valid);
+        assert_eq!(
+            cert.decide(wanted(&names), day(75), ari),
+            RenewalDecision::Valid
+        );
         // The moment is inside the window (here its middle), and then it is due.
         let at = cert.schedule(30, ari).at;
         assert!(at > day(78) && at < day(80), "{at}");
-        assert_eq!(cert.decide(wanted(&names), at - Span::seconds(1), ari), RenewalDecision::Valid);
+        assert_eq!(
+            cert.decide(wanted(&names), at - Span::seconds(1), ari),
+            RenewalDecision::Valid
+        );
         assert_eq!(label(&cert.decide(wanted(&names), at, ari)), "ari_window");
         // An earlier window than the days rule (a revocation coming) renews earlier.
         let early = Some(window(&cert, 10, 11));
-        assert_eq!(label(&cert.decide(wanted(&names), day(11), early)), "ari_window");
+        assert_eq!(
+            label(&cert.decide(wanted(&names), day(11), early)),
+            "ari_window"
+        );
     }
 
     #[test]
@@ -555,7 +576,10 @@ mod tests {
         let schedule = cert.schedule(30, late);
         assert_eq!(schedule.at, day(80));
         assert!(matches!(schedule.rule, Rule::AriSafetyNet(_)));
-        assert_eq!(cert.decide(wanted(&names), day(79), late), RenewalDecision::Valid);
+        assert_eq!(
+            cert.decide(wanted(&names), day(79), late),
+            RenewalDecision::Valid
+        );
         let RenewalDecision::Due(reason) = cert.decide(wanted(&names), day(80), late) else {
             panic!("the safety net did not catch it");
         };

@@ -14,18 +14,14 @@ use tracing::{info, warn};
 use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
 use super::report::print_json;
-use crate::acme::{
-    self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir,
-};
+use crate::acme::{self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir};
 use crate::cert::{RenewalDecision, RenewalWindow, Rule, Schedule};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::check_delegation;
 use crate::error::{Error, Outcome};
 use crate::store::Versioned as _;
-use crate::token::{
-    self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name,
-};
+use crate::token::{self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name};
 
 /// Delegation questions in flight at once: a host with 100 names does not flood its resolver.
 const PRECHECK_CONCURRENCY: usize = 16;
@@ -193,7 +189,8 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
         .decide_with(context.config, plan.spec, context.now, ari);
     let RenewalDecision::Due(due) = decision else {
         let reason = not_due(context, &plan, schedule);
-        return Part::new(&plan, CertStatus::Valid, reason, Vec::new(), false).renewing_at(schedule);
+        return Part::new(&plan, CertStatus::Valid, reason, Vec::new(), false)
+            .renewing_at(schedule);
     };
     let mut reason = due.to_string();
     if let Some(why) = dropped {
@@ -397,7 +394,10 @@ async fn resume(
                 Reopened::Dead(why) => Some(format!("(from {}) {why}", saved.created)),
             }
         }
-        Some(_) if fits => Some(format!("(from {}) was made by another account", saved.created)),
+        Some(_) if fits => Some(format!(
+            "(from {}) was made by another account",
+            saved.created
+        )),
         _ => None,
     };
     info!(cert = plan.cert, order = %saved.url, why = why.as_deref().unwrap_or("the config changed"), "dropping the saved order");
