@@ -50,8 +50,8 @@ import urllib.parse
 # must know it before the directory was ever fetched.
 NEW_ORDER = "/order-plz"
 RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
-# Response headers that belong to one hop, never passed on.
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+# Headers that belong to one hop, never passed on (Host is set anew, exactly once).
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
 def stamp(moment: datetime.datetime) -> str:
