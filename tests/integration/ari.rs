@@ -20,7 +20,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use crate::fixture::{Host, records, sandbox};
+use crate::fixture::{Host, cert, records, sandbox};
 use crate::sandbox::Sandbox;
 use crate::util::openssl;
 
@@ -236,16 +236,6 @@ fn hold(
     dir.join("cert.pem")
 }
 
-/// The entry of certificate `cert` in a token document.
-fn cert_entry<'d>(document: &'d Value, cert: &str) -> &'d Value {
-    document["certs"]
-        .as_array()
-        .expect("certs")
-        .iter()
-        .find(|entry| entry["name"] == cert)
-        .unwrap_or_else(|| panic!("no entry for {cert}: {document:#}"))
-}
-
 fn text<'v>(value: &'v Value, what: &str) -> &'v str {
     value[what]
         .as_str()
@@ -266,43 +256,36 @@ fn due_by_days_orders_with_replaces_and_a_future_window_waits_unless_too_late() 
     // 90-day certificates. `soon` and `later` have 15 days left: the days rule
     // (`before_days: 30`, spread over 10 days) says due whatever their seed. `late` has 8
     // days left: inside the safety net (a third of 30 days before expiry).
-    let soon = hold(
-        &host,
-        "soon",
-        &["host21.example.test"],
-        now - Duration::days(75),
-        now + Duration::days(15),
-    );
-    let later = hold(
-        &host,
-        "later",
-        &["host22.example.test"],
-        now - Duration::days(75),
-        now + Duration::days(15),
-    );
-    let late = hold(
-        &host,
-        "late",
-        &["host23.example.test"],
-        now - Duration::days(82),
-        now + Duration::days(8),
-    );
-    let (soon_id, later_id, late_id) = (ari_id(&soon), ari_id(&later), ari_id(&late));
+    let ids: Vec<String> = HELD
+        .iter()
+        .zip([15, 15, 8])
+        .map(|((name, names), left)| {
+            let not_after = now + Duration::days(left);
+            ari_id(&hold(
+                &host,
+                name,
+                names,
+                not_after - Duration::days(90),
+                not_after,
+            ))
+        })
+        .collect();
+    let [soon_id, later_id, late_id] = [ids[0].as_str(), ids[1].as_str(), ids[2].as_str()];
     // The CA has no window for `soon` (404: the days rule decides, as when a CA does not
     // answer), a window in 2 to 3 days for `later`, one after expiry for `late`.
     fake.set_windows(&[
-        (&later_id, now + Duration::days(2), now + Duration::days(3)),
-        (&late_id, now + Duration::days(20), now + Duration::days(21)),
+        (later_id, now + Duration::days(2), now + Duration::days(3)),
+        (late_id, now + Duration::days(20), now + Duration::days(21)),
     ]);
 
     let document = host.request().expect_code(0).json();
-    let soon_entry = cert_entry(&document, "soon");
+    let soon_entry = cert(&document, "soon");
     assert_eq!(soon_entry["status"], "pending", "{document:#}");
     assert!(
         text(soon_entry, "reason").starts_with("expires in"),
         "{soon_entry}"
     );
-    let later_entry = cert_entry(&document, "later");
+    let later_entry = cert(&document, "later");
     assert_eq!(
         later_entry["status"], "valid",
         "the days rule ordered early: {later_entry}"
@@ -313,7 +296,7 @@ fn due_by_days_orders_with_replaces_and_a_future_window_waits_unless_too_late() 
         "not inside the CA's window: {later_entry}"
     );
     assert!(text(later_entry, "reason").contains("ARI"), "{later_entry}");
-    let late_entry = cert_entry(&document, "late");
+    let late_entry = cert(&document, "late");
     assert_eq!(
         late_entry["status"], "pending",
         "the safety net did not order: {late_entry}"
@@ -353,16 +336,12 @@ fn due_by_days_orders_with_replaces_and_a_future_window_waits_unless_too_late() 
     // The orders are real: Pebble validates the records and issues both renewals.
     host.place(&document);
     let report = host.finalize_ok();
-    for cert in ["soon", "late"] {
-        assert_eq!(cert_entry(&report, cert)["status"], "issued", "{report:#}");
-        sb.verify_chain(&host.file(cert, "fullchain.pem"))
+    for name in ["soon", "late"] {
+        assert_eq!(cert(&report, name)["status"], "issued", "{report:#}");
+        sb.verify_chain(&host.file(name, "fullchain.pem"))
             .expect("openssl verify against Pebble's root");
     }
-    assert_eq!(
-        cert_entry(&report, "later")["status"],
-        "unchanged",
-        "{report:#}"
-    );
+    assert_eq!(cert(&report, "later")["status"], "unchanged", "{report:#}");
 }
 
 #[test]
@@ -374,9 +353,9 @@ fn a_window_that_opened_orders_within_it_with_replaces() {
     let issued = fake.new_orders();
     assert_eq!(issued.len(), 1);
     assert_eq!(issued[0]["replaces"], Value::Null, "nothing to replace yet");
-    let cert = host.file("main", "cert.pem");
-    let first = std::fs::read(&cert).expect("cert");
-    let id = ari_id(&cert);
+    let cert_file = host.file("main", "cert.pem");
+    let first = std::fs::read(&cert_file).expect("cert");
+    let id = ari_id(&cert_file);
     // A long window, so that this certificate's moment (its seed's share of the window)
     // is far from both ends whatever the seed.
     let span = Duration::days(1000);
@@ -386,7 +365,7 @@ fn a_window_that_opened_orders_within_it_with_replaces() {
     let start = now() + Duration::days(1);
     fake.set_windows(&[(&id, start, start + span)]);
     let document = host.request_ok();
-    let entry = cert_entry(&document, "main");
+    let entry = cert(&document, "main");
     assert_eq!(entry["status"], "valid", "{document:#}");
     assert_eq!(document["records"].as_array().map(Vec::len), Some(0));
     assert_eq!(document["changed"], false);
@@ -405,7 +384,7 @@ fn a_window_that_opened_orders_within_it_with_replaces() {
     let start = now() + Duration::hours(1) - offset;
     fake.set_windows(&[(&id, start, start + span)]);
     let document = host.request_ok();
-    let entry = cert_entry(&document, "main");
+    let entry = cert(&document, "main");
     assert_eq!(entry["status"], "valid", "{document:#}");
     assert_eq!(parse_time(text(entry, "renew_at")), start + offset);
     assert_eq!(fake.new_orders().len(), 1);
@@ -421,7 +400,7 @@ fn a_window_that_opened_orders_within_it_with_replaces() {
     fake.set_windows(&[(&id, start, end)]);
     let ordered_at = now();
     let document = host.request().expect_code(0).json();
-    let entry = cert_entry(&document, "main");
+    let entry = cert(&document, "main");
     // Pebble may reuse some or all of the authorizations it validated for the first
     // certificate: a name reused needs no record, and with both reused the order is ready.
     let records = records(&document);
@@ -444,7 +423,7 @@ fn a_window_that_opened_orders_within_it_with_replaces() {
         host.place(&document);
     }
     host.finalize_ok();
-    let second = std::fs::read(&cert).expect("cert");
+    let second = std::fs::read(&cert_file).expect("cert");
     assert_ne!(first, second, "the certificate was not replaced");
     sb.verify_chain(&host.file("main", "fullchain.pem"))
         .expect("openssl verify");
@@ -478,14 +457,10 @@ fn without_ari_certificates_issued_together_renew_apart_and_stay_put() {
     );
 
     let moments = |document: &Value| -> (String, String) {
-        for cert in ["one", "two"] {
-            assert_eq!(
-                cert_entry(document, cert)["status"],
-                "valid",
-                "{document:#}"
-            );
+        for name in ["one", "two"] {
+            assert_eq!(cert(document, name)["status"], "valid", "{document:#}");
         }
-        let at = |cert| text(cert_entry(document, cert), "renew_at").to_owned();
+        let at = |name| text(cert(document, name), "renew_at").to_owned();
         (at("one"), at("two"))
     };
     let first = moments(&host.request_ok());
@@ -524,7 +499,7 @@ fn a_rate_limit_fails_the_certificate_with_its_end_and_stops_the_next_order() {
     let run = host.request();
     run.expect_code(1);
     let document = run.json();
-    let entry = cert_entry(&document, "main");
+    let entry = cert(&document, "main");
     assert_eq!(entry["status"], "failed", "{document:#}");
     let reason = text(entry, "reason");
     assert!(
@@ -557,11 +532,8 @@ fn a_rate_limit_fails_the_certificate_with_its_end_and_stops_the_next_order() {
     let run = host.request();
     run.expect_code(1);
     let again = run.json();
-    assert_eq!(text(cert_entry(&again, "main"), "reason"), reason);
-    assert_eq!(
-        cert_entry(&again, "main")["rate_limit"],
-        entry["rate_limit"]
-    );
+    assert_eq!(text(cert(&again, "main"), "reason"), reason);
+    assert_eq!(cert(&again, "main")["rate_limit"], entry["rate_limit"]);
     assert_eq!(
         fake.new_orders().len(),
         1,
@@ -575,12 +547,8 @@ fn a_rate_limit_fails_the_certificate_with_its_end_and_stops_the_next_order() {
     limit["retry_after"] = Value::from(rfc3339(now() - Duration::minutes(1)));
     std::fs::write(&kept, limit.to_string()).expect("write");
     let document = host.request_ok();
-    assert_eq!(
-        cert_entry(&document, "main")["status"],
-        "pending",
-        "{document:#}"
-    );
-    assert!(cert_entry(&document, "main").get("rate_limit").is_none());
+    assert_eq!(cert(&document, "main")["status"], "pending", "{document:#}");
+    assert!(cert(&document, "main").get("rate_limit").is_none());
     assert_eq!(fake.new_orders().len(), 2);
     assert!(!kept.exists(), "a limit that ended was kept");
 }
@@ -604,7 +572,7 @@ fn an_order_whose_authorizations_expired_is_replaced_with_fresh_records() {
     // Pebble's way: the authorizations stay `pending`, with `expires` in the past.
     fake.expire_order(&first_url, "past");
     let second = host.request_ok();
-    let entry = cert_entry(&second, "main");
+    let entry = cert(&second, "main");
     assert_eq!(entry["status"], "pending", "{second:#}");
     let reason = text(entry, "reason");
     assert!(
@@ -630,7 +598,7 @@ fn an_order_whose_authorizations_expired_is_replaced_with_fresh_records() {
     // A CA that says `expired` outright: the same.
     fake.expire_order(&second_url, "expired");
     let third = host.request_ok();
-    let reason = text(cert_entry(&third, "main"), "reason");
+    let reason = text(cert(&third, "main"), "reason");
     assert!(reason.contains("a new order, as the saved one"), "{reason}");
     let third_records = records(&third);
     for record in &third_records {
