@@ -7,11 +7,14 @@
 
 mod ansible;
 mod ari;
+mod collection;
 mod config;
 mod fixture;
 mod hiera;
 mod host;
+mod package;
 mod publish;
 mod sandbox;
 mod services;
 mod util;
+mod venv;
