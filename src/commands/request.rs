@@ -4,6 +4,12 @@
 //! Only what is needed touches the CA: with nothing due, no pending order and ARI off, the
 //! run reads a few local files and never loads the account or fetches the directory. When
 //! an order is needed and the CA cannot be reached, the run fails as a whole (exit 4).
+//!
+//! The decision part (docs/renewal.md): a saved order is re-opened, or dropped when it can no
+//! longer complete; then the CA's window (ARI) is asked unless the certificate renews at once
+//! anyway, and `cert::Inspection::decide` decides from the files, the window and the
+//! certificate's own seed; a rate limit the CA set earlier stops the order until its time;
+//! every order that renews a certificate on disk names it in `replaces`.
 
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
@@ -31,6 +37,8 @@ struct Plan<'c> {
     cert: &'c str,
     spec: &'c CertSpec,
     installed: Installed<'c>,
+    /// The decision from the files alone (the days rule): it picks what to pre-check and
+    /// whether an account is needed. The CA's window, asked later, may change it.
     decision: RenewalDecision,
     pending: Option<PendingOrder>,
     /// The `_acme-challenge` delegation check, when it was made before opening the account.
