@@ -350,6 +350,14 @@ impl Inspection {
         }
     }
 
+    /// Whether the certificate has one of `names`: an order for them renews it, for
+    /// `replaces` (Let's Encrypt treats an order as this certificate's renewal only then).
+    pub(crate) fn shares_a_name(&self, names: &[DnsName]) -> bool {
+        names
+            .iter()
+            .any(|name| self.names.contains(&name.to_string()))
+    }
+
     /// `before_days`, capped at a third of the lifetime: with a 6-day certificate a 30-day
     /// threshold would renew on every run, a third renews with days to spare.
     fn renewal_threshold(&self, before_days: u32) -> time::Duration {
@@ -595,6 +603,15 @@ mod tests {
             end: cert.not_before + Span::days(70),
         };
         assert_eq!(cert.schedule(30, Some(backwards)), cert.schedule(30, None));
+    }
+
+    #[test]
+    fn a_renewal_shares_at_least_one_name() {
+        let cert = inspection(90, &["a.org", "b.org"], KeyType::EcdsaP384);
+        assert!(cert.shares_a_name(&names(&["b.org", "c.org"])));
+        assert!(cert.shares_a_name(&names(&["A.org"])));
+        let wildcard = DnsName::parse_identifier("*.a.org").expect("wildcard");
+        assert!(!cert.shares_a_name(&[names(&["c.org"]).remove(0), wildcard]));
     }
 
     #[test]

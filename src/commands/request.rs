@@ -299,12 +299,7 @@ fn held_rate_limit(
 /// renewal from its rate limits only then).
 fn replaces(plan: &Plan<'_>) -> Option<CertificateIdentifier<'static>> {
     let inspection = plan.installed.inspection()?;
-    let shares = plan
-        .spec
-        .names
-        .iter()
-        .any(|name| inspection.names.contains(&name.to_string()));
-    if shares {
+    if inspection.shares_a_name(&plan.spec.names) {
         acme::replaces_for(inspection)
     } else {
         None

@@ -27,7 +27,7 @@ and reads what happened from
 
     DIR/requests      one line per request: "METHOD PATH"
     DIR/orders.jsonl  one JSON line per newOrder: {"identifiers", "replaces", "profile",
-                      "answer": "created" | "rateLimited" | "<status> from Pebble"}
+                      "answer": "created" | "rateLimited" | "<status> <Pebble's problem type>"}
 
 Usage: ari_profiles.py --upstream URL --cafile CA --cert PEM --key PEM --dir DIR
                        [--profiles classic,shortlived]
@@ -216,7 +216,11 @@ def make_handler(args, upstream_ctx: ssl.SSLContext, state: State):
                 data = json.dumps(order).encode()
                 entry["answer"] = "created"
             else:
-                entry["answer"] = f"{status} from Pebble"
+                try:
+                    problem = json.loads(data).get("type")
+                except ValueError:
+                    problem = None
+                entry["answer"] = f"{status} {problem}"
             state.log("orders.jsonl", json.dumps(entry))
             self.reply(status, headers, data)
 
