@@ -27,7 +27,7 @@ use aws_lc_rs::{digest, hmac, pbkdf2, rand};
 use yasna::models::ObjectIdentifier;
 use yasna::{ASN1Error, ASN1ErrorKind, BERReader, DERWriter, Tag};
 
-use super::Secret;
+use super::{PrivateKey, Secret};
 
 /// Iterations of PBKDF2 and of the MAC's key derivation: Java 17's default (OpenSSL 3 uses
 /// 2048). A keystore costs a few milliseconds to write.
@@ -82,7 +82,11 @@ impl KeystorePassword {
 
 impl fmt::Debug for KeystorePassword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeystorePassword(<{} characters>)", self.0.chars().count())
+        write!(
+            f,
+            "KeystorePassword(<{} characters>)",
+            self.0.chars().count()
+        )
     }
 }
 
@@ -90,8 +94,9 @@ impl fmt::Debug for KeystorePassword {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum Pkcs12Error {
-    /// The crypto library failed (no randomness, a key it refused): nothing was written.
-    #[error("cannot build the PKCS#12 keystore: the crypto library failed ({0})")]
+    /// The crypto library failed (no randomness, a key it refused), or the chain given is
+    /// not PEM: nothing was written.
+    #[error("cannot build the PKCS#12 keystore: {0}")]
     Crypto(&'static str),
     /// A keystore on disk is not one this build reads, or not with this password.
     #[error("the PKCS#12 keystore {0}")]
@@ -119,7 +124,10 @@ impl Keystore {
             .first()
             .ok_or(Pkcs12Error::Crypto("no certificate given"))?;
         let key_id = digest::digest(&digest::SHA256, leaf).as_ref().to_vec();
-        let attributes = Attributes { alias, key_id: &key_id };
+        let attributes = Attributes {
+            alias,
+            key_id: &key_id,
+        };
         let key_bag = shrouded_key_bag(key, &attributes, password)?;
         let key_contents = yasna::construct_der(|w| {
             w.write_sequence(|w| w.next().write_der(&key_bag));
@@ -170,6 +178,37 @@ impl Keystore {
             });
         });
         Ok(Secret(pfx))
+    }
+
+    /// A new keystore from PEM: `key` (PKCS#8) and `full_chain` (leaf first), the files
+    /// fleetcert installs beside it.
+    pub(crate) fn from_pem(
+        key: &PrivateKey,
+        full_chain: &str,
+        alias: &str,
+        password: &KeystorePassword,
+    ) -> Result<Secret, Pkcs12Error> {
+        Self::build(
+            &key.to_pkcs8_der(),
+            &chain_der(full_chain)?,
+            alias,
+            password,
+        )
+    }
+
+    /// Whether the keystore `bytes` opens with `password` and holds `alias` and the leaf and
+    /// chain of `full_chain`: when not, it is rebuilt (the password or alias was changed, or
+    /// `pkcs12:` is new).
+    pub(crate) fn fits(
+        bytes: &[u8],
+        full_chain: &str,
+        alias: &str,
+        password: &KeystorePassword,
+    ) -> bool {
+        match (Self::open(bytes, password), chain_der(full_chain)) {
+            (Ok(keystore), Ok(chain)) => keystore.alias == alias && keystore.certificates == chain,
+            _ => false,
+        }
     }
 
     /// Reads a keystore with `password`: checks its MAC, decrypts its certificates and reads
@@ -264,6 +303,18 @@ impl Keystore {
     }
 }
 
+/// The DER of every certificate in a PEM chain, in order.
+fn chain_der(pem: &str) -> Result<Vec<Vec<u8>>, Pkcs12Error> {
+    let chain = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .map(|block| block.map(|block| block.contents))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Pkcs12Error::Crypto("the chain is not PEM"))?;
+    if chain.is_empty() {
+        return Err(Pkcs12Error::Crypto("the chain holds no certificate"));
+    }
+    Ok(chain)
+}
+
 /// The attributes of the key entry and its certificate.
 struct Attributes<'a> {
     alias: &'a str,
@@ -310,7 +361,8 @@ fn invalid() -> ASN1Error {
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], Pkcs12Error> {
     let mut bytes = [0; N];
-    rand::fill(&mut bytes).map_err(|_| Pkcs12Error::Crypto("no randomness"))?;
+    rand::fill(&mut bytes)
+        .map_err(|_| Pkcs12Error::Crypto("the crypto library has no randomness"))?;
     Ok(bytes)
 }
 
@@ -336,7 +388,8 @@ fn pbes2_key(
         password.utf8(),
         &mut key,
     );
-    UnboundCipherKey::new(&AES_256, &key).map_err(|_| Pkcs12Error::Crypto("AES key"))
+    UnboundCipherKey::new(&AES_256, &key)
+        .map_err(|_| Pkcs12Error::Crypto("the crypto library refused the AES key"))
 }
 
 /// PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC, a new salt and IV each time.
@@ -344,14 +397,14 @@ fn encrypt(plain: &[u8], password: &KeystorePassword) -> Result<Encrypted, Pkcs1
     let salt = random_bytes::<SALT_LEN>()?.to_vec();
     let iterations = check_iterations(ITERATIONS)?;
     let key = PaddedBlockEncryptingKey::cbc_pkcs7(pbes2_key(password, &salt, iterations)?)
-        .map_err(|_| Pkcs12Error::Crypto("AES-CBC key"))?;
+        .map_err(|_| Pkcs12Error::Crypto("the crypto library refused the AES-CBC key"))?;
     let mut ciphertext = plain.to_vec();
     let context = key
         .encrypt(&mut ciphertext)
-        .map_err(|_| Pkcs12Error::Crypto("AES-CBC encryption"))?;
+        .map_err(|_| Pkcs12Error::Crypto("the crypto library failed to encrypt"))?;
     let iv: &[u8] = (&context)
         .try_into()
-        .map_err(|_| Pkcs12Error::Crypto("AES-CBC IV"))?;
+        .map_err(|_| Pkcs12Error::Crypto("the crypto library gave no IV"))?;
     Ok(Encrypted {
         salt,
         iterations: iterations.get(),
@@ -362,12 +415,9 @@ fn encrypt(plain: &[u8], password: &KeystorePassword) -> Result<Encrypted, Pkcs1
 
 fn decrypt(encrypted: &Encrypted, password: &KeystorePassword) -> Result<Vec<u8>, Pkcs12Error> {
     let iterations = check_iterations(encrypted.iterations)?;
-    let key = PaddedBlockDecryptingKey::cbc_pkcs7(pbes2_key(
-        password,
-        &encrypted.salt,
-        iterations,
-    )?)
-    .map_err(|_| Pkcs12Error::Crypto("AES-CBC key"))?;
+    let key =
+        PaddedBlockDecryptingKey::cbc_pkcs7(pbes2_key(password, &encrypted.salt, iterations)?)
+            .map_err(|_| Pkcs12Error::Crypto("the crypto library refused the AES-CBC key"))?;
     let iv = aws_lc_rs::iv::FixedLength::<16>::try_from(encrypted.iv.as_slice())
         .map_err(|_| Pkcs12Error::Unreadable("has an AES-CBC IV that is not 16 bytes"))?;
     let mut buffer = encrypted.ciphertext.clone();
@@ -614,9 +664,7 @@ fn read_safe_contents(r: BERReader<'_, '_>) -> Result<Vec<Bag>, ASN1Error> {
                     r.read_der().map(|_| BagKind::Other)
                 }
             })?;
-            let attributes = r
-                .read_optional(read_attributes)?
-                .unwrap_or_default();
+            let attributes = r.read_optional(read_attributes)?.unwrap_or_default();
             Ok(Bag { kind, attributes })
         })
     })
@@ -746,10 +794,8 @@ mod tests {
         );
     }
 
-    const KDF_ITER_1: &str =
-        "82ff268f0332db2d618b6b7c291c36af06192c32ec1149ba00312e79f19b265b";
-    const KDF_ITER_2048: &str =
-        "624551c900b6acebb581807bc9cd3f19c1d1e9f1b588350266b65cdd4a2e05d2";
+    const KDF_ITER_1: &str = "82ff268f0332db2d618b6b7c291c36af06192c32ec1149ba00312e79f19b265b";
+    const KDF_ITER_2048: &str = "624551c900b6acebb581807bc9cd3f19c1d1e9f1b588350266b65cdd4a2e05d2";
     const KDF_ITER_3_LEN_40: &str =
         "b0aa631e1e36a4f62b9904b921682478685563e3134eec3f82199b17ff514943dd84dce0313e40d1";
 
