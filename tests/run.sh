@@ -22,8 +22,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features crash-points -- -D warnings
 
 step "cargo test (unit and integration, against the real sandbox)"
 # Tests mostly wait on servers, not on the CPU: more threads than cores keeps the suite short.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --locked "$@"
+
+step "cargo test --features crash-points (the keystore's crash test: killed before the keystore)"
+cargo test --locked --features crash-points --test integration keystore::a_finalize_killed
