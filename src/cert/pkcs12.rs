@@ -773,6 +773,41 @@ mod tests {
         assert!(check_iterations(ITERATIONS).is_ok());
     }
 
+    #[test]
+    fn a_keystore_written_by_openssl_3_with_its_defaults_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pair = rcgen::KeyPair::generate().expect("key");
+        let leaf = rcgen::CertificateParams::new(vec!["zk1.example.test".to_owned()])
+            .expect("params")
+            .self_signed(&pair)
+            .expect("leaf");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let key = write("key.pem", &pair.serialize_pem());
+        let cert = write("cert.pem", &leaf.pem());
+        let pass = write("pass", "from-openssl\n");
+        let out = dir.path().join("store.p12");
+        let status = std::process::Command::new("openssl")
+            .args(["pkcs12", "-export", "-name", "zookeeper", "-inkey"])
+            .arg(&key)
+            .arg("-in")
+            .arg(&cert)
+            .arg("-passout")
+            .arg(format!("file:{}", pass.display()))
+            .arg("-out")
+            .arg(&out)
+            .status()
+            .expect("run openssl");
+        assert!(status.success());
+        let bytes = std::fs::read(&out).expect("read");
+        let opened = Keystore::open(&bytes, &password("from-openssl")).expect("open");
+        assert_eq!(opened.alias, "zookeeper");
+        assert_eq!(opened.certificates, vec![leaf.der().to_vec()]);
+    }
+
     /// Vectors computed with OpenSSL 3's implementation of the same derivation:
     /// `openssl kdf -keylen 32 -kdfopt digest:SHA256 -kdfopt hexpass:<BMP password>
     /// -kdfopt hexsalt:<salt> -kdfopt iter:<n> -kdfopt id:3 PKCS12KDF`.
