@@ -7,6 +7,7 @@
 
 mod ansible;
 mod ari;
+mod cluster;
 mod collection;
 mod config;
 mod fixture;
