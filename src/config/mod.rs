@@ -9,6 +9,7 @@
 mod certs;
 mod duration;
 mod host;
+mod pkcs12;
 mod unique;
 mod update;
 mod zone;
