@@ -55,7 +55,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     };
     let dry_run = args.dry_run;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
-    let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl)?;
+    let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl, dry_run)?;
 
     let document = request::token_document(&config, &state, dry_run).await?;
     let own = token::own_submission(&document, &config.host, &zone_config.policy)?;

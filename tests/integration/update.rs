@@ -242,6 +242,23 @@ fn update_publishes_on_both_servers_removes_stale_values_and_keeps_the_operators
             document("host2.example.test", &[("host2.example.test", &b1)]),
         ),
     ];
+    // A dry run first: it reads the zone and says it would change it, and it sends no
+    // UPDATE and creates nothing, not even the state directory (issue 10).
+    let updates = sb.update_log_lines().len();
+    let dry = central.publish(&config, &first, &["--dry-run"]);
+    let report = dry.expect_code(0).json();
+    assert_eq!(
+        (&report["changed"], &report["dry_run"]),
+        (&json!(true), &json!(true)),
+        "{report:#}"
+    );
+    assert!(
+        !central.path("state").exists(),
+        "the dry run created the state directory"
+    );
+    assert_eq!(sb.update_log_lines().len(), updates, "the dry run sent an UPDATE");
+    assert_eq!(sb.axfr(sb.primary(), true), operator, "the dry run changed the zone");
+
     let run = central.publish(&config, &first, &["-vvv"]);
     run.expect_code(0);
     assert_no_secret(&run, &[&keys.fleet]);
