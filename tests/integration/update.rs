@@ -25,7 +25,7 @@ use crate::util::Run;
 const HOST1_RECORDS: &str = "host1.example.test.acme.test,www1.example.test.acme.test";
 
 /// Fresh random bytes as base64, as tsig-keygen makes a secret.
-fn secret() -> String {
+pub(crate) fn secret() -> String {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut random| random.read_exact(&mut bytes))
