@@ -225,7 +225,10 @@ impl Dir {
                     fd,
                     path: path.to_owned(),
                 };
-                dir.settle(Access::private(PRIVATE_DIR_MODE), Existing::RefuseIfOthersWrite)?;
+                dir.settle(
+                    Access::private(PRIVATE_DIR_MODE),
+                    Existing::RefuseIfOthersWrite,
+                )?;
                 Ok(Some(dir))
             }
             Err(Errno::ENOENT) => Ok(None),

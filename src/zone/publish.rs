@@ -254,7 +254,11 @@ mod tests {
     #[test]
     fn the_primary_goes_first_and_the_others_keep_their_order() {
         let addr = |text: &str| text.parse::<SocketAddr>().expect("address");
-        let found = [addr("192.0.2.2:53"), addr("192.0.2.3:53"), addr("192.0.2.1:53")];
+        let found = [
+            addr("192.0.2.2:53"),
+            addr("192.0.2.3:53"),
+            addr("192.0.2.1:53"),
+        ];
         let mut servers = found.to_vec();
         first(&mut servers, addr("192.0.2.1:53"));
         assert_eq!(servers, [found[2], found[0], found[1]]);

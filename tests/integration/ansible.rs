@@ -97,6 +97,18 @@ impl Fleet {
         certs.join(cert).join("fullchain.pem")
     }
 
+    /// Adds `cert: names` to the `fleetcert_certs` of `host` (the last key of its host_vars).
+    fn add_certificate(&self, host: &str, cert: &str, names: &str) {
+        let vars = self
+            .dir
+            .path()
+            .join("inventory/host_vars")
+            .join(format!("{host}.yaml"));
+        let mut text = String::from_utf8(read(&vars)).expect("UTF-8");
+        text.push_str(&format!("  {cert}: {names}\n"));
+        fs::write(&vars, text).unwrap_or_else(|err| panic!("add a certificate to {host}: {err}"));
+    }
+
     /// Lines the handlers appended ("HOST CERT"), sorted: forks run in any order.
     fn handler_lines(&self) -> Vec<String> {
         let text = fs::read_to_string(self.dir.path().join("handlers.log")).unwrap_or_default();
@@ -429,14 +441,7 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
 
     // 3. A new certificate for host1, first in check mode.
     let host1 = HOSTS[0].0;
-    let host1_vars = fleet
-        .dir
-        .path()
-        .join("inventory/host_vars")
-        .join(format!("{host1}.yaml"));
-    let mut vars = String::from_utf8(read(&host1_vars)).expect("UTF-8");
-    vars.push_str("  www: [www101.example.test]\n");
-    fs::write(&host1_vars, vars).expect("add a certificate to host1");
+    fleet.add_certificate(host1, "www", "[www101.example.test]");
     let state_before: Vec<_> = HOSTS
         .iter()
         .map(|(host, _)| snapshot(&fleet.home(host).join("state")))
@@ -586,8 +591,9 @@ all:
     );
     let nozone = fatal("nozone");
     assert!(
-        nozone.contains("nozone publishes the signing zone acme.test: set one of fleetcert_zone_file")
-            && nozone.contains("and fleetcert_zone_update"),
+        nozone.contains(
+            "nozone publishes the signing zone acme.test: set one of fleetcert_zone_file"
+        ) && nozone.contains("and fleetcert_zone_update"),
         "{nozone}"
     );
     assert!(
@@ -649,21 +655,34 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
         first.output
     );
     for line in &updates {
-        assert!(line.contains("/key fleet:"), "an UPDATE not signed with the fleet key: {line}");
+        assert!(
+            line.contains("/key fleet:"),
+            "an UPDATE not signed with the fleet key: {line}"
+        );
     }
     let txt: Vec<String> = sb
         .axfr(sb.primary(), true)
         .into_iter()
         .filter(|line| line.split_whitespace().nth(3) == Some("TXT"))
         .collect();
-    assert!(txt.is_empty(), "challenge records left in the zone: {txt:?}");
+    assert!(
+        txt.is_empty(),
+        "challenge records left in the zone: {txt:?}"
+    );
     // No zone file: the primary's is untouched, no ledger beside it, none rendered here.
-    assert_eq!(read(&zone_file), zone_file_before, "the zone file was written");
+    assert_eq!(
+        read(&zone_file),
+        zone_file_before,
+        "the zone file was written"
+    );
     let beside = zone_file.with_file_name(format!(
         "{}.ledger.json",
         zone_file.file_name().expect("name").to_string_lossy()
     ));
-    assert!(!beside.exists(), "a file publisher's ledger beside the zone file");
+    assert!(
+        !beside.exists(),
+        "a file publisher's ledger beside the zone file"
+    );
     let config = String::from_utf8(read(&bastion.join("etc/zone.yaml"))).expect("UTF-8");
     assert!(
         config.contains("\nupdate:\n") && !config.contains("zone_file") && !config.contains("soa"),
@@ -674,7 +693,11 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
         "no ledger in fleetcert_zone_state_dir"
     );
     let copied = bastion.join("etc/tsig.secret");
-    assert_eq!(read(&copied), read(&secret_src), "the secret on the bastion");
+    assert_eq!(
+        read(&copied),
+        read(&secret_src),
+        "the secret on the bastion"
+    );
     assert_eq!(
         fs::metadata(&copied).expect("secret").permissions().mode() & 0o7777,
         0o600,
@@ -713,14 +736,7 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
     // 3. Check mode, with a new certificate and the secret gone from the bastion.
     fs::remove_file(&copied).expect("remove the bastion's secret");
     let host1 = HOSTS[0].0;
-    let host1_vars = fleet
-        .dir
-        .path()
-        .join("inventory/host_vars")
-        .join(format!("{host1}.yaml"));
-    let mut vars = String::from_utf8(read(&host1_vars)).expect("UTF-8");
-    vars.push_str("  www: [www101.example.test]\n");
-    fs::write(&host1_vars, vars).expect("add a certificate to host1");
+    fleet.add_certificate(host1, "www", "[www101.example.test]");
     let state_before = snapshot(&fleet.home(host1).join("state"));
     let check = fleet.playbook(&["--check"]);
     check.expect_failed(&[]);
@@ -732,7 +748,10 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
         "check mode does not say what it would do; output:\n{}",
         check.output
     );
-    assert!(!copied.exists(), "check mode copied the secret to the bastion");
+    assert!(
+        !copied.exists(),
+        "check mode copied the secret to the bastion"
+    );
     assert!(
         snapshot(&fleet.home(host1).join("state")) == state_before,
         "check mode changed host1's state (an order?)"

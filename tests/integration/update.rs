@@ -256,8 +256,16 @@ fn update_publishes_on_both_servers_removes_stale_values_and_keeps_the_operators
         !central.path("state").exists(),
         "the dry run created the state directory"
     );
-    assert_eq!(sb.update_log_lines().len(), updates, "the dry run sent an UPDATE");
-    assert_eq!(sb.axfr(sb.primary(), true), operator, "the dry run changed the zone");
+    assert_eq!(
+        sb.update_log_lines().len(),
+        updates,
+        "the dry run sent an UPDATE"
+    );
+    assert_eq!(
+        sb.axfr(sb.primary(), true),
+        operator,
+        "the dry run changed the zone"
+    );
 
     let run = central.publish(&config, &first, &["-vvv"]);
     run.expect_code(0);
