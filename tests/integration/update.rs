@@ -706,12 +706,32 @@ fn renew_issues_end_to_end_removes_its_records_and_its_key_cannot_write_another_
         ),
         &[("main", &["host1.example.test", "www1.example.test"])],
     );
+    // A dry run first: nothing is ordered, so nothing is published, and it creates nothing,
+    // not even the state directory (issue 10).
+    let dry = host.run("renew", &["--dry-run"]);
+    let report = dry.expect_code(0).json();
+    assert_eq!(report["dry_run"], true, "{report:#}");
+    assert!(
+        !host.state_dir().exists(),
+        "renew --dry-run created the state directory"
+    );
+    assert!(
+        sb.update_log_lines().is_empty(),
+        "renew --dry-run sent an UPDATE"
+    );
+
     host.flags.borrow_mut().push("-vvv".to_owned());
     let run = host.run("renew", &[]);
     run.expect_code(0);
     assert_no_secret(&run, &[&keys.host1]);
     let report = run.json();
     assert_eq!(report["changed"], true, "{report:#}");
+    // Each step's seconds are its own: publishing and the clean-up fit in the whole run.
+    let seconds = |step: &str| report[step]["seconds"].as_f64().expect("seconds");
+    assert!(
+        seconds("publish") + seconds("cleanup") <= report["seconds"].as_f64().expect("seconds"),
+        "{report:#}"
+    );
     assert_eq!(
         report["finalize"]["certs"][0]["status"], "issued",
         "{report:#}"
