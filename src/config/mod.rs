@@ -10,6 +10,7 @@ mod certs;
 mod duration;
 mod host;
 mod pkcs12;
+mod servers;
 mod unique;
 mod update;
 mod zone;
