@@ -601,6 +601,14 @@ fn links_planted_in_a_group_writable_zone_directory_reach_no_file_of_roots() {
         };
         (run, doc)
     };
+    // A publish that went through: every server answers with its document's value.
+    let assert_published = |run: &Run, doc: &Value| {
+        assert_eq!(run.code, 0, "publish: {}{}", run.stdout, run.stderr);
+        let value = doc["records"][0]["value"].as_str().expect("value");
+        for answer in served(&sb, "host1.example.test.acme.test.") {
+            assert_eq!(answer, [value]);
+        }
+    };
     let victim_path = victim.path.display().to_string();
     let link = |name: &str| format!("ln -sfn {victim_path} {}/{name}", zone_dir.display());
 
@@ -629,14 +637,7 @@ fn links_planted_in_a_group_writable_zone_directory_reach_no_file_of_roots() {
     let script: Vec<String> = temporaries.iter().map(|name| link(name)).collect();
     let (run, doc) = publish("temporaries", Some(script.join(" && ")));
     victim.assert_untouched("planted temporaries");
-    assert_eq!(run.code, 0, "publish: {}{}", run.stdout, run.stderr);
-    let value = doc["records"][0]["value"]
-        .as_str()
-        .expect("value")
-        .to_owned();
-    for answer in served(&sb, "host1.example.test.acme.test.") {
-        assert_eq!(answer, std::slice::from_ref(&value));
-    }
+    assert_published(&run, &doc);
 
     // A racing attacker swaps every temporary file for a link the moment it appears.
     let racer_script = format!(
@@ -680,14 +681,7 @@ fn links_planted_in_a_group_writable_zone_directory_reach_no_file_of_roots() {
         }
     }
     let (run, doc) = publish("after", None);
-    assert_eq!(run.code, 0, "publish: {}{}", run.stdout, run.stderr);
-    let value = doc["records"][0]["value"]
-        .as_str()
-        .expect("value")
-        .to_owned();
-    for answer in served(&sb, "host1.example.test.acme.test.") {
-        assert_eq!(answer, std::slice::from_ref(&value));
-    }
+    assert_published(&run, &doc);
     let zone = std::fs::symlink_metadata(sb.signing_zone_file()).expect("zone");
     assert_eq!(
         (zone.uid(), zone.gid(), zone.mode() & 0o7777),
@@ -1370,34 +1364,19 @@ fn addresses_long_names_and_repeated_keys_are_refused_at_load_naming_the_key() {
     let no_room = format!("{label}.{label}.{label}.{}", "c".repeat(50));
     let no_record = format!("{label}.{label}.{label}.{}", "d".repeat(8));
     let long_zone = format!("{}.example.test", "z".repeat(60));
+    // One line a case: the certificate lines, then the words the refusal must hold.
+    let main = |name: &str| host(&format!("  main: [{name}]\n"));
+    let long_record = host_in(&long_zone, &format!("  main: [{no_record}]\n"));
+    let long_cert = host(&format!("  {}: [{long_label}]\n", "n".repeat(65)));
+    let cert_twice = host("  main: [a.example.test]\n  main: [b.example.test]\n");
     let cases: Vec<(&str, String, &str)> = vec![
-        ("IPv4", host("  main: [192.0.2.1]\n"), "certs.main"),
-        ("IPv6", host("  main: ['2001:db8::1']\n"), "certs.main"),
-        (
-            "name over 253",
-            host(&format!("  main: [{too_long}]\n")),
-            "certs.main",
-        ),
-        (
-            "no room",
-            host(&format!("  main: [{no_room}]\n")),
-            "_acme-challenge",
-        ),
-        (
-            "record over 253",
-            host_in(&long_zone, &format!("  main: [{no_record}]\n")),
-            "challenge record",
-        ),
-        (
-            "cert name over 64",
-            host(&format!("  {}: [{long_label}]\n", "n".repeat(65))),
-            "longer than 64",
-        ),
-        (
-            "cert twice",
-            host("  main: [a.example.test]\n  main: [b.example.test]\n"),
-            "given twice",
-        ),
+        ("IPv4", main("192.0.2.1"), "certs.main"),
+        ("IPv6", main("'2001:db8::1'"), "certs.main"),
+        ("name over 253", main(&too_long), "certs.main"),
+        ("no room", main(&no_room), "_acme-challenge"),
+        ("record over 253", long_record, "challenge record"),
+        ("cert name over 64", long_cert, "longer than 64"),
+        ("cert twice", cert_twice, "given twice"),
     ];
     for (what, text, needle) in cases {
         let path = dir.path().join("host.yaml");
@@ -1413,36 +1392,18 @@ fn addresses_long_names_and_repeated_keys_are_refused_at_load_naming_the_key() {
     let glue = "glue:\n  ns1.acme.test.: [127.0.0.1]\n";
     let tokens = dir.path().join("tokens.json");
     std::fs::write(&tokens, "[]").expect("write tokens");
+    let allow = |lines: &str| zone(&format!("{glue}allow:\n{lines}"));
+    let a_twice = "  a.example.test: [a.example.test]\n  a.example.test: [b.example.test]\n";
+    let a_spelt_twice = "  a.example.test: [a.example.test]\n  A.example.test.: [b.example.test]\n";
+    let ip_name = "  a.example.test: [192.0.2.1]\n";
+    let ip_host = "  192.0.2.1: [a.example.test]\n";
+    let glue_twice = "glue:\n  ns1.acme.test.: [127.0.0.1]\n  ns1.acme.test.: [127.0.0.2]\n";
     let cases: Vec<(&str, String, &str)> = vec![
-        (
-            "allow twice",
-            zone(&format!(
-                "{glue}allow:\n  a.example.test: [a.example.test]\n  a.example.test: [b.example.test]\n"
-            )),
-            "given twice",
-        ),
-        (
-            "allow host spelt twice",
-            zone(&format!(
-                "{glue}allow:\n  a.example.test: [a.example.test]\n  A.example.test.: [b.example.test]\n"
-            )),
-            "listed already",
-        ),
-        (
-            "glue twice",
-            zone("glue:\n  ns1.acme.test.: [127.0.0.1]\n  ns1.acme.test.: [127.0.0.2]\n"),
-            "given twice",
-        ),
-        (
-            "allow IP",
-            zone(&format!("{glue}allow:\n  a.example.test: [192.0.2.1]\n")),
-            "allow.a.example.test",
-        ),
-        (
-            "allow host IP",
-            zone(&format!("{glue}allow:\n  192.0.2.1: [a.example.test]\n")),
-            "allow.192.0.2.1",
-        ),
+        ("allow twice", allow(a_twice), "given twice"),
+        ("allow spelt twice", allow(a_spelt_twice), "listed already"),
+        ("glue twice", zone(glue_twice), "given twice"),
+        ("allow IP", allow(ip_name), "allow.a.example.test"),
+        ("allow host IP", allow(ip_host), "allow.192.0.2.1"),
     ];
     for (what, text, needle) in cases {
         let path = dir.path().join("zone.yaml");
