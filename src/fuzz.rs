@@ -391,7 +391,7 @@ fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, String> {
         if tokens[0].starts_with('$') {
             match (tokens[0].as_str(), tokens.get(1)) {
                 ("$ORIGIN", Some(origin)) if origin.eq_ignore_ascii_case(&zone.fqdn()) => {}
-                ("$TTL", Some(ttl)) if ttl.bytes().all(|b| b.is_ascii_digit()) => {}
+                ("$TTL", Some(ttl)) if bind_ttl(ttl) => {}
                 _ => return Err(format!("the directive {}", tokens[0])),
             }
             continue;
@@ -404,9 +404,10 @@ fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, String> {
         let owner = owner.clone().ok_or("a record before any owner")?;
         // TTL and class, in either order, as BIND allows.
         for _ in 0..2 {
-            if rest.peek().is_some_and(|t| {
-                t.bytes().all(|b| b.is_ascii_digit()) || t.eq_ignore_ascii_case("IN")
-            }) {
+            if rest
+                .peek()
+                .is_some_and(|t| bind_ttl(t) || t.eq_ignore_ascii_case("IN"))
+            {
                 rest.next();
             }
         }
@@ -417,6 +418,16 @@ fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, String> {
         records.push((owner, rtype, rest.collect()));
     }
     Ok(records)
+}
+
+/// A TTL as BIND reads it (named-checkzone 9.18): digits whose value fits in 32 bits. `+60`
+/// and `4294967296` are `bad ttl` as `$TTL`, and an unknown type where a record's TTL would be.
+fn bind_ttl(token: &str) -> bool {
+    // Leading zeros are fine (`0000000000000000000000060` loads): the value counts.
+    let digits = token.trim_start_matches('0');
+    token.bytes().all(|b| b.is_ascii_digit())
+        && !token.is_empty()
+        && (digits.is_empty() || digits.parse::<u32>().is_ok())
 }
 
 /// Splits one line into tokens; a quoted string is one token, unquoted.

@@ -14,7 +14,10 @@
 # The machine has one stable toolchain: RUSTC_BOOTSTRAP=1 lets it build with the sanitizer
 # flags cargo fuzz passes (docs/security.md, "Fuzzing").
 #
-# Environment: FUZZ_RSS_LIMIT_MB (default 2048), FUZZ_TIMEOUT (seconds per input, default 10).
+# Environment: FUZZ_RSS_LIMIT_MB (default 2048), FUZZ_TIMEOUT (seconds per input, default 10),
+# FUZZ_PROFILE: `release` (default: optimized, debug assertions, address sanitizer; for the
+# long runs) or `dev` (unoptimized, same instrumentation: half the CPU to build and a third
+# of the time on 2 cores, slower to run; what CI's 30-second runs use, docs/security.md).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +26,14 @@ CARGO_FUZZ_VERSION=0.13.2
 TARGETS=(token_documents host_config zone_config zone_render zone_check pem_chain)
 
 die() { printf 'fuzz.sh: %s\n' "$*" >&2; exit 2; }
+
+# The build flags of FUZZ_PROFILE, the same for build, run and cmin (cargo fuzz builds again
+# before it runs: other flags would mean another build).
+case ${FUZZ_PROFILE:-release} in
+release) PROFILE=() ;; # the default: optimized, with debug assertions (-O drops them)
+dev) PROFILE=(--dev) ;;
+*) die "FUZZ_PROFILE is release or dev, not ${FUZZ_PROFILE}" ;;
+esac
 
 install() {
     if [[ $(cargo fuzz --version 2>/dev/null) == "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
@@ -39,7 +50,7 @@ run_target() {
     local before
     before=$(find "artifacts/$target" -type f | wc -l)
     # stdin and stdout from /dev/null: an input naming /dev/stdin must not wait for a tty.
-    if ! cargo fuzz run "$target" "corpus/$target" -- \
+    if ! cargo fuzz run "${PROFILE[@]}" "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" \
         -timeout="${FUZZ_TIMEOUT:-10}" -print_final_stats=1 </dev/null >"$log" 2>&1; then
         # The panic message and the reproduction hint (the input's bytes sit between them).
@@ -65,7 +76,7 @@ minimize_target() {
     before=$(find "corpus/$target" -type f | wc -l)
     # The seeds are real documents a reader should find in the corpus, covered or not.
     find "corpus/$target" -maxdepth 1 -type f -name 'seed-*' -exec cp {} "$seeds/" \;
-    if ! cargo fuzz cmin "$target" "corpus/$target" </dev/null >"$seeds.log" 2>&1; then
+    if ! cargo fuzz cmin "${PROFILE[@]}" "$target" "corpus/$target" </dev/null >"$seeds.log" 2>&1; then
         tail -n 20 "$seeds.log" >&2
         rm -rf "$seeds" "$seeds.log"
         die "cargo fuzz cmin $target failed"
@@ -105,8 +116,8 @@ main() {
     install
     cd "$repo/fuzz"
     export RUSTC_BOOTSTRAP=1
-    # One build for every target (release, with debug assertions, address sanitizer).
-    cargo fuzz build
+    # One build for every target (debug assertions, address sanitizer, FUZZ_PROFILE).
+    cargo fuzz build "${PROFILE[@]}"
     for target in "${selected[@]}"; do
         if [[ $mode == minimize ]]; then
             minimize_target "$target"
@@ -116,5 +127,6 @@ main() {
     done
 }
 
-main "$@"
-exit
+# On one line: bash has read `exit` before main runs, so nothing after it is read from a file
+# that changed meanwhile.
+main "$@"; exit

@@ -103,10 +103,7 @@ fn parse(text: &str, zone: &DnsName) -> Result<Parsed, (usize, String)> {
         let Some(name) = owner.clone() else {
             return Err((number, "a record without an owner name".to_owned()));
         };
-        if tokens
-            .peek()
-            .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if tokens.peek().is_some_and(|t| is_ttl(t)) {
             tokens.next();
         }
         if tokens.peek().is_some_and(|t| t.eq_ignore_ascii_case("IN")) {
@@ -127,12 +124,19 @@ fn directive<'a>(tokens: &mut impl Iterator<Item = &'a str>, zone: &DnsName) -> 
     }
     match (word, argument) {
         ("$ORIGIN", Some(origin)) if origin.eq_ignore_ascii_case(&zone.fqdn()) => Ok(()),
-        ("$TTL", Some(ttl)) if ttl.parse::<u32>().is_ok() => Ok(()),
+        ("$TTL", Some(ttl)) if is_ttl(ttl) => Ok(()),
         _ => Err(format!(
             "the directive {} is not one a signing zone uses",
             shown(word)
         )),
     }
+}
+
+/// A TTL as BIND reads one in this check's forms: digits only, within 32 bits. BIND refuses
+/// `+60` and `4294967296` (`bad ttl` as `$TTL`, an unknown type in a record), while Rust's
+/// `u32` parser would take the first; units (`1h`) are not rendered, so not accepted.
+fn is_ttl(token: &str) -> bool {
+    token.bytes().all(|b| b.is_ascii_digit()) && token.parse::<u32>().is_ok()
 }
 
 /// Resolves an owner: `@`, a relative name, or an absolute one inside the zone.
@@ -277,6 +281,12 @@ mod tests {
             "; a\u{1}\u{0} comment\n",
             "a.org.acme.test.\u{a0}IN TXT \"x\"\n",
             "x.acme.test. IN A 1.2.3.4\r\n",
+            // Found by fuzzing (zone_check): TTLs BIND does not read as TTLs, so that it
+            // refuses the zone (`bad ttl`, or the token taken for an unknown type).
+            "$TTL +60\n",
+            "$TTL 4294967296\n",
+            "x.acme.test. +60 IN A 1.2.3.4\n",
+            "x.acme.test. 99999999999 IN A 1.2.3.4\n",
         ] {
             let text = format!("{HEAD}{txt}{bad}");
             let err = check(&text).expect_err(bad).to_string();
