@@ -20,10 +20,19 @@ export PATH="$repo/.venv/bin:$PATH"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy -D warnings"
+step "cargo clippy -D warnings (without and with the crash points)"
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features crash-points -- -D warnings
 
 step "cargo test (unit and integration, against the real sandbox)"
 # Tests mostly wait on servers, not on the CPU: more threads than cores keeps the suite short.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
-cargo test --locked "$@"
+# One test binary for everything: with crash-points it behaves exactly as without unless
+# FLEETCERT_CRASH_AT names a point, which only tests/integration/crash.rs sets.
+cargo test --locked --features crash-points "$@"
+
+# The soak runs with the whole suite, not with a test filter.
+if (($# == 0)); then
+    step "soak: 3 daily cycles (tests/soak.sh, docs/crash-safety.md)"
+    tests/soak.sh 3
+fi

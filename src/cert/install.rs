@@ -86,6 +86,7 @@ impl CertDir<'_> {
         let version = new_version(&dir)?;
         for file in files {
             version.write_atomic(file.name, &file.contents.0, file.access)?;
+            crash_point!("install.after_file", file.name);
         }
         version.apply(self.dir_access())?;
         version.sync()?;
@@ -245,6 +246,7 @@ fn convert(dir: &Dir, dir_access: Access, files: &[SetFile<'_>]) -> Result<(), S
     dir.symlink_atomic(&leaf_name(&old), DATA_LINK)?;
     for name in plain {
         dir.symlink_atomic(&link_target(name), name)?;
+        crash_point!("install.converting", name);
     }
     dir.sync()
 }

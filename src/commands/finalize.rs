@@ -210,6 +210,7 @@ async fn issue(
     let (key, pem) = acme::complete(account, saved, context.state, cert).await?;
     let chain = acme::verify_chain(&pem, &key, &saved.names)?;
     install(config, installed, &key, &chain)?;
+    crash_point!("finalize.installed");
     PendingOrder::remove(context.state, cert)?;
     Ok(chain)
 }

@@ -117,12 +117,15 @@ impl<'c> FileWriter<'c> {
         if self.target.check_zone {
             checkzone(self.zone, CheckInput::File(&staged.temp_path())).await?;
         }
+        crash_point!("publish.staged");
         if let Some((old, access)) = &self.old {
             dir.write_atomic(&format!("{}.prev", self.name), old, *access)?;
         }
         staged.commit()?;
         dir.sync()?;
+        crash_point!("publish.after_rename");
         let Err(reason) = reload::run_reload(&self.target.reload, RELOAD_TIMEOUT).await else {
+            crash_point!("publish.after_reload");
             return Ok(());
         };
         // Info, not warn: the error line that follows says the same and what was done about it.
@@ -184,6 +187,10 @@ impl ZoneWriter for FileWriter<'_> {
         served: &[(SocketAddr, Served)],
         dry_run: bool,
     ) -> Result<Written, ZoneError> {
+        if !dry_run {
+            // A publish killed after staging left its temporary zone file beside the real one.
+            self.home.dir.sweep()?;
+        }
         let data = ZoneData::new(self.target, self.zone, self.ttl, records);
         let file_serial = self
             .old_bytes()

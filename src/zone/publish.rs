@@ -109,6 +109,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
     let saved = !dry_run && ledger != before;
     if saved {
         ledger.save(&home.dir, &home.ledger)?;
+        crash_point!("publish.ledger_saved");
     }
     let records = ledger.records();
     let written = match writer.write(&records, &served, dry_run).await {

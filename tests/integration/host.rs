@@ -98,7 +98,7 @@ fn gid(path: &Path) -> u32 {
     std::fs::metadata(path).expect("stat").gid()
 }
 
-fn key_group_gid() -> u32 {
+pub(crate) fn key_group_gid() -> u32 {
     let out = Command::new("getent")
         .args(["group", KEY_GROUP])
         .output()

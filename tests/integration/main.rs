@@ -8,6 +8,7 @@
 mod ansible;
 mod ari;
 mod config;
+mod crash;
 mod fixture;
 mod hiera;
 mod host;

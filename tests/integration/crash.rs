@@ -1,0 +1,794 @@
+//! Every crash point (src/crash.rs) on the real sandbox: the binary is built with the
+//! `crash-points` feature (tests/run.sh) and killed with SIGKILL at the point, then the test
+//! checks what is left and runs the next ordinary day.
+//!
+//! After every kill: what a service reads for the certificate is one complete set — the old
+//! one or the new one, as the point promises — whose key matches its certificate and whose
+//! chain `openssl verify` accepts against Pebble's root; no temporary file sits where a service
+//! looks; every private key on disk is fleetcert's own with its mode, and `nobody` cannot read
+//! one (while a member of the key group can). Then request → publish → finalize, run as the
+//! playbook runs them, must succeed without help and leave exactly one version, no temporary
+//! file, and no state.
+//!
+//! The host-side points share one sandbox (each test is its own host, with names of its own,
+//! publishing through the real `fleetcert publish`, whose lock and ledger keep them apart); a
+//! crash in `publish` leaves its zone half-way, so each of those has a sandbox of its own.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use serde_json::Value;
+
+use crate::fixture::{Host, sandbox};
+use crate::host::key_group_gid;
+use crate::sandbox::Sandbox;
+use crate::util::{Run, assert_key_matches, fleetcert, run_ok};
+
+/// The variable that names the point to die at (src/crash.rs).
+const CRASH_AT: &str = "FLEETCERT_CRASH_AT";
+/// The certificate every test renews.
+const CERT: &str = "main";
+/// The files a service reads, in the default layout.
+const SERVICE_FILES: [&str; 4] = ["privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"];
+/// What a kill leaves under a temporary name (src/store.rs).
+const TEMP_MARK: &str = ".tmp.";
+
+/// The sandbox of the host-side tests, started by the first and stopped after the last.
+pub(crate) fn shared_sandbox() -> Arc<Sandbox> {
+    static SHARED: Mutex<Weak<Sandbox>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(sb) = slot.upgrade() {
+        return sb;
+    }
+    let sb = Arc::new(sandbox().start());
+    *slot = Arc::downgrade(&sb);
+    sb
+}
+
+/// A number of its own for each host in this test process: `host<N>` and `www<N>`
+/// (the sandbox delegates 1..250; other tests use the low ones).
+pub(crate) fn next_host_number() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(100);
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(number <= 250, "the sandbox delegates host1..host250 only");
+    number
+}
+
+// --- the central side --------------------------------------------------------------------
+
+/// The signing zone's config for `fleetcert publish` against a sandbox.
+pub(crate) struct Zone {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Zone {
+    /// A zone config publishing into `sb` (its primary reloaded by `rndc`, both servers
+    /// waited for); `extra` is further YAML lines.
+    pub(crate) fn new(sb: &Sandbox, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("zone.yaml");
+        let json = |value: Value| value.to_string();
+        let text = format!(
+            "zone: acme.test\nzone_file: {}\nsoa: {{mname: ns1.example.test., rname: \
+             hostmaster.example.test.}}\nnameservers: [ns1.example.test., ns2.example.test.]\n\
+             reload: {}\nservers: {}\ntimeout: 30s\n{extra}",
+            json(sb.signing_zone_file().display().to_string().into()),
+            json(serde_json::json!([sb.rndc(), "reload", "acme.test"])),
+            json(serde_json::json!([sb.primary(), sb.secondary()])),
+        );
+        std::fs::write(&config, text).expect("write zone config");
+        Self { dir, config }
+    }
+
+    pub(crate) fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// The arguments of `publish` with `host`'s token document, vouched for as `host`'s.
+    pub(crate) fn args(&self, host: &Host<'_>, document: &Value) -> Vec<String> {
+        let tokens = self.dir.path().join(format!("{}.json", host.name()));
+        std::fs::write(&tokens, document.to_string()).expect("write tokens");
+        vec![
+            "publish".to_owned(),
+            "--config".to_owned(),
+            self.config.display().to_string(),
+            "--tokens".to_owned(),
+            format!("{}={}", host.name(), tokens.display()),
+        ]
+    }
+
+    pub(crate) fn publish(&self, host: &Host<'_>, document: &Value) -> Run {
+        fleetcert(self.args(host, document))
+    }
+}
+
+// --- a run that dies -----------------------------------------------------------------------
+
+/// Runs fleetcert with `args`, asking it to die at `point`; panics unless SIGKILL ended it
+/// (a point that is never reached would otherwise pass as a run that just succeeded).
+pub(crate) fn run_killed_at<S: AsRef<OsStr>>(host: &Host<'_>, point: &str, args: &[S]) {
+    assert!(
+        cfg!(feature = "crash-points"),
+        "the crash tests need the binary built with --features crash-points (tests/run.sh)"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
+        .args(args)
+        .env(CRASH_AT, point)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start fleetcert");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    host.assert_no_secret_in(&run, point);
+    assert_eq!(
+        out.status.signal(),
+        Some(nix::sys::signal::Signal::SIGKILL as i32),
+        "{point} was not reached: the run ended with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        run.stdout,
+        run.stderr
+    );
+}
+
+/// `fleetcert <command> --config <host's>`, dying at `point`.
+pub(crate) fn host_killed_at(host: &Host<'_>, command: &str, point: &str) {
+    let config = host.config();
+    run_killed_at(
+        host,
+        point,
+        &[
+            OsStr::new(command),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ],
+    );
+}
+
+// --- what a service reads ------------------------------------------------------------------
+
+/// The bytes a service reads through the service-facing names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceSet {
+    files: Vec<Vec<u8>>,
+}
+
+/// Which set a service reads after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    Old,
+    New,
+}
+
+impl ServiceSet {
+    /// Reads the four files of `cert` as a service does (following the links).
+    pub(crate) fn read(host: &Host<'_>, cert: &str) -> Self {
+        Self {
+            files: SERVICE_FILES
+                .iter()
+                .map(|file| {
+                    let path = host.file(cert, file);
+                    std::fs::read(&path).unwrap_or_else(|err| {
+                        panic!("a service cannot read {}: {err}", path.display())
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.files[0]
+    }
+
+    fn cert(&self) -> &[u8] {
+        &self.files[1]
+    }
+
+    /// Key matches certificate, the full chain is the certificate and the chain, and the
+    /// chain verifies against Pebble's root.
+    #[track_caller]
+    pub(crate) fn assert_consistent(&self, host: &Host<'_>, cert: &str) {
+        let [_, leaf, chain, full] = [0, 1, 2, 3].map(|index| &self.files[index]);
+        assert_eq!(
+            *full,
+            [leaf.as_slice(), chain.as_slice()].concat(),
+            "fullchain.pem is not cert.pem + chain.pem"
+        );
+        assert_key_matches(
+            &host.file(cert, "privkey.pem"),
+            &host.file(cert, "cert.pem"),
+        );
+        host.sb
+            .verify_chain(&host.file(cert, "fullchain.pem"))
+            .unwrap_or_else(|err| panic!("the chain a service reads does not verify: {err}"));
+    }
+
+    /// The old set byte for byte, or a new set: another key and another certificate.
+    #[track_caller]
+    pub(crate) fn assert_is(&self, expect: Expect, old: &Self) {
+        match expect {
+            Expect::Old => assert!(
+                self == old,
+                "a service reads something else than the old set"
+            ),
+            Expect::New => assert!(
+                self.key() != old.key() && self.cert() != old.cert(),
+                "a service still reads the old key or certificate"
+            ),
+        }
+    }
+}
+
+// --- what is on disk ------------------------------------------------------------------------
+
+/// Every path below `root` (links not followed), with its status.
+pub(crate) fn tree(root: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let meta = std::fs::symlink_metadata(entry.path()).expect("stat");
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            found.push((entry.path(), meta));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// The temporary files below `root`.
+pub(crate) fn temporaries(root: &Path) -> Vec<PathBuf> {
+    tree(root)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().contains(TEMP_MARK))
+        })
+        .collect()
+}
+
+/// The version directories of a certificate (`..<timestamp>`).
+pub(crate) fn versions(host: &Host<'_>, cert: &str) -> Vec<String> {
+    std::fs::read_dir(host.cert_dir().join(cert))
+        .expect("list the certificate's directory")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("..") && name != "..data")
+        .collect()
+}
+
+/// No temporary file where a service looks: beside the service-facing names, and in the
+/// version they lead to.
+#[track_caller]
+pub(crate) fn assert_no_temporary_where_services_look(host: &Host<'_>, cert: &str) {
+    let dir = host.cert_dir().join(cert);
+    let mut looked = vec![dir.clone()];
+    if let Ok(current) = std::fs::read_link(dir.join("..data")) {
+        looked.push(dir.join(current));
+    }
+    for place in looked {
+        let temps: Vec<String> = std::fs::read_dir(&place)
+            .expect("list")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(TEMP_MARK))
+            .collect();
+        assert!(
+            temps.is_empty(),
+            "temporary files in {}: {temps:?}",
+            place.display()
+        );
+    }
+}
+
+/// Every private key fleetcert keeps is root's, 0640 with the key group in the certificate
+/// directory and 0600 in the state directory; `nobody` cannot read one, while a member of
+/// the key group reads the service-facing key (so the refusal is not for another reason).
+#[track_caller]
+pub(crate) fn assert_keys_private(host: &Host<'_>) {
+    let group = key_group_gid();
+    let mut keys = Vec::new();
+    for (root, mode, gid) in [
+        (host.cert_dir(), 0o640, Some(group)),
+        (host.state_dir(), 0o600, None),
+    ] {
+        for (path, meta) in tree(&root) {
+            if !meta.is_file() {
+                continue;
+            }
+            let text = std::fs::read(&path).expect("read");
+            if !String::from_utf8_lossy(&text).contains("PRIVATE KEY") {
+                continue;
+            }
+            assert_eq!(meta.uid(), 0, "{} is not root's", path.display());
+            assert_eq!(meta.mode() & 0o7777, mode, "mode of {}", path.display());
+            if let Some(gid) = gid {
+                assert_eq!(meta.gid(), gid, "group of {}", path.display());
+            }
+            keys.push(path);
+        }
+    }
+    assert!(!keys.is_empty(), "no private key on disk at all");
+    for key in &keys {
+        assert!(
+            !read_as(key, "65534").status.success(),
+            "nobody can read {}",
+            key.display()
+        );
+    }
+    let service_key = host.file(CERT, "privkey.pem");
+    if service_key.exists() {
+        let read = read_as(&service_key, &group.to_string());
+        assert!(
+            read.status.success(),
+            "the key group cannot read {}: {}",
+            service_key.display(),
+            String::from_utf8_lossy(&read.stderr)
+        );
+    }
+}
+
+/// `cat path` as user nobody with primary group `gid` and no other group.
+fn read_as(path: &Path, gid: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            "cat",
+        ])
+        .arg(path)
+        .stdout(Stdio::null())
+        .output()
+        .expect("run setpriv")
+}
+
+/// Everything the tests check after a kill (see the module doc); returns what a service reads.
+#[track_caller]
+pub(crate) fn assert_safe_after_kill(
+    host: &Host<'_>,
+    expect: Expect,
+    old: &ServiceSet,
+) -> ServiceSet {
+    let now = ServiceSet::read(host, CERT);
+    now.assert_consistent(host, CERT);
+    now.assert_is(expect, old);
+    assert_no_temporary_where_services_look(host, CERT);
+    assert_keys_private(host);
+    now
+}
+
+/// What [`pebble_count`] counts.
+pub(crate) const ORDERS: &str = "orders in the db";
+pub(crate) const ACCOUNTS: &str = "accounts in memory";
+
+/// How many orders or accounts Pebble holds ([`ORDERS`], [`ACCOUNTS`]), from its log.
+pub(crate) fn pebble_count(sb: &Sandbox, what: &str) -> usize {
+    let log = std::fs::read_to_string(sb.dir().join("logs/pebble.log")).expect("pebble log");
+    log.lines()
+        .filter_map(|line| line.split_once("There are now ")?.1.strip_suffix(what))
+        .filter_map(|count| count.trim().parse().ok())
+        .last()
+        .unwrap_or(0)
+}
+
+// --- the daily run -----------------------------------------------------------------------------
+
+/// One host of a test, its names and its zone.
+pub(crate) struct Day<'s> {
+    pub(crate) host: Host<'s>,
+    pub(crate) zone: &'s Zone,
+    names: [String; 2],
+}
+
+impl<'s> Day<'s> {
+    /// A host numbered `n` whose certificate names `host<n>`, not issued yet.
+    pub(crate) fn new(sb: &'s Sandbox, zone: &'s Zone, n: u32) -> Self {
+        let names = [
+            format!("host{n}.example.test"),
+            format!("www{n}.example.test"),
+        ];
+        let host = Host::named(sb, sb.acme_directory(), &names[0], &[]);
+        let day = Self { host, zone, names };
+        day.names(1);
+        day
+    }
+
+    /// Gives the certificate the first `count` names: another set makes it due at once. A
+    /// name new to the set always has a record to publish, even when Pebble reuses the
+    /// other's authorization.
+    pub(crate) fn names(&self, count: usize) {
+        let names: Vec<&str> = self.names[..count].iter().map(String::as_str).collect();
+        self.host.configure("", &[(CERT, &names)]);
+    }
+
+    /// request, then publish its document; both must succeed.
+    pub(crate) fn request_and_publish(&self) -> Value {
+        let document = self.host.request_ok();
+        self.zone.publish(&self.host, &document).expect_code(0);
+        document
+    }
+
+    /// The whole day as the playbook runs it, every step successful; the finalize report.
+    pub(crate) fn run(&self) -> Value {
+        self.request_and_publish();
+        self.host.finalize_ok()
+    }
+
+    /// A first certificate, then a second name, so that the next day renews it: the set a
+    /// service reads before the renewal.
+    pub(crate) fn issued_and_due(&self) -> ServiceSet {
+        let report = self.run();
+        assert_eq!(report["certs"][0]["status"], "issued", "{report:#}");
+        let old = ServiceSet::read(&self.host, CERT);
+        old.assert_consistent(&self.host, CERT);
+        self.names(2);
+        old
+    }
+
+    /// The next ordinary day after a kill: it must complete without help and leave the new
+    /// set, one version, no temporary file and no state. Returns what a service reads.
+    #[track_caller]
+    pub(crate) fn recovers(&self, old: &ServiceSet) -> ServiceSet {
+        let report = self.run();
+        assert_eq!(report["changed"], true, "{report:#}");
+        let now = ServiceSet::read(&self.host, CERT);
+        now.assert_consistent(&self.host, CERT);
+        now.assert_is(Expect::New, old);
+        self.assert_settled();
+        now
+    }
+
+    /// One version, no temporary file anywhere, no order or key left in the state directory,
+    /// keys private; and a second day changes nothing.
+    #[track_caller]
+    pub(crate) fn assert_settled(&self) {
+        let host = &self.host;
+        assert_eq!(versions(host, CERT).len(), 1, "{:?}", versions(host, CERT));
+        for root in [host.cert_dir(), host.state_dir()] {
+            assert_eq!(temporaries(&root), Vec::<PathBuf>::new());
+        }
+        assert!(host.saved_order(CERT).is_none(), "the order is still saved");
+        let keys = host.state_dir().join("keys");
+        let left: BTreeSet<String> = std::fs::read_dir(&keys)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "keys left in {}: {left:?}", keys.display());
+        assert_keys_private(host);
+        let again = host.request_ok();
+        assert!(
+            again["records"].as_array().is_some_and(Vec::is_empty) && again["changed"] == false,
+            "the day after orders again: {again:#}"
+        );
+    }
+}
+
+// --- finalize and install -----------------------------------------------------------------
+
+/// Renews a certificate with finalize dying at `point`; a service must then read `expect`,
+/// and the next day must complete the renewal.
+fn finalize_killed_at(point: &str, expect: Expect) {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    day.request_and_publish();
+    host_killed_at(&day.host, "finalize", point);
+    let at_kill = assert_safe_after_kill(&day.host, expect, &old);
+    let after = day.recovers(&old);
+    if expect == Expect::New {
+        // The CA issued once: the next day installs that same certificate again.
+        assert_eq!(after, at_kill, "the next day installed another certificate");
+    }
+}
+
+/// One test per point of finalize's install.
+macro_rules! finalize_points {
+    ($($test:ident: $point:literal => $expect:ident,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                finalize_killed_at($point, Expect::$expect);
+            }
+        )*
+        /// The finalize points tested by [`finalize_killed_at`].
+        const FINALIZE_POINTS: &[&str] = &[$($point),*];
+    };
+}
+
+finalize_points! {
+    finalize_killed_after_saving_the_key_leaves_the_old_set: "finalize.key_saved" => Old,
+    finalize_killed_mid_write_of_the_saved_key_leaves_the_old_set: "store.staged.main.pem" => Old,
+    finalize_killed_after_the_ca_finalized_leaves_the_old_set: "finalize.csr_sent" => Old,
+    finalize_killed_mid_write_of_the_new_key_leaves_the_old_set: "store.staged.privkey.pem" => Old,
+    finalize_killed_after_the_key_file_leaves_the_old_set: "install.after_file.privkey.pem" => Old,
+    finalize_killed_after_the_cert_file_leaves_the_old_set: "install.after_file.cert.pem" => Old,
+    finalize_killed_after_the_chain_file_leaves_the_old_set: "install.after_file.chain.pem" => Old,
+    finalize_killed_after_the_fullchain_file_leaves_the_old_set: "install.after_file.fullchain.pem" => Old,
+    finalize_killed_before_the_switch_leaves_the_old_set: "install.before_switch" => Old,
+    finalize_killed_after_the_switch_leaves_the_new_set: "install.after_switch" => New,
+    finalize_killed_before_the_state_is_cleared_leaves_the_new_set: "finalize.installed" => New,
+}
+
+/// Plain files, as a fleetcert older than the versioned install wrote them: the one-time
+/// conversion, killed after the key and then again after the certificate, still shows the
+/// old set, and the next day finishes it.
+#[test]
+fn conversion_of_plain_files_killed_twice_leaves_the_old_set() {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    // Turn the certificate's directory into what an older fleetcert left: plain files.
+    let dir = day.host.cert_dir().join(CERT);
+    for file in SERVICE_FILES {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).expect("read");
+        let meta = std::fs::metadata(&path).expect("stat");
+        std::fs::remove_file(&path).expect("remove link");
+        std::fs::write(&path, bytes).expect("write plain");
+        std::fs::set_permissions(&path, meta.permissions()).expect("chmod");
+        std::os::unix::fs::lchown(&path, Some(meta.uid()), Some(meta.gid())).expect("chown");
+    }
+    for version in versions(&day.host, CERT) {
+        std::fs::remove_dir_all(dir.join(version)).expect("remove version");
+    }
+    std::fs::remove_file(dir.join("..data")).expect("remove ..data");
+    assert_eq!(ServiceSet::read(&day.host, CERT), old);
+    day.request_and_publish();
+    host_killed_at(&day.host, "finalize", "install.converting.privkey.pem");
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    host_killed_at(&day.host, "finalize", "install.converting.cert.pem");
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    day.recovers(&old);
+}
+
+// --- request -----------------------------------------------------------------------------------
+
+/// request dies after the CA made the order and before it is saved: the CA keeps an order
+/// nobody will finalize (it expires there unused; Let's Encrypt counts it against the
+/// new-orders rate limit), the host knows nothing of it, and the next day orders again.
+#[test]
+fn request_killed_after_the_order_is_created_orphans_it_and_the_next_day_orders_again() {
+    // A sandbox of its own, so that Pebble's count of orders is this test's.
+    let sb = sandbox().start();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    let orders = pebble_count(&sb, ORDERS);
+    host_killed_at(&day.host, "request", "request.order_created");
+    assert!(day.host.saved_order(CERT).is_none(), "an order was saved");
+    assert_eq!(
+        pebble_count(&sb, ORDERS),
+        orders + 1,
+        "the CA holds the orphan"
+    );
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    let document = day.host.request_ok();
+    assert_eq!(document["certs"][0]["status"], "pending", "{document:#}");
+    assert_eq!(
+        pebble_count(&sb, ORDERS),
+        orders + 2,
+        "the next day orders again"
+    );
+    zone.publish(&day.host, &document).expect_code(0);
+    day.host.finalize_ok();
+    let now = ServiceSet::read(&day.host, CERT);
+    now.assert_consistent(&day.host, CERT);
+    now.assert_is(Expect::New, &old);
+    day.assert_settled();
+}
+
+/// request dies after saving the order, before printing the document: the next request
+/// re-opens that order (the CA makes no other) and prints its records.
+#[test]
+fn request_killed_after_saving_the_order_reuses_it_the_next_day() {
+    let sb = sandbox().start();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    host_killed_at(&day.host, "request", "request.order_saved");
+    let saved = day.host.saved_order(CERT).expect("the order is saved");
+    let orders = pebble_count(&sb, ORDERS);
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    let document = day.host.request_ok();
+    assert_eq!(
+        day.host.saved_order(CERT).expect("still saved")["url"],
+        saved["url"],
+        "the next day made another order"
+    );
+    assert_eq!(
+        pebble_count(&sb, ORDERS),
+        orders,
+        "the CA made another order"
+    );
+    assert!(
+        document["records"]
+            .as_array()
+            .is_some_and(|records| !records.is_empty()),
+        "{document:#}"
+    );
+    zone.publish(&day.host, &document).expect_code(0);
+    day.host.finalize_ok();
+    ServiceSet::read(&day.host, CERT).assert_is(Expect::New, &old);
+    day.assert_settled();
+}
+
+/// request dies after the CA registered the account, before it is saved: the CA keeps an
+/// account nobody uses, and the next request registers another and completes.
+#[test]
+fn request_killed_after_registering_the_account_registers_again_the_next_day() {
+    let sb = sandbox().start();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    host_killed_at(&day.host, "request", "account.registered");
+    assert!(
+        !day.host.state_dir().join("account.json").exists(),
+        "the account was saved"
+    );
+    assert_eq!(pebble_count(&sb, ACCOUNTS), 1, "the CA holds the orphan");
+    assert!(temporaries(&day.host.state_dir()).is_empty());
+    let report = day.run();
+    assert_eq!(
+        pebble_count(&sb, ACCOUNTS),
+        2,
+        "the next day registers again"
+    );
+    assert_eq!(report["certs"][0]["status"], "issued", "{report:#}");
+    ServiceSet::read(&day.host, CERT).assert_consistent(&day.host, CERT);
+    day.assert_settled();
+}
+
+// --- publish -------------------------------------------------------------------------------------
+
+/// A host with a certificate due and its document, whose publish dies at `point` on a sandbox
+/// of its own. The zone file must be complete and the old one or the new one, the host's set
+/// untouched, and the next publish and finalize must complete.
+fn publish_killed_at(point: &str, zone_changed: bool) {
+    let sb = sandbox().start();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    let document = day.host.request_ok();
+    let zone_file = sb.signing_zone_file();
+    let before = std::fs::read_to_string(&zone_file).expect("zone file");
+    let served_before = sb.serial(sb.primary());
+    run_killed_at(&day.host, point, &zone.args(&day.host, &document));
+    let after = std::fs::read_to_string(&zone_file).expect("zone file after the kill");
+    run_ok(
+        Command::new("named-checkzone")
+            .args(["acme.test"])
+            .arg(&zone_file),
+    );
+    let values: Vec<&str> = document["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|record| record["value"].as_str().expect("value"))
+        .collect();
+    if zone_changed {
+        assert!(
+            values.iter().all(|value| after.contains(value)),
+            "the zone file is not the new one:\n{after}"
+        );
+    } else {
+        assert_eq!(after, before, "the zone file changed");
+        assert_eq!(
+            sb.serial(sb.primary()),
+            served_before,
+            "the primary serves another zone"
+        );
+    }
+    // The host's certificate is not touched by a publish.
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    // The next ordinary publish of the same document completes, and so does finalize.
+    let report = zone.publish(&day.host, &document).expect_code(0).json();
+    for server in report["servers"].as_array().expect("servers") {
+        assert!(server["seconds"].is_number(), "{report:#}");
+    }
+    let primary_dir = zone_file.parent().expect("zone directory");
+    assert_eq!(temporaries(primary_dir), Vec::<PathBuf>::new());
+    day.host.finalize_ok();
+    ServiceSet::read(&day.host, CERT).assert_is(Expect::New, &old);
+    day.assert_settled();
+}
+
+/// One test per point of publish.
+macro_rules! publish_points {
+    ($($test:ident: $point:literal => $changed:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                publish_killed_at($point, $changed);
+            }
+        )*
+        /// The publish points tested by [`publish_killed_at`].
+        const PUBLISH_POINTS: &[&str] = &[$($point),*];
+    };
+}
+
+publish_points! {
+    publish_killed_after_saving_the_ledger_leaves_the_zone: "publish.ledger_saved" => false,
+    publish_killed_after_staging_leaves_the_zone: "publish.staged" => false,
+    publish_killed_after_the_rename_leaves_a_complete_new_zone: "publish.after_rename" => true,
+    publish_killed_after_the_reload_leaves_the_new_zone: "publish.after_reload" => true,
+    publish_killed_during_the_wait_leaves_the_new_zone: "publish.waiting" => true,
+}
+
+// --- every point is tested -------------------------------------------------------------
+
+/// Points whose test lives elsewhere: the dynamic-update publisher's own (tests/integration/
+/// update.rs, the `update` engineer's).
+const TESTED_ELSEWHERE: &[&str] = &["update.between_messages"];
+
+/// Every `crash_point!` in src/ has a test here and a row in docs/crash-safety.md; a point
+/// with a detail (`install.after_file`, `store.staged`) counts as tested when one of its
+/// instances is.
+#[test]
+fn every_crash_point_has_a_test_and_is_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut points = BTreeSet::new();
+    for (path, meta) in tree(&root.join("src")) {
+        if !meta.is_file() || path.extension() != Some(OsStr::new("rs")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read source");
+        if path.ends_with("src/crash.rs") {
+            // Its doc comments show the macro.
+            continue;
+        }
+        for call in text.split("crash_point!(\"").skip(1) {
+            points.insert(call.split('"').next().expect("a name").to_owned());
+        }
+    }
+    let tested: Vec<&str> = FINALIZE_POINTS
+        .iter()
+        .chain(PUBLISH_POINTS)
+        .chain(&[
+            "install.converting.privkey.pem",
+            "request.order_created",
+            "request.order_saved",
+            "account.registered",
+        ])
+        .chain(TESTED_ELSEWHERE)
+        .copied()
+        .collect();
+    let docs = std::fs::read_to_string(root.join("docs/crash-safety.md")).expect("docs");
+    for point in &points {
+        assert!(
+            tested
+                .iter()
+                .any(|t| t == point || t.starts_with(&format!("{point}."))),
+            "crash point {point} has no test in tests/integration/crash.rs"
+        );
+        assert!(
+            docs.contains(&format!("`{point}")),
+            "crash point {point} is not in docs/crash-safety.md"
+        );
+    }
+    assert!(
+        points.len() >= 15,
+        "only {} points found: {points:?}",
+        points.len()
+    );
+}
