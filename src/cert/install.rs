@@ -94,9 +94,14 @@ impl CertDir<'_> {
         if needs_conversion(&dir, files)? {
             convert(&dir, self.dir_access(), files)?;
         }
-        // Links for files new to the set dangle until the switch: they appear with it.
+        // Links for files new to the set dangle until the switch: they appear with it. They
+        // are made durable first: the switch must never reach the disk without them.
+        let mut linked = false;
         for file in files {
-            ensure_link(&dir, file.name)?;
+            linked |= ensure_link(&dir, file.name)?;
+        }
+        if linked {
+            dir.sync()?;
         }
         crash_point!("install.before_switch");
         dir.symlink_atomic(&version_name, DATA_LINK)?;
@@ -220,17 +225,37 @@ fn needs_conversion(dir: &Dir, files: &[SetFile<'_>]) -> Result<bool, StoreError
 
 /// Turns plain files into links to a version holding a copy of them: every step shows the
 /// old content, so a crash during the conversion still leaves one consistent set.
+///
+/// A conversion killed half-way left some names as links into `..data` (the copy it made)
+/// and the others plain: the new copy takes those from the current version, or switching
+/// `..data` to it would leave them dangling.
 fn convert(dir: &Dir, dir_access: Access, files: &[SetFile<'_>]) -> Result<(), StoreError> {
+    let current = match current_version(dir)? {
+        Some(version) => dir.open_child(&version)?,
+        None => None,
+    };
     let old = new_version(dir)?;
     let mut plain = Vec::new();
     for file in files {
         let Some(stat) = dir.stat_at(file.name)? else {
             continue;
         };
-        if is_symlink(&stat) {
-            continue;
-        }
-        let Some(bytes) = dir.read_optional(file.name, MAX_FILE_BYTES)? else {
+        let (source, stat) = if is_symlink(&stat) {
+            let ours = dir
+                .read_link(file.name)?
+                .is_some_and(|target| target == OsStr::new(&link_target(file.name)));
+            match (&current, ours) {
+                (Some(current), true) => match current.stat_at(file.name)? {
+                    Some(stat) => (current, stat),
+                    None => continue,
+                },
+                _ => continue,
+            }
+        } else {
+            plain.push(file.name);
+            (dir, stat)
+        };
+        let Some(bytes) = source.read_optional(file.name, MAX_FILE_BYTES)? else {
             continue;
         };
         let access = Access {
@@ -239,7 +264,6 @@ fn convert(dir: &Dir, dir_access: Access, files: &[SetFile<'_>]) -> Result<(), S
             gid: Some(stat.st_gid),
         };
         old.write_atomic(file.name, &bytes, access)?;
-        plain.push(file.name);
     }
     old.apply(dir_access)?;
     old.sync()?;
@@ -255,11 +279,11 @@ fn link_target(name: &str) -> String {
     format!("{DATA_LINK}/{name}")
 }
 
-/// Makes `name` a link into `..data`, unless it is one already.
-fn ensure_link(dir: &Dir, name: &str) -> Result<(), StoreError> {
+/// Makes `name` a link into `..data`, unless it is one already; whether it made one.
+fn ensure_link(dir: &Dir, name: &str) -> Result<bool, StoreError> {
     match dir.read_link(name)? {
-        Some(target) if target == OsStr::new(&link_target(name)) => Ok(()),
-        _ => dir.symlink_atomic(&link_target(name), name),
+        Some(target) if target == OsStr::new(&link_target(name)) => Ok(false),
+        _ => dir.symlink_atomic(&link_target(name), name).map(|()| true),
     }
 }
 
@@ -388,6 +412,39 @@ mod tests {
                 .expect("stat")
                 .file_type()
                 .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_conversion_interrupted_after_some_links_keeps_their_content() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("main");
+        std::fs::create_dir(&dir).expect("mkdir");
+        // What a conversion killed after its first link leaves: `..data` at a copy of the
+        // old files, the key a link into it, the certificate still plain.
+        let copy = dir.join("..1999_01_01_00_00_00.000000000");
+        std::fs::create_dir(&copy).expect("mkdir");
+        std::fs::write(copy.join("privkey.pem"), b"old-key").expect("write");
+        std::fs::write(copy.join("cert.pem"), b"old-cert").expect("write");
+        std::os::unix::fs::symlink("..1999_01_01_00_00_00.000000000", dir.join("..data"))
+            .expect("link");
+        std::os::unix::fs::symlink("..data/privkey.pem", dir.join("privkey.pem")).expect("link");
+        std::fs::write(dir.join("cert.pem"), b"old-cert").expect("write");
+        let target = CertDir {
+            cert_dir: root.path(),
+            name: "main".to_owned(),
+            gid: gid(),
+        };
+        let top = target.open().expect("open");
+        let (key, cert) = (secret("new-key"), secret("new-cert"));
+        convert(&top, target.dir_access(), &set(&key, &cert)).expect("convert");
+        assert_eq!(
+            std::fs::read(dir.join("privkey.pem")).expect("key"),
+            b"old-key"
+        );
+        assert_eq!(
+            std::fs::read(dir.join("cert.pem")).expect("cert"),
+            b"old-cert"
         );
     }
 

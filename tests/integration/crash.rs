@@ -28,12 +28,12 @@ use serde_json::Value;
 use crate::fixture::{Host, sandbox};
 use crate::host::key_group_gid;
 use crate::sandbox::Sandbox;
-use crate::util::{Run, assert_key_matches, fleetcert, run_ok};
+use crate::util::{Run, assert_key_matches, binary, fleetcert, run_ok};
 
 /// The variable that names the point to die at (src/crash.rs).
 const CRASH_AT: &str = "FLEETCERT_CRASH_AT";
 /// The certificate every test renews.
-const CERT: &str = "main";
+pub(crate) const CERT: &str = "main";
 /// The files a service reads, in the default layout.
 const SERVICE_FILES: [&str; 4] = ["privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"];
 /// What a kill leaves under a temporary name (src/store.rs).
@@ -72,16 +72,27 @@ impl Zone {
     /// A zone config publishing into `sb` (its primary reloaded by `rndc`, both servers
     /// waited for); `extra` is further YAML lines.
     pub(crate) fn new(sb: &Sandbox, extra: &str) -> Self {
+        let rndc = sb.rndc().display().to_string();
+        Self::with(
+            sb,
+            &sb.signing_zone_file(),
+            &[&rndc, "reload", "acme.test"],
+            extra,
+        )
+    }
+
+    /// Like [`new`](Self::new), with another `zone_file` and `reload`.
+    pub(crate) fn with(sb: &Sandbox, zone_file: &Path, reload: &[&str], extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("zone.yaml");
-        let json = |value: Value| value.to_string();
+        // Strings and lists as JSON, which is YAML too: no quoting questions for paths.
         let text = format!(
             "zone: acme.test\nzone_file: {}\nsoa: {{mname: ns1.example.test., rname: \
              hostmaster.example.test.}}\nnameservers: [ns1.example.test., ns2.example.test.]\n\
              reload: {}\nservers: {}\ntimeout: 30s\n{extra}",
-            json(sb.signing_zone_file().display().to_string().into()),
-            json(serde_json::json!([sb.rndc(), "reload", "acme.test"])),
-            json(serde_json::json!([sb.primary(), sb.secondary()])),
+            Value::from(zone_file.display().to_string()),
+            serde_json::json!(reload),
+            serde_json::json!([sb.primary(), sb.secondary()]),
         );
         std::fs::write(&config, text).expect("write zone config");
         Self { dir, config }
@@ -91,20 +102,30 @@ impl Zone {
         &self.config
     }
 
+    /// A directory for the test's own files (reload scripts, markers).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The arguments of `publish` with `host`'s token document, vouched for as `host`'s.
-    pub(crate) fn args(&self, host: &Host<'_>, document: &Value) -> Vec<String> {
-        let tokens = self.dir.path().join(format!("{}.json", host.name()));
+    pub(crate) fn args(&self, host: &str, document: &Value) -> Vec<String> {
+        let tokens = self.dir.path().join(format!("{host}.json"));
         std::fs::write(&tokens, document.to_string()).expect("write tokens");
         vec![
             "publish".to_owned(),
             "--config".to_owned(),
             self.config.display().to_string(),
             "--tokens".to_owned(),
-            format!("{}={}", host.name(), tokens.display()),
+            format!("{host}={}", tokens.display()),
         ]
     }
 
     pub(crate) fn publish(&self, host: &Host<'_>, document: &Value) -> Run {
+        self.publish_document(host.name(), document)
+    }
+
+    /// Publishes `document` as `host`'s.
+    pub(crate) fn publish_document(&self, host: &str, document: &Value) -> Run {
         fleetcert(self.args(host, document))
     }
 }
@@ -118,7 +139,7 @@ pub(crate) fn run_killed_at<S: AsRef<OsStr>>(host: &Host<'_>, point: &str, args:
         cfg!(feature = "crash-points"),
         "the crash tests need the binary built with --features crash-points (tests/run.sh)"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
+    let out = Command::new(binary())
         .args(args)
         .env(CRASH_AT, point)
         .stdin(Stdio::null())
@@ -673,7 +694,7 @@ fn publish_killed_at(point: &str, zone_changed: bool) {
     let zone_file = sb.signing_zone_file();
     let before = std::fs::read_to_string(&zone_file).expect("zone file");
     let served_before = sb.serial(sb.primary());
-    run_killed_at(&day.host, point, &zone.args(&day.host, &document));
+    run_killed_at(&day.host, point, &zone.args(day.host.name(), &document));
     let after = std::fs::read_to_string(&zone_file).expect("zone file after the kill");
     run_ok(
         Command::new("named-checkzone")

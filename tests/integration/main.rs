@@ -10,6 +10,7 @@ mod ari;
 mod config;
 mod crash;
 mod fixture;
+mod gaps;
 mod hiera;
 mod host;
 mod publish;

@@ -35,6 +35,11 @@ impl Run {
     }
 }
 
+/// The binary under test.
+pub(crate) fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetcert")
+}
+
 /// Runs the binary under test with `args`, optionally feeding `stdin`.
 pub(crate) fn fleetcert<I, S>(args: I) -> Run
 where
@@ -51,7 +56,7 @@ where
     S: AsRef<OsStr>,
 {
     use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
+    let mut child = Command::new(binary())
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
