@@ -323,8 +323,6 @@ fn ledger_is_saved_before_the_zone_changes_and_put_back_when_the_write_fails() {
     {
         let _frozen = Immutable::new(&ledger);
         let run = zone.publish_document("host2.example.test", &second);
-        run.expect_code(4);
-        assert!(error_line(&run).contains("ledger.json"), "{}", run.stderr);
         assert_eq!(
             std::fs::read(&zone_file).expect("zone"),
             before[0],
@@ -336,11 +334,12 @@ fn ledger_is_saved_before_the_zone_changes_and_put_back_when_the_write_fails() {
             "the primary serves another zone"
         );
         assert!(txt(&sb, sb.primary(), "host2.example.test.acme.test.").is_empty());
+        run.expect_code(4);
+        assert!(error_line(&run).contains("ledger.json"), "{}", run.stderr);
     }
 
     let failing = Zone::with(&sb, &zone_file, &["false"], "");
     let run = failing.publish_document("host2.example.test", &second);
-    run.expect_code(4);
     assert_eq!(
         std::fs::read(&zone_file).expect("zone"),
         before[0],
@@ -351,6 +350,7 @@ fn ledger_is_saved_before_the_zone_changes_and_put_back_when_the_write_fails() {
         before[1],
         "the ledger changed"
     );
+    run.expect_code(4);
 
     // Nothing was lost: the next publish serves both hosts' records.
     zone.publish_document("host2.example.test", &second)
@@ -380,12 +380,6 @@ fn symlinked_zone_file_is_refused_and_left_alone() {
         "host3.example.test",
         &document("host3.example.test", &["host3.example.test"]),
     );
-    run.expect_code(2);
-    let line = error_line(&run);
-    assert!(
-        line.contains("is a symlink to") && line.contains(&real.display().to_string()),
-        "{line}"
-    );
     assert!(
         std::fs::symlink_metadata(&link)
             .expect("stat")
@@ -394,6 +388,12 @@ fn symlinked_zone_file_is_refused_and_left_alone() {
         "the link was replaced"
     );
     assert_eq!(std::fs::read(&real).expect("zone"), before);
+    run.expect_code(2);
+    let line = error_line(&run);
+    assert!(
+        line.contains("is a symlink to") && line.contains(&real.display().to_string()),
+        "{line}"
+    );
     std::fs::remove_file(&link).expect("remove link");
 }
 
@@ -463,12 +463,6 @@ fn hung_reload_is_killed_with_what_it_started() {
         "host1.example.test",
         &document("host1.example.test", &["host1.example.test"]),
     );
-    run.expect_code(4);
-    assert!(
-        error_line(&run).contains("killed it and what it started"),
-        "{}",
-        run.stderr
-    );
     let grandchild = std::fs::read_to_string(&pid_file).expect("pid file");
     let grandchild = grandchild.trim();
     let survived = alive(grandchild);
@@ -478,6 +472,12 @@ fn hung_reload_is_killed_with_what_it_started() {
     assert!(
         !survived,
         "the reload's child {grandchild} survived the kill"
+    );
+    run.expect_code(4);
+    assert!(
+        error_line(&run).contains("killed it and what it started"),
+        "{}",
+        run.stderr
     );
     assert_eq!(std::fs::read(sb.signing_zone_file()).expect("zone"), before);
 }
@@ -494,6 +494,7 @@ fn state_that_cannot_be_saved_creates_nothing_at_the_ca() {
     let day = Day::new(&sb, &zone, next_host_number());
     // 64 bytes: the lock's pid fits, an account (about 400) or an order (about 450) does not.
     let run = with_file_size_limit(&day.host, 64, "request");
+    assert_eq!(pebble_count(&sb, ACCOUNTS), 0, "an account was registered");
     run.expect_code(4);
     let line = error_line(&run);
     assert!(
@@ -501,11 +502,11 @@ fn state_that_cannot_be_saved_creates_nothing_at_the_ca() {
             && line.contains("File too large"),
         "{line}"
     );
-    assert_eq!(pebble_count(&sb, ACCOUNTS), 0, "an account was registered");
 
     let old = day.issued_and_due();
     let orders = pebble_count(&sb, ORDERS);
     let run = with_file_size_limit(&day.host, 64, "request");
+    assert_eq!(pebble_count(&sb, ORDERS), orders, "an order was created");
     run.expect_code(1);
     let document = run.json();
     let reason = document["certs"][0]["reason"].as_str().unwrap_or_default();
@@ -513,7 +514,6 @@ fn state_that_cannot_be_saved_creates_nothing_at_the_ca() {
         reason.contains("orders") && reason.contains("File too large"),
         "{document:#}"
     );
-    assert_eq!(pebble_count(&sb, ORDERS), orders, "an order was created");
     assert!(day.host.saved_order(CERT).is_none());
 
     day.recovers(&old);
@@ -752,7 +752,6 @@ fn primary_down_is_named_rather_than_the_reload_command() {
         "host2.example.test",
         &document("host2.example.test", &["host2.example.test"]),
     );
-    run.expect_code(4);
     let line = error_line(&run);
     assert!(
         line.contains(&format!("{primary} did not answer"))
@@ -763,6 +762,7 @@ fn primary_down_is_named_rather_than_the_reload_command() {
         !line.contains("fix `reload` in the zone config and"),
         "{line}"
     );
+    run.expect_code(4);
 }
 
 /// In per-name mode, a name crowded by many hosts' orders gets advice that fits per-name
