@@ -205,6 +205,26 @@ chaos() {
 
 # --- the cycles ----------------------------------------------------------------------------
 
+# Runs `fleetcert $1` on every host at once, as the playbook's hosts run, into
+# $day/<host>.$1.{json,err}; sets `codes` (one digit per host) and `cycle_failed`.
+on_every_host() {
+    local command=$1 host code
+    local -A pids=()
+    for host in "${hosts[@]}"; do
+        "$bin" "$command" --config "$work/hosts/$host/fleetcert.yaml" \
+            >"$day/$host.$command.json" 2>"$day/$host.$command.err" &
+        pids[$host]=$!
+    done
+    codes=""
+    for host in "${hosts[@]}"; do
+        code=0
+        wait "${pids[$host]}" || code=$?
+        codes+="$code"
+        check_exit "$code" "$command on $host" "$day/$host.$command.json" \
+            "$day/$host.$command.err" || cycle_failed=1
+    done
+}
+
 declare -a summary=()
 previous_failed=0 previous_chaos=0 total_failed=0 total_renewed=0 total_certs=0 total_chaos=0
 started=$SECONDS
@@ -223,26 +243,13 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
     fi
     cycle_failed=0
 
-    # request on every host at once, as the playbook's hosts run.
-    declare -A pids=()
-    for host in "${hosts[@]}"; do
-        "$bin" request --config "$work/hosts/$host/fleetcert.yaml" \
-            >"$day/$host.tokens.json" 2>"$day/$host.request.err" &
-        pids[$host]=$!
-    done
-    codes=""
-    for host in "${hosts[@]}"; do
-        code=0; wait "${pids[$host]}" || code=$?
-        codes+="$code"
-        check_exit "$code" "request on $host" "$day/$host.tokens.json" "$day/$host.request.err" ||
-            cycle_failed=1
-    done
+    on_every_host request
     request_codes=$codes
     check_sets "after request"
 
     tokens=()
     for host in "${hosts[@]}"; do
-        tokens+=(--tokens "$host=$day/$host.tokens.json")
+        tokens+=(--tokens "$host=$day/$host.request.json")
     done
     publish_code=0
     "$bin" publish --config "$work/zone.yaml" "${tokens[@]}" >"$day/publish.json" \
@@ -250,18 +257,7 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
     check_exit "$publish_code" publish "$day/publish.json" "$day/publish.err" || cycle_failed=1
     check_sets "after publish"
 
-    for host in "${hosts[@]}"; do
-        "$bin" finalize --config "$work/hosts/$host/fleetcert.yaml" \
-            >"$day/$host.finalize.json" 2>"$day/$host.finalize.err" &
-        pids[$host]=$!
-    done
-    codes=""
-    for host in "${hosts[@]}"; do
-        code=0; wait "${pids[$host]}" || code=$?
-        codes+="$code"
-        check_exit "$code" "finalize on $host" "$day/$host.finalize.json" "$day/$host.finalize.err" ||
-            cycle_failed=1
-    done
+    on_every_host finalize
     finalize_codes=$codes
     chaos_said="-"
     if ((with_chaos)); then

@@ -135,10 +135,6 @@ impl Zone {
 /// Runs fleetcert with `args`, asking it to die at `point`; panics unless SIGKILL ended it
 /// (a point that is never reached would otherwise pass as a run that just succeeded).
 pub(crate) fn run_killed_at<S: AsRef<OsStr>>(host: &Host<'_>, point: &str, args: &[S]) {
-    assert!(
-        cfg!(feature = "crash-points"),
-        "the crash tests need the binary built with --features crash-points (tests/run.sh)"
-    );
     let out = Command::new(binary())
         .args(args)
         .env(CRASH_AT, point)
@@ -402,9 +398,9 @@ pub(crate) const ACCOUNTS: &str = "accounts in memory";
 pub(crate) fn pebble_count(sb: &Sandbox, what: &str) -> usize {
     let log = std::fs::read_to_string(sb.dir().join("logs/pebble.log")).expect("pebble log");
     log.lines()
+        .rev()
         .filter_map(|line| line.split_once("There are now ")?.1.strip_suffix(what))
-        .filter_map(|count| count.trim().parse().ok())
-        .last()
+        .find_map(|count| count.trim().parse().ok())
         .unwrap_or(0)
 }
 
@@ -528,6 +524,10 @@ macro_rules! finalize_points {
     ($($test:ident: $point:literal => $expect:ident,)*) => {
         $(
             #[test]
+            #[cfg_attr(
+                not(feature = "crash-points"),
+                ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+            )]
             fn $test() {
                 finalize_killed_at($point, Expect::$expect);
             }
@@ -555,6 +555,10 @@ finalize_points! {
 /// conversion, killed after the key and then again after the certificate, still shows the
 /// old set, and the next day finishes it.
 #[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
 fn conversion_of_plain_files_killed_twice_leaves_the_old_set() {
     let sb = shared_sandbox();
     let zone = Zone::new(&sb, "");
@@ -590,6 +594,10 @@ fn conversion_of_plain_files_killed_twice_leaves_the_old_set() {
 /// nobody will finalize (it expires there unused; Let's Encrypt counts it against the
 /// new-orders rate limit), the host knows nothing of it, and the next day orders again.
 #[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
 fn request_killed_after_the_order_is_created_orphans_it_and_the_next_day_orders_again() {
     // A sandbox of its own, so that Pebble's count of orders is this test's.
     let sb = sandbox().start();
@@ -623,6 +631,10 @@ fn request_killed_after_the_order_is_created_orphans_it_and_the_next_day_orders_
 /// request dies after saving the order, before printing the document: the next request
 /// re-opens that order (the CA makes no other) and prints its records.
 #[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
 fn request_killed_after_saving_the_order_reuses_it_the_next_day() {
     let sb = sandbox().start();
     let zone = Zone::new(&sb, "");
@@ -658,6 +670,10 @@ fn request_killed_after_saving_the_order_reuses_it_the_next_day() {
 /// request dies after the CA registered the account, before it is saved: the CA keeps an
 /// account nobody uses, and the next request registers another and completes.
 #[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
 fn request_killed_after_registering_the_account_registers_again_the_next_day() {
     let sb = sandbox().start();
     let zone = Zone::new(&sb, "");
@@ -739,6 +755,10 @@ macro_rules! publish_points {
     ($($test:ident: $point:literal => $changed:literal,)*) => {
         $(
             #[test]
+            #[cfg_attr(
+                not(feature = "crash-points"),
+                ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+            )]
             fn $test() {
                 publish_killed_at($point, $changed);
             }

@@ -561,6 +561,9 @@ struct Seen {
     most_open: usize,
 }
 
+/// Message id -> who asked, and the question (its bytes after the header).
+type Asked = HashMap<[u8; 2], (SocketAddr, Vec<u8>)>;
+
 /// A UDP relay in front of the sandbox's Unbound that loses the first copy of every
 /// question, as a lossy network would, and counts the questions in flight.
 struct LossyResolver {
@@ -583,8 +586,7 @@ impl LossyResolver {
         let addr = front.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        // Message id -> who asked and what.
-        let asked: Arc<Mutex<HashMap<[u8; 2], (SocketAddr, Vec<u8>)>>> = Arc::default();
+        let asked: Arc<Mutex<Asked>> = Arc::default();
         let forward = {
             let (front, back) = (
                 front.try_clone().expect("clone"),
