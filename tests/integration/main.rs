@@ -7,13 +7,16 @@
 
 mod ansible;
 mod ari;
+mod collection;
 mod config;
 mod crash;
 mod fixture;
 mod gaps;
 mod hiera;
 mod host;
+mod package;
 mod publish;
 mod sandbox;
 mod services;
 mod util;
+mod venv;
