@@ -132,6 +132,11 @@ impl CertDir<'_> {
         names
             .iter()
             .map(|name| {
+                // No `..data` yet: a first install died before its switch, and its links
+                // lead nowhere, as for a service. Nothing is installed.
+                if current.is_none() && is_our_link(&dir, name)? {
+                    return Ok(None);
+                }
                 source
                     .read_optional(name, MAX_FILE_BYTES)
                     .map(|bytes| bytes.map(Secret))
@@ -241,10 +246,7 @@ fn convert(dir: &Dir, dir_access: Access, files: &[SetFile<'_>]) -> Result<(), S
             continue;
         };
         let (source, stat) = if is_symlink(&stat) {
-            let ours = dir
-                .read_link(file.name)?
-                .is_some_and(|target| target == OsStr::new(&link_target(file.name)));
-            match (&current, ours) {
+            match (&current, is_our_link(dir, file.name)?) {
                 (Some(current), true) => match current.stat_at(file.name)? {
                     Some(stat) => (current, stat),
                     None => continue,
@@ -279,12 +281,19 @@ fn link_target(name: &str) -> String {
     format!("{DATA_LINK}/{name}")
 }
 
+/// Whether `name` is a link into `..data`, as an install makes it.
+fn is_our_link(dir: &Dir, name: &str) -> Result<bool, StoreError> {
+    Ok(dir
+        .read_link(name)?
+        .is_some_and(|target| target == OsStr::new(&link_target(name))))
+}
+
 /// Makes `name` a link into `..data`, unless it is one already; whether it made one.
 fn ensure_link(dir: &Dir, name: &str) -> Result<bool, StoreError> {
-    match dir.read_link(name)? {
-        Some(target) if target == OsStr::new(&link_target(name)) => Ok(false),
-        _ => dir.symlink_atomic(&link_target(name), name).map(|()| true),
+    if is_our_link(dir, name)? {
+        return Ok(false);
     }
+    dir.symlink_atomic(&link_target(name), name).map(|()| true)
 }
 
 /// Removes links into `..data` for files no longer in the set (a keystore no longer wanted).
@@ -293,10 +302,7 @@ fn remove_dangling_links(dir: &Dir, files: &[SetFile<'_>]) -> Result<(), StoreEr
         if entry.starts_with("..") || files.iter().any(|file| file.name == entry) {
             continue;
         }
-        if dir
-            .read_link(&entry)?
-            .is_some_and(|target| target == OsStr::new(&link_target(&entry)))
-        {
+        if is_our_link(dir, &entry)? {
             dir.remove(&entry)?;
         }
     }

@@ -124,7 +124,16 @@ async fn finalize_one(
     };
     let saved = match saved {
         Ok(Some(saved)) => saved,
-        Ok(None) => return report(FinalizeStatus::Unchanged, installed.not_after(), None),
+        Ok(None) => {
+            // A key without its order (a run killed while forgetting them) is of no use.
+            if !context.dry_run
+                && context.state.has_key(cert)
+                && let Err(err) = PendingOrder::remove(context.state, cert)
+            {
+                warn!(cert, error = %err, "cannot remove a key left without its order");
+            }
+            return report(FinalizeStatus::Unchanged, installed.not_after(), None);
+        }
         Err(err) => return failed(&report, &installed, CertFailure::Acme(err)),
     };
     if let Err(failure) = check_fits(context, cert, spec, &saved) {

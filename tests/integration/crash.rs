@@ -551,6 +551,73 @@ finalize_points! {
     finalize_killed_before_the_state_is_cleared_leaves_the_new_set: "finalize.installed" => New,
 }
 
+/// finalize dies while forgetting the order, between the order file and the saved key: the
+/// new set is in place, and the key left without its order is removed by the next finalize.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn finalize_killed_while_forgetting_the_order_leaves_the_new_set_and_the_key_goes_next() {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    day.request_and_publish();
+    host_killed_at(&day.host, "finalize", "finalize.order_forgotten");
+    assert_safe_after_kill(&day.host, Expect::New, &old);
+    assert!(
+        day.host.saved_order(CERT).is_none(),
+        "the order is still saved"
+    );
+    let key = day
+        .host
+        .state_dir()
+        .join("keys")
+        .join(format!("{CERT}.pem"));
+    assert!(key.exists(), "the saved key is gone already");
+    let report = day.run();
+    assert_eq!(report["certs"][0]["status"], "unchanged", "{report:#}");
+    assert!(!key.exists(), "the key without its order is still there");
+    day.assert_settled();
+}
+
+/// The very first install dies before its switch: a service finds no certificate at all (the
+/// links lead nowhere), as before the run — never a part of one — and fleetcert itself reads
+/// "no certificate yet", not a broken one; the next day installs.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn first_install_killed_before_the_switch_leaves_no_certificate() {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    day.request_and_publish();
+    host_killed_at(&day.host, "finalize", "install.before_switch");
+    for file in SERVICE_FILES {
+        let path = day.host.file(CERT, file);
+        let err =
+            std::fs::read(&path).expect_err("a service reads a file of an unfinished install");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::NotFound,
+            "{}",
+            path.display()
+        );
+    }
+    assert_no_temporary_where_services_look(&day.host, CERT);
+    assert_keys_private(&day.host);
+    let status = day.host.run("status", &[]).expect_code(0).json();
+    let line = &status["certs"][0];
+    assert!(line["problem"].is_null(), "status: {status:#}");
+    let report = day.run();
+    assert_eq!(report["certs"][0]["status"], "issued", "{report:#}");
+    ServiceSet::read(&day.host, CERT).assert_consistent(&day.host, CERT);
+    day.assert_settled();
+}
+
 /// Plain files, as a fleetcert older than the versioned install wrote them: the one-time
 /// conversion, killed after the key and then again after the certificate, still shows the
 /// old set, and the next day finishes it.
@@ -807,6 +874,7 @@ fn every_crash_point_has_a_test_and_is_documented() {
         .chain(PUBLISH_POINTS)
         .chain(&[
             "install.converting.privkey.pem",
+            "finalize.order_forgotten",
             "request.order_created",
             "request.order_saved",
             "account.registered",
