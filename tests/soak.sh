@@ -177,10 +177,12 @@ check_exit() {
     1)
         grep -q '"status": "failed"' "$report" && grep -Eq '"(error|reason)": "[^"]+' "$report" ||
             violation "$command exit 1 without a failed certificate and its cause in the report"
+        grep -Eo '"error": "[^"]+' "$report" | sed "s/^\"error\": \"/    $command: /" >>"$day/causes"
         ;;
     3)
         [[ $command == publish* ]] && grep -q "$SECONDARY\|$PRIMARY" "$stderr" ||
             violation "$command exit 3 without naming the lagging server: $(tail -1 "$stderr")"
+        printf '    %s: %s\n' "$command" "$(tail -1 "$stderr" | cut -c1-200)" >>"$day/causes"
         ;;
     *) violation "$command exit $code: $(tail -1 "$stderr")" ;;
     esac
@@ -296,6 +298,7 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
         "$( ((cycle_failed)) && echo FAILED || echo ok)" "$chaos_said")
     summary+=("$line")
     say "$line"
+    [[ ! -s $day/causes ]] || cat "$day/causes"
     previous_failed=$cycle_failed previous_chaos=$with_chaos
 done
 
