@@ -5,6 +5,7 @@ mod finalize;
 mod hiera;
 mod installed;
 mod publish;
+mod renew;
 mod report;
 mod request;
 mod status;
@@ -23,6 +24,7 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
         Command::Request(args) => runtime.block_on(request::run(args)),
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
         Command::Publish(args) => runtime.block_on(publish::run(args)),
+        Command::Renew(args) => runtime.block_on(renew::run(args)),
         Command::Hiera(args) => hiera::run(&args),
         Command::Status(args) => status::run(&args),
     }

@@ -10,6 +10,7 @@ mod certs;
 mod duration;
 mod host;
 mod unique;
+mod update;
 mod zone;
 
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use certs::CertSpec;
 pub(crate) use duration::ConfigDuration;
 pub(crate) use host::{Acme, HostConfig};
+pub(crate) use update::{UpdateTarget, missing_update};
 #[cfg(test)]
 pub(crate) use zone::tests as zone_tests;
 pub(crate) use zone::{FileTarget, ZoneConfig, ZoneTarget};
