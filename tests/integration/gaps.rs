@@ -16,16 +16,16 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::crash::{
-    ACCOUNTS, CERT, Day, Expect, ORDERS, ServiceSet, Zone, assert_keys_private, next_host_number,
-    pebble_count, shared_sandbox, temporaries,
+    ACCOUNTS, CERT, Day, Expect, ORDERS, ServiceSet, Zone, assert_keys_private, document,
+    next_host_number, pebble_count, shared_sandbox, temporaries,
 };
 use crate::fixture::{Host, sandbox};
 use crate::sandbox::Sandbox;
@@ -35,25 +35,6 @@ use crate::util::{Run, binary, fleetcert};
 const DEAD_PID: u32 = 4_194_305;
 
 // --- helpers ---------------------------------------------------------------------------------
-
-/// A DNS-01-shaped value (43 base64url characters), different on every call.
-fn value() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{:A>43}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A token document of `host` with one record per identifier (per-name mode).
-fn document(host: &str, identifiers: &[&str]) -> Value {
-    let records: Vec<Value> = identifiers
-        .iter()
-        .map(|id| {
-            json!({"name": format!("{id}.acme.test."), "value": value(), "cert": "main",
-                   "identifier": id})
-        })
-        .collect();
-    json!({"version": 1, "host": host, "records": records,
-           "certs": [{"name": "main", "status": "pending", "not_after": null, "reason": "test"}]})
-}
 
 /// The TXT values `server` serves at `name`.
 fn txt(sb: &Sandbox, server: &str, name: &str) -> BTreeSet<String> {
