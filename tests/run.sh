@@ -31,13 +31,16 @@ packaging/build-deb.sh --quiet
 step "cargo test (unit and integration, against the real sandbox)"
 # Tests mostly wait on servers, not on the CPU: more threads than cores keeps the suite short.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
-# One test binary for everything: with crash-points it behaves exactly as without unless
-# FLEETCERT_CRASH_AT names a point, which only tests/integration/crash.rs sets.
-cargo test --locked --features crash-points "$@"
+cargo test --locked "$@"
+
+# Every test that kills the binary at a crash point (tests/integration/crash.rs, and the
+# keystore's), in one build with the test-only feature; without it they are ignored above.
+# The soak's `cargo build` then reuses this build.
+step "cargo test --features crash-points (every crash point: crash::, keystore::a_finalize_killed)"
+cargo test --locked --features crash-points --test integration -- crash:: keystore::a_finalize_killed
 
 # The soak runs with the whole suite, not with a test filter.
 if (($# == 0)); then
     step "soak: 3 daily cycles (tests/soak.sh, docs/crash-safety.md)"
-    # The test build's features, so that the soak's `cargo build` rebuilds nothing.
     SOAK_CARGO_FLAGS="--features crash-points" tests/soak.sh 3
 fi

@@ -9,6 +9,8 @@
 mod certs;
 mod duration;
 mod host;
+mod pkcs12;
+mod servers;
 mod unique;
 mod update;
 mod zone;

@@ -7,6 +7,7 @@
 
 mod ansible;
 mod ari;
+mod cluster;
 mod collection;
 mod config;
 mod crash;
@@ -14,6 +15,7 @@ mod fixture;
 mod gaps;
 mod hiera;
 mod host;
+mod keystore;
 mod package;
 mod publish;
 mod sandbox;
