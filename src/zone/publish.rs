@@ -87,6 +87,20 @@ pub(crate) struct Publication {
     pub(crate) propagation: Option<Propagation>,
 }
 
+/// The values each name must hold once a server serves `records`.
+fn expected_values<'r>(
+    records: &BTreeSet<&'r TxtRecord>,
+) -> BTreeMap<&'r DnsName, BTreeSet<&'r str>> {
+    let mut expected: BTreeMap<&DnsName, BTreeSet<&str>> = BTreeMap::new();
+    for record in records {
+        expected
+            .entry(&record.name)
+            .or_default()
+            .insert(record.value.as_str());
+    }
+    expected
+}
+
 /// Publishes `submissions` through `writer` (see the module doc).
 pub(crate) async fn publish<W: ZoneWriter>(
     config: &ZoneConfig,
@@ -149,13 +163,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
         None
     } else {
         let budget = config.timeout.saturating_sub(first_asked.elapsed());
-        let mut expected: BTreeMap<&DnsName, BTreeSet<&str>> = BTreeMap::new();
-        for record in &records {
-            expected
-                .entry(&record.name)
-                .or_default()
-                .insert(record.value.as_str());
-        }
+        let expected = expected_values(&records);
         let sets = writer.set_check();
         Some(
             dns::wait_and_check(

@@ -25,7 +25,7 @@ use crate::sandbox::Sandbox;
 use crate::util::openssl;
 
 /// The fake's process and its state directory; the process is killed when dropped.
-struct FakeCa {
+pub(crate) struct FakeCa {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -33,7 +33,7 @@ struct FakeCa {
 
 impl FakeCa {
     /// Starts the fake in front of `sb`'s Pebble, offering `profiles` (comma-separated).
-    fn start(sb: &Sandbox, profiles: &str) -> Self {
+    pub(crate) fn start(sb: &Sandbox, profiles: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-ca/ari_profiles.py");
         let mut child = Command::new("python3")
@@ -65,7 +65,7 @@ impl FakeCa {
         Self { child, port, dir }
     }
 
-    fn directory(&self) -> String {
+    pub(crate) fn directory(&self) -> String {
         format!("https://127.0.0.1:{}/dir", self.port)
     }
 
@@ -91,6 +91,12 @@ impl FakeCa {
             "rate-limit",
             &serde_json::json!({"detail": detail, "retry_after": retry_after}),
         );
+    }
+
+    /// From now on a `replaces` that an earlier order carried is refused (409
+    /// `alreadyReplaced`), as a CA holding to RFC 9773 section 5 refuses it.
+    pub(crate) fn refuse_replaced(&self) {
+        std::fs::write(self.dir.path().join("already-replaced"), "").expect("write fake state");
     }
 
     fn clear_rate_limit(&self) {
@@ -136,7 +142,7 @@ impl FakeCa {
     /// The newOrders the CA acted on (made, or refused by rate limit): all but those Pebble
     /// refused for their nonce (`PEBBLE_WFE_NONCEREJECT`, 5 % by default), which the client
     /// sends again and the CA never acted on.
-    fn new_orders(&self) -> Vec<Value> {
+    pub(crate) fn new_orders(&self) -> Vec<Value> {
         self.new_order_posts()
             .into_iter()
             .filter(|order| order["answer"] != "400 urn:ietf:params:acme:error:badNonce")
@@ -185,7 +191,7 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
 
 /// The ARI certificate ID (RFC 9773 section 4.1) computed with openssl, independently of
 /// fleetcert: base64url(AKI keyIdentifier) "." base64url(DER serial number bytes).
-fn ari_id(cert: &Path) -> String {
+pub(crate) fn ari_id(cert: &Path) -> String {
     let aki = openssl_x509(cert, &["-ext", "authorityKeyIdentifier"]);
     let key_id = aki
         .lines()
