@@ -8,7 +8,7 @@
 //! records once. A dry run does the same reads and renders,
 //! takes no lock, asks no server and writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -87,20 +87,6 @@ pub(crate) struct Publication {
     pub(crate) propagation: Option<Propagation>,
 }
 
-/// The values each name must hold once a server serves `records`.
-fn expected_values<'r>(
-    records: &BTreeSet<&'r TxtRecord>,
-) -> BTreeMap<&'r DnsName, BTreeSet<&'r str>> {
-    let mut expected: BTreeMap<&DnsName, BTreeSet<&str>> = BTreeMap::new();
-    for record in records {
-        expected
-            .entry(&record.name)
-            .or_default()
-            .insert(record.value.as_str());
-    }
-    expected
-}
-
 /// Publishes `submissions` through `writer` (see the module doc).
 pub(crate) async fn publish<W: ZoneWriter>(
     config: &ZoneConfig,
@@ -163,7 +149,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
         None
     } else {
         let budget = config.timeout.saturating_sub(first_asked.elapsed());
-        let expected = expected_values(&records);
+        let expected = super::update::values(records.iter().copied());
         let sets = writer.set_check();
         Some(
             dns::wait_and_check(

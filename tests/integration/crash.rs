@@ -29,7 +29,7 @@ use crate::fixture::{Host, sandbox};
 use crate::host::key_group_gid;
 use crate::keystore::openssl_extract;
 use crate::sandbox::Sandbox;
-use crate::util::{Run, assert_key_matches, binary, fleetcert, run_ok};
+use crate::util::{Run, assert_key_matches, binary, fleetcert, run_ok, tree};
 
 /// The variable that names the point to die at (src/crash.rs).
 const CRASH_AT: &str = "FLEETCERT_CRASH_AT";
@@ -157,11 +157,7 @@ fn killed_at<S: AsRef<OsStr>>(point: &str, args: &[S]) -> Run {
         .stdin(Stdio::null())
         .output()
         .expect("start fleetcert");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::of(&out);
     assert_eq!(
         out.status.signal(),
         Some(nix::sys::signal::Signal::SIGKILL as i32),
@@ -262,26 +258,6 @@ impl ServiceSet {
 }
 
 // --- what is on disk ------------------------------------------------------------------------
-
-/// Every path below `root` (links not followed), with its status.
-pub(crate) fn tree(root: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let meta = std::fs::symlink_metadata(entry.path()).expect("stat");
-            if meta.is_dir() {
-                stack.push(entry.path());
-            }
-            found.push((entry.path(), meta));
-        }
-    }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    found
-}
 
 /// The temporary files below `root`.
 pub(crate) fn temporaries(root: &Path) -> Vec<PathBuf> {

@@ -71,11 +71,7 @@ fn with_file_size_limit(host: &Host<'_>, bytes: u64, command: &str) -> Run {
         .stdin(Stdio::null())
         .output()
         .expect("run bash");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::of(&out);
     host.assert_no_secret_in(&run, command);
     run
 }
