@@ -130,6 +130,11 @@ pub(crate) enum DueReason {
         left: time::Duration,
         threshold: time::Duration,
     },
+    /// Someone other than the configured issuer made it (`issuer:` changed).
+    IssuerChanged {
+        from: &'static str,
+        to: &'static str,
+    },
 }
 
 impl DueReason {
@@ -143,6 +148,7 @@ impl DueReason {
             Self::KeyTypeChanged { .. } => "key_type_changed",
             Self::Expired => "expired",
             Self::Expiring { .. } => "expiring",
+            Self::IssuerChanged { .. } => "issuer_changed",
         }
     }
 }
@@ -170,6 +176,9 @@ impl std::fmt::Display for DueReason {
                 left.whole_hours(),
                 threshold.whole_hours()
             ),
+            Self::IssuerChanged { from, to } => {
+                write!(f, "issuer changed: it was made by {from}, the config says `issuer: {to}`")
+            }
         }
     }
 }

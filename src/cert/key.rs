@@ -103,6 +103,15 @@ impl PrivateKey {
         self.pair.serialize_pem()
     }
 
+    /// The key pair, to sign a certificate on the host (a test issuer, `issuer/sign.rs`).
+    pub(crate) fn pair(&self) -> &KeyPair {
+        &self.pair
+    }
+
+    pub(crate) fn key_type(&self) -> KeyType {
+        self.key_type
+    }
+
     /// DER SubjectPublicKeyInfo, to match a certificate against this key.
     pub(crate) fn public_key_info(&self) -> Vec<u8> {
         self.pair.subject_public_key_info()

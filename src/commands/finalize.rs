@@ -30,7 +30,7 @@ struct Report {
 }
 
 #[derive(Debug, Serialize)]
-struct CertReport {
+pub(super) struct CertReport {
     name: String,
     status: FinalizeStatus,
     /// Whether this certificate's files were replaced (or would be, with `--dry-run`).
@@ -45,7 +45,7 @@ struct CertReport {
 /// What finalize did with one certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum FinalizeStatus {
+pub(super) enum FinalizeStatus {
     /// A new certificate was installed.
     Issued,
     /// No pending order: nothing was done, the files on disk (if any) stay.
@@ -67,6 +67,9 @@ struct Context<'c> {
 
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
+    if let Some(issuer) = config.issuer.test() {
+        return super::local::finalize(&config, issuer, args.dry_run).await;
+    }
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let pending: Vec<_> = config
         .certs
@@ -94,6 +97,11 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
             .map(|(cert, spec, saved)| finalize_one(&context, cert, spec, saved)),
     )
     .await;
+    finish(&config, certs)
+}
+
+/// Prints the report of every certificate; 1 when one failed.
+pub(super) fn finish(config: &HostConfig, certs: Vec<CertReport>) -> Result<Outcome, Error> {
     let failed = certs
         .iter()
         .any(|cert| cert.status == FinalizeStatus::Failed);
@@ -106,6 +114,28 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     Ok(Outcome::from_failures(failed))
 }
 
+impl CertReport {
+    /// The report of `cert`, whose files are `installed`.
+    pub(super) fn new(
+        cert: &str,
+        spec: &CertSpec,
+        installed: &Installed<'_>,
+        status: FinalizeStatus,
+        not_after: Option<String>,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            name: cert.to_owned(),
+            status,
+            changed: matches!(status, FinalizeStatus::Issued | FinalizeStatus::WouldIssue),
+            names: spec.names.clone(),
+            not_after,
+            paths: installed.paths.clone(),
+            error,
+        }
+    }
+}
+
 async fn finalize_one(
     context: &Context<'_>,
     cert: &str,
@@ -113,15 +143,8 @@ async fn finalize_one(
     saved: Result<Option<PendingOrder>, AcmeError>,
 ) -> CertReport {
     let installed = Installed::read(context.config, cert, spec);
-    let report = |status, not_after, error| CertReport {
-        name: cert.to_owned(),
-        status,
-        changed: matches!(status, FinalizeStatus::Issued | FinalizeStatus::WouldIssue),
-        names: spec.names.clone(),
-        not_after,
-        paths: installed.paths.clone(),
-        error,
-    };
+    let report =
+        |status, not_after, error| CertReport::new(cert, spec, &installed, status, not_after, error);
     let saved = match saved {
         Ok(Some(saved)) => saved,
         Ok(None) => return report(FinalizeStatus::Unchanged, installed.not_after(), None),
@@ -215,7 +238,7 @@ async fn issue(
 }
 
 /// Writes the certificate's files as one set (see `cert::CertDir`).
-fn install(
+pub(super) fn install(
     config: &HostConfig,
     installed: &Installed<'_>,
     key: &PrivateKey,

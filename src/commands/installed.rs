@@ -7,6 +7,7 @@ use crate::cert::{
     CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, Wanted, inspect_chain,
 };
 use crate::config::{CertSpec, HostConfig};
+use crate::issuer::Origin;
 
 /// One configured certificate as found on disk.
 pub(crate) struct Installed<'c> {
@@ -17,6 +18,8 @@ pub(crate) struct Installed<'c> {
     /// What the full chain says; `Err` says why it cannot be read, in one line.
     pub(crate) chain: Result<Option<Inspection>, String>,
     pub(crate) key_present: bool,
+    /// Who made the certificate on disk, when it parses.
+    pub(crate) origin: Option<Origin>,
 }
 
 impl<'c> Installed<'c> {
@@ -24,19 +27,23 @@ impl<'c> Installed<'c> {
     pub(crate) fn read(config: &'c HostConfig, cert: &str, spec: &CertSpec) -> Self {
         let (names, dir) = config.files_of(cert, spec);
         let paths = names.paths(&config.cert_dir);
-        let (chain, key_present) = match dir.read(&[&names.fullchain, &names.key]) {
+        let (chain, key_present, origin) = match dir.read(&[&names.fullchain, &names.key]) {
             Ok(Some(files)) => {
                 let key_present = files.get(1).is_some_and(Option::is_some);
-                let chain = match files.into_iter().next().flatten() {
+                let fullchain = files.into_iter().next().flatten();
+                let origin = fullchain
+                    .as_ref()
+                    .and_then(|bytes| Origin::read(&bytes.0, &config.issuer));
+                let chain = match fullchain {
                     None => Ok(None),
                     Some(bytes) => inspect_chain(&bytes.0)
                         .map(Some)
                         .map_err(|err| format!("{} {err}", crate::shown::path(&paths.fullchain))),
                 };
-                (chain, key_present)
+                (chain, key_present, origin)
             }
-            Ok(None) => (Ok(None), false),
-            Err(err) => (Err(err.to_string()), false),
+            Ok(None) => (Ok(None), false, None),
+            Err(err) => (Err(err.to_string()), false, None),
         };
         Self {
             names,
@@ -44,6 +51,7 @@ impl<'c> Installed<'c> {
             paths,
             chain,
             key_present,
+            origin,
         }
     }
 
@@ -65,6 +73,9 @@ impl<'c> Installed<'c> {
         spec: &CertSpec,
         now: OffsetDateTime,
     ) -> RenewalDecision {
+        if let Some(reason) = self.issuer_change(config) {
+            return RenewalDecision::Due(reason);
+        }
         match &self.chain {
             Ok(None) => RenewalDecision::Due(DueReason::Missing),
             Err(problem) => RenewalDecision::Due(DueReason::Unreadable(problem.clone())),
@@ -77,6 +88,25 @@ impl<'c> Installed<'c> {
                 },
                 now,
             ),
+        }
+    }
+}
+
+impl Installed<'_> {
+    /// Why the certificate must be issued again because the configured issuer did not make
+    /// it (commands/local.rs decides whether a test issuer may replace a CA's).
+    fn issuer_change(&self, config: &HostConfig) -> Option<DueReason> {
+        config.issuer.change_from(self.origin.as_ref()?)
+    }
+
+    /// The reason of a certificate that is not due.
+    pub(crate) fn not_due(&self, now: OffsetDateTime) -> String {
+        match self.inspection() {
+            Some(inspection) => format!(
+                "not due: {} days left",
+                inspection.remaining(now).as_secs() / 86_400
+            ),
+            None => "not due".to_owned(),
         }
     }
 }

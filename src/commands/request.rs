@@ -56,6 +56,9 @@ struct Context<'c> {
 
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
+    if let Some(issuer) = config.issuer.test() {
+        return super::local::request(&config, issuer, args.dry_run).await;
+    }
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let now = OffsetDateTime::now_utc();
     let mut plans: Vec<Plan<'_>> = config

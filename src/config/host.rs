@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::certs::{CertSpec, RawCerts, check_certs};
+use super::issuer::{RawIssuer, acme_left_out, check_issuer, signing_zone_left_out};
 use super::{ConfigError, invalid, parse_dns_address, read_yaml};
 use crate::cert::{CertDir, FileNames, KeyType, Layout};
 use crate::dns::DnsName;
+use crate::issuer::Issuer;
 use crate::shown::{path as shown_path, shown};
 use crate::token::{ChallengeRecords, record_name};
 
@@ -28,9 +30,11 @@ const MAX_CA_BUNDLE_BYTES: u64 = 1 << 20;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHost {
-    acme: RawAcme,
+    /// Required for `issuer: acme`; a test issuer needs no CA (config/issuer.rs).
+    acme: Option<RawAcme>,
+    issuer: RawIssuer,
     host: Option<String>,
-    signing_zone: String,
+    signing_zone: Option<String>,
     #[serde(default)]
     challenge_records: ChallengeRecords,
     resolver: Option<String>,
@@ -106,6 +110,8 @@ pub(crate) struct HostConfig {
     /// The host name written into token documents.
     pub(crate) host: DnsName,
     pub(crate) acme: Acme,
+    /// Who signs the certificates: the CA of `acme`, or a test issuer.
+    pub(crate) issuer: Issuer,
     /// The delegated zone that holds challenge records.
     pub(crate) signing_zone: DnsName,
     pub(crate) challenge_records: ChallengeRecords,
@@ -160,12 +166,19 @@ impl HostConfig {
     /// Reads and checks the host config at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let raw: RawHost = read_yaml(path)?;
-        let acme = check_acme(path, raw.acme)?;
+        let issuer = check_issuer(path, raw.issuer)?;
+        let acme = match raw.acme {
+            Some(acme) => check_acme(path, acme)?,
+            None => acme_left_out(path, &issuer)?,
+        };
         let name = |key: &str, text: &str| {
             DnsName::parse(text)
                 .map_err(|rule| invalid(path, key, format!("{} {rule}", shown(text))))
         };
-        let signing_zone = name("signing_zone", &raw.signing_zone)?;
+        let signing_zone = match &raw.signing_zone {
+            Some(zone) => Some(name("signing_zone", zone)?),
+            None => None,
+        };
         let host = match raw.host {
             Some(host) => name("host", &host)?,
             None => system_host_name(path)?,
@@ -183,7 +196,13 @@ impl HostConfig {
         })?;
         let gid = lookup_group(path, raw.group.as_deref().unwrap_or(DEFAULT_GROUP))?;
         let certs = check_certs(path, raw.certs)?;
-        check_record_names(path, &certs, &signing_zone, raw.challenge_records)?;
+        if let Some(zone) = &signing_zone {
+            check_record_names(path, &certs, zone, raw.challenge_records)?;
+        }
+        let signing_zone = match signing_zone {
+            Some(zone) => zone,
+            None => signing_zone_left_out(path, &issuer)?,
+        };
         check_layout(path, raw.layout, &certs)?;
         check_not_yet_supported(path, &certs)?;
         if raw.renew.before_days == 0 {
@@ -193,6 +212,7 @@ impl HostConfig {
             path: path.to_owned(),
             host,
             acme,
+            issuer,
             signing_zone,
             challenge_records: raw.challenge_records,
             resolver,
