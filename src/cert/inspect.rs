@@ -177,7 +177,7 @@ impl std::fmt::Display for DueReason {
                 threshold.whole_hours()
             ),
             Self::IssuerChanged { from, to } => {
-                write!(f, "issuer changed: it was made by {from}, the config says `issuer: {to}`")
+                write!(f, "issuer changed to `{to}`: this one is {from}")
             }
         }
     }

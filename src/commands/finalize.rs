@@ -143,8 +143,9 @@ async fn finalize_one(
     saved: Result<Option<PendingOrder>, AcmeError>,
 ) -> CertReport {
     let installed = Installed::read(context.config, cert, spec);
-    let report =
-        |status, not_after, error| CertReport::new(cert, spec, &installed, status, not_after, error);
+    let report = |status, not_after, error| {
+        CertReport::new(cert, spec, &installed, status, not_after, error)
+    };
     let saved = match saved {
         Ok(Some(saved)) => saved,
         Ok(None) => return report(FinalizeStatus::Unchanged, installed.not_after(), None),

@@ -73,7 +73,7 @@ pub(super) async fn request(
                     }
                 };
                 let reason = format!(
-                    "{}{} (issuer {}: finalize signs it, no CA is asked)",
+                    "{}{}; finalize signs it (issuer: {})",
                     if dry_run { "would order: " } else { "" },
                     order.reason,
                     issuer.kind()
@@ -124,7 +124,11 @@ pub(super) async fn finalize(
             report(FinalizeStatus::Failed, installed.not_after(), Some(error))
         };
         let Some(order) = orders.orders.get(cert).cloned() else {
-            certs.push(report(FinalizeStatus::Unchanged, installed.not_after(), None));
+            certs.push(report(
+                FinalizeStatus::Unchanged,
+                installed.not_after(),
+                None,
+            ));
             continue;
         };
         if !order.fits(&spec.names, config.key, issuer.kind()) {
@@ -145,7 +149,11 @@ pub(super) async fn finalize(
             continue;
         }
         if dry_run {
-            certs.push(report(FinalizeStatus::WouldIssue, installed.not_after(), None));
+            certs.push(report(
+                FinalizeStatus::WouldIssue,
+                installed.not_after(),
+                None,
+            ));
             continue;
         }
         match issue(config, issuer, &order, &installed) {

@@ -11,7 +11,7 @@
 //! `signing_zone` may be left out (a gate has neither); when they are given they are checked
 //! as always, so a production config with an `issuer:` line added stays valid both ways.
 
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -166,11 +166,9 @@ fn read_local_ca(config: &Path, cert: PathBuf, key: &Path) -> Result<LocalCa, Co
     let key_pem = read_private(config, key_key, key)?;
     let now = time::OffsetDateTime::now_utc();
     LocalCa::read(cert.clone(), &cert_pem, &key_pem, now).map_err(|problem| match problem {
-        CaProblem::Cert(problem) => invalid(
-            config,
-            cert_key,
-            format!("{} {problem}", shown_path(&cert)),
-        ),
+        CaProblem::Cert(problem) => {
+            invalid(config, cert_key, format!("{} {problem}", shown_path(&cert)))
+        }
         CaProblem::Key(problem) => {
             invalid(config, key_key, format!("{} {problem}", shown_path(key)))
         }
@@ -192,8 +190,7 @@ fn read_private(config: &Path, key: &str, path: &Path) -> Result<Vec<u8>, Config
     let mode = meta.permissions().mode() & 0o7777;
     if mode & OTHERS_ACCESS != 0 {
         return Err(refuse(format!(
-            "is open to users other than its owner (uid {}, mode {mode:04o}): chmod 600 it",
-            meta.uid()
+            "is open to users other than its owner (mode {mode:04o}): run chmod 600 on it"
         )));
     }
     let mut bytes = Vec::new();
@@ -203,7 +200,9 @@ fn read_private(config: &Path, key: &str, path: &Path) -> Result<Vec<u8>, Config
     )
     .map_err(|err| refuse(format!("cannot be read: {err}")))?;
     if bytes.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(refuse("is larger than 1 MiB: is it the right file?".to_owned()));
+        return Err(refuse(
+            "is larger than 1 MiB: is it the right file?".to_owned(),
+        ));
     }
     Ok(bytes)
 }
@@ -237,8 +236,7 @@ pub(super) fn signing_zone_left_out(path: &Path, issuer: &Issuer) -> Result<DnsN
             "is missing: name the delegated zone that holds the challenge records, like \
              acme.example.net",
         )),
-        Issuer::Test(_) => {
-            DnsName::parse(UNUSED_SIGNING_ZONE).map_err(|rule| invalid(path, "signing_zone", rule.to_string()))
-        }
+        Issuer::Test(_) => DnsName::parse(UNUSED_SIGNING_ZONE)
+            .map_err(|rule| invalid(path, "signing_zone", rule.to_string())),
     }
 }

@@ -80,8 +80,7 @@ impl LocalCa {
             })?;
         if rcgen::PublicKeyData::subject_public_key_info(&key) != ca.public_key().raw {
             return Err(CaProblem::Key(
-                "is not the key of the CA certificate: name the key that belongs to it"
-                    .to_owned(),
+                "is not the key of the CA certificate: name the key that belongs to it".to_owned(),
             ));
         }
         let subject = ca.tbs_certificate.subject.as_raw().to_vec();

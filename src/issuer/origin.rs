@@ -64,13 +64,13 @@ impl Origin {
         }
     }
 
-    /// Who made it, in words.
+    /// Who made it, in words: "this one is ...".
     pub(crate) fn describe(&self) -> &'static str {
         match self {
-            Self::SelfSigned => "itself (self-signed)",
-            Self::LocalCa => "the configured local CA",
-            Self::OtherTestCa => "a test CA the config does not name",
-            Self::Ca { .. } => "a CA",
+            Self::SelfSigned => "self-signed",
+            Self::LocalCa => "signed by the configured local CA",
+            Self::OtherTestCa => "signed by a test CA the config does not name",
+            Self::Ca { .. } => "issued by a CA",
         }
     }
 }
@@ -105,7 +105,9 @@ mod tests {
         let acme = Issuer::Acme;
         assert_eq!(acme.change_from(&ca()), None);
         for origin in [Origin::SelfSigned, Origin::OtherTestCa] {
-            let reason = acme.change_from(&origin).expect("a test certificate is renewed");
+            let reason = acme
+                .change_from(&origin)
+                .expect("a test certificate is renewed");
             assert_eq!(reason.label(), "issuer_changed");
             assert!(reason.to_string().contains("acme"), "{reason}");
         }
