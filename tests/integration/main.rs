@@ -11,6 +11,7 @@ mod config;
 mod fixture;
 mod hiera;
 mod host;
+mod issuer;
 mod publish;
 mod sandbox;
 mod services;

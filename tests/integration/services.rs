@@ -562,6 +562,11 @@ impl TestCa {
         self.dir.join("intermediate.pem")
     }
 
+    /// The intermediate's key (it signs the leaves).
+    pub(crate) fn intermediate_key(&self) -> PathBuf {
+        self.dir.join("intermediate.key")
+    }
+
     /// A new key and a leaf for `name` (serverAuth, SAN `DNS:name`, 30 days, a serial of
     /// its own), written as `cert.pem chain.pem fullchain.pem privkey.pem` into `dir`
     /// (created; existing files are replaced).

@@ -1,0 +1,491 @@
+//! Test issuers (issue 17): `issuer: self-signed` and `issuer: {local-ca: ...}` run by the
+//! real binary with no CA and no DNS server, as a gate job runs them; the certificates they
+//! install are checked with openssl, curl and nginx against the CI CA. Then a host moved
+//! between a local CA and the sandbox's Pebble, both ways.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::fixture::{Host, KEY_GROUP, assert_no_secret, sandbox, secrets_below};
+use crate::host::{cert, gid, key_group_gid, key_kind, mode, sorted};
+use crate::services::{Leaf, Nginx, TestCa, curl_leaf};
+use crate::util::{Run, fleetcert, sans, snapshot, verify_against};
+
+/// A host of a gate job: its config, state and certificates in a temporary directory; no
+/// CA, no signing zone, no resolver.
+struct Gate {
+    dir: tempfile::TempDir,
+    /// Extra command-line flags for every run (`-vvv`).
+    flags: Vec<&'static str>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            flags: Vec::new(),
+        }
+    }
+
+    /// Writes the config: `issuer` is the value of `issuer:`, `extra` more top-level lines.
+    fn configure(&self, issuer: &str, extra: &str, certs: &[(&str, &[&str])]) {
+        let mut text = format!(
+            "issuer: {issuer}\nhost: gate.example.test\nstate_dir: {state}\n\
+             cert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
+            state = self.state_dir().display(),
+            certs_dir = self.cert_dir().display(),
+        );
+        for (cert, names) in certs {
+            let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+            text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
+        }
+        std::fs::write(self.config(), text).expect("write config");
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("fleetcert.yaml")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// `<cert_dir>/<dir>/<file>`.
+    fn file(&self, dir: &str, file: &str) -> PathBuf {
+        self.cert_dir().join(dir).join(file)
+    }
+
+    /// Runs `fleetcert <command> --config <ours> <more>`; then checks that neither stream
+    /// shows any private key on disk, the CA's included (it lies in this directory too).
+    fn run(&self, command: &str, more: &[&str]) -> Run {
+        let config = self.config();
+        let mut args: Vec<&OsStr> = vec![command.as_ref(), "--config".as_ref(), config.as_ref()];
+        args.extend(more.iter().map(OsStr::new));
+        args.extend(self.flags.iter().map(OsStr::new));
+        let run = fleetcert(&args);
+        assert_no_secret(&run, command, &secrets_below(&[self.dir.path().to_owned()]));
+        run
+    }
+
+    fn request_ok(&self) -> Value {
+        self.run("request", &[]).expect_code(0).json()
+    }
+
+    fn finalize_ok(&self) -> Value {
+        self.run("finalize", &[]).expect_code(0).json()
+    }
+
+    /// The saved local orders, by certificate.
+    fn local_orders(&self) -> Value {
+        let path = self.state_dir().join("local-orders.json");
+        let text = std::fs::read_to_string(path).expect("local orders saved");
+        serde_json::from_str::<Value>(&text).expect("JSON")["orders"].clone()
+    }
+}
+
+/// A CI CA in `dir`: openssl's root and intermediate, the intermediate signing (its file
+/// holds the intermediate, then the root, as `issuer.local-ca.cert` takes a CA with its own
+/// issuers), and the root what clients trust. The key is 0600, as fleetcert wants it.
+struct CiCa {
+    ca: TestCa,
+    cert: PathBuf,
+}
+
+impl CiCa {
+    fn new(dir: &Path) -> Self {
+        let ca = TestCa::new(dir);
+        let cert = dir.join("ci-ca.pem");
+        let mut both = std::fs::read(ca.intermediate()).expect("intermediate");
+        both.extend(std::fs::read(ca.root()).expect("root"));
+        std::fs::write(&cert, both).expect("write ci-ca.pem");
+        set_mode(&ca.intermediate_key(), 0o600);
+        Self { ca, cert }
+    }
+
+    /// `issuer:` naming this CA, with `options` (`, lifetime: 6s`) added.
+    fn issuer(&self, options: &str) -> String {
+        format!(
+            "{{local-ca: {{cert: {}, key: {}{options}}}}}",
+            self.cert.display(),
+            self.ca.intermediate_key().display()
+        )
+    }
+
+    /// What the hosts under test trust.
+    fn root(&self) -> PathBuf {
+        self.ca.root()
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `openssl x509 -checkend SECONDS`: whether the certificate is still valid then.
+fn valid_in(cert: &Path, seconds: u64) -> bool {
+    Command::new("openssl")
+        .args(["x509", "-noout", "-checkend", &seconds.to_string(), "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl")
+        .status
+        .success()
+}
+
+fn subject(cert: &Path) -> String {
+    crate::util::openssl(&[
+        OsStr::new("x509"),
+        OsStr::new("-noout"),
+        OsStr::new("-subject"),
+        OsStr::new("-in"),
+        cert.as_os_str(),
+    ])
+}
+
+fn reason<'v>(document: &'v Value, name: &str) -> &'v str {
+    cert(document, name)["reason"].as_str().expect("reason")
+}
+
+// --- tests -------------------------------------------------------------------------------
+
+#[test]
+fn self_signed_certificate_verifies_against_itself_with_the_configured_names_and_key_type() {
+    let gate = Gate::new();
+    let names: &[&str] = &[
+        "gate1.example.test",
+        "*.gate1.example.test",
+        "www.gate1.example.test",
+    ];
+    // `acme` and `signing_zone` may stay in a gate's config; nothing reaches them: the CA
+    // and the resolver are closed ports, so any contact would fail the run.
+    let unreachable = "acme: {directory: 'https://127.0.0.1:9/dir', email: ops@example.test, \
+                       agree_tos: true}\nsigning_zone: acme.test\nresolver: 127.0.0.1:9\n\
+                       key: rsa-3072\n";
+    gate.configure("self-signed", unreachable, &[("main", names)]);
+
+    let dry = gate.run("request", &["--dry-run"]).expect_code(0).json();
+    assert_eq!(cert(&dry, "main")["status"], "ready");
+    assert!(reason(&dry, "main").starts_with("would order"), "{dry:#}");
+    assert!(!gate.state_dir().exists(), "a dry run wrote state");
+
+    let document = gate.request_ok();
+    assert_eq!(document["changed"], true);
+    assert_eq!(document["records"], Value::Array(Vec::new()));
+    assert_eq!(cert(&document, "main")["status"], "ready");
+    let why = reason(&document, "main");
+    assert!(
+        why.contains("no certificate yet") && why.contains("self-signed"),
+        "{document:#}"
+    );
+    assert_eq!(gate.local_orders()["main"]["issuer"], "self-signed");
+    assert_eq!(mode(&gate.state_dir().join("local-orders.json")), 0o600);
+    let status = gate.run("status", &[]).expect_code(0).json();
+    assert_eq!(cert(&status, "main")["pending"], true, "{status:#}");
+
+    let report = gate.finalize_ok();
+    assert_eq!(report["changed"], true);
+    assert_eq!(cert(&report, "main")["status"], "issued");
+    let leaf = gate.file("main", "cert.pem");
+    let key = gate.file("main", "privkey.pem");
+    verify_against(&leaf, &gate.file("main", "fullchain.pem"))
+        .unwrap_or_else(|err| panic!("does not verify against itself: {err}"));
+    assert_eq!(sans(&leaf), sorted(names));
+    assert_eq!(
+        key_kind(&leaf, &key),
+        "rsaEncryption Public-Key: (3072 bit)"
+    );
+    assert!(
+        subject(&leaf).contains("O = fleetcert test issuer, OU = self-signed"),
+        "{}",
+        subject(&leaf)
+    );
+    // The default lifetime: 30 days.
+    assert!(valid_in(&leaf, 29 * 86_400) && !valid_in(&leaf, 31 * 86_400));
+    assert_eq!(
+        std::fs::read(gate.file("main", "chain.pem")).expect("chain"),
+        b""
+    );
+    assert_eq!(
+        std::fs::read(gate.file("main", "fullchain.pem")).expect("full"),
+        std::fs::read(&leaf).expect("leaf")
+    );
+    assert_eq!(mode(&key), 0o640);
+    assert_eq!(gid(&key), key_group_gid());
+    assert_eq!(mode(&gate.cert_dir().join("main")), 0o750);
+    assert_eq!(gate.local_orders(), serde_json::json!({}), "order kept");
+
+    // The next day's run: nothing due, nothing changed, not a byte.
+    let before = snapshot(gate.dir.path());
+    let document = gate.request_ok();
+    assert_eq!(document["changed"], false);
+    assert_eq!(cert(&document, "main")["status"], "valid");
+    let report = gate.finalize_ok();
+    assert_eq!(report["changed"], false);
+    assert_eq!(cert(&report, "main")["status"], "unchanged");
+    assert_eq!(snapshot(gate.dir.path()), before);
+
+    // The key-type rule applies as with a CA: a new key type is issued at once.
+    gate.configure(
+        "self-signed",
+        &unreachable.replace("rsa-3072", "ecdsa-p256"),
+        &[("main", names)],
+    );
+    let document = gate.request_ok();
+    assert!(
+        reason(&document, "main").contains("key type changed"),
+        "{document:#}"
+    );
+    assert_eq!(cert(&gate.finalize_ok(), "main")["status"], "issued");
+    assert_eq!(key_kind(&leaf, &key), "id-ecPublicKey NIST CURVE: P-256");
+}
+
+#[test]
+fn local_ca_certificates_verify_against_the_ci_ca_and_a_renewal_reaches_nginx() {
+    let gate = Gate::new();
+    let ci = CiCa::new(&gate.dir.path().join("ca"));
+    let name = "gate2.example.test";
+    // acme.sh's layout, as OpenDev's services read it; no acme, no signing_zone.
+    gate.configure(&ci.issuer(""), "layout: acme.sh\n", &[("main", &[name])]);
+
+    let document = gate.request_ok();
+    assert_eq!(document["records"], Value::Array(Vec::new()));
+    assert!(
+        reason(&document, "main").contains("local-ca"),
+        "{document:#}"
+    );
+    let report = gate.finalize_ok();
+    assert_eq!(cert(&report, "main")["status"], "issued");
+    let leaf = gate.file(name, &format!("{name}.cer"));
+    let key = gate.file(name, &format!("{name}.key"));
+    let fullchain = gate.file(name, "fullchain.cer");
+    verify_against(&ci.root(), &fullchain)
+        .unwrap_or_else(|err| panic!("does not verify against the CI root: {err}"));
+    assert_eq!(
+        std::fs::read(gate.file(name, "ca.cer")).expect("ca.cer"),
+        std::fs::read(&ci.cert).expect("ci-ca.pem"),
+        "the chain is the CA file's certificates"
+    );
+    assert_eq!(sans(&leaf), [name]);
+    assert_eq!(key_kind(&leaf, &key), "id-ecPublicKey NIST CURVE: P-384");
+    assert!(
+        subject(&leaf).contains("OU = local-ca"),
+        "{}",
+        subject(&leaf)
+    );
+
+    // A service trusting the CI root accepts what nginx serves from these files.
+    let nginx = Nginx::start(&fullchain, &key, name);
+    let served = curl_leaf(nginx.port(), name, &ci.root()).expect("curl trusts the CI CA");
+    assert_eq!(served, Leaf::of_file(&leaf));
+
+    // A name added is issued at once, and the reload (the handler) serves it.
+    let www = "www.gate2.example.test";
+    gate.configure(
+        &ci.issuer(""),
+        "layout: acme.sh\n",
+        &[("main", &[name, www])],
+    );
+    let document = gate.request_ok();
+    assert_eq!(document["changed"], true);
+    assert!(
+        reason(&document, "main").contains("names changed"),
+        "{document:#}"
+    );
+    assert_eq!(gate.finalize_ok()["changed"], true);
+    nginx.reload();
+    let served = curl_leaf(nginx.port(), www, &ci.root()).expect("curl, new name");
+    assert_eq!(served, Leaf::of_file(&leaf));
+    assert_eq!(sans(&leaf), sorted(&[name, www]));
+}
+
+#[test]
+fn a_short_lived_test_certificate_is_renewed_once_it_is_due() {
+    let gate = Gate::new();
+    let ci = CiCa::new(&gate.dir.path().join("ca"));
+    // 9 s: renewed once a third of it is left, 6 s after issue.
+    gate.configure(
+        &ci.issuer(", lifetime: 9s"),
+        "",
+        &[("main", &["gate3.example.test"])],
+    );
+    gate.request_ok();
+    let first = gate.finalize_ok();
+    let leaf = gate.file("main", "cert.pem");
+    let issued = Leaf::of_file(&leaf);
+    assert!(valid_in(&leaf, 5) && !valid_in(&leaf, 10), "lifetime 9 s");
+
+    let document = gate.request_ok();
+    assert_eq!(cert(&document, "main")["status"], "valid", "{document:#}");
+    std::thread::sleep(Duration::from_secs(7));
+    let document = gate.request_ok();
+    assert_eq!(cert(&document, "main")["status"], "ready", "{document:#}");
+    // Due by its expiry: within the last third, or past it on a slow machine.
+    let why = reason(&document, "main");
+    assert!(
+        why.starts_with("expires in") || why.starts_with("expired"),
+        "{document:#}"
+    );
+    let report = gate.finalize_ok();
+    assert_eq!(cert(&report, "main")["status"], "issued");
+    assert_ne!(
+        cert(&report, "main")["not_after"],
+        cert(&first, "main")["not_after"]
+    );
+    assert_ne!(Leaf::of_file(&leaf), issued, "not replaced");
+    verify_against(&ci.root(), &gate.file("main", "fullchain.pem")).expect("renewed verifies");
+}
+
+#[test]
+fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
+    let mut gate = Gate::new();
+    let ci = CiCa::new(&gate.dir.path().join("ca"));
+    let certs: &[(&str, &[&str])] = &[("main", &["gate4.example.test"])];
+    gate.configure(&ci.issuer(""), "", certs);
+    let key = ci.ca.intermediate_key();
+    set_mode(&key, 0o640);
+    let run = gate.run("request", &[]);
+    run.expect_code(2);
+    assert!(
+        run.stdout.is_empty(),
+        "a report with exit 2: {}",
+        run.stdout
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`issuer.local-ca.key`")
+            && run.stderr.contains(&key.display().to_string())
+            && run.stderr.contains("chmod 600"),
+        "{}",
+        run.stderr
+    );
+    assert!(!gate.state_dir().exists() && !gate.cert_dir().exists());
+
+    // A key that is not the certificate's, and a certificate that is no CA.
+    set_mode(&key, 0o600);
+    let root_key = gate.dir.path().join("ca/root.key");
+    set_mode(&root_key, 0o600);
+    let other_key = format!(
+        "{{local-ca: {{cert: {}, key: {}}}}}",
+        ci.cert.display(),
+        root_key.display()
+    );
+    gate.configure(&other_key, "", certs);
+    let run = gate.run("request", &[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("is not the key of the CA"),
+        "{}",
+        run.stderr
+    );
+    let leaf = ci
+        .ca
+        .issue("leaf.example.test", &gate.dir.path().join("leaf"));
+    set_mode(&leaf.key, 0o600);
+    let not_a_ca = format!(
+        "{{local-ca: {{cert: {}, key: {}}}}}",
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    gate.configure(&not_a_ca, "", certs);
+    let run = gate.run("request", &[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("is not a CA certificate"),
+        "{}",
+        run.stderr
+    );
+
+    // At the most verbose level, neither the CA key nor the new key shows (`run` checks
+    // every key below the gate's directory, the CA's included).
+    gate.flags = vec!["-vvv"];
+    gate.configure(&ci.issuer(""), "", certs);
+    let request = gate.run("request", &[]);
+    request.expect_code(0);
+    assert!(
+        request.stderr.contains(" due "),
+        "no logs: {}",
+        request.stderr
+    );
+    let finalize = gate.run("finalize", &[]);
+    finalize.expect_code(0);
+    assert!(
+        finalize.stderr.contains(" installed "),
+        "no logs: {}",
+        finalize.stderr
+    );
+}
+
+#[test]
+fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_config_says_so() {
+    let sb = sandbox().start();
+    let certs: &[(&str, &[&str])] = &[("main", &["host1.example.test"])];
+    let host = Host::new(&sb, certs);
+    let ci = CiCa::new(&host.dir.path().join("ca"));
+    let local_ca = |options: &str| format!("issuer: {}\n", ci.issuer(options));
+    let fullchain = host.file("main", "fullchain.pem");
+
+    host.configure(&local_ca(""), certs);
+    let document = host.request_ok();
+    assert_eq!(document["records"], Value::Array(Vec::new()));
+    assert_eq!(host.finalize_ok()["changed"], true);
+    verify_against(&ci.root(), &fullchain).expect("a test certificate");
+    assert!(
+        !host.state_dir().join("account.json").exists(),
+        "a CA was asked"
+    );
+
+    // To acme: the test certificate is renewed at once, with a real one.
+    host.configure("", certs);
+    let document = host.request_ok();
+    assert_eq!(cert(&document, "main")["status"], "pending", "{document:#}");
+    assert!(
+        reason(&document, "main").contains("issuer changed to `acme`"),
+        "{document:#}"
+    );
+    host.place(&document);
+    assert_eq!(cert(&host.finalize_ok(), "main")["status"], "issued");
+    sb.verify_chain(&fullchain)
+        .unwrap_or_else(|err| panic!("not Pebble's: {err}"));
+    assert!(verify_against(&ci.root(), &fullchain).is_err());
+    assert_eq!(cert(&host.request_ok(), "main")["status"], "valid");
+
+    // Back to the local CA by accident: the real certificate stays, and says why.
+    host.configure(&local_ca(""), certs);
+    let before = snapshot(&host.cert_dir());
+    let run = host.request();
+    run.expect_code(1);
+    let document = run.json();
+    assert_eq!(cert(&document, "main")["status"], "failed");
+    assert!(
+        reason(&document, "main").contains("replace_ca_issued: true"),
+        "{document:#}"
+    );
+    assert_eq!(document["changed"], false);
+    let report = host.finalize_ok();
+    assert_eq!(report["changed"], false);
+    assert_eq!(
+        snapshot(&host.cert_dir()),
+        before,
+        "a CA's certificate was touched"
+    );
+    sb.verify_chain(&fullchain).expect("still Pebble's");
+
+    // Said on purpose, it is replaced.
+    host.configure(&local_ca(", replace_ca_issued: true"), certs);
+    let document = host.request_ok();
+    assert!(
+        reason(&document, "main").contains("issued by a CA"),
+        "{document:#}"
+    );
+    assert_eq!(cert(&host.finalize_ok(), "main")["status"], "issued");
+    verify_against(&ci.root(), &fullchain).expect("the test certificate again");
+}
