@@ -240,3 +240,106 @@ pub(super) fn signing_zone_left_out(path: &Path, issuer: &Issuer) -> Result<DnsN
             .map_err(|rule| invalid(path, "signing_zone", rule.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn check(text: &str) -> Result<Issuer, String> {
+        let value: Value = serde_yaml::from_str(text).map_err(|err| err.to_string())?;
+        check_issuer(Path::new("/etc/fleetcert/h.yaml"), Some(value)).map_err(|e| e.to_string())
+    }
+
+    /// A CA certificate and its key (mode 0600) in `dir`, and `issuer:` naming them with
+    /// `options`: `(issuer, cert, key)`.
+    fn local_ca(dir: &Path, options: &str) -> (String, PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let cert = params.self_signed(&key).expect("ca");
+        let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let issuer = format!(
+            "{{local-ca: {{cert: {}, key: {}{options}}}}}",
+            cert_path.display(),
+            key_path.display()
+        );
+        (issuer, cert_path, key_path)
+    }
+
+    #[test]
+    fn every_form_reads_with_its_defaults() {
+        assert!(matches!(check("acme"), Ok(Issuer::Acme)));
+        assert!(matches!(
+            check_issuer(Path::new("h.yaml"), None),
+            Ok(Issuer::Acme)
+        ));
+        let Ok(Issuer::Test(test)) = check("self-signed") else {
+            panic!("self-signed");
+        };
+        assert_eq!(test.lifetime, DEFAULT_LIFETIME);
+        assert!(!test.replace_ca_issued);
+        let Ok(Issuer::Test(test)) =
+            check("{self-signed: {lifetime: 2h, replace_ca_issued: true}}")
+        else {
+            panic!("self-signed with options");
+        };
+        assert_eq!(test.lifetime, Duration::from_secs(7200));
+        assert!(test.replace_ca_issued);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (text, cert, key) = local_ca(dir.path(), ", lifetime: 1d");
+        let issuer = check(&text).expect("local-ca");
+        assert_eq!(issuer.kind(), crate::issuer::IssuerKind::LocalCa);
+        assert_eq!(issuer.local_ca().map(|ca| ca.cert_path.clone()), Some(cert));
+        // The key never reaches a log, not even through Debug.
+        let shown = format!("{issuer:?}");
+        let pem = std::fs::read_to_string(&key).expect("key");
+        let body = pem.lines().nth(1).expect("a body line");
+        assert!(
+            !shown.contains(body) && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_issuers_are_named_with_the_fix() {
+        for (text, needle) in [
+            ("lets-encrypt", "is not an issuer"),
+            ("local-ca", "needs the CA's files"),
+            ("{acme: {directory: x}}", "takes no options"),
+            ("{self-signed: {lifetme: 1d}}", "unknown field"),
+            ("{self-signed: {lifetime: 0}}", "between 1s and 398d"),
+            ("{self-signed: {lifetime: 400d}}", "between 1s and 398d"),
+            ("{self-signed: {}, local-ca: {}}", "write `acme`"),
+            ("{local-ca: {cert: /nonexistent/ca.pem}}", "missing field"),
+            ("[self-signed]", "write `acme`"),
+        ] {
+            let err = check(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} accepted"));
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_ca_key_others_may_read_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (text, _, key) = local_ca(dir.path(), "");
+        for mode in [0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = check(&text).expect_err("refused");
+            assert!(
+                err.contains("`issuer.local-ca.key`")
+                    && err.contains(&key.display().to_string())
+                    && err.contains("chmod 600"),
+                "{mode:o}: {err}"
+            );
+        }
+    }
+}

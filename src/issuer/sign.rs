@@ -80,3 +80,118 @@ impl TestIssuer {
         subject
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cert::inspect_chain;
+    use crate::issuer::{Issuer, LocalCa, Origin};
+
+    /// A CA made with rcgen, named `name`, as the config would read it.
+    fn local_ca(name: &str) -> LocalCa {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("ca");
+        let now = OffsetDateTime::now_utc();
+        LocalCa::read(
+            "ca.pem".into(),
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            now,
+        )
+        .unwrap_or_else(|problem| panic!("{problem:?}"))
+    }
+
+    fn test_issuer(signer: Signer) -> Issuer {
+        Issuer::Test(TestIssuer {
+            signer,
+            lifetime: Duration::from_secs(86_400),
+            replace_ca_issued: false,
+        })
+    }
+
+    fn names(list: &[&str]) -> Vec<DnsName> {
+        list.iter()
+            .map(|n| DnsName::parse_identifier(n).expect("name"))
+            .collect()
+    }
+
+    fn sign(issuer: &Issuer, key: &PrivateKey, names: &[DnsName]) -> String {
+        let test = issuer.test().expect("a test issuer");
+        test.sign(key, names, OffsetDateTime::now_utc())
+            .expect("sign")
+    }
+
+    #[test]
+    fn a_test_certificate_has_the_names_key_and_lifetime_asked_for() {
+        let names = names(&["a.example.org", "*.a.example.org"]);
+        for (signer, key_type) in [
+            (Signer::SelfSigned, KeyType::Rsa2048),
+            (
+                Signer::LocalCa(Box::new(local_ca("CI"))),
+                KeyType::EcdsaP256,
+            ),
+        ] {
+            let issuer = test_issuer(signer);
+            let key = key_type.generate().expect("key");
+            let pem = sign(&issuer, &key, &names);
+            let chain = crate::acme::verify_chain(&pem, &key, &names).expect("fits");
+            let leaf = inspect_chain(pem.as_bytes()).expect("parse");
+            assert_eq!(leaf.key_type, Some(key_type));
+            let lifetime = leaf.not_after - leaf.not_before;
+            // A day, backdated by a tenth of it at most (an hour here).
+            assert!(
+                lifetime > time::Duration::DAY && lifetime <= time::Duration::hours(25),
+                "{lifetime}"
+            );
+            let intermediates = chain.intermediates.is_empty();
+            assert_eq!(intermediates, issuer.local_ca().is_none(), "chain of {pem}");
+        }
+    }
+
+    #[test]
+    fn who_made_a_certificate_is_read_from_the_certificate() {
+        let names = names(&["a.example.org"]);
+        let key = KeyType::EcdsaP256.generate().expect("key");
+        let self_signed = test_issuer(Signer::SelfSigned);
+        let ci = test_issuer(Signer::LocalCa(Box::new(local_ca("CI"))));
+        let other_ci = test_issuer(Signer::LocalCa(Box::new(local_ca("CI"))));
+        let own = sign(&self_signed, &key, &names);
+        let by_ci = sign(&ci, &key, &names);
+        let origin = |pem: &str, issuer: &Issuer| Origin::read(pem.as_bytes(), issuer);
+        assert_eq!(origin(&own, &self_signed), Some(Origin::SelfSigned));
+        assert_eq!(origin(&own, &Issuer::Acme), Some(Origin::SelfSigned));
+        assert_eq!(origin(&by_ci, &ci), Some(Origin::LocalCa));
+        // Another CA of the same name is not the configured one; the mark still tells.
+        assert_eq!(origin(&by_ci, &other_ci), Some(Origin::OtherTestCa));
+        assert_eq!(origin(&by_ci, &Issuer::Acme), Some(Origin::OtherTestCa));
+        assert_eq!(origin("junk", &Issuer::Acme), None);
+
+        // A leaf a CA signed without fleetcert's mark is a CA's, whoever asks.
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.distinguished_name = DistinguishedName::new();
+        ca_params.distinguished_name.push(DnType::CommonName, "R11");
+        let real = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf = CertificateParams::new(vec!["a.example.org".to_owned()])
+            .expect("params")
+            .signed_by(key.pair(), &real)
+            .expect("leaf")
+            .pem();
+        let Some(Origin::Ca { issuer }) = origin(&leaf, &ci) else {
+            panic!("not a CA's");
+        };
+        assert_eq!(issuer, "CN=R11");
+        assert_eq!(
+            ci.change_from(&Origin::Ca { issuer }).map(|r| r.label()),
+            Some("issuer_changed")
+        );
+        assert_eq!(ci.change_from(&Origin::LocalCa), None);
+        assert_eq!(self_signed.change_from(&Origin::SelfSigned), None);
+    }
+}

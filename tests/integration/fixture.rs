@@ -71,10 +71,7 @@ impl<'s> Host<'s> {
             state = self.state_dir().display(),
             certs_dir = self.cert_dir().display(),
         );
-        for (cert, names) in certs {
-            let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
-            text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
-        }
+        text.push_str(&certs_yaml(certs));
         std::fs::write(self.config(), text).expect("write config");
     }
 
@@ -155,6 +152,16 @@ impl<'s> Host<'s> {
     pub(crate) fn assert_no_secret_in(&self, run: &Run, command: &str) {
         assert_no_secret(run, command, &self.secrets());
     }
+}
+
+/// The entries of `certs:` (after the line `certs:`), one a line.
+pub(crate) fn certs_yaml(certs: &[(&str, &[&str])]) -> String {
+    let mut text = String::new();
+    for (cert, names) in certs {
+        let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+        text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
+    }
+    text
 }
 
 /// Every secret below `roots`: private key bodies (PEM) and ACME account keys.

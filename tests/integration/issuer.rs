@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::fixture::{Host, KEY_GROUP, assert_no_secret, sandbox, secrets_below};
+use crate::fixture::{Host, KEY_GROUP, assert_no_secret, certs_yaml, sandbox, secrets_below};
 use crate::host::{cert, gid, key_group_gid, key_kind, mode, sorted};
 use crate::services::{Leaf, Nginx, TestCa, curl_leaf};
 use crate::util::{Run, fleetcert, sans, snapshot, verify_against};
@@ -39,10 +39,7 @@ impl Gate {
             state = self.state_dir().display(),
             certs_dir = self.cert_dir().display(),
         );
-        for (cert, names) in certs {
-            let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
-            text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
-        }
+        text.push_str(&certs_yaml(certs));
         std::fs::write(self.config(), text).expect("write config");
     }
 
@@ -83,6 +80,25 @@ impl Gate {
         self.run("finalize", &[]).expect_code(0).json()
     }
 
+    /// `request` refuses the config with exit 2 and one line holding `needle`: that line.
+    #[track_caller]
+    fn refused(&self, needle: &str) -> String {
+        let run = self.run("request", &[]);
+        run.expect_code(2);
+        assert!(
+            run.stdout.is_empty(),
+            "a report with exit 2: {}",
+            run.stdout
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "{needle:?} not in {}",
+            run.stderr
+        );
+        run.stderr.clone()
+    }
+
     /// The saved local orders, by certificate.
     fn local_orders(&self) -> Value {
         let path = self.state_dir().join("local-orders.json");
@@ -112,17 +128,22 @@ impl CiCa {
 
     /// `issuer:` naming this CA, with `options` (`, lifetime: 6s`) added.
     fn issuer(&self, options: &str) -> String {
-        format!(
-            "{{local-ca: {{cert: {}, key: {}{options}}}}}",
-            self.cert.display(),
-            self.ca.intermediate_key().display()
-        )
+        local_ca(&self.cert, &self.ca.intermediate_key(), options)
     }
 
     /// What the hosts under test trust.
     fn root(&self) -> PathBuf {
         self.ca.root()
     }
+}
+
+/// `issuer: {local-ca: ...}` with these files and `options`.
+fn local_ca(cert: &Path, key: &Path, options: &str) -> String {
+    format!(
+        "{{local-ca: {{cert: {}, key: {}{options}}}}}",
+        cert.display(),
+        key.display()
+    )
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -352,20 +373,10 @@ fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
     gate.configure(&ci.issuer(""), "", certs);
     let key = ci.ca.intermediate_key();
     set_mode(&key, 0o640);
-    let run = gate.run("request", &[]);
-    run.expect_code(2);
+    let line = gate.refused("`issuer.local-ca.key`");
     assert!(
-        run.stdout.is_empty(),
-        "a report with exit 2: {}",
-        run.stdout
-    );
-    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("`issuer.local-ca.key`")
-            && run.stderr.contains(&key.display().to_string())
-            && run.stderr.contains("chmod 600"),
-        "{}",
-        run.stderr
+        line.contains(&key.display().to_string()) && line.contains("chmod 600"),
+        "{line}"
     );
     assert!(!gate.state_dir().exists() && !gate.cert_dir().exists());
 
@@ -373,36 +384,14 @@ fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
     set_mode(&key, 0o600);
     let root_key = gate.dir.path().join("ca/root.key");
     set_mode(&root_key, 0o600);
-    let other_key = format!(
-        "{{local-ca: {{cert: {}, key: {}}}}}",
-        ci.cert.display(),
-        root_key.display()
-    );
-    gate.configure(&other_key, "", certs);
-    let run = gate.run("request", &[]);
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains("is not the key of the CA"),
-        "{}",
-        run.stderr
-    );
+    gate.configure(&local_ca(&ci.cert, &root_key, ""), "", certs);
+    gate.refused("is not the key of the CA");
     let leaf = ci
         .ca
         .issue("leaf.example.test", &gate.dir.path().join("leaf"));
     set_mode(&leaf.key, 0o600);
-    let not_a_ca = format!(
-        "{{local-ca: {{cert: {}, key: {}}}}}",
-        leaf.cert.display(),
-        leaf.key.display()
-    );
-    gate.configure(&not_a_ca, "", certs);
-    let run = gate.run("request", &[]);
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains("is not a CA certificate"),
-        "{}",
-        run.stderr
-    );
+    gate.configure(&local_ca(&leaf.cert, &leaf.key, ""), "", certs);
+    gate.refused("is not a CA certificate");
 
     // At the most verbose level, neither the CA key nor the new key shows (`run` checks
     // every key below the gate's directory, the CA's included).
