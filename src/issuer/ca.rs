@@ -92,6 +92,7 @@ impl LocalCa {
             chain_pem: blocks.iter().map(|der| pem(der)).collect(),
             subject,
             public_key_info,
+            not_after,
             signer,
         })
     }

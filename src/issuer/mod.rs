@@ -92,6 +92,8 @@ pub(crate) struct LocalCa {
     pub(crate) subject: Vec<u8>,
     /// The CA's SubjectPublicKeyInfo, DER, to check their signatures.
     pub(crate) public_key_info: Vec<u8>,
+    /// When the CA expires: no leaf it signs outlives it.
+    pub(crate) not_after: time::OffsetDateTime,
     /// The CA's name, key identifier and key, as rcgen signs with them.
     pub(crate) signer: rcgen::Issuer<'static, KeyPair>,
 }

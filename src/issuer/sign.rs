@@ -60,6 +60,8 @@ impl TestIssuer {
             // certificate (`openssl verify -CAfile cert.pem cert.pem`) accepts it as it is.
             Signer::SelfSigned => Ok(params.self_signed(key.pair()).map_err(failed)?.pem()),
             Signer::LocalCa(ca) => {
+                // A leaf that outlived its CA would fail verification before it is due.
+                params.not_after = params.not_after.min(ca.not_after);
                 params.use_authority_key_identifier_extension = true;
                 let leaf = params.signed_by(key.pair(), &ca.signer).map_err(failed)?;
                 Ok(format!("{}{}", leaf.pem(), ca.chain_pem))
@@ -91,8 +93,14 @@ mod tests {
 
     /// A CA made with rcgen, named `name`, as the config would read it.
     fn local_ca(name: &str) -> LocalCa {
+        local_ca_until(name, OffsetDateTime::now_utc() + time::Duration::days(365))
+    }
+
+    /// A CA that expires at `not_after`.
+    fn local_ca_until(name: &str, not_after: OffsetDateTime) -> LocalCa {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.not_after = not_after;
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -152,6 +160,16 @@ mod tests {
             let intermediates = chain.intermediates.is_empty();
             assert_eq!(intermediates, issuer.local_ca().is_none(), "chain of {pem}");
         }
+    }
+
+    #[test]
+    fn a_leaf_never_outlives_its_ca() {
+        let names = names(&["a.example.org"]);
+        let until = OffsetDateTime::now_utc() + time::Duration::HOUR;
+        let ci = test_issuer(Signer::LocalCa(Box::new(local_ca_until("CI", until))));
+        let key = KeyType::EcdsaP256.generate().expect("key");
+        let leaf = inspect_chain(sign(&ci, &key, &names).as_bytes()).expect("parse");
+        assert!(leaf.not_after <= until, "{} after {until}", leaf.not_after);
     }
 
     #[test]
