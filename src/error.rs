@@ -7,7 +7,6 @@
 use std::process::ExitCode;
 
 use crate::acme::AcmeError;
-use crate::commands::ReportError;
 use crate::config::ConfigError;
 use crate::hiera::HieraError;
 use crate::lock::LockError;
@@ -96,4 +95,15 @@ impl Error {
         };
         ExitCode::from(if usage { EXIT_USAGE } else { EXIT_RUN_FAILED })
     }
+}
+
+/// A report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReportError {
+    /// The report does not serialize (a bug: please report it).
+    #[error("cannot write the JSON report: {0} (a bug in fleetcert: please report it)")]
+    Serialize(#[source] serde_json::Error),
+    /// Standard output cannot be written.
+    #[error("cannot write the report to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
 }

@@ -10,8 +10,6 @@ mod report;
 mod request;
 mod status;
 
-pub(crate) use report::ReportError;
-
 use crate::cli::Command;
 use crate::error::{Error, Outcome};
 
