@@ -20,7 +20,8 @@ use crate::acme::{self, AcmeError, StateDir};
 use crate::cert::{DueReason, RenewalDecision};
 use crate::config::{CertSpec, HostConfig};
 use crate::error::{Error, Outcome};
-use crate::issuer::{LocalOrder, LocalOrders, Origin, TestIssuer};
+use crate::issuer::{LOCAL_ORDERS_FILE, LocalOrder, LocalOrders, Origin, TestIssuer};
+use crate::store::StoreError;
 use crate::token::{self, CertState, CertStatus, TokenDocument};
 
 /// What a test issuer does with one certificate.
@@ -38,7 +39,7 @@ pub(super) async fn request(
 ) -> Result<Outcome, Error> {
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
     let now = OffsetDateTime::now_utc();
-    let saved = LocalOrders::load(&state).unwrap_or_else(|err| {
+    let saved = load_orders(&state).unwrap_or_else(|err| {
         // A broken file only costs deciding again; it is replaced below.
         warn!(error = %err, "ignoring the saved local orders");
         LocalOrders::new()
@@ -90,7 +91,7 @@ pub(super) async fn request(
         });
     }
     if !dry_run && orders != saved {
-        orders.save(&state)?;
+        state.save(LOCAL_ORDERS_FILE, &orders)?;
     }
     let failed = certs.iter().any(|cert| cert.status == CertStatus::Failed);
     print_json(&TokenDocument {
@@ -109,7 +110,7 @@ pub(super) async fn finalize(
     dry_run: bool,
 ) -> Result<Outcome, Error> {
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
-    let mut orders = LocalOrders::load(&state)?;
+    let mut orders = load_orders(&state)?;
     let mut certs = Vec::new();
     // One after the other, each order forgotten right after its install: a run that dies
     // between the two signs that certificate again next time, and the handlers run again.
@@ -134,7 +135,7 @@ pub(super) async fn finalize(
         if !order.fits(&spec.names, config.key, issuer.kind()) {
             if !dry_run {
                 orders.orders.remove(cert);
-                orders.save(&state)?;
+                state.save(LOCAL_ORDERS_FILE, &orders)?;
             }
             certs.push(failed(CertFailure::ConfigChanged {
                 names: order.names,
@@ -160,7 +161,7 @@ pub(super) async fn finalize(
             Ok(not_after) => {
                 info!(cert, not_after, issuer = %issuer.kind(), "installed");
                 orders.orders.remove(cert);
-                if let Err(err) = orders.save(&state) {
+                if let Err(err) = state.save(LOCAL_ORDERS_FILE, &orders) {
                     // The files are replaced, and the report says so; the order is signed
                     // again next time, which costs one more install.
                     warn!(cert, error = %err, "cannot forget the local order");
@@ -171,6 +172,13 @@ pub(super) async fn finalize(
         }
     }
     finalize::finish(config, certs)
+}
+
+/// The saved local orders; none when there is no file.
+pub(super) fn load_orders(state: &StateDir) -> Result<LocalOrders, StoreError> {
+    Ok(state
+        .load(LOCAL_ORDERS_FILE)?
+        .unwrap_or_else(LocalOrders::new))
 }
 
 /// The renewal rules of a CA, after the one rule only a test issuer has: a CA's certificate
@@ -222,4 +230,22 @@ fn issue(
     let chain = acme::verify_chain(&pem, &key, &order.names)?;
     finalize::install(config, installed, &key, &chain)?;
     Ok(rfc3339(chain.inspection.not_after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_orders_round_trip_and_none_is_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path(), true).expect("state");
+        assert_eq!(load_orders(&state).expect("load"), LocalOrders::new());
+        let mut orders = LocalOrders::new();
+        orders
+            .orders
+            .insert("main".to_owned(), crate::issuer::local_order());
+        state.save(LOCAL_ORDERS_FILE, &orders).expect("save");
+        assert_eq!(load_orders(&state).expect("load"), orders);
+    }
 }

@@ -42,7 +42,7 @@ pub(crate) fn run(args: &StatusArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let state = StateDir::open(&config.state_dir, false)?;
     let now = OffsetDateTime::now_utc();
-    let local = LocalOrders::load(&state).unwrap_or_else(|_| LocalOrders::new());
+    let local = super::local::load_orders(&state).unwrap_or_else(|_| LocalOrders::new());
     let certs = config
         .certs
         .iter()

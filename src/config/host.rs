@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::certs::{CertSpec, RawCerts, check_certs};
-use super::issuer::{RawIssuer, acme_left_out, check_issuer, signing_zone_left_out};
+use super::issuer::{RawIssuer, check_issuer, left_out};
 use super::{ConfigError, invalid, parse_dns_address, read_yaml};
 use crate::cert::{CertDir, FileNames, KeyType, Layout};
 use crate::dns::DnsName;
@@ -26,6 +26,14 @@ const DEFAULT_RESOLVER: &str = "127.0.0.1:53";
 const DEFAULT_RENEW_BEFORE_DAYS: u32 = 30;
 /// The most bytes `acme.ca_bundle` may hold: a bundle of every public root is under 300 KiB.
 const MAX_CA_BUNDLE_BYTES: u64 = 1 << 20;
+/// What `acme` and `signing_zone` hold when a test issuer left them out. Never used:
+/// `request` and `finalize` take the test issuer's path before any ACME code
+/// (commands/local.rs). The names are under `.invalid`, which never resolves (RFC 6761), so
+/// a path that reached for a CA by mistake would fail to connect rather than register an
+/// account anywhere.
+const UNUSED_DIRECTORY: &str = "https://acme.invalid/directory";
+const UNUSED_EMAIL: &str = "unused@acme.invalid";
+const UNUSED_SIGNING_ZONE: &str = "signing-zone.invalid";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +147,19 @@ pub(crate) struct Acme {
     pub(crate) eab: Option<Eab>,
 }
 
+impl Acme {
+    /// The `acme` of a test issuer's config that has none (see [`UNUSED_DIRECTORY`]).
+    fn unused() -> Self {
+        Self {
+            directory: UNUSED_DIRECTORY.to_owned(),
+            email: UNUSED_EMAIL.to_owned(),
+            ca_bundle: None,
+            profile: None,
+            eab: None,
+        }
+    }
+}
+
 /// External account binding credentials, decoded once; the HMAC key never reaches a log.
 pub(crate) struct Eab {
     pub(crate) kid: String,
@@ -169,7 +190,11 @@ impl HostConfig {
         let issuer = check_issuer(path, raw.issuer)?;
         let acme = match raw.acme {
             Some(acme) => check_acme(path, acme)?,
-            None => acme_left_out(path, &issuer)?,
+            None => {
+                let fix = "set `acme: {email: ..., agree_tos: true}`";
+                left_out(path, &issuer, "acme", fix)?;
+                Acme::unused()
+            }
         };
         let name = |key: &str, text: &str| {
             DnsName::parse(text)
@@ -201,7 +226,11 @@ impl HostConfig {
         }
         let signing_zone = match signing_zone {
             Some(zone) => zone,
-            None => signing_zone_left_out(path, &issuer)?,
+            None => {
+                let fix = "name the delegated zone of the challenge records, like acme.example.net";
+                left_out(path, &issuer, "signing_zone", fix)?;
+                name("signing_zone", UNUSED_SIGNING_ZONE)?
+            }
         };
         check_layout(path, raw.layout, &certs)?;
         check_not_yet_supported(path, &certs)?;

@@ -18,9 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::host::Acme;
 use super::{ConfigDuration, ConfigError, beside, invalid};
-use crate::dns::DnsName;
 use crate::issuer::{CaProblem, Issuer, LocalCa, Signer, TestIssuer};
 use crate::shown::{path as shown_path, shown};
 
@@ -41,13 +39,6 @@ const OTHERS_ACCESS: u32 = 0o077;
 /// The forms `issuer:` takes, for every message about it.
 const FORMS: &str = "write `acme` (the default), `self-signed`, or \
                      `{local-ca: {cert: PATH, key: PATH}}`";
-/// What `acme` holds when a test issuer left it out. Never used: `request` and `finalize`
-/// take the test issuer's path before any ACME code (commands/local.rs). The names are under
-/// `.invalid`, which never resolves (RFC 6761), so a path that reached for a CA by mistake
-/// would fail to connect rather than register an account anywhere.
-const UNUSED_DIRECTORY: &str = "https://acme.invalid/directory";
-const UNUSED_EMAIL: &str = "unused@acme.invalid";
-const UNUSED_SIGNING_ZONE: &str = "signing-zone.invalid";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,37 +198,24 @@ fn read_private(config: &Path, key: &str, path: &Path) -> Result<Vec<u8>, Config
     Ok(bytes)
 }
 
-/// `acme` when the config left it out: required for `issuer: acme`, unused by a test issuer.
-pub(super) fn acme_left_out(path: &Path, issuer: &Issuer) -> Result<Acme, ConfigError> {
+/// A CA key (`acme`, `signing_zone`) the config left out: an error for `issuer: acme`,
+/// which needs it (`fix` says what to write), fine for a test issuer, which needs no CA.
+pub(super) fn left_out(
+    path: &Path,
+    issuer: &Issuer,
+    key: &str,
+    fix: &str,
+) -> Result<(), ConfigError> {
     match issuer {
         Issuer::Acme => Err(invalid(
             path,
-            "acme",
-            "is missing: set `acme: {email: ..., agree_tos: true}`, or set `issuer:` to a test \
-             issuer (`self-signed`, `local-ca`) for a gate without a CA",
+            key,
+            format!(
+                "is missing: {fix}; or set `issuer:` to a test issuer (`self-signed`, \
+                 `local-ca`) for a gate without a CA"
+            ),
         )),
-        Issuer::Test(_) => Ok(Acme {
-            directory: UNUSED_DIRECTORY.to_owned(),
-            email: UNUSED_EMAIL.to_owned(),
-            ca_bundle: None,
-            profile: None,
-            eab: None,
-        }),
-    }
-}
-
-/// `signing_zone` when the config left it out: required for `issuer: acme`, unused by a
-/// test issuer.
-pub(super) fn signing_zone_left_out(path: &Path, issuer: &Issuer) -> Result<DnsName, ConfigError> {
-    match issuer {
-        Issuer::Acme => Err(invalid(
-            path,
-            "signing_zone",
-            "is missing: name the delegated zone that holds the challenge records, like \
-             acme.example.net",
-        )),
-        Issuer::Test(_) => DnsName::parse(UNUSED_SIGNING_ZONE)
-            .map_err(|rule| invalid(path, "signing_zone", rule.to_string())),
+        Issuer::Test(_) => Ok(()),
     }
 }
 

@@ -23,7 +23,9 @@ use rcgen::KeyPair;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use ca::CaProblem;
-pub(crate) use order::{LocalOrder, LocalOrders};
+#[cfg(test)]
+pub(crate) use order::tests::order as local_order;
+pub(crate) use order::{FILE as LOCAL_ORDERS_FILE, LocalOrder, LocalOrders};
 pub(crate) use origin::Origin;
 pub(crate) use sign::SignError;
 

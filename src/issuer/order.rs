@@ -3,21 +3,21 @@
 //!
 //! The same contract as an ACME order: `request` decides and says so in the token document
 //! (`ready`, with the reason), `finalize` completes exactly what was decided, and a finalize
-//! with nothing decided changes nothing. One file for the host, `state_dir/local-orders.json`
-//! (0600), under the host lock that `request` and `finalize` hold.
+//! with nothing decided changes nothing. One file for the host, [`FILE`] in the state
+//! directory (0600), read and written by commands/local.rs under the host lock that
+//! `request` and `finalize` hold.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::IssuerKind;
-use crate::acme::StateDir;
 use crate::cert::KeyType;
 use crate::dns::DnsName;
-use crate::store::{StoreError, Versioned};
+use crate::store::Versioned;
 
-/// The state file of the local orders.
-const FILE: &str = "local-orders.json";
+/// The state file of the local orders, in the state directory.
+pub(crate) const FILE: &str = "local-orders.json";
 
 /// Every local order of the host, by certificate name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,21 +48,12 @@ impl Versioned for LocalOrders {
 }
 
 impl LocalOrders {
-    /// The saved local orders; none when there is no file.
-    pub(crate) fn load(state: &StateDir) -> Result<Self, StoreError> {
-        Ok(state.load(FILE)?.unwrap_or_else(Self::new))
-    }
-
     /// No orders.
     pub(crate) fn new() -> Self {
         Self {
             version: Self::VERSION,
             orders: BTreeMap::new(),
         }
-    }
-
-    pub(crate) fn save(&self, state: &StateDir) -> Result<(), StoreError> {
-        state.save(FILE, self)
     }
 }
 
@@ -78,10 +69,10 @@ impl LocalOrder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn order() -> LocalOrder {
+    pub(crate) fn order() -> LocalOrder {
         let name = |text| DnsName::parse_identifier(text).expect("name");
         LocalOrder {
             issuer: IssuerKind::LocalCa,
@@ -90,17 +81,6 @@ mod tests {
             reason: "no certificate yet".to_owned(),
             created: "2026-01-01T00:00:00Z".to_owned(),
         }
-    }
-
-    #[test]
-    fn local_orders_round_trip_and_none_is_empty() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = StateDir::open(dir.path(), true).expect("state");
-        assert_eq!(LocalOrders::load(&state).expect("load"), LocalOrders::new());
-        let mut orders = LocalOrders::new();
-        orders.orders.insert("main".to_owned(), order());
-        orders.save(&state).expect("save");
-        assert_eq!(LocalOrders::load(&state).expect("load"), orders);
     }
 
     #[test]
