@@ -7,12 +7,15 @@
 
 mod ansible;
 mod ari;
+mod collection;
 mod config;
 mod fixture;
 mod hiera;
 mod host;
 mod issuer;
+mod package;
 mod publish;
 mod sandbox;
 mod services;
 mod util;
+mod venv;
