@@ -1,7 +1,8 @@
 //! Test issuers (issue 17): `issuer: self-signed` and `issuer: {local-ca: ...}` run by the
 //! real binary with no CA and no DNS server, as a gate job runs them; the certificates they
-//! install are checked with openssl, curl and nginx against the CI CA. Then a host moved
-//! between a local CA and the sandbox's Pebble, both ways.
+//! install are checked with openssl, curl and nginx against the CI CA. The daily playbook
+//! over a gate's fleet: a local CA, no DNS primary, no sandbox. Then a host moved between a
+//! local CA and the sandbox's Pebble, both ways.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::ansible::daily_playbook;
 use crate::fixture::{Host, KEY_GROUP, assert_no_secret, certs_yaml, sandbox, secrets_below};
 use crate::host::{cert, gid, key_group_gid, key_kind, mode, sorted};
 use crate::services::{Leaf, Nginx, TestCa, curl_leaf};
@@ -477,4 +479,195 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     );
     assert_eq!(cert(&host.finalize_ok(), "main")["status"], "issued");
     verify_against(&ci.root(), &fullchain).expect("the test certificate again");
+}
+
+/// The gate fleet of the playbook test: host -> certificates (handlers exist for `main` and
+/// `www`).
+const GATE_FLEET: [(&str, &[(&str, &[&str])]); 2] = [
+    (
+        "gate1.example.test",
+        &[("main", &["gate1.example.test", "www.gate1.example.test"])],
+    ),
+    (
+        "gate2.example.test",
+        &[
+            ("main", &["gate2.example.test"]),
+            ("www", &["www.gate2.example.test"]),
+        ],
+    ),
+];
+
+/// A gate job's inventory in `dir` (the layout tests/fleet/inventory.sh writes, so
+/// `daily_playbook` runs it): every host is this machine with its own directories, signs
+/// with the CI CA the controller holds (copied to each host), and there is no DNS primary.
+fn gate_inventory(dir: &Path, ci: &CiCa, lifetime: &str) {
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "{{ ansible_playbook_python }}"
+    };
+    let host_vars = dir.join("inventory/host_vars");
+    std::fs::create_dir_all(&host_vars).expect("inventory dir");
+    let mut hosts = String::new();
+    for (host, certs) in GATE_FLEET {
+        let home = dir.join("hosts").join(host);
+        let mut text = format!(
+            "---\nfleetcert_binary: {home}/bin/fleetcert\n\
+             fleetcert_config_path: {home}/etc/fleetcert.yaml\n\
+             fleetcert_state_dir: {home}/state\nfleetcert_cert_dir: {home}/certs\n\
+             fleetcert_issuer_ca_cert: {home}/etc/ci-ca.pem\n\
+             fleetcert_issuer_ca_key: {home}/etc/ci-ca.key\nfleetcert_certs:\n",
+            home = home.display()
+        );
+        text.push_str(&certs_yaml(certs));
+        std::fs::write(host_vars.join(format!("{host}.yaml")), text).expect("host_vars");
+        hosts.push_str(&format!("        {host}:\n"));
+    }
+    let inventory = format!(
+        "---\n# A gate job: a CI CA, no CA, no signing zone, no DNS primary.\n\
+         all:\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: \"{python}\"\n\
+         \x20   fleetcert_install_method: copy\n    fleetcert_install_binary_src: {binary}\n\
+         \x20 children:\n    fleetcert:\n      vars:\n        fleetcert_issuer: local-ca\n\
+         \x20       fleetcert_issuer_ca_cert_src: {cert}\n\
+         \x20       fleetcert_issuer_ca_key_src: {key}\n\
+         \x20       fleetcert_issuer_lifetime: {lifetime}\n\
+         \x20       fleetcert_group: root\n      hosts:\n{hosts}",
+        binary = env!("CARGO_BIN_EXE_fleetcert"),
+        cert = ci.cert.display(),
+        key = ci.ca.intermediate_key().display(),
+    );
+    std::fs::write(dir.join("inventory/hosts.yaml"), inventory).expect("hosts.yaml");
+    let log = dir.join("handlers.log");
+    let mut handlers = String::from("---\n");
+    for cert in ["main", "www"] {
+        handlers.push_str(&format!(
+            "- name: Record the replaced {cert} certificate\n  ansible.builtin.shell:\n\
+             \x20   cmd: echo \"{{{{ inventory_hostname }}}} {cert}\" >> {log}\n\
+             \x20 changed_when: true\n  listen: fleetcert updated {cert}\n",
+            log = log.display()
+        ));
+    }
+    std::fs::write(dir.join("handlers.yaml"), handlers).expect("handlers");
+    let extra = format!(
+        "---\nfleetcert_handlers_file: {}\n",
+        dir.join("handlers.yaml").display()
+    );
+    std::fs::write(dir.join("extra-vars.yaml"), extra).expect("extra vars");
+}
+
+/// "HOST CERT" lines the handlers wrote, sorted.
+fn handler_lines(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("handlers.log")).unwrap_or_default();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// Every certificate of the gate fleet: (host, cert, its full chain).
+fn gate_certs(dir: &Path) -> Vec<(&'static str, &'static str, PathBuf)> {
+    GATE_FLEET
+        .iter()
+        .flat_map(|(host, certs)| {
+            certs.iter().map(move |(cert, _)| {
+                let file = dir.join("hosts").join(host).join("certs").join(cert);
+                (*host, *cert, file.join("fullchain.pem"))
+            })
+        })
+        .collect()
+}
+
+/// The daily playbook as a gate job runs it: `local-ca` with the CI CA copied from the
+/// controller, no DNS primary and no sandbox at all.
+/// 1. issues every certificate, each verifying against the CI root with its names, runs each
+///    handler once, and says why nothing is published;
+/// 2. right after, changes nothing: `changed=0` on every host, no handler, no file;
+/// 3. once the short-lived certificates (150 s: long enough that the second run, 20 to 60 s
+///    on a loaded machine, finds them valid) are due, replaces every one of them and runs the
+///    handlers again.
+#[test]
+fn daily_playbook_on_a_gate_with_a_local_ca_and_no_dns_primary() {
+    let dir = tempfile::Builder::new()
+        .prefix("fleetcert-gate-")
+        .tempdir()
+        .expect("gate dir");
+    let ci = CiCa::new(&dir.path().join("ca"));
+    gate_inventory(dir.path(), &ci, "150s");
+    let all_handlers: Vec<String> = {
+        let mut lines: Vec<String> = gate_certs(dir.path())
+            .iter()
+            .map(|(host, cert, _)| format!("{host} {cert}"))
+            .collect();
+        lines.sort();
+        lines
+    };
+
+    // 1. The first run.
+    let first = daily_playbook(dir.path(), &[]);
+    first.expect_failed(&[]);
+    assert!(
+        first.output.contains(
+            "No host in fleetcert_dns_primary: the publish and cleanup plays are skipped"
+        ),
+        "no line says why nothing was published; output:\n{}",
+        first.output
+    );
+    for (host, cert, fullchain) in gate_certs(dir.path()) {
+        verify_against(&ci.root(), &fullchain)
+            .unwrap_or_else(|err| panic!("{host} {cert} does not verify: {err}"));
+        let names = GATE_FLEET
+            .iter()
+            .find(|(name, _)| *name == host)
+            .and_then(|(_, certs)| certs.iter().find(|(name, _)| *name == cert))
+            .map(|(_, names)| sorted(names))
+            .expect("configured");
+        assert_eq!(sans(&fullchain), names, "{host} {cert}");
+    }
+    assert_eq!(handler_lines(dir.path()), all_handlers, "{}", first.output);
+    let key = dir.path().join("hosts/gate1.example.test/etc/ci-ca.key");
+    assert_eq!(mode(&key), 0o600, "the copied CA key");
+    let ca_key = std::fs::read_to_string(ci.ca.intermediate_key()).expect("CA key");
+    for line in ca_key.lines().filter(|line| !line.starts_with("-----")) {
+        assert!(!first.output.contains(line), "the CA key is in the output");
+    }
+
+    // 2. Right after: nothing to do.
+    let before: Vec<_> = gate_certs(dir.path())
+        .iter()
+        .map(|(_, _, fullchain)| Leaf::of_file(fullchain))
+        .collect();
+    let second = daily_playbook(dir.path(), &[]);
+    second.expect_failed(&[]);
+    for (host, _) in GATE_FLEET {
+        assert_eq!(
+            second.host(host).changed,
+            0,
+            "{host} changed in the second run; output:\n{}",
+            second.output
+        );
+    }
+    assert_eq!(
+        handler_lines(dir.path()),
+        all_handlers,
+        "handlers ran again"
+    );
+
+    // 3. The certificates are due a third of their validity before they expire (55 s of
+    //    150 s and the backdated 15 s); wait for that, then the daily run renews every one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while gate_certs(dir.path())
+        .iter()
+        .any(|(_, _, fullchain)| valid_in(fullchain, 50))
+    {
+        assert!(std::time::Instant::now() < deadline, "never due");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let third = daily_playbook(dir.path(), &[]);
+    third.expect_failed(&[]);
+    for ((host, cert, fullchain), old) in gate_certs(dir.path()).iter().zip(&before) {
+        assert_ne!(&Leaf::of_file(fullchain), old, "{host} {cert} not replaced");
+        verify_against(&ci.root(), fullchain).expect("the renewed certificate verifies");
+    }
+    let mut twice: Vec<String> = all_handlers.iter().chain(&all_handlers).cloned().collect();
+    twice.sort();
+    assert_eq!(handler_lines(dir.path()), twice, "{}", third.output);
 }
