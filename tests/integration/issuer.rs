@@ -481,9 +481,12 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     verify_against(&ci.root(), &fullchain).expect("the test certificate again");
 }
 
+/// Certificate name -> names.
+type Certs = &'static [(&'static str, &'static [&'static str])];
+
 /// The gate fleet of the playbook test: host -> certificates (handlers exist for `main` and
 /// `www`).
-const GATE_FLEET: [(&str, &[(&str, &[&str])]); 2] = [
+const GATE_FLEET: [(&str, Certs); 2] = [
     (
         "gate1.example.test",
         &[("main", &["gate1.example.test", "www.gate1.example.test"])],
