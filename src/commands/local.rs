@@ -13,13 +13,12 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::failure::CertFailure;
-use super::finalize::{self, CertReport, FinalizeStatus};
+use super::finalize::{self, CertReport, FinalizeStatus, Report};
 use super::installed::{Installed, rfc3339};
-use super::report::print_json;
 use crate::acme::{self, AcmeError, StateDir};
 use crate::cert::{DueReason, RenewalDecision};
 use crate::config::{CertSpec, HostConfig};
-use crate::error::{Error, Outcome};
+use crate::error::Error;
 use crate::issuer::{LOCAL_ORDERS_FILE, LocalOrder, LocalOrders, Origin, TestIssuer};
 use crate::store::StoreError;
 use crate::token::{self, CertState, CertStatus, TokenDocument};
@@ -32,14 +31,16 @@ enum LocalDecision {
     Kept(CertFailure),
 }
 
-pub(super) async fn request(
+/// `request::token_document` with a test issuer: decides, saves the local orders, and
+/// returns the token document.
+pub(super) fn token_document(
     config: &HostConfig,
     issuer: &TestIssuer,
+    state: &StateDir,
     dry_run: bool,
-) -> Result<Outcome, Error> {
-    let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
+) -> Result<TokenDocument, Error> {
     let now = OffsetDateTime::now_utc();
-    let saved = load_orders(&state).unwrap_or_else(|err| {
+    let saved = load_orders(state).unwrap_or_else(|err| {
         // A broken file only costs deciding again; it is replaced below.
         warn!(error = %err, "ignoring the saved local orders");
         LocalOrders::new()
@@ -93,24 +94,24 @@ pub(super) async fn request(
     if !dry_run && orders != saved {
         state.save(LOCAL_ORDERS_FILE, &orders)?;
     }
-    let failed = certs.iter().any(|cert| cert.status == CertStatus::Failed);
-    print_json(&TokenDocument {
+    Ok(TokenDocument {
         version: token::VERSION,
         host: config.host.to_string(),
         changed,
         records: Vec::new(),
         certs,
-    })?;
-    Ok(Outcome::from_failures(failed))
+    })
 }
 
-pub(super) async fn finalize(
+/// `finalize::finalize_all` with a test issuer: signs and installs what `request` decided,
+/// and returns the report.
+pub(super) fn finalize_all(
     config: &HostConfig,
     issuer: &TestIssuer,
+    state: &StateDir,
     dry_run: bool,
-) -> Result<Outcome, Error> {
-    let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
-    let mut orders = load_orders(&state)?;
+) -> Result<Report, Error> {
+    let mut orders = load_orders(state)?;
     let mut certs = Vec::new();
     // One after the other, each order forgotten right after its install: a run that dies
     // between the two signs that certificate again next time, and the handlers run again.
@@ -171,7 +172,7 @@ pub(super) async fn finalize(
             Err(failure) => certs.push(failed(failure)),
         }
     }
-    finalize::finish(config, certs)
+    Ok(Report::new(config, certs))
 }
 
 /// The saved local orders; none when there is no file.

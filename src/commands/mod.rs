@@ -6,6 +6,7 @@ mod hiera;
 mod installed;
 mod local;
 mod publish;
+mod renew;
 mod report;
 mod request;
 mod status;
@@ -24,6 +25,7 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
         Command::Request(args) => runtime.block_on(request::run(args)),
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
         Command::Publish(args) => runtime.block_on(publish::run(args)),
+        Command::Renew(args) => runtime.block_on(renew::run(args)),
         Command::Hiera(args) => hiera::run(&args),
         Command::Status(args) => status::run(&args),
     }

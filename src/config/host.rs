@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::certs::{CertSpec, RawCerts, check_certs};
 use super::issuer::{RawIssuer, check_issuer, left_out};
-use super::{ConfigError, invalid, parse_dns_address, read_yaml};
+use super::update::{HostUpdate, RawUpdate, check_host_update};
+use super::{ConfigDuration, ConfigError, invalid, parse_dns_address, read_yaml};
 use crate::cert::{CertDir, FileNames, KeyType, Layout};
 use crate::dns::DnsName;
 use crate::issuer::Issuer;
@@ -56,6 +57,9 @@ struct RawHost {
     #[serde(default)]
     renew: RawRenew,
     certs: RawCerts,
+    update: Option<RawUpdate>,
+    servers: Option<Vec<String>>,
+    timeout: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +138,8 @@ pub(crate) struct HostConfig {
     pub(crate) renew: Renew,
     /// Certificate name -> what to issue.
     pub(crate) certs: BTreeMap<String, CertSpec>,
+    /// How `renew` publishes this host's records (`update:`, `servers`, `timeout`).
+    pub(crate) update: Option<HostUpdate>,
 }
 
 /// How to reach the CA and the account to use there.
@@ -237,6 +243,15 @@ impl HostConfig {
         if raw.renew.before_days == 0 {
             return Err(invalid(path, "renew.before_days", "must be at least 1"));
         }
+        let update = check_host_update(
+            path,
+            raw.update,
+            raw.servers,
+            raw.timeout,
+            raw.state_dir
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_STATE_DIR)),
+        )?;
         Ok(Self {
             path: path.to_owned(),
             host,
@@ -255,6 +270,7 @@ impl HostConfig {
                 ari: raw.renew.ari,
             },
             certs,
+            update,
         })
     }
 }

@@ -17,5 +17,6 @@ mod package;
 mod publish;
 mod sandbox;
 mod services;
+mod update;
 mod util;
 mod venv;
