@@ -5,6 +5,7 @@ use std::fmt;
 use rcgen::{CertificateParams, KeyPair, PublicKeyData, RsaKeySize, SignatureAlgorithm};
 use serde::{Deserialize, Serialize};
 
+use super::Secret;
 use crate::dns::DnsName;
 
 /// The key algorithm of a certificate, as the config names it.
@@ -110,6 +111,11 @@ impl PrivateKey {
 
     pub(crate) fn key_type(&self) -> KeyType {
         self.key_type
+    }
+
+    /// PKCS#8 DER, for the keystore only.
+    pub(crate) fn to_pkcs8_der(&self) -> Secret {
+        Secret(self.pair.serialize_der())
     }
 
     /// DER SubjectPublicKeyInfo, to match a certificate against this key.

@@ -126,11 +126,14 @@ pub(super) fn finalize_all(
             report(FinalizeStatus::Failed, installed.not_after(), Some(error))
         };
         let Some(order) = orders.orders.get(cert).cloned() else {
-            certs.push(report(
-                FinalizeStatus::Unchanged,
-                installed.not_after(),
-                None,
-            ));
+            // Nothing to sign; a keystore that no longer fits `pkcs12:` is rebuilt, as with
+            // a CA.
+            certs.push(
+                match finalize::refresh_keystore(config, dry_run, spec, &installed) {
+                    Ok(status) => report(status, installed.not_after(), None),
+                    Err(failure) => failed(failure),
+                },
+            );
             continue;
         };
         if !order.fits(&spec.names, config.key, issuer.kind()) {
@@ -158,7 +161,7 @@ pub(super) fn finalize_all(
             ));
             continue;
         }
-        match issue(config, issuer, &order, &installed) {
+        match issue(config, issuer, &order, spec, &installed) {
             Ok(not_after) => {
                 info!(cert, not_after, issuer = %issuer.kind(), "installed");
                 orders.orders.remove(cert);
@@ -222,6 +225,7 @@ fn issue(
     config: &HostConfig,
     issuer: &TestIssuer,
     order: &LocalOrder,
+    spec: &CertSpec,
     installed: &Installed<'_>,
 ) -> Result<String, CertFailure> {
     let key = order.key.generate().map_err(AcmeError::Key)?;
@@ -229,7 +233,7 @@ fn issue(
     let pem = issuer.sign(&key, &order.names, now)?;
     // The check every CA's chain gets: it carries this key and exactly these names.
     let chain = acme::verify_chain(&pem, &key, &order.names)?;
-    finalize::install(config, installed, &key, &chain)?;
+    finalize::install_issued(config, spec, installed, &key, &chain)?;
     Ok(rfc3339(chain.inspection.not_after))
 }
 

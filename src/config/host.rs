@@ -279,7 +279,10 @@ impl HostConfig {
     /// Where certificate `cert`'s files go: their names, and its directory.
     pub(crate) fn files_of(&self, cert: &str, spec: &CertSpec) -> (FileNames, CertDir<'_>) {
         let first = spec.names.first().unwrap_or(&self.host);
-        let names = self.layout.names(cert, first);
+        let names = self
+            .layout
+            .names(cert, first)
+            .with_keystore(spec.pkcs12.is_some());
         let dir = CertDir {
             cert_dir: &self.cert_dir,
             name: names.dir.clone(),
@@ -458,13 +461,6 @@ fn check_not_yet_supported(
     certs: &BTreeMap<String, CertSpec>,
 ) -> Result<(), ConfigError> {
     for (cert, spec) in certs {
-        if spec.pkcs12.is_some() {
-            return Err(invalid(
-                path,
-                format!("certs.{cert}.pkcs12"),
-                "is not supported by this build yet: remove it",
-            ));
-        }
         if !spec.probe.is_empty() {
             return Err(invalid(
                 path,

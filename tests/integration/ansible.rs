@@ -91,7 +91,7 @@ impl Fleet {
     }
 
     /// Lines the handlers appended ("HOST CERT"), sorted: forks run in any order.
-    fn handler_lines(&self) -> Vec<String> {
+    pub(crate) fn handler_lines(&self) -> Vec<String> {
         let text = fs::read_to_string(self.dir.path().join("handlers.log")).unwrap_or_default();
         let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
         lines.sort();
@@ -137,8 +137,8 @@ pub(crate) fn daily_playbook(dir: &Path, extra: &[&str]) -> Playbook {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Recap {
     pub(crate) changed: u32,
-    failed: u32,
-    unreachable: u32,
+    pub(crate) failed: u32,
+    pub(crate) unreachable: u32,
 }
 
 pub(crate) struct Playbook {

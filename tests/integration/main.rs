@@ -7,12 +7,14 @@
 
 mod ansible;
 mod ari;
+mod cluster;
 mod collection;
 mod config;
 mod fixture;
 mod hiera;
 mod host;
 mod issuer;
+mod keystore;
 mod package;
 mod publish;
 mod sandbox;
