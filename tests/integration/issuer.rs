@@ -674,3 +674,67 @@ fn daily_playbook_on_a_gate_with_a_local_ca_and_no_dns_primary() {
     twice.sort();
     assert_eq!(handler_lines(dir.path()), twice, "{}", third.output);
 }
+
+#[test]
+fn a_test_certificate_comes_with_its_keystore_as_one_set() {
+    let gate = Gate::new();
+    let ci = CiCa::new(&gate.dir.path().join("ca"));
+    let password = gate.dir.path().join("zk.pass");
+    std::fs::write(&password, "s3cret-pass\n").expect("password");
+    set_mode(&password, 0o600);
+    gate.configure(&ci.issuer(""), "", &[]);
+    let mut config = std::fs::read_to_string(gate.config()).expect("config");
+    config.push_str(&format!(
+        "  zk: {{names: [zk1.gate.example.test], pkcs12: {{password_file: {}, alias: zookeeper}}}}\n",
+        password.display()
+    ));
+    std::fs::write(gate.config(), config).expect("config");
+
+    gate.request_ok();
+    assert_eq!(cert(&gate.finalize_ok(), "zk")["status"], "issued");
+    let keystore = gate.file("zk", "keystore.p12");
+    assert_eq!(mode(&keystore), 0o640);
+    let leaf = Leaf::of_file(&gate.file("zk", "cert.pem"));
+    assert_eq!(
+        keystore_leaf(&keystore, &password),
+        leaf,
+        "the keystore holds another certificate"
+    );
+    verify_against(&ci.root(), &gate.file("zk", "fullchain.pem")).expect("verifies");
+
+    // A new password: finalize rebuilds the keystore from the installed key and chain with
+    // no local order, as with a CA; the PEM files stay byte for byte.
+    let pems = |gate: &Gate| {
+        ["privkey.pem", "cert.pem", "fullchain.pem"]
+            .map(|file| std::fs::read(gate.file("zk", file)).expect("installed"))
+    };
+    let before = pems(&gate);
+    std::fs::write(&password, "another-pass\n").expect("password");
+    assert_eq!(cert(&gate.request_ok(), "zk")["status"], "valid");
+    let report = gate.finalize_ok();
+    assert_eq!(
+        cert(&report, "zk")["status"],
+        "keystore_written",
+        "{report:#}"
+    );
+    assert_eq!(report["changed"], true);
+    assert_eq!(pems(&gate), before, "the PEM files changed");
+    // It opens with the new password only, and holds the same leaf.
+    assert_eq!(keystore_leaf(&keystore, &password), leaf);
+}
+
+/// The leaf in a PKCS#12 keystore, opened by openssl with the password in `password`.
+fn keystore_leaf(keystore: &Path, password: &Path) -> Leaf {
+    let mut passin = std::ffi::OsString::from("file:");
+    passin.push(password);
+    let listed = crate::util::openssl(&[
+        OsStr::new("pkcs12"),
+        OsStr::new("-in"),
+        keystore.as_os_str(),
+        OsStr::new("-passin"),
+        &passin,
+        OsStr::new("-nokeys"),
+        OsStr::new("-clcerts"),
+    ]);
+    Leaf::of_pem(&listed).expect("a leaf in the keystore")
+}
