@@ -7,7 +7,7 @@
 //!
 //! - `commands`: one module per subcommand, and the only writer of stdout;
 //! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`: the domain;
-//! - `dns`, `serial`, `store`, `lock`, `shown`: the ground they stand on.
+//! - `dns`, `serial`, `store`, `lock`, `shown`, `timestamp`: the ground they stand on.
 
 pub mod cli;
 
@@ -26,6 +26,7 @@ mod lock;
 mod serial;
 mod shown;
 mod store;
+mod timestamp;
 mod token;
 mod zone;
 

@@ -1,10 +1,10 @@
 //! What `request`, `finalize` and `status` share: one configured certificate's files on disk.
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::cert::{
-    CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, Wanted, inspect_chain,
+    CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, RenewalWindow, Schedule,
+    Wanted, inspect_chain,
 };
 use crate::config::{CertSpec, HostConfig};
 use crate::issuer::Origin;
@@ -66,12 +66,25 @@ impl<'c> Installed<'c> {
             .map(|inspection| rfc3339(inspection.not_after))
     }
 
-    /// Whether this certificate must be issued, from the files alone.
+    /// Whether this certificate must be issued, from the files alone (the days rule, as
+    /// without an answer from the CA's ARI).
     pub(crate) fn decide(
         &self,
         config: &HostConfig,
         spec: &CertSpec,
         now: OffsetDateTime,
+    ) -> RenewalDecision {
+        self.decide_with(config, spec, now, None)
+    }
+
+    /// Whether this certificate must be issued, with the CA's window when it gave one. A
+    /// certificate the configured issuer did not make is due at once, whatever the window.
+    pub(crate) fn decide_with(
+        &self,
+        config: &HostConfig,
+        spec: &CertSpec,
+        now: OffsetDateTime,
+        ari: Option<RenewalWindow>,
     ) -> RenewalDecision {
         if let Some(reason) = self.issuer_change(config) {
             return RenewalDecision::Due(reason);
@@ -87,31 +100,26 @@ impl<'c> Installed<'c> {
                     before_days: config.renew.before_days,
                 },
                 now,
+                ari,
             ),
         }
     }
-}
 
-impl Installed<'_> {
+    /// When the certificate on disk renews (docs/renewal.md), when there is one.
+    pub(crate) fn schedule(
+        &self,
+        config: &HostConfig,
+        ari: Option<RenewalWindow>,
+    ) -> Option<Schedule> {
+        self.inspection()
+            .map(|inspection| inspection.schedule(config.renew.before_days, ari))
+    }
+
     /// Why the certificate must be issued again because the configured issuer did not make
     /// it (commands/local.rs decides whether a test issuer may replace a CA's).
     fn issuer_change(&self, config: &HostConfig) -> Option<DueReason> {
         config.issuer.change_from(self.origin.as_ref()?)
     }
-
-    /// The reason of a certificate that is not due.
-    pub(crate) fn not_due(&self, now: OffsetDateTime) -> String {
-        match self.inspection() {
-            Some(inspection) => format!(
-                "not due: {} days left",
-                inspection.remaining(now).as_secs() / 86_400
-            ),
-            None => "not due".to_owned(),
-        }
-    }
 }
 
-/// A timestamp as reports write it.
-pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
-}
+pub(crate) use crate::timestamp::rfc3339;

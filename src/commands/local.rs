@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use super::failure::CertFailure;
 use super::finalize::{self, CertReport, FinalizeStatus, Report};
 use super::installed::{Installed, rfc3339};
+use super::request;
 use crate::acme::{self, AcmeError, StateDir};
 use crate::cert::{DueReason, RenewalDecision};
 use crate::config::{CertSpec, HostConfig};
@@ -50,11 +51,18 @@ pub(super) fn token_document(
     let mut certs = Vec::new();
     for (cert, spec) in &config.certs {
         let installed = Installed::read(config, cert, spec);
+        // No CA, so no ARI: the days rule, spread, as request says it without an answer.
+        let schedule = installed.schedule(config, None);
+        let mut renew_at = schedule.map(|schedule| rfc3339(schedule.at));
         let (status, reason) = match decide(config, issuer, &installed, spec, now) {
-            LocalDecision::Valid => (CertStatus::Valid, installed.not_due(now)),
+            LocalDecision::Valid => (
+                CertStatus::Valid,
+                request::not_due(&installed, now, schedule),
+            ),
             LocalDecision::Kept(failure) => {
                 let reason = failure.to_string();
                 warn!(cert, reason, "cannot request");
+                renew_at = None;
                 (CertStatus::Failed, reason)
             }
             LocalDecision::Due(due) => {
@@ -89,6 +97,8 @@ pub(super) fn token_document(
             status,
             not_after: installed.not_after(),
             reason,
+            renew_at,
+            rate_limit: None,
         });
     }
     if !dry_run && orders != saved {

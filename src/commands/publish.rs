@@ -70,7 +70,7 @@ pub(crate) async fn run(args: PublishArgs) -> Result<Outcome, Error> {
             zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
         }
         ZoneTarget::Update(target) => {
-            let mut writer = UpdateWriter::open(target, &config.zone, config.ttl)?;
+            let mut writer = UpdateWriter::open(target, &config.zone, config.ttl, args.dry_run)?;
             zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
         }
     };

@@ -11,6 +11,7 @@ mod duration;
 mod host;
 mod issuer;
 mod pkcs12;
+mod servers;
 mod unique;
 mod update;
 mod zone;

@@ -207,3 +207,13 @@ pub(crate) fn assert_no_secret(run: &Run, command: &str, secrets: &[String]) {
 }
 
 pub(crate) use crate::sandbox::document_records as records;
+
+/// The entry named `name` of a report's (or a token document's) `certs` list.
+pub(crate) fn cert<'v>(report: &'v Value, name: &str) -> &'v Value {
+    report["certs"]
+        .as_array()
+        .expect("certs is a list")
+        .iter()
+        .find(|cert| cert["name"] == name)
+        .unwrap_or_else(|| panic!("no cert {name} in {report:#}"))
+}

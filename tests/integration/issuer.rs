@@ -12,8 +12,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::ansible::daily_playbook;
-use crate::fixture::{Host, KEY_GROUP, assert_no_secret, certs_yaml, sandbox, secrets_below};
-use crate::host::{cert, gid, key_group_gid, key_kind, mode, sorted};
+use crate::ari::{now, parse_time};
+use crate::fixture::{Host, KEY_GROUP, assert_no_secret, cert, certs_yaml, sandbox, secrets_below};
+use crate::host::{gid, key_group_gid, key_kind, mode, sorted};
 use crate::services::{Leaf, Nginx, TestCa, curl_leaf};
 use crate::util::{Run, fleetcert, sans, snapshot, verify_against};
 
@@ -334,7 +335,8 @@ fn local_ca_certificates_verify_against_the_ci_ca_and_a_renewal_reaches_nginx() 
 fn a_short_lived_test_certificate_is_renewed_once_it_is_due() {
     let gate = Gate::new();
     let ci = CiCa::new(&gate.dir.path().join("ca"));
-    // 9 s: renewed once a third of it is left, 6 s after issue.
+    // 9 s (and the backdated tenth): due once about a third of it is left, spread over the
+    // next ninth by the certificate's seed as with a CA, about 6 to 7 s after issue.
     gate.configure(
         &ci.issuer(", lifetime: 9s"),
         "",
@@ -347,8 +349,19 @@ fn a_short_lived_test_certificate_is_renewed_once_it_is_due() {
     assert!(valid_in(&leaf, 5) && !valid_in(&leaf, 10), "lifetime 9 s");
 
     let document = gate.request_ok();
-    assert_eq!(cert(&document, "main")["status"], "valid", "{document:#}");
-    std::thread::sleep(Duration::from_secs(7));
+    let entry = cert(&document, "main");
+    assert_eq!(entry["status"], "valid", "{document:#}");
+    // The moment the days rule set: before expiry, and within its last 4 s (a third of
+    // the validity), not earlier.
+    let renew_at = parse_time(entry["renew_at"].as_str().expect("renew_at"));
+    let not_after = parse_time(entry["not_after"].as_str().expect("not_after"));
+    assert!(
+        renew_at < not_after && not_after - renew_at <= time::Duration::seconds(4),
+        "{entry}"
+    );
+    while now() <= renew_at {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let document = gate.request_ok();
     assert_eq!(cert(&document, "main")["status"], "ready", "{document:#}");
     // Due by its expiry: within the last third, or past it on a slow machine.
@@ -585,8 +598,8 @@ fn gate_certs(dir: &Path) -> Vec<(&'static str, &'static str, PathBuf)> {
 ///    handler once, and says why nothing is published;
 /// 2. right after, changes nothing: `changed=0` on every host, no handler, no file;
 /// 3. once the short-lived certificates (150 s: long enough that the second run, 20 to 60 s
-///    on a loaded machine, finds them valid) are due, replaces every one of them and runs the
-///    handlers again.
+///    on a loaded machine, finds them valid; due 95 to 113 s after issue) are due, replaces
+///    every one of them and runs the handlers again.
 #[test]
 fn daily_playbook_on_a_gate_with_a_local_ca_and_no_dns_primary() {
     let dir = tempfile::Builder::new()
@@ -655,11 +668,12 @@ fn daily_playbook_on_a_gate_with_a_local_ca_and_no_dns_primary() {
     );
 
     // 3. The certificates are due a third of their validity before they expire (55 s of
-    //    150 s and the backdated 15 s); wait for that, then the daily run renews every one.
+    //    150 s and the backdated 15 s), each later by its share of the spread (a third of
+    //    that, 18 s); wait until every one is due, then the daily run renews every one.
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while gate_certs(dir.path())
         .iter()
-        .any(|(_, _, fullchain)| valid_in(fullchain, 50))
+        .any(|(_, _, fullchain)| valid_in(fullchain, 35))
     {
         assert!(std::time::Instant::now() < deadline, "never due");
         std::thread::sleep(Duration::from_millis(500));
