@@ -26,6 +26,7 @@ use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::check_delegation;
 use crate::error::{Error, Outcome};
+use crate::issuer::Origin;
 use crate::store::Versioned as _;
 use crate::token::{self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name};
 
@@ -313,7 +314,13 @@ fn held_rate_limit(
 /// renewal from its rate limits only then).
 fn replaces(plan: &Plan<'_>) -> Option<CertificateIdentifier<'static>> {
     let inspection = plan.installed.inspection()?;
-    if inspection.shares_a_name(&plan.spec.names) {
+    // Not a test issuer's certificate (docs/test-gates.md): the CA never issued it.
+    let from_a_ca = plan
+        .installed
+        .origin
+        .as_ref()
+        .is_some_and(Origin::is_from_a_ca);
+    if from_a_ca && inspection.shares_a_name(&plan.spec.names) {
         acme::replaces_for(inspection)
     } else {
         None

@@ -64,6 +64,12 @@ impl Origin {
         }
     }
 
+    /// Whether a CA issued it, as far as fleetcert can tell: only such a certificate can be
+    /// named to a CA (`replaces`); a test one it never saw.
+    pub(crate) fn is_from_a_ca(&self) -> bool {
+        matches!(self, Self::Ca { .. })
+    }
+
     /// Who made it, in words: "this one is ...".
     pub(crate) fn describe(&self) -> &'static str {
         match self {

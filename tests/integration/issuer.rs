@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::ansible::daily_playbook;
-use crate::ari::{now, parse_time};
+use crate::ari::{FakeCa, ari_id, now, parse_time};
 use crate::fixture::{Host, KEY_GROUP, assert_no_secret, cert, certs_yaml, sandbox, secrets_below};
 use crate::host::{gid, key_group_gid, key_kind, mode, sorted};
 use crate::services::{Leaf, Nginx, TestCa, curl_leaf};
@@ -428,11 +428,21 @@ fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
     );
 }
 
+/// The CA is Pebble behind tests/fake-ca (ARI, as Let's Encrypt offers it, with a window
+/// weeks away for every certificate): the issuer change renews at once whatever the window
+/// says, without `replaces` (the CA never issued the test certificate) and without asking
+/// ARI about it; the real certificate then follows the CA's window as any other.
 #[test]
 fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_config_says_so() {
     let sb = sandbox().start();
+    let fake = FakeCa::start(&sb, "");
+    let (start, end) = (
+        now() + time::Duration::days(40),
+        now() + time::Duration::days(41),
+    );
+    fake.set_windows(&[("*", start, end)]);
     let certs: &[(&str, &[&str])] = &[("main", &["host1.example.test"])];
-    let host = Host::new(&sb, certs);
+    let host = Host::with_directory(&sb, &fake.directory(), certs);
     let ci = CiCa::new(&host.dir.path().join("ca"));
     let local_ca = |options: &str| format!("issuer: {}\n", ci.issuer(options));
     let fullchain = host.file("main", "fullchain.pem");
@@ -442,6 +452,11 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     assert_eq!(document["records"], Value::Array(Vec::new()));
     assert_eq!(host.finalize_ok()["changed"], true);
     verify_against(&ci.root(), &fullchain).expect("a test certificate");
+    assert_eq!(
+        fake.requests(),
+        Vec::<String>::new(),
+        "a test issuer asked the CA"
+    );
     assert!(
         !host.state_dir().join("account.json").exists(),
         "a CA was asked"
@@ -450,17 +465,41 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     // To acme: the test certificate is renewed at once, with a real one.
     host.configure("", certs);
     let document = host.request_ok();
-    assert_eq!(cert(&document, "main")["status"], "pending", "{document:#}");
+    let entry = cert(&document, "main");
+    assert_eq!(entry["status"], "pending", "{document:#}");
     assert!(
         reason(&document, "main").contains("issuer changed to `acme`"),
         "{document:#}"
     );
+    assert_eq!(
+        fake.renewal_info_requests(),
+        Vec::<String>::new(),
+        "ARI was asked about a test certificate"
+    );
+    let orders = fake.new_orders();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["replaces"], Value::Null, "{orders:?}");
     host.place(&document);
     assert_eq!(cert(&host.finalize_ok(), "main")["status"], "issued");
     sb.verify_chain(&fullchain)
         .unwrap_or_else(|err| panic!("not Pebble's: {err}"));
     assert!(verify_against(&ci.root(), &fullchain).is_err());
-    assert_eq!(cert(&host.request_ok(), "main")["status"], "valid");
+
+    // The real certificate follows the CA's window: not due, its moment inside the window,
+    // and the CA asked about this very certificate.
+    let document = host.request_ok();
+    let entry = cert(&document, "main");
+    assert_eq!(entry["status"], "valid", "{document:#}");
+    let renew_at = parse_time(entry["renew_at"].as_str().expect("renew_at"));
+    assert!(renew_at >= start && renew_at < end, "{entry}");
+    assert_eq!(
+        fake.renewal_info_requests(),
+        vec![format!(
+            "GET /renewal-info/{}",
+            ari_id(&host.file("main", "cert.pem"))
+        )]
+    );
+    assert_eq!(fake.new_orders().len(), 1);
 
     // Back to the local CA by accident: the real certificate stays, and says why.
     host.configure(&local_ca(""), certs);
@@ -482,6 +521,7 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
         "a CA's certificate was touched"
     );
     sb.verify_chain(&fullchain).expect("still Pebble's");
+    assert_eq!(fake.new_orders().len(), 1, "an order for the local CA");
 
     // Said on purpose, it is replaced.
     host.configure(&local_ca(", replace_ca_issued: true"), certs);
@@ -492,6 +532,46 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     );
     assert_eq!(cert(&host.finalize_ok(), "main")["status"], "issued");
     verify_against(&ci.root(), &fullchain).expect("the test certificate again");
+    assert_eq!(fake.new_orders().len(), 1);
+}
+
+/// A server on its own renews with `fleetcert renew`: with a test issuer it signs and
+/// installs as `finalize` does and publishes nothing. Its production config (`update:` and
+/// the servers to wait for) stays, pointing at a closed port: any UPDATE or query would
+/// fail the run.
+#[test]
+fn renew_with_a_test_issuer_installs_and_publishes_nothing() {
+    let gate = Gate::new();
+    let secret = gate.dir.path().join("host.secret");
+    std::fs::write(&secret, "c2VjcmV0LXRoYXQtaXMtbmV2ZXItdXNlZC1oZXJlLi4u\n").expect("secret");
+    set_mode(&secret, 0o600);
+    let production = format!(
+        "signing_zone: acme.test\nresolver: 127.0.0.1:9\n\
+         update: {{server: \"127.0.0.1:9\", key_name: gate5, secret_file: {}}}\n\
+         servers: [\"127.0.0.1:9\"]\ntimeout: 5s\n",
+        secret.display()
+    );
+    let names: &[&str] = &["gate5.example.test"];
+    gate.configure("self-signed", &production, &[("main", names)]);
+
+    let report = gate.run("renew", &[]).expect_code(0).json();
+    assert_eq!(report["changed"], true, "{report:#}");
+    assert_eq!(report["request"]["records"], Value::Array(Vec::new()));
+    assert_eq!(cert(&report["request"], "main")["status"], "ready");
+    assert!(
+        report["publish"].is_null() && report["cleanup"].is_null(),
+        "{report:#}"
+    );
+    assert_eq!(cert(&report["finalize"], "main")["status"], "issued");
+    let leaf = gate.file("main", "cert.pem");
+    verify_against(&leaf, &gate.file("main", "fullchain.pem")).expect("verifies");
+    assert_eq!(sans(&leaf), names);
+    assert_eq!(gate.local_orders(), serde_json::json!({}), "order kept");
+
+    let report = gate.run("renew", &[]).expect_code(0).json();
+    assert_eq!(report["changed"], false, "{report:#}");
+    assert_eq!(cert(&report["request"], "main")["status"], "valid");
+    assert_eq!(cert(&report["finalize"], "main")["status"], "unchanged");
 }
 
 /// Certificate name -> names.
