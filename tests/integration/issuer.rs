@@ -380,6 +380,99 @@ fn a_short_lived_test_certificate_is_renewed_once_it_is_due() {
     verify_against(&ci.root(), &gate.file("main", "fullchain.pem")).expect("renewed verifies");
 }
 
+/// Puts a certificate for `names` that the CI CA signed, valid from `not_before` to
+/// `not_after` (ECDSA P-384, the config's key type, with its key), in `cert`'s directory as
+/// plain files: what a gate host holds from an earlier run, with the validity a test needs.
+fn hold_signed_by(
+    gate: &Gate,
+    ci: &CiCa,
+    cert: &str,
+    names: &[&str],
+    (not_before, not_after): (time::OffsetDateTime, time::OffsetDateTime),
+) {
+    let ca_pem = std::fs::read_to_string(ci.ca.intermediate()).expect("CA");
+    let ca_key = std::fs::read_to_string(ci.ca.intermediate_key()).expect("CA key");
+    let ca_key = rcgen::KeyPair::from_pem(&ca_key).expect("CA key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
+    let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    let mut params = rcgen::CertificateParams::new(names).expect("params");
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.use_authority_key_identifier_extension = true;
+    let leaf = params.signed_by(&key, &issuer).expect("sign").pem();
+    let chain = std::fs::read_to_string(&ci.cert).expect("CA file");
+    let dir = gate.cert_dir().join(cert);
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    for (file, text) in [
+        ("cert.pem", leaf.clone()),
+        ("chain.pem", chain.clone()),
+        ("fullchain.pem", format!("{leaf}{chain}")),
+        ("privkey.pem", key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(file), text).expect("write a held file");
+    }
+}
+
+/// `renew.before_days` holds for a test issuer's certificates as for a CA's: with
+/// `before_days: 1`, a 10-day certificate with 2 days left is not due (a third of its
+/// lifetime alone would say it is), one with 12 hours left is, and only that one is signed.
+#[test]
+fn renew_before_days_decides_for_a_test_issuer_as_for_a_ca() {
+    let gate = Gate::new();
+    let ci = CiCa::new(&gate.dir.path().join("ca"));
+    let certs: &[(&str, &[&str])] = &[
+        ("later", &["later.gate.example.test"]),
+        ("soon", &["soon.gate.example.test"]),
+    ];
+    gate.configure(&ci.issuer(""), "renew: {before_days: 1}\n", certs);
+    let now = now();
+    let validity = |left: time::Duration| (now + left - time::Duration::days(10), now + left);
+    hold_signed_by(
+        &gate,
+        &ci,
+        "later",
+        certs[0].1,
+        validity(time::Duration::days(2)),
+    );
+    hold_signed_by(
+        &gate,
+        &ci,
+        "soon",
+        certs[1].1,
+        validity(time::Duration::hours(12)),
+    );
+    let held = Leaf::of_file(&gate.file("later", "cert.pem"));
+
+    let document = gate.request_ok();
+    let later = cert(&document, "later");
+    assert_eq!(later["status"], "valid", "{document:#}");
+    // Its moment: a day before expiry, later by its share of the spread (8 hours).
+    let renew_at = parse_time(later["renew_at"].as_str().expect("renew_at"));
+    let not_after = now + time::Duration::days(2);
+    assert!(
+        renew_at >= not_after - time::Duration::days(1)
+            && renew_at <= not_after - time::Duration::hours(16),
+        "{later}"
+    );
+    assert_eq!(cert(&document, "soon")["status"], "ready", "{document:#}");
+    assert!(
+        reason(&document, "soon").starts_with("expires in 11 h")
+            || reason(&document, "soon").starts_with("expires in 12 h"),
+        "{document:#}"
+    );
+
+    let report = gate.finalize_ok();
+    assert_eq!(cert(&report, "later")["status"], "unchanged", "{report:#}");
+    assert_eq!(cert(&report, "soon")["status"], "issued", "{report:#}");
+    assert_eq!(Leaf::of_file(&gate.file("later", "cert.pem")), held);
+    verify_against(&ci.root(), &gate.file("soon", "fullchain.pem")).expect("renewed verifies");
+    assert!(
+        valid_in(&gate.file("soon", "cert.pem"), 29 * 86_400),
+        "a new 30-day certificate"
+    );
+}
+
 #[test]
 fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
     let mut gate = Gate::new();
