@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::ansible::daily_playbook;
-use crate::ari::{FakeCa, ari_id, now, parse_time};
+use crate::ari::{FakeCa, ari_id, hold_signed_by, now, parse_time};
 use crate::fixture::{Host, KEY_GROUP, assert_no_secret, cert, certs_yaml, sandbox, secrets_below};
 use crate::host::{gid, key_group_gid, key_kind, mode, sorted};
 use crate::services::{Leaf, Nginx, TestCa, curl_leaf};
@@ -380,38 +380,22 @@ fn a_short_lived_test_certificate_is_renewed_once_it_is_due() {
     verify_against(&ci.root(), &gate.file("main", "fullchain.pem")).expect("renewed verifies");
 }
 
-/// Puts a certificate for `names` that the CI CA signed, valid from `not_before` to
-/// `not_after` (ECDSA P-384, the config's key type, with its key), in `cert`'s directory as
-/// plain files: what a gate host holds from an earlier run, with the validity a test needs.
-fn hold_signed_by(
+/// Puts a certificate for `names` that the CI CA signed, valid `from_to`, in `cert`'s
+/// directory: what a gate host holds from an earlier run, with the validity a test needs.
+fn hold_signed_by_ci(
     gate: &Gate,
     ci: &CiCa,
     cert: &str,
     names: &[&str],
-    (not_before, not_after): (time::OffsetDateTime, time::OffsetDateTime),
+    from_to: (time::OffsetDateTime, time::OffsetDateTime),
 ) {
     let ca_pem = std::fs::read_to_string(ci.ca.intermediate()).expect("CA");
     let ca_key = std::fs::read_to_string(ci.ca.intermediate_key()).expect("CA key");
     let ca_key = rcgen::KeyPair::from_pem(&ca_key).expect("CA key");
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("CA");
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
-    let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-    let mut params = rcgen::CertificateParams::new(names).expect("params");
-    params.not_before = not_before;
-    params.not_after = not_after;
-    params.use_authority_key_identifier_extension = true;
-    let leaf = params.signed_by(&key, &issuer).expect("sign").pem();
     let chain = std::fs::read_to_string(&ci.cert).expect("CA file");
     let dir = gate.cert_dir().join(cert);
-    std::fs::create_dir_all(&dir).expect("cert dir");
-    for (file, text) in [
-        ("cert.pem", leaf.clone()),
-        ("chain.pem", chain.clone()),
-        ("fullchain.pem", format!("{leaf}{chain}")),
-        ("privkey.pem", key.serialize_pem()),
-    ] {
-        std::fs::write(dir.join(file), text).expect("write a held file");
-    }
+    hold_signed_by(&dir, &issuer, &chain, names, from_to);
 }
 
 /// `renew.before_days` holds for a test issuer's certificates as for a CA's: with
@@ -428,14 +412,14 @@ fn renew_before_days_decides_for_a_test_issuer_as_for_a_ca() {
     gate.configure(&ci.issuer(""), "renew: {before_days: 1}\n", certs);
     let now = now();
     let validity = |left: time::Duration| (now + left - time::Duration::days(10), now + left);
-    hold_signed_by(
+    hold_signed_by_ci(
         &gate,
         &ci,
         "later",
         certs[0].1,
         validity(time::Duration::days(2)),
     );
-    hold_signed_by(
+    hold_signed_by_ci(
         &gate,
         &ci,
         "soon",

@@ -472,7 +472,8 @@ pub(crate) fn keytool_list(keystore: &Path, password_file: &Path) -> Result<Stri
         .arg(password_file)))
 }
 
-fn output_result(out: Output) -> Result<String, String> {
+/// A finished command's stdout and stderr: `Ok` when it succeeded, `Err` when not.
+pub(crate) fn output_result(out: Output) -> Result<String, String> {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -194,13 +194,5 @@ pub(crate) fn verify_against(root: &Path, fullchain: &Path) -> Result<(), String
         .arg(&leaf_file)
         .output()
         .map_err(|err| format!("cannot run openssl: {err}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    crate::services::output_result(out).map(drop)
 }
