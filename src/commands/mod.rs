@@ -4,6 +4,7 @@ mod failure;
 mod finalize;
 mod hiera;
 mod installed;
+mod local;
 mod publish;
 mod renew;
 mod report;

@@ -9,6 +9,7 @@
 mod certs;
 mod duration;
 mod host;
+mod issuer;
 mod pkcs12;
 mod servers;
 mod unique;

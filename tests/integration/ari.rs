@@ -74,7 +74,7 @@ impl FakeCa {
     }
 
     /// The renewal windows the fake answers with, by certificate ID (`*`: any other).
-    fn set_windows(&self, windows: &[(&str, OffsetDateTime, OffsetDateTime)]) {
+    pub(crate) fn set_windows(&self, windows: &[(&str, OffsetDateTime, OffsetDateTime)]) {
         let map: serde_json::Map<String, Value> = windows
             .iter()
             .map(|(id, start, end)| {
@@ -115,7 +115,7 @@ impl FakeCa {
     }
 
     /// Every `METHOD PATH` the fake was asked, in order.
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("requests"))
             .unwrap_or_default()
             .lines()
@@ -123,7 +123,7 @@ impl FakeCa {
             .collect()
     }
 
-    fn renewal_info_requests(&self) -> Vec<String> {
+    pub(crate) fn renewal_info_requests(&self) -> Vec<String> {
         self.requests()
             .into_iter()
             .filter(|line| line.starts_with("GET /renewal-info/"))
@@ -161,12 +161,12 @@ fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).expect("RFC 3339")
 }
 
-fn parse_time(text: &str) -> OffsetDateTime {
+pub(crate) fn parse_time(text: &str) -> OffsetDateTime {
     OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|_| panic!("not RFC 3339: {text}"))
 }
 
 /// Now, to the second (the fake and fleetcert speak whole seconds).
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("whole second")
@@ -231,19 +231,32 @@ fn hold(
         "fleetcert test: held certificates",
     );
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let dir = host.cert_dir().join(cert);
+    hold_signed_by(&dir, &ca, &ca.pem(), names, (not_before, not_after))
+}
+
+/// Puts a certificate for `names` that `issuer` signs, valid `from_to`, with a new ECDSA
+/// P-384 key and `chain` (PEM) as its chain, in `dir` as plain files (`layout: fleetcert`).
+/// Returns the path of its `cert.pem`.
+pub(crate) fn hold_signed_by(
+    dir: &Path,
+    issuer: &rcgen::Issuer<'_, impl rcgen::SigningKey>,
+    chain: &str,
+    names: &[&str],
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+) -> PathBuf {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
     let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     let mut params = rcgen::CertificateParams::new(names).expect("params");
     params.not_before = not_before;
     params.not_after = not_after;
     params.use_authority_key_identifier_extension = true;
-    let leaf = params.signed_by(&key, &ca).expect("sign");
-    let dir = host.cert_dir().join(cert);
-    std::fs::create_dir_all(&dir).expect("cert dir");
+    let leaf = params.signed_by(&key, issuer).expect("sign");
+    std::fs::create_dir_all(dir).expect("cert dir");
     let files = [
         ("cert.pem", leaf.pem()),
-        ("chain.pem", ca.pem()),
-        ("fullchain.pem", format!("{}{}", leaf.pem(), ca.pem())),
+        ("chain.pem", chain.to_owned()),
+        ("fullchain.pem", format!("{}{chain}", leaf.pem())),
         ("privkey.pem", key.serialize_pem()),
     ];
     for (name, text) in files {

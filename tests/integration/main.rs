@@ -15,6 +15,7 @@ mod fixture;
 mod gaps;
 mod hiera;
 mod host;
+mod issuer;
 mod keystore;
 mod package;
 mod publish;
