@@ -67,6 +67,7 @@ pub(crate) fn next_host_number() -> u32 {
     number
 }
 
+mod local;
 mod renew;
 mod renewal;
 
@@ -201,11 +202,16 @@ pub(crate) enum Expect {
 impl ServiceSet {
     /// Reads the four files of `cert` as a service does (following the links).
     pub(crate) fn read(host: &Host<'_>, cert: &str) -> Self {
+        Self::read_in(&host.cert_dir().join(cert))
+    }
+
+    /// Reads the four files of the certificate directory `dir` as a service does.
+    pub(crate) fn read_in(dir: &Path) -> Self {
         Self {
             files: SERVICE_FILES
                 .iter()
                 .map(|file| {
-                    let path = host.file(cert, file);
+                    let path = dir.join(file);
                     std::fs::read(&path).unwrap_or_else(|err| {
                         panic!("a service cannot read {}: {err}", path.display())
                     })
@@ -226,19 +232,23 @@ impl ServiceSet {
     /// chain verifies against Pebble's root.
     #[track_caller]
     pub(crate) fn assert_consistent(&self, host: &Host<'_>, cert: &str) {
+        self.assert_whole(&host.cert_dir().join(cert));
+        host.sb
+            .verify_chain(&host.file(cert, "fullchain.pem"))
+            .unwrap_or_else(|err| panic!("the chain a service reads does not verify: {err}"));
+    }
+
+    /// Read from `dir`: the key matches the certificate, and the full chain is the
+    /// certificate and the chain.
+    #[track_caller]
+    pub(crate) fn assert_whole(&self, dir: &Path) {
         let [_, leaf, chain, full] = [0, 1, 2, 3].map(|index| &self.files[index]);
         assert_eq!(
             *full,
             [leaf.as_slice(), chain.as_slice()].concat(),
             "fullchain.pem is not cert.pem + chain.pem"
         );
-        assert_key_matches(
-            &host.file(cert, "privkey.pem"),
-            &host.file(cert, "cert.pem"),
-        );
-        host.sb
-            .verify_chain(&host.file(cert, "fullchain.pem"))
-            .unwrap_or_else(|err| panic!("the chain a service reads does not verify: {err}"));
+        assert_key_matches(&dir.join("privkey.pem"), &dir.join("cert.pem"));
     }
 
     /// The old set byte for byte, or a new set: another key and another certificate.
@@ -273,7 +283,12 @@ pub(crate) fn temporaries(root: &Path) -> Vec<PathBuf> {
 
 /// The version directories of a certificate (`..<timestamp>`).
 pub(crate) fn versions(host: &Host<'_>, cert: &str) -> Vec<String> {
-    std::fs::read_dir(host.cert_dir().join(cert))
+    versions_in(&host.cert_dir().join(cert))
+}
+
+/// The version directories in the certificate directory `dir`.
+pub(crate) fn versions_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
         .expect("list the certificate's directory")
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
@@ -285,7 +300,13 @@ pub(crate) fn versions(host: &Host<'_>, cert: &str) -> Vec<String> {
 /// version they lead to.
 #[track_caller]
 pub(crate) fn assert_no_temporary_where_services_look(host: &Host<'_>, cert: &str) {
-    let dir = host.cert_dir().join(cert);
+    assert_no_temporary_in(&host.cert_dir().join(cert));
+}
+
+/// No temporary file in the certificate directory `dir` or in the version it leads to.
+#[track_caller]
+pub(crate) fn assert_no_temporary_in(dir: &Path) {
+    let dir = dir.to_path_buf();
     let mut looked = vec![dir.clone()];
     if let Ok(current) = std::fs::read_link(dir.join("..data")) {
         looked.push(dir.join(current));
@@ -310,13 +331,17 @@ pub(crate) fn assert_no_temporary_where_services_look(host: &Host<'_>, cert: &st
 /// the key group reads the service-facing key (so the refusal is not for another reason).
 #[track_caller]
 pub(crate) fn assert_keys_private(host: &Host<'_>) {
+    assert_keys_private_in(&host.cert_dir(), &host.state_dir());
+}
+
+/// [`assert_keys_private`] for a host whose certificates are in `cert_dir` and whose state
+/// is in `state_dir`.
+#[track_caller]
+pub(crate) fn assert_keys_private_in(cert_dir: &Path, state_dir: &Path) {
     let group = key_group_gid();
     let mut keys = Vec::new();
-    for (root, mode, gid) in [
-        (host.cert_dir(), 0o640, Some(group)),
-        (host.state_dir(), 0o600, None),
-    ] {
-        for (path, meta) in tree(&root) {
+    for (root, mode, gid) in [(cert_dir, 0o640, Some(group)), (state_dir, 0o600, None)] {
+        for (path, meta) in tree(root) {
             if !meta.is_file() {
                 continue;
             }
@@ -340,7 +365,7 @@ pub(crate) fn assert_keys_private(host: &Host<'_>) {
             key.display()
         );
     }
-    let service_key = host.file(CERT, "privkey.pem");
+    let service_key = cert_dir.join(CERT).join("privkey.pem");
     if service_key.exists() {
         let read = read_as(&service_key, &group.to_string());
         assert!(
