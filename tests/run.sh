@@ -33,14 +33,16 @@ step "cargo test (unit and integration, against the real sandbox)"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --locked "$@"
 
-# Every test that kills the binary at a crash point (tests/integration/crash.rs, and the
-# keystore's), in one build with the test-only feature; without it they are ignored above.
-# The soak's `cargo build` then reuses this build.
+# Every test that kills the binary at a crash point (tests/integration/crash.rs and its
+# modules, and the keystore's), in one build with the test-only feature; without it they are
+# ignored above.
 step "cargo test --features crash-points (every crash point: crash::, keystore::a_finalize_killed)"
 cargo test --locked --features crash-points --test integration -- crash:: keystore::a_finalize_killed
 
-# The soak runs with the whole suite, not with a test filter.
+# The soak runs with the whole suite, not with a test filter. Its `cargo build` gets the
+# feature and the test target, so that it resolves features as the step above did (with the
+# dev-dependencies) and reuses that binary instead of compiling fleetcert again.
 if (($# == 0)); then
     step "soak: 3 daily cycles (tests/soak.sh, docs/crash-safety.md)"
-    SOAK_CARGO_FLAGS="--features crash-points" tests/soak.sh 3
+    SOAK_CARGO_FLAGS="--features crash-points --test integration" tests/soak.sh 3
 fi

@@ -25,7 +25,8 @@
 # Environment: SOAK_SEED (the random seed, printed; set it to replay a run),
 # SOAK_NONCE_REJECT (Pebble's PEBBLE_WFE_NONCEREJECT, default 50 %), SOAK_KEEP=1 (keep the
 # working directory), SOAK_CARGO_FLAGS (extra `cargo build` flags; tests/run.sh passes the
-# features of its test build so that nothing is rebuilt — FLEETCERT_CRASH_AT is never set).
+# feature and the test target of its crash-points step so that nothing is rebuilt —
+# FLEETCERT_CRASH_AT is never set).
 set -euo pipefail
 
 cycles=${1:-30}
