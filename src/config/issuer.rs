@@ -225,9 +225,9 @@ mod tests {
 
     use super::*;
 
-    fn check(text: &str) -> Result<Issuer, String> {
-        let value: Value = serde_yaml::from_str(text).map_err(|err| err.to_string())?;
-        check_issuer(Path::new("/etc/fleetcert/h.yaml"), Some(value)).map_err(|e| e.to_string())
+    fn check(text: &str) -> Result<Issuer, ConfigError> {
+        let value: Value = serde_yaml::from_str(text).expect("the test's YAML");
+        check_issuer(Path::new("/etc/fleetcert/h.yaml"), Some(value))
     }
 
     /// A CA certificate and its key (mode 0600) in `dir`, and `issuer:` naming them with
@@ -300,7 +300,8 @@ mod tests {
         ] {
             let err = check(text)
                 .err()
-                .unwrap_or_else(|| panic!("{text} accepted"));
+                .unwrap_or_else(|| panic!("{text} accepted"))
+                .to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }
@@ -311,7 +312,7 @@ mod tests {
         let (text, _, key) = local_ca(dir.path(), "");
         for mode in [0o640, 0o604, 0o620] {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
-            let err = check(&text).expect_err("refused");
+            let err = check(&text).expect_err("refused").to_string();
             assert!(
                 err.contains("`issuer.local-ca.key`")
                     && err.contains(&key.display().to_string())

@@ -20,7 +20,7 @@ use nix::sys::stat::SFlag;
 use super::ZoneError;
 use super::check::check_rendered;
 use super::publish::{Home, Written, ZoneWriter};
-use super::reload::{self, ReloadFailure};
+use super::reload::{self, CommandError, ReloadFailure};
 use super::render::{ZoneData, ZoneTemplate};
 use crate::config::FileTarget;
 use crate::dns::{DnsName, Served};
@@ -130,7 +130,7 @@ impl<'c> FileWriter<'c> {
             return Ok(());
         };
         // Info, not warn: the error line that follows says the same and what was done about it.
-        tracing::info!(zone_file = %self.target.zone_file.display(), reason, "reload failed; restoring the previous zone");
+        tracing::info!(zone_file = %self.target.zone_file.display(), %reason, "reload failed; restoring the previous zone");
         Err(ReloadFailure {
             command: self.target.reload.join(" "),
             aftermath: self.restore(&reason, silent).await,
@@ -140,7 +140,7 @@ impl<'c> FileWriter<'c> {
     }
 
     /// Puts the previous zone back after a failed reload; says what came of it.
-    async fn restore(&self, reason: &str, silent: &Silent) -> String {
+    async fn restore(&self, reason: &CommandError, silent: &Silent) -> String {
         let dir = &self.home.dir;
         let Some((old, access)) = &self.old else {
             return match dir.remove(&self.name) {
@@ -160,7 +160,7 @@ impl<'c> FileWriter<'c> {
                 .to_owned(),
             // The same failure twice: the server never took the new file either, so it still
             // serves the zone it served before. Either it is down or the command is wrong.
-            Err(again) if again == reason => format!(
+            Err(again) if again.same_as(reason) => format!(
                 "the previous zone was put back; reloading it failed the same way, so the \
                  server still serves the zone it served before: {}",
                 silent.advice()
