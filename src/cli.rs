@@ -31,6 +31,8 @@ pub enum Command {
     Hiera(HieraArgs),
     /// Show the certificates on disk and their state, without contacting anyone.
     Status(StatusArgs),
+    /// Check the certificates for Nagios, Icinga or Sensu: expiry, renewal, what is served.
+    Check(CheckArgs),
 }
 
 /// Arguments of `request` and `finalize`.
@@ -94,4 +96,20 @@ pub enum StatusFormat {
     Json,
     /// Aligned columns, for people.
     Table,
+}
+
+/// Arguments of `check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Host configuration file (YAML).
+    #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
+    pub config: PathBuf,
+    /// WARNING when a certificate expires within this many days (default: two thirds of its
+    /// renewal window, 20 days for a 90-day certificate renewed 30 days before expiry).
+    #[arg(long, value_name = "N")]
+    pub warning_days: Option<u32>,
+    /// CRITICAL when a certificate expires within this many days (default: a third of its
+    /// renewal window, 10 days for a 90-day certificate renewed 30 days before expiry).
+    #[arg(long, value_name = "N")]
+    pub critical_days: Option<u32>,
 }

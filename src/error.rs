@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use crate::acme::AcmeError;
-use crate::commands::ReportError;
+use crate::commands::{CheckStatus, ReportError};
 use crate::config::ConfigError;
 use crate::hiera::HieraError;
 use crate::lock::LockError;
@@ -24,6 +24,8 @@ pub(crate) enum Outcome {
     SomeFailed,
     /// 3: the zone is published but not yet visible on every server.
     PropagationTimeout,
+    /// `fleetcert check`: the monitoring plugins' 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check(CheckStatus),
 }
 
 /// Exit code for bad usage, config or input: nothing was changed.
@@ -33,11 +35,17 @@ pub(crate) const EXIT_RUN_FAILED: u8 = 4;
 
 impl Outcome {
     pub(crate) fn exit_code(self) -> ExitCode {
-        ExitCode::from(match self {
+        ExitCode::from(self.code())
+    }
+
+    /// The exit code as a number (the metrics record it).
+    pub(crate) fn code(self) -> u8 {
+        match self {
             Self::Success => 0,
             Self::SomeFailed => 1,
             Self::PropagationTimeout => 3,
-        })
+            Self::Check(status) => status.code(),
+        }
     }
 
     /// 1 when `failed`, else 0.
@@ -85,6 +93,11 @@ pub(crate) enum Error {
 impl Error {
     /// 2 when the operator must fix the config, the input or a file; 4 otherwise.
     pub(crate) fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code())
+    }
+
+    /// The exit code as a number (the metrics record it).
+    pub(crate) fn code(&self) -> u8 {
         let usage = match self {
             Self::Config(_) | Self::Tokens(_) => true,
             Self::Store(err) => err.is_refusal(),
@@ -94,6 +107,6 @@ impl Error {
             Self::Lock(LockError::Store(err)) => err.is_refusal(),
             Self::Lock(LockError::Held { .. }) | Self::Report(_) | Self::Runtime(_) => false,
         };
-        ExitCode::from(if usage { EXIT_USAGE } else { EXIT_RUN_FAILED })
+        if usage { EXIT_USAGE } else { EXIT_RUN_FAILED }
     }
 }

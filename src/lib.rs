@@ -22,6 +22,8 @@ mod dns;
 mod error;
 mod hiera;
 mod lock;
+mod metrics;
+mod probe;
 mod serial;
 mod shown;
 mod store;

@@ -221,7 +221,7 @@ impl Inspection {
 
     /// `before_days`, capped at a third of the lifetime: with a 6-day certificate a 30-day
     /// threshold would renew on every run, a third renews with days to spare.
-    fn renewal_threshold(&self, before_days: u32) -> time::Duration {
+    pub(crate) fn renewal_threshold(&self, before_days: u32) -> time::Duration {
         let configured = time::Duration::days(i64::from(before_days));
         let third = (self.not_after - self.not_before) / 3;
         configured.min(third)

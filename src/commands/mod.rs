@@ -1,14 +1,17 @@
 //! One module per subcommand: load the config, do the work, print the JSON report.
 
+mod check;
 mod failure;
 mod finalize;
 mod hiera;
 mod installed;
 mod publish;
+mod record;
 mod report;
 mod request;
 mod status;
 
+pub(crate) use check::CheckStatus;
 pub(crate) use report::ReportError;
 
 use crate::cli::Command;
@@ -21,11 +24,19 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    match command {
+    // Every command ends by rewriting the metrics file, pass or fail (record.rs).
+    let record = record::Record::start(&command);
+    let mut observed = record::Observed::default();
+    let result = match command {
         Command::Request(args) => runtime.block_on(request::run(args)),
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
-        Command::Publish(args) => runtime.block_on(publish::run(args)),
+        Command::Publish(args) => runtime.block_on(publish::run(args, &mut observed)),
         Command::Hiera(args) => hiera::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Check(args) => runtime.block_on(check::run(&args, &mut observed)),
+    };
+    if let Some(record) = record {
+        runtime.block_on(record.finish(&result, observed));
     }
+    result
 }

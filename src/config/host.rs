@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::certs::{CertSpec, RawCerts, check_certs};
+use super::metrics::{Metrics, RawMetrics, check_metrics};
 use super::{ConfigError, invalid, parse_dns_address, read_yaml};
 use crate::cert::{CertDir, FileNames, KeyType, Layout};
 use crate::dns::DnsName;
@@ -44,6 +45,7 @@ struct RawHost {
     #[serde(default)]
     renew: RawRenew,
     certs: RawCerts,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +122,8 @@ pub(crate) struct HostConfig {
     pub(crate) renew: Renew,
     /// Certificate name -> what to issue.
     pub(crate) certs: BTreeMap<String, CertSpec>,
+    /// Where the textfile for node_exporter goes; `None`: no metrics.
+    pub(crate) metrics: Option<Metrics>,
 }
 
 /// How to reach the CA and the account to use there.
@@ -206,6 +210,7 @@ impl HostConfig {
                 ari: raw.renew.ari,
             },
             certs,
+            metrics: check_metrics(path, raw.metrics)?,
         })
     }
 }
@@ -397,13 +402,6 @@ fn check_not_yet_supported(
             return Err(invalid(
                 path,
                 format!("certs.{cert}.pkcs12"),
-                "is not supported by this build yet: remove it",
-            ));
-        }
-        if !spec.probe.is_empty() {
-            return Err(invalid(
-                path,
-                format!("certs.{cert}.probe"),
                 "is not supported by this build yet: remove it",
             ));
         }

@@ -9,6 +9,7 @@
 mod certs;
 mod duration;
 mod host;
+mod metrics;
 mod unique;
 mod zone;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::metrics::{Metrics, RawMetrics, check_metrics};
 use super::unique::UniqueMap;
 use super::{ConfigDuration, ConfigError, beside, invalid, parse_dns_address, read_yaml};
 use crate::dns::DnsName;
@@ -48,6 +49,7 @@ struct RawZone {
     challenge_records: ChallengeRecords,
     max_values_per_name: Option<usize>,
     allow: Option<UniqueMap<Vec<String>>>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +112,8 @@ pub(crate) struct ZoneConfig {
     pub(crate) max_values_per_name: usize,
     /// What is accepted from hosts.
     pub(crate) policy: Policy,
+    /// Where the textfile for node_exporter goes; `None`: no metrics.
+    pub(crate) metrics: Option<Metrics>,
 }
 
 /// How `publish` changes the zone.
@@ -187,6 +191,7 @@ impl ZoneConfig {
         let timeout = raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
         let lock_timeout = raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0);
         let record_lifetime = raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0);
+        let metrics = check_metrics(path, raw.metrics.take())?;
         let target = ZoneTarget::File(check_file_target(path, &zone, raw)?);
         Ok(Self {
             policy,
@@ -199,6 +204,7 @@ impl ZoneConfig {
             lock_timeout,
             record_lifetime,
             max_values_per_name,
+            metrics,
         })
     }
 }
