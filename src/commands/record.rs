@@ -183,6 +183,9 @@ fn cert_facts(
             let facts = installed.inspection().map(|leaf| InstalledFacts {
                 expiry: unix_seconds(leaf.not_after),
                 issued: unix_seconds(leaf.not_before),
+                renewal_window: leaf
+                    .renewal_threshold(config.renew.before_days)
+                    .as_seconds_f64(),
                 name: spec
                     .names
                     .first()

@@ -79,6 +79,12 @@ pub(crate) const FAMILIES: &[Family] = &[
         group: Group::Certificate,
     },
     Family {
+        name: "fleetcert_certificate_renewal_window_seconds",
+        help: "How long before expiry the certificate is renewed: renew.before_days, capped at a third of its lifetime.",
+        labels: CERT,
+        group: Group::Certificate,
+    },
+    Family {
         name: "fleetcert_certificate_due",
         help: "1 when the certificate is due for issuance (reason says why), 0 (reason none) when not.",
         labels: &["host", "cert", "reason"],
@@ -230,6 +236,8 @@ pub(crate) struct CertFacts {
 pub(crate) struct InstalledFacts {
     pub(crate) expiry: f64,
     pub(crate) issued: f64,
+    /// `fleetcert_certificate_renewal_window_seconds`.
+    pub(crate) renewal_window: f64,
     /// The certificate's first configured name.
     pub(crate) name: String,
     /// `ecdsa-p384` and so on; `other` for a key fleetcert does not make.
@@ -431,6 +439,11 @@ fn cert_samples(samples: &mut Vec<Sample>, scope: (&'static str, &str), facts: &
             installed.issued,
         );
         push(
+            "fleetcert_certificate_renewal_window_seconds",
+            &[],
+            installed.renewal_window,
+        );
+        push(
             "fleetcert_certificate_info",
             &[
                 ("name", &installed.name),
@@ -531,6 +544,7 @@ mod tests {
             installed: Some(InstalledFacts {
                 expiry,
                 issued: expiry - 90.0 * 86400.0,
+                renewal_window: 30.0 * 86400.0,
                 name: format!("{name}.example.org"),
                 key_type: "ecdsa-p384".to_owned(),
                 serial: "AB".to_owned(),

@@ -11,6 +11,7 @@ mod config;
 mod fixture;
 mod hiera;
 mod host;
+mod monitoring;
 mod publish;
 mod sandbox;
 mod services;

@@ -1,0 +1,924 @@
+//! Monitoring against real servers: the metrics file read back through a real node_exporter
+//! over HTTP, `promtool check metrics` on every file a command writes, the probe against a
+//! real nginx serving the issued certificate, `fleetcert check`'s exit codes and line, and the
+//! shipped alert rules under `promtool test rules` on series taken from these runs.
+//!
+//! Each test has its own sandbox (Pebble, BIND, Unbound), its own node_exporter on the host's
+//! textfile directory, and, for the probe, its own nginx (docs/sandbox.md).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::fixture::{Host, sandbox};
+use crate::services::{
+    Leaf, Nginx, NodeExporter, Sample, parse_samples, promtool_check_metrics, promtool_test_rules,
+};
+use crate::util::{Run, fleetcert, run_ok};
+
+const NAME: &str = "host1.example.test";
+const HOST: &str = "host1.example.test";
+
+/// The shipped alert rules.
+fn rules_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/fleetcert.rules.yml")
+}
+
+/// A host whose config writes metrics into a textfile directory that a real node_exporter
+/// reads, and the zone config of its sandbox writing into the same directory (as on a bastion
+/// that is also a host).
+struct Monitored<'s> {
+    host: Host<'s>,
+    textfiles: PathBuf,
+    zone_config: PathBuf,
+    exporter: NodeExporter,
+}
+
+impl<'s> Monitored<'s> {
+    fn new(sb: &'s crate::sandbox::Sandbox) -> Self {
+        let host = Host::new(sb, &[]);
+        let textfiles = host.dir.path().join("textfiles");
+        std::fs::create_dir(&textfiles).expect("create the textfile directory");
+        let zone_config = host.dir.path().join("zone.yaml");
+        let exporter = NodeExporter::start(&textfiles);
+        let monitored = Self {
+            host,
+            textfiles,
+            zone_config,
+            exporter,
+        };
+        monitored.write_zone_config("30s");
+        monitored
+    }
+
+    fn metrics_line(&self) -> String {
+        format!("metrics: {{textfile_dir: {}}}\n", self.textfiles.display())
+    }
+
+    /// The host config with metrics, `extra` lines, and `certs` as YAML lines (`  main: ...`).
+    fn configure(&self, extra: &str, certs: &str) {
+        self.host
+            .configure(&format!("{}{extra}", self.metrics_line()), &[]);
+        let mut text = std::fs::read_to_string(self.host.config()).expect("read config");
+        text.push_str(certs);
+        std::fs::write(self.host.config(), text).expect("write config");
+    }
+
+    /// A zone config for the sandbox's signing zone, publishing to both BIND servers.
+    fn write_zone_config(&self, timeout: &str) {
+        let sb = self.host.sb;
+        let text = format!(
+            "zone: acme.test\nzone_file: {zone_file}\n\
+             soa: {{mname: ns1.example.test., rname: hostmaster.example.test.}}\n\
+             nameservers: [ns1.example.test., ns2.example.test.]\n\
+             reload: [{rndc}, reload, acme.test]\nservers: [{primary}, {secondary}]\n\
+             timeout: {timeout}\n{metrics}",
+            zone_file = sb.signing_zone_file().display(),
+            rndc = sb.rndc().display(),
+            primary = sb.primary(),
+            secondary = sb.secondary(),
+            metrics = self.metrics_line(),
+        );
+        std::fs::write(&self.zone_config, text).expect("write the zone config");
+    }
+
+    /// `publish` of the host's token document, as the daily playbook hands it over.
+    fn publish(&self, document: &Value) -> Run {
+        let tokens = self.host.dir.path().join("tokens.json");
+        std::fs::write(&tokens, document.to_string()).expect("write tokens");
+        let mut spoken = std::ffi::OsString::from(format!("{HOST}="));
+        spoken.push(&tokens);
+        let run = fleetcert([
+            "publish".into(),
+            "--config".into(),
+            self.zone_config.clone().into_os_string(),
+            "--tokens".into(),
+            spoken,
+        ]);
+        self.assert_file_is_good("publish");
+        run
+    }
+
+    /// A host command, then the checks every metrics file must pass.
+    fn run(&self, command: &str, more: &[&str]) -> Run {
+        let run = self.host.run(command, more);
+        self.assert_file_is_good(command);
+        run
+    }
+
+    fn file(&self) -> PathBuf {
+        self.textfiles.join("fleetcert.prom")
+    }
+
+    /// promtool accepts the file; node_exporter read it without an error; it is 0644 and
+    /// alone in the directory (no temporary file left, the lock is hidden and not `*.prom`).
+    #[track_caller]
+    fn assert_file_is_good(&self, after: &str) {
+        if let Err(err) = promtool_check_metrics(&self.file()) {
+            panic!(
+                "promtool refuses the file written by {after}: {err}\n{}",
+                std::fs::read_to_string(self.file()).unwrap_or_default()
+            );
+        }
+        assert_eq!(
+            self.exporter.textfile_scrape_error(),
+            0.0,
+            "node_exporter cannot read the file written by {after}"
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(self.file())
+            .expect("fleetcert.prom")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o644, "after {after}");
+        let mut names: Vec<String> = std::fs::read_dir(&self.textfiles)
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".fleetcert.prom.lock", "fleetcert.prom"],
+            "after {after}"
+        );
+    }
+
+    /// One value through node_exporter's `/metrics` over HTTP.
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.exporter.metric(name, labels)
+    }
+
+    fn exit_code(&self, command: &str) -> Option<f64> {
+        self.metric("fleetcert_command_exit_code", &[("command", command)])
+    }
+
+    fn expiry(&self, cert: &str) -> Option<f64> {
+        self.metric(
+            "fleetcert_certificate_expiry_timestamp_seconds",
+            &[("host", HOST), ("cert", cert)],
+        )
+    }
+
+    /// The series of one scrape whose names start with `fleetcert_`.
+    fn scrape(&self) -> Vec<Sample> {
+        parse_samples(&self.exporter.scrape())
+            .into_iter()
+            .filter(|sample| sample.name.starts_with("fleetcert_"))
+            .collect()
+    }
+}
+
+/// notAfter of the first certificate in `pem`, in seconds since the epoch (openssl + date).
+fn not_after(pem: &Path) -> f64 {
+    let text = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-in"])
+            .arg(pem),
+    );
+    let date = text.trim().trim_start_matches("notAfter=");
+    let seconds = run_ok(Command::new("date").args(["-u", "+%s", "-d", date]));
+    seconds.trim().parse().expect("date +%s prints a number")
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+/// One certificate with names and probe targets, in the map form.
+fn cert_line(cert: &str, names: &[&str], probe: &[&str]) -> String {
+    let list = |items: &[&str]| serde_json::to_string(items).expect("JSON list");
+    format!(
+        "  {cert}: {{names: {}, probe: {}}}\n",
+        list(names),
+        list(probe)
+    )
+}
+
+// --- promtool test rules on series from the runs -----------------------------------------
+
+/// One `alert_rule_test` case: at `eval_time`, `alert` fires exactly with `alerts` (each its
+/// labels and annotations).
+struct Case {
+    eval_time: &'static str,
+    alert: &'static str,
+    alerts: Vec<(BTreeMap<String, String>, BTreeMap<String, String>)>,
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The labels Prometheus adds when it scrapes node_exporter.
+const SCRAPE_LABELS: [(&str, &str); 2] = [("instance", "host1:9100"), ("job", "node")];
+
+/// A `promtool test rules` file for the shipped rules whose input series are `samples` (one
+/// scrape), constant for three days. Timestamps are shifted by `now`, the moment of the
+/// scrape: promtool's clock starts at 0, and `expiry - time()` must stay what it was.
+fn rules_test(samples: &[Sample], now: f64, cases: &[Case]) -> String {
+    let mut text = format!(
+        "rule_files: [{}]\nevaluation_interval: 1m\ntests:\n- interval: 1m\n  input_series:\n",
+        rules_file().display()
+    );
+    for sample in samples {
+        let value = if sample.name.ends_with("_timestamp_seconds") {
+            sample.value - now
+        } else {
+            sample.value
+        };
+        let mut labels = sample.labels.clone();
+        for (key, value) in SCRAPE_LABELS {
+            labels.insert(key.to_owned(), value.to_owned());
+        }
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).expect("string")))
+            .collect();
+        let series = format!("{}{{{}}}", sample.name, labels.join(","));
+        let _ = writeln!(
+            text,
+            "  - series: {}\n    values: '{value}+0x4320'",
+            serde_json::to_string(&series).expect("string")
+        );
+    }
+    text.push_str("  alert_rule_test:\n");
+    for case in cases {
+        let _ = writeln!(
+            text,
+            "  - eval_time: {}\n    alertname: {}\n    exp_alerts:{}",
+            case.eval_time,
+            case.alert,
+            if case.alerts.is_empty() { " []" } else { "" }
+        );
+        for (labels, annotations) in &case.alerts {
+            let json = |m: &BTreeMap<String, String>| serde_json::to_string(m).expect("map");
+            let _ = writeln!(
+                text,
+                "    - exp_labels: {}\n      exp_annotations: {}",
+                json(labels),
+                json(annotations)
+            );
+        }
+    }
+    text
+}
+
+/// Runs [`rules_test`] in `dir`; panics with promtool's report when a case fails.
+#[track_caller]
+fn assert_rules(dir: &Path, name: &str, samples: &[Sample], now: f64, cases: &[Case]) {
+    let file = dir.join(format!("{name}.rules_test.yml"));
+    std::fs::write(&file, rules_test(samples, now, cases)).expect("write the rules test");
+    if let Err(report) = promtool_test_rules(&file) {
+        panic!("promtool test rules {}: {report}", file.display());
+    }
+}
+
+/// The labels of an alert on one series of `samples`: its own, the scrape's, the rule's.
+fn alert_labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut labels = map(&SCRAPE_LABELS);
+    labels.extend(map(extra));
+    labels
+}
+
+// --- the tests ------------------------------------------------------------------------------
+
+#[test]
+fn a_daily_run_and_its_failures_are_visible_through_node_exporter() {
+    let sb = sandbox().start();
+    let monitored = Monitored::new(&sb);
+    monitored.configure("", &cert_line("main", &[NAME], &[]));
+
+    // request -> publish -> finalize, each rewriting the one file.
+    let document = monitored.run("request", &[]).expect_code(0).json();
+    assert_eq!(monitored.exit_code("request"), Some(0.0));
+    let due = |reason| {
+        monitored.metric(
+            "fleetcert_certificate_due",
+            &[("cert", "main"), ("reason", reason)],
+        )
+    };
+    assert_eq!(due("missing"), Some(1.0), "{}", monitored.exporter.scrape());
+    let pending = || monitored.metric("fleetcert_certificate_pending", &[("cert", "main")]);
+    assert_eq!(pending(), Some(1.0));
+    assert_eq!(monitored.expiry("main"), None);
+
+    let report = monitored.publish(&document).expect_code(0).json();
+    let serial = report["serial"].as_f64().expect("serial");
+    assert_eq!(
+        monitored.metric("fleetcert_publish_serial", &[("zone", "acme.test")]),
+        Some(serial)
+    );
+    assert_eq!(
+        monitored.metric("fleetcert_publish_records", &[("zone", "acme.test")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        monitored.metric("fleetcert_publish_hosts", &[("zone", "acme.test")]),
+        Some(1.0)
+    );
+    for server in [sb.primary(), sb.secondary()] {
+        let labels = [("zone", "acme.test"), ("server", server)];
+        let seconds = monitored
+            .metric("fleetcert_publish_server_propagation_seconds", &labels)
+            .expect("propagation seconds");
+        let reported = report["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .find(|s| s["server"] == server)
+            .and_then(|s| s["seconds"].as_f64())
+            .expect("the report's seconds");
+        assert!((seconds - reported).abs() < 1e-9, "{seconds} vs {reported}");
+        assert_eq!(
+            monitored.metric("fleetcert_publish_server_lagging", &labels),
+            Some(0.0)
+        );
+    }
+    // The host's series outlive a publish, which writes only its zone's.
+    assert_eq!(due("missing"), Some(1.0));
+    assert_eq!(
+        monitored.metric(
+            "fleetcert_command_exit_code",
+            &[("command", "publish"), ("zone", "acme.test")]
+        ),
+        Some(0.0)
+    );
+
+    monitored.run("finalize", &[]).expect_code(0);
+    let fullchain = monitored.host.file("main", "fullchain.pem");
+    let expiry = not_after(&fullchain);
+    assert_eq!(monitored.expiry("main"), Some(expiry));
+    assert_eq!(due("none"), Some(0.0));
+    assert_eq!(pending(), Some(0.0));
+    assert_eq!(monitored.exit_code("finalize"), Some(0.0));
+    assert_eq!(monitored.exit_code("request"), Some(0.0));
+    let leaf = Leaf::of_file(&monitored.host.file("main", "cert.pem"));
+    assert_eq!(
+        monitored.metric(
+            "fleetcert_certificate_info",
+            &[
+                ("cert", "main"),
+                ("serial", &leaf.serial),
+                ("key_type", "ecdsa-p384"),
+                ("name", NAME)
+            ]
+        ),
+        Some(1.0),
+        "{}",
+        monitored.exporter.scrape()
+    );
+    let started = monitored
+        .metric(
+            "fleetcert_command_last_run_timestamp_seconds",
+            &[("command", "finalize")],
+        )
+        .expect("last run");
+    assert!((unix_now() - started).abs() < 120.0, "{started}");
+    let healthy = monitored.scrape();
+    let healthy_at = unix_now();
+
+    // A renewal for a changed name whose validation fails: finalize exits 1, the failure is
+    // in the file, and so is the old certificate's expiry. (A name this account never
+    // validated: Pebble may reuse a valid authorization even at PEBBLE_AUTHZREUSE=0, and a
+    // reused one would need no record to fail with.)
+    monitored.configure("", &cert_line("main", &["host2.example.test"], &[]));
+    monitored.run("request", &[]).expect_code(0);
+    assert_eq!(due("names_changed"), Some(1.0));
+    assert_eq!(pending(), Some(1.0));
+    sb.place_records(&[]);
+    monitored.run("finalize", &[]).expect_code(1);
+    assert_eq!(monitored.exit_code("finalize"), Some(1.0));
+    assert_eq!(monitored.expiry("main"), Some(expiry));
+    assert_eq!(not_after(&fullchain), expiry, "the old files stay");
+    assert_eq!(due("names_changed"), Some(1.0));
+    let failed = monitored.scrape();
+    let failed_at = unix_now();
+
+    // The CA down: the run fails as a whole (exit 4, no report), and still says so.
+    sb.stop_server("pebble");
+    monitored.run("request", &[]).expect_code(4);
+    assert_eq!(monitored.exit_code("request"), Some(4.0));
+    assert_eq!(monitored.expiry("main"), Some(expiry));
+
+    // The rules on these series: nothing fires for the healthy host (but the staleness
+    // rule, once two days pass without a run); a failed finalize fires at once, and the
+    // renewal that stays due is overdue after two days.
+    let work = monitored.host.dir.path();
+    let cert_alert = |alert: &str, summary: String, description: String| {
+        (
+            alert_labels(&[("severity", alert), ("host", HOST), ("cert", "main")]),
+            map(&[("summary", &summary), ("description", &description)]),
+        )
+    };
+    let not_running = |extra: (&str, &str)| {
+        (
+            alert_labels(&[("severity", "warning"), extra]),
+            map(&[
+                (
+                    "summary",
+                    "fleetcert has not run on host1:9100 for two days",
+                ),
+                (
+                    "description",
+                    "No request, finalize, renew or publish wrote fleetcert.prom for two days: \
+                     is the daily playbook or the timer running, and can fleetcert write \
+                     metrics.textfile_dir?",
+                ),
+            ]),
+        )
+    };
+    assert_rules(
+        work,
+        "healthy",
+        &healthy,
+        healthy_at,
+        &[
+            Case {
+                eval_time: "10m",
+                alert: "FleetcertLastRunFailed",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "10m",
+                alert: "FleetcertCertificateExpiresSoon",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "2d1h",
+                alert: "FleetcertRenewalOverdue",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "1d",
+                alert: "FleetcertNotRunning",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "2d1h",
+                alert: "FleetcertNotRunning",
+                alerts: vec![
+                    not_running(("host", HOST)),
+                    not_running(("zone", "acme.test")),
+                ],
+            },
+        ],
+    );
+    assert_rules(
+        work,
+        "failed",
+        &failed,
+        failed_at,
+        &[
+            Case {
+                eval_time: "1m",
+                alert: "FleetcertLastRunFailed",
+                alerts: vec![(
+                    alert_labels(&[
+                        ("severity", "warning"),
+                        ("command", "finalize"),
+                        ("host", HOST),
+                    ]),
+                    map(&[
+                        ("summary", "fleetcert finalize on host1:9100 exited with 1"),
+                        (
+                            "description",
+                            "See docs/exit-codes.md; the command's report (codes 1 and 3) or \
+                             its error line (2 and 4) names the culprit.",
+                        ),
+                    ]),
+                )],
+            },
+            Case {
+                eval_time: "1d",
+                alert: "FleetcertRenewalOverdue",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "2d1h",
+                alert: "FleetcertRenewalOverdue",
+                alerts: vec![cert_alert(
+                    "warning",
+                    format!("Certificate main of {HOST} has been due for renewal for two days"),
+                    format!(
+                        "The reason label of fleetcert_certificate_due says why; the request and \
+                         finalize reports on {HOST} say what failed."
+                    ),
+                )],
+            },
+        ],
+    );
+    // The same failed host, as if its certificate had run into the last third of its
+    // renewal window: shift the clock so that a third of the window is left, less an hour.
+    let window = failed
+        .iter()
+        .find(|s| s.name == "fleetcert_certificate_renewal_window_seconds")
+        .map(|s| s.value)
+        .expect("renewal window");
+    let late = expiry - window / 3.0 + 3600.0;
+    assert_rules(
+        work,
+        "expiring",
+        &failed,
+        late,
+        &[
+            Case {
+                eval_time: "30m",
+                alert: "FleetcertCertificateExpiresSoon",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "2h",
+                alert: "FleetcertCertificateExpiresSoon",
+                alerts: vec![cert_alert(
+                    "critical",
+                    format!(
+                        "Certificate main of {HOST} expires within a third of its renewal window"
+                    ),
+                    format!(
+                        "fleetcert has not renewed it although it was due two thirds of a renewal \
+                         window ago: look at the last request and finalize reports on {HOST}."
+                    ),
+                )],
+            },
+        ],
+    );
+}
+
+#[test]
+fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloaded() {
+    let sb = sandbox().start();
+    let monitored = Monitored::new(&sb);
+    monitored.configure("", &cert_line("main", &[NAME], &[]));
+    monitored.host.issue();
+    let fullchain = monitored.host.file("main", "fullchain.pem");
+    let nginx = Nginx::start(
+        &fullchain,
+        &monitored.host.file("main", "privkey.pem"),
+        NAME,
+    );
+    let target = nginx.address().to_owned();
+    monitored.configure("", &cert_line("main", &[NAME], &[&target]));
+    let result = |result| {
+        monitored.metric(
+            "fleetcert_certificate_probe_result",
+            &[("cert", "main"), ("target", &target), ("result", result)],
+        )
+    };
+
+    let run = monitored.run("check", &[]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.starts_with("FLEETCERT OK - 1 certificate OK"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert_eq!(result("same"), Some(1.0));
+    assert_eq!(result("older"), Some(0.0));
+    assert_eq!(
+        monitored.metric(
+            "fleetcert_certificate_probe_expiry_timestamp_seconds",
+            &[("cert", "main"), ("target", &target)]
+        ),
+        Some(not_after(&fullchain))
+    );
+    let first = Leaf::of_file(&monitored.host.file("main", "cert.pem"));
+
+    // A renewal (another key type) that nobody reloads nginx for.
+    monitored.configure("key: ecdsa-p256\n", &cert_line("main", &[NAME], &[&target]));
+    let document = monitored.run("request", &[]).expect_code(0).json();
+    monitored.host.place(&document);
+    monitored.run("finalize", &[]).expect_code(0);
+    let second = Leaf::of_file(&monitored.host.file("main", "cert.pem"));
+    assert_ne!(first, second);
+    // The result of the check before is about the previous certificate: gone, not carried.
+    assert_eq!(result("same"), None, "{}", monitored.exporter.scrape());
+    assert_eq!(
+        nginx.served_leaf(),
+        Ok(first.clone()),
+        "nginx serves the old one"
+    );
+
+    let run = monitored.run("check", &[]);
+    run.expect_code(2);
+    let line = run.stdout.trim_end();
+    assert!(
+        line.starts_with(&format!(
+            "FLEETCERT CRITICAL - main: {target} serves the previous certificate (serial {}, \
+             installed {}): reload the service",
+            first.serial, second.serial
+        )),
+        "{line}"
+    );
+    assert!(line.contains(" | main_days="), "{line}");
+    assert_eq!(result("older"), Some(1.0));
+    assert_eq!(result("same"), Some(0.0));
+    assert_eq!(monitored.exit_code("check"), Some(2.0));
+    // request and status keep check's result: the installed certificate did not change.
+    monitored.run("status", &[]).expect_code(0);
+    assert_eq!(result("older"), Some(1.0));
+    let stale = monitored.scrape();
+    let stale_at = unix_now();
+
+    nginx.reload();
+    let run = monitored.run("check", &[]);
+    run.expect_code(0);
+    assert!(run.stdout.starts_with("FLEETCERT OK"), "{}", run.stdout);
+    assert_eq!(result("same"), Some(1.0));
+    assert_eq!(result("older"), Some(0.0));
+
+    // Stopped, it is unreachable: CRITICAL with the reason.
+    nginx.stop();
+    let run = monitored.run("check", &[]);
+    run.expect_code(2);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "FLEETCERT CRITICAL - main: {target} unreachable: cannot connect"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(result("unreachable"), Some(1.0));
+    let down = monitored.scrape();
+    let down_at = unix_now();
+
+    let probe_alert = |severity: &str, result: &str, summary: String, description: String| {
+        (
+            alert_labels(&[
+                ("severity", severity),
+                ("host", HOST),
+                ("cert", "main"),
+                ("target", &target),
+                ("result", result),
+            ]),
+            map(&[("summary", &summary), ("description", &description)]),
+        )
+    };
+    let work = monitored.host.dir.path();
+    assert_rules(
+        work,
+        "older",
+        &stale,
+        stale_at,
+        &[
+            Case {
+                eval_time: "5m",
+                alert: "FleetcertServedCertificateNotInstalled",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "15m",
+                alert: "FleetcertServedCertificateNotInstalled",
+                alerts: vec![probe_alert(
+                    "critical",
+                    "older",
+                    format!(
+                        "{target} serves the previous certificate, not main as installed on {HOST}"
+                    ),
+                    format!(
+                        "Reload (or restart) the service behind {target}; fleetcert check says \
+                         which serial it serves."
+                    ),
+                )],
+            },
+            Case {
+                eval_time: "15m",
+                alert: "FleetcertProbeUnreachable",
+                alerts: vec![],
+            },
+            // check's own exit code 2 is CRITICAL, not a failed run.
+            Case {
+                eval_time: "15m",
+                alert: "FleetcertLastRunFailed",
+                alerts: vec![],
+            },
+        ],
+    );
+    assert_rules(
+        work,
+        "unreachable",
+        &down,
+        down_at,
+        &[
+            Case {
+                eval_time: "15m",
+                alert: "FleetcertServedCertificateNotInstalled",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "15m",
+                alert: "FleetcertProbeUnreachable",
+                alerts: vec![probe_alert(
+                    "warning",
+                    "unreachable",
+                    format!(
+                        "{target} (certificate main of {HOST}) did not complete a TLS handshake"
+                    ),
+                    "fleetcert check names the reason (connection refused, timeout, TLS error)."
+                        .to_owned(),
+                )],
+            },
+        ],
+    );
+}
+
+#[test]
+fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_config() {
+    let sb = sandbox().start();
+    let monitored = Monitored::new(&sb);
+    monitored.configure("", &cert_line("main", &[NAME], &[]));
+    monitored.host.issue();
+    let days_left =
+        (not_after(&monitored.host.file("main", "fullchain.pem")) - unix_now()) / 86400.0;
+    let whole = days_left.floor();
+    eprintln!("the certificate has {days_left:.2} days left");
+
+    let run = monitored.run("check", &[]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "FLEETCERT OK - 1 certificate OK, main expires first, in {whole} days"
+        )),
+        "{}",
+        run.stdout
+    );
+
+    // Inside the warning window, outside the critical one.
+    let window = format!("{}", days_left.ceil() as u64 + 10);
+    let run = monitored.run(
+        "check",
+        &["--warning-days", &window, "--critical-days", "1"],
+    );
+    run.expect_code(1);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "FLEETCERT WARNING - main: expires in {whole} days (warning under {window} days) | \
+             main_days="
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.trim_end().ends_with(&format!(";{window}:;1:")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(monitored.exit_code("check"), Some(1.0));
+
+    // Inside both.
+    let run = monitored.run(
+        "check",
+        &["--warning-days", &window, "--critical-days", &window],
+    );
+    run.expect_code(2);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "FLEETCERT CRITICAL - main: expires in {whole} days (critical under {window} days)"
+        )),
+        "{}",
+        run.stdout
+    );
+
+    // A second certificate never issued is CRITICAL, and comes first.
+    monitored.configure(
+        "",
+        &format!(
+            "{}{}",
+            cert_line("main", &[NAME], &[]),
+            cert_line("www", &["www1.example.test"], &[])
+        ),
+    );
+    let run = monitored.run(
+        "check",
+        &["--warning-days", &window, "--critical-days", "1"],
+    );
+    run.expect_code(2);
+    assert!(
+        run.stdout
+            .starts_with("FLEETCERT CRITICAL - www: no certificate installed; main: expires in"),
+        "{}",
+        run.stdout
+    );
+
+    // The check cannot tell: UNKNOWN, never CRITICAL.
+    let run = monitored.run("check", &["--warning-days", "1", "--critical-days", "2"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout
+            .starts_with("FLEETCERT UNKNOWN - --critical-days 2 is more than --warning-days 1"),
+        "{}",
+        run.stdout
+    );
+    std::fs::write(monitored.host.config(), "acme: {}\n").expect("break the config");
+    let run = fleetcert([
+        "check",
+        "--config",
+        monitored.host.config().to_str().expect("utf-8"),
+    ]);
+    run.expect_code(3);
+    assert!(
+        run.stdout.starts_with("FLEETCERT UNKNOWN - config "),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+}
+
+#[test]
+fn a_publish_that_lags_names_the_server_in_the_metrics() {
+    let sb = sandbox().start();
+    let monitored = Monitored::new(&sb);
+    monitored.configure("", &cert_line("main", &[NAME], &[]));
+    monitored.write_zone_config("3s");
+    let document = monitored.run("request", &[]).expect_code(0).json();
+    sb.stop_server("secondary");
+    monitored.publish(&document).expect_code(3);
+    let zone = ("zone", "acme.test");
+    let secondary = sb.secondary().to_owned();
+    assert_eq!(
+        monitored.metric(
+            "fleetcert_publish_server_lagging",
+            &[zone, ("server", &secondary)]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        monitored.metric(
+            "fleetcert_publish_server_propagation_seconds",
+            &[zone, ("server", &secondary)]
+        ),
+        None
+    );
+    assert_eq!(
+        monitored.metric(
+            "fleetcert_publish_server_lagging",
+            &[zone, ("server", sb.primary())]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        monitored.metric("fleetcert_command_exit_code", &[("command", "publish")]),
+        Some(3.0)
+    );
+    let lagged = monitored.scrape();
+    let lagged_at = unix_now();
+    assert_rules(
+        monitored.host.dir.path(),
+        "lagged",
+        &lagged,
+        lagged_at,
+        &[
+            Case {
+                eval_time: "1m",
+                alert: "FleetcertPublishLagged",
+                alerts: vec![(
+                    alert_labels(&[("severity", "warning"), zone, ("server", &secondary)]),
+                    map(&[
+                        (
+                            "summary",
+                            &format!(
+                                "{secondary} did not serve the published serial of acme.test in time"
+                            ),
+                        ),
+                        (
+                            "description",
+                            &format!(
+                                "Check NOTIFY and zone transfers to {secondary}; its certificates' \
+                                 validations fail until it catches up."
+                            ),
+                        ),
+                    ]),
+                )],
+            },
+            Case {
+                eval_time: "1m",
+                alert: "FleetcertLastRunFailed",
+                alerts: vec![(
+                    alert_labels(&[("severity", "warning"), ("command", "publish"), zone]),
+                    map(&[
+                        ("summary", "fleetcert publish on host1:9100 exited with 3"),
+                        (
+                            "description",
+                            "See docs/exit-codes.md; the command's report (codes 1 and 3) or \
+                             its error line (2 and 4) names the culprit.",
+                        ),
+                    ]),
+                )],
+            },
+        ],
+    );
+}
