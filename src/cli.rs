@@ -113,3 +113,11 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N")]
     pub critical_days: Option<u32>,
 }
+
+/// Whether a command line (without the program name) runs `check`: its first word that is
+/// not a flag. Used only when the line does not parse, to answer in the plugins' convention.
+pub fn names_check<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> bool {
+    args.into_iter()
+        .find(|arg| !arg.to_string_lossy().starts_with('-'))
+        .is_some_and(|arg| arg == "check")
+}

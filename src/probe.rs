@@ -82,13 +82,19 @@ pub(crate) fn sni_name(names: &[DnsName]) -> Option<DnsName> {
 
 /// Probes `target` (`host:port`) with SNI `sni` and compares what it serves with `installed`.
 pub(crate) async fn probe(target: &str, sni: &DnsName, installed: Option<&Inspection>) -> Probe {
+    probe_within(target, sni, installed, PROBE_TIMEOUT).await
+}
+
+async fn probe_within(
+    target: &str,
+    sni: &DnsName,
+    installed: Option<&Inspection>,
+    limit: Duration,
+) -> Probe {
     let at = OffsetDateTime::now_utc();
-    let served = match tokio::time::timeout(PROBE_TIMEOUT, served_leaf(target, sni)).await {
+    let served = match tokio::time::timeout(limit, served_leaf(target, sni)).await {
         Ok(served) => served,
-        Err(_) => Err(format!(
-            "no TLS handshake within {} s",
-            PROBE_TIMEOUT.as_secs()
-        )),
+        Err(_) => Err(format!("no TLS handshake within {} ms", limit.as_millis())),
     };
     let (verdict, served) = match served {
         Ok(leaf) => (compare(installed, &leaf), Some(leaf)),
@@ -269,6 +275,23 @@ mod tests {
         assert_eq!(sni(&["*.a.org", "b.org"]).as_deref(), Some("b.org"));
         assert_eq!(sni(&["*.a.org"]).as_deref(), Some("a.org"));
         assert_eq!(sni(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_unreachable_within_the_limit() {
+        // The kernel completes the TCP handshake from the backlog; nobody ever reads the
+        // ClientHello.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let target = listener.local_addr().expect("address").to_string();
+        let sni = DnsName::parse("a.org").expect("name");
+        let started = std::time::Instant::now();
+        let probe = probe_within(&target, &sni, None, Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            probe.verdict,
+            Verdict::Unreachable("no TLS handshake within 300 ms".to_owned())
+        );
+        drop(listener);
     }
 
     #[tokio::test]

@@ -226,14 +226,17 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 /// The labels Prometheus adds when it scrapes node_exporter.
 const SCRAPE_LABELS: [(&str, &str); 2] = [("instance", "host1:9100"), ("job", "node")];
 
-/// A `promtool test rules` file for the shipped rules whose input series are `samples` (one
-/// scrape), constant for three days. Timestamps are shifted by `now`, the moment of the
-/// scrape: promtool's clock starts at 0, and `expiry - time()` must stay what it was.
-fn rules_test(samples: &[Sample], now: f64, cases: &[Case]) -> String {
-    let mut text = format!(
-        "rule_files: [{}]\nevaluation_interval: 1m\ntests:\n- interval: 1m\n  input_series:\n",
-        rules_file().display()
-    );
+/// The committed rules test: the same kind of scenarios, series captured from these tests.
+fn fixture_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/fleetcert.rules.test.yml")
+}
+
+/// One test group of a `promtool test rules` file for the shipped rules, named `scenario`,
+/// whose input series are `samples` (one scrape), constant for three days. Timestamps are
+/// shifted by `now`, the moment of the scrape: promtool's clock starts at 0, and `expiry -
+/// time()` must stay what it was.
+fn rules_group(scenario: &str, samples: &[Sample], now: f64, cases: &[Case]) -> String {
+    let mut text = format!("  # scenario: {scenario}\n  - interval: 1m\n    input_series:\n");
     for sample in samples {
         let value = if sample.name.ends_with("_timestamp_seconds") {
             sample.value - now
@@ -251,15 +254,15 @@ fn rules_test(samples: &[Sample], now: f64, cases: &[Case]) -> String {
         let series = format!("{}{{{}}}", sample.name, labels.join(","));
         let _ = writeln!(
             text,
-            "  - series: {}\n    values: '{value}+0x4320'",
+            "      - series: {}\n        values: '{value}+0x4320'",
             serde_json::to_string(&series).expect("string")
         );
     }
-    text.push_str("  alert_rule_test:\n");
+    text.push_str("    alert_rule_test:\n");
     for case in cases {
         let _ = writeln!(
             text,
-            "  - eval_time: {}\n    alertname: {}\n    exp_alerts:{}",
+            "      - eval_time: {}\n        alertname: {}\n        exp_alerts:{}",
             case.eval_time,
             case.alert,
             if case.alerts.is_empty() { " []" } else { "" }
@@ -268,7 +271,7 @@ fn rules_test(samples: &[Sample], now: f64, cases: &[Case]) -> String {
             let json = |m: &BTreeMap<String, String>| serde_json::to_string(m).expect("map");
             let _ = writeln!(
                 text,
-                "    - exp_labels: {}\n      exp_annotations: {}",
+                "          - exp_labels: {}\n            exp_annotations: {}",
                 json(labels),
                 json(annotations)
             );
@@ -277,14 +280,57 @@ fn rules_test(samples: &[Sample], now: f64, cases: &[Case]) -> String {
     text
 }
 
-/// Runs [`rules_test`] in `dir`; panics with promtool's report when a case fails.
+/// Runs the shipped rules on `samples` with `cases` (see [`rules_group`]) and panics with
+/// promtool's report when a case fails; then checks that the committed rules test has a
+/// scenario of this name with exactly these series (names and label names: the values are
+/// that run's), so it cannot drift away from what fleetcert writes.
 #[track_caller]
-fn assert_rules(dir: &Path, name: &str, samples: &[Sample], now: f64, cases: &[Case]) {
-    let file = dir.join(format!("{name}.rules_test.yml"));
-    std::fs::write(&file, rules_test(samples, now, cases)).expect("write the rules test");
+fn assert_rules(dir: &Path, scenario: &str, samples: &[Sample], now: f64, cases: &[Case]) {
+    let group = rules_group(scenario, samples, now, cases);
+    let file = dir.join(format!("{scenario}.rules_test.yml"));
+    let text = format!(
+        "rule_files: [{}]\nevaluation_interval: 1m\ntests:\n{group}",
+        rules_file().display()
+    );
+    std::fs::write(&file, text).expect("write the rules test");
     if let Err(report) = promtool_test_rules(&file) {
         panic!("promtool test rules {}: {report}", file.display());
     }
+    // To capture the committed scenarios again: set this to a directory, run these tests,
+    // and put the groups under the header of monitoring/fleetcert.rules.test.yml.
+    if let Some(capture) = std::env::var_os("FLEETCERT_CAPTURE_RULES_TESTS") {
+        let out = Path::new(&capture).join(format!("{scenario}.yml"));
+        std::fs::write(&out, &group).expect("write the captured scenario");
+        return;
+    }
+    let fixture = std::fs::read_to_string(fixture_file()).expect("read the committed rules test");
+    let committed = fixture
+        .split("# scenario: ")
+        .find(|part| part.starts_with(&format!("{scenario}\n")))
+        .unwrap_or_else(|| panic!("{} has no scenario {scenario}", fixture_file().display()));
+    let shape = |series: &mut dyn Iterator<Item = Sample>| -> std::collections::BTreeSet<String> {
+        series
+            .map(|sample| {
+                let keys: Vec<&str> = sample
+                    .labels
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|key| !["instance", "job"].contains(key))
+                    .collect();
+                format!("{}{{{}}}", sample.name, keys.join(","))
+            })
+            .collect()
+    };
+    let committed_series = committed.lines().filter_map(|line| {
+        let quoted = line.trim().strip_prefix("- series: ")?;
+        let series: String = serde_json::from_str(quoted).ok()?;
+        parse_samples(&format!("{series} 0")).into_iter().next()
+    });
+    assert_eq!(
+        shape(&mut committed_series.collect::<Vec<_>>().into_iter()),
+        shape(&mut samples.iter().cloned()),
+        "the committed scenario {scenario} no longer has the series a run writes: capture it again"
+    );
 }
 
 /// The labels of an alert on one series of `samples`: its own, the scrape's, the rule's.
@@ -823,6 +869,16 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
         "{}",
         run.stdout
     );
+    // A mistyped flag too (clap would say 2, which a plugin runner reads as CRITICAL).
+    let run = fleetcert(["check", "--warning-days", "soon"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout.starts_with(
+            "FLEETCERT UNKNOWN - bad arguments: invalid value 'soon' for '--warning-days"
+        ),
+        "{}",
+        run.stdout
+    );
     std::fs::write(monitored.host.config(), "acme: {}\n").expect("break the config");
     let run = fleetcert([
         "check",
@@ -921,4 +977,11 @@ fn a_publish_that_lags_names_the_server_in_the_metrics() {
             },
         ],
     );
+}
+
+#[test]
+fn the_shipped_rules_pass_their_committed_tests() {
+    let checked = run_ok(Command::new("promtool").args(["check", "rules"]).arg(rules_file()));
+    assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
+    promtool_test_rules(&fixture_file()).unwrap_or_else(|report| panic!("{report}"));
 }
