@@ -199,23 +199,29 @@ fn evaluate(
     };
     let mut findings = Vec::new();
     let days = windows(args, config, leaf, cert, now);
-    if days.left <= 0.0 {
-        let text = format!("expired {} ago", span(-days.left));
-        findings.push(finding(CheckStatus::Critical, text));
-    } else if days.left < days.critical {
-        let text = format!(
-            "expires in {} (critical under {} days)",
-            span(days.left),
-            number(days.critical)
-        );
-        findings.push(finding(CheckStatus::Critical, text));
-    } else if days.left < days.warning {
-        let text = format!(
-            "expires in {} (warning under {} days)",
-            span(days.left),
-            number(days.warning)
-        );
-        findings.push(finding(CheckStatus::Warning, text));
+    let expiry = if days.left <= 0.0 {
+        Some((
+            CheckStatus::Critical,
+            format!("expired {} ago", span(-days.left)),
+        ))
+    } else {
+        [
+            (CheckStatus::Critical, "critical", days.critical),
+            (CheckStatus::Warning, "warning", days.warning),
+        ]
+        .into_iter()
+        .find(|(_, _, limit)| days.left < *limit)
+        .map(|(status, word, limit)| {
+            let text = format!(
+                "expires in {} ({word} under {} days)",
+                span(days.left),
+                number(limit)
+            );
+            (status, text)
+        })
+    };
+    if let Some((status, text)) = expiry {
+        findings.push(finding(status, text));
     }
     if let RenewalDecision::Due(reason) = installed.decide(config, spec, now) {
         match reason {

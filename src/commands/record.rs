@@ -122,39 +122,31 @@ impl Record {
                 Err(err) => err.code(),
             },
         };
-        let (dir, update) = match &self.config {
-            ConfigFile::Host(path) => {
-                let Ok(config) = HostConfig::load(path) else {
-                    debug!("no metrics: the host config cannot be read");
-                    return;
-                };
-                let Some(metrics) = &config.metrics else {
-                    return;
-                };
-                let update = Update {
-                    scope: Scope::Host(config.host.to_string()),
-                    run,
-                    certs: Some(cert_facts(&config, observed.probes)),
-                    publication: None,
-                };
-                (metrics.textfile_dir.clone(), update)
-            }
-            ConfigFile::Zone(path) => {
-                let Ok(config) = ZoneConfig::load(path) else {
-                    debug!("no metrics: the zone config cannot be read");
-                    return;
-                };
-                let Some(metrics) = &config.metrics else {
-                    return;
-                };
-                let update = Update {
-                    scope: Scope::Zone(config.zone.to_string()),
-                    run,
-                    certs: None,
-                    publication: observed.publication,
-                };
-                (metrics.textfile_dir.clone(), update)
-            }
+        // Where to write, whose series, and what this run knows beyond its own row.
+        let target = match &self.config {
+            ConfigFile::Host(path) => HostConfig::load(path).ok().map(|config| {
+                let dir = config.metrics.clone().map(|m| m.textfile_dir);
+                let certs = dir.as_ref().map(|_| cert_facts(&config, observed.probes));
+                (dir, Scope::Host(config.host.to_string()), certs, None)
+            }),
+            ConfigFile::Zone(path) => ZoneConfig::load(path).ok().map(|config| {
+                let dir = config.metrics.clone().map(|m| m.textfile_dir);
+                let scope = Scope::Zone(config.zone.to_string());
+                (dir, scope, None, observed.publication)
+            }),
+        };
+        let Some((dir, scope, certs, publication)) = target else {
+            debug!("no metrics: the config cannot be read");
+            return;
+        };
+        let Some(dir) = dir else {
+            return;
+        };
+        let update = Update {
+            scope,
+            run,
+            certs,
+            publication,
         };
         if let Err(err) = metrics::write(&dir, &update).await {
             warn!(error = %err, "cannot write the metrics textfile; the command's result stands");

@@ -17,7 +17,7 @@ use crate::fixture::{Host, sandbox};
 use crate::services::{
     Leaf, Nginx, NodeExporter, Sample, parse_samples, promtool_check_metrics, promtool_test_rules,
 };
-use crate::util::{Run, fleetcert, run_ok};
+use crate::util::{Run, fleetcert, names_in, run_ok};
 
 const NAME: &str = "host1.example.test";
 const HOST: &str = "host1.example.test";
@@ -134,22 +134,17 @@ impl<'s> Monitored<'s> {
             .permissions()
             .mode();
         assert_eq!(mode & 0o7777, 0o644, "after {after}");
-        let mut names: Vec<String> = std::fs::read_dir(&self.textfiles)
-            .expect("list")
-            .map(|entry| {
-                entry
-                    .expect("entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
         assert_eq!(
-            names,
+            names_in(&self.textfiles),
             [".fleetcert.prom.lock", "fleetcert.prom"],
             "after {after}"
         );
+    }
+
+    /// `check ARGS`, which must exit `code` with one line starting with `start`; the line.
+    #[track_caller]
+    fn check(&self, args: &[&str], code: i32, start: &str) -> String {
+        plugin_line(&self.run("check", args), code, start)
     }
 
     /// One value through node_exporter's `/metrics` over HTTP.
@@ -175,6 +170,19 @@ impl<'s> Monitored<'s> {
             .filter(|sample| sample.name.starts_with("fleetcert_"))
             .collect()
     }
+}
+
+/// The one line a plugin run printed, which must start with `start`, after exit `code`.
+#[track_caller]
+fn plugin_line(run: &Run, code: i32, start: &str) -> String {
+    run.expect_code(code);
+    let line = run.stdout.trim_end();
+    assert!(
+        line.starts_with(start) && !line.contains('\n'),
+        "wanted one line starting with {start:?}:\n{}",
+        run.stdout
+    );
+    line.to_owned()
 }
 
 /// notAfter of the first certificate in `pem`, in seconds since the epoch (openssl + date).
@@ -625,14 +633,7 @@ fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloa
         )
     };
 
-    let run = monitored.run("check", &[]);
-    run.expect_code(0);
-    assert!(
-        run.stdout.starts_with("FLEETCERT OK - 1 certificate OK"),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    monitored.check(&[], 0, "FLEETCERT OK - 1 certificate OK");
     assert_eq!(result("same"), Some(1.0));
     assert_eq!(result("older"), Some(0.0));
     assert_eq!(
@@ -659,16 +660,14 @@ fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloa
         "nginx serves the old one"
     );
 
-    let run = monitored.run("check", &[]);
-    run.expect_code(2);
-    let line = run.stdout.trim_end();
-    assert!(
-        line.starts_with(&format!(
+    let line = monitored.check(
+        &[],
+        2,
+        &format!(
             "FLEETCERT CRITICAL - main: {target} serves the previous certificate (serial {}, \
              installed {}): reload the service",
             first.serial, second.serial
-        )),
-        "{line}"
+        ),
     );
     assert!(line.contains(" | main_days="), "{line}");
     assert_eq!(result("older"), Some(1.0));
@@ -681,22 +680,16 @@ fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloa
     let stale_at = unix_now();
 
     nginx.reload();
-    let run = monitored.run("check", &[]);
-    run.expect_code(0);
-    assert!(run.stdout.starts_with("FLEETCERT OK"), "{}", run.stdout);
+    monitored.check(&[], 0, "FLEETCERT OK");
     assert_eq!(result("same"), Some(1.0));
     assert_eq!(result("older"), Some(0.0));
 
     // Stopped, it is unreachable: CRITICAL with the reason.
     nginx.stop();
-    let run = monitored.run("check", &[]);
-    run.expect_code(2);
-    assert!(
-        run.stdout.starts_with(&format!(
-            "FLEETCERT CRITICAL - main: {target} unreachable: cannot connect"
-        )),
-        "{}",
-        run.stdout
+    monitored.check(
+        &[],
+        2,
+        &format!("FLEETCERT CRITICAL - main: {target} unreachable: cannot connect"),
     );
     assert_eq!(result("unreachable"), Some(1.0));
     let down = monitored.scrape();
@@ -793,50 +786,32 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
     let whole = days_left.floor();
     eprintln!("the certificate has {days_left:.2} days left");
 
-    let run = monitored.run("check", &[]);
-    run.expect_code(0);
-    assert!(
-        run.stdout.starts_with(&format!(
-            "FLEETCERT OK - 1 certificate OK, main expires first, in {whole} days"
-        )),
-        "{}",
-        run.stdout
+    monitored.check(
+        &[],
+        0,
+        &format!("FLEETCERT OK - 1 certificate OK, main expires first, in {whole} days"),
     );
 
     // Inside the warning window, outside the critical one.
     let window = format!("{}", days_left.ceil() as u64 + 10);
-    let run = monitored.run(
-        "check",
+    let line = monitored.check(
         &["--warning-days", &window, "--critical-days", "1"],
-    );
-    run.expect_code(1);
-    assert!(
-        run.stdout.starts_with(&format!(
+        1,
+        &format!(
             "FLEETCERT WARNING - main: expires in {whole} days (warning under {window} days) | \
              main_days="
-        )),
-        "{}",
-        run.stdout
+        ),
     );
-    assert!(
-        run.stdout.trim_end().ends_with(&format!(";{window}:;1:")),
-        "{}",
-        run.stdout
-    );
+    assert!(line.ends_with(&format!(";{window}:;1:")), "{line}");
     assert_eq!(monitored.exit_code("check"), Some(1.0));
 
     // Inside both.
-    let run = monitored.run(
-        "check",
+    monitored.check(
         &["--warning-days", &window, "--critical-days", &window],
-    );
-    run.expect_code(2);
-    assert!(
-        run.stdout.starts_with(&format!(
+        2,
+        &format!(
             "FLEETCERT CRITICAL - main: expires in {whole} days (critical under {window} days)"
-        )),
-        "{}",
-        run.stdout
+        ),
     );
 
     // A second certificate never issued is CRITICAL, and comes first.
@@ -848,50 +823,28 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
             cert_line("www", &["www1.example.test"], &[])
         ),
     );
-    let run = monitored.run(
-        "check",
+    monitored.check(
         &["--warning-days", &window, "--critical-days", "1"],
-    );
-    run.expect_code(2);
-    assert!(
-        run.stdout
-            .starts_with("FLEETCERT CRITICAL - www: no certificate installed; main: expires in"),
-        "{}",
-        run.stdout
+        2,
+        "FLEETCERT CRITICAL - www: no certificate installed; main: expires in",
     );
 
     // The check cannot tell: UNKNOWN, never CRITICAL.
-    let run = monitored.run("check", &["--warning-days", "1", "--critical-days", "2"]);
-    run.expect_code(3);
-    assert!(
-        run.stdout
-            .starts_with("FLEETCERT UNKNOWN - --critical-days 2 is more than --warning-days 1"),
-        "{}",
-        run.stdout
+    monitored.check(
+        &["--warning-days", "1", "--critical-days", "2"],
+        3,
+        "FLEETCERT UNKNOWN - --critical-days 2 is more than --warning-days 1",
     );
     // A mistyped flag too (clap would say 2, which a plugin runner reads as CRITICAL).
-    let run = fleetcert(["check", "--warning-days", "soon"]);
-    run.expect_code(3);
-    assert!(
-        run.stdout.starts_with(
-            "FLEETCERT UNKNOWN - bad arguments: invalid value 'soon' for '--warning-days"
-        ),
-        "{}",
-        run.stdout
+    plugin_line(
+        &fleetcert(["check", "--warning-days", "soon"]),
+        3,
+        "FLEETCERT UNKNOWN - bad arguments: invalid value 'soon' for '--warning-days",
     );
     std::fs::write(monitored.host.config(), "acme: {}\n").expect("break the config");
-    let run = fleetcert([
-        "check",
-        "--config",
-        monitored.host.config().to_str().expect("utf-8"),
-    ]);
-    run.expect_code(3);
-    assert!(
-        run.stdout.starts_with("FLEETCERT UNKNOWN - config "),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    let config = monitored.host.config();
+    let run = fleetcert(["check", "--config", config.to_str().expect("utf-8")]);
+    plugin_line(&run, 3, "FLEETCERT UNKNOWN - config ");
 }
 
 #[test]
@@ -981,7 +934,11 @@ fn a_publish_that_lags_names_the_server_in_the_metrics() {
 
 #[test]
 fn the_shipped_rules_pass_their_committed_tests() {
-    let checked = run_ok(Command::new("promtool").args(["check", "rules"]).arg(rules_file()));
+    let checked = run_ok(
+        Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(rules_file()),
+    );
     assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
     promtool_test_rules(&fixture_file()).unwrap_or_else(|report| panic!("{report}"));
 }
