@@ -301,6 +301,12 @@ pub(crate) struct Update {
 /// The metrics file could not be written; the command's own result stands.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MetricsError {
+    /// The directory does not exist.
+    #[error(
+        "metrics.textfile_dir {path} does not exist: create it (the install role does) or \
+         correct the key; this run's metrics are not written"
+    )]
+    NoDir { path: String },
     /// The directory or the file cannot be used.
     #[error("metrics.textfile_dir: {0}")]
     Store(#[from] StoreError),
@@ -311,7 +317,14 @@ pub(crate) enum MetricsError {
 
 /// Rewrites `fleetcert.prom` in `dir` with `update` (see the module doc).
 pub(crate) async fn write(dir: &Path, update: &Update) -> Result<(), MetricsError> {
-    let dir = Dir::open(dir)?;
+    let dir = match Dir::open(dir) {
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(MetricsError::NoDir {
+                path: crate::shown::path(dir),
+            });
+        }
+        opened => opened?,
+    };
     let _lock = Lock::acquire(&dir, LOCK, LOCK_TIMEOUT).await?;
     let old = match dir.read_optional(FILE, MAX_FILE_BYTES) {
         Ok(bytes) => bytes.map(|bytes| text::parse(&String::from_utf8_lossy(&bytes))),
@@ -733,6 +746,44 @@ mod tests {
         assert_eq!(expiry("web01.example.org", "a"), Some(1.9e9));
         assert_eq!(expiry("web01.example.org", "b"), None);
         assert_eq!(expiry("wiki01.example.org", "a"), Some(1.7e9));
+    }
+
+    #[tokio::test]
+    async fn the_file_is_written_0644_beside_a_hidden_lock_and_a_missing_dir_is_named() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let update = host("status", vec![cert("www", 1.9e9, Probes::Kept(vec![]))]);
+        write(dir.path(), &update).await.expect("write");
+        let file = dir.path().join(FILE);
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o644);
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [LOCK, FILE]);
+        // Written again, the file reads back to the same samples.
+        let first = std::fs::read_to_string(&file).expect("read");
+        write(dir.path(), &update).await.expect("write again");
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), first);
+        // A symlink planted at the file is refused, not followed.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "x").expect("victim");
+        std::fs::remove_file(&file).expect("remove");
+        std::os::unix::fs::symlink(&victim, &file).expect("link");
+        write(dir.path(), &update).await.expect_err("symlink");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "x");
+
+        let missing = dir.path().join("missing");
+        let err = write(&missing, &update)
+            .await
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            err.contains("does not exist") && err.contains("missing"),
+            "{err}"
+        );
     }
 
     #[test]

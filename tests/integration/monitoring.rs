@@ -835,6 +835,20 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
         3,
         "FLEETCERT UNKNOWN - --critical-days 2 is more than --warning-days 1",
     );
+    // A textfile directory that is gone costs one warning, never the command's result.
+    let gone = monitored.host.dir.path().join("gone");
+    monitored.host.configure(
+        &format!("metrics: {{textfile_dir: {}}}\n", gone.display()),
+        &[("main", &[NAME])],
+    );
+    let run = monitored.host.run("status", &[]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("does not exist") && run.stderr.contains("gone"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     // A mistyped flag too (clap would say 2, which a plugin runner reads as CRITICAL).
     plugin_line(
         &fleetcert(["check", "--warning-days", "soon"]),
