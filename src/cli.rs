@@ -27,6 +27,9 @@ pub enum Command {
     Publish(PublishArgs),
     /// Complete the pending orders: validate, finalize, install the certificates.
     Finalize(HostArgs),
+    /// A server on its own: request, publish its records by dynamic update, wait, finalize,
+    /// remove the records, in one run (from a systemd timer).
+    Renew(HostArgs),
     /// Export one host's issued material as a hiera YAML file for Puppet.
     Hiera(HieraArgs),
     /// Show the certificates on disk and their state, without contacting anyone.
@@ -35,7 +38,7 @@ pub enum Command {
     Check(CheckArgs),
 }
 
-/// Arguments of `request` and `finalize`.
+/// Arguments of `request`, `finalize` and `renew`.
 #[derive(Debug, clap::Args)]
 pub struct HostArgs {
     /// Host configuration file (YAML).

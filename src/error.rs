@@ -7,7 +7,6 @@
 use std::process::ExitCode;
 
 use crate::acme::AcmeError;
-use crate::commands::{CheckStatus, ReportError};
 use crate::config::ConfigError;
 use crate::hiera::HieraError;
 use crate::lock::LockError;
@@ -26,6 +25,41 @@ pub(crate) enum Outcome {
     PropagationTimeout,
     /// `fleetcert check`: the monitoring plugins' 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Check(CheckStatus),
+}
+
+/// The state a monitoring plugin reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum CheckStatus {
+    /// 0: every certificate is fine.
+    Ok,
+    /// 1: something needs attention soon.
+    Warning,
+    /// 2: something is wrong now.
+    Critical,
+    /// 3: the check itself could not run.
+    Unknown,
+}
+
+impl CheckStatus {
+    /// The exit code the plugins' convention gives it.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Warning => 1,
+            Self::Critical => 2,
+            Self::Unknown => 3,
+        }
+    }
+
+    /// The word the status line starts with.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Warning => "WARNING",
+            Self::Critical => "CRITICAL",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
 }
 
 /// Exit code for bad usage, config or input: nothing was changed.
@@ -109,4 +143,15 @@ impl Error {
         };
         if usage { EXIT_USAGE } else { EXIT_RUN_FAILED }
     }
+}
+
+/// A report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReportError {
+    /// The report does not serialize (a bug: please report it).
+    #[error("cannot write the JSON report: {0} (a bug in fleetcert: please report it)")]
+    Serialize(#[source] serde_json::Error),
+    /// Standard output cannot be written.
+    #[error("cannot write the report to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
 }

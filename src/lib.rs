@@ -59,7 +59,7 @@ pub fn usage_error(err: &clap::Error) -> ExitCode {
             "FLEETCERT UNKNOWN - bad arguments: {}",
             shown::bare(first, shown::MAX_SHOWN)
         );
-        return ExitCode::from(commands::CheckStatus::Unknown.code());
+        return ExitCode::from(error::CheckStatus::Unknown.code());
     }
     let _ = err.print();
     ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(error::EXIT_USAGE))

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The demo: on a fresh Debian 12 machine (as root, with a Rust toolchain), install what is
-# missing, build fleetcert, start the test sandbox (real Pebble, Unbound and a BIND primary
-# and secondary on 127.0.0.1), write an inventory for a small local fleet and run the daily
-# playbook on it from this machine as the bastion, then show every host's certificates.
+# missing, build fleetcert's Debian package and its Ansible collection, install the
+# collection with ansible-galaxy, start the test sandbox (real Pebble, Unbound and a BIND
+# primary and secondary on 127.0.0.1), write an inventory for a small local fleet and run the
+# daily playbook fleetcert.fleetcert.daily on it from this machine as the bastion, as an
+# operator would: the install role puts the package on every host (here: this machine). Then
+# it shows every host's certificates, and purges the package again (unless --keep).
 #
 #   tests/demo.sh [--hosts N] [--broken] [--keep]
 #
@@ -11,8 +14,9 @@
 #   --broken    one more host whose certificates fail: one for a name without an
 #               _acme-challenge CNAME, one whose validation fails; it fails alone, and the end
 #               of the run names both and why
-#   --keep      leave the sandbox running and the fleet's files in place, and say how to
-#               run the playbook again (a second run changes nothing) and stop it
+#   --keep      leave the sandbox running, the package installed and the fleet's files in
+#               place, and say how to run the playbook again (a second run changes nothing)
+#               and stop it
 #
 # Environment: DEMO_DIR (default: a new directory under $TMPDIR or /tmp).
 set -euo pipefail
@@ -26,7 +30,7 @@ while (($#)); do
         --hosts) hosts=${2:?--hosts wants a number}; shift 2 ;;
         --broken) broken=(--broken); shift ;;
         --keep) keep=true; shift ;;
-        -h | --help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,21s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) printf 'demo.sh: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
 done
@@ -35,22 +39,47 @@ step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'demo.sh: %s\n' "$*" >&2; exit 1; }
 started=$SECONDS
 
-step "installing what is missing (Debian packages, ansible-core and ansible-lint in .venv/)"
+[[ $(id -u) -eq 0 ]] || die "run as root: the install role installs the Debian package with apt"
+command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
+
+step "installing what is missing (Debian packages, ansible-core in .venv/, cargo-deb)"
 tests/sandbox/install.sh
 tests/install-python.sh
-
-step "cargo build --release"
-command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
-cargo build --release --locked --quiet
-binary=$repo/target/release/fleetcert
+tests/install-cargo-tools.sh
+export PATH=$repo/.venv/bin:$PATH
+# ansible-core refuses to run without a UTF-8 locale.
+export LC_ALL=C.UTF-8
 
 dir=${DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/fleetcert-demo.XXXXXX")}
 mkdir -p "$dir"
 sandbox=$dir/sandbox
 fleet=$dir/fleet
 
+step "packaging/build-deb.sh (a release build, man pages, completions, the Debian package)"
+deb=$(packaging/build-deb.sh --quiet 2>/dev/null | tail -n 1) || die "packaging/build-deb.sh failed (run it alone to see why)"
+echo "$deb"
+
+step "ansible-galaxy collection build ansible/ and install it into $dir/collections"
+export ANSIBLE_COLLECTIONS_PATH=$dir/collections
+ansible-galaxy collection build --force --output-path "$dir" ansible >/dev/null
+ansible-galaxy collection install --offline --force --collections-path "$dir/collections" \
+    "$dir"/fleetcert-fleetcert-*.tar.gz | tail -n 1
+
+# Whatever the demo adds to the machine beyond the package's own files, it removes again.
+had_package=false had_group=false
+[[ $(dpkg-query -W -f='${Status}' fleetcert 2>/dev/null) == "install ok installed" ]] && had_package=true
+getent group fleetcert >/dev/null && had_group=true
+
 stop_sandbox() {
     tests/sandbox/sandbox.sh stop "$sandbox" >/dev/null 2>&1 || true
+}
+remove_package() {
+    $had_package && return
+    apt-get purge -y -q fleetcert >/dev/null 2>&1 || true
+    # The package's empty directories (the demo's hosts keep theirs in $dir) and the copy.
+    rmdir /etc/fleetcert/certs /etc/fleetcert /var/lib/fleetcert 2>/dev/null || true
+    rm -rf /var/cache/fleetcert
+    $had_group || groupdel fleetcert 2>/dev/null || true
 }
 finish() {
     local code=$?
@@ -58,6 +87,7 @@ finish() {
         return
     fi
     stop_sandbox
+    remove_package
     if ((code == 0)); then
         rm -rf "$dir"
     else
@@ -77,18 +107,15 @@ tests/sandbox/sandbox.sh start "$sandbox" "${parent[@]}"
 
 step "writing the inventory of a local fleet in $fleet"
 tests/fleet/inventory.sh "$sandbox/sandbox.env" "$fleet" --hosts "$hosts" "${broken[@]}" \
-    --binary "$binary" >/dev/null
+    --package "$deb" >/dev/null
 sed -n '/^all:/,$p' "$fleet/inventory/hosts.yaml"
 
 playbook=(
-    "$repo/.venv/bin/ansible-playbook" -i "$fleet/inventory" -e "@$fleet/extra-vars.yaml"
-    "$repo/ansible/playbooks/fleetcert.yaml"
+    ansible-playbook -i "$fleet/inventory" -e "@$fleet/extra-vars.yaml" fleetcert.fleetcert.daily
 )
-export ANSIBLE_CONFIG=$repo/ansible/ansible.cfg PATH=$repo/.venv/bin:$PATH
-# ansible-core refuses to run without a UTF-8 locale.
-export LC_ALL=C.UTF-8
+export ANSIBLE_CONFIG=$repo/ansible/ansible.cfg
 
-step "ansible-playbook ansible/playbooks/fleetcert.yaml (request, publish, finalize, hiera, cleanup)"
+step "ansible-playbook fleetcert.fleetcert.daily (install the package, request, publish, finalize, hiera, cleanup)"
 playbook_started=$SECONDS
 code=0
 "${playbook[@]}" || code=$?
@@ -105,7 +132,7 @@ for vars in "$fleet"/inventory/host_vars/*.yaml; do
     [[ -n $config ]] || continue # the DNS primary has no certificates
     printf '\n%s\n' "$host"
     if [[ -f $config ]]; then
-        "$binary" status --config "$config" --format table | sed 's/^/  /'
+        fleetcert status --config "$config" --format table | sed 's/^/  /'
     else
         echo "  (no config: the host failed before fleetcert was installed)"
     fi
@@ -117,9 +144,11 @@ printf '\nthe playbook took %ss; the demo %ss\n' "$playbook_seconds" "$((SECONDS
 if $keep; then
     cat <<EOF
 
-The sandbox keeps running. Run the playbook again (it changes nothing), or in check mode:
-  ANSIBLE_CONFIG=$ANSIBLE_CONFIG ${playbook[*]} [--check]
-Stop the sandbox:
+The sandbox keeps running and the package stays installed ($(fleetcert --version); man fleetcert).
+Run the playbook again (it changes nothing), or in check mode:
+  PATH=$repo/.venv/bin:\$PATH LC_ALL=C.UTF-8 ANSIBLE_CONFIG=$ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH=$ANSIBLE_COLLECTIONS_PATH ${playbook[*]} [--check]
+Stop the sandbox, and remove the package:
   tests/sandbox/sandbox.sh stop $sandbox
+  apt-get purge fleetcert
 EOF
 fi

@@ -10,11 +10,10 @@ cd "$repo"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing what is missing (Debian packages, Python tools)"
+step "installing what is missing (Debian packages, Python tools, cargo-deb)"
 tests/sandbox/install.sh
-if [ -x tests/install-python.sh ]; then
-    tests/install-python.sh
-fi
+tests/install-python.sh
+tests/install-cargo-tools.sh
 export PATH="$repo/.venv/bin:$PATH"
 
 step "cargo fmt --check"
@@ -22,6 +21,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+
+# The release build takes minutes on 2 cores: done here, alone, rather than inside the
+# package test while the other tests run (it runs build-deb.sh again, which then only packs).
+step "the Debian package (packaging/build-deb.sh: release build, man pages, completions)"
+packaging/build-deb.sh --quiet
 
 step "cargo test (unit and integration, against the real sandbox)"
 # Tests mostly wait on servers, not on the CPU: more threads than cores keeps the suite short.

@@ -20,7 +20,7 @@ use super::report::print_text;
 use crate::cert::{DueReason, Inspection, RenewalDecision};
 use crate::cli::CheckArgs;
 use crate::config::{CertSpec, HostConfig};
-use crate::error::{Error, Outcome};
+use crate::error::{CheckStatus, Error, Outcome};
 use crate::metrics::ProbeFacts;
 use crate::probe::{self, Probe, Verdict};
 
@@ -30,40 +30,6 @@ const PROBE_CONCURRENCY: usize = 16;
 /// Problems named in the line; more are counted (Nagios keeps a few KiB of it).
 const MAX_NAMED: usize = 5;
 const SECONDS_PER_DAY: f64 = 86_400.0;
-
-/// The state a monitoring plugin reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum CheckStatus {
-    /// 0: every certificate is fine.
-    Ok,
-    /// 1: something needs attention soon.
-    Warning,
-    /// 2: something is wrong now.
-    Critical,
-    /// 3: the check itself could not run.
-    Unknown,
-}
-
-impl CheckStatus {
-    /// The exit code the plugins' convention gives it.
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            Self::Ok => 0,
-            Self::Warning => 1,
-            Self::Critical => 2,
-            Self::Unknown => 3,
-        }
-    }
-
-    fn word(self) -> &'static str {
-        match self {
-            Self::Ok => "OK",
-            Self::Warning => "WARNING",
-            Self::Critical => "CRITICAL",
-            Self::Unknown => "UNKNOWN",
-        }
-    }
-}
 
 /// One problem with one certificate.
 #[derive(Debug)]

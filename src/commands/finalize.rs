@@ -22,10 +22,10 @@ use crate::store::{self, Access};
 
 /// The JSON report of one finalize run (docs/reports.md).
 #[derive(Debug, Serialize)]
-struct Report {
+pub(super) struct Report {
     host: String,
     /// Whether any certificate file was replaced (Ansible's `changed`).
-    changed: bool,
+    pub(super) changed: bool,
     certs: Vec<CertReport>,
 }
 
@@ -68,25 +68,45 @@ struct Context<'c> {
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
+    let report = finalize_all(&config, &state, args.dry_run).await?;
+    print_json(&report)?;
+    Ok(Outcome::from_failures(report.failed()))
+}
+
+impl Report {
+    /// Whether some certificate could not be finalized.
+    pub(super) fn failed(&self) -> bool {
+        self.certs
+            .iter()
+            .any(|cert| cert.status == FinalizeStatus::Failed)
+    }
+}
+
+/// Completes every pending order and returns the report (`renew` prints it in its own).
+pub(super) async fn finalize_all(
+    config: &HostConfig,
+    state: &StateDir,
+    dry_run: bool,
+) -> Result<Report, Error> {
     let pending: Vec<_> = config
         .certs
         .iter()
-        .map(|(cert, spec)| (cert.as_str(), spec, PendingOrder::load(&state, cert)))
+        .map(|(cert, spec)| (cert.as_str(), spec, PendingOrder::load(state, cert)))
         .collect();
     let any_pending = pending
         .iter()
         .any(|(_, _, saved)| !matches!(saved, Ok(None)));
     // The CA unreachable with orders pending fails the run: nothing could be finalized.
-    let account = if any_pending && !args.dry_run {
-        acme::open_existing(&config.acme, &state).await?
+    let account = if any_pending && !dry_run {
+        acme::open_existing(&config.acme, state).await?
     } else {
         None
     };
     let context = Context {
-        config: &config,
-        state: &state,
+        config,
+        state,
         account,
-        dry_run: args.dry_run,
+        dry_run,
     };
     let certs = join_all(
         pending
@@ -94,16 +114,11 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
             .map(|(cert, spec, saved)| finalize_one(&context, cert, spec, saved)),
     )
     .await;
-    let failed = certs
-        .iter()
-        .any(|cert| cert.status == FinalizeStatus::Failed);
-    let report = Report {
+    Ok(Report {
         host: config.host.to_string(),
         changed: certs.iter().any(|cert| cert.changed),
         certs,
-    };
-    print_json(&report)?;
-    Ok(Outcome::from_failures(failed))
+    })
 }
 
 async fn finalize_one(

@@ -7,12 +7,10 @@ mod hiera;
 mod installed;
 mod publish;
 mod record;
+mod renew;
 mod report;
 mod request;
 mod status;
-
-pub(crate) use check::CheckStatus;
-pub(crate) use report::ReportError;
 
 use crate::cli::Command;
 use crate::error::{Error, Outcome};
@@ -31,6 +29,7 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
         Command::Request(args) => runtime.block_on(request::run(args)),
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
         Command::Publish(args) => runtime.block_on(publish::run(args, &mut observed)),
+        Command::Renew(args) => runtime.block_on(renew::run(args)),
         Command::Hiera(args) => hiera::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Check(args) => runtime.block_on(check::run(&args, &mut observed)),

@@ -16,11 +16,11 @@ use crate::config::{ZoneConfig, ZoneTarget};
 use crate::dns::{DnsName, ServerWait};
 use crate::error::{Error, Outcome};
 use crate::token::{self, TokenSource};
-use crate::zone::{self, FileWriter, Publication};
+use crate::zone::{self, FileWriter, Publication, UpdateWriter};
 
-/// The JSON report on stdout.
+/// The JSON report on stdout (also `renew`'s `publish` and `cleanup`).
 #[derive(Debug, Serialize)]
-struct Report {
+pub(super) struct Report {
     /// Whether the zone changed (a new serial, a new file, a reload).
     changed: bool,
     dry_run: bool,
@@ -70,6 +70,10 @@ pub(crate) async fn run(args: PublishArgs, observed: &mut Observed) -> Result<Ou
             let mut writer = FileWriter::open(target, &config.zone, config.ttl)?;
             zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
         }
+        ZoneTarget::Update(target) => {
+            let mut writer = UpdateWriter::open(target, &config.zone, config.ttl)?;
+            zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
+        }
     };
     observed.published(&publication);
     let report = report(&config, &publication, args.dry_run, started);
@@ -77,7 +81,7 @@ pub(crate) async fn run(args: PublishArgs, observed: &mut Observed) -> Result<Ou
     Ok(outcome(&config, &publication))
 }
 
-fn report(
+pub(super) fn report(
     config: &ZoneConfig,
     publication: &Publication,
     dry_run: bool,
@@ -108,7 +112,7 @@ fn report(
 }
 
 /// 3, with the laggards named on stderr, when some server does not serve the zone yet.
-fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome {
+pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome {
     let Some(propagation) = &publication.propagation else {
         return Outcome::Success;
     };

@@ -88,6 +88,9 @@ impl Record {
             Command::Finalize(args) if !args.dry_run => {
                 ("finalize", ConfigFile::Host(args.config.clone()))
             }
+            Command::Renew(args) if !args.dry_run => {
+                ("renew", ConfigFile::Host(args.config.clone()))
+            }
             Command::Publish(args) if !args.dry_run => {
                 ("publish", ConfigFile::Zone(args.config.clone()))
             }
@@ -98,6 +101,7 @@ impl Record {
             Command::Check(args) => ("check", ConfigFile::Host(args.config.clone())),
             Command::Request(_)
             | Command::Finalize(_)
+            | Command::Renew(_)
             | Command::Publish(_)
             | Command::Hiera(_) => {
                 return None;

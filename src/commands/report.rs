@@ -5,16 +5,7 @@
 
 use std::io::Write as _;
 
-/// A report could not be written.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ReportError {
-    /// The report does not serialize (a bug: please report it).
-    #[error("cannot write the JSON report: {0} (a bug in fleetcert: please report it)")]
-    Serialize(#[source] serde_json::Error),
-    /// Standard output cannot be written.
-    #[error("cannot write the report to stdout: {0}")]
-    Stdout(#[source] std::io::Error),
-}
+use crate::error::ReportError;
 
 /// Prints a report as one JSON document on stdout.
 pub(crate) fn print_json<T: serde::Serialize>(report: &T) -> Result<(), ReportError> {

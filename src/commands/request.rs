@@ -57,54 +57,61 @@ struct Context<'c> {
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
+    let document = token_document(&config, &state, args.dry_run).await?;
+    print_json(&document)?;
+    let failed = document
+        .certs
+        .iter()
+        .any(|cert| cert.status == CertStatus::Failed);
+    Ok(Outcome::from_failures(failed))
+}
+
+/// Decides, orders and returns the token document (`renew` publishes it itself).
+pub(super) async fn token_document(
+    config: &HostConfig,
+    state: &StateDir,
+    dry_run: bool,
+) -> Result<TokenDocument, Error> {
     let now = OffsetDateTime::now_utc();
     let mut plans: Vec<Plan<'_>> = config
         .certs
         .iter()
-        .map(|(cert, spec)| Plan::new(&config, &state, cert, spec, now))
+        .map(|(cert, spec)| Plan::new(config, state, cert, spec, now))
         .collect();
     // Checked before the account is opened: a host whose due names all lack their CNAME
     // registers no account and sends the CA nothing.
-    let checks = join_all(plans.iter().map(|plan| {
-        let config = &config;
-        async move {
-            if plan.is_due() {
-                Some(precheck(config, plan.spec).await)
-            } else {
-                None
-            }
+    let checks = join_all(plans.iter().map(|plan| async move {
+        if plan.is_due() {
+            Some(precheck(config, plan.spec).await)
+        } else {
+            None
         }
     }))
     .await;
     for (plan, check) in plans.iter_mut().zip(checks) {
         plan.delegation = check;
     }
-    let account = if args.dry_run {
+    let account = if dry_run {
         // A dry run makes no CA contact at all, not even reads.
         AccountState::NotNeeded
     } else {
-        open_account(&config, &state, &plans).await?
+        open_account(config, state, &plans).await?
     };
     let context = Context {
-        config: &config,
-        state: &state,
+        config,
+        state,
         account,
-        dry_run: args.dry_run,
+        dry_run,
         now,
     };
     let parts = join_all(plans.into_iter().map(|plan| request_one(&context, plan))).await;
-    let failed = parts
-        .iter()
-        .any(|part| part.state.status == CertStatus::Failed);
-    let document = TokenDocument {
+    Ok(TokenDocument {
         version: token::VERSION,
         host: config.host.to_string(),
         changed: parts.iter().any(|part| part.changed),
         records: parts.iter().flat_map(|part| part.records.clone()).collect(),
         certs: parts.into_iter().map(|part| part.state).collect(),
-    };
-    print_json(&document)?;
-    Ok(Outcome::from_failures(failed))
+    })
 }
 
 impl<'c> Plan<'c> {

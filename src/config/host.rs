@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::certs::{CertSpec, RawCerts, check_certs};
 use super::metrics::{Metrics, RawMetrics, check_metrics};
-use super::{ConfigError, invalid, parse_dns_address, read_yaml};
+use super::update::{HostUpdate, RawUpdate, check_host_update};
+use super::{ConfigDuration, ConfigError, invalid, parse_dns_address, read_yaml};
 use crate::cert::{CertDir, FileNames, KeyType, Layout};
 use crate::dns::DnsName;
 use crate::shown::{path as shown_path, shown};
@@ -46,6 +47,9 @@ struct RawHost {
     renew: RawRenew,
     certs: RawCerts,
     metrics: Option<RawMetrics>,
+    update: Option<RawUpdate>,
+    servers: Option<Vec<String>>,
+    timeout: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +128,8 @@ pub(crate) struct HostConfig {
     pub(crate) certs: BTreeMap<String, CertSpec>,
     /// Where the textfile for node_exporter goes; `None`: no metrics.
     pub(crate) metrics: Option<Metrics>,
+    /// How `renew` publishes this host's records (`update:`, `servers`, `timeout`).
+    pub(crate) update: Option<HostUpdate>,
 }
 
 /// How to reach the CA and the account to use there.
@@ -193,6 +199,16 @@ impl HostConfig {
         if raw.renew.before_days == 0 {
             return Err(invalid(path, "renew.before_days", "must be at least 1"));
         }
+        let metrics = check_metrics(path, raw.metrics)?;
+        let update = check_host_update(
+            path,
+            raw.update,
+            raw.servers,
+            raw.timeout,
+            raw.state_dir
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_STATE_DIR)),
+        )?;
         Ok(Self {
             path: path.to_owned(),
             host,
@@ -210,7 +226,8 @@ impl HostConfig {
                 ari: raw.renew.ari,
             },
             certs,
-            metrics: check_metrics(path, raw.metrics)?,
+            metrics,
+            update,
         })
     }
 }

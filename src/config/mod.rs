@@ -11,6 +11,7 @@ mod duration;
 mod host;
 mod metrics;
 mod unique;
+mod update;
 mod zone;
 
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use certs::CertSpec;
 pub(crate) use duration::ConfigDuration;
 pub(crate) use host::{Acme, HostConfig};
+pub(crate) use update::{UpdateTarget, missing_update};
 #[cfg(test)]
 pub(crate) use zone::tests as zone_tests;
 pub(crate) use zone::{FileTarget, ZoneConfig, ZoneTarget};

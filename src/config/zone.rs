@@ -9,22 +9,23 @@ use serde::Deserialize;
 
 use super::metrics::{Metrics, RawMetrics, check_metrics};
 use super::unique::UniqueMap;
+use super::update::{self, RawUpdate, UpdateTarget};
 use super::{ConfigDuration, ConfigError, beside, invalid, parse_dns_address, read_yaml};
 use crate::dns::DnsName;
 use crate::shown::shown;
 use crate::token::{ChallengeRecords, Policy};
 
-const DEFAULT_TTL: u32 = 60;
+pub(super) const DEFAULT_TTL: u32 = 60;
 const DEFAULT_RESOLVER: &str = "127.0.0.1:53";
 /// How long `publish` waits for every server to serve the new serial.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a host's records survive publishes that do not mention it.
-const DEFAULT_RECORD_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+pub(super) const DEFAULT_RECORD_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// How long a publish waits for another one holding the lock.
-const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 /// BIND's `max-records-per-type` default since 9.18.28: a zone with more records of one type
 /// at one name is not loaded at all.
-const DEFAULT_MAX_VALUES_PER_NAME: usize = 100;
+pub(super) const DEFAULT_MAX_VALUES_PER_NAME: usize = 100;
 /// One DNS message (64 KiB, over TCP) carries about 1,160 TXT values of 43 characters.
 const MAX_VALUES_PER_NAME_LIMIT: usize = 1000;
 
@@ -50,6 +51,26 @@ struct RawZone {
     max_values_per_name: Option<usize>,
     allow: Option<UniqueMap<Vec<String>>>,
     metrics: Option<RawMetrics>,
+    update: Option<RawUpdate>,
+    state_dir: Option<PathBuf>,
+}
+
+impl RawZone {
+    /// The file publisher's keys that this config gives (`update:` replaces them all).
+    fn file_keys(&self) -> Vec<&'static str> {
+        [
+            ("zone_file", self.zone_file.is_some()),
+            ("template", self.template.is_some()),
+            ("soa", self.soa.is_some()),
+            ("nameservers", self.nameservers.is_some()),
+            ("glue", self.glue.is_some()),
+            ("reload", self.reload.is_some()),
+            ("check_zone", self.check_zone.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, given)| given.then_some(key))
+        .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +142,8 @@ pub(crate) struct ZoneConfig {
 pub(crate) enum ZoneTarget {
     /// Render the zone file, replace it, run the reload command.
     File(FileTarget),
+    /// Send DNS UPDATE messages signed with TSIG to the primary (RFC 2136).
+    Update(UpdateTarget),
 }
 
 /// The zone file and how the server is told about it.
@@ -192,7 +215,22 @@ impl ZoneConfig {
         let lock_timeout = raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0);
         let record_lifetime = raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0);
         let metrics = check_metrics(path, raw.metrics.take())?;
-        let target = ZoneTarget::File(check_file_target(path, &zone, raw)?);
+        update::refuse_mixed(
+            path,
+            raw.update.is_some(),
+            &raw.file_keys(),
+            raw.state_dir.is_some(),
+        )?;
+        let target = match raw.update.take() {
+            Some(raw_update) => {
+                let state_dir = raw.state_dir.take().map_or_else(
+                    || update::DEFAULT_PUBLISH_STATE_DIR.into(),
+                    |dir| beside(path, dir),
+                );
+                ZoneTarget::Update(update::check_update(path, raw_update, state_dir)?)
+            }
+            None => ZoneTarget::File(check_file_target(path, &zone, raw)?),
+        };
         Ok(Self {
             policy,
             zone,
@@ -288,7 +326,7 @@ fn check_file_target(
     })
 }
 
-fn check_servers(
+pub(super) fn check_servers(
     path: &Path,
     raw: Option<Vec<String>>,
 ) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
@@ -425,6 +463,7 @@ pub(crate) mod tests {
     fn file(config: &ZoneConfig) -> &FileTarget {
         match &config.target {
             ZoneTarget::File(file) => file,
+            ZoneTarget::Update(_) => panic!("a file target"),
         }
     }
 

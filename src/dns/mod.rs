@@ -1,14 +1,18 @@
 //! DNS: the name type, questions to one server, the delegation pre-check on hosts, finding a
-//! zone's servers, and the every-server wait of `publish`.
+//! zone's servers, the every-server wait of `publish`, and DNS UPDATE signed with TSIG.
 
 mod client;
 mod discover;
 mod name;
 mod precheck;
+mod tsig;
+mod update;
 mod wait;
 
 pub(crate) use client::{DnsError, Recursion, query};
 pub(crate) use discover::{DiscoverError, discover_servers};
 pub(crate) use name::{DnsName, NameError};
 pub(crate) use precheck::{DelegationError, check_delegation};
-pub(crate) use wait::{Propagation, Served, ServerWait, current_serials, wait_and_check};
+pub(crate) use tsig::{TsigAlgo, TsigKey};
+pub(crate) use update::{SetChange, UpdateClient, UpdateError, pack};
+pub(crate) use wait::{Propagation, Served, ServerWait, SetCheck, current_serials, wait_and_check};

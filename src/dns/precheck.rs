@@ -10,9 +10,8 @@ use std::net::SocketAddr;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
-use super::{DnsError, DnsName, Recursion, query};
+use super::{DnsError, DnsName, NameError, Recursion, query};
 use crate::shown::shown;
-use crate::token::challenge_name;
 
 /// CNAME chains longer than this are refused (loops, or a delegation nobody can follow).
 const MAX_CHAIN: usize = 8;
@@ -55,6 +54,11 @@ pub(crate) enum DelegationError {
         server: SocketAddr,
         code: ResponseCode,
     },
+}
+
+/// `_acme-challenge.<base name>`, the name the CA queries for `identifier` (RFC 8555 8.4).
+fn challenge_name(identifier: &DnsName) -> Result<DnsName, NameError> {
+    identifier.base().child("_acme-challenge")
 }
 
 /// Checks that `_acme-challenge.<identifier>` leads to `target`.
@@ -125,4 +129,18 @@ pub(crate) async fn check_delegation(
         name: start,
         target,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_is_validated_at_its_base_names_challenge() {
+        let id = DnsName::parse_identifier("*.x.org").expect("identifier");
+        assert_eq!(
+            challenge_name(&id).expect("fits").fqdn(),
+            "_acme-challenge.x.org."
+        );
+    }
 }

@@ -92,6 +92,16 @@ pub(crate) struct ServerWait {
     pub(crate) caught_up: Option<Duration>,
 }
 
+/// How the served TXT sets must compare with the published ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SetCheck {
+    /// Exactly the published values: fleetcert wrote the whole zone (the file publisher).
+    Exact,
+    /// At least the published values: others may keep values at the same names (dynamic
+    /// update changes only fleetcert's own).
+    Contains,
+}
+
 /// A record that the checked server does not serve as published.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
@@ -169,6 +179,7 @@ pub(crate) async fn wait_and_check(
     serial: u32,
     timeout: Duration,
     expected: &BTreeMap<&DnsName, BTreeSet<&str>>,
+    sets: SetCheck,
 ) -> Propagation {
     enum Done {
         Waited(usize, ServerWait),
@@ -203,7 +214,7 @@ pub(crate) async fn wait_and_check(
                 if let Some(server) = first.map(|wait| wait.server) {
                     check_started = true;
                     pending.push(
-                        check_records(server, expected)
+                        check_records(server, expected, sets)
                             .map(move |result| Done::Checked(server, result))
                             .boxed_local(),
                     );
@@ -274,6 +285,7 @@ async fn poll_server(
 pub(crate) async fn check_records(
     server: SocketAddr,
     expected: &BTreeMap<&DnsName, BTreeSet<&str>>,
+    sets: SetCheck,
 ) -> Result<(), RecordMismatch> {
     let mismatch = |name: &DnsName, want: usize, found: String| RecordMismatch {
         server,
@@ -338,7 +350,11 @@ pub(crate) async fn check_records(
         }
         let served = answer.txt_values();
         let served_set: BTreeSet<&str> = served.iter().map(String::as_str).collect();
-        if served_set != *values {
+        let matches = match sets {
+            SetCheck::Exact => served_set == *values,
+            SetCheck::Contains => served_set.is_superset(values),
+        };
+        if !matches {
             let shown_values: Vec<String> = served.iter().take(8).map(|v| shown(v)).collect();
             let more = served.len().saturating_sub(8);
             let found = if more == 0 {
@@ -390,6 +406,7 @@ mod tests {
             5,
             Duration::from_millis(300),
             &BTreeMap::new(),
+            SetCheck::Exact,
         )
         .await;
         let waits = propagation.waits;

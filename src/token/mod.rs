@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dns::{DnsName, NameError};
 
-pub(crate) use validate::{Submission, TokenError, TokenSource, read_tokens};
+pub(crate) use validate::{Submission, TokenError, TokenSource, own_submission, read_tokens};
 
 /// The only document version this build reads and writes.
 pub(crate) const VERSION: u32 = 1;
@@ -166,11 +166,6 @@ pub(crate) fn record_name(
     }
 }
 
-/// `_acme-challenge.<base name>`, the name the CA queries for `identifier`.
-pub(crate) fn challenge_name(identifier: &DnsName) -> Result<DnsName, NameError> {
-    identifier.base().child("_acme-challenge")
-}
-
 /// What `publish` accepts from hosts: the zone, where records go, and who may ask for what.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
@@ -232,10 +227,6 @@ pub(crate) mod tests {
         assert_eq!(
             record_name(&id("x.org"), &zone, ChallengeRecords::Shared).expect("apex"),
             zone
-        );
-        assert_eq!(
-            challenge_name(&id("*.x.org")).expect("fits").fqdn(),
-            "_acme-challenge.x.org."
         );
     }
 }

@@ -201,6 +201,30 @@ pub(crate) fn read_tokens(
         .collect())
 }
 
+/// Validates a host's own document made in this process (`renew`): the same checks as a
+/// document from elsewhere, with the host config's name as the identity it speaks for.
+pub(crate) fn own_submission(
+    document: &TokenDocument,
+    host: &DnsName,
+    policy: &Policy,
+) -> Result<Submission, TokenError> {
+    let origin = Origin {
+        file: "this run's request".to_owned(),
+        entry: None,
+    };
+    let value = serde_json::to_value(document).map_err(|err| TokenError::Document {
+        origin: origin.clone(),
+        host: host.to_string(),
+        problem: format!("cannot be read back: {err}"),
+    })?;
+    let entry = Entry {
+        origin,
+        vouched: Some(host.clone()),
+        value,
+    };
+    validate(entry, policy)
+}
+
 /// Reads one source and splits it into its documents, by shape.
 fn entries(source: &TokenSource) -> Result<Vec<Entry>, TokenError> {
     let file = if source.is_stdin() {

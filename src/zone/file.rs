@@ -383,6 +383,7 @@ mod tests {
     fn target(config: &ZoneConfig) -> &FileTarget {
         match &config.target {
             ZoneTarget::File(file) => file,
+            ZoneTarget::Update(_) => panic!("a file target"),
         }
     }
 
@@ -430,7 +431,9 @@ mod tests {
             count.display()
         );
         let config = crate::config::zone_tests::config(dir.path(), "check_zone: false\n");
-        let ZoneTarget::File(mut target) = config.target;
+        let ZoneTarget::File(mut target) = config.target else {
+            panic!("a file target");
+        };
         target.reload = vec!["sh".to_owned(), "-c".to_owned(), script];
         std::fs::write(dir.path().join("zone.db"), "old\n").expect("write");
         let mut writer = FileWriter::open(&target, &config.zone, config.ttl).expect("open");

@@ -5,7 +5,8 @@
 //! submissions to the ledger, save it, let the [`ZoneWriter`] change the zone, then wait
 //! until every authoritative server serves it. A writer only answers "make the zone hold
 //! these records; which serial do I wait for": the file writer ([`FileWriter`]: render,
-//! check, replace, reload) is one; a dynamic-update writer is another.
+//! check, replace, reload) is one; the dynamic-update writer ([`UpdateWriter`]: read the
+//! zone, send signed UPDATE messages for the TXT values that changed) is the other.
 
 mod check;
 mod file;
@@ -13,10 +14,12 @@ mod ledger;
 mod publish;
 mod reload;
 mod render;
+mod update;
 
 pub(crate) use file::FileWriter;
 pub(crate) use ledger::Ledger;
 pub(crate) use publish::{Publication, publish};
+pub(crate) use update::UpdateWriter;
 
 use crate::dns::DiscoverError;
 use crate::store::StoreError;
@@ -72,6 +75,33 @@ pub(crate) enum ZoneError {
     /// A file could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The primary did not take the dynamic update.
+    #[error(transparent)]
+    Update(Box<crate::dns::UpdateError>),
+    /// The zone changed under every attempt of a dynamic update.
+    #[error(
+        "zone {zone} on {server} changed between reading and updating it in each of \
+         {attempts} attempts: another client keeps changing the same TXT records; what \
+         fleetcert had changed was put back{undo}"
+    )]
+    Contended {
+        zone: String,
+        server: std::net::SocketAddr,
+        attempts: u32,
+        undo: String,
+    },
+    /// One TXT set holds more values than one UPDATE message can carry with its prerequisite.
+    #[error(
+        "the TXT set at {name} is too large to change atomically in one UPDATE message: lower \
+         max_values_per_name, or use challenge_records: per-name"
+    )]
+    SetTooLarge { name: String },
+}
+
+impl From<crate::dns::UpdateError> for ZoneError {
+    fn from(err: crate::dns::UpdateError) -> Self {
+        Self::Update(Box::new(err))
+    }
 }
 
 impl ZoneError {
@@ -83,8 +113,11 @@ impl ZoneError {
             | Self::Rendered { .. }
             | Self::CheckZone { .. }
             | Self::Crowded { .. }
-            | Self::ZoneFile { .. } => true,
+            | Self::ZoneFile { .. }
+            | Self::SetTooLarge { .. } => true,
             Self::Store(err) => err.is_refusal(),
+            Self::Update(err) => err.is_usage(),
+            Self::Contended { .. } => false,
             Self::Reload(_) | Self::Locked(_) | Self::Servers { .. } => false,
         }
     }

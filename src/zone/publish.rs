@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{Ledger, ZoneError};
 use crate::config::ZoneConfig;
-use crate::dns::{self, DnsName, Propagation, Served};
+use crate::dns::{self, DnsName, Propagation, Served, SetCheck};
 use crate::lock::Lock;
 use crate::store::Dir;
 use crate::token::{ChallengeRecords, Submission, TxtRecord};
@@ -48,6 +48,12 @@ pub(crate) trait ZoneWriter {
 
     /// The name of the zone's primary, to ask first when servers are found from NS records.
     fn primary(&self) -> Option<&DnsName>;
+
+    /// How the served TXT sets are checked after the wait: a writer that leaves other
+    /// values at its names in place says [`SetCheck::Contains`].
+    fn set_check(&self) -> SetCheck {
+        SetCheck::Exact
+    }
 
     /// Makes the zone hold exactly `records` among the challenge records (nothing else it
     /// holds changes); `served` is what each server serves now. In a dry run, says what it
@@ -134,7 +140,18 @@ pub(crate) async fn publish<W: ZoneWriter>(
                 .or_default()
                 .insert(record.value.as_str());
         }
-        Some(dns::wait_and_check(&servers, &config.zone, written.serial, budget, &expected).await)
+        let sets = writer.set_check();
+        Some(
+            dns::wait_and_check(
+                &servers,
+                &config.zone,
+                written.serial,
+                budget,
+                &expected,
+                sets,
+            )
+            .await,
+        )
     };
     drop(lock);
     Ok(Publication {

@@ -229,6 +229,7 @@ mod tests {
     fn file(config: &ZoneConfig) -> &FileTarget {
         match &config.target {
             ZoneTarget::File(file) => file,
+            ZoneTarget::Update(_) => panic!("a file target"),
         }
     }
 

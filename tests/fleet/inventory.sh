@@ -4,7 +4,8 @@
 # directories and its own names, and the DNS primary is the sandbox's BIND primary.
 # Used by tests/demo.sh and the Ansible integration test (tests/integration/ansible.rs).
 #
-#   tests/fleet/inventory.sh SANDBOX_ENV DIR [--hosts N] [--broken] [--binary PATH]
+#   tests/fleet/inventory.sh SANDBOX_ENV DIR [--hosts N] [--broken]
+#                            [--binary PATH [--url URL] | --package DEB]
 #
 #   SANDBOX_ENV  the sandbox's sandbox.env (tests/sandbox/sandbox.sh start writes it)
 #   DIR          where the fleet lives; created, must not hold an inventory yet
@@ -20,8 +21,13 @@
 #                ordered, but the DNS primary leaves this host out of publish
 #                (fleetcert_publish_hosts), so the CA finds no record and validation fails.
 #                The host fails alone; every other host gets its certificates
-#   --binary P   the fleetcert binary the bastion copies to every host
+#   --binary P   install method `copy`: the bastion copies the binary P to every host
 #                (default: target/release/fleetcert of this repository)
+#   --url URL    with --binary: host1 downloads the binary from URL instead (method `url`),
+#                checked against the SHA-256 of P; with --broken also badsum.example.test,
+#                whose checksum is wrong: it fails at install, alone, and gets no binary
+#   --package D  install method `package`: every host installs the Debian package D with apt
+#                (as root; on this one machine the hosts share /usr/bin/fleetcert)
 #
 # It writes:
 #   DIR/inventory/hosts.yaml             groups and shared settings
@@ -36,23 +42,32 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 die() { printf 'inventory.sh: %s\n' "$*" >&2; exit 2; }
-usage() { sed -n '6,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '6,38s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 (($# >= 2)) || usage
 env_file=$1 dir=$2
 shift 2
-hosts=3 broken=false binary=$repo/target/release/fleetcert
+hosts=3 broken=false binary=$repo/target/release/fleetcert url='' package=''
 while (($#)); do
     case $1 in
         --hosts) [[ ${2:-} =~ ^[1-9][0-9]*$ && $2 -le 199 ]] || die "--hosts wants 1..199"; hosts=$2; shift 2 ;;
         --broken) broken=true; shift ;;
         --binary) [[ -n ${2:-} ]] || die "--binary wants a path"; binary=$2; shift 2 ;;
+        --url) [[ ${2:-} =~ ^https?:// ]] || die "--url wants an http(s) URL"; url=$2; shift 2 ;;
+        --package) [[ -n ${2:-} ]] || die "--package wants a .deb"; package=$2; shift 2 ;;
         *) usage ;;
     esac
 done
+[[ -z $package || -z $url ]] || die "--url goes with --binary, not with --package"
 
 [[ -r $env_file ]] || die "$env_file: no sandbox.env (start the sandbox first: tests/sandbox/sandbox.sh start DIR)"
-[[ -x $binary ]] || die "$binary: no fleetcert binary (cargo build --release)"
+if [[ -n $package ]]; then
+    [[ -f $package ]] || die "$package: no such package (packaging/build-deb.sh builds it)"
+    package=$(readlink -f "$package")
+else
+    [[ -x $binary ]] || die "$binary: no fleetcert binary (cargo build --release)"
+    binary=$(readlink -f "$binary")
+fi
 [[ ! -e $dir/inventory ]] || die "$dir/inventory exists already: use a new directory"
 
 # sandbox.env: KEY=VALUE lines without quoting.
@@ -66,7 +81,6 @@ done
 
 mkdir -p "$dir/inventory/host_vars" "$dir/hosts"
 dir=$(cd "$dir" && pwd)
-binary=$(readlink -f "$binary")
 zone=${sb[SIGNING_ZONE]}
 # The modules run under the system's Python, as on a real host; ansible-playbook's own
 # (the venv's) where there is none.
@@ -76,11 +90,12 @@ else
     python='{{ ansible_playbook_python }}'
 fi
 
-# The host-specific paths: everything of one host below DIR/hosts/NAME.
+# The host-specific paths: everything of one host below DIR/hosts/NAME. With the package,
+# the binary is the package's, shared by every "host" of this one machine.
 host_paths() {
     local home=$dir/hosts/$1
+    [[ -n $package ]] || echo "fleetcert_binary: $home/bin/fleetcert"
     cat <<YAML
-fleetcert_binary: $home/bin/fleetcert
 fleetcert_config_path: $home/etc/fleetcert.yaml
 fleetcert_state_dir: $home/state
 fleetcert_cert_dir: $home/certs
@@ -94,6 +109,12 @@ for ((n = 1; n <= hosts; n++)); do
     {
         echo "---"
         host_paths "$name"
+        if [[ -n $url ]] && ((n == 1)); then
+            echo "# Downloads its binary, checked against its SHA-256."
+            echo "fleetcert_install_method: url"
+            echo "fleetcert_install_url: $url"
+            echo "fleetcert_install_sha256: \"$(sha256sum "$binary" | cut -d' ' -f1)\""
+        fi
         echo "fleetcert_certs:"
         if ((n % 2)); then
             echo "  main: [host$n.example.test, www$n.example.test]"
@@ -117,6 +138,20 @@ if $broken; then
     } >"$dir/inventory/host_vars/broken.example.test.yaml"
 fi
 
+if $broken && [[ -n $url ]]; then
+    names+=(badsum.example.test)
+    {
+        echo "---"
+        echo "# Its download does not match this checksum: it fails at install and gets no binary."
+        host_paths badsum.example.test
+        echo "fleetcert_install_method: url"
+        echo "fleetcert_install_url: $url"
+        echo "fleetcert_install_sha256: \"$(printf '0%.0s' {1..64})\""
+        echo "fleetcert_certs:"
+        echo "  main: [host198.example.test]"
+    } >"$dir/inventory/host_vars/badsum.example.test.yaml"
+fi
+
 # The legacy host: everything happens on the bastion (here: localhost), in directories of
 # its own there, and only the hiera file reaches the host.
 legacy=legacy.example.test
@@ -124,9 +159,9 @@ bastion=$dir/hosts/bastion/legacy/$legacy
 {
     echo "---"
     echo "# A legacy Puppet host: the bastion requests, finalizes and exports for it."
+    echo "fleetcert_delegate_to: localhost"
+    [[ -n $package ]] || echo "fleetcert_binary: $dir/hosts/bastion/bin/fleetcert"
     cat <<YAML
-fleetcert_delegate_to: localhost
-fleetcert_binary: $dir/hosts/bastion/bin/fleetcert
 fleetcert_config_path: $bastion/fleetcert.yaml
 fleetcert_state_dir: $bastion/state
 fleetcert_cert_dir: $bastion/certs
@@ -141,7 +176,7 @@ primary=ns1.example.test
 {
     echo "---"
     echo "# The signing zone on the sandbox's BIND primary; both servers must serve each publish."
-    host_paths "$primary" | sed -n 1p
+    [[ -n $package ]] || echo "fleetcert_binary: $dir/hosts/$primary/bin/fleetcert"
     cat <<YAML
 fleetcert_zone_config_path: $dir/hosts/$primary/etc/zone.yaml
 fleetcert_publish_tokens_path: $dir/hosts/$primary/publish/tokens.json
@@ -170,7 +205,15 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: "$python"
-    fleetcert_install_binary_src: $binary
+YAML
+    if [[ -n $package ]]; then
+        echo "    fleetcert_install_method: package"
+        echo "    fleetcert_install_package_src: $package"
+    else
+        echo "    fleetcert_install_method: copy"
+        echo "    fleetcert_install_binary_src: $binary"
+    fi
+    cat <<YAML
   children:
     fleetcert:
       vars:
@@ -218,5 +261,4 @@ YAML
 
 printf -- '---\nfleetcert_handlers_file: %s\n' "$dir/handlers.yaml" >"$dir/extra-vars.yaml"
 
-printf 'ansible-playbook -i %q -e @%q %q\n' "$dir/inventory" "$dir/extra-vars.yaml" \
-    "$repo/ansible/playbooks/fleetcert.yaml"
+printf 'ansible-playbook -i %q -e @%q fleetcert.fleetcert.daily\n' "$dir/inventory" "$dir/extra-vars.yaml"

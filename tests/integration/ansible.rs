@@ -1,22 +1,23 @@
-//! The daily playbook (ansible/playbooks/fleetcert.yaml) run by real ansible-playbook from
-//! `.venv` against a local fleet on the sandbox: hosts with their own directories and names,
-//! a broken host (one certificate for a name without a CNAME, one that cannot validate because
-//! the DNS primary leaves the host out of publish), a legacy host exported as hiera, and the
-//! sandbox's BIND primary as the DNS primary. The inventory comes from
-//! tests/fleet/inventory.sh, which tests/demo.sh uses as well. Also: ansible-lint's
-//! production profile on ansible/.
+//! The daily playbook, `fleetcert.fleetcert.daily` from the collection as ansible-galaxy
+//! installed it (see `collection`), run by real ansible-playbook from `.venv` against a local
+//! fleet on the sandbox: hosts with their own directories and names, one of them installing
+//! the binary from a URL checked against its SHA-256; a broken host (one certificate for a
+//! name without a CNAME, one that cannot validate because the DNS primary leaves the host out
+//! of publish); a host whose download does not match its checksum; a legacy host exported as
+//! hiera; and the sandbox's BIND primary as the DNS primary. The inventory comes from
+//! tests/fleet/inventory.sh, which tests/demo.sh uses as well.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::process::CommandExt as _;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::thread;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::collection;
 use crate::sandbox::Sandbox;
-use crate::util::{sans, snapshot};
+use crate::util::{run_ok, sans, snapshot};
+use crate::venv::{Ran, repo, run_bounded, tool};
 
 /// A playbook run that takes longer than this is stuck (a normal run takes 10 to 40 s).
 const PLAYBOOK_TIMEOUT: Duration = Duration::from_secs(240);
@@ -43,115 +44,40 @@ const HOSTS: [(&str, Certs); 3] = [
     ),
 ];
 const BROKEN: &str = "broken.example.test";
+/// Installs by URL with a wrong checksum: fails at install, alone (tests/fleet/inventory.sh).
+const BADSUM: &str = "badsum.example.test";
 const LEGACY: &str = "legacy.example.test";
 const PRIMARY: &str = "ns1.example.test";
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// PATH with the venv's tools first.
-fn venv_path() -> String {
-    format!(
-        "{}:{}",
-        venv_bin().display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-/// `.venv/bin`, after tests/install-python.sh made sure it holds the pinned tools (a no-op
-/// that prints nothing when it does; tests/run.sh has run it already).
-fn venv_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(repo().join("tests/install-python.sh"))
-            .output()
-            .expect("run tests/install-python.sh");
-        assert!(
-            out.status.success(),
-            "tests/install-python.sh failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        repo().join(".venv/bin")
-    })
-}
-
-/// What one ansible-playbook (or ansible-lint) run printed.
-struct Ran {
-    code: i32,
-    output: String,
-}
-
-/// Runs `command` in a process group of its own with a deadline; on timeout the whole group
-/// (ansible forks workers) is killed.
-fn run_bounded(mut command: Command, timeout: Duration) -> Ran {
-    let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(log.reopen().expect("reopen log"))
-        .stderr(log.reopen().expect("reopen log"))
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
-    let output = fs::read_to_string(log.path()).unwrap_or_default();
-    let Some(status) = status else {
-        panic!("{command:?} still ran after {timeout:?}, killed; output:\n{output}");
-    };
-    Ran {
-        code: status.code().unwrap_or(-1),
-        output,
-    }
-}
-
 /// The fleet on one sandbox, written by tests/fleet/inventory.sh.
-struct Fleet {
-    sb: Sandbox,
-    dir: tempfile::TempDir,
+pub(crate) struct Fleet {
+    pub(crate) sb: Sandbox,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Fleet {
-    fn new() -> Self {
+    /// A new sandbox and `tests/fleet/inventory.sh SANDBOX_ENV DIR ARGS...`.
+    pub(crate) fn new<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Self {
         let sb = Sandbox::start();
         let dir = tempfile::Builder::new()
             .prefix("fleetcert-fleet-")
             .tempdir()
             .expect("fleet dir");
-        let out = Command::new(repo().join("tests/fleet/inventory.sh"))
-            .arg(sb.dir().join("sandbox.env"))
-            .arg(dir.path())
-            .args(["--hosts", "3", "--broken", "--binary"])
-            .arg(env!("CARGO_BIN_EXE_fleetcert"))
-            .output()
-            .expect("run tests/fleet/inventory.sh");
-        assert!(
-            out.status.success(),
-            "inventory.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new(repo().join("tests/fleet/inventory.sh"))
+                .arg(sb.dir().join("sandbox.env"))
+                .arg(dir.path())
+                .args(args),
         );
         Self { sb, dir }
     }
 
-    fn home(&self, host: &str) -> PathBuf {
+    pub(crate) fn home(&self, host: &str) -> PathBuf {
         self.dir.path().join("hosts").join(host)
     }
 
     /// Where a host's certificate lives (layout `fleetcert`).
-    fn fullchain(&self, host: &str, cert: &str) -> PathBuf {
+    pub(crate) fn fullchain(&self, host: &str, cert: &str) -> PathBuf {
         let certs = if host == LEGACY {
             self.dir
                 .path()
@@ -172,8 +98,9 @@ impl Fleet {
         lines
     }
 
-    fn playbook(&self, extra: &[&str]) -> Playbook {
-        let mut command = Command::new(venv_bin().join("ansible-playbook"));
+    /// `ansible-playbook fleetcert.fleetcert.daily` from the installed collection.
+    pub(crate) fn playbook(&self, extra: &[&str]) -> Playbook {
+        let mut command = tool("ansible-playbook");
         command
             .arg("-i")
             .arg(self.dir.path().join("inventory"))
@@ -183,16 +110,12 @@ impl Fleet {
                 self.dir.path().join("extra-vars.yaml").display()
             ))
             .args(extra)
-            .arg(repo().join("ansible/playbooks/fleetcert.yaml"))
+            .arg("fleetcert.fleetcert.daily")
             .env("ANSIBLE_CONFIG", repo().join("ansible/ansible.cfg"))
-            .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_FORCE_COLOR", "0")
-            .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join("ansible-tmp"))
-            // ansible-core refuses to run without a UTF-8 locale.
-            .env("LC_ALL", "C.UTF-8")
-            .env("PATH", venv_path());
+            .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
+            .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join("ansible-tmp"));
         let started = Instant::now();
-        let ran = run_bounded(command, PLAYBOOK_TIMEOUT);
+        let ran: Ran = run_bounded(command, PLAYBOOK_TIMEOUT);
         eprintln!(
             "ansible-playbook {extra:?}: exit {} in {:.1?}",
             ran.code,
@@ -215,9 +138,9 @@ struct Recap {
     unreachable: u32,
 }
 
-struct Playbook {
-    code: i32,
-    output: String,
+pub(crate) struct Playbook {
+    pub(crate) code: i32,
+    pub(crate) output: String,
     recap: BTreeMap<String, Recap>,
 }
 
@@ -232,7 +155,7 @@ impl Playbook {
 
     /// Panics unless exactly `failing` hosts failed and every other host ran through.
     #[track_caller]
-    fn expect_failed(&self, failing: &[&str]) {
+    pub(crate) fn expect_failed(&self, failing: &[&str]) {
         let failed: Vec<&str> = self
             .recap
             .iter()
@@ -276,7 +199,7 @@ fn parse_recap(output: &str) -> BTreeMap<String, Recap> {
 }
 
 #[track_caller]
-fn assert_issued(fleet: &Fleet, host: &str, cert: &str, names: &[&str]) {
+pub(crate) fn assert_issued(fleet: &Fleet, host: &str, cert: &str, names: &[&str]) {
     let fullchain = fleet.fullchain(host, cert);
     if let Err(err) = fleet.sb.verify_chain(&fullchain) {
         panic!(
@@ -293,23 +216,120 @@ fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
 }
 
+/// A static HTTP server on loopback (Python's http.server) serving one file, for the `url`
+/// install method. Stopped on drop.
+struct FileServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl FileServer {
+    fn start(file: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("served dir");
+        let name = file.file_name().expect("file name");
+        std::os::unix::fs::symlink(file, dir.path().join(name)).expect("symlink served file");
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "0",
+                "--directory",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        // "Serving HTTP on 127.0.0.1 port 43567 (http://127.0.0.1:43567/) ..."
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read http.server's first line");
+        let port = line
+            .split_whitespace()
+            .skip_while(|word| *word != "port")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no port in http.server's line {line:?}"));
+        let url = format!("http://127.0.0.1:{port}/{}", name.to_string_lossy());
+        Self {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The whole daily run, three times on one fleet (each run costs 20 to 40 s):
 /// 1. issues every good host's certificates (verified against Pebble's root) and the legacy
-///    host's hiera file, runs each handler exactly for the certificates replaced, and fails
-///    only the broken host, naming both of its certificates and why;
+///    host's hiera file, host1 with the binary it downloaded (method `url`); runs each handler
+///    exactly for the certificates replaced; fails only the broken host, naming both of its
+///    certificates and why, and the host whose download does not match its checksum, which
+///    gets no binary at all;
 /// 2. right after, changes nothing: `changed=0` on every host (but the broken one, which
 ///    orders its failed certificate again, as it should), the same zone serial;
 /// 3. `--check` after a certificate was added to host1: says it would order it, creates no
 ///    order, writes no zone, no config, no certificate, and runs no handler.
 #[test]
 fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
-    let fleet = Fleet::new();
+    let binary = Path::new(env!("CARGO_BIN_EXE_fleetcert"));
+    let server = FileServer::start(binary);
+    let fleet = Fleet::new(&[
+        "--hosts",
+        "3",
+        "--broken",
+        "--binary",
+        env!("CARGO_BIN_EXE_fleetcert"),
+        "--url",
+        &server.url,
+    ]);
     let sb = &fleet.sb;
     let zone_file = sb.signing_zone_file();
 
     // 1. The first run.
     let first = fleet.playbook(&[]);
-    first.expect_failed(&[BROKEN]);
+    first.expect_failed(&[BADSUM, BROKEN]);
+    // host1 runs what it downloaded, byte for byte the binary served.
+    assert_eq!(
+        read(&fleet.home(HOSTS[0].0).join("bin/fleetcert")),
+        read(binary),
+        "host1's downloaded binary"
+    );
+    // The mismatch fails that host with get_url's checksum error and leaves nothing behind.
+    let bin = fleet.home(BADSUM).join("bin");
+    let left: Vec<_> = fs::read_dir(&bin)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "{BADSUM} kept files after a checksum mismatch: {left:?}"
+    );
+    let fatal = first
+        .output
+        .lines()
+        .find(|line| line.starts_with(&format!("fatal: [{BADSUM}]")))
+        .unwrap_or_else(|| panic!("no fatal line for {BADSUM}; output:\n{}", first.output));
+    assert!(
+        fatal.contains("checksum") && fatal.contains("did not match"),
+        "{BADSUM} failed for another reason: {fatal}"
+    );
+    assert!(
+        first
+            .output
+            .contains(&format!("{BADSUM}: FAILED: did not get to request")),
+        "the summary does not name {BADSUM}; output:\n{}",
+        first.output
+    );
     for (host, certs) in HOSTS {
         for (cert, names) in certs {
             assert_issued(&fleet, host, cert, names);
@@ -372,8 +392,12 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
     let serial = sb.serial(sb.primary());
     let zone = read(&zone_file);
     let second = fleet.playbook(&[]);
-    second.expect_failed(&[BROKEN]);
-    for (host, recap) in second.recap.iter().filter(|(host, _)| *host != BROKEN) {
+    second.expect_failed(&[BADSUM, BROKEN]);
+    for (host, recap) in second
+        .recap
+        .iter()
+        .filter(|(host, _)| ![BROKEN, BADSUM].contains(&host.as_str()))
+    {
         assert_eq!(
             recap.changed, 0,
             "{host} changed in the second run; output:\n{}",
@@ -381,7 +405,7 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
         );
     }
     let mut everyone: Vec<&str> = HOSTS.iter().map(|(host, _)| *host).collect();
-    everyone.extend([BROKEN, LEGACY, PRIMARY]);
+    everyone.extend([BADSUM, BROKEN, LEGACY, PRIMARY]);
     everyone.sort_unstable();
     assert_eq!(
         second.recap.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -412,6 +436,7 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
         .collect();
     let config_before = read(&fleet.home(host1).join("etc/fleetcert.yaml"));
     let check = fleet.playbook(&["--check"]);
+    // Check mode asks the URL only for its headers: BADSUM's wrong checksum shows in real runs.
     check.expect_failed(&[BROKEN]);
     assert!(
         check
@@ -444,26 +469,120 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
     assert!(!fleet.fullchain(host1, "www").exists(), "check mode issued");
 }
 
-/// ansible-lint, production profile (ansible/.ansible-lint), passes on ansible/.
+/// What the argument specs and the exit-code branching stop, without a sandbox: one run of
+/// `fleetcert.fleetcert.daily` over four local hosts, each wrong in one way.
+/// - `noemail` lists certificates but sets no `fleetcert_acme_email` (required, no default):
+///   fails before anything is installed, naming the variable;
+/// - `badtype` has `fleetcert_renew_before_days: soon`: fails on the type, installs nothing;
+/// - `badconfig` has a resolver that is no address: installed, then `fleetcert request` exits
+///   2 with no document, and the host fails with fleetcert's own line;
+/// - `nozone` is a DNS primary without `fleetcert_zone_file` (required): fails at publish.
 #[test]
-fn ansible_lint_production_profile_passes() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut command = Command::new(venv_bin().join("ansible-lint"));
+fn roles_refuse_bad_variables_and_fail_a_host_with_fleetcerts_error_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let home = |host: &str| dir.path().join("hosts").join(host);
+    let paths = |host: &str| {
+        let home = home(host);
+        format!(
+            "fleetcert_binary: {0}/bin/fleetcert\nfleetcert_config_path: {0}/etc/fleetcert.yaml\n\
+             fleetcert_state_dir: {0}/state\nfleetcert_cert_dir: {0}/certs\n",
+            home.display()
+        )
+    };
+    let inventory = format!(
+        r#"---
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+    fleetcert_install_method: copy
+    fleetcert_install_binary_src: {binary}
+    fleetcert_group: root
+  children:
+    fleetcert:
+      vars:
+        fleetcert_agree_tos: true
+        fleetcert_signing_zone: acme.test
+        fleetcert_certs: {{main: [a.example.test]}}
+      hosts:
+        noemail:
+        badtype:
+          fleetcert_acme_email: ops@example.test
+          fleetcert_renew_before_days: soon
+        badconfig:
+          fleetcert_acme_email: ops@example.test
+          fleetcert_resolver: not an address
+    fleetcert_dns_primary:
+      hosts:
+        nozone:
+          fleetcert_zone_name: acme.test
+          fleetcert_zone_soa: {{mname: ns1.acme.test., rname: hostmaster.acme.test.}}
+          fleetcert_zone_nameservers: [ns1.acme.test.]
+          fleetcert_zone_reload: ["true"]
+"#,
+        binary = env!("CARGO_BIN_EXE_fleetcert"),
+    );
+    let inventory_dir = dir.path().join("inventory");
+    fs::create_dir_all(inventory_dir.join("host_vars")).expect("inventory dir");
+    fs::write(inventory_dir.join("hosts.yaml"), inventory).expect("hosts.yaml");
+    for host in ["noemail", "badtype", "badconfig", "nozone"] {
+        fs::write(
+            inventory_dir.join("host_vars").join(format!("{host}.yaml")),
+            format!("---\n{}", paths(host)),
+        )
+        .expect("host_vars");
+    }
+    let mut command = tool("ansible-playbook");
     command
-        .current_dir(repo().join("ansible"))
-        .args(["--offline", "--nocolor"])
-        .env("LC_ALL", "C.UTF-8")
-        // Keep its cache out of the repository and of other runs.
-        .env("XDG_CACHE_HOME", work.path())
-        .env("PATH", venv_path());
-    let ran = run_bounded(command, Duration::from_secs(300));
+        .arg("-i")
+        .arg(&inventory_dir)
+        .arg("fleetcert.fleetcert.daily")
+        .env("ANSIBLE_CONFIG", repo().join("ansible/ansible.cfg"))
+        .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
+        .env("ANSIBLE_LOCAL_TEMP", dir.path().join("ansible-tmp"));
+    let ran = run_bounded(command, PLAYBOOK_TIMEOUT);
+    let run = Playbook {
+        code: ran.code,
+        recap: parse_recap(&ran.output),
+        output: ran.output,
+    };
+    run.expect_failed(&["badconfig", "badtype", "noemail", "nozone"]);
+    let fatal = |host: &str| {
+        run.output
+            .lines()
+            .find(|line| line.starts_with(&format!("fatal: [{host}]")))
+            .unwrap_or_else(|| panic!("no fatal line for {host}; output:\n{}", run.output))
+            .to_owned()
+    };
+    let noemail = fatal("noemail");
     assert!(
-        ran.code == 0
-            && ran
-                .output
-                .contains("Profile 'production' was required, and it passed"),
-        "ansible-lint failed ({}):\n{}",
-        ran.code,
-        ran.output
+        noemail.contains("missing required arguments: fleetcert_acme_email"),
+        "{noemail}"
+    );
+    let badtype = fatal("badtype");
+    assert!(
+        badtype.contains("fleetcert_renew_before_days") && badtype.contains("int"),
+        "{badtype}"
+    );
+    for host in ["noemail", "badtype"] {
+        assert!(
+            !home(host).join("bin/fleetcert").exists() && !home(host).join("etc").exists(),
+            "{host} got something installed before its variables were checked"
+        );
+    }
+    let badconfig = fatal("badconfig");
+    assert!(
+        badconfig.contains("fleetcert request exited 2: ")
+            && badconfig.contains("`not an address` is not an address"),
+        "{badconfig}"
+    );
+    let nozone = fatal("nozone");
+    assert!(
+        nozone.contains("missing required arguments: fleetcert_zone_file"),
+        "{nozone}"
+    );
+    assert!(
+        !home("nozone").join("etc").exists(),
+        "nozone rendered a zone config without a zone file"
     );
 }

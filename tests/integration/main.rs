@@ -7,12 +7,16 @@
 
 mod ansible;
 mod ari;
+mod collection;
 mod config;
 mod fixture;
 mod hiera;
 mod host;
 mod monitoring;
+mod package;
 mod publish;
 mod sandbox;
 mod services;
+mod update;
 mod util;
+mod venv;

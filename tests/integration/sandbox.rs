@@ -165,6 +165,7 @@ pub(crate) struct Sandbox {
 pub(crate) struct SandboxBuilder {
     pebble_env: Vec<(String, String)>,
     pebble_eab: Vec<(String, String)>,
+    tsig: Vec<String>,
 }
 
 impl SandboxBuilder {
@@ -182,6 +183,14 @@ impl SandboxBuilder {
         self
     }
 
+    /// A TSIG key on the primary, which makes the signing zone dynamic (`sandbox.sh --tsig`):
+    /// `ALGORITHM:NAME=SECRET` may change any TXT record of the zone, `...=SECRET@R1,R2`
+    /// only the TXT records at those names, `...=SECRET@` nothing.
+    pub(crate) fn tsig(mut self, spec: &str) -> Self {
+        self.tsig.push(spec.to_owned());
+        self
+    }
+
     /// Starts the sandbox; panics with the script's message when a server does not come up.
     pub(crate) fn start(self) -> Sandbox {
         let mut args: Vec<OsString> = Vec::new();
@@ -190,6 +199,9 @@ impl SandboxBuilder {
         }
         for (kid, key) in &self.pebble_eab {
             args.extend(["--pebble-eab".into(), format!("{kid}={key}").into()]);
+        }
+        for spec in &self.tsig {
+            args.extend(["--tsig".into(), spec.into()]);
         }
         Sandbox {
             dir: ScriptDir::start(script(), "fleetcert-sandbox-", "sandbox.env", &args),
@@ -441,6 +453,135 @@ impl Sandbox {
             Err(text)
         }
     }
+}
+
+impl Sandbox {
+    /// Every record of `acme.test` on `server` by AXFR, one `name TTL class type data` line
+    /// each (dig's form), sorted; the SOA left out when `without_soa`.
+    pub(crate) fn axfr(&self, server: &str, without_soa: bool) -> Vec<String> {
+        let (ip, port) = split_server(server);
+        let out = run(Command::new("dig")
+            .args(["+noall", "+answer", "+time=3", "-p", port])
+            .arg(format!("@{ip}"))
+            .args([self.var("SIGNING_ZONE"), "AXFR"]));
+        assert!(out.status.success(), "dig axfr failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with(';'))
+            .filter(|line| !(without_soa && line.split_whitespace().nth(3) == Some("SOA")))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        lines.sort();
+        lines.dedup();
+        lines
+    }
+
+    /// Adds `records` (zone-file lines with absolute names) to the primary's zone file of the
+    /// dynamic signing zone by hand, the way BIND wants it: `rndc freeze` (the journal goes
+    /// into the file), append, a serial one higher, `rndc thaw` (reloaded). Waits until both
+    /// servers serve the new serial.
+    pub(crate) fn add_by_hand(&self, records: &[&str]) {
+        let zone = self.var("SIGNING_ZONE");
+        let rndc = |verb: &str| {
+            let out = run(Command::new(self.rndc()).args([verb, zone]));
+            assert!(
+                out.status.success(),
+                "rndc {verb} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let serial = self.serial(self.primary()) + 1;
+        rndc("freeze");
+        let file = self.signing_zone_file();
+        let text = std::fs::read_to_string(&file).expect("read the zone file");
+        // BIND dumps the SOA over several lines, the serial on its own with `; serial`.
+        let old = format!("{} ", serial - 1);
+        let mut replaced = false;
+        let mut out = String::new();
+        for line in text.lines() {
+            if !replaced && line.contains("; serial") && line.trim_start().starts_with(&old) {
+                out.push_str(&line.replacen(&old, &format!("{serial} "), 1));
+                replaced = true;
+            } else if let Some(one_line) = (!replaced)
+                .then(|| soa_with_serial(line, serial - 1, serial))
+                .flatten()
+            {
+                // The file as the sandbox wrote it: the whole SOA on one line.
+                out.push_str(&one_line);
+                replaced = true;
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        assert!(
+            replaced,
+            "no serial {} in the frozen zone file:\n{text}",
+            serial - 1
+        );
+        out.push_str(&format!("$ORIGIN {zone}.\n"));
+        for record in records {
+            out.push_str(record);
+            out.push('\n');
+        }
+        std::fs::write(&file, out).expect("write the zone file");
+        rndc("thaw");
+        for server in [self.primary(), self.secondary()] {
+            self.wait_serial(server, serial, PROPAGATION_TIMEOUT);
+        }
+    }
+
+    /// `nsupdate -y` to the primary with `commands` (without `send`), signed by `key`
+    /// (`ALGORITHM:NAME:SECRET`); `Err` with nsupdate's output when it fails.
+    pub(crate) fn nsupdate(&self, key: &str, commands: &str) -> Result<(), String> {
+        let (ip, port) = split_server(self.primary());
+        let script = format!(
+            "server {ip} {port}\nzone {}\n{commands}\nsend\n",
+            self.var("SIGNING_ZONE")
+        );
+        let mut child = Command::new("nsupdate")
+            .args(["-v", "-y", key])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start nsupdate");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), script.as_bytes())
+            .expect("write nsupdate script");
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("wait for nsupdate");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Lines of the primary's log that BIND writes for each UPDATE request it handles
+    /// (`updating zone 'acme.test/IN': ...`), taken or refused.
+    pub(crate) fn update_log_lines(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir().join("logs/primary.log")).unwrap_or_default();
+        log.lines()
+            .filter(|line| line.contains("updating zone"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// `line` with its SOA serial `old` replaced by `new`, when it is a one-line SOA record.
+fn soa_with_serial(line: &str, old: u32, new: u32) -> Option<String> {
+    let mut fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    let at = fields.iter().position(|field| field == "SOA")? + 3;
+    if fields.get(at)? != &old.to_string() {
+        return None;
+    }
+    fields[at] = new.to_string();
+    Some(fields.join("\t"))
 }
 
 /// The (name, value) pairs of a token document's records, sorted.

@@ -17,8 +17,13 @@ set -euo pipefail
 #   zookeeper                 a Java service reading a PKCS#12 keystore; it depends on
 #                             default-jre (the full JRE, with GTK) and ~40 Java libraries
 #   default-jre-headless      java and keytool
+#   faketime                  a skewed clock for the BADTIME test of dynamic update
+# The Debian package (tests/integration/package.rs): lintian checks it, man-db answers
+# `man -w`, systemd's systemd-analyze verifies its units, python3-apt is what Ansible's apt
+# module installs it with, adduser what its postinst makes the group with.
 SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet python3-venv
-    nginx prometheus-node-exporter prometheus zookeeper default-jre-headless)
+    nginx prometheus-node-exporter prometheus zookeeper default-jre-headless faketime
+    lintian man-db systemd python3-apt adduser)
 
 export DEBIAN_FRONTEND=noninteractive
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # fleetcert integration-test sandbox: real DNS and ACME servers on 127.0.0.1, nothing mocked.
 #
-#   sandbox.sh start DIR [--pebble-env K=V]... [--pebble-eab KID=HMAC]... [--tsig NAME=SECRET]...
-#                        [--parent PID]
+#   sandbox.sh start DIR [--pebble-env K=V]... [--pebble-eab KID=HMAC]...
+#                        [--tsig [ALGORITHM:]NAME=SECRET[@RECORD,...]]... [--parent PID]
 #   sandbox.sh stop DIR
 #   sandbox.sh stop-server DIR primary|secondary|unbound|pebble
 #   sandbox.sh start-server DIR primary|secondary|unbound|pebble
@@ -161,14 +161,26 @@ EOF
 EOF
     )
 
-    # --tsig (opt-in, off by default): TSIG keys that may add and delete TXT records in the
-    # signing zone by RFC 2136 UPDATE, for RFC 2136 clients (lego's rfc2136 provider in
-    # tests/bench/). It makes the signing zone dynamic, so `rndc reload` of it is refused:
-    # such a sandbox is not one for `fleetcert publish`.
-    local tsig_keys="" tsig_policy="" name
+    # --tsig (opt-in, off by default): TSIG keys for RFC 2136 UPDATE of the signing zone, for
+    # `fleetcert publish` and `renew` with `update:` and for lego's rfc2136 provider
+    # (tests/bench/). A key without @ is a fleet key: `grant KEY zonesub TXT;` (any TXT record
+    # in the zone, nothing else). KEY@RECORD,... is a host key: `grant KEY name RECORD. TXT;`
+    # for each record name, as docs/dynamic-update.md tells a server on its own to set up;
+    # KEY@ alone is a key the server knows and lets change nothing. The algorithm defaults to
+    # hmac-sha256. Any key makes the signing zone dynamic: BIND keeps its changes in a
+    # journal and refuses `rndc reload` of it, so such a sandbox is not one for the file
+    # publisher (its tests start sandboxes without --tsig). The secondary still gets every
+    # change by NOTIFY and IXFR.
+    local tsig_keys="" tsig_policy="" name record
     for name in "${!TSIG[@]}"; do
-        tsig_keys+=$'key "'"$name"$'" {\n\talgorithm hmac-sha256;\n\tsecret "'"${TSIG[$name]}"$'";\n};\n'
-        tsig_policy+=$'\t\tgrant "'"$name"$'" zonesub TXT;\n'
+        tsig_keys+=$'key "'"$name"$'" {\n\talgorithm '"${TSIG_ALGORITHM[$name]}"$';\n\tsecret "'"${TSIG[$name]}"$'";\n};\n'
+        if [[ -z ${TSIG_RECORDS[$name]+set} ]]; then
+            tsig_policy+=$'\t\tgrant "'"$name"$'" zonesub TXT;\n'
+        else
+            for record in ${TSIG_RECORDS[$name]//,/ }; do
+                tsig_policy+=$'\t\tgrant "'"$name"$'" name '"${record%.}"$'. TXT;\n'
+            done
+        fi
     done
     [[ -z $tsig_policy ]] || tsig_policy=$'\tupdate-policy {\n'"$tsig_policy"$'\t};\n'
 
@@ -552,7 +564,7 @@ check_resolution() {
 
 cmd_start() {
     local parent=
-    declare -gA EAB=() TSIG=()
+    declare -gA EAB=() TSIG=() TSIG_ALGORITHM=() TSIG_RECORDS=()
     local pebble_env=()
     set_dir "${1:-}" create
     shift
@@ -571,9 +583,11 @@ cmd_start() {
             shift 2
             ;;
         --tsig)
-            [[ ${2:-} =~ ^([A-Za-z0-9_-]+)=([A-Za-z0-9+/]+=*)$ ]] ||
-                die "--tsig wants NAME=BASE64-SECRET (hmac-sha256), got '${2:-}'"
-            TSIG[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+            [[ ${2:-} =~ ^((hmac-sha(256|384|512)):)?([A-Za-z0-9_-]+)=([A-Za-z0-9+/]+=*)(@([A-Za-z0-9._,-]*))?$ ]] ||
+                die "--tsig wants [hmac-sha256|hmac-sha384|hmac-sha512:]NAME=BASE64-SECRET[@RECORD,...], got '${2:-}'"
+            TSIG[${BASH_REMATCH[4]}]=${BASH_REMATCH[5]}
+            TSIG_ALGORITHM[${BASH_REMATCH[4]}]=${BASH_REMATCH[2]:-hmac-sha256}
+            [[ -z ${BASH_REMATCH[6]} ]] || TSIG_RECORDS[${BASH_REMATCH[4]}]=${BASH_REMATCH[7]}
             shift 2
             ;;
         --parent)

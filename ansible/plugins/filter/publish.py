@@ -1,0 +1,114 @@
+# Copyright: fleetcert maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Filters of the fleetcert_publish role: what the DNS primary publishes for the fleet.
+
+Each filter takes the variables of the publishing hosts as a list of mappings
+(``fleetcert_publish_hosts | map('extract', hostvars) | list``), so it reads plain data and is
+tested without an inventory (tests/unit/plugins/filter/test_publish.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+DUE = ("pending", "ready")
+
+
+def _unique(values):
+    """The values in their first order, each once."""
+    seen = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _identity(host):
+    """The name a host's documents are published under: its fleetcert_host, set in the
+    inventory (never by the host), else its inventory name."""
+    return str(host.get("fleetcert_host") or host.get("inventory_hostname"))
+
+
+def allow_list(hosts):
+    """Host -> the names it may publish records for: every name in its own fleetcert_certs.
+
+    A certificate is a list of names or a mapping with ``names``. Hosts without certificates
+    (the DNS primary) get no entry. The key is the host's fleetcert_host, else its inventory name.
+    """
+    allow = {}
+    for host in sorted(hosts, key=lambda h: str(h.get("inventory_hostname", ""))):
+        certs = host.get("fleetcert_certs") or {}
+        if not certs:
+            continue
+        names = []
+        for cert in certs.values():
+            names.extend(cert.get("names", []) if isinstance(cert, dict) else cert)
+        allow[_identity(host)] = _unique(str(n) for n in names)
+    return allow
+
+
+def publish_documents(hosts, cleanup=False):
+    """The token documents to publish, as an object of host -> document.
+
+    Each host's fleetcert_request_document, keyed by the identity the inventory gives it
+    (fleetcert_host, else the inventory name): ``fleetcert publish`` takes the key, not what
+    the document says, as the host it speaks for, and refuses a document whose ``host``
+    disagrees (docs/zone-config.md, ``allow``). Hosts without a document (failed before
+    request, or not installed yet in check mode) are left out. With ``cleanup`` every document
+    keeps its host but loses its records and certificates: publishing them empties the
+    signing zone of those hosts' records.
+    """
+    documents = {}
+    for host in hosts:
+        if "fleetcert_request_document" not in host:
+            continue
+        document = dict(host["fleetcert_request_document"])
+        if cleanup:
+            document.update(records=[], certs=[])
+        documents[_identity(host)] = document
+    return documents
+
+
+def publish_preview(documents, zone, cleanup=False, changed=False):
+    """What a real publish would do, for check mode, where no order and so no record exists.
+
+    ``documents`` is what publish_documents gives (or a list of documents); ``changed`` is
+    whether ``publish --dry-run`` found the zone file different from what it renders.
+    """
+    if isinstance(documents, Mapping):
+        documents = list(documents.values())
+    if cleanup:
+        return f"would empty the signing zone {zone} again after finalize"
+    if not documents:
+        return (
+            "no host has a token document (fleetcert is not installed on them yet, or they "
+            "failed): a real run would publish the records of their first orders"
+        )
+    due = [
+        f"{doc.get('host')} {cert.get('name')}"
+        for doc in documents
+        for cert in doc.get("certs") or []
+        if cert.get("status") in DUE
+    ]
+    if due:
+        return (
+            f"would publish the challenge records of {', '.join(due)} in {zone} (their values "
+            "exist only once the orders are made), reload and wait for every server"
+        )
+    if changed:
+        return (
+            f"no certificate is due, but the file of {zone} differs from what publish renders: "
+            "it would be rewritten"
+        )
+    return f"no certificate is due: the zone {zone} stays as it is"
+
+
+class FilterModule:
+    """fleetcert_publish's filters."""
+
+    def filters(self):
+        return {
+            "allow_list": allow_list,
+            "publish_documents": publish_documents,
+            "publish_preview": publish_preview,
+        }

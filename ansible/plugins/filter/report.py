@@ -1,0 +1,81 @@
+# Copyright: fleetcert maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Filters of the fleetcert_finalize role: which certificates were replaced, which failed, and
+the one-line summary of each host at the end of the run.
+
+They read the token document of ``fleetcert request`` and the report of ``fleetcert finalize``
+(docs/reports.md) as plain data (tests/unit/plugins/filter/test_report.py).
+"""
+
+from __future__ import annotations
+
+DUE = ("pending", "ready")
+
+
+def _certs(document):
+    return (document or {}).get("certs") or []
+
+
+def replaced_certs(report, notify):
+    """Names of the certificates finalize replaced that are listed in ``notify``."""
+    return [c["name"] for c in _certs(report) if c.get("changed") and c.get("name") in notify]
+
+
+def cert_failures(request_document, finalize_report):
+    """One line per failed certificate, naming the step and the reason (with the fix)."""
+    lines = [
+        f"certificate {c.get('name')} (request): {c.get('reason')}"
+        for c in _certs(request_document)
+        if c.get("status") == "failed"
+    ]
+    lines += [
+        f"certificate {c.get('name')} (finalize): {c.get('error') or 'failed'}"
+        for c in _certs(finalize_report)
+        if c.get("status") == "failed"
+    ]
+    return lines
+
+
+def _join(names, empty):
+    return ", ".join(names) or empty
+
+
+def host_summary(host, check_mode=False):
+    """One host's line: ``ok; replaced: main``, ``FAILED www; replaced: main``, ..."""
+    requested = _certs(host.get("fleetcert_request_document"))
+    finalized = _certs(host.get("fleetcert_finalize_report"))
+    failed = []
+    for cert in requested + finalized:
+        if cert.get("status") == "failed" and cert.get("name") not in failed:
+            failed.append(cert.get("name"))
+    replaced = [c.get("name") for c in finalized if c.get("changed")]
+    ordered = [c.get("name") for c in requested if c.get("status") in DUE]
+
+    if check_mode and not host.get("fleetcert_install_run_ready", True):
+        return "would install fleetcert and order: " + _join(list(host.get("fleetcert_certs") or {}), "nothing")
+    if "fleetcert_request_document" not in host:
+        return "FAILED: did not get to request (see its error above)"
+    if "fleetcert_finalize_report" not in host:
+        return "FAILED: did not get to finalize (see its error above)"
+    if check_mode:
+        prefix = f"FAILED {', '.join(failed)}; " if failed else ""
+        return f"{prefix}would order: {_join(ordered, 'nothing')}; would install: {_join(replaced, 'nothing')}"
+    if failed:
+        return f"FAILED {', '.join(failed)}; replaced: {_join(replaced, 'none')}"
+    return f"ok; replaced: {_join(replaced, 'none')}"
+
+
+def run_summary(hosts, check_mode=False):
+    """``HOST: line`` for every host (a list of host variables with inventory_hostname)."""
+    return [f"{h.get('inventory_hostname')}: {host_summary(h, check_mode)}" for h in hosts]
+
+
+class FilterModule:
+    """fleetcert_finalize's filters."""
+
+    def filters(self):
+        return {
+            "cert_failures": cert_failures,
+            "replaced_certs": replaced_certs,
+            "run_summary": run_summary,
+        }

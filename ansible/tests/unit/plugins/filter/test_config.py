@@ -1,0 +1,17 @@
+# Copyright: fleetcert maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Unit tests of plugins/filter/config.py."""
+
+from __future__ import annotations
+
+from ansible_collections.fleetcert.fleetcert.plugins.filter.config import FilterModule, without_empty
+
+
+def test_without_empty_drops_only_the_named_empty_keys():
+    config = {"zone": "acme.test", "template": "", "servers": [], "allow": {}, "ttl": 0, "soa": {}, "x": None}
+    assert without_empty(config, ["template", "servers", "allow", "ttl", "x"]) == {"zone": "acme.test", "ttl": 0, "soa": {}}
+    assert without_empty({"servers": ["127.0.0.1:53"]}, ["servers"]) == {"servers": ["127.0.0.1:53"]}
+
+
+def test_the_filter_module_names_it():
+    assert set(FilterModule().filters()) == {"without_empty"}

@@ -1,0 +1,75 @@
+# Copyright: fleetcert maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Unit tests of plugins/filter/report.py."""
+
+from __future__ import annotations
+
+from ansible_collections.fleetcert.fleetcert.plugins.filter.report import (
+    FilterModule,
+    cert_failures,
+    replaced_certs,
+    run_summary,
+)
+
+REQUEST = {
+    "certs": [
+        {"name": "main", "status": "pending", "reason": "no certificate yet"},
+        {"name": "nocname", "status": "failed", "reason": "_acme-challenge.x. has no CNAME: add it"},
+        {"name": "ok", "status": "valid", "reason": "valid for 80 days"},
+    ]
+}
+FINALIZE = {
+    "certs": [
+        {"name": "main", "status": "valid", "changed": True},
+        {"name": "www", "status": "failed", "changed": False, "error": "validation failed"},
+        {"name": "other", "status": "valid", "changed": True},
+    ]
+}
+
+
+def test_replaced_certs_are_the_changed_ones_that_notify():
+    assert replaced_certs(FINALIZE, ["main", "www"]) == ["main"]
+    assert replaced_certs(FINALIZE, []) == []
+    assert replaced_certs({}, ["main"]) == []
+
+
+def test_cert_failures_name_the_step_and_the_reason():
+    assert cert_failures(REQUEST, FINALIZE) == [
+        "certificate nocname (request): _acme-challenge.x. has no CNAME: add it",
+        "certificate www (finalize): validation failed",
+    ]
+    assert cert_failures({}, {"certs": [{"name": "x", "status": "failed"}]}) == ["certificate x (finalize): failed"]
+    assert cert_failures({}, {}) == []
+
+
+def test_run_summary_has_one_line_per_host():
+    hosts = [
+        {"inventory_hostname": "good", "fleetcert_request_document": {"certs": []}, "fleetcert_finalize_report": {
+            "certs": [{"name": "main", "status": "valid", "changed": True}]}},
+        {"inventory_hostname": "quiet", "fleetcert_request_document": {"certs": []}, "fleetcert_finalize_report": {"certs": []}},
+        {"inventory_hostname": "bad", "fleetcert_request_document": REQUEST, "fleetcert_finalize_report": FINALIZE},
+        {"inventory_hostname": "early"},
+        {"inventory_hostname": "late", "fleetcert_request_document": REQUEST},
+    ]
+    assert run_summary(hosts) == [
+        "good: ok; replaced: main",
+        "quiet: ok; replaced: none",
+        "bad: FAILED nocname, www; replaced: main, other",
+        "early: FAILED: did not get to request (see its error above)",
+        "late: FAILED: did not get to finalize (see its error above)",
+    ]
+
+
+def test_run_summary_in_check_mode_says_what_would_happen():
+    hosts = [
+        {"inventory_hostname": "new", "fleetcert_install_run_ready": False, "fleetcert_certs": {"main": ["a"], "www": ["b"]}},
+        {"inventory_hostname": "due", "fleetcert_request_document": REQUEST, "fleetcert_finalize_report": {"certs": []}},
+    ]
+    assert run_summary(hosts, True) == [
+        "new: would install fleetcert and order: main, www",
+        "due: FAILED nocname; would order: main; would install: nothing",
+    ]
+
+
+def test_the_filter_module_names_them():
+    assert set(FilterModule().filters()) == {"cert_failures", "replaced_certs", "run_summary"}

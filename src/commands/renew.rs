@@ -1,0 +1,123 @@
+//! `fleetcert renew`: a server on its own renews in one process: request, publish its own
+//! records by dynamic update, wait for every server, finalize, remove its records.
+//!
+//! The steps are the other commands' own (`request::token_document`, `zone::publish` with
+//! the dynamic-update writer, `finalize::finalize_all`), run in order under the host lock;
+//! this module only joins them and writes one report. With nothing due nothing is published
+//! and no DNS server is asked, unless an earlier run left records of this host in the zone
+//! (it died before its clean-up), which are removed. When the records are not served by
+//! every server within `timeout`, finalize is skipped (the CA might not see them, and a
+//! failed validation kills the order), the records are removed again and the exit code is 3;
+//! the next run takes the saved order up again.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+use tracing::warn;
+
+use super::report::print_json;
+use super::{finalize, publish, request};
+use crate::acme::StateDir;
+use crate::cli::HostArgs;
+use crate::config::{HostConfig, ZoneConfig, ZoneTarget, missing_update};
+use crate::error::{Error, Outcome};
+use crate::token::{self, CertStatus, Submission, TokenDocument};
+use crate::zone::{self, UpdateWriter};
+
+/// The JSON report (docs/reports.md, "renew").
+#[derive(Debug, Serialize)]
+struct Report {
+    host: String,
+    /// Whether a certificate file was replaced (Ansible's and systemd's "did something").
+    changed: bool,
+    dry_run: bool,
+    /// The token document `request` made: every certificate's decision, the records.
+    request: TokenDocument,
+    /// Publishing the records and the wait on every server; `null` when none were due.
+    publish: Option<publish::Report>,
+    /// `null` when finalize was skipped (nothing published everywhere in time).
+    finalize: Option<finalize::Report>,
+    /// Removing this host's records again; `null` when there were none.
+    cleanup: Option<publish::Report>,
+    /// Why the clean-up failed, when it did (the records then expire with the next run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cleanup_error: Option<String>,
+    seconds: f64,
+}
+
+pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    let config = HostConfig::load(&args.config)?;
+    let zone_config = ZoneConfig::for_host(&config).ok_or_else(|| missing_update(&config.path))?;
+    let ZoneTarget::Update(target) = &zone_config.target else {
+        return Err(missing_update(&config.path).into());
+    };
+    let dry_run = args.dry_run;
+    let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
+    let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl)?;
+
+    let document = request::token_document(&config, &state, dry_run).await?;
+    let own = token::own_submission(&document, &config.host, &zone_config.policy)?;
+    let had_records = !own.records.is_empty();
+    let published = if had_records {
+        Some(zone::publish(&zone_config, &[own], &mut writer, dry_run).await?)
+    } else {
+        None
+    };
+    let lagging = published
+        .as_ref()
+        .is_some_and(|publication| publish::outcome(&zone_config, publication) != Outcome::Success);
+    let finalized = if lagging {
+        None
+    } else {
+        Some(finalize::finalize_all(&config, &state, dry_run).await)
+    };
+
+    let (cleanup, cleanup_error) = if !dry_run && (had_records || writer.holds_records()?) {
+        let empty = Submission {
+            host: config.host.clone(),
+            records: BTreeSet::new(),
+        };
+        let cleaning = Instant::now();
+        match zone::publish(&zone_config, &[empty], &mut writer, false).await {
+            Ok(publication) => (
+                Some(publish::report(&zone_config, &publication, false, cleaning)),
+                None,
+            ),
+            Err(err) => {
+                warn!(error = %err, "cannot remove this host's records; the next run does");
+                (None, Some(err.to_string()))
+            }
+        }
+    } else {
+        (None, None)
+    };
+    // The run failed as a whole in finalize (the CA unreachable): the records are gone
+    // again, and the error is the run's.
+    let finalized = finalized.transpose()?;
+    let failed = document
+        .certs
+        .iter()
+        .any(|cert| cert.status == CertStatus::Failed)
+        || finalized.as_ref().is_some_and(finalize::Report::failed);
+    let report = Report {
+        host: config.host.to_string(),
+        changed: finalized.as_ref().is_some_and(|report| report.changed),
+        dry_run,
+        publish: published
+            .as_ref()
+            .map(|publication| publish::report(&zone_config, publication, dry_run, started)),
+        request: document,
+        finalize: finalized,
+        cleanup,
+        cleanup_error,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    print_json(&report)?;
+    Ok(if lagging {
+        Outcome::PropagationTimeout
+    } else {
+        Outcome::from_failures(failed)
+    })
+}
