@@ -5,7 +5,7 @@
 # Used by tests/demo.sh and the Ansible integration test (tests/integration/ansible.rs).
 #
 #   tests/fleet/inventory.sh SANDBOX_ENV DIR [--hosts N] [--broken]
-#                            [--binary PATH [--url URL] | --package DEB]
+#                            [--binary PATH [--url URL] | --package DEB] [--metrics]
 #
 #   SANDBOX_ENV  the sandbox's sandbox.env (tests/sandbox/sandbox.sh start writes it)
 #   DIR          where the fleet lives; created, must not hold an inventory yet
@@ -28,6 +28,9 @@
 #                whose checksum is wrong: it fails at install, alone, and gets no binary
 #   --package D  install method `package`: every host installs the Debian package D with apt
 #                (as root; on this one machine the hosts share /usr/bin/fleetcert)
+#   --metrics    every host (the DNS primary and the bastion's legacy host too) gets
+#                fleetcert_metrics_textfile_dir: DIR/hosts/NAME/textfiles, which the playbook
+#                creates and every fleetcert command writes fleetcert.prom into
 #
 # It writes:
 #   DIR/inventory/hosts.yaml             groups and shared settings
@@ -42,12 +45,12 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 die() { printf 'inventory.sh: %s\n' "$*" >&2; exit 2; }
-usage() { sed -n '6,38s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '6,41s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 (($# >= 2)) || usage
 env_file=$1 dir=$2
 shift 2
-hosts=3 broken=false binary=$repo/target/release/fleetcert url='' package=''
+hosts=3 broken=false binary=$repo/target/release/fleetcert url='' package='' metrics=false
 while (($#)); do
     case $1 in
         --hosts) [[ ${2:-} =~ ^[1-9][0-9]*$ && $2 -le 199 ]] || die "--hosts wants 1..199"; hosts=$2; shift 2 ;;
@@ -55,6 +58,7 @@ while (($#)); do
         --binary) [[ -n ${2:-} ]] || die "--binary wants a path"; binary=$2; shift 2 ;;
         --url) [[ ${2:-} =~ ^https?:// ]] || die "--url wants an http(s) URL"; url=$2; shift 2 ;;
         --package) [[ -n ${2:-} ]] || die "--package wants a .deb"; package=$2; shift 2 ;;
+        --metrics) metrics=true; shift ;;
         *) usage ;;
     esac
 done
@@ -95,6 +99,7 @@ fi
 host_paths() {
     local home=$dir/hosts/$1
     [[ -n $package ]] || echo "fleetcert_binary: $home/bin/fleetcert"
+    ! $metrics || echo "fleetcert_metrics_textfile_dir: $home/textfiles"
     cat <<YAML
 fleetcert_config_path: $home/etc/fleetcert.yaml
 fleetcert_state_dir: $home/state
@@ -161,6 +166,7 @@ bastion=$dir/hosts/bastion/legacy/$legacy
     echo "# A legacy Puppet host: the bastion requests, finalizes and exports for it."
     echo "fleetcert_delegate_to: localhost"
     [[ -n $package ]] || echo "fleetcert_binary: $dir/hosts/bastion/bin/fleetcert"
+    ! $metrics || echo "fleetcert_metrics_textfile_dir: $dir/hosts/bastion/textfiles"
     cat <<YAML
 fleetcert_config_path: $bastion/fleetcert.yaml
 fleetcert_state_dir: $bastion/state
@@ -177,6 +183,7 @@ primary=ns1.example.test
     echo "---"
     echo "# The signing zone on the sandbox's BIND primary; both servers must serve each publish."
     [[ -n $package ]] || echo "fleetcert_binary: $dir/hosts/$primary/bin/fleetcert"
+    ! $metrics || echo "fleetcert_metrics_textfile_dir: $dir/hosts/$primary/textfiles"
     cat <<YAML
 fleetcert_zone_config_path: $dir/hosts/$primary/etc/zone.yaml
 fleetcert_publish_tokens_path: $dir/hosts/$primary/publish/tokens.json
