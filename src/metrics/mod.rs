@@ -353,11 +353,8 @@ fn merge(old: Vec<Sample>, update: &Update) -> Vec<Sample> {
         .filter(|sample| keeps(sample, &old, update))
         .cloned()
         .collect();
+    // The new run's samples first: of a series in both, `text::render` writes the new one.
     samples.extend(kept);
-    // A series twice makes node_exporter drop every textfile: an old file edited by hand (or
-    // by someone else) must not do that. The new run's samples come first and win.
-    let mut seen = std::collections::BTreeSet::new();
-    samples.retain(|sample| seen.insert((sample.family.name, sample.labels.clone())));
     samples
 }
 

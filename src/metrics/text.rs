@@ -21,6 +21,8 @@ pub(crate) struct Sample {
     pub(crate) family: &'static Family,
     pub(crate) labels: Vec<(&'static str, String)>,
     pub(crate) value: f64,
+    /// The family's place in [`FAMILIES`]: the order of the file, found once.
+    order: usize,
 }
 
 impl Sample {
@@ -36,10 +38,15 @@ impl Sample {
                     .map(|(_, value)| (*name, (*value).to_owned()))
             })
             .collect();
+        let order = FAMILIES
+            .iter()
+            .position(|known| known.name == family.name)
+            .unwrap_or(usize::MAX);
         Self {
             family,
             labels,
             value,
+            order,
         }
     }
 
@@ -53,17 +60,17 @@ impl Sample {
 
     /// The order samples are written in: family table order, then labels.
     fn sort_key(&self) -> (usize, &[(&'static str, String)]) {
-        let index = FAMILIES
-            .iter()
-            .position(|family| family.name == self.family.name)
-            .unwrap_or(usize::MAX);
-        (index, &self.labels)
+        (self.order, &self.labels)
     }
 }
 
-/// The text of a file holding `samples`, families in table order, each family once.
-pub(crate) fn render(samples: &mut [Sample]) -> String {
+/// The text of a file holding `samples`, families in table order, each family once and each
+/// series once: of two samples of one series, the first given is written. (A series twice
+/// makes node_exporter drop every textfile, so an old file edited by hand must not do it.)
+pub(crate) fn render(samples: &mut Vec<Sample>) -> String {
+    // Stable: equal series keep the order they came in, and `dedup_by` keeps the first.
     samples.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    samples.dedup_by(|later, first| later.sort_key() == first.sort_key());
     let mut text = String::new();
     let mut current: Option<&str> = None;
     for sample in samples.iter() {
@@ -238,6 +245,25 @@ mod tests {
             "{text}"
         );
         assert_eq!(parse(&text), samples);
+    }
+
+    #[test]
+    fn a_series_given_twice_is_written_once_the_first_one() {
+        let pending = family("fleetcert_certificate_pending");
+        let labels = [("host", "h"), ("cert", "a")];
+        let mut samples = vec![
+            Sample::new(pending, &labels, 1.0),
+            Sample::new(pending, &[("host", "h"), ("cert", "b")], 0.0),
+            Sample::new(pending, &labels, 0.0),
+        ];
+        let text = render(&mut samples);
+        assert_eq!(
+            parse(&text),
+            [
+                Sample::new(pending, &labels, 1.0),
+                Sample::new(pending, &[("host", "h"), ("cert", "b")], 0.0),
+            ]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 #   on       `metrics.textfile_dir` with only this host's series in the file;
 #   crowded  the same, the file also holding the series of 300 other hosts' configs (a bastion
 #            with legacy hosts), which every run reads back and keeps.
-# Also the peak RSS of each (max of 20 more runs, GNU time).
+# Also the peak RSS of each (max of 20 more runs, GNU time), and the CPU time of each.
 #
 # Usage: tests/bench/metrics.sh [N]      (N runs of each, default 200)
 set -euo pipefail
@@ -101,3 +101,18 @@ done
 printf '  ratio    on/off %.2f, crowded/off %.2f (means)\n' \
     "$(echo "scale=4; ${total[on]} / ${total[off]}" | bc)" \
     "$(echo "scale=4; ${total[crowded]} / ${total[off]}" | bc)"
+
+# CPU time is far less disturbed by other load than wall time: the same runs, by kind,
+# user + system seconds of the whole loop from GNU time.
+echo "==> CPU time (user + system) of $runs runs of each"
+declare -A cpu
+for kind in off on crowded; do
+    /usr/bin/time -f '%U %S' -o "$work/cpu" bash -c \
+        'for _ in $(seq "$1"); do "$2" request --config "$3" >/dev/null; done' _ \
+        "$runs" "$bin" "$work/$kind.yaml"
+    cpu[$kind]=$(awk '{print $1 + $2}' "$work/cpu")
+    printf '  %-8s %6.2f ms per run\n' "$kind" "$(echo "scale=4; ${cpu[$kind]} * 1000 / $runs" | bc)"
+done
+printf '  ratio    on/off %.2f, crowded/off %.2f\n' \
+    "$(echo "scale=4; ${cpu[on]} / ${cpu[off]}" | bc)" \
+    "$(echo "scale=4; ${cpu[crowded]} / ${cpu[off]}" | bc)"
