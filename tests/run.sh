@@ -21,6 +21,7 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features crash-points -- -D warnings
 
 # The release build takes minutes on 2 cores: done here, alone, rather than inside the
 # package test while the other tests run (it runs build-deb.sh again, which then only packs).
@@ -31,3 +32,6 @@ step "cargo test (unit and integration, against the real sandbox)"
 # Tests mostly wait on servers, not on the CPU: more threads than cores keeps the suite short.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --locked "$@"
+
+step "cargo test --features crash-points (the keystore's crash test: killed before the keystore)"
+cargo test --locked --features crash-points --test integration keystore::a_finalize_killed

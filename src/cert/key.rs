@@ -5,6 +5,7 @@ use std::fmt;
 use rcgen::{CertificateParams, KeyPair, PublicKeyData, RsaKeySize, SignatureAlgorithm};
 use serde::{Deserialize, Serialize};
 
+use super::Secret;
 use crate::dns::DnsName;
 
 /// The key algorithm of a certificate, as the config names it.
@@ -101,6 +102,11 @@ impl PrivateKey {
     /// PKCS#8 PEM, for the key file only.
     pub(crate) fn to_pem(&self) -> String {
         self.pair.serialize_pem()
+    }
+
+    /// PKCS#8 DER, for the keystore only.
+    pub(crate) fn to_pkcs8_der(&self) -> Secret {
+        Secret(self.pair.serialize_der())
     }
 
     /// DER SubjectPublicKeyInfo, to match a certificate against this key.

@@ -9,6 +9,8 @@ use crate::dns::DnsName;
 /// Longest first name of a certificate in the acme.sh layout: `<name>.key` must fit in the
 /// 255 bytes of a file name.
 pub(crate) const MAX_ACME_SH_NAME: usize = 250;
+/// The PKCS#12 keystore's name beside the PEM files, in either layout.
+pub(crate) const KEYSTORE_FILE: &str = "keystore.p12";
 
 /// The file layout of `cert_dir`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -31,6 +33,8 @@ pub(crate) struct FileNames {
     pub(crate) cert: String,
     pub(crate) chain: String,
     pub(crate) fullchain: String,
+    /// The PKCS#12 keystore, for a certificate with `pkcs12:`.
+    pub(crate) keystore: Option<String>,
 }
 
 /// The files of one installed certificate, as absolute paths (for reports and messages).
@@ -41,6 +45,8 @@ pub(crate) struct CertPaths {
     pub(crate) cert: PathBuf,
     pub(crate) chain: PathBuf,
     pub(crate) fullchain: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) keystore: Option<PathBuf>,
 }
 
 impl Layout {
@@ -53,6 +59,7 @@ impl Layout {
                 cert: "cert.pem".to_owned(),
                 chain: "chain.pem".to_owned(),
                 fullchain: "fullchain.pem".to_owned(),
+                keystore: None,
             },
             Self::AcmeSh => FileNames {
                 dir: first.to_string(),
@@ -60,12 +67,19 @@ impl Layout {
                 cert: format!("{first}.cer"),
                 chain: "ca.cer".to_owned(),
                 fullchain: "fullchain.cer".to_owned(),
+                keystore: None,
             },
         }
     }
 }
 
 impl FileNames {
+    /// These names, with the keystore among them when `wanted`.
+    pub(crate) fn with_keystore(mut self, wanted: bool) -> Self {
+        self.keystore = wanted.then(|| KEYSTORE_FILE.to_owned());
+        self
+    }
+
     /// The absolute paths below `cert_dir`.
     pub(crate) fn paths(&self, cert_dir: &Path) -> CertPaths {
         let dir = cert_dir.join(&self.dir);
@@ -74,6 +88,7 @@ impl FileNames {
             cert: dir.join(&self.cert),
             chain: dir.join(&self.chain),
             fullchain: dir.join(&self.fullchain),
+            keystore: self.keystore.as_ref().map(|name| dir.join(name)),
             dir,
         }
     }

@@ -1,12 +1,14 @@
 //! Certificates on the host: keys and CSRs, what a certificate on disk says and whether it is
-//! due, where its files go (layouts), and the atomic install of one certificate's set.
+//! due, where its files go (layouts), and the atomic install of one certificate's set, and the PKCS#12 keystore for Java services.
 
 mod inspect;
 mod install;
 mod key;
 mod layout;
+mod pkcs12;
 
 pub(crate) use inspect::{DueReason, Inspection, RenewalDecision, Wanted, inspect_chain};
 pub(crate) use install::{CertDir, Secret, SetFile};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};
 pub(crate) use layout::{CertPaths, FileNames, Layout, MAX_ACME_SH_NAME};
+pub(crate) use pkcs12::{Keystore, KeystorePassword, Pkcs12Error};

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::acme::AcmeError;
-use crate::cert::KeyType;
+use crate::cert::{KeyType, Pkcs12Error};
 use crate::dns::{DelegationError, DnsName};
 use crate::store::StoreError;
 
@@ -20,6 +20,9 @@ pub(crate) enum CertFailure {
     /// A file of this certificate could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Its PKCS#12 keystore could not be built.
+    #[error(transparent)]
+    Keystore(#[from] Pkcs12Error),
     /// The saved order was made for another set of names, key type or CA.
     #[error(
         "the config changed since the order was made (it was for [{}], {key}, at {directory}): \

@@ -13,7 +13,7 @@ use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
 use super::report::print_json;
 use crate::acme::{self, AcmeError, IssuedChain, PendingOrder, StateDir};
-use crate::cert::{CertPaths, PrivateKey, Secret, SetFile};
+use crate::cert::{CertPaths, Keystore, PrivateKey, Secret, SetFile};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
@@ -54,6 +54,12 @@ enum FinalizeStatus {
     WouldIssue,
     /// The order could not be completed; `error` says why, old files are untouched.
     Failed,
+    /// No pending order, but the keystore was missing or no longer fit `pkcs12:` (new, or
+    /// another password or alias): it was rebuilt from the installed key and chain and
+    /// installed with them as one set.
+    KeystoreWritten,
+    /// `--dry-run`: the keystore would be rebuilt.
+    WouldWriteKeystore,
 }
 
 /// The shared inputs of every certificate's finalize.
@@ -131,7 +137,7 @@ async fn finalize_one(
     let report = |status, not_after, error| CertReport {
         name: cert.to_owned(),
         status,
-        changed: matches!(status, FinalizeStatus::Issued | FinalizeStatus::WouldIssue),
+        changed: !matches!(status, FinalizeStatus::Unchanged | FinalizeStatus::Failed),
         names: spec.names.clone(),
         not_after,
         paths: installed.paths.clone(),
@@ -139,7 +145,12 @@ async fn finalize_one(
     };
     let saved = match saved {
         Ok(Some(saved)) => saved,
-        Ok(None) => return report(FinalizeStatus::Unchanged, installed.not_after(), None),
+        Ok(None) => {
+            return match refresh_keystore(context, spec, &installed) {
+                Ok(status) => report(status, installed.not_after(), None),
+                Err(failure) => failed(&report, &installed, failure),
+            };
+        }
         Err(err) => return failed(&report, &installed, CertFailure::Acme(err)),
     };
     if let Err(failure) = check_fits(context, cert, spec, &saved) {
@@ -148,7 +159,7 @@ async fn finalize_one(
     if context.dry_run {
         return report(FinalizeStatus::WouldIssue, installed.not_after(), None);
     }
-    match issue(context, &saved, cert, &installed).await {
+    match issue(context, &saved, cert, spec, &installed).await {
         Ok(chain) => {
             info!(cert, not_after = %rfc3339(chain.inspection.not_after), "installed");
             report(
@@ -213,6 +224,7 @@ async fn issue(
     context: &Context<'_>,
     saved: &PendingOrder,
     cert: &str,
+    spec: &CertSpec,
     installed: &Installed<'_>,
 ) -> Result<IssuedChain, CertFailure> {
     let config = context.config;
@@ -224,47 +236,145 @@ async fn issue(
     };
     let (key, pem) = acme::complete(account, saved, context.state, cert).await?;
     let chain = acme::verify_chain(&pem, &key, &saved.names)?;
-    install(config, installed, &key, &chain)?;
+    let set = PemSet {
+        key: Secret(key.to_pem().into_bytes()),
+        cert: Secret(chain.leaf.clone().into_bytes()),
+        chain: Secret(chain.intermediates.clone().into_bytes()),
+        fullchain: Secret(chain.full.clone().into_bytes()),
+    };
+    // Built before the install starts: a keystore that cannot be made leaves the old set.
+    crash_point!("finalize.before_keystore");
+    let keystore = match &spec.pkcs12 {
+        Some(pkcs12) => Some(Keystore::from_pem(
+            &key,
+            &chain.full,
+            &pkcs12.alias,
+            &pkcs12.password,
+        )?),
+        None => None,
+    };
+    install(config, installed, &set, keystore.as_ref())?;
     PendingOrder::remove(context.state, cert)?;
     Ok(chain)
 }
 
-/// Writes the certificate's files as one set (see `cert::CertDir`).
+/// The PEM files of one certificate, as installed.
+struct PemSet {
+    key: Secret,
+    cert: Secret,
+    chain: Secret,
+    fullchain: Secret,
+}
+
+/// Writes the certificate's files, the keystore among them, as one set (see
+/// `cert::CertDir`).
 fn install(
     config: &HostConfig,
     installed: &Installed<'_>,
-    key: &PrivateKey,
-    chain: &IssuedChain,
+    set: &PemSet,
+    keystore: Option<&Secret>,
 ) -> Result<(), store::StoreError> {
     let gid = config.gid;
     let secret = Access::group(store::KEY_MODE, gid);
     let public = Access::group(store::CERT_MODE, gid);
     let names = &installed.names;
-    let key_pem = Secret(key.to_pem().into_bytes());
-    let leaf = Secret(chain.leaf.clone().into_bytes());
-    let intermediates = Secret(chain.intermediates.clone().into_bytes());
-    let full = Secret(chain.full.clone().into_bytes());
-    let files = [
+    let mut files = vec![
         SetFile {
             name: &names.key,
-            contents: &key_pem,
+            contents: &set.key,
             access: secret,
         },
         SetFile {
             name: &names.cert,
-            contents: &leaf,
+            contents: &set.cert,
             access: public,
         },
         SetFile {
             name: &names.chain,
-            contents: &intermediates,
+            contents: &set.chain,
             access: public,
         },
         SetFile {
             name: &names.fullchain,
-            contents: &full,
+            contents: &set.fullchain,
             access: public,
         },
     ];
+    if let (Some(name), Some(contents)) = (&names.keystore, keystore) {
+        files.push(SetFile {
+            name,
+            contents,
+            access: secret,
+        });
+    }
     installed.dir.install(&files)
+}
+
+/// Without a pending order: rebuilds the keystore of a certificate with `pkcs12:` when the
+/// installed one is missing or does not open with the configured password and alias or
+/// holds another chain, from the installed key and chain, and installs it with them (the
+/// PEM files byte for byte as they were).
+fn refresh_keystore(
+    context: &Context<'_>,
+    spec: &CertSpec,
+    installed: &Installed<'_>,
+) -> Result<FinalizeStatus, CertFailure> {
+    let (Some(pkcs12), Some(keystore_name)) = (&spec.pkcs12, &installed.names.keystore) else {
+        return Ok(FinalizeStatus::Unchanged);
+    };
+    let names = &installed.names;
+    let Some(files) = installed.dir.read(&[
+        &names.key,
+        &names.cert,
+        &names.chain,
+        &names.fullchain,
+        keystore_name,
+    ])?
+    else {
+        return Ok(FinalizeStatus::Unchanged);
+    };
+    let [
+        Some(key),
+        Some(cert),
+        Some(chain),
+        Some(fullchain),
+        keystore,
+    ]: [Option<Secret>; 5] = files.try_into().unwrap_or_default()
+    else {
+        // Not issued yet, or incomplete: request issues it, with its keystore.
+        return Ok(FinalizeStatus::Unchanged);
+    };
+    let (Ok(key_pem), Ok(full_pem), Some(inspection)) = (
+        std::str::from_utf8(&key.0),
+        std::str::from_utf8(&fullchain.0),
+        installed.inspection(),
+    ) else {
+        return Ok(FinalizeStatus::Unchanged);
+    };
+    if keystore.is_some_and(|keystore| {
+        Keystore::fits(&keystore.0, full_pem, &pkcs12.alias, &pkcs12.password)
+    }) {
+        return Ok(FinalizeStatus::Unchanged);
+    }
+    // A key that does not belong to the certificate is request's business (it renews).
+    let Some(private) = inspection
+        .key_type
+        .and_then(|key_type| PrivateKey::from_pem(key_pem, key_type).ok())
+        .filter(|private| private.public_key_info() == inspection.public_key_info)
+    else {
+        return Ok(FinalizeStatus::Unchanged);
+    };
+    if context.dry_run {
+        return Ok(FinalizeStatus::WouldWriteKeystore);
+    }
+    let keystore = Keystore::from_pem(&private, full_pem, &pkcs12.alias, &pkcs12.password)?;
+    let set = PemSet {
+        key,
+        cert,
+        chain,
+        fullchain,
+    };
+    install(context.config, installed, &set, Some(&keystore))?;
+    info!(cert = %installed.names.dir, "keystore written from the installed key and chain");
+    Ok(FinalizeStatus::KeystoreWritten)
 }

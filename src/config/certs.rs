@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::pkcs12::{Pkcs12Spec, check_pkcs12};
 use super::unique::UniqueMap;
-use super::{ConfigError, beside, invalid};
+use super::{ConfigError, invalid};
 use crate::dns::DnsName;
 use crate::shown::shown;
 
@@ -32,18 +33,6 @@ pub(crate) struct CertSpec {
     /// `host:port` of the TLS servers that should serve this certificate.
     pub(crate) probe: Vec<String>,
 }
-
-/// `pkcs12:` of a certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pkcs12Spec {
-    /// The file holding the keystore password (never printed).
-    pub(crate) password_file: PathBuf,
-    /// The alias of the key entry in the keystore.
-    pub(crate) alias: String,
-}
-
-/// The alias of the key entry when `pkcs12.alias` is not given.
-const DEFAULT_ALIAS: &str = "fleetcert";
 
 /// A certificate as written: a list of names, or the map form (read in a second step, so a
 /// typo inside the map is named as an unknown key rather than "matches no form").
@@ -137,10 +126,10 @@ fn check_options(path: &Path, key: &str, raw: RawCertOptions) -> Result<CertSpec
         }
         names.push(name);
     }
-    let pkcs12 = raw.pkcs12.map(|raw| Pkcs12Spec {
-        password_file: beside(path, raw.password_file),
-        alias: raw.alias.unwrap_or_else(|| DEFAULT_ALIAS.to_owned()),
-    });
+    let pkcs12 = raw
+        .pkcs12
+        .map(|raw| check_pkcs12(path, key, raw.password_file, raw.alias))
+        .transpose()?;
     for target in &raw.probe {
         if !is_probe_target(target) {
             return Err(invalid(
@@ -181,16 +170,22 @@ mod tests {
 
     #[test]
     fn both_forms_read_to_the_same_names() {
-        let certs = check(
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pass = dir.path().join("zk.pass");
+        std::fs::write(&pass, "zk-secret\n").expect("write");
+        std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        let certs = check(&format!(
             "main: [Web01.example.org, '*.example.org']\n\
-             zk: {names: [zk01.example.org], pkcs12: {password_file: zk.pass}, probe: ['127.0.0.1:2281', 'zk01.example.org:2281']}\n",
-        )
+             zk: {{names: [zk01.example.org], pkcs12: {{password_file: {}}}, probe: ['127.0.0.1:2281', 'zk01.example.org:2281']}}\n",
+            pass.display()
+        ))
         .expect("valid");
         assert_eq!(certs["main"].names[0].as_str(), "web01.example.org");
         let zk = &certs["zk"];
         assert_eq!(
             zk.pkcs12.as_ref().map(|p| p.password_file.clone()),
-            Some(PathBuf::from("/etc/fleetcert/zk.pass"))
+            Some(pass.clone())
         );
         assert_eq!(
             zk.pkcs12.as_ref().map(|p| p.alias.as_str()),

@@ -195,7 +195,6 @@ impl HostConfig {
         let certs = check_certs(path, raw.certs)?;
         check_record_names(path, &certs, &signing_zone, raw.challenge_records)?;
         check_layout(path, raw.layout, &certs)?;
-        check_not_yet_supported(path, &certs)?;
         if raw.renew.before_days == 0 {
             return Err(invalid(path, "renew.before_days", "must be at least 1"));
         }
@@ -236,7 +235,10 @@ impl HostConfig {
     /// Where certificate `cert`'s files go: their names, and its directory.
     pub(crate) fn files_of(&self, cert: &str, spec: &CertSpec) -> (FileNames, CertDir<'_>) {
         let first = spec.names.first().unwrap_or(&self.host);
-        let names = self.layout.names(cert, first);
+        let names = self
+            .layout
+            .names(cert, first)
+            .with_keystore(spec.pkcs12.is_some());
         let dir = CertDir {
             cert_dir: &self.cert_dir,
             name: names.dir.clone(),
@@ -402,24 +404,6 @@ fn check_layout(
                     "starts with {first}, too long for acme.sh's file name `{first}.key`: put \
                      a shorter name first"
                 ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Options of the contract that this build does not carry out yet: refused rather than
-/// silently ignored.
-fn check_not_yet_supported(
-    path: &Path,
-    certs: &BTreeMap<String, CertSpec>,
-) -> Result<(), ConfigError> {
-    for (cert, spec) in certs {
-        if spec.pkcs12.is_some() {
-            return Err(invalid(
-                path,
-                format!("certs.{cert}.pkcs12"),
-                "is not supported by this build yet: remove it",
             ));
         }
     }

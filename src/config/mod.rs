@@ -10,6 +10,7 @@ mod certs;
 mod duration;
 mod host;
 mod metrics;
+mod pkcs12;
 mod unique;
 mod update;
 mod zone;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cert::{CertPaths, Inspection, PrivateKey, Secret, inspect_chain};
+use crate::cert::{CertPaths, Inspection, Keystore, PrivateKey, Secret, inspect_chain};
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
 use crate::shown::path as shown_path;
@@ -25,6 +25,8 @@ use crate::store::StoreError;
 
 /// The one top-level key of the file. Never renamed: Puppet code looks it up.
 pub(crate) const TOP_KEY: &str = "fleetcert_certs";
+/// The keystore's key in a certificate's hash (base64 of `keystore.p12`). Never renamed.
+const KEYSTORE_KEY: &str = "keystore_base64";
 
 /// The hiera export failed.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +131,8 @@ pub(crate) struct Exported {
     chain: String,
     full_chain: String,
     key: String,
+    /// The PKCS#12 keystore, base64, for a certificate with `pkcs12:`.
+    keystore: Option<String>,
 }
 
 /// `--host` must name the host the config issues for: exporting another host's keys into
@@ -165,13 +169,14 @@ pub(crate) fn read_all(config: &HostConfig) -> Result<Vec<Exported>, HieraError>
         .collect()
 }
 
-/// One certificate's four files as one set, still unchecked.
+/// One certificate's four files (and its keystore) as one set, still unchecked.
 struct Material {
     paths: CertPaths,
     cert: String,
     chain: String,
     full_chain: String,
     key: String,
+    keystore: Option<Secret>,
 }
 
 impl Material {
@@ -185,10 +190,23 @@ impl Material {
             cert: name.to_owned(),
             source,
         };
-        let files = dir
-            .read(&[&names.cert, &names.chain, &names.fullchain, &names.key])
+        let mut wanted: Vec<&str> = vec![&names.cert, &names.chain, &names.fullchain, &names.key];
+        wanted.extend(names.keystore.as_deref());
+        let mut files = dir
+            .read(&wanted)
             .map_err(unreadable)?
-            .unwrap_or_else(|| vec![None, None, None, None]);
+            .unwrap_or_else(|| vec![None; wanted.len()]);
+        let keystore = match (files.len() > 4).then(|| files.pop().flatten()) {
+            Some(None) => {
+                return Err(HieraError::Missing {
+                    host: host.clone(),
+                    cert: name.to_owned(),
+                    path: paths.keystore.clone().unwrap_or_default(),
+                });
+            }
+            Some(Some(keystore)) => Some(keystore),
+            None => None,
+        };
         // The certificate first, so that "not issued yet" names the certificate file.
         let order = [&paths.cert, &paths.chain, &paths.fullchain, &paths.key];
         let mut texts = Vec::with_capacity(4);
@@ -220,6 +238,7 @@ impl Material {
             chain,
             full_chain,
             key,
+            keystore,
         })
     }
 
@@ -286,6 +305,7 @@ impl Material {
                 format!("has an unprintable expiry date: {err}"),
             )
         })?;
+        let keystore = self.keystore_base64(spec, &unusable)?;
         tracing::debug!(%host, cert = name, not_after = %not_after, "certificate read");
         Ok(Exported {
             name: name.to_owned(),
@@ -295,7 +315,42 @@ impl Material {
             chain: self.chain,
             full_chain: self.full_chain,
             key: self.key,
+            keystore,
         })
+    }
+
+    /// The keystore, base64, once it opens with the configured password and alias and holds
+    /// this certificate's chain.
+    fn keystore_base64(
+        &self,
+        spec: &CertSpec,
+        unusable: &impl Fn(&Path, String) -> HieraError,
+    ) -> Result<Option<String>, HieraError> {
+        use base64::Engine as _;
+        let (Some(keystore), Some(pkcs12), Some(path)) =
+            (&self.keystore, &spec.pkcs12, &self.paths.keystore)
+        else {
+            return Ok(None);
+        };
+        if !Keystore::fits(
+            &keystore.0,
+            &self.full_chain,
+            &pkcs12.alias,
+            &pkcs12.password,
+        ) {
+            return Err(unusable(
+                path,
+                format!(
+                    "does not open with the password in {} and alias `{}`, or holds another \
+                     certificate",
+                    shown_path(&pkcs12.password_file),
+                    crate::shown::bare(&pkcs12.alias, 64)
+                ),
+            ));
+        }
+        Ok(Some(
+            base64::engine::general_purpose::STANDARD.encode(&keystore.0),
+        ))
     }
 }
 
@@ -327,6 +382,9 @@ pub(crate) fn render(host: &DnsName, certs: &[Exported]) -> String {
         yaml::text_entry(&mut out, 2, "chain_contents", &cert.chain);
         yaml::text_entry(&mut out, 2, "full_chain_contents", &cert.full_chain);
         yaml::text_entry(&mut out, 2, "key_contents", &cert.key);
+        if let Some(keystore) = &cert.keystore {
+            yaml::string_entry(&mut out, 2, KEYSTORE_KEY, keystore);
+        }
     }
     out
 }
@@ -347,6 +405,8 @@ struct ParsedCert {
     chain_contents: String,
     full_chain_contents: String,
     key_contents: String,
+    #[serde(default)]
+    keystore_base64: Option<String>,
 }
 
 /// Parses the rendered file back and demands exactly the exported strings, so a rendering
@@ -374,6 +434,7 @@ pub(crate) fn verify(host: &DnsName, text: &str, certs: &[Exported]) -> Result<(
             chain_contents: cert.chain.clone(),
             full_chain_contents: cert.full_chain.clone(),
             key_contents: cert.key.clone(),
+            keystore_base64: cert.keystore.clone(),
         };
         if parsed.fleetcert_certs.get(&cert.name) != Some(&expected) {
             return Err(fail(&cert.name));
@@ -401,6 +462,7 @@ mod tests {
             chain: pem.clone(),
             full_chain: format!("{pem}{pem}"),
             key: "-----BEGIN PRIVATE KEY-----\nMIG2\n-----END PRIVATE KEY-----\n".to_owned(),
+            keystore: None,
         }
     }
 
@@ -426,6 +488,20 @@ mod tests {
             text.contains("    cert_contents: |\n      -----BEGIN CERTIFICATE-----\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_keystore_is_one_base64_line_under_its_fixed_key() {
+        let mut with = exported("zk", "\n");
+        with.keystore = Some("MIIK+/aB==".to_owned());
+        let certs = vec![exported("main", "\n"), with];
+        let text = render(&host(), &certs);
+        verify(&host(), &text, &certs).expect("round trip");
+        assert!(
+            text.contains("    keystore_base64: \"MIIK+/aB==\"\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("keystore_base64").count(), 1, "{text}");
     }
 
     #[test]

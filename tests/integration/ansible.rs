@@ -91,7 +91,7 @@ impl Fleet {
     }
 
     /// Lines the handlers appended ("HOST CERT"), sorted: forks run in any order.
-    fn handler_lines(&self) -> Vec<String> {
+    pub(crate) fn handler_lines(&self) -> Vec<String> {
         let text = fs::read_to_string(self.dir.path().join("handlers.log")).unwrap_or_default();
         let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
         lines.sort();
@@ -132,10 +132,10 @@ impl Fleet {
 
 /// One host's line of the PLAY RECAP.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Recap {
-    changed: u32,
-    failed: u32,
-    unreachable: u32,
+pub(crate) struct Recap {
+    pub(crate) changed: u32,
+    pub(crate) failed: u32,
+    pub(crate) unreachable: u32,
 }
 
 pub(crate) struct Playbook {
@@ -146,7 +146,7 @@ pub(crate) struct Playbook {
 
 impl Playbook {
     #[track_caller]
-    fn host(&self, host: &str) -> Recap {
+    pub(crate) fn host(&self, host: &str) -> Recap {
         *self
             .recap
             .get(host)

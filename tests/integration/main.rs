@@ -7,11 +7,13 @@
 
 mod ansible;
 mod ari;
+mod cluster;
 mod collection;
 mod config;
 mod fixture;
 mod hiera;
 mod host;
+mod keystore;
 mod monitoring;
 mod package;
 mod publish;
