@@ -7,7 +7,7 @@
 //!
 //! - `commands`: one module per subcommand, and the only writer of stdout;
 //! - `config`, `token`, `zone`, `acme`, `cert`, `hiera`: the domain;
-//! - `dns`, `serial`, `store`, `lock`, `shown`: the ground they stand on.
+//! - `dns`, `serial`, `store`, `lock`, `shown`, `timestamp`: the ground they stand on.
 
 pub mod cli;
 
@@ -27,6 +27,7 @@ mod probe;
 mod serial;
 mod shown;
 mod store;
+mod timestamp;
 mod token;
 mod zone;
 

@@ -240,6 +240,7 @@ mod tests {
             public_key_info: vec![serial],
             authority_key_id: Some(vec![1]),
             serial: vec![serial],
+            seed: u64::from(serial),
         }
     }
 

@@ -215,6 +215,27 @@ impl Dir {
         }
     }
 
+    /// The directory at `path` as [`ensure`](Self::ensure) with
+    /// [`Existing::RefuseIfOthersWrite`] would open it, but creating and changing nothing:
+    /// `None` when it does not exist (a dry run reads it as empty).
+    pub(crate) fn open_existing(path: &Path) -> Result<Option<Self>, StoreError> {
+        match nix::fcntl::open(path, dir_flags(), Mode::empty()) {
+            Ok(fd) => {
+                let dir = Self {
+                    fd,
+                    path: path.to_owned(),
+                };
+                dir.settle(
+                    Access::private(PRIVATE_DIR_MODE),
+                    Existing::RefuseIfOthersWrite,
+                )?;
+                Ok(Some(dir))
+            }
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(open_error(path, errno)),
+        }
+    }
+
     /// The child directory `name`, created with `access` when missing.
     pub(crate) fn child(
         &self,

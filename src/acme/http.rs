@@ -10,7 +10,9 @@
 //!
 //! One addition: a CA that takes a request and never answers it (Pebble 2.4 wedged like
 //! that twice in the fleet benchmark) no longer hangs `request` or `finalize` for good;
-//! each request gives up after [`REQUEST_TIMEOUT`].
+//! each request gives up after [`REQUEST_TIMEOUT`]. And one more: inside
+//! [`super::observe::watch`], each answer's `Retry-After` and `expires` are kept for the
+//! caller, which instant-acme's own types drop.
 
 use std::future::Future;
 use std::path::Path;
@@ -40,9 +42,11 @@ impl HttpClient for TimeoutClient {
         &self,
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        // Only a request made inside `observe::watch` has its answer read beyond instant-acme.
+        let watched = super::observe::watching().then(|| req.uri().to_string());
         let response = HttpClient::request(&self.0, req);
         Box::pin(async move {
-            tokio::time::timeout(REQUEST_TIMEOUT, response)
+            let response = tokio::time::timeout(REQUEST_TIMEOUT, response)
                 .await
                 .unwrap_or_else(|_| {
                     Err(instant_acme::Error::Other(
@@ -52,7 +56,11 @@ impl HttpClient for TimeoutClient {
                         )
                         .into(),
                     ))
-                })
+                })?;
+            match watched {
+                Some(url) => super::observe::record(url, response).await,
+                None => Ok(response),
+            }
         })
     }
 }

@@ -38,13 +38,16 @@ macro_rules! retry_bad_nonce {
 mod account;
 mod chain;
 mod http;
+mod limit;
+mod observe;
 mod order;
 mod state;
 
 pub(crate) use account::{AccountState, open_existing, open_or_create};
 pub(crate) use chain::{IssuedChain, verify_chain};
+pub(crate) use limit::RateLimit;
 pub(crate) use order::{
-    Challenge, PendingOrder, check_profile, complete, create, reopen, replaces_for,
+    Challenge, PendingOrder, Reopened, check_profile, complete, create, reopen, replaces_for,
 };
 pub(crate) use state::StateDir;
 
@@ -103,6 +106,9 @@ pub(crate) enum AcmeError {
         #[source]
         source: instant_acme::Error,
     },
+    /// The CA's rate limit refused an order (or an earlier run's refusal still holds).
+    #[error("{0}")]
+    RateLimited(Box<RateLimit>),
     /// The CA refused a validation; the order is invalid for good.
     #[error("validation failed: {problem}")]
     Invalid { problem: String },

@@ -15,12 +15,16 @@ use instant_acme::{
     Order, OrderStatus,
 };
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
+use super::limit::RateLimit;
+use super::observe;
 use super::state::StateDir;
-use super::{AcmeError, BadNonce, POLL, problem_line};
+use super::{AcmeError, BadNonce, POLL, problem_line, problem_type};
 use crate::cert::{Inspection, KeyType, PrivateKey};
 use crate::dns::DnsName;
 use crate::store::Versioned;
+use crate::timestamp::rfc3339;
 
 /// An order saved between `request` and `finalize`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +105,8 @@ pub(crate) struct Challenge {
     pub(crate) identifier: DnsName,
     /// The TXT value (base64url SHA-256 of the key authorization).
     pub(crate) value: String,
+    /// The URL of its authorization, to find what the CA said about it (`expires`).
+    pub(crate) authorization: String,
 }
 
 /// Refuses a profile the CA's directory does not list: instant-acme sends it unchecked and
@@ -132,72 +138,164 @@ pub(crate) fn replaces_for(inspection: &Inspection) -> Option<CertificateIdentif
 }
 
 /// Creates an order for `names`, returning it with the DNS-01 values still to publish.
+///
+/// `replaces` names the certificate this order renews (RFC 9773 section 5), which exempts
+/// it from Let's Encrypt's rate limits. A CA without ARI gets a plain order (instant-acme
+/// refuses `replaces` before sending anything), and so does a CA that refuses the field; a
+/// rate limit is never retried: the field is what would have exempted the order.
 pub(crate) async fn create(
     account: &Account,
     directory: &str,
     names: &[DnsName],
     profile: Option<&str>,
     replaces: Option<CertificateIdentifier<'static>>,
+    now: OffsetDateTime,
 ) -> Result<(Order, Vec<Challenge>), AcmeError> {
     let identifiers: Vec<Identifier> = names
         .iter()
         .map(|name| Identifier::Dns(name.to_string()))
         .collect();
-    let new_order = |with_replaces: bool| {
+    let attempt = |with_replaces: bool| {
         let mut new_order = NewOrder::new(&identifiers);
         if let Some(profile) = profile {
             new_order = new_order.profile(profile);
         }
-        match (&replaces, with_replaces) {
-            (Some(id), true) => new_order.replaces(id.clone()),
-            _ => new_order,
+        if let (Some(id), true) = (&replaces, with_replaces) {
+            new_order = new_order.replaces(id.clone());
         }
+        // Watched for the `Retry-After` of a refusal, which instant-acme drops.
+        observe::watch(async move { retry_bad_nonce!(account.new_order(&new_order)) })
     };
-    let mut order = match retry_bad_nonce!(account.new_order(&new_order(true))) {
-        // A CA may refuse `replaces` (the old certificate was already replaced by an order
-        // that then failed); a renewal without it is still a renewal.
-        Err(instant_acme::Error::Api(problem)) if replaces.is_some() => {
-            tracing::info!(problem = %problem_line(&problem), "CA refused `replaces`; ordering without it");
-            retry_bad_nonce!(account.new_order(&new_order(false)))
-        }
-        // The CA took the order but did not echo `replaces` (RFC 9773 says it must; some
-        // CAs advertise ARI and ignore the field), which instant-acme reports as `Other`.
-        // That order stays unused and expires; a plain one is the renewal.
-        Err(instant_acme::Error::Other(err)) if replaces.is_some() => {
-            tracing::warn!(error = %err, "CA ignored `replaces`; ordering without it");
-            retry_bad_nonce!(account.new_order(&new_order(false)))
-        }
-        other => other,
+    let (mut result, mut seen) = attempt(true).await;
+    if replaces.is_some()
+        && let Err(err) = &result
+        && refused_replaces(err)
+    {
+        (result, seen) = attempt(false).await;
     }
-    .map_err(|source| AcmeError::ca(directory, "create an order", source))?;
+    let mut order = result.map_err(|source| match source {
+        instant_acme::Error::Api(problem) => {
+            match RateLimit::from_problem(directory, &problem, seen.refusal_retry_after(), now) {
+                Some(limit) => AcmeError::RateLimited(Box::new(limit)),
+                None => AcmeError::ca(
+                    directory,
+                    "create an order",
+                    instant_acme::Error::Api(problem),
+                ),
+            }
+        }
+        source => AcmeError::ca(directory, "create an order", source),
+    })?;
     let challenges = challenges(&mut order, directory, names).await?;
     Ok((order, challenges))
 }
 
-/// Re-opens a saved order; `None` when the CA no longer knows it or it went invalid.
+/// Whether a new order with `replaces` failed because of that field, so that one without
+/// it is worth sending; says so in the log.
+fn refused_replaces(err: &instant_acme::Error) -> bool {
+    match err {
+        // The directory has no `renewalInfo`: nothing was sent (Pebble 2.4).
+        instant_acme::Error::Unsupported(_) => {
+            tracing::debug!("the CA offers no ARI; ordering without `replaces`");
+            true
+        }
+        instant_acme::Error::Api(problem)
+            if problem_type(problem) == Some(super::limit::RATE_LIMITED) =>
+        {
+            false
+        }
+        // A CA may refuse `replaces` (the old certificate was already replaced by an order
+        // that then failed, or it is another CA's); a renewal without it is still one.
+        instant_acme::Error::Api(problem) => {
+            tracing::info!(problem = %problem_line(problem), "CA refused `replaces`; ordering without it");
+            true
+        }
+        // The CA took the order but did not echo `replaces` (RFC 9773 says it must; some
+        // CAs advertise ARI and ignore the field), which instant-acme reports as `Other`.
+        // That order stays unused and expires; a plain one is the renewal.
+        instant_acme::Error::Other(err) => {
+            tracing::warn!(error = %err, "CA ignored `replaces`; ordering without it");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A saved order, asked for again.
+#[derive(Debug)]
+pub(crate) enum Reopened {
+    /// It can still complete: the values of its pending authorizations.
+    Open(Vec<Challenge>),
+    /// It cannot complete any more, and why (for the token document: "the saved order ...").
+    Dead(String),
+}
+
+/// Re-opens a saved order and checks that it can still complete at `now`: neither it nor a
+/// pending authorization has expired (by its `expires`, or as the CA says), and the CA
+/// still knows it. Handing out the records of an expired authorization would only make
+/// the next finalize fail after the zone was published.
 pub(crate) async fn reopen(
     account: &Account,
     saved: &PendingOrder,
-) -> Result<Option<(Order, Vec<Challenge>)>, AcmeError> {
+    now: OffsetDateTime,
+) -> Result<Reopened, AcmeError> {
+    // Watched for the `expires` of the order and its authorizations, which instant-acme drops.
+    let (walked, seen) = observe::watch(reopen_walk(account, saved)).await;
+    let challenges = match walked? {
+        Ok(challenges) => challenges,
+        Err(dead) => return Ok(Reopened::Dead(dead)),
+    };
+    let expired = |url: &str| {
+        seen.answer(url)
+            .and_then(|answer| answer.expires)
+            .filter(|expires| *expires <= now)
+    };
+    if let Some(at) = expired(&saved.url) {
+        return Ok(Reopened::Dead(format!("expired at {}", rfc3339(at))));
+    }
+    for challenge in &challenges {
+        if let Some(at) = expired(&challenge.authorization) {
+            return Ok(Reopened::Dead(format!(
+                "has an authorization for {} that expired at {}",
+                challenge.identifier,
+                rfc3339(at)
+            )));
+        }
+    }
+    Ok(Reopened::Open(challenges))
+}
+
+/// The walk of [`reopen`]: the challenges, or why the order is dead.
+async fn reopen_walk(
+    account: &Account,
+    saved: &PendingOrder,
+) -> Result<Result<Vec<Challenge>, String>, AcmeError> {
     let mut order = match retry_bad_nonce!(account.order(saved.url.clone())) {
         Ok(order) => order,
         // 404 and friends: the order expired or was cleaned up; a new one is needed.
         Err(instant_acme::Error::Api(problem)) => {
-            tracing::info!(order = %saved.url, problem = %problem_line(&problem), "saved order is gone");
-            return Ok(None);
+            return Ok(Err(format!(
+                "is gone at the CA ({})",
+                problem_line(&problem)
+            )));
         }
         Err(source) => return Err(AcmeError::ca(&saved.directory, "re-open the order", source)),
     };
     if order.state().status == OrderStatus::Invalid {
-        return Ok(None);
+        return Ok(Err("is invalid at the CA".to_owned()));
     }
     match challenges(&mut order, &saved.directory, &saved.names).await {
-        Ok(challenges) => Ok(Some((order, challenges))),
+        Ok(challenges) => Ok(Ok(challenges)),
         // An authorization went invalid or expired: the order cannot complete any more.
-        Err(AcmeError::Invalid { problem }) => {
-            tracing::info!(order = %saved.url, %problem, "saved order cannot complete");
-            Ok(None)
-        }
+        Err(AcmeError::Invalid { problem }) => Ok(Err(format!("cannot complete: {problem}"))),
+        // The CA refuses to show an authorization (Let's Encrypt: 404 once it expired).
+        Err(AcmeError::Ca {
+            source: instant_acme::Error::Api(problem),
+            ..
+        }) => Ok(Err(format!(
+            "has an authorization the CA no longer shows ({})",
+            problem_line(&problem)
+        ))),
         Err(err) => Err(err),
     }
 }
@@ -248,6 +346,7 @@ async fn collect_challenges(order: &mut Order, names: &[DnsName]) -> Result<Vec<
             }));
         };
         seen.push(identifier.clone());
+        let authorization = authz.url().to_owned();
         match authz.status {
             AuthorizationStatus::Valid => continue,
             AuthorizationStatus::Pending => {}
@@ -263,9 +362,11 @@ async fn collect_challenges(order: &mut Order, names: &[DnsName]) -> Result<Vec<
                 problem: "the CA offers no dns-01 challenge".to_owned(),
             })
         })?;
+        let value = challenge.key_authorization().dns_value();
         challenges.push(Challenge {
             identifier,
-            value: challenge.key_authorization().dns_value(),
+            value,
+            authorization,
         });
     }
     if let Some(missing) = names.iter().find(|name| !seen.contains(name)) {

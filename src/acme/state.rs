@@ -6,6 +6,7 @@
 //!     account.json      0600  directory URL -> account credentials
 //!     orders/<cert>.json 0600 an order waiting between request and finalize
 //!     keys/<cert>.pem   0600  the key made at finalize, kept until the chain is installed
+//!     limits/<cert>.json 0600 a CA's rate limit that refused an order, until it ends
 //!     lock              0600  held by request, finalize and renew for their whole run
 //! ```
 //!
@@ -20,6 +21,7 @@ use crate::store::{self, Access, Dir, Existing, StoreError, Versioned};
 
 const ORDERS_DIR: &str = "orders";
 const KEYS_DIR: &str = "keys";
+const LIMITS_DIR: &str = "limits";
 const LOCK_FILE: &str = "lock";
 /// How long a run waits for another run on the same host: a finalize takes seconds, a slow
 /// CA a minute or two.
@@ -128,10 +130,7 @@ impl StateDir {
 
     /// The saved order of `cert`.
     pub(crate) fn load_order<T: Versioned>(&self, cert: &str) -> Result<Option<T>, StoreError> {
-        match self.sub(ORDERS_DIR, false)? {
-            Some(dir) => dir.load_state(&order_file(cert)),
-            None => Ok(None),
-        }
+        self.load_in(ORDERS_DIR, cert)
     }
 
     /// Whether `cert` has a saved order, without reading it.
@@ -145,21 +144,13 @@ impl StateDir {
 
     /// Saves the order of `cert`.
     pub(crate) fn save_order<T: Versioned>(&self, cert: &str, order: &T) -> Result<(), StoreError> {
-        let dir = self.sub(ORDERS_DIR, true)?.ok_or_else(|| self.missing())?;
-        dir.save_state(&order_file(cert), order)
+        self.save_in(ORDERS_DIR, cert, order)
     }
 
     /// Forgets the order of `cert` and the key made for it; nothing to forget is fine.
     pub(crate) fn remove_order(&self, cert: &str) -> Result<(), StoreError> {
-        if let Some(dir) = self.sub(ORDERS_DIR, false)? {
-            dir.remove(&order_file(cert))?;
-            dir.sync()?;
-        }
-        if let Some(dir) = self.sub(KEYS_DIR, false)? {
-            dir.remove(&key_file(cert))?;
-            dir.sync()?;
-        }
-        Ok(())
+        self.remove_in(ORDERS_DIR, &order_file(cert))?;
+        self.remove_in(KEYS_DIR, &key_file(cert))
     }
 
     /// Saves the key made for `cert`'s order (PEM), 0600.
@@ -174,6 +165,51 @@ impl StateDir {
             Some(dir) => dir.read_optional(&key_file(cert), 1 << 20),
             None => Ok(None),
         }
+    }
+
+    /// The saved rate limit of `cert`.
+    pub(crate) fn load_rate_limit<T: Versioned>(
+        &self,
+        cert: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.load_in(LIMITS_DIR, cert)
+    }
+
+    /// Saves the rate limit of `cert`.
+    pub(crate) fn save_rate_limit<T: Versioned>(
+        &self,
+        cert: &str,
+        limit: &T,
+    ) -> Result<(), StoreError> {
+        self.save_in(LIMITS_DIR, cert, limit)
+    }
+
+    /// Forgets the rate limit of `cert`; nothing to forget is fine.
+    pub(crate) fn remove_rate_limit(&self, cert: &str) -> Result<(), StoreError> {
+        self.remove_in(LIMITS_DIR, &order_file(cert))
+    }
+
+    /// `sub/<cert>.json`, when it is there.
+    fn load_in<T: Versioned>(&self, sub: &str, cert: &str) -> Result<Option<T>, StoreError> {
+        match self.sub(sub, false)? {
+            Some(dir) => dir.load_state(&order_file(cert)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `sub/<cert>.json`, creating `sub`.
+    fn save_in<T: Versioned>(&self, sub: &str, cert: &str, state: &T) -> Result<(), StoreError> {
+        let dir = self.sub(sub, true)?.ok_or_else(|| self.missing())?;
+        dir.save_state(&order_file(cert), state)
+    }
+
+    /// Removes `sub/<file>` durably; nothing to remove is fine.
+    fn remove_in(&self, sub: &str, file: &str) -> Result<(), StoreError> {
+        if let Some(dir) = self.sub(sub, false)? {
+            dir.remove(file)?;
+            dir.sync()?;
+        }
+        Ok(())
     }
 
     fn missing(&self) -> StoreError {

@@ -8,6 +8,7 @@ use x509_parser::public_key::PublicKey;
 
 use super::KeyType;
 use crate::dns::DnsName;
+use crate::timestamp::rfc3339;
 
 /// A certificate file that cannot be understood.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,9 @@ pub(crate) struct Inspection {
     pub(crate) authority_key_id: Option<Vec<u8>>,
     /// The DER-encoded serial number, for the ARI certificate ID.
     pub(crate) serial: Vec<u8>,
+    /// A stable number drawn from the certificate ([`seed_of`]): where its renewal moment
+    /// falls inside the days rule's spread and inside the CA's window.
+    pub(crate) seed: u64,
 }
 
 /// Parses the first certificate of a PEM chain (the leaf) and counts the rest.
@@ -91,6 +95,7 @@ pub(crate) fn inspect_chain(pem: &[u8]) -> Result<Inspection, InspectError> {
         public_key_info: spki.raw.to_vec(),
         authority_key_id,
         serial: leaf.tbs_certificate.raw_serial().to_vec(),
+        seed: seed_of(leaf_der),
     })
 }
 
@@ -104,7 +109,7 @@ pub(crate) enum RenewalDecision {
 }
 
 /// Why a certificate is due: a small fixed set, so reports say it in words and metrics as a
-/// label (`reason()`).
+/// label (`label()`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DueReason {
     /// There is no certificate on disk.
@@ -125,15 +130,26 @@ pub(crate) enum DueReason {
     },
     /// It has expired.
     Expired,
-    /// It expires within the renewal threshold.
+    /// Its moment under the days rule (`renew.before_days`, spread) has come; no ARI advice.
     Expiring {
         left: time::Duration,
         threshold: time::Duration,
+        at: OffsetDateTime,
+    },
+    /// Its moment inside the CA's suggested window (ARI) has come, or the window has passed.
+    AriWindow {
+        window: RenewalWindow,
+        at: OffsetDateTime,
+    },
+    /// The CA's window would keep it until too close to expiry: the safety net.
+    AriSafetyNet {
+        window: RenewalWindow,
+        left: time::Duration,
     },
 }
 
 impl DueReason {
-    /// The metrics label of this reason (docs/monitoring.md).
+    /// The metrics label of this reason (docs/monitoring.md, docs/renewal.md).
     pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::Missing => "missing",
@@ -143,7 +159,17 @@ impl DueReason {
             Self::KeyTypeChanged { .. } => "key_type_changed",
             Self::Expired => "expired",
             Self::Expiring { .. } => "expiring",
+            Self::AriWindow { .. } => "ari_window",
+            Self::AriSafetyNet { .. } => "ari_safety_net",
         }
+    }
+
+    /// Whether this reason renews at once, whatever the CA's window says.
+    pub(crate) fn is_immediate(&self) -> bool {
+        !matches!(
+            self,
+            Self::Expiring { .. } | Self::AriWindow { .. } | Self::AriSafetyNet { .. }
+        )
     }
 }
 
@@ -164,15 +190,71 @@ impl std::fmt::Display for DueReason {
                 None => write!(f, "key type changed from another algorithm to {wanted}"),
             },
             Self::Expired => f.write_str("expired"),
-            Self::Expiring { left, threshold } => write!(
+            Self::Expiring {
+                left,
+                threshold,
+                at,
+            } => write!(
                 f,
-                "expires in {} h, renewing {} h before expiry",
+                "expires in {} h; renewing from {} h before expiry, this certificate from {}",
                 left.whole_hours(),
-                threshold.whole_hours()
+                threshold.whole_hours(),
+                rfc3339(*at)
+            ),
+            Self::AriWindow { window, at } => write!(
+                f,
+                "the CA's renewal window (ARI) {}, this certificate's moment in it {}",
+                window,
+                rfc3339(*at)
+            ),
+            Self::AriSafetyNet { window, left } => write!(
+                f,
+                "expires in {} h, and the CA's renewal window (ARI) {} comes too late: renewing anyway",
+                left.whole_hours(),
+                window
             ),
         }
     }
 }
+
+/// The CA's suggested renewal window for one certificate (RFC 9773 section 4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RenewalWindow {
+    pub(crate) start: OffsetDateTime,
+    pub(crate) end: OffsetDateTime,
+}
+
+impl std::fmt::Display for RenewalWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} to {}", rfc3339(self.start), rfc3339(self.end))
+    }
+}
+
+/// When a certificate renews, and by which rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Schedule {
+    /// The first moment at which a run orders it.
+    pub(crate) at: OffsetDateTime,
+    pub(crate) rule: Rule,
+}
+
+/// The rule that set a [`Schedule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// `renew.before_days` (capped at a third of the lifetime), spread by the certificate.
+    Days { threshold: time::Duration },
+    /// A moment inside the CA's window, chosen by the certificate.
+    Ari(RenewalWindow),
+    /// The CA's window ends too close to expiry; the safety net's moment instead.
+    AriSafetyNet(RenewalWindow),
+}
+
+/// The share of the days rule's threshold over which certificates are spread: with
+/// `before_days: 30`, a certificate renews between 30 and 20 days before expiry.
+const SPREAD_SHARE: i32 = 3;
+/// The share of the days rule's threshold left when the safety net renews regardless of the
+/// CA's window: with `before_days: 30`, 10 days before expiry.
+const SAFETY_SHARE: i32 = 3;
 
 /// What the certificate should be, to compare the one on disk against.
 #[derive(Debug, Clone, Copy)]
@@ -184,8 +266,19 @@ pub(crate) struct Wanted<'a> {
 }
 
 impl Inspection {
-    /// Decides from the certificate alone (ARI is asked separately, by the caller).
-    pub(crate) fn decide(&self, wanted: Wanted<'_>, now: OffsetDateTime) -> RenewalDecision {
+    /// Decides at `now`, with the CA's window when it gave one (`ari`). Pure: the caller asks
+    /// the CA, and the certificate's own `seed` places its moment, so the answer is the same
+    /// on every run until that moment comes, and then stays "due".
+    ///
+    /// Name and key type changes and expiry renew at once. Otherwise the CA's window decides
+    /// (RFC 9773 section 4.2: a moment inside it, at once once it has passed), with the
+    /// safety net of [`SAFETY_SHARE`]; without a window, the days rule, spread.
+    pub(crate) fn decide(
+        &self,
+        wanted: Wanted<'_>,
+        now: OffsetDateTime,
+        ari: Option<RenewalWindow>,
+    ) -> RenewalDecision {
         let mut want: Vec<String> = wanted.names.iter().map(ToString::to_string).collect();
         want.sort();
         if want != self.names {
@@ -209,14 +302,60 @@ impl Inspection {
             });
         }
         let left = self.not_after - now;
-        let threshold = self.renewal_threshold(wanted.before_days);
         if left <= time::Duration::ZERO {
             return RenewalDecision::Due(DueReason::Expired);
         }
-        if left < threshold {
-            return RenewalDecision::Due(DueReason::Expiring { left, threshold });
+        let schedule = self.schedule(wanted.before_days, ari);
+        if now < schedule.at {
+            return RenewalDecision::Valid;
         }
-        RenewalDecision::Valid
+        RenewalDecision::Due(match schedule.rule {
+            Rule::Days { threshold } => DueReason::Expiring {
+                left,
+                threshold,
+                at: schedule.at,
+            },
+            Rule::Ari(window) => DueReason::AriWindow {
+                window,
+                at: schedule.at,
+            },
+            Rule::AriSafetyNet(window) => DueReason::AriSafetyNet { window, left },
+        })
+    }
+
+    /// The moment this certificate renews: inside the CA's window when it gave one (but no
+    /// later than the safety net), else by the days rule, offset by this certificate's share
+    /// of the spread. Both offsets come from [`Inspection::seed`], so certificates issued
+    /// together renew apart, and each one's moment stays put from run to run.
+    pub(crate) fn schedule(&self, before_days: u32, ari: Option<RenewalWindow>) -> Schedule {
+        let threshold = self.renewal_threshold(before_days);
+        let Some(window) = ari.filter(|window| window.start <= window.end) else {
+            let opens = self.not_after - threshold;
+            return Schedule {
+                at: opens + share(self.seed, threshold / SPREAD_SHARE),
+                rule: Rule::Days { threshold },
+            };
+        };
+        let at = window.start + share(self.seed, window.end - window.start);
+        let net = self.not_after - threshold / SAFETY_SHARE;
+        if at > net {
+            return Schedule {
+                at: net,
+                rule: Rule::AriSafetyNet(window),
+            };
+        }
+        Schedule {
+            at,
+            rule: Rule::Ari(window),
+        }
+    }
+
+    /// Whether the certificate has one of `names`: an order for them renews it, for
+    /// `replaces` (Let's Encrypt treats an order as this certificate's renewal only then).
+    pub(crate) fn shares_a_name(&self, names: &[DnsName]) -> bool {
+        names
+            .iter()
+            .any(|name| self.names.contains(&name.to_string()))
     }
 
     /// `before_days`, capped at a third of the lifetime: with a 6-day certificate a 30-day
@@ -234,20 +373,47 @@ impl Inspection {
     }
 }
 
+/// The part of `span` that `seed` picks: `span × seed / 2^64`, to the second, so `seed`s
+/// spread evenly over `[0, span)`. A negative span (a window given backwards) picks zero.
+fn share(seed: u64, span: time::Duration) -> time::Duration {
+    let seconds = u128::try_from(span.whole_seconds()).unwrap_or(0);
+    let picked = (seconds * u128::from(seed)) >> 64;
+    time::Duration::seconds(i64::try_from(picked).unwrap_or(0))
+}
+
+/// The stable seed of a certificate: the first 8 bytes of the SHA-256 of its DER. The same
+/// certificate gives the same seed on every run and every host; two certificates, even
+/// issued in the same second with consecutive serial numbers, give unrelated ones.
+fn seed_of(der: &[u8]) -> u64 {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::Duration as Span;
 
     fn inspection(days_valid: i64, names: &[&str], key_type: KeyType) -> Inspection {
         let not_before = time::macros::datetime!(2026-01-01 0:00 UTC);
         Inspection {
             not_before,
-            not_after: not_before + time::Duration::days(days_valid),
+            not_after: not_before + Span::days(days_valid),
             names: names.iter().map(|n| (*n).to_owned()).collect(),
             key_type: Some(key_type),
             public_key_info: Vec::new(),
             authority_key_id: None,
             serial: Vec::new(),
+            seed: 0,
+        }
+    }
+
+    fn ninety_days(seed: u64) -> Inspection {
+        Inspection {
+            seed,
+            ..inspection(90, &["a.org"], KeyType::EcdsaP384)
         }
     }
 
@@ -265,42 +431,98 @@ mod tests {
         }
     }
 
+    fn label(decision: &RenewalDecision) -> &'static str {
+        match decision {
+            RenewalDecision::Valid => "valid",
+            RenewalDecision::Due(reason) => reason.label(),
+        }
+    }
+
+    /// A window `from`..`to` days after the certificate's `not_before`.
+    fn window(cert: &Inspection, from: i64, to: i64) -> RenewalWindow {
+        RenewalWindow {
+            start: cert.not_before + Span::days(from),
+            end: cert.not_before + Span::days(to),
+        }
+    }
+
     #[test]
-    fn ninety_day_certificate_renews_thirty_days_before() {
-        let cert = inspection(90, &["a.org"], KeyType::EcdsaP384);
+    fn ninety_day_certificate_renews_between_thirty_and_twenty_days_before() {
         let names = names(&["a.org"]);
-        let day = |n| cert.not_before + time::Duration::days(n);
-        assert_eq!(cert.decide(wanted(&names), day(59)), RenewalDecision::Valid);
-        assert!(matches!(
-            cert.decide(wanted(&names), day(61)),
-            RenewalDecision::Due(_)
-        ));
+        for seed in [0, 1 << 63, u64::MAX] {
+            let cert = ninety_days(seed);
+            let day = |n| cert.not_before + Span::days(n);
+            assert_eq!(
+                cert.decide(wanted(&names), day(59), None),
+                RenewalDecision::Valid
+            );
+            assert_eq!(
+                label(&cert.decide(wanted(&names), day(70), None)),
+                "expiring"
+            );
+        }
+        let first = ninety_days(0);
+        assert_eq!(
+            first.schedule(30, None).at,
+            first.not_before + Span::days(60),
+            "seed 0 renews as the window opens"
+        );
+        let last = ninety_days(u64::MAX).schedule(30, None).at;
+        let ten_days_later = first.not_before + Span::days(70);
+        assert!(last < ten_days_later && last > ten_days_later - Span::minutes(1));
+    }
+
+    #[test]
+    fn certificates_issued_together_renew_apart_and_each_stays_put() {
+        let a = ninety_days(seed_of(b"certificate a"));
+        let b = ninety_days(seed_of(b"certificate b"));
+        assert_ne!(a.seed, b.seed);
+        assert_ne!(a.schedule(30, None).at, b.schedule(30, None).at);
+        // The same certificate, inspected again on the next run: the same moment.
+        let again = ninety_days(seed_of(b"certificate a"));
+        assert_eq!(a.schedule(30, None), again.schedule(30, None));
+        // And a decision that became "due" does not flip back on a later run.
+        let names = names(&["a.org"]);
+        let at = a.schedule(30, None).at;
+        for hours in [0, 1, 24, 24 * 9] {
+            let decision = a.decide(wanted(&names), at + Span::hours(hours), None);
+            assert_eq!(label(&decision), "expiring", "{hours} h after its moment");
+        }
+        assert_eq!(
+            a.decide(wanted(&names), at - Span::seconds(1), None),
+            RenewalDecision::Valid
+        );
     }
 
     #[test]
     fn six_day_certificate_is_not_renewed_on_every_run() {
         let cert = inspection(6, &["a.org"], KeyType::EcdsaP384);
         let names = names(&["a.org"]);
-        let day = |n| cert.not_before + time::Duration::days(n);
-        assert_eq!(cert.decide(wanted(&names), day(1)), RenewalDecision::Valid);
+        let day = |n| cert.not_before + Span::days(n);
+        assert_eq!(
+            cert.decide(wanted(&names), day(1), None),
+            RenewalDecision::Valid
+        );
         assert!(matches!(
-            cert.decide(wanted(&names), day(5)),
+            cert.decide(wanted(&names), day(5), None),
             RenewalDecision::Due(_)
         ));
     }
 
     #[test]
-    fn changed_names_or_key_type_renew_at_once() {
+    fn changed_names_or_key_type_renew_at_once_whatever_the_window() {
         let cert = inspection(90, &["a.org", "b.org"], KeyType::EcdsaP256);
         let now = cert.not_before;
+        let later = Some(window(&cert, 60, 62));
         let same = names(&["b.org", "a.org"]);
-        let RenewalDecision::Due(reason) = cert.decide(wanted(&same), now) else {
+        let RenewalDecision::Due(reason) = cert.decide(wanted(&same), now, later) else {
             panic!("key type change not noticed");
         };
         assert_eq!(reason.label(), "key_type_changed");
+        assert!(reason.is_immediate());
         assert!(reason.to_string().contains("key type"), "{reason}");
         let other = names(&["a.org", "c.org"]);
-        let RenewalDecision::Due(reason) = cert.decide(wanted(&other), now) else {
+        let RenewalDecision::Due(reason) = cert.decide(wanted(&other), now, later) else {
             panic!("name change not noticed");
         };
         let reason = reason.to_string();
@@ -308,5 +530,96 @@ mod tests {
             reason.contains("c.org") && reason.contains("b.org"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_future_window_outranks_the_days_rule() {
+        let cert = ninety_days(u64::MAX / 2);
+        let names = names(&["a.org"]);
+        let day = |n| cert.not_before + Span::days(n);
+        // Day 75: the days rule says due; the CA asks for days 78 to 80.
+        assert_eq!(
+            label(&cert.decide(wanted(&names), day(75), None)),
+            "expiring"
+        );
+        let ari = Some(window(&cert, 78, 80));
+        assert_eq!(
+            cert.decide(wanted(&names), day(75), ari),
+            RenewalDecision::Valid
+        );
+        // The moment is inside the window (here its middle), and then it is due.
+        let at = cert.schedule(30, ari).at;
+        assert!(at > day(78) && at < day(80), "{at}");
+        assert_eq!(
+            cert.decide(wanted(&names), at - Span::seconds(1), ari),
+            RenewalDecision::Valid
+        );
+        assert_eq!(label(&cert.decide(wanted(&names), at, ari)), "ari_window");
+        // An earlier window than the days rule (a revocation coming) renews earlier.
+        let early = Some(window(&cert, 10, 11));
+        assert_eq!(
+            label(&cert.decide(wanted(&names), day(11), early)),
+            "ari_window"
+        );
+    }
+
+    #[test]
+    fn a_window_that_has_passed_renews_at_once() {
+        let names = names(&["a.org"]);
+        for seed in [0, u64::MAX] {
+            let cert = ninety_days(seed);
+            let passed = Some(window(&cert, 40, 41));
+            let decision = cert.decide(wanted(&names), cert.not_before + Span::days(42), passed);
+            assert_eq!(label(&decision), "ari_window");
+        }
+    }
+
+    #[test]
+    fn a_window_too_close_to_expiry_meets_the_safety_net() {
+        let cert = ninety_days(0);
+        let names = names(&["a.org"]);
+        let day = |n| cert.not_before + Span::days(n);
+        // A window that starts after expiry: renew 10 days before expiry (a third of 30).
+        let late = Some(window(&cert, 95, 96));
+        let schedule = cert.schedule(30, late);
+        assert_eq!(schedule.at, day(80));
+        assert!(matches!(schedule.rule, Rule::AriSafetyNet(_)));
+        assert_eq!(
+            cert.decide(wanted(&names), day(79), late),
+            RenewalDecision::Valid
+        );
+        let RenewalDecision::Due(reason) = cert.decide(wanted(&names), day(80), late) else {
+            panic!("the safety net did not catch it");
+        };
+        assert_eq!(reason.label(), "ari_safety_net");
+        assert!(reason.to_string().contains("too late"), "{reason}");
+    }
+
+    #[test]
+    fn a_window_given_backwards_is_no_advice() {
+        let cert = ninety_days(0);
+        let backwards = RenewalWindow {
+            start: cert.not_before + Span::days(80),
+            end: cert.not_before + Span::days(70),
+        };
+        assert_eq!(cert.schedule(30, Some(backwards)), cert.schedule(30, None));
+    }
+
+    #[test]
+    fn a_renewal_shares_at_least_one_name() {
+        let cert = inspection(90, &["a.org", "b.org"], KeyType::EcdsaP384);
+        assert!(cert.shares_a_name(&names(&["b.org", "c.org"])));
+        assert!(cert.shares_a_name(&names(&["A.org"])));
+        let wildcard = DnsName::parse_identifier("*.a.org").expect("wildcard");
+        assert!(!cert.shares_a_name(&[names(&["c.org"]).remove(0), wildcard]));
+    }
+
+    #[test]
+    fn share_stays_inside_its_span() {
+        let span = Span::days(10);
+        assert_eq!(share(0, span), Span::ZERO);
+        assert!(share(u64::MAX, span) < span);
+        assert_eq!(share(1 << 63, span), Span::days(5));
+        assert_eq!(share(u64::MAX, -span), Span::ZERO);
     }
 }

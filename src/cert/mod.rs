@@ -7,7 +7,9 @@ mod key;
 mod layout;
 mod pkcs12;
 
-pub(crate) use inspect::{DueReason, Inspection, RenewalDecision, Wanted, inspect_chain};
+pub(crate) use inspect::{
+    DueReason, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted, inspect_chain,
+};
 pub(crate) use install::{CertDir, Secret, SetFile};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};
 pub(crate) use layout::{CertPaths, FileNames, Layout, MAX_ACME_SH_NAME};

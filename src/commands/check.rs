@@ -199,8 +199,12 @@ fn evaluate(
             DueReason::NamesChanged { .. } | DueReason::KeyTypeChanged { .. } => {
                 findings.push(finding(CheckStatus::Warning, format!("due: {reason}")));
             }
-            // Said above from the days left, or by the chain's problem.
+            // Said above from the days left, or by the chain's problem. check asks no CA,
+            // so `decide` never answers with the ARI reasons here; were it to, the days
+            // left say what matters.
             DueReason::Expiring { .. }
+            | DueReason::AriWindow { .. }
+            | DueReason::AriSafetyNet { .. }
             | DueReason::Expired
             | DueReason::Missing
             | DueReason::Unreadable(_) => {}

@@ -1,10 +1,10 @@
 //! What `request`, `finalize` and `status` share: one configured certificate's files on disk.
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::cert::{
-    CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, Wanted, inspect_chain,
+    CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, RenewalWindow, Schedule,
+    Wanted, inspect_chain,
 };
 use crate::config::{CertSpec, HostConfig};
 
@@ -58,12 +58,24 @@ impl<'c> Installed<'c> {
             .map(|inspection| rfc3339(inspection.not_after))
     }
 
-    /// Whether this certificate must be issued, from the files alone.
+    /// Whether this certificate must be issued, from the files alone (the days rule, as
+    /// without an answer from the CA's ARI).
     pub(crate) fn decide(
         &self,
         config: &HostConfig,
         spec: &CertSpec,
         now: OffsetDateTime,
+    ) -> RenewalDecision {
+        self.decide_with(config, spec, now, None)
+    }
+
+    /// Whether this certificate must be issued, with the CA's window when it gave one.
+    pub(crate) fn decide_with(
+        &self,
+        config: &HostConfig,
+        spec: &CertSpec,
+        now: OffsetDateTime,
+        ari: Option<RenewalWindow>,
     ) -> RenewalDecision {
         match &self.chain {
             Ok(None) => RenewalDecision::Due(DueReason::Missing),
@@ -76,12 +88,20 @@ impl<'c> Installed<'c> {
                     before_days: config.renew.before_days,
                 },
                 now,
+                ari,
             ),
         }
     }
+
+    /// When the certificate on disk renews (docs/renewal.md), when there is one.
+    pub(crate) fn schedule(
+        &self,
+        config: &HostConfig,
+        ari: Option<RenewalWindow>,
+    ) -> Option<Schedule> {
+        self.inspection()
+            .map(|inspection| inspection.schedule(config.renew.before_days, ari))
+    }
 }
 
-/// A timestamp as reports write it.
-pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
-}
+pub(crate) use crate::timestamp::rfc3339;

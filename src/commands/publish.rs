@@ -71,7 +71,7 @@ pub(crate) async fn run(args: PublishArgs, observed: &mut Observed) -> Result<Ou
             zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
         }
         ZoneTarget::Update(target) => {
-            let mut writer = UpdateWriter::open(target, &config.zone, config.ttl)?;
+            let mut writer = UpdateWriter::open(target, &config.zone, config.ttl, args.dry_run)?;
             zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
         }
     };

@@ -55,16 +55,21 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     };
     let dry_run = args.dry_run;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
-    let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl)?;
+    let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl, dry_run)?;
 
     let document = request::token_document(&config, &state, dry_run).await?;
     let own = token::own_submission(&document, &config.host, &zone_config.policy)?;
     let had_records = !own.records.is_empty();
+    let publishing = Instant::now();
     let published = if had_records {
         Some(zone::publish(&zone_config, &[own], &mut writer, dry_run).await?)
     } else {
         None
     };
+    // Its `seconds` are the publish step's own, as `publish` alone would report them.
+    let publish_report = published
+        .as_ref()
+        .map(|publication| publish::report(&zone_config, publication, dry_run, publishing));
     let lagging = published
         .as_ref()
         .is_some_and(|publication| publish::outcome(&zone_config, publication) != Outcome::Success);
@@ -105,9 +110,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
         host: config.host.to_string(),
         changed: finalized.as_ref().is_some_and(|report| report.changed),
         dry_run,
-        publish: published
-            .as_ref()
-            .map(|publication| publish::report(&zone_config, publication, dry_run, started)),
+        publish: publish_report,
         request: document,
         finalize: finalized,
         cleanup,

@@ -4,6 +4,12 @@
 //! Only what is needed touches the CA: with nothing due, no pending order and ARI off, the
 //! run reads a few local files and never loads the account or fetches the directory. When
 //! an order is needed and the CA cannot be reached, the run fails as a whole (exit 4).
+//!
+//! The decision part (docs/renewal.md): a saved order is re-opened, or dropped when it can no
+//! longer complete; then the CA's window (ARI) is asked unless the certificate renews at once
+//! anyway, and `cert::Inspection::decide` decides from the files, the window and the
+//! certificate's own seed; a rate limit the CA set earlier stops the order until its time;
+//! every order that renews a certificate on disk names it in `replaces`.
 
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
@@ -14,14 +20,14 @@ use tracing::{info, warn};
 use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
 use super::report::print_json;
-use crate::acme::{self, AccountState, Challenge, PendingOrder, StateDir};
-use crate::cert::RenewalDecision;
+use crate::acme::{self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir};
+use crate::cert::{RenewalDecision, RenewalWindow, Rule, Schedule};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::check_delegation;
 use crate::error::{Error, Outcome};
 use crate::store::Versioned as _;
-use crate::token::{self, CertState, CertStatus, Record, TokenDocument, record_name};
+use crate::token::{self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name};
 
 /// Delegation questions in flight at once: a host with 100 names does not flood its resolver.
 const PRECHECK_CONCURRENCY: usize = 16;
@@ -31,6 +37,8 @@ struct Plan<'c> {
     cert: &'c str,
     spec: &'c CertSpec,
     installed: Installed<'c>,
+    /// The decision from the files alone (the days rule): it picks what to pre-check and
+    /// whether an account is needed. The CA's window, asked later, may change it.
     decision: RenewalDecision,
     pending: Option<PendingOrder>,
     /// The `_acme-challenge` delegation check, when it was made before opening the account.
@@ -179,61 +187,76 @@ async fn open_account(
 }
 
 async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
-    let cert = plan.cert;
-    let not_after = plan.installed.not_after();
-    let part = |status, reason: String, records, changed| Part {
-        state: CertState {
-            name: cert.to_owned(),
-            status,
-            not_after: not_after.clone(),
-            reason,
+    let dropped = match plan.pending.take() {
+        Some(saved) => match resume(context, &plan, &saved).await {
+            Ok(Resumed::Open(status, reason, records)) => {
+                return Part::new(&plan, status, reason, records, false);
+            }
+            Ok(Resumed::Dropped(why)) => why,
+            Err(failure) => return Part::failed(&plan, failure),
         },
-        records,
-        changed,
+        None => None,
     };
-    let failed = |failure: CertFailure| {
-        let reason = failure.to_string();
-        warn!(cert, reason, "cannot request");
-        part(CertStatus::Failed, reason, Vec::new(), false)
+    let ari = ask_ari(context, &plan).await;
+    let schedule = plan.installed.schedule(context.config, ari);
+    let decision = plan
+        .installed
+        .decide_with(context.config, plan.spec, context.now, ari);
+    let RenewalDecision::Due(due) = decision else {
+        let reason = not_due(context, &plan, schedule);
+        return Part::new(&plan, CertStatus::Valid, reason, Vec::new(), false)
+            .renewing_at(schedule);
     };
-
-    if let Some(saved) = plan.pending.take() {
-        match resume(context, &plan, &saved).await {
-            Ok(Some((status, reason, records))) => return part(status, reason, records, false),
-            Ok(None) => {}
-            Err(failure) => return failed(failure),
-        }
+    let mut reason = due.to_string();
+    if let Some(why) = dropped {
+        reason = format!("{reason}; a new order, as the saved one {why}");
     }
-    let (reason, why, replaces) = match decide_with_ari(context, &plan).await {
-        Decision::Valid => {
-            let reason = match plan.installed.inspection() {
-                Some(inspection) => format!(
-                    "not due: {} days left",
-                    inspection.remaining(context.now).as_secs() / 86_400
-                ),
-                None => "not due".to_owned(),
-            };
-            return part(CertStatus::Valid, reason, Vec::new(), false);
-        }
-        Decision::Due {
-            reason,
-            why,
-            replaces,
-        } => (reason, why, replaces),
+    info!(cert = plan.cert, reason, why = due.label(), "due");
+    order_due(context, &mut plan, reason)
+        .await
+        .renewing_at(schedule)
+}
+
+/// The reason line of a certificate that is not due: time left, and when it renews by which
+/// rule.
+fn not_due(context: &Context<'_>, plan: &Plan<'_>, schedule: Option<Schedule>) -> String {
+    let (Some(inspection), Some(schedule)) = (plan.installed.inspection(), schedule) else {
+        return "not due".to_owned();
     };
-    info!(cert, reason, why, "due");
+    let rule = match schedule.rule {
+        Rule::Days { .. } => "renew.before_days, spread".to_owned(),
+        Rule::Ari(window) => format!("inside the CA's renewal window (ARI) {window}"),
+        Rule::AriSafetyNet(window) => {
+            format!("the safety net: the CA's renewal window (ARI) {window} comes too late")
+        }
+    };
+    format!(
+        "not due: {} days left, renews from {} ({rule})",
+        inspection.remaining(context.now).as_secs() / 86_400,
+        rfc3339(schedule.at)
+    )
+}
+
+/// Orders a due certificate, unless a rate limit still holds or its delegation is broken.
+async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason: String) -> Part {
+    let cert = plan.cert;
+    match held_rate_limit(context, cert) {
+        Ok(Some(limit)) => return Part::failed(plan, acme::AcmeError::RateLimited(limit).into()),
+        Ok(None) => {}
+        Err(failure) => return Part::failed(plan, failure),
+    }
     let delegation = match plan.delegation.take() {
         Some(checked) => checked,
         None => precheck(context.config, plan.spec).await,
     };
     if let Err(failure) = delegation {
-        return failed(failure);
+        return Part::failed(plan, failure);
     }
     if context.dry_run {
         let reason = format!("would order ({reason})");
-        return part(CertStatus::Pending, reason, Vec::new(), true);
+        return Part::new(plan, CertStatus::Pending, reason, Vec::new(), true);
     }
-    match order(context, &plan, &reason, replaces).await {
+    match order(context, plan, &reason, replaces(plan)).await {
         Ok(challenges) => {
             let records = records(context.config, cert, &challenges);
             let status = if records.is_empty() {
@@ -241,33 +264,112 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
             } else {
                 CertStatus::Pending
             };
-            part(status, reason, records, true)
+            Part::new(plan, status, reason, records, true)
         }
-        Err(failure) => failed(failure),
+        Err(CertFailure::Acme(acme::AcmeError::RateLimited(limit))) => {
+            // Kept so that the next runs do not order before the limit ends.
+            if let Err(err) = limit.save(context.state, cert) {
+                warn!(cert, error = %err, "cannot keep the rate limit; the next run asks again");
+            }
+            Part::failed(plan, acme::AcmeError::RateLimited(limit).into())
+        }
+        Err(failure) => Part::failed(plan, failure),
     }
 }
 
-/// Whether to order, after asking ARI.
-enum Decision {
-    Valid,
-    /// Order; `replaces` names the certificate being renewed when ARI said so.
-    Due {
-        reason: String,
-        /// The reason as a label from a fixed set (`DueReason::label`, or `ari_window`).
-        why: &'static str,
-        replaces: Option<CertificateIdentifier<'static>>,
-    },
+/// A refusal by the CA's rate limit that still stops `cert`'s next order. One that has
+/// ended, or came from another CA, is forgotten.
+fn held_rate_limit(
+    context: &Context<'_>,
+    cert: &str,
+) -> Result<Option<Box<RateLimit>>, CertFailure> {
+    let limit = match RateLimit::load(context.state, cert) {
+        Ok(Some(limit)) => limit,
+        Ok(None) => return Ok(None),
+        Err(err) => {
+            // Our own file, broken: asking the CA again costs at most one refusal.
+            warn!(cert, error = %err, "ignoring the saved rate limit");
+            return Ok(None);
+        }
+    };
+    if limit.holds(&context.config.acme.directory, context.now) {
+        return Ok(Some(Box::new(limit)));
+    }
+    if !context.dry_run {
+        RateLimit::remove(context.state, cert)?;
+    }
+    Ok(None)
 }
 
-/// The records of a saved order that is still good, with their status.
-type Resumed = (CertStatus, String, Vec<Record>);
+/// The certificate an order renews, for `replaces` (RFC 9773 section 5): the one on disk
+/// whatever made it due, when it shares a name with the order (Let's Encrypt exempts a
+/// renewal from its rate limits only then).
+fn replaces(plan: &Plan<'_>) -> Option<CertificateIdentifier<'static>> {
+    let inspection = plan.installed.inspection()?;
+    if inspection.shares_a_name(&plan.spec.names) {
+        acme::replaces_for(inspection)
+    } else {
+        None
+    }
+}
 
-/// Re-opens a saved order. `Ok(None)`: there is none worth keeping, make a new one if due.
+impl Part {
+    fn new(
+        plan: &Plan<'_>,
+        status: CertStatus,
+        reason: String,
+        records: Vec<Record>,
+        changed: bool,
+    ) -> Self {
+        Self {
+            state: CertState {
+                name: plan.cert.to_owned(),
+                status,
+                not_after: plan.installed.not_after(),
+                reason,
+                renew_at: None,
+                rate_limit: None,
+            },
+            records,
+            changed,
+        }
+    }
+
+    /// The certificate failed: its one line, and the rate limit when that was the cause.
+    fn failed(plan: &Plan<'_>, failure: CertFailure) -> Self {
+        let reason = failure.to_string();
+        warn!(cert = plan.cert, reason, "cannot request");
+        let mut part = Self::new(plan, CertStatus::Failed, reason, Vec::new(), false);
+        if let CertFailure::Acme(acme::AcmeError::RateLimited(limit)) = &failure {
+            part.state.rate_limit = Some(RateLimited {
+                limit: limit.limit.clone(),
+                retry_after: limit.retry_after.clone(),
+            });
+        }
+        part
+    }
+
+    fn renewing_at(mut self, schedule: Option<Schedule>) -> Self {
+        self.state.renew_at = schedule.map(|schedule| rfc3339(schedule.at));
+        self
+    }
+}
+
+/// A saved order, after asking the CA about it.
+enum Resumed {
+    /// Still good: its status, reason and records.
+    Open(CertStatus, String, Vec<Record>),
+    /// Forgotten; why, when the config does not already say it (a dead order).
+    Dropped(Option<String>),
+}
+
+/// Re-opens a saved order, or forgets it when it no longer fits the config or cannot
+/// complete; then a new one is made if the certificate is (still) due.
 async fn resume(
     context: &Context<'_>,
     plan: &Plan<'_>,
     saved: &PendingOrder,
-) -> Result<Option<Resumed>, CertFailure> {
+) -> Result<Resumed, CertFailure> {
     let config = context.config;
     let acme = &config.acme;
     let fits = saved.fits(
@@ -277,73 +379,79 @@ async fn resume(
         &acme.directory,
     );
     if context.dry_run {
-        return Ok(fits.then(|| {
-            let reason = format!(
-                "order from {} still pending ({})",
-                saved.created, saved.reason
-            );
-            (CertStatus::Pending, reason, Vec::new())
-        }));
+        if !fits {
+            return Ok(Resumed::Dropped(None));
+        }
+        let reason = format!(
+            "order from {} still pending ({})",
+            saved.created, saved.reason
+        );
+        return Ok(Resumed::Open(CertStatus::Pending, reason, Vec::new()));
     }
-    if let Some(account) = context.account.open()
-        && fits
-        && saved.account == account.id()
-        && let Some((_, challenges)) = acme::reopen(account, saved).await?
-    {
-        info!(cert = plan.cert, order = %saved.url, "reusing the saved order");
-        let records = records(config, plan.cert, &challenges);
-        let status = if records.is_empty() {
-            CertStatus::Ready
-        } else {
-            CertStatus::Pending
-        };
-        return Ok(Some((status, saved.reason.clone(), records)));
-    }
-    info!(cert = plan.cert, order = %saved.url, "dropping the saved order");
+    let why = match context.account.open() {
+        Some(account) if fits && saved.account == account.id() => {
+            match acme::reopen(account, saved, context.now).await? {
+                Reopened::Open(challenges) => {
+                    info!(cert = plan.cert, order = %saved.url, "reusing the saved order");
+                    let records = records(config, plan.cert, &challenges);
+                    let status = if records.is_empty() {
+                        CertStatus::Ready
+                    } else {
+                        CertStatus::Pending
+                    };
+                    return Ok(Resumed::Open(status, saved.reason.clone(), records));
+                }
+                Reopened::Dead(why) => Some(format!("(from {}) {why}", saved.created)),
+            }
+        }
+        Some(_) if fits => Some(format!(
+            "(from {}) was made by another account",
+            saved.created
+        )),
+        _ => None,
+    };
+    info!(cert = plan.cert, order = %saved.url, why = why.as_deref().unwrap_or("the config changed"), "dropping the saved order");
     PendingOrder::remove(context.state, plan.cert)?;
-    Ok(None)
+    Ok(Resumed::Dropped(why))
 }
 
-/// The plan's decision, or the CA's renewal window when ARI is on and the CA offers it.
-async fn decide_with_ari(context: &Context<'_>, plan: &Plan<'_>) -> Decision {
-    let no_ari = match &plan.decision {
-        RenewalDecision::Due(reason) => {
-            return Decision::Due {
-                reason: reason.to_string(),
-                why: reason.label(),
-                replaces: None,
-            };
-        }
-        RenewalDecision::Valid => Decision::Valid,
-    };
-    let (true, Some(inspection), Some(account)) = (
-        context.config.renew.ari,
-        plan.installed.inspection(),
-        context.account.open(),
-    ) else {
+/// The CA's renewal window for the certificate on disk (RFC 9773), when ARI is on, the CA
+/// offers it and answers. `None`: the days rule decides, the safety net when the CA does not
+/// answer. Not asked when the certificate renews at once anyway.
+async fn ask_ari(context: &Context<'_>, plan: &Plan<'_>) -> Option<RenewalWindow> {
+    if !context.config.renew.ari {
+        return None;
+    }
+    if let RenewalDecision::Due(reason) = &plan.decision
+        && reason.is_immediate()
+    {
+        return None;
+    }
+    let inspection = plan.installed.inspection()?;
+    let Some(account) = context.account.open() else {
         if let Some(problem) = context.account.problem() {
             tracing::debug!(cert = plan.cert, %problem, "deciding without ARI");
         }
-        return no_ari;
+        return None;
     };
-    let Some(id) = acme::replaces_for(inspection) else {
-        return no_ari;
-    };
+    let id = acme::replaces_for(inspection)?;
     match account.renewal_info(&id).await {
-        Ok((info, _)) if info.suggested_window.start <= context.now => Decision::Due {
-            reason: format!(
-                "the CA's renewal window (ARI) opened at {}",
-                rfc3339(info.suggested_window.start)
-            ),
-            why: "ari_window",
-            replaces: Some(id),
-        },
-        Ok(_) => no_ari,
+        Ok((info, _)) => {
+            let window = RenewalWindow {
+                start: info.suggested_window.start,
+                end: info.suggested_window.end,
+            };
+            if window.start > window.end {
+                warn!(cert = plan.cert, %window, "the CA's renewal window (ARI) ends before it starts; the days rule decides");
+                return None;
+            }
+            Some(window)
+        }
         // Pebble and some CAs have no renewalInfo: that is "no ARI", not a failure.
-        Err(instant_acme::Error::Unsupported(_)) => no_ari,
+        Err(instant_acme::Error::Unsupported(_)) => None,
         Err(err) => {
-            warn!(cert = plan.cert, error = %err, "cannot ask the CA's renewal window (ARI)");
-            no_ari
+            warn!(cert = plan.cert, error = %err, "the CA did not answer for its renewal window (ARI); the days rule decides");
+            None
         }
     }
 }
@@ -397,6 +505,7 @@ async fn order(
         &plan.spec.names,
         profile,
         replaces,
+        context.now,
     )
     .await?;
     let saved = PendingOrder {

@@ -11,6 +11,7 @@ mod duration;
 mod host;
 mod metrics;
 mod pkcs12;
+mod servers;
 mod unique;
 mod update;
 mod zone;

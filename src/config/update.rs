@@ -22,11 +22,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigDuration, ConfigError, ZoneConfig, beside, invalid, parse_dns_address};
-use crate::config::HostConfig;
+use super::servers::{DEFAULT_TIMEOUT, check_servers};
+use super::{ConfigDuration, ConfigError, beside, invalid, parse_dns_address};
 use crate::dns::{DnsName, TsigAlgo, TsigKey};
 use crate::shown::{path as shown_path, shown};
-use crate::token::Policy;
 
 /// Where `publish` by update keeps its ledger and lock unless `state_dir` says otherwise.
 pub(crate) const DEFAULT_PUBLISH_STATE_DIR: &str = "/var/lib/fleetcert/publish";
@@ -146,8 +145,8 @@ pub(crate) fn check_host_update(
     };
     Ok(Some(HostUpdate {
         target: check_update(path, update, state_dir.to_owned())?,
-        servers: super::zone::check_servers(path, servers)?,
-        timeout: timeout.map_or(super::zone::DEFAULT_TIMEOUT, |d| d.0),
+        servers: check_servers(path, servers)?,
+        timeout: timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
     }))
 }
 
@@ -187,33 +186,6 @@ pub(crate) fn missing_update(path: &Path) -> ConfigError {
         "is missing: `fleetcert renew` publishes this host's records by dynamic update; add \
          an `update:` block (docs/dynamic-update.md), or run request, publish and finalize",
     )
-}
-
-impl ZoneConfig {
-    /// The zone config `renew` publishes this host's records with, when it has `update:`.
-    /// The host's records are all there is in its ledger, so no allow-list: the host's own
-    /// documents are validated against the zone, and the server's policy limits its key.
-    pub(crate) fn for_host(host: &HostConfig) -> Option<Self> {
-        let update = host.update.as_ref()?;
-        Some(Self {
-            zone: host.signing_zone.clone(),
-            target: super::ZoneTarget::Update(update.target.clone()),
-            ttl: super::zone::DEFAULT_TTL,
-            servers: update.servers.clone(),
-            resolver: host.resolver,
-            timeout: update.timeout,
-            lock_timeout: super::zone::DEFAULT_LOCK_TIMEOUT,
-            record_lifetime: super::zone::DEFAULT_RECORD_LIFETIME,
-            max_values_per_name: super::zone::DEFAULT_MAX_VALUES_PER_NAME,
-            policy: Policy {
-                zone: host.signing_zone.clone(),
-                records: host.challenge_records,
-                allow: None,
-            },
-            // renew writes the host's metrics (commands/record.rs), not a zone's.
-            metrics: None,
-        })
-    }
 }
 
 /// Reads and decodes the secret file; the problem, when there is one, never quotes the file.

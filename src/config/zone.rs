@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::host::HostConfig;
 use super::metrics::{Metrics, RawMetrics, check_metrics};
+use super::servers::{DEFAULT_TIMEOUT, check_servers};
 use super::unique::UniqueMap;
 use super::update::{self, RawUpdate, UpdateTarget};
 use super::{ConfigDuration, ConfigError, beside, invalid, parse_dns_address, read_yaml};
@@ -17,8 +19,6 @@ use crate::token::{ChallengeRecords, Policy};
 
 pub(super) const DEFAULT_TTL: u32 = 60;
 const DEFAULT_RESOLVER: &str = "127.0.0.1:53";
-/// How long `publish` waits for every server to serve the new serial.
-pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a host's records survive publishes that do not mention it.
 pub(super) const DEFAULT_RECORD_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// How long a publish waits for another one holding the lock.
@@ -326,33 +326,6 @@ fn check_file_target(
     })
 }
 
-pub(super) fn check_servers(
-    path: &Path,
-    raw: Option<Vec<String>>,
-) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
-    match raw {
-        None => Ok(None),
-        Some(list) if list.is_empty() => Err(invalid(
-            path,
-            "servers",
-            "is empty: list servers or remove the key",
-        )),
-        Some(list) => list
-            .iter()
-            .map(|text| {
-                parse_dns_address(text).ok_or_else(|| {
-                    invalid(
-                        path,
-                        "servers",
-                        format!("{} is not ip or ip:port", shown(text)),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-    }
-}
-
 fn check_glue(
     path: &Path,
     zone: &DnsName,
@@ -428,6 +401,33 @@ fn check_allow(
         }
     }
     Ok(checked)
+}
+
+impl ZoneConfig {
+    /// The zone config `renew` publishes this host's records with, when it has `update:`.
+    /// The host's records are all there is in its ledger, so no allow-list: the host's own
+    /// documents are validated against the zone, and the server's policy limits its key.
+    pub(crate) fn for_host(host: &HostConfig) -> Option<Self> {
+        let update = host.update.as_ref()?;
+        Some(Self {
+            zone: host.signing_zone.clone(),
+            target: super::ZoneTarget::Update(update.target.clone()),
+            ttl: DEFAULT_TTL,
+            servers: update.servers.clone(),
+            resolver: host.resolver,
+            timeout: update.timeout,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            record_lifetime: DEFAULT_RECORD_LIFETIME,
+            max_values_per_name: DEFAULT_MAX_VALUES_PER_NAME,
+            policy: Policy {
+                zone: host.signing_zone.clone(),
+                records: host.challenge_records,
+                allow: None,
+            },
+            // renew writes the host's metrics (commands/record.rs), not a zone's.
+            metrics: None,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,23 @@ pub(crate) struct CertState {
     pub(crate) not_after: Option<String>,
     /// Why it is due, or why it failed, in one line.
     pub(crate) reason: String,
+    /// When the certificate on disk renews (RFC 3339): its moment in the CA's ARI window,
+    /// or by the days rule with its spread (docs/renewal.md). Absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) renew_at: Option<String>,
+    /// Only when the CA's rate limit stopped the order: which limit, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rate_limit: Option<RateLimited>,
+}
+
+/// A rate limit that stopped a certificate's order, for the fleet summary to group by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimited {
+    /// The limit's name when the CA named it (Let's Encrypt: `new-orders-per-account`, ...).
+    pub(crate) limit: Option<String>,
+    /// No new order before this moment (RFC 3339).
+    pub(crate) retry_after: String,
 }
 
 /// The state of one certificate in a token document.

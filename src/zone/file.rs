@@ -170,8 +170,8 @@ impl<'c> FileWriter<'c> {
 }
 
 impl ZoneWriter for FileWriter<'_> {
-    fn home(&self) -> &Home {
-        &self.home
+    fn home(&self) -> Option<&Home> {
+        Some(&self.home)
     }
 
     fn primary(&self) -> Option<&DnsName> {

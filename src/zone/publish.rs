@@ -43,11 +43,19 @@ pub(crate) struct Written {
 
 /// One way of changing the signing zone.
 pub(crate) trait ZoneWriter {
-    /// Where the ledger and the lock live.
-    fn home(&self) -> &Home;
+    /// Where the ledger and the lock live. `None` only in a dry run, when that directory does
+    /// not exist yet (nothing was ever published from here, and a dry run creates nothing):
+    /// the ledger then reads as empty.
+    fn home(&self) -> Option<&Home>;
 
     /// The name of the zone's primary, to ask first when servers are found from NS records.
     fn primary(&self) -> Option<&DnsName>;
+
+    /// The address the primary takes changes at, when the writer talks to it: among the
+    /// servers found from NS records, that one is asked first.
+    fn primary_address(&self) -> Option<SocketAddr> {
+        None
+    }
 
     /// How the served TXT sets are checked after the wait: a writer that leaves other
     /// values at its names in place says [`SetCheck::Contains`].
@@ -89,15 +97,20 @@ pub(crate) async fn publish<W: ZoneWriter>(
     let servers = if dry_run {
         Vec::new()
     } else {
-        find_servers(config, writer.primary()).await?
+        find_servers(config, writer.primary(), writer.primary_address()).await?
     };
     let home = writer.home();
-    let lock = if dry_run {
-        None
-    } else {
-        Some(Lock::acquire(&home.dir, &home.lock, config.lock_timeout).await?)
+    debug_assert!(dry_run || home.is_some(), "only a dry run may have no home");
+    let lock = match home {
+        Some(home) if !dry_run => {
+            Some(Lock::acquire(&home.dir, &home.lock, config.lock_timeout).await?)
+        }
+        _ => None,
     };
-    let before = Ledger::load(&home.dir, &home.ledger, &config.policy)?;
+    let before = match home {
+        Some(home) => Ledger::load(&home.dir, &home.ledger, &config.policy)?,
+        None => Ledger::default(),
+    };
     let (ledger, expired) = apply(config, &before, submissions)?;
     // `timeout` counts from the first question: a server that does not answer costs
     // `timeout`, not more.
@@ -113,7 +126,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
         .await
     };
     let saved = !dry_run && ledger != before;
-    if saved {
+    if saved && let Some(home) = home {
         ledger.save(&home.dir, &home.ledger)?;
     }
     let records = ledger.records();
@@ -122,8 +135,10 @@ pub(crate) async fn publish<W: ZoneWriter>(
         Err(err) => {
             // The writer put the old zone back; the ledger goes back with it, so a failed
             // publish changes nothing.
-            let home = writer.home();
-            if saved && let Err(restore) = before.save(&home.dir, &home.ledger) {
+            if saved
+                && let Some(home) = writer.home()
+                && let Err(restore) = before.save(&home.dir, &home.ledger)
+            {
                 tracing::warn!(error = %restore, "cannot put the previous ledger back");
             }
             return Err(err);
@@ -194,19 +209,34 @@ fn apply(
     Ok((ledger, expired))
 }
 
-/// The servers to wait for: `servers:`, or the zone's NS set through the resolver.
+/// The servers to wait for: `servers:`, or the zone's NS set through the resolver, the
+/// primary first (by its address when the writer knows it, else by its name).
 async fn find_servers(
     config: &ZoneConfig,
     primary: Option<&DnsName>,
+    primary_address: Option<SocketAddr>,
 ) -> Result<Vec<SocketAddr>, ZoneError> {
     match &config.servers {
         Some(servers) => Ok(servers.clone()),
-        None => dns::discover_servers(&config.zone, config.resolver, primary)
-            .await
-            .map_err(|source| ZoneError::Servers {
-                zone: config.zone.to_string(),
-                source,
-            }),
+        None => {
+            let mut servers = dns::discover_servers(&config.zone, config.resolver, primary)
+                .await
+                .map_err(|source| ZoneError::Servers {
+                    zone: config.zone.to_string(),
+                    source,
+                })?;
+            if let Some(address) = primary_address {
+                first(&mut servers, address);
+            }
+            Ok(servers)
+        }
+    }
+}
+
+/// Moves `server` to the front when it is in `servers`; the others keep their order.
+fn first(servers: &mut [SocketAddr], server: SocketAddr) {
+    if let Some(index) = servers.iter().position(|s| *s == server) {
+        servers[..=index].rotate_right(1);
     }
 }
 
@@ -215,4 +245,27 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_primary_goes_first_and_the_others_keep_their_order() {
+        let addr = |text: &str| text.parse::<SocketAddr>().expect("address");
+        let found = [
+            addr("192.0.2.2:53"),
+            addr("192.0.2.3:53"),
+            addr("192.0.2.1:53"),
+        ];
+        let mut servers = found.to_vec();
+        first(&mut servers, addr("192.0.2.1:53"));
+        assert_eq!(servers, [found[2], found[0], found[1]]);
+        // Another port is another server: a primary taking updates on 5300 is not the
+        // server the NS records name on 53.
+        let mut servers = found.to_vec();
+        first(&mut servers, addr("192.0.2.1:5300"));
+        assert_eq!(servers, found);
+    }
 }

@@ -60,7 +60,8 @@ pub(crate) struct UpdateWriter<'c> {
     target: &'c UpdateTarget,
     zone: &'c DnsName,
     ttl: u32,
-    home: Home,
+    /// `None`: a dry run, and `state_dir` does not exist yet.
+    home: Option<Home>,
     /// The name of the published list in `home`.
     published: String,
 }
@@ -69,27 +70,34 @@ pub(crate) struct UpdateWriter<'c> {
 type Values<'r> = BTreeMap<&'r DnsName, BTreeSet<&'r str>>;
 
 impl<'c> UpdateWriter<'c> {
-    /// Opens (creating, 0700) the state directory where the ledger and the lock live.
+    /// Opens (creating, 0700) the state directory where the ledger and the lock live; a dry
+    /// run only opens it when it is there, and creates nothing.
     pub(crate) fn open(
         target: &'c UpdateTarget,
         zone: &'c DnsName,
         ttl: u32,
+        dry_run: bool,
     ) -> Result<Self, ZoneError> {
-        let dir = Dir::ensure(
-            &target.state_dir,
-            Access::private(store::PRIVATE_DIR_MODE),
-            Existing::RefuseIfOthersWrite,
-        )?;
-        dir.sweep()?;
+        let dir = if dry_run {
+            Dir::open_existing(&target.state_dir)?
+        } else {
+            let dir = Dir::ensure(
+                &target.state_dir,
+                Access::private(store::PRIVATE_DIR_MODE),
+                Existing::RefuseIfOthersWrite,
+            )?;
+            dir.sweep()?;
+            Some(dir)
+        };
         Ok(Self {
             target,
             zone,
             ttl,
-            home: Home {
+            home: dir.map(|dir| Home {
                 dir,
                 ledger: format!("{zone}.ledger.json"),
                 lock: format!("{zone}.lock"),
-            },
+            }),
             published: format!("{zone}.published.json"),
         })
     }
@@ -101,7 +109,10 @@ impl<'c> UpdateWriter<'c> {
     }
 
     fn load_published(&self) -> Result<BTreeSet<TxtRecord>, ZoneError> {
-        let published: Option<Published> = self.home.dir.load_state(&self.published)?;
+        let Some(home) = &self.home else {
+            return Ok(BTreeSet::new());
+        };
+        let published: Option<Published> = home.dir.load_state(&self.published)?;
         Ok(published
             .map(|file| file.records)
             .unwrap_or_default()
@@ -111,12 +122,16 @@ impl<'c> UpdateWriter<'c> {
             .collect())
     }
 
+    /// Saves the published list; never called in a dry run, which has opened the directory.
     fn save_published(&self, records: BTreeSet<TxtRecord>) -> Result<(), ZoneError> {
+        let Some(home) = &self.home else {
+            return Ok(());
+        };
         let file = Published {
             version: Published::VERSION,
             records,
         };
-        Ok(self.home.dir.save_state(&self.published, &file)?)
+        Ok(home.dir.save_state(&self.published, &file)?)
     }
 
     async fn connect(&self) -> Result<UpdateClient, UpdateError> {
@@ -223,14 +238,19 @@ impl<'c> UpdateWriter<'c> {
 }
 
 impl ZoneWriter for UpdateWriter<'_> {
-    fn home(&self) -> &Home {
-        &self.home
+    fn home(&self) -> Option<&Home> {
+        self.home.as_ref()
     }
 
-    /// The primary is known by its address only (`update.server`); servers found from NS
-    /// records keep their order.
+    /// The primary is known by its address (`update.server`), not by name.
     fn primary(&self) -> Option<&DnsName> {
         None
+    }
+
+    /// The server that takes the UPDATE serves the new serial first: among the servers found
+    /// from NS records, the records are checked there when it is one of them.
+    fn primary_address(&self) -> Option<SocketAddr> {
+        Some(self.target.server)
     }
 
     /// The operator's values and other clients' at fleetcert's names stay.

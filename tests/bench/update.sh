@@ -19,7 +19,8 @@
 #            order, one UPDATE, the wait on both servers, finalize, one UPDATE to clean up);
 #   lego     `lego run` with its rfc2136 provider and the same options as tests/bench/fleet.sh
 #            (RFC2136_POLLING_INTERVAL=1, sequence interval 0, --dns.disable-cp).
-# Medians go to DIR/summary.md, every run to DIR/results.tsv.
+# Medians and ranges go to DIR/summary.md, every run (with the 1-minute load average just
+# before it) to DIR/results.tsv. A failed run stops the script.
 #
 # Needs lego (apt-get install lego), dig, python3. Environment: FLEETCERT (default
 # target/release/fleetcert, built first), LEGO_POLLING_INTERVAL (default 1), KEEP=1.
@@ -181,30 +182,43 @@ lego_run() {
     elapsed "$start" "$end"
 }
 
-printf 'kind\trun\tseconds\n' >"$OUT/results.tsv"
+# measure KIND RUN COMMAND...: one line of results.tsv. The assignment (not a substitution
+# inside printf's arguments) makes a failed run stop the script under set -e.
+measure() {
+    local kind=$1 run=$2 load seconds
+    shift 2
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    seconds=$("$@")
+    printf '%s\t%s\t%s\t%s\n' "$kind" "$run" "$seconds" "$load" >>"$OUT/results.tsv"
+}
+
+printf 'kind\trun\tseconds\tload1\n' >"$OUT/results.tsv"
 for ((run = 1; run <= RUNS; run++)); do
     make_tokens "$RECORDS" >"$WORK/tokens/$run.json"
-    printf 'file\t%s\t%s\n' "$run" "$(publish file "$WORK/file.yaml" "$WORK/tokens/$run.json" "$run")" >>"$OUT/results.tsv"
-    printf 'update\t%s\t%s\n' "$run" "$(publish update "$WORK/update.yaml" "$WORK/tokens/$run.json" "$run")" >>"$OUT/results.tsv"
+    measure file "$run" publish file "$WORK/file.yaml" "$WORK/tokens/$run.json" "$run"
+    measure update "$run" publish update "$WORK/update.yaml" "$WORK/tokens/$run.json" "$run"
 done
 # The update zone back to nothing, so that renew's reads are a host's, not a fleet's.
 python3 -c "import json,sys; print(json.dumps([dict(d, records=[]) for d in json.load(open(sys.argv[1]))]))" \
     "$WORK/tokens/1.json" >"$WORK/tokens/empty.json"
 "$FLEETCERT" publish --config "$WORK/update.yaml" --tokens "$WORK/tokens/empty.json" >/dev/null
 for ((k = 1; k <= RENEWS; k++)); do
-    printf 'renew\t%s\t%s\n' "$k" "$(renew "$k")" >>"$OUT/results.tsv"
-    printf 'lego\t%s\t%s\n' "$k" "$(lego_run "$k")" >>"$OUT/results.tsv"
+    measure renew "$k" renew "$k"
+    measure lego "$k" lego_run "$k"
 done
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f–%.3f", lo, hi }'; }
+column() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k { print $c }' "$OUT/results.tsv"; }
 {
-    echo "| what | runs | median s | min–max s |"
-    echo "| --- | ---: | ---: | ---: |"
+    echo "| what | runs | median s | min–max s | load average (1 min) |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
     for kind in file update renew lego; do
-        vals=$(awk -F'\t' -v k="$kind" '$1 == k { print $3 }' "$OUT/results.tsv")
-        printf '| %s | %s | %.3f | %s |\n' "$kind" "$(echo "$vals" | wc -l)" \
-            "$(echo "$vals" | median)" "$(echo "$vals" | range)"
+        printf '| %s | %s | %.3f | %s | %s |\n' "$kind" "$(column "$kind" 3 | wc -l)" \
+            "$(column "$kind" 3 | median)" "$(column "$kind" 3 | range)" "$(column "$kind" 4 | range)"
     done
+    ratio() { awk -v a="$(column "$1" 3 | median)" -v b="$(column "$2" 3 | median)" 'BEGIN { printf "%.1f", a / b }'; }
+    echo
+    echo "update / file (medians): $(ratio update file)×; lego / renew (medians): $(ratio lego renew)×"
 } >"$OUT/summary.md"
 cat "$OUT/summary.md"

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Write an Ansible inventory for a small local fleet on the test sandbox: every host is this
 # machine (`ansible_connection: local`) with its own binary, config, state and cert
-# directories and its own names, and the DNS primary is the sandbox's BIND primary.
-# Used by tests/demo.sh and the Ansible integration test (tests/integration/ansible.rs).
+# directories and its own names, and the DNS primary is the sandbox's BIND primary (or, with
+# --update, a bastion that publishes by dynamic update). Used by tests/demo.sh and the Ansible
+# integration test (tests/integration/ansible.rs).
 #
 #   tests/fleet/inventory.sh SANDBOX_ENV DIR [--hosts N] [--broken]
-#                            [--binary PATH [--url URL] | --package DEB] [--metrics]
+#                            [--binary PATH [--url URL] | --package DEB]
+#                            [--update [ALGORITHM:]KEY=SECRET_FILE] [--metrics]
 #
 #   SANDBOX_ENV  the sandbox's sandbox.env (tests/sandbox/sandbox.sh start writes it)
 #   DIR          where the fleet lives; created, must not hold an inventory yet
@@ -28,7 +30,14 @@
 #                whose checksum is wrong: it fails at install, alone, and gets no binary
 #   --package D  install method `package`: every host installs the Debian package D with apt
 #                (as root; on this one machine the hosts share /usr/bin/fleetcert)
-#   --metrics    every host (the DNS primary and the bastion's legacy host too) gets
+#   --update K=F publish by dynamic update (fleetcert_zone_update) instead of the zone file:
+#                the publishing host is bastion.example.test, which sends signed UPDATEs to
+#                the sandbox's primary with TSIG key K (ALGORITHM: hmac-sha256 by default) and
+#                has no zone file, SOA, NS or reload command. F is the key's secret on the
+#                controller (base64, as tsig-keygen prints it), which the publish role copies
+#                to the bastion (secret_src). The sandbox must know the key and let it change
+#                TXT records: tests/sandbox/sandbox.sh start DIR --tsig K=SECRET
+#   --metrics    every host (the publishing host and the bastion's legacy host too) gets
 #                fleetcert_metrics_textfile_dir: DIR/hosts/NAME/textfiles, which the playbook
 #                creates and every fleetcert command writes fleetcert.prom into
 #
@@ -45,12 +54,12 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 die() { printf 'inventory.sh: %s\n' "$*" >&2; exit 2; }
-usage() { sed -n '6,41s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '7,50s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 (($# >= 2)) || usage
 env_file=$1 dir=$2
 shift 2
-hosts=3 broken=false binary=$repo/target/release/fleetcert url='' package='' metrics=false
+hosts=3 broken=false binary=$repo/target/release/fleetcert url='' package='' update='' metrics=false
 while (($#)); do
     case $1 in
         --hosts) [[ ${2:-} =~ ^[1-9][0-9]*$ && $2 -le 199 ]] || die "--hosts wants 1..199"; hosts=$2; shift 2 ;;
@@ -58,6 +67,10 @@ while (($#)); do
         --binary) [[ -n ${2:-} ]] || die "--binary wants a path"; binary=$2; shift 2 ;;
         --url) [[ ${2:-} =~ ^https?:// ]] || die "--url wants an http(s) URL"; url=$2; shift 2 ;;
         --package) [[ -n ${2:-} ]] || die "--package wants a .deb"; package=$2; shift 2 ;;
+        --update)
+            [[ ${2:-} =~ ^((hmac-sha(256|384|512)):)?([A-Za-z0-9][A-Za-z0-9.-]*)=(.+)$ ]] ||
+                die "--update wants [hmac-sha256|hmac-sha384|hmac-sha512:]KEY=SECRET_FILE"
+            update=$2; shift 2 ;;
         --metrics) metrics=true; shift ;;
         *) usage ;;
     esac
@@ -178,13 +191,22 @@ fleetcert_certs:
 YAML
 } >"$dir/inventory/host_vars/$legacy.yaml"
 
-primary=ns1.example.test
-{
-    echo "---"
-    echo "# The signing zone on the sandbox's BIND primary; both servers must serve each publish."
-    [[ -n $package ]] || echo "fleetcert_binary: $dir/hosts/$primary/bin/fleetcert"
-    ! $metrics || echo "fleetcert_metrics_textfile_dir: $dir/hosts/$primary/textfiles"
-    cat <<YAML
+# The publishing host: the BIND primary with its zone file, or (--update) a bastion that
+# changes the zone by dynamic update and never sees the zone file.
+publish_hosts() {
+    if $broken; then
+        echo "# Leaves broken.example.test out: its orders cannot validate."
+        echo "fleetcert_publish_hosts: \"{{ groups['all'] | reject('equalto', 'broken.example.test') | list }}\""
+    fi
+}
+if [[ -z $update ]]; then
+    primary=ns1.example.test
+    {
+        echo "---"
+        echo "# The signing zone on the sandbox's BIND primary; both servers must serve each publish."
+        [[ -n $package ]] || echo "fleetcert_binary: $dir/hosts/$primary/bin/fleetcert"
+        ! $metrics || echo "fleetcert_metrics_textfile_dir: $dir/hosts/$primary/textfiles"
+        cat <<YAML
 fleetcert_zone_config_path: $dir/hosts/$primary/etc/zone.yaml
 fleetcert_publish_tokens_path: $dir/hosts/$primary/publish/tokens.json
 fleetcert_zone_name: $zone
@@ -198,11 +220,40 @@ fleetcert_zone_reload: [${sb[RNDC]}, reload, $zone]
 fleetcert_zone_servers: ["${sb[PRIMARY]}", "${sb[SECONDARY]}"]
 fleetcert_zone_timeout: 30s
 YAML
-    if $broken; then
-        echo "# Leaves broken.example.test out: its orders cannot validate."
-        echo "fleetcert_publish_hosts: \"{{ groups['all'] | reject('equalto', 'broken.example.test') | list }}\""
-    fi
-} >"$dir/inventory/host_vars/$primary.yaml"
+        publish_hosts
+    } >"$dir/inventory/host_vars/$primary.yaml"
+else
+    primary=bastion.example.test
+    key=${update%%=*} secret_src=${update#*=}
+    algorithm=hmac-sha256
+    if [[ $key == *:* ]]; then algorithm=${key%%:*} key=${key#*:}; fi
+    [[ -r $secret_src ]] || die "$secret_src: no secret file to publish with"
+    secret_src=$(readlink -f "$secret_src")
+    home=$dir/hosts/$primary
+    {
+        echo "---"
+        echo "# Publishes by dynamic update from the bastion: signed UPDATEs to the sandbox's BIND"
+        echo "# primary, no zone file here; both servers must serve each publish."
+        [[ -n $package ]] || echo "fleetcert_binary: $home/bin/fleetcert"
+        ! $metrics || echo "fleetcert_metrics_textfile_dir: $home/textfiles"
+        cat <<YAML
+fleetcert_zone_config_path: $home/etc/zone.yaml
+fleetcert_publish_tokens_path: $home/publish/tokens.json
+fleetcert_zone_name: $zone
+fleetcert_zone_update:
+  server: "${sb[PRIMARY]}"
+  key_name: $key
+  algorithm: $algorithm
+  secret_file: $home/etc/tsig.secret
+  # On the controller: the publish role copies it to secret_file (mode 0600).
+  secret_src: $secret_src
+fleetcert_zone_state_dir: $home/publish
+fleetcert_zone_servers: ["${sb[PRIMARY]}", "${sb[SECONDARY]}"]
+fleetcert_zone_timeout: 30s
+YAML
+        publish_hosts
+    } >"$dir/inventory/host_vars/$primary.yaml"
+fi
 
 {
     cat <<YAML

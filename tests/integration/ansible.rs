@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,6 +49,8 @@ const BROKEN: &str = "broken.example.test";
 const BADSUM: &str = "badsum.example.test";
 const LEGACY: &str = "legacy.example.test";
 const PRIMARY: &str = "ns1.example.test";
+/// The publishing host by dynamic update (tests/fleet/inventory.sh --update).
+const BASTION: &str = "bastion.example.test";
 
 /// The fleet on one sandbox, written by tests/fleet/inventory.sh.
 pub(crate) struct Fleet {
@@ -58,7 +61,11 @@ pub(crate) struct Fleet {
 impl Fleet {
     /// A new sandbox and `tests/fleet/inventory.sh SANDBOX_ENV DIR ARGS...`.
     pub(crate) fn new<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Self {
-        let sb = Sandbox::start();
+        Self::on(Sandbox::start(), args)
+    }
+
+    /// `tests/fleet/inventory.sh SANDBOX_ENV DIR ARGS...` on a sandbox started as needed.
+    pub(crate) fn on<S: AsRef<std::ffi::OsStr>>(sb: Sandbox, args: &[S]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("fleetcert-fleet-")
             .tempdir()
@@ -88,6 +95,18 @@ impl Fleet {
             self.home(host).join("certs")
         };
         certs.join(cert).join("fullchain.pem")
+    }
+
+    /// Adds `cert: names` to the `fleetcert_certs` of `host` (the last key of its host_vars).
+    fn add_certificate(&self, host: &str, cert: &str, names: &str) {
+        let vars = self
+            .dir
+            .path()
+            .join("inventory/host_vars")
+            .join(format!("{host}.yaml"));
+        let mut text = String::from_utf8(read(&vars)).expect("UTF-8");
+        text.push_str(&format!("  {cert}: {names}\n"));
+        fs::write(&vars, text).unwrap_or_else(|err| panic!("add a certificate to {host}: {err}"));
     }
 
     /// Lines the handlers appended ("HOST CERT"), sorted: forks run in any order.
@@ -472,14 +491,7 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
 
     // 3. A new certificate for host1, first in check mode.
     let host1 = HOSTS[0].0;
-    let host1_vars = fleet
-        .dir
-        .path()
-        .join("inventory/host_vars")
-        .join(format!("{host1}.yaml"));
-    let mut vars = String::from_utf8(read(&host1_vars)).expect("UTF-8");
-    vars.push_str("  www: [www101.example.test]\n");
-    fs::write(&host1_vars, vars).expect("add a certificate to host1");
+    fleet.add_certificate(host1, "www", "[www101.example.test]");
     let state_before: Vec<_> = HOSTS
         .iter()
         .map(|(host, _)| snapshot(&fleet.home(host).join("state")))
@@ -531,7 +543,8 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
 /// - `badtype` has `fleetcert_renew_before_days: soon`: fails on the type, installs nothing;
 /// - `badconfig` has a resolver that is no address: installed, then `fleetcert request` exits
 ///   2 with no document, and the host fails with fleetcert's own line;
-/// - `nozone` is a DNS primary without `fleetcert_zone_file` (required): fails at publish.
+/// - `nozone` is a DNS primary with neither `fleetcert_zone_file` nor `fleetcert_zone_update`
+///   (one of them is required): fails at publish, naming both.
 #[test]
 fn roles_refuse_bad_variables_and_fail_a_host_with_fleetcerts_error_line() {
     let dir = tempfile::tempdir().expect("dir");
@@ -633,11 +646,170 @@ all:
     );
     let nozone = fatal("nozone");
     assert!(
-        nozone.contains("missing required arguments: fleetcert_zone_file"),
+        nozone.contains(
+            "nozone publishes the signing zone acme.test: set one of fleetcert_zone_file"
+        ) && nozone.contains("and fleetcert_zone_update"),
         "{nozone}"
     );
     assert!(
         !home("nozone").join("etc").exists(),
         "nozone rendered a zone config without a zone file"
     );
+}
+
+/// The daily run by dynamic update (`fleetcert_zone_update`), on a sandbox whose signing zone
+/// is dynamic with a fleet key (`--tsig fleet=SECRET`): the publishing host is a bastion that
+/// never sees the zone file, and the key's secret reaches it from the controller.
+/// 1. every certificate issued (verified against Pebble's root), every change an UPDATE
+///    signed with the fleet key, the zone empty of TXT records again afterwards; no zone file
+///    written (the primary's file untouched, no ledger beside it, the ledger in the state
+///    directory), the secret on the bastion with mode 0600;
+/// 2. right after, `changed=0` on every host, no UPDATE sent, the same serial;
+/// 3. `--check` after a certificate was added and the bastion's secret removed: says it would
+///    send the records by DNS UPDATE, copies no secret, sends nothing, orders nothing.
+#[test]
+fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_file() {
+    let secret = crate::update::secret();
+    let sb = Sandbox::builder().tsig(&format!("fleet={secret}")).start();
+    let controller = tempfile::tempdir().expect("controller dir");
+    let secret_src = controller.path().join("tsig.secret");
+    fs::write(&secret_src, format!("{secret}\n")).expect("write the secret");
+    fs::set_permissions(&secret_src, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let update = format!("fleet={}", secret_src.display());
+    let fleet = Fleet::on(
+        sb,
+        &[
+            "--hosts",
+            "2",
+            "--binary",
+            env!("CARGO_BIN_EXE_fleetcert"),
+            "--update",
+            &update,
+        ],
+    );
+    let sb = &fleet.sb;
+    let bastion = fleet.home(BASTION);
+    let zone_file = sb.signing_zone_file();
+    // BIND writes a dynamic zone's changes to its journal and dumps them into the file only
+    // 15 minutes after an update: within this test the file is what the sandbox wrote.
+    let zone_file_before = read(&zone_file);
+
+    // 1. The first run.
+    let first = fleet.playbook(&[]);
+    first.expect_failed(&[]);
+    for (host, certs) in &HOSTS[..2] {
+        for (cert, names) in *certs {
+            assert_issued(&fleet, host, cert, names);
+        }
+    }
+    assert_issued(&fleet, LEGACY, "main", &["host200.example.test"]);
+    let updates = sb.update_log_lines();
+    assert!(
+        !updates.is_empty(),
+        "no UPDATE reached the primary; output:\n{}",
+        first.output
+    );
+    for line in &updates {
+        assert!(
+            line.contains("/key fleet:"),
+            "an UPDATE not signed with the fleet key: {line}"
+        );
+    }
+    let txt: Vec<String> = sb
+        .axfr(sb.primary(), true)
+        .into_iter()
+        .filter(|line| line.split_whitespace().nth(3) == Some("TXT"))
+        .collect();
+    assert!(
+        txt.is_empty(),
+        "challenge records left in the zone: {txt:?}"
+    );
+    // No zone file: the primary's is untouched, no ledger beside it, none rendered here.
+    assert_eq!(
+        read(&zone_file),
+        zone_file_before,
+        "the zone file was written"
+    );
+    let beside = zone_file.with_file_name(format!(
+        "{}.ledger.json",
+        zone_file.file_name().expect("name").to_string_lossy()
+    ));
+    assert!(
+        !beside.exists(),
+        "a file publisher's ledger beside the zone file"
+    );
+    let config = String::from_utf8(read(&bastion.join("etc/zone.yaml"))).expect("UTF-8");
+    assert!(
+        config.contains("\nupdate:\n") && !config.contains("zone_file") && !config.contains("soa"),
+        "the rendered zone config is not one for dynamic update:\n{config}"
+    );
+    assert!(
+        bastion.join("publish/acme.test.ledger.json").is_file(),
+        "no ledger in fleetcert_zone_state_dir"
+    );
+    let copied = bastion.join("etc/tsig.secret");
+    assert_eq!(
+        read(&copied),
+        read(&secret_src),
+        "the secret on the bastion"
+    );
+    assert_eq!(
+        fs::metadata(&copied).expect("secret").permissions().mode() & 0o7777,
+        0o600,
+        "the secret's mode on the bastion"
+    );
+    assert!(
+        !first.output.contains(&secret),
+        "the playbook printed the secret"
+    );
+
+    // 2. Nothing to do: no change, no UPDATE, the same serial.
+    let serial = sb.serial(sb.primary());
+    let second = fleet.playbook(&[]);
+    second.expect_failed(&[]);
+    let mut everyone: Vec<&str> = HOSTS[..2].iter().map(|(host, _)| *host).collect();
+    everyone.extend([BASTION, LEGACY]);
+    everyone.sort_unstable();
+    assert_eq!(
+        second.recap.keys().map(String::as_str).collect::<Vec<_>>(),
+        everyone,
+        "hosts in the recap"
+    );
+    for (host, recap) in &second.recap {
+        assert_eq!(
+            recap.changed, 0,
+            "{host} changed in the second run; output:\n{}",
+            second.output
+        );
+    }
+    let assert_quiet = |run: &str| {
+        assert_eq!(sb.update_log_lines(), updates, "{run} sent an UPDATE");
+        assert_eq!(sb.serial(sb.primary()), serial, "{run} made a new serial");
+    };
+    assert_quiet("the second run");
+
+    // 3. Check mode, with a new certificate and the secret gone from the bastion.
+    fs::remove_file(&copied).expect("remove the bastion's secret");
+    let host1 = HOSTS[0].0;
+    fleet.add_certificate(host1, "www", "[www101.example.test]");
+    let state_before = snapshot(&fleet.home(host1).join("state"));
+    let check = fleet.playbook(&["--check"]);
+    check.expect_failed(&[]);
+    assert!(
+        check.output.contains(&format!(
+            "would publish the challenge records of {host1} www in acme.test (their values \
+             exist only once the orders are made), send them to the primary by DNS UPDATE"
+        )),
+        "check mode does not say what it would do; output:\n{}",
+        check.output
+    );
+    assert!(
+        !copied.exists(),
+        "check mode copied the secret to the bastion"
+    );
+    assert!(
+        snapshot(&fleet.home(host1).join("state")) == state_before,
+        "check mode changed host1's state (an order?)"
+    );
+    assert_quiet("check mode");
 }

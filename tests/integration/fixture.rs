@@ -189,3 +189,13 @@ impl<'s> Host<'s> {
 }
 
 pub(crate) use crate::sandbox::document_records as records;
+
+/// The entry named `name` of a report's (or a token document's) `certs` list.
+pub(crate) fn cert<'v>(report: &'v Value, name: &str) -> &'v Value {
+    report["certs"]
+        .as_array()
+        .expect("certs is a list")
+        .iter()
+        .find(|cert| cert["name"] == name)
+        .unwrap_or_else(|| panic!("no cert {name} in {report:#}"))
+}

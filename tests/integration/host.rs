@@ -13,19 +13,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::fixture::{Host, KEY_GROUP, records, sandbox};
+use crate::fixture::{Host, KEY_GROUP, cert, records, sandbox};
 use crate::sandbox::Sandbox;
 use crate::util::{assert_key_matches, fleetcert, openssl, sans, snapshot};
-
-/// The entry named `name` of a report's `certs` list.
-fn cert<'v>(report: &'v Value, name: &str) -> &'v Value {
-    report["certs"]
-        .as_array()
-        .expect("certs is a list")
-        .iter()
-        .find(|cert| cert["name"] == name)
-        .unwrap_or_else(|| panic!("no cert {name} in {report:#}"))
-}
 
 /// The records of one certificate.
 fn records_of(document: &Value, cert: &str) -> Vec<Value> {

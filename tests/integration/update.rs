@@ -25,7 +25,7 @@ use crate::util::Run;
 const HOST1_RECORDS: &str = "host1.example.test.acme.test,www1.example.test.acme.test";
 
 /// Fresh random bytes as base64, as tsig-keygen makes a secret.
-fn secret() -> String {
+pub(crate) fn secret() -> String {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut random| random.read_exact(&mut bytes))
@@ -242,6 +242,31 @@ fn update_publishes_on_both_servers_removes_stale_values_and_keeps_the_operators
             document("host2.example.test", &[("host2.example.test", &b1)]),
         ),
     ];
+    // A dry run first: it reads the zone and says it would change it, and it sends no
+    // UPDATE and creates nothing, not even the state directory (issue 10).
+    let updates = sb.update_log_lines().len();
+    let dry = central.publish(&config, &first, &["--dry-run"]);
+    let report = dry.expect_code(0).json();
+    assert_eq!(
+        (&report["changed"], &report["dry_run"]),
+        (&json!(true), &json!(true)),
+        "{report:#}"
+    );
+    assert!(
+        !central.path("state").exists(),
+        "the dry run created the state directory"
+    );
+    assert_eq!(
+        sb.update_log_lines().len(),
+        updates,
+        "the dry run sent an UPDATE"
+    );
+    assert_eq!(
+        sb.axfr(sb.primary(), true),
+        operator,
+        "the dry run changed the zone"
+    );
+
     let run = central.publish(&config, &first, &["-vvv"]);
     run.expect_code(0);
     assert_no_secret(&run, &[&keys.fleet]);
@@ -681,12 +706,32 @@ fn renew_issues_end_to_end_removes_its_records_and_its_key_cannot_write_another_
         ),
         &[("main", &["host1.example.test", "www1.example.test"])],
     );
+    // A dry run first: nothing is ordered, so nothing is published, and it creates nothing,
+    // not even the state directory (issue 10).
+    let dry = host.run("renew", &["--dry-run"]);
+    let report = dry.expect_code(0).json();
+    assert_eq!(report["dry_run"], true, "{report:#}");
+    assert!(
+        !host.state_dir().exists(),
+        "renew --dry-run created the state directory"
+    );
+    assert!(
+        sb.update_log_lines().is_empty(),
+        "renew --dry-run sent an UPDATE"
+    );
+
     host.flags.borrow_mut().push("-vvv".to_owned());
     let run = host.run("renew", &[]);
     run.expect_code(0);
     assert_no_secret(&run, &[&keys.host1]);
     let report = run.json();
     assert_eq!(report["changed"], true, "{report:#}");
+    // Each step's seconds are its own: publishing and the clean-up fit in the whole run.
+    let seconds = |step: &str| report[step]["seconds"].as_f64().expect("seconds");
+    assert!(
+        seconds("publish") + seconds("cleanup") <= report["seconds"].as_f64().expect("seconds"),
+        "{report:#}"
+    );
     assert_eq!(
         report["finalize"]["certs"][0]["status"], "issued",
         "{report:#}"

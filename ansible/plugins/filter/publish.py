@@ -69,11 +69,12 @@ def publish_documents(hosts, cleanup=False):
     return documents
 
 
-def publish_preview(documents, zone, cleanup=False, changed=False):
+def publish_preview(documents, zone, cleanup=False, changed=False, update=False):
     """What a real publish would do, for check mode, where no order and so no record exists.
 
     ``documents`` is what publish_documents gives (or a list of documents); ``changed`` is
-    whether ``publish --dry-run`` found the zone file different from what it renders.
+    whether ``publish --dry-run`` found the zone different from what it would publish;
+    ``update``: the zone changes by dynamic update (fleetcert_zone_update), not by its file.
     """
     if isinstance(documents, Mapping):
         documents = list(documents.values())
@@ -91,9 +92,15 @@ def publish_preview(documents, zone, cleanup=False, changed=False):
         if cert.get("status") in DUE
     ]
     if due:
+        how = "send them to the primary by DNS UPDATE" if update else "reload"
         return (
             f"would publish the challenge records of {', '.join(due)} in {zone} (their values "
-            "exist only once the orders are made), reload and wait for every server"
+            f"exist only once the orders are made), {how} and wait for every server"
+        )
+    if changed and update:
+        return (
+            f"no certificate is due, but {zone} on the primary differs from the ledger: an UPDATE "
+            "would add the missing values and delete the stale ones"
         )
     if changed:
         return (

@@ -1,7 +1,7 @@
 # Copyright: fleetcert maintainers
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Filters of the fleetcert_finalize role: which certificates were replaced, which failed, and
-the one-line summary of each host at the end of the run.
+the one-line summary of each host at the end of the run, with the CA's rate limits grouped.
 
 They read the token document of ``fleetcert request`` and the report of ``fleetcert finalize``
 (docs/reports.md) as plain data (tests/unit/plugins/filter/test_report.py).
@@ -82,9 +82,37 @@ def check_not_ok(hosts):
     return lines
 
 
+def rate_limits(hosts):
+    """One line per CA rate limit that stopped orders in this run (``rate_limit`` in the token
+    document): how many certificates, on which hosts, and when they are ordered again (the
+    earliest and the latest time the CA gave). No run orders them before that."""
+    groups = {}
+    for host in hosts:
+        for cert in _certs(host.get("fleetcert_request_document")):
+            limit = cert.get("rate_limit")
+            if not limit:
+                continue
+            group = groups.setdefault(limit.get("limit") or "(unnamed)", {"hosts": {}, "times": []})
+            group["hosts"].setdefault(host.get("inventory_hostname"), []).append(cert.get("name"))
+            if limit.get("retry_after"):
+                group["times"].append(limit["retry_after"])
+    lines = []
+    for name in sorted(groups):
+        group = groups[name]
+        count = sum(len(certs) for certs in group["hosts"].values())
+        who = ", ".join(f"{host} ({', '.join(certs)})" for host, certs in group["hosts"].items())
+        # RFC 3339 in UTC (fleetcert writes `Z`): the text order is the time order.
+        times = sorted(group["times"]) or ["unknown"]
+        when = times[0] if times[0] == times[-1] else f"{times[0]} to {times[-1]}"
+        lines.append(f"rate limit {name}: {count} not ordered ({who}); ordered again from {when}")
+    return lines
+
+
 def run_summary(hosts, check_mode=False):
-    """``HOST: line`` for every host (a list of host variables with inventory_hostname)."""
-    return [f"{h.get('inventory_hostname')}: {host_summary(h, check_mode)}" for h in hosts]
+    """``HOST: line`` for every host (a list of host variables with inventory_hostname), then
+    one line per rate limit that stopped orders."""
+    lines = [f"{h.get('inventory_hostname')}: {host_summary(h, check_mode)}" for h in hosts]
+    return lines + rate_limits(hosts)
 
 
 class FilterModule:

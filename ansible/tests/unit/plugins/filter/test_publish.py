@@ -74,5 +74,18 @@ def test_publish_preview_says_what_a_real_run_would_do():
     assert "it would be rewritten" in publish_preview(quiet, "acme.test", changed=True)
 
 
+def test_publish_preview_in_update_mode_speaks_of_updates_not_of_the_file():
+    due = [document("a", ("main", "pending"))]
+    assert publish_preview(due, "acme.test", update=True) == (
+        "would publish the challenge records of a main in acme.test (their values exist only "
+        "once the orders are made), send them to the primary by DNS UPDATE and wait for every server"
+    )
+    quiet = [document("a", ("main", "valid"))]
+    stale = publish_preview(quiet, "acme.test", changed=True, update=True)
+    assert "an UPDATE would add the missing values and delete the stale ones" in stale
+    assert "file" not in stale
+    assert publish_preview(quiet, "acme.test", update=True) == publish_preview(quiet, "acme.test")
+
+
 def test_the_filter_module_names_them():
     assert set(FilterModule().filters()) == {"allow_list", "publish_documents", "publish_preview"}

@@ -93,5 +93,36 @@ def test_check_not_ok_lists_the_hosts_whose_check_did_not_exit_0_with_its_line()
     assert check_not_ok([]) == []
 
 
+def _limited(cert, limit, retry_after):
+    return {"name": cert, "status": "failed", "reason": f"the CA's rate limit {limit} ...",
+            "rate_limit": {"limit": limit, "retry_after": retry_after}}
+
+
+def test_run_summary_groups_the_rate_limits_by_limit():
+    exact = "new-certificates-per-exact-set-of-identifiers"
+    hosts = [
+        {"inventory_hostname": "web01", "fleetcert_finalize_report": {"certs": []},
+         "fleetcert_request_document": {"certs": [
+             _limited("main", "new-orders-per-account", "2026-12-05T17:00:00Z"),
+             _limited("www", exact, "2026-12-06T08:00:00Z"),
+             {"name": "ok", "status": "valid", "reason": "not due"},
+         ]}},
+        {"inventory_hostname": "web02", "fleetcert_finalize_report": {"certs": []},
+         "fleetcert_request_document": {"certs": [
+             _limited("main", "new-orders-per-account", "2026-12-05T14:00:00Z"),
+             _limited("api", None, "2026-12-05T09:00:00Z"),
+         ]}},
+    ]
+    assert run_summary(hosts) == [
+        "web01: FAILED main, www; replaced: none",
+        "web02: FAILED main, api; replaced: none",
+        "rate limit (unnamed): 1 not ordered (web02 (api)); ordered again from 2026-12-05T09:00:00Z",
+        "rate limit new-certificates-per-exact-set-of-identifiers: 1 not ordered (web01 (www)); "
+        "ordered again from 2026-12-06T08:00:00Z",
+        "rate limit new-orders-per-account: 2 not ordered (web01 (main), web02 (main)); "
+        "ordered again from 2026-12-05T14:00:00Z to 2026-12-05T17:00:00Z",
+    ]
+
+
 def test_the_filter_module_names_them():
     assert set(FilterModule().filters()) == {"cert_failures", "check_not_ok", "replaced_certs", "run_summary"}
