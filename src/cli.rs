@@ -107,12 +107,12 @@ pub struct CheckArgs {
     /// Host configuration file (YAML).
     #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
     pub config: PathBuf,
-    /// WARNING when a certificate expires within this many days (default: two thirds of its
-    /// renewal window, 20 days for a 90-day certificate renewed 30 days before expiry).
+    /// WARNING when a certificate expires within this many days (default: half its renewal
+    /// window, 15 days for a 90-day certificate renewed from 30 days before expiry).
     #[arg(long, value_name = "N")]
     pub warning_days: Option<u32>,
-    /// CRITICAL when a certificate expires within this many days (default: a third of its
-    /// renewal window, 10 days for a 90-day certificate renewed 30 days before expiry).
+    /// CRITICAL when a certificate expires within this many days (default: a quarter of its
+    /// renewal window, 7.5 days for a 90-day certificate renewed from 30 days before expiry).
     #[arg(long, value_name = "N")]
     pub critical_days: Option<u32>,
 }

@@ -337,7 +337,7 @@ impl Inspection {
             };
         };
         let at = window.start + share(self.seed, window.end - window.start);
-        let net = self.not_after - threshold / SAFETY_SHARE;
+        let net = self.safety_net(before_days);
         if at > net {
             return Schedule {
                 at: net,
@@ -348,6 +348,11 @@ impl Inspection {
             at,
             rule: Rule::Ari(window),
         }
+    }
+
+    /// The safety net's moment: renewed then, whatever the CA's window says.
+    pub(crate) fn safety_net(&self, before_days: u32) -> OffsetDateTime {
+        self.not_after - self.renewal_threshold(before_days) / SAFETY_SHARE
     }
 
     /// Whether the certificate has one of `names`: an order for them renews it, for

@@ -213,7 +213,10 @@ fn evaluate(
     (findings, Some(days))
 }
 
-/// Days left and the two windows: the flags, or two and one thirds of the renewal window.
+/// Days left and the two windows: the flags, or a half and a quarter of the renewal window.
+/// Every rule has renewed a certificate before half of it is left (the days rule within its
+/// first third, docs/renewal.md), save one waiting for a late CA window, which the safety
+/// net renews at a third: a quarter left is late by any rule.
 fn windows(
     args: &CheckArgs,
     config: &HostConfig,
@@ -225,10 +228,10 @@ fn windows(
         .renewal_threshold(config.renew.before_days)
         .as_seconds_f64()
         / SECONDS_PER_DAY;
-    let critical = args.critical_days.map_or(renewal / 3.0, f64::from);
+    let critical = args.critical_days.map_or(renewal / 4.0, f64::from);
     let warning = args
         .warning_days
-        .map_or(renewal * 2.0 / 3.0, f64::from)
+        .map_or(renewal / 2.0, f64::from)
         .max(critical);
     Days {
         cert: cert.to_owned(),

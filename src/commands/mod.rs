@@ -26,10 +26,10 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
     let record = record::Record::start(&command);
     let mut observed = record::Observed::default();
     let result = match command {
-        Command::Request(args) => runtime.block_on(request::run(args)),
+        Command::Request(args) => runtime.block_on(request::run(args, &mut observed)),
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
         Command::Publish(args) => runtime.block_on(publish::run(args, &mut observed)),
-        Command::Renew(args) => runtime.block_on(renew::run(args)),
+        Command::Renew(args) => runtime.block_on(renew::run(args, &mut observed)),
         Command::Hiera(args) => hiera::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Check(args) => runtime.block_on(check::run(&args, &mut observed)),

@@ -13,7 +13,8 @@
 //! Probe results are only made by `check`; any other command keeps the last ones as long as
 //! the certificate they compared is still the one installed (same expiry and issue time),
 //! and drops them when it changed: a result about the previous certificate is not carried
-//! over to the next.
+//! over to the next. The renewal moment is carried the same way ([`Previous`]): only
+//! `request` and `renew` hear the CA's window (ARI), the other commands keep what they heard.
 
 mod text;
 
@@ -81,6 +82,12 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family {
         name: "fleetcert_certificate_renewal_window_seconds",
         help: "How long before expiry the certificate is renewed: renew.before_days, capped at a third of its lifetime.",
+        labels: CERT,
+        group: Group::Certificate,
+    },
+    Family {
+        name: "fleetcert_certificate_renewal_timestamp_seconds",
+        help: "When the installed certificate renews: its moment in the CA's renewal window (ARI) as the last request heard it, else by renew.before_days, spread; seconds since the epoch.",
         labels: CERT,
         group: Group::Certificate,
     },
@@ -238,6 +245,8 @@ pub(crate) struct InstalledFacts {
     pub(crate) issued: f64,
     /// `fleetcert_certificate_renewal_window_seconds`.
     pub(crate) renewal_window: f64,
+    /// `fleetcert_certificate_renewal_timestamp_seconds`: when it renews.
+    pub(crate) renews: f64,
     /// The certificate's first configured name.
     pub(crate) name: String,
     /// `ecdsa-p384` and so on; `other` for a key fleetcert does not make.
@@ -315,8 +324,37 @@ pub(crate) enum MetricsError {
     Lock(#[from] LockError),
 }
 
-/// Rewrites `fleetcert.prom` in `dir` with `update` (see the module doc).
-pub(crate) async fn write(dir: &Path, update: &Update) -> Result<(), MetricsError> {
+/// The file as the last runs left it, read under the lock: what this run may carry over.
+#[derive(Debug, Default)]
+pub(crate) struct Previous(Vec<Sample>);
+
+impl Previous {
+    /// The renewal moment the file holds for certificate `cert` of `scope`, when it was
+    /// recorded for the leaf that is installed now (expiry and issue time as in `installed`).
+    pub(crate) fn renewal(
+        &self,
+        scope: &Scope,
+        cert: &str,
+        installed: &InstalledFacts,
+    ) -> Option<f64> {
+        if !same_leaf(&self.0, scope, cert, installed) {
+            return None;
+        }
+        find(
+            &self.0,
+            scope,
+            cert,
+            "fleetcert_certificate_renewal_timestamp_seconds",
+        )
+    }
+}
+
+/// Rewrites `fleetcert.prom` in `dir` with what `update` makes of the file as it was (see
+/// the module doc); `update` runs under the file's lock.
+pub(crate) async fn write(
+    dir: &Path,
+    update: impl FnOnce(&Previous) -> Update,
+) -> Result<(), MetricsError> {
     let dir = match Dir::open(dir) {
         Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Err(MetricsError::NoDir {
@@ -334,7 +372,9 @@ pub(crate) async fn write(dir: &Path, update: &Update) -> Result<(), MetricsErro
         }
         Err(err) => return Err(err.into()),
     };
-    let mut samples = merge(old.unwrap_or_default(), update);
+    let previous = Previous(old.unwrap_or_default());
+    let update = update(&previous);
+    let mut samples = merge(previous.0, &update);
     let body = text::render(&mut samples);
     let access = Access {
         mode: FILE_MODE,
@@ -377,29 +417,30 @@ fn keeps(sample: &Sample, old: &[Sample], update: &Update) -> bool {
             certs.iter().any(|facts| {
                 facts.cert == cert
                     && matches!(&facts.probes, Probes::Kept(targets) if targets.iter().any(|t| t == target))
-                    && same_leaf(old, &update.scope, facts)
+                    && facts
+                        .installed
+                        .as_ref()
+                        .is_some_and(|installed| same_leaf(old, &update.scope, cert, installed))
             })
         }
     }
 }
 
-/// Whether the old file describes the same installed leaf as `facts` (so its probe results
-/// compared that leaf).
-fn same_leaf(old: &[Sample], scope: &Scope, facts: &CertFacts) -> bool {
-    let Some(installed) = &facts.installed else {
-        return false;
-    };
-    let value = |name: &str| {
-        old.iter()
-            .find(|sample| {
-                sample.family.name == name
-                    && scope.holds(sample)
-                    && sample.label("cert") == Some(facts.cert.as_str())
-            })
-            .map(|sample| sample.value)
-    };
+/// Whether the old file describes `installed` as certificate `cert`'s leaf (so what it says
+/// about that certificate, a probe's result or the renewal moment, is about this leaf).
+fn same_leaf(old: &[Sample], scope: &Scope, cert: &str, installed: &InstalledFacts) -> bool {
+    let value = |name| find(old, scope, cert, name);
     value("fleetcert_certificate_expiry_timestamp_seconds") == Some(installed.expiry)
         && value("fleetcert_certificate_issued_timestamp_seconds") == Some(installed.issued)
+}
+
+/// The value of family `name` for certificate `cert` of `scope` in `old`.
+fn find(old: &[Sample], scope: &Scope, cert: &str, name: &str) -> Option<f64> {
+    old.iter()
+        .find(|sample| {
+            sample.family.name == name && scope.holds(sample) && sample.label("cert") == Some(cert)
+        })
+        .map(|sample| sample.value)
 }
 
 /// The samples `update` itself makes.
@@ -452,6 +493,11 @@ fn cert_samples(samples: &mut Vec<Sample>, scope: (&'static str, &str), facts: &
             "fleetcert_certificate_renewal_window_seconds",
             &[],
             installed.renewal_window,
+        );
+        push(
+            "fleetcert_certificate_renewal_timestamp_seconds",
+            &[],
+            installed.renews,
         );
         push(
             "fleetcert_certificate_info",
@@ -555,6 +601,7 @@ mod tests {
                 expiry,
                 issued: expiry - 90.0 * 86400.0,
                 renewal_window: 30.0 * 86400.0,
+                renews: expiry - 25.0 * 86400.0,
                 name: format!("{name}.example.org"),
                 key_type: "ecdsa-p384".to_owned(),
                 serial: "AB".to_owned(),
@@ -715,6 +762,25 @@ mod tests {
     }
 
     #[test]
+    fn the_renewal_moment_is_carried_for_the_same_leaf_only() {
+        let mut decided = cert("www", 1.9e9, Probes::Kept(vec![]));
+        decided.installed.as_mut().expect("installed").renews = 1.89e9;
+        let file = Previous(through_file(merge(
+            Vec::new(),
+            &host("request", vec![decided.clone()]),
+        )));
+        let scope = Scope::Host("web01.example.org".to_owned());
+        let installed = decided.installed.clone().expect("installed");
+        assert_eq!(file.renewal(&scope, "www", &installed), Some(1.89e9));
+        assert_eq!(file.renewal(&scope, "main", &installed), None);
+        let other = Scope::Host("wiki01.example.org".to_owned());
+        assert_eq!(file.renewal(&other, "www", &installed), None);
+        let renewed = cert("www", 2.0e9, Probes::Kept(vec![]));
+        let renewed = renewed.installed.expect("installed");
+        assert_eq!(file.renewal(&scope, "www", &renewed), None);
+    }
+
+    #[test]
     fn a_certificate_dropped_from_the_config_loses_its_series_other_hosts_keep_theirs() {
         let both = through_file(merge(
             Vec::new(),
@@ -750,7 +816,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
         let update = host("status", vec![cert("www", 1.9e9, Probes::Kept(vec![]))]);
-        write(dir.path(), &update).await.expect("write");
+        write(dir.path(), |_| update.clone()).await.expect("write");
         let file = dir.path().join(FILE);
         let mode = std::fs::metadata(&file).expect("file").permissions().mode();
         assert_eq!(mode & 0o7777, 0o644);
@@ -762,18 +828,22 @@ mod tests {
         assert_eq!(names, [LOCK, FILE]);
         // Written again, the file reads back to the same samples.
         let first = std::fs::read_to_string(&file).expect("read");
-        write(dir.path(), &update).await.expect("write again");
+        write(dir.path(), |_| update.clone())
+            .await
+            .expect("write again");
         assert_eq!(std::fs::read_to_string(&file).expect("read"), first);
         // A symlink planted at the file is refused, not followed.
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "x").expect("victim");
         std::fs::remove_file(&file).expect("remove");
         std::os::unix::fs::symlink(&victim, &file).expect("link");
-        write(dir.path(), &update).await.expect_err("symlink");
+        write(dir.path(), |_| update.clone())
+            .await
+            .expect_err("symlink");
         assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "x");
 
         let missing = dir.path().join("missing");
-        let err = write(&missing, &update)
+        let err = write(&missing, |_| update.clone())
             .await
             .expect_err("missing")
             .to_string();

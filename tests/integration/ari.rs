@@ -25,7 +25,7 @@ use crate::sandbox::Sandbox;
 use crate::util::openssl;
 
 /// The fake's process and its state directory; the process is killed when dropped.
-struct FakeCa {
+pub(crate) struct FakeCa {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -33,7 +33,7 @@ struct FakeCa {
 
 impl FakeCa {
     /// Starts the fake in front of `sb`'s Pebble, offering `profiles` (comma-separated).
-    fn start(sb: &Sandbox, profiles: &str) -> Self {
+    pub(crate) fn start(sb: &Sandbox, profiles: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-ca/ari_profiles.py");
         let mut child = Command::new("python3")
@@ -65,7 +65,7 @@ impl FakeCa {
         Self { child, port, dir }
     }
 
-    fn directory(&self) -> String {
+    pub(crate) fn directory(&self) -> String {
         format!("https://127.0.0.1:{}/dir", self.port)
     }
 
@@ -74,7 +74,7 @@ impl FakeCa {
     }
 
     /// The renewal windows the fake answers with, by certificate ID (`*`: any other).
-    fn set_windows(&self, windows: &[(&str, OffsetDateTime, OffsetDateTime)]) {
+    pub(crate) fn set_windows(&self, windows: &[(&str, OffsetDateTime, OffsetDateTime)]) {
         let map: serde_json::Map<String, Value> = windows
             .iter()
             .map(|(id, start, end)| {
@@ -155,12 +155,12 @@ fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).expect("RFC 3339")
 }
 
-fn parse_time(text: &str) -> OffsetDateTime {
+pub(crate) fn parse_time(text: &str) -> OffsetDateTime {
     OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|_| panic!("not RFC 3339: {text}"))
 }
 
 /// Now, to the second (the fake and fleetcert speak whole seconds).
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("whole second")
@@ -185,7 +185,7 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
 
 /// The ARI certificate ID (RFC 9773 section 4.1) computed with openssl, independently of
 /// fleetcert: base64url(AKI keyIdentifier) "." base64url(DER serial number bytes).
-fn ari_id(cert: &Path) -> String {
+pub(crate) fn ari_id(cert: &Path) -> String {
     let aki = openssl_x509(cert, &["-ext", "authorityKeyIdentifier"]);
     let key_id = aki
         .lines()
@@ -210,7 +210,7 @@ fn ari_id(cert: &Path) -> String {
 /// config's key type, with its key) in `cert`'s directory, as plain files, the way a host
 /// holds a certificate issued earlier. Signed by a throwaway CA with an authority key
 /// identifier, so it has an ARI certificate ID. Returns the path of its `cert.pem`.
-fn hold(
+pub(crate) fn hold(
     host: &Host<'_>,
     cert: &str,
     names: &[&str],

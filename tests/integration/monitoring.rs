@@ -13,7 +13,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::fixture::{Host, sandbox};
+use crate::ari::{FakeCa, ari_id, hold, now, parse_time};
+use crate::fixture::{Host, cert, sandbox};
 use crate::services::{
     Leaf, Nginx, NodeExporter, Sample, parse_samples, promtool_check_metrics, promtool_test_rules,
 };
@@ -39,7 +40,11 @@ struct Monitored<'s> {
 
 impl<'s> Monitored<'s> {
     fn new(sb: &'s crate::sandbox::Sandbox) -> Self {
-        let host = Host::new(sb, &[]);
+        Self::with_host(Host::new(sb, &[]))
+    }
+
+    /// `host` monitored (a host whose CA is a fake in front of Pebble, say).
+    fn with_host(host: Host<'s>) -> Self {
         let textfiles = host.dir.path().join("textfiles");
         std::fs::create_dir(&textfiles).expect("create the textfile directory");
         let zone_config = host.dir.path().join("zone.yaml");
@@ -575,14 +580,14 @@ fn a_daily_run_and_its_failures_are_visible_through_node_exporter() {
             },
         ],
     );
-    // The same failed host, as if its certificate had run into the last third of its
-    // renewal window: shift the clock so that a third of the window is left, less an hour.
+    // The same failed host, as if its certificate had run into the last quarter of its
+    // renewal window: shift the clock so that a quarter of the window is left, less an hour.
     let window = failed
         .iter()
         .find(|s| s.name == "fleetcert_certificate_renewal_window_seconds")
         .map(|s| s.value)
         .expect("renewal window");
-    let late = expiry - window / 3.0 + 3600.0;
+    let late = expiry - window / 4.0 + 3600.0;
     assert_rules(
         work,
         "expiring",
@@ -600,11 +605,11 @@ fn a_daily_run_and_its_failures_are_visible_through_node_exporter() {
                 alerts: vec![cert_alert(
                     "critical",
                     format!(
-                        "Certificate main of {HOST} expires within a third of its renewal window"
+                        "Certificate main of {HOST} expires within a quarter of its renewal window"
                     ),
                     format!(
-                        "fleetcert has not renewed it although it was due two thirds of a renewal \
-                         window ago: look at the last request and finalize reports on {HOST}."
+                        "fleetcert has not renewed it although every rule would have by now: look \
+                         at the last request and finalize reports on {HOST}."
                     ),
                 )],
             },
@@ -955,4 +960,164 @@ fn the_shipped_rules_pass_their_committed_tests() {
     );
     assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
     promtool_test_rules(&fixture_file()).unwrap_or_else(|report| panic!("{report}"));
+}
+
+#[test]
+fn the_renewal_moment_request_heard_from_the_ca_holds_for_every_other_command() {
+    let sb = sandbox().start();
+    let fake = FakeCa::start(&sb, "");
+    let monitored = Monitored::with_host(Host::with_directory(&sb, &fake.directory(), &[]));
+    monitored.configure(
+        "",
+        &format!(
+            "{}{}",
+            cert_line("later", &["host22.example.test"], &[]),
+            cert_line("late", &["host23.example.test"], &[])
+        ),
+    );
+    // Two 90-day certificates held from before (`before_days: 30`): with 16 days left the
+    // days rule says due whatever the seed; the CA's window for `later` opens in two days,
+    // so request waits for it. `late` has 8 days left and a window after its expiry: the
+    // safety net orders it.
+    let now = now();
+    let held = |cert: &str, name: &str, left: i64| {
+        let not_after = now + time::Duration::days(left);
+        let not_before = not_after - time::Duration::days(90);
+        ari_id(&hold(&monitored.host, cert, &[name], not_before, not_after))
+    };
+    let later_id = held("later", "host22.example.test", 16);
+    let late_id = held("late", "host23.example.test", 8);
+    fake.set_windows(&[
+        (
+            &later_id,
+            now + time::Duration::days(2),
+            now + time::Duration::days(3),
+        ),
+        (
+            &late_id,
+            now + time::Duration::days(20),
+            now + time::Duration::days(21),
+        ),
+    ]);
+    let due = |cert: &str, reason: &str| {
+        monitored.metric(
+            "fleetcert_certificate_due",
+            &[("cert", cert), ("reason", reason)],
+        )
+    };
+    let renews = |cert: &str| {
+        monitored.metric(
+            "fleetcert_certificate_renewal_timestamp_seconds",
+            &[("cert", cert)],
+        )
+    };
+
+    let document = monitored.run("request", &[]).expect_code(0).json();
+    assert_eq!(cert(&document, "later")["status"], "valid", "{document:#}");
+    assert_eq!(cert(&document, "late")["status"], "pending", "{document:#}");
+    let renew_at = parse_time(
+        cert(&document, "later")["renew_at"]
+            .as_str()
+            .expect("renew_at"),
+    );
+    let renew_at = renew_at.unix_timestamp() as f64;
+    // What request decided, not what the days rule alone would say (`expiring`).
+    let scrape = monitored.exporter.scrape();
+    assert_eq!(due("later", "none"), Some(0.0), "{scrape}");
+    assert_eq!(due("later", "expiring"), None, "{scrape}");
+    assert_eq!(renews("later"), Some(renew_at));
+    assert_eq!(due("late", "ari_safety_net"), Some(1.0), "{scrape}");
+    assert_eq!(
+        monitored.metric("fleetcert_certificate_pending", &[("cert", "late")]),
+        Some(1.0)
+    );
+
+    // status and check hear no CA: they keep request's moment for the same certificate.
+    monitored.run("status", &[]).expect_code(0);
+    assert_eq!(due("later", "none"), Some(0.0));
+    assert_eq!(renews("later"), Some(renew_at));
+    // 8 days left is under half of the 30-day window (WARNING), not under a quarter.
+    monitored.check(
+        &[],
+        1,
+        "FLEETCERT WARNING - late: expires in 7 days (warning under 15 days) | ",
+    );
+    assert_eq!(due("later", "none"), Some(0.0));
+    assert_eq!(renews("later"), Some(renew_at));
+
+    // The renewal of `late` is a new certificate: its moment is its own (the days rule's,
+    // 1825-day Pebble certificates renew from 30 days before expiry, spread over 10).
+    monitored.host.place(&document);
+    monitored.run("finalize", &[]).expect_code(0);
+    let expiry = monitored.expiry("late").expect("late's expiry");
+    assert_eq!(
+        expiry,
+        not_after(&monitored.host.file("late", "fullchain.pem"))
+    );
+    let moment = renews("late").expect("late's moment");
+    assert!(
+        (expiry - 30.0 * 86400.0..=expiry - 20.0 * 86400.0).contains(&moment),
+        "{moment} for expiry {expiry}"
+    );
+    assert_eq!(due("late", "none"), Some(0.0));
+    assert_eq!(renews("later"), Some(renew_at));
+}
+
+#[test]
+fn renew_and_hiera_record_their_runs_and_a_dry_run_writes_nothing() {
+    let key = crate::update::secret();
+    let sb = sandbox()
+        .tsig(&format!(
+            "hmac-sha512:host1={key}@host1.example.test.acme.test"
+        ))
+        .start();
+    let monitored = Monitored::new(&sb);
+    let secret_file = monitored.host.dir.path().join("host1.secret");
+    std::fs::write(&secret_file, &key).expect("write the secret");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod the secret");
+    monitored.configure(
+        &format!(
+            "update: {{server: \"{primary}\", key_name: host1, algorithm: hmac-sha512, \
+             secret_file: {secret}}}\nservers: [\"{primary}\", \"{secondary}\"]\ntimeout: 30s\n",
+            primary = sb.primary(),
+            secondary = sb.secondary(),
+            secret = secret_file.display(),
+        ),
+        &cert_line("main", &[NAME], &[]),
+    );
+
+    monitored.host.run("renew", &["--dry-run"]).expect_code(0);
+    assert!(!monitored.file().exists(), "renew --dry-run wrote metrics");
+
+    let report = monitored.run("renew", &[]).expect_code(0).json();
+    assert_eq!(report["changed"], true, "{report:#}");
+    assert_eq!(monitored.exit_code("renew"), Some(0.0));
+    let fullchain = monitored.host.file("main", "fullchain.pem");
+    assert_eq!(monitored.expiry("main"), Some(not_after(&fullchain)));
+    assert_eq!(
+        monitored.metric(
+            "fleetcert_certificate_due",
+            &[("cert", "main"), ("reason", "none")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        monitored.metric("fleetcert_certificate_pending", &[("cert", "main")]),
+        Some(0.0)
+    );
+    // renew publishes by its own dynamic update: the zone's series are publish's alone.
+    assert_eq!(
+        monitored.metric("fleetcert_publish_serial", &[("zone", "acme.test")]),
+        None
+    );
+
+    let out = monitored.host.dir.path().join("hiera.yaml");
+    let out = out.to_str().expect("utf-8");
+    monitored
+        .run("hiera", &["--host", HOST, "--out", out])
+        .expect_code(0);
+    assert_eq!(monitored.exit_code("hiera"), Some(0.0));
+    assert_eq!(monitored.exit_code("renew"), Some(0.0));
 }
