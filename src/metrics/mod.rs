@@ -18,6 +18,7 @@
 
 mod text;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -326,9 +327,54 @@ pub(crate) enum MetricsError {
 
 /// The file as the last runs left it, read under the lock: what this run may carry over.
 #[derive(Debug, Default)]
-pub(crate) struct Previous(Vec<Sample>);
+pub(crate) struct Previous {
+    samples: Vec<Sample>,
+    /// What the file says about each certificate's leaf, by host, certificate and family:
+    /// looked up once per certificate, so a host of many certificates is not quadratic.
+    leaves: HashMap<(String, String, &'static str), f64>,
+}
+
+/// The families [`Previous`] looks up by certificate.
+const LEAF_FAMILIES: [&str; 3] = [
+    "fleetcert_certificate_expiry_timestamp_seconds",
+    "fleetcert_certificate_issued_timestamp_seconds",
+    "fleetcert_certificate_renewal_timestamp_seconds",
+];
 
 impl Previous {
+    fn new(samples: Vec<Sample>) -> Self {
+        let mut leaves = HashMap::new();
+        for sample in &samples {
+            if !LEAF_FAMILIES.contains(&sample.family.name) {
+                continue;
+            }
+            if let (Some(host), Some(cert)) = (sample.label("host"), sample.label("cert")) {
+                let key = (host.to_owned(), cert.to_owned(), sample.family.name);
+                leaves.entry(key).or_insert(sample.value);
+            }
+        }
+        Self { samples, leaves }
+    }
+
+    /// The value of `family` for certificate `cert` of `scope` (only host configs have
+    /// certificates).
+    fn leaf_value(&self, scope: &Scope, cert: &str, family: &'static str) -> Option<f64> {
+        let Scope::Host(host) = scope else {
+            return None;
+        };
+        // A borrowed key would need the tuple of Strings: two small copies per lookup.
+        let key = (host.clone(), cert.to_owned(), family);
+        self.leaves.get(&key).copied()
+    }
+
+    /// Whether the file describes `installed` as certificate `cert`'s leaf (so what it says
+    /// about that certificate, a probe's result or the renewal moment, is about this leaf).
+    fn same_leaf(&self, scope: &Scope, cert: &str, installed: &InstalledFacts) -> bool {
+        let [expiry, issued, _] = LEAF_FAMILIES;
+        self.leaf_value(scope, cert, expiry) == Some(installed.expiry)
+            && self.leaf_value(scope, cert, issued) == Some(installed.issued)
+    }
+
     /// The renewal moment the file holds for certificate `cert` of `scope`, when it was
     /// recorded for the leaf that is installed now (expiry and issue time as in `installed`).
     pub(crate) fn renewal(
@@ -337,15 +383,10 @@ impl Previous {
         cert: &str,
         installed: &InstalledFacts,
     ) -> Option<f64> {
-        if !same_leaf(&self.0, scope, cert, installed) {
-            return None;
-        }
-        find(
-            &self.0,
-            scope,
-            cert,
-            "fleetcert_certificate_renewal_timestamp_seconds",
-        )
+        let [_, _, renewal] = LEAF_FAMILIES;
+        self.same_leaf(scope, cert, installed)
+            .then(|| self.leaf_value(scope, cert, renewal))
+            .flatten()
     }
 }
 
@@ -372,34 +413,49 @@ pub(crate) async fn write(
         }
         Err(err) => return Err(err.into()),
     };
-    let previous = Previous(old.unwrap_or_default());
+    let previous = Previous::new(old.unwrap_or_default());
     let update = update(&previous);
-    let mut samples = merge(previous.0, &update);
+    let mut samples = merge(&previous, &update);
     let body = text::render(&mut samples);
     let access = Access {
         mode: FILE_MODE,
         uid: None,
         gid: None,
     };
-    dir.write_atomic(FILE, body.as_bytes(), access)?;
+    // Flushed and renamed, so a scrape or a crash finds the old file or the new one, whole;
+    // the directory itself is not synced (write_atomic would): losing the rename in a power
+    // cut only loses one run's metrics, which the next run writes again, and that fsync
+    // takes milliseconds on a busy disk, as much as the rest of an idle request.
+    dir.stage(FILE, body.as_bytes(), access)?.commit()?;
     Ok(())
 }
 
 /// The samples of the new file: `update`'s, and those of `old` that it does not replace.
-fn merge(old: Vec<Sample>, update: &Update) -> Vec<Sample> {
+fn merge(old: &Previous, update: &Update) -> Vec<Sample> {
     let mut samples = new_samples(update);
-    let kept: Vec<Sample> = old
+    let certs: HashMap<&str, &CertFacts> = update
+        .certs
         .iter()
-        .filter(|sample| keeps(sample, &old, update))
-        .cloned()
+        .flatten()
+        .map(|facts| (facts.cert.as_str(), facts))
         .collect();
+    let kept = old
+        .samples
+        .iter()
+        .filter(|sample| keeps(sample, old, update, &certs))
+        .cloned();
     // The new run's samples first: of a series in both, `text::render` writes the new one.
     samples.extend(kept);
     samples
 }
 
-/// Whether an old sample survives `update`.
-fn keeps(sample: &Sample, old: &[Sample], update: &Update) -> bool {
+/// Whether an old sample survives `update`, whose certificates are `certs` by name.
+fn keeps(
+    sample: &Sample,
+    old: &Previous,
+    update: &Update,
+    certs: &HashMap<&str, &CertFacts>,
+) -> bool {
     if !update.scope.holds(sample) {
         return true;
     }
@@ -408,39 +464,21 @@ fn keeps(sample: &Sample, old: &[Sample], update: &Update) -> bool {
         Group::Command => sample.label("command") != Some(update.run.command),
         Group::Publish => update.publication.is_none(),
         Group::Probe => {
-            let Some(certs) = &update.certs else {
+            if update.certs.is_none() {
                 return true;
-            };
+            }
             let (Some(cert), Some(target)) = (sample.label("cert"), sample.label("target")) else {
                 return false;
             };
-            certs.iter().any(|facts| {
-                facts.cert == cert
-                    && matches!(&facts.probes, Probes::Kept(targets) if targets.iter().any(|t| t == target))
+            certs.get(cert).is_some_and(|facts| {
+                matches!(&facts.probes, Probes::Kept(targets) if targets.iter().any(|t| t == target))
                     && facts
                         .installed
                         .as_ref()
-                        .is_some_and(|installed| same_leaf(old, &update.scope, cert, installed))
+                        .is_some_and(|installed| old.same_leaf(&update.scope, cert, installed))
             })
         }
     }
-}
-
-/// Whether the old file describes `installed` as certificate `cert`'s leaf (so what it says
-/// about that certificate, a probe's result or the renewal moment, is about this leaf).
-fn same_leaf(old: &[Sample], scope: &Scope, cert: &str, installed: &InstalledFacts) -> bool {
-    let value = |name| find(old, scope, cert, name);
-    value("fleetcert_certificate_expiry_timestamp_seconds") == Some(installed.expiry)
-        && value("fleetcert_certificate_issued_timestamp_seconds") == Some(installed.issued)
-}
-
-/// The value of family `name` for certificate `cert` of `scope` in `old`.
-fn find(old: &[Sample], scope: &Scope, cert: &str, name: &str) -> Option<f64> {
-    old.iter()
-        .find(|sample| {
-            sample.family.name == name && scope.holds(sample) && sample.label("cert") == Some(cert)
-        })
-        .map(|sample| sample.value)
 }
 
 /// The samples `update` itself makes.
@@ -639,6 +677,11 @@ mod tests {
         matching.first().map(|s| s.value)
     }
 
+    /// `merge` onto a file holding `old`.
+    fn merged(old: Vec<Sample>, update: &Update) -> Vec<Sample> {
+        merge(&Previous::new(old), update)
+    }
+
     /// Renders and reads back, as the next run would find the file.
     fn through_file(mut samples: Vec<Sample>) -> Vec<Sample> {
         text::parse(&text::render(&mut samples))
@@ -646,7 +689,7 @@ mod tests {
 
     #[test]
     fn each_command_keeps_the_other_commands_rows_and_other_scopes() {
-        let first = through_file(merge(Vec::new(), &host("request", vec![])));
+        let first = through_file(merged(Vec::new(), &host("request", vec![])));
         let zone = Update {
             scope: Scope::Zone("acme.example.net".to_owned()),
             run: run("publish", 3),
@@ -667,10 +710,10 @@ mod tests {
                 ],
             }),
         };
-        let second = through_file(merge(first, &zone));
+        let second = through_file(merged(first, &zone));
         let mut finalize = host("finalize", vec![]);
         finalize.run.exit_code = 1;
-        let third = through_file(merge(second, &finalize));
+        let third = through_file(merged(second, &finalize));
         let exit = |command| {
             value(
                 &third,
@@ -705,7 +748,7 @@ mod tests {
         let mut failed = zone.clone();
         failed.publication = None;
         failed.run.exit_code = 4;
-        let fourth = merge(third, &failed);
+        let fourth = merged(third, &failed);
         assert_eq!(value(&fourth, "fleetcert_publish_serial", &[]), Some(7.0));
         assert_eq!(
             value(
@@ -720,7 +763,7 @@ mod tests {
     #[test]
     fn probe_results_stay_while_the_same_certificate_is_installed() {
         let target = "127.0.0.1:443";
-        let checked = through_file(merge(
+        let checked = through_file(merged(
             Vec::new(),
             &host("check", vec![cert("www", 1.9e9, probed(target, "same"))]),
         ));
@@ -733,14 +776,14 @@ mod tests {
             )
         };
         // Nothing changed: request keeps what check found.
-        let requested = through_file(merge(
+        let requested = through_file(merged(
             checked.clone(),
             &host("request", vec![cert("www", 1.9e9, kept.clone())]),
         ));
         assert_eq!(result(&requested, "same"), Some(1.0));
         assert_eq!(result(&requested, "older"), Some(0.0));
         // A new certificate: the old comparison is void.
-        let renewed = through_file(merge(
+        let renewed = through_file(merged(
             requested,
             &host("finalize", vec![cert("www", 2.0e9, kept.clone())]),
         ));
@@ -754,7 +797,7 @@ mod tests {
             Some(2.0e9)
         );
         // A target no longer listed goes too.
-        let unlisted = merge(
+        let unlisted = merged(
             checked,
             &host("status", vec![cert("www", 1.9e9, Probes::Kept(vec![]))]),
         );
@@ -765,7 +808,7 @@ mod tests {
     fn the_renewal_moment_is_carried_for_the_same_leaf_only() {
         let mut decided = cert("www", 1.9e9, Probes::Kept(vec![]));
         decided.installed.as_mut().expect("installed").renews = 1.89e9;
-        let file = Previous(through_file(merge(
+        let file = Previous::new(through_file(merged(
             Vec::new(),
             &host("request", vec![decided.clone()]),
         )));
@@ -782,7 +825,7 @@ mod tests {
 
     #[test]
     fn a_certificate_dropped_from_the_config_loses_its_series_other_hosts_keep_theirs() {
-        let both = through_file(merge(
+        let both = through_file(merged(
             Vec::new(),
             &host(
                 "request",
@@ -794,8 +837,8 @@ mod tests {
         ));
         let mut legacy = host("request", vec![cert("a", 1.7e9, Probes::Kept(vec![]))]);
         legacy.scope = Scope::Host("wiki01.example.org".to_owned());
-        let with_legacy = through_file(merge(both, &legacy));
-        let only_a = merge(
+        let with_legacy = through_file(merged(both, &legacy));
+        let only_a = merged(
             with_legacy,
             &host("finalize", vec![cert("a", 1.9e9, Probes::Kept(vec![]))]),
         );

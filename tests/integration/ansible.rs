@@ -685,6 +685,7 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
             env!("CARGO_BIN_EXE_fleetcert"),
             "--update",
             &update,
+            "--metrics",
         ],
     );
     let sb = &fleet.sb;
@@ -746,6 +747,13 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
     assert!(
         bastion.join("publish/acme.test.ledger.json").is_file(),
         "no ledger in fleetcert_zone_state_dir"
+    );
+    // The zone config by update writes metrics too: the publication's series on the bastion.
+    let prom = String::from_utf8(read(&bastion.join("textfiles/fleetcert.prom"))).expect("UTF-8");
+    assert!(
+        config.contains("\nmetrics:\n")
+            && prom.contains("fleetcert_publish_serial{zone=\"acme.test\"} "),
+        "no publication in the bastion's metrics:\n{config}\n{prom}"
     );
     let copied = bastion.join("etc/tsig.secret");
     assert_eq!(

@@ -786,6 +786,11 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
     let monitored = Monitored::new(&sb);
     monitored.configure("", &cert_line("main", &[NAME], &[]));
     monitored.host.issue();
+    // check talks to nobody but the probes: with the CA, the resolver and both DNS servers
+    // gone, it says all it says below.
+    for server in ["pebble", "unbound", "primary", "secondary"] {
+        sb.stop_server(server);
+    }
     let days_left =
         (not_after(&monitored.host.file("main", "fullchain.pem")) - unix_now()) / 86400.0;
     let whole = days_left.floor();
@@ -833,6 +838,46 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
         2,
         "FLEETCERT CRITICAL - www: no certificate installed; main: expires in",
     );
+
+    // The default windows, a half and a quarter of the renewal window (15 and 7.5 days of a
+    // 90-day certificate renewed from 30 days before expiry): two such certificates held
+    // from before, 12 and 5 days left.
+    let now = now();
+    for (cert, name, left) in [
+        ("soon", "host31.example.test", 12),
+        ("sooner", "host32.example.test", 5),
+    ] {
+        let not_after = now + time::Duration::days(left);
+        hold(
+            &monitored.host,
+            cert,
+            &[name],
+            not_after - time::Duration::days(90),
+            not_after,
+        );
+    }
+    let soon = cert_line("soon", &["host31.example.test"], &[]);
+    monitored.configure("", &soon);
+    let line = monitored.check(
+        &[],
+        1,
+        "FLEETCERT WARNING - soon: expires in 11 days (warning under 15 days) | soon_days=",
+    );
+    assert!(line.ends_with(";15:;7.5:"), "{line}");
+    monitored.configure(
+        "",
+        &format!(
+            "{soon}{}",
+            cert_line("sooner", &["host32.example.test"], &[])
+        ),
+    );
+    let line = monitored.check(
+        &[],
+        2,
+        "FLEETCERT CRITICAL - sooner: expires in 4 days (critical under 7.5 days); soon: \
+         expires in 11 days (warning under 15 days) | ",
+    );
+    assert!(line.ends_with(";15:;7.5:"), "{line}");
 
     // The check cannot tell: UNKNOWN, never CRITICAL.
     monitored.check(
