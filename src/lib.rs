@@ -6,7 +6,7 @@
 //! uses lower ones, never the reverse (docs/README.md, "Source layout"):
 //!
 //! - `commands`: one module per subcommand, and the only writer of stdout;
-//! - `config`, `token`, `zone`, `acme`, `cert`, `hiera`: the domain;
+//! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`: the domain;
 //! - `dns`, `serial`, `store`, `lock`, `shown`, `timestamp`: the ground they stand on.
 
 pub mod cli;
@@ -21,6 +21,7 @@ mod config;
 mod dns;
 mod error;
 mod hiera;
+mod issuer;
 mod lock;
 mod metrics;
 mod probe;

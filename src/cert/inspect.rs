@@ -146,6 +146,11 @@ pub(crate) enum DueReason {
         window: RenewalWindow,
         left: time::Duration,
     },
+    /// Someone other than the configured issuer made it (`issuer:` changed).
+    IssuerChanged {
+        from: &'static str,
+        to: &'static str,
+    },
 }
 
 impl DueReason {
@@ -161,6 +166,7 @@ impl DueReason {
             Self::Expiring { .. } => "expiring",
             Self::AriWindow { .. } => "ari_window",
             Self::AriSafetyNet { .. } => "ari_safety_net",
+            Self::IssuerChanged { .. } => "issuer_changed",
         }
     }
 
@@ -213,6 +219,9 @@ impl std::fmt::Display for DueReason {
                 left.whole_hours(),
                 window
             ),
+            Self::IssuerChanged { from, to } => {
+                write!(f, "issuer changed to `{to}`: this one is {from}")
+            }
         }
     }
 }

@@ -196,7 +196,9 @@ fn evaluate(
                 findings.push(finding(CheckStatus::Critical, reason.to_string()));
             }
             // Served as it is until the next run issues the new one.
-            DueReason::NamesChanged { .. } | DueReason::KeyTypeChanged { .. } => {
+            DueReason::NamesChanged { .. }
+            | DueReason::KeyTypeChanged { .. }
+            | DueReason::IssuerChanged { .. } => {
                 findings.push(finding(CheckStatus::Warning, format!("due: {reason}")));
             }
             // Said above from the days left, or by the chain's problem. check asks no CA,

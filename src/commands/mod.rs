@@ -5,6 +5,7 @@ mod failure;
 mod finalize;
 mod hiera;
 mod installed;
+mod local;
 mod publish;
 mod record;
 mod renew;

@@ -27,6 +27,7 @@ use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::check_delegation;
 use crate::error::{Error, Outcome};
+use crate::issuer::Origin;
 use crate::store::Versioned as _;
 use crate::token::{self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name};
 
@@ -82,6 +83,9 @@ pub(super) async fn token_document(
     state: &StateDir,
     dry_run: bool,
 ) -> Result<TokenDocument, Error> {
+    if let Some(issuer) = config.issuer.test() {
+        return super::local::token_document(config, issuer, state, dry_run);
+    }
     let now = OffsetDateTime::now_utc();
     let mut plans: Vec<Plan<'_>> = config
         .certs
@@ -205,7 +209,7 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
         .installed
         .decide_with(context.config, plan.spec, context.now, ari);
     let RenewalDecision::Due(due) = decision else {
-        let reason = not_due(context, &plan, schedule);
+        let reason = not_due(&plan.installed, context.now, schedule);
         return Part::new(&plan, CertStatus::Valid, reason, Vec::new(), false)
             .renewing_at(schedule);
     };
@@ -220,9 +224,13 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
 }
 
 /// The reason line of a certificate that is not due: time left, and when it renews by which
-/// rule.
-fn not_due(context: &Context<'_>, plan: &Plan<'_>, schedule: Option<Schedule>) -> String {
-    let (Some(inspection), Some(schedule)) = (plan.installed.inspection(), schedule) else {
+/// rule (a test issuer's too, commands/local.rs).
+pub(super) fn not_due(
+    installed: &Installed<'_>,
+    now: OffsetDateTime,
+    schedule: Option<Schedule>,
+) -> String {
+    let (Some(inspection), Some(schedule)) = (installed.inspection(), schedule) else {
         return "not due".to_owned();
     };
     let rule = match schedule.rule {
@@ -234,7 +242,7 @@ fn not_due(context: &Context<'_>, plan: &Plan<'_>, schedule: Option<Schedule>) -
     };
     format!(
         "not due: {} days left, renews from {} ({rule})",
-        inspection.remaining(context.now).as_secs() / 86_400,
+        inspection.remaining(now).as_secs() / 86_400,
         rfc3339(schedule.at)
     )
 }
@@ -308,7 +316,13 @@ fn held_rate_limit(
 /// renewal from its rate limits only then).
 fn replaces(plan: &Plan<'_>) -> Option<CertificateIdentifier<'static>> {
     let inspection = plan.installed.inspection()?;
-    if inspection.shares_a_name(&plan.spec.names) {
+    // Not a test issuer's certificate (docs/test-gates.md): the CA never issued it.
+    let from_a_ca = plan
+        .installed
+        .origin
+        .as_ref()
+        .is_some_and(Origin::is_from_a_ca);
+    if from_a_ca && inspection.shares_a_name(&plan.spec.names) {
         acme::replaces_for(inspection)
     } else {
         None

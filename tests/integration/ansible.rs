@@ -119,33 +119,36 @@ impl Fleet {
 
     /// `ansible-playbook fleetcert.fleetcert.daily` from the installed collection.
     pub(crate) fn playbook(&self, extra: &[&str]) -> Playbook {
-        let mut command = tool("ansible-playbook");
-        command
-            .arg("-i")
-            .arg(self.dir.path().join("inventory"))
-            .arg("-e")
-            .arg(format!(
-                "@{}",
-                self.dir.path().join("extra-vars.yaml").display()
-            ))
-            .args(extra)
-            .arg("fleetcert.fleetcert.daily")
-            .env("ANSIBLE_CONFIG", repo().join("ansible/ansible.cfg"))
-            .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
-            .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join("ansible-tmp"));
-        let started = Instant::now();
-        let ran: Ran = run_bounded(command, PLAYBOOK_TIMEOUT);
-        eprintln!(
-            "ansible-playbook {extra:?}: exit {} in {:.1?}",
-            ran.code,
-            started.elapsed()
-        );
-        let recap = parse_recap(&ran.output);
-        Playbook {
-            code: ran.code,
-            output: ran.output,
-            recap,
-        }
+        daily_playbook(self.dir.path(), extra)
+    }
+}
+
+/// `ansible-playbook -i DIR/inventory -e @DIR/extra-vars.yaml EXTRA fleetcert.fleetcert.daily`
+/// from the installed collection, as tests/fleet/inventory.sh lays DIR out.
+pub(crate) fn daily_playbook(dir: &Path, extra: &[&str]) -> Playbook {
+    let mut command = tool("ansible-playbook");
+    command
+        .arg("-i")
+        .arg(dir.join("inventory"))
+        .arg("-e")
+        .arg(format!("@{}", dir.join("extra-vars.yaml").display()))
+        .args(extra)
+        .arg("fleetcert.fleetcert.daily")
+        .env("ANSIBLE_CONFIG", repo().join("ansible/ansible.cfg"))
+        .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
+        .env("ANSIBLE_LOCAL_TEMP", dir.join("ansible-tmp"));
+    let started = Instant::now();
+    let ran: Ran = run_bounded(command, PLAYBOOK_TIMEOUT);
+    eprintln!(
+        "ansible-playbook {extra:?}: exit {} in {:.1?}",
+        ran.code,
+        started.elapsed()
+    );
+    let recap = parse_recap(&ran.output);
+    Playbook {
+        code: ran.code,
+        output: ran.output,
+        recap,
     }
 }
 
@@ -160,7 +163,7 @@ pub(crate) struct Recap {
 pub(crate) struct Playbook {
     pub(crate) code: i32,
     pub(crate) output: String,
-    recap: BTreeMap<String, Recap>,
+    pub(crate) recap: BTreeMap<String, Recap>,
 }
 
 impl Playbook {

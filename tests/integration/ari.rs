@@ -109,7 +109,7 @@ impl FakeCa {
     }
 
     /// Every `METHOD PATH` the fake was asked, in order.
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("requests"))
             .unwrap_or_default()
             .lines()
@@ -117,7 +117,7 @@ impl FakeCa {
             .collect()
     }
 
-    fn renewal_info_requests(&self) -> Vec<String> {
+    pub(crate) fn renewal_info_requests(&self) -> Vec<String> {
         self.requests()
             .into_iter()
             .filter(|line| line.starts_with("GET /renewal-info/"))
@@ -136,7 +136,7 @@ impl FakeCa {
     /// The newOrders the CA acted on (made, or refused by rate limit): all but those Pebble
     /// refused for their nonce (`PEBBLE_WFE_NONCEREJECT`, 5 % by default), which the client
     /// sends again and the CA never acted on.
-    fn new_orders(&self) -> Vec<Value> {
+    pub(crate) fn new_orders(&self) -> Vec<Value> {
         self.new_order_posts()
             .into_iter()
             .filter(|order| order["answer"] != "400 urn:ietf:params:acme:error:badNonce")
@@ -225,19 +225,32 @@ pub(crate) fn hold(
         "fleetcert test: held certificates",
     );
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let dir = host.cert_dir().join(cert);
+    hold_signed_by(&dir, &ca, &ca.pem(), names, (not_before, not_after))
+}
+
+/// Puts a certificate for `names` that `issuer` signs, valid `from_to`, with a new ECDSA
+/// P-384 key and `chain` (PEM) as its chain, in `dir` as plain files (`layout: fleetcert`).
+/// Returns the path of its `cert.pem`.
+pub(crate) fn hold_signed_by(
+    dir: &Path,
+    issuer: &rcgen::Issuer<'_, impl rcgen::SigningKey>,
+    chain: &str,
+    names: &[&str],
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+) -> PathBuf {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
     let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     let mut params = rcgen::CertificateParams::new(names).expect("params");
     params.not_before = not_before;
     params.not_after = not_after;
     params.use_authority_key_identifier_extension = true;
-    let leaf = params.signed_by(&key, &ca).expect("sign");
-    let dir = host.cert_dir().join(cert);
-    std::fs::create_dir_all(&dir).expect("cert dir");
+    let leaf = params.signed_by(&key, issuer).expect("sign");
+    std::fs::create_dir_all(dir).expect("cert dir");
     let files = [
         ("cert.pem", leaf.pem()),
-        ("chain.pem", ca.pem()),
-        ("fullchain.pem", format!("{}{}", leaf.pem(), ca.pem())),
+        ("chain.pem", chain.to_owned()),
+        ("fullchain.pem", format!("{}{chain}", leaf.pem())),
         ("privkey.pem", key.serialize_pem()),
     ];
     for (name, text) in files {

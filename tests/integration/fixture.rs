@@ -71,10 +71,7 @@ impl<'s> Host<'s> {
             state = self.state_dir().display(),
             certs_dir = self.cert_dir().display(),
         );
-        for (cert, names) in certs {
-            let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
-            text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
-        }
+        text.push_str(&certs_yaml(certs));
         std::fs::write(self.config(), text).expect("write config");
     }
 
@@ -148,42 +145,63 @@ impl<'s> Host<'s> {
 
     /// Every secret fleetcert keeps on disk: private key bodies and the account key.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        let mut secrets = Vec::new();
-        for root in [self.cert_dir(), self.state_dir()] {
-            for (path, bytes) in snapshot(&root) {
-                let text = String::from_utf8_lossy(&bytes);
-                if text.contains("PRIVATE KEY") {
-                    // Each base64 line of the body; the shortest last line is skipped.
-                    secrets.extend(
-                        text.lines()
-                            .filter(|line| !line.starts_with("-----") && line.len() >= 32)
-                            .map(str::to_owned),
-                    );
-                } else if path.ends_with("account.json") {
-                    let file: Value = serde_json::from_str(&text).expect("account.json");
-                    for account in file["accounts"].as_object().expect("accounts").values() {
-                        let key = account["key_pkcs8"].as_str().expect("key_pkcs8");
-                        secrets.push(key.to_owned());
-                    }
-                }
-            }
-        }
-        secrets
+        secrets_below(&[self.cert_dir(), self.state_dir()])
     }
 
     #[track_caller]
     pub(crate) fn assert_no_secret_in(&self, run: &Run, command: &str) {
-        for stream in [&run.stdout, &run.stderr] {
-            assert!(
-                !stream.contains("PRIVATE KEY"),
-                "{command} printed a PEM private key"
-            );
-            for secret in self.secrets() {
-                assert!(
-                    !stream.contains(&secret),
-                    "{command} printed (part of) a private key"
+        assert_no_secret(run, command, &self.secrets());
+    }
+}
+
+/// The entries of `certs:` (after the line `certs:`), one a line.
+pub(crate) fn certs_yaml(certs: &[(&str, &[&str])]) -> String {
+    let mut text = String::new();
+    for (cert, names) in certs {
+        let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+        text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
+    }
+    text
+}
+
+/// Every secret below `roots`: private key bodies (PEM) and ACME account keys.
+pub(crate) fn secrets_below(roots: &[PathBuf]) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for root in roots {
+        for (path, bytes) in snapshot(root) {
+            let text = String::from_utf8_lossy(&bytes);
+            if text.contains("PRIVATE KEY") {
+                // Each base64 line of the body; the shortest last line is skipped.
+                secrets.extend(
+                    text.lines()
+                        .filter(|line| !line.starts_with("-----") && line.len() >= 32)
+                        .map(str::to_owned),
                 );
+            } else if path.ends_with("account.json") {
+                let file: Value = serde_json::from_str(&text).expect("account.json");
+                for account in file["accounts"].as_object().expect("accounts").values() {
+                    let key = account["key_pkcs8"].as_str().expect("key_pkcs8");
+                    secrets.push(key.to_owned());
+                }
             }
+        }
+    }
+    secrets
+}
+
+/// Panics when `run` printed a PEM private key or any of `secrets`.
+#[track_caller]
+pub(crate) fn assert_no_secret(run: &Run, command: &str, secrets: &[String]) {
+    for stream in [&run.stdout, &run.stderr] {
+        assert!(
+            !stream.contains("PRIVATE KEY"),
+            "{command} printed a PEM private key"
+        );
+        for secret in secrets {
+            assert!(
+                !stream.contains(secret),
+                "{command} printed (part of) a private key"
+            );
         }
     }
 }

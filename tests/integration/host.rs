@@ -43,7 +43,7 @@ fn identifiers(document: &Value, cert: &str) -> Vec<String> {
     identifiers
 }
 
-fn sorted(names: &[&str]) -> Vec<String> {
+pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     names.sort();
     names
@@ -51,7 +51,7 @@ fn sorted(names: &[&str]) -> Vec<String> {
 
 /// The public key algorithm of a certificate, as `openssl x509 -text` prints it, and checks
 /// that the private key file holds the matching key.
-fn key_kind(cert: &Path, key: &Path) -> String {
+pub(crate) fn key_kind(cert: &Path, key: &Path) -> String {
     assert_key_matches(key, cert);
     let text = openssl(&[
         "x509",
@@ -76,7 +76,7 @@ fn key_kind(cert: &Path, key: &Path) -> String {
     format!("{algorithm} {detail}")
 }
 
-fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|err| panic!("stat {}: {err}", path.display()))
         .permissions()
@@ -84,11 +84,11 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-fn gid(path: &Path) -> u32 {
+pub(crate) fn gid(path: &Path) -> u32 {
     std::fs::metadata(path).expect("stat").gid()
 }
 
-fn key_group_gid() -> u32 {
+pub(crate) fn key_group_gid() -> u32 {
     let out = Command::new("getent")
         .args(["group", KEY_GROUP])
         .output()

@@ -13,6 +13,7 @@ mod config;
 mod fixture;
 mod hiera;
 mod host;
+mod issuer;
 mod keystore;
 mod monitoring;
 mod package;

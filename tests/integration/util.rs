@@ -186,3 +186,29 @@ pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// `openssl verify -CAfile root` of the leaf (first certificate of `fullchain`), with the
+/// rest of the file as untrusted intermediates. `Err` has openssl's output.
+pub(crate) fn verify_against(root: &Path, fullchain: &Path) -> Result<(), String> {
+    let pem = std::fs::read_to_string(fullchain)
+        .map_err(|err| format!("cannot read {}: {err}", fullchain.display()))?;
+    let blocks = crate::sandbox::pem_certificates(&pem);
+    let Some((leaf, rest)) = blocks.split_first() else {
+        return Err(format!("{} holds no certificate", fullchain.display()));
+    };
+    let work = tempfile::tempdir().map_err(|err| err.to_string())?;
+    let leaf_file = work.path().join("leaf.pem");
+    std::fs::write(&leaf_file, leaf).map_err(|err| err.to_string())?;
+    let mut cmd = Command::new("openssl");
+    cmd.arg("verify").arg("-CAfile").arg(root);
+    if !rest.is_empty() {
+        let chain_file = work.path().join("untrusted.pem");
+        std::fs::write(&chain_file, rest.concat()).map_err(|err| err.to_string())?;
+        cmd.arg("-untrusted").arg(chain_file);
+    }
+    let out = cmd
+        .arg(&leaf_file)
+        .output()
+        .map_err(|err| format!("cannot run openssl: {err}"))?;
+    crate::services::output_result(out).map(drop)
+}
