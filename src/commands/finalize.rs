@@ -172,6 +172,13 @@ async fn finalize_one(
     let saved = match saved {
         Ok(Some(saved)) => saved,
         Ok(None) => {
+            // A key without its order (a run killed while forgetting them) is of no use.
+            if !context.dry_run
+                && context.state.has_key(cert)
+                && let Err(err) = PendingOrder::remove(context.state, cert)
+            {
+                warn!(cert, error = %err, "cannot remove a key left without its order");
+            }
             return match refresh_keystore(context.config, context.dry_run, spec, &installed) {
                 Ok(status) => report(status, installed.not_after(), None),
                 Err(failure) => failed(&report, &installed, failure),
@@ -263,6 +270,7 @@ async fn issue(
     let (key, pem) = acme::complete(account, saved, context.state, cert).await?;
     let chain = acme::verify_chain(&pem, &key, &saved.names)?;
     install_issued(config, spec, installed, &key, &chain)?;
+    crash_point!("finalize.installed");
     PendingOrder::remove(context.state, cert)?;
     Ok(chain)
 }

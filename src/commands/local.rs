@@ -174,6 +174,7 @@ pub(super) fn finalize_all(
         match issue(config, issuer, &order, spec, &installed) {
             Ok(not_after) => {
                 info!(cert, not_after, issuer = %issuer.kind(), "installed");
+                crash_point!("local.installed");
                 orders.orders.remove(cert);
                 if let Err(err) = state.save(LOCAL_ORDERS_FILE, &orders) {
                     // The files are replaced, and the report says so; the order is signed

@@ -78,8 +78,13 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let finalized = if lagging {
         None
     } else {
+        // The records are served and the orders saved: dying here, the next run re-opens
+        // the orders, finds its records already in place, finalizes and cleans up.
+        crash_point!("renew.before_finalize");
         Some(finalize::finalize_all(&config, &state, dry_run).await)
     };
+    // The new sets are installed, the records still in the zone: the next run removes them.
+    crash_point!("renew.before_cleanup");
 
     let (cleanup, cleanup_error) = if !dry_run && (had_records || writer.holds_records()?) {
         let empty = Submission {

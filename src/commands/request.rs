@@ -524,6 +524,8 @@ async fn order(
         context.now,
     )
     .await?;
+    // The CA holds the order now; dying here orphans it there (it expires unused).
+    crash_point!("request.order_created");
     let saved = PendingOrder {
         version: PendingOrder::VERSION,
         url: order.url().to_owned(),
@@ -536,6 +538,7 @@ async fn order(
         created: rfc3339(context.now),
     };
     saved.save(context.state, plan.cert)?;
+    crash_point!("request.order_saved");
     info!(cert = plan.cert, order = %saved.url, pending = challenges.len(), "ordered");
     Ok(challenges)
 }

@@ -360,7 +360,7 @@ impl UpdateWriter<'_> {
 }
 
 /// The values of `records` by name.
-fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values<'r> {
+pub(super) fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values<'r> {
     let mut by_name: Values<'r> = BTreeMap::new();
     for record in records {
         by_name

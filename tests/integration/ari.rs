@@ -93,6 +93,12 @@ impl FakeCa {
         );
     }
 
+    /// From now on a `replaces` that an earlier order carried is refused (409
+    /// `alreadyReplaced`), as a CA holding to RFC 9773 section 5 refuses it.
+    pub(crate) fn refuse_replaced(&self) {
+        std::fs::write(self.dir.path().join("already-replaced"), "").expect("write fake state");
+    }
+
     fn clear_rate_limit(&self) {
         std::fs::remove_file(self.dir.path().join("rate-limit")).expect("remove rate-limit");
     }

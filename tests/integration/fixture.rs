@@ -27,6 +27,8 @@ pub(crate) struct Host<'s> {
     pub(crate) dir: tempfile::TempDir,
     /// The CA's directory URL: the sandbox's Pebble, or a fake in front of it.
     directory: String,
+    /// `host:` in the config: the name its token documents carry.
+    name: String,
     /// Extra command-line flags for every run (`-vv` for the logging test).
     pub(crate) flags: RefCell<Vec<String>>,
 }
@@ -43,10 +45,21 @@ impl<'s> Host<'s> {
         directory: &str,
         certs: &[(&str, &[&str])],
     ) -> Self {
+        Self::named(sb, directory, "host1.example.test", certs)
+    }
+
+    /// A host called `name` (`host:`), so that several hosts can publish into one sandbox.
+    pub(crate) fn named(
+        sb: &'s Sandbox,
+        directory: &str,
+        name: &str,
+        certs: &[(&str, &[&str])],
+    ) -> Self {
         let host = Self {
             sb,
             dir: tempfile::tempdir().expect("tempdir"),
             directory: directory.to_owned(),
+            name: name.to_owned(),
             flags: RefCell::new(Vec::new()),
         };
         host.configure("", certs);
@@ -63,9 +76,10 @@ impl<'s> Host<'s> {
     pub(crate) fn configure_acme(&self, acme_extra: &str, extra: &str, certs: &[(&str, &[&str])]) {
         let mut text = format!(
             "acme: {{directory: {dir}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}{acme_extra}}}\n\
-             host: host1.example.test\nsigning_zone: acme.test\nresolver: {resolver}\n\
+             host: {name}\nsigning_zone: acme.test\nresolver: {resolver}\n\
              state_dir: {state}\ncert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
             dir = self.directory,
+            name = self.name,
             ca = self.sb.ca_bundle().display(),
             resolver = self.sb.resolver(),
             state = self.state_dir().display(),
@@ -73,6 +87,11 @@ impl<'s> Host<'s> {
         );
         text.push_str(&certs_yaml(certs));
         std::fs::write(self.config(), text).expect("write config");
+    }
+
+    /// `host:` in the config.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     pub(crate) fn config(&self) -> PathBuf {

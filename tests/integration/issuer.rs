@@ -20,14 +20,14 @@ use crate::util::{Run, fleetcert, sans, snapshot, verify_against};
 
 /// A host of a gate job: its config, state and certificates in a temporary directory; no
 /// CA, no signing zone, no resolver.
-struct Gate {
+pub(crate) struct Gate {
     dir: tempfile::TempDir,
     /// Extra command-line flags for every run (`-vvv`).
     flags: Vec<&'static str>,
 }
 
 impl Gate {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
             flags: Vec::new(),
@@ -35,7 +35,7 @@ impl Gate {
     }
 
     /// Writes the config: `issuer` is the value of `issuer:`, `extra` more top-level lines.
-    fn configure(&self, issuer: &str, extra: &str, certs: &[(&str, &[&str])]) {
+    pub(crate) fn configure(&self, issuer: &str, extra: &str, certs: &[(&str, &[&str])]) {
         let mut text = format!(
             "issuer: {issuer}\nhost: gate.example.test\nstate_dir: {state}\n\
              cert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
@@ -46,15 +46,15 @@ impl Gate {
         std::fs::write(self.config(), text).expect("write config");
     }
 
-    fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("fleetcert.yaml")
     }
 
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
-    fn cert_dir(&self) -> PathBuf {
+    pub(crate) fn cert_dir(&self) -> PathBuf {
         self.dir.path().join("certs")
     }
 
@@ -65,7 +65,7 @@ impl Gate {
 
     /// Runs `fleetcert <command> --config <ours> <more>`; then checks that neither stream
     /// shows any private key on disk, the CA's included (it lies in this directory too).
-    fn run(&self, command: &str, more: &[&str]) -> Run {
+    pub(crate) fn run(&self, command: &str, more: &[&str]) -> Run {
         let config = self.config();
         let mut args: Vec<&OsStr> = vec![command.as_ref(), "--config".as_ref(), config.as_ref()];
         args.extend(more.iter().map(OsStr::new));
@@ -103,7 +103,7 @@ impl Gate {
     }
 
     /// The saved local orders, by certificate.
-    fn local_orders(&self) -> Value {
+    pub(crate) fn local_orders(&self) -> Value {
         let path = self.state_dir().join("local-orders.json");
         let text = std::fs::read_to_string(path).expect("local orders saved");
         serde_json::from_str::<Value>(&text).expect("JSON")["orders"].clone()
