@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
+use super::record::Observed;
 use super::report::print_json;
 use crate::acme::{self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir};
 use crate::cert::{RenewalDecision, RenewalWindow, Rule, Schedule};
@@ -63,10 +64,11 @@ struct Context<'c> {
     now: OffsetDateTime,
 }
 
-pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
+pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let document = token_document(&config, &state, args.dry_run).await?;
+    observed.requested(&document);
     print_json(&document)?;
     let failed = document
         .certs

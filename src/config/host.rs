@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::certs::{CertSpec, RawCerts, check_certs};
 use super::issuer::{RawIssuer, check_issuer, left_out};
+use super::metrics::{Metrics, RawMetrics, check_metrics};
 use super::update::{HostUpdate, RawUpdate, check_host_update};
 use super::{ConfigDuration, ConfigError, invalid, parse_dns_address, read_yaml};
 use crate::cert::{CertDir, FileNames, KeyType, Layout};
@@ -57,6 +58,7 @@ struct RawHost {
     #[serde(default)]
     renew: RawRenew,
     certs: RawCerts,
+    metrics: Option<RawMetrics>,
     update: Option<RawUpdate>,
     servers: Option<Vec<String>>,
     timeout: Option<ConfigDuration>,
@@ -138,6 +140,8 @@ pub(crate) struct HostConfig {
     pub(crate) renew: Renew,
     /// Certificate name -> what to issue.
     pub(crate) certs: BTreeMap<String, CertSpec>,
+    /// Where the textfile for node_exporter goes; `None`: no metrics.
+    pub(crate) metrics: Option<Metrics>,
     /// How `renew` publishes this host's records (`update:`, `servers`, `timeout`).
     pub(crate) update: Option<HostUpdate>,
 }
@@ -239,7 +243,6 @@ impl HostConfig {
             }
         };
         check_layout(path, raw.layout, &certs)?;
-        check_not_yet_supported(path, &certs)?;
         if raw.renew.before_days == 0 {
             return Err(invalid(path, "renew.before_days", "must be at least 1"));
         }
@@ -270,6 +273,7 @@ impl HostConfig {
                 ari: raw.renew.ari,
             },
             certs,
+            metrics: check_metrics(path, raw.metrics)?,
             update,
         })
     }
@@ -448,24 +452,6 @@ fn check_layout(
                     "starts with {first}, too long for acme.sh's file name `{first}.key`: put \
                      a shorter name first"
                 ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Options of the contract that this build does not carry out yet: refused rather than
-/// silently ignored.
-fn check_not_yet_supported(
-    path: &Path,
-    certs: &BTreeMap<String, CertSpec>,
-) -> Result<(), ConfigError> {
-    for (cert, spec) in certs {
-        if !spec.probe.is_empty() {
-            return Err(invalid(
-                path,
-                format!("certs.{cert}.probe"),
-                "is not supported by this build yet: remove it",
             ));
         }
     }

@@ -216,7 +216,7 @@ pub(crate) fn ari_id(cert: &Path) -> String {
 /// config's key type, with its key) in `cert`'s directory, as plain files, the way a host
 /// holds a certificate issued earlier. Signed by a throwaway CA with an authority key
 /// identifier, so it has an ARI certificate ID. Returns the path of its `cert.pem`.
-fn hold(
+pub(crate) fn hold(
     host: &Host<'_>,
     cert: &str,
     names: &[&str],

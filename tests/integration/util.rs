@@ -193,6 +193,22 @@ pub(crate) fn assert_key_matches(key: &Path, cert: &Path) {
     );
 }
 
+/// The names in `dir` (not below it), sorted.
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()))
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// `openssl verify -CAfile root` of the leaf (first certificate of `fullchain`), with the
 /// rest of the file as untrusted intermediates. `Err` has openssl's output.
 pub(crate) fn verify_against(root: &Path, fullchain: &Path) -> Result<(), String> {
