@@ -34,6 +34,8 @@ pub enum Command {
     Hiera(HieraArgs),
     /// Show the certificates on disk and their state, without contacting anyone.
     Status(StatusArgs),
+    /// Check the certificates for Nagios, Icinga or Sensu: expiry, renewal, what is served.
+    Check(CheckArgs),
 }
 
 /// Arguments of `request`, `finalize` and `renew`.
@@ -97,4 +99,28 @@ pub enum StatusFormat {
     Json,
     /// Aligned columns, for people.
     Table,
+}
+
+/// Arguments of `check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Host configuration file (YAML).
+    #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
+    pub config: PathBuf,
+    /// WARNING when a certificate expires within this many days (default: half its renewal
+    /// window, 15 days for a 90-day certificate renewed from 30 days before expiry).
+    #[arg(long, value_name = "N")]
+    pub warning_days: Option<u32>,
+    /// CRITICAL when a certificate expires within this many days (default: a quarter of its
+    /// renewal window, 7.5 days for a 90-day certificate renewed from 30 days before expiry).
+    #[arg(long, value_name = "N")]
+    pub critical_days: Option<u32>,
+}
+
+/// Whether a command line (without the program name) runs `check`: its first word that is
+/// not a flag. Used only when the line does not parse, to answer in the plugins' convention.
+pub fn names_check<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> bool {
+    args.into_iter()
+        .find(|arg| !arg.to_string_lossy().starts_with('-'))
+        .is_some_and(|arg| arg == "check")
 }

@@ -23,6 +23,43 @@ pub(crate) enum Outcome {
     SomeFailed,
     /// 3: the zone is published but not yet visible on every server.
     PropagationTimeout,
+    /// `fleetcert check`: the monitoring plugins' 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check(CheckStatus),
+}
+
+/// The state a monitoring plugin reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum CheckStatus {
+    /// 0: every certificate is fine.
+    Ok,
+    /// 1: something needs attention soon.
+    Warning,
+    /// 2: something is wrong now.
+    Critical,
+    /// 3: the check itself could not run.
+    Unknown,
+}
+
+impl CheckStatus {
+    /// The exit code the plugins' convention gives it.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Warning => 1,
+            Self::Critical => 2,
+            Self::Unknown => 3,
+        }
+    }
+
+    /// The word the status line starts with.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Warning => "WARNING",
+            Self::Critical => "CRITICAL",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
 }
 
 /// Exit code for bad usage, config or input: nothing was changed.
@@ -32,11 +69,17 @@ pub(crate) const EXIT_RUN_FAILED: u8 = 4;
 
 impl Outcome {
     pub(crate) fn exit_code(self) -> ExitCode {
-        ExitCode::from(match self {
+        ExitCode::from(self.code())
+    }
+
+    /// The exit code as a number (the metrics record it).
+    pub(crate) fn code(self) -> u8 {
+        match self {
             Self::Success => 0,
             Self::SomeFailed => 1,
             Self::PropagationTimeout => 3,
-        })
+            Self::Check(status) => status.code(),
+        }
     }
 
     /// 1 when `failed`, else 0.
@@ -84,6 +127,11 @@ pub(crate) enum Error {
 impl Error {
     /// 2 when the operator must fix the config, the input or a file; 4 otherwise.
     pub(crate) fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code())
+    }
+
+    /// The exit code as a number (the metrics record it).
+    pub(crate) fn code(&self) -> u8 {
         let usage = match self {
             Self::Config(_) | Self::Tokens(_) => true,
             Self::Store(err) => err.is_refusal(),
@@ -93,7 +141,7 @@ impl Error {
             Self::Lock(LockError::Store(err)) => err.is_refusal(),
             Self::Lock(LockError::Held { .. }) | Self::Report(_) | Self::Runtime(_) => false,
         };
-        ExitCode::from(if usage { EXIT_USAGE } else { EXIT_RUN_FAILED })
+        if usage { EXIT_USAGE } else { EXIT_RUN_FAILED }
     }
 }
 

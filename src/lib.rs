@@ -6,7 +6,7 @@
 //! uses lower ones, never the reverse (docs/README.md, "Source layout"):
 //!
 //! - `commands`: one module per subcommand, and the only writer of stdout;
-//! - `config`, `token`, `zone`, `acme`, `cert`, `hiera`: the domain;
+//! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`: the domain;
 //! - `dns`, `serial`, `store`, `lock`, `shown`, `timestamp`: the ground they stand on.
 
 pub mod cli;
@@ -23,7 +23,10 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 mod hiera;
+mod issuer;
 mod lock;
+mod metrics;
+mod probe;
 mod serial;
 mod shown;
 mod store;
@@ -46,6 +49,24 @@ pub fn run(args: cli::Args) -> ExitCode {
             err.exit_code()
         }
     }
+}
+
+/// Reports a command line clap cannot parse: clap's message and exit 2, as clap itself does
+/// (help and version: 0) — except for `fleetcert check`, whose caller is a monitoring system
+/// that reads 2 as CRITICAL: there it is one UNKNOWN line on stdout and exit 3.
+pub fn usage_error(err: &clap::Error) -> ExitCode {
+    if err.use_stderr() && cli::names_check(std::env::args_os().skip(1)) {
+        let first = err.to_string();
+        let first = first.lines().next().unwrap_or_default();
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        println!(
+            "FLEETCERT UNKNOWN - bad arguments: {}",
+            shown::bare(first, shown::MAX_SHOWN)
+        );
+        return ExitCode::from(error::CheckStatus::Unknown.code());
+    }
+    let _ = err.print();
+    ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(error::EXIT_USAGE))
 }
 
 /// Logs go to stderr so that stdout carries nothing but the JSON report.

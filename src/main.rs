@@ -5,5 +5,8 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    fleetcert::run(fleetcert::cli::Args::parse())
+    match fleetcert::cli::Args::try_parse() {
+        Ok(args) => fleetcert::run(args),
+        Err(err) => fleetcert::usage_error(&err),
+    }
 }

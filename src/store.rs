@@ -426,6 +426,7 @@ impl Dir {
         access
             .apply(staged.file.as_fd())
             .map_err(|errno| StoreError::io("set the mode of", &path, errno))?;
+        crash_point!("store.staged", name);
         Ok(staged)
     }
 
@@ -760,12 +761,17 @@ fn temp_name(name: &str, attempt: u32) -> String {
     format!(".{name}{TEMP_MARK}{}.{nanos}{attempt}", std::process::id())
 }
 
-/// The pid in a temporary name made by [`temp_name`], if `name` is one.
+/// The pid in a temporary name made by [`temp_name`], if `name` is one; also in the
+/// `.<name>.tmp.<pid>` that fleetcert wrote before the install by descriptor, so that what a
+/// killed run of an older build left behind goes too.
 fn temp_owner(name: &str) -> Option<i32> {
     let rest = name.strip_prefix('.')?;
     let (_, tail) = rest.rsplit_once(TEMP_MARK)?;
-    let (pid, nanos) = tail.split_once('.')?;
-    if nanos.is_empty() || !nanos.bytes().all(|b| b.is_ascii_digit()) {
+    let (pid, nanos) = tail.split_once('.').unwrap_or((tail, "0"));
+    if nanos.is_empty()
+        || !nanos.bytes().all(|b| b.is_ascii_digit())
+        || !pid.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     pid.parse().ok()
@@ -1005,5 +1011,8 @@ mod tests {
         );
         assert_eq!(temp_owner("zone.db"), None);
         assert_eq!(temp_owner(".zone.db.tmp.12.x"), None);
+        assert_eq!(temp_owner(".zone.db.tmp.+12"), None);
+        // What an older build left: `.<name>.tmp.<pid>`.
+        assert_eq!(temp_owner(".privkey.pem.tmp.4194305"), Some(4_194_305));
     }
 }

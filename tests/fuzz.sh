@@ -16,8 +16,8 @@
 #
 # Environment: FUZZ_RSS_LIMIT_MB (default 2048), FUZZ_TIMEOUT (seconds per input, default 10),
 # FUZZ_PROFILE: `release` (default: optimized, debug assertions, address sanitizer; for the
-# long runs) or `dev` (unoptimized, same instrumentation: half the CPU to build and a third
-# of the time on 2 cores, slower to run; what CI's 30-second runs use, docs/security.md).
+# long runs) or `dev` (unoptimized, same instrumentation: half the CPU and half the wall time
+# to build cold, 10 to 25 times slower to run; what CI's 30-second runs use, docs/security.md).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

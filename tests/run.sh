@@ -19,7 +19,7 @@ export PATH="$repo/.venv/bin:$PATH"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy -D warnings"
+step "cargo clippy -D warnings (without and with the crash points)"
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features crash-points -- -D warnings
 
@@ -33,10 +33,23 @@ step "cargo test (unit and integration, against the real sandbox)"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --locked "$@"
 
-step "cargo test --features crash-points (the keystore's crash test: killed before the keystore)"
-cargo test --locked --features crash-points --test integration keystore::a_finalize_killed
+# Every test that kills the binary at a crash point (tests/integration/crash.rs and its
+# modules, and the keystore's), in one build with the test-only feature; without it they are
+# ignored above.
+step "cargo test --features crash-points (every crash point: crash::, keystore::a_finalize_killed)"
+cargo test --locked --features crash-points --test integration -- crash:: keystore::a_finalize_killed
 
-# The dev build of the targets: a release sanitizer build costs twice the CPU and, on 2
-# cores, three times the wall time (docs/security.md, "Fuzzing"); 30 s is a smoke run.
-step "fuzzing (tests/fuzz.sh, dev build: each target 30 s; docs/security.md, \"Fuzzing\")"
-FUZZ_PROFILE=dev tests/fuzz.sh all 30
+# The soak runs with the whole suite, not with a test filter. Its `cargo build` gets the
+# feature and the test target, so that it resolves features as the step above did (with the
+# dev-dependencies) and reuses that binary instead of compiling fleetcert again.
+if (($# == 0)); then
+    step "soak: 3 daily cycles (tests/soak.sh, docs/crash-safety.md)"
+    SOAK_CARGO_FLAGS="--features crash-points --test integration" tests/soak.sh 3
+fi
+
+# The dev build of the targets: a cold release sanitizer build costs twice the CPU and the
+# wall time (about 3 minutes more on 2 cores, docs/security.md, "Fuzzing"); 30 s is a smoke run.
+if (($# == 0)); then
+    step "fuzzing (tests/fuzz.sh, dev build: each target 30 s; docs/security.md, \"Fuzzing\")"
+    FUZZ_PROFILE=dev tests/fuzz.sh all 30
+fi

@@ -171,6 +171,8 @@ async fn register(acme: &Acme, state: &StateDir) -> Result<Account, AcmeError> {
         }
         _ => AcmeError::ca(&acme.directory, "register an account", source),
     })?;
+    // The CA holds the account now; dying here orphans it there.
+    crash_point!("account.registered");
     tracing::info!(account = account.id(), directory = %acme.directory, "registered ACME account");
     let mut file = read_file(state)?;
     let value = serde_json::to_value(&credentials).map_err(|err| AcmeError::BadAccount {

@@ -30,25 +30,28 @@ const PEM_END: &str = "-----END CERTIFICATE-----";
 /// sends it: strict PEM, `CERTIFICATE` blocks only, no text outside them (whitespace between
 /// blocks is tolerated). Anything else is refused with what is wrong, never with the text:
 /// a lenient split would let the blocks that get written differ from those that get checked.
-pub(crate) fn pem_blocks(pem: &str) -> Result<Vec<String>, String> {
+pub(crate) fn pem_blocks(pem: &str) -> Result<Vec<String>, AcmeError> {
+    let mismatch = |problem: String| AcmeError::Mismatch { problem };
     let mut blocks = Vec::new();
     let mut rest = pem.trim_start();
     while !rest.is_empty() {
         let index = blocks.len();
         let body = rest.strip_prefix(PEM_BEGIN).ok_or_else(|| {
-            format!("certificate {index} of the chain does not start with {PEM_BEGIN}")
+            mismatch(format!(
+                "certificate {index} of the chain does not start with {PEM_BEGIN}"
+            ))
         })?;
-        let end = body
-            .find(PEM_END)
-            .ok_or_else(|| format!("certificate {index} of the chain has no {PEM_END}"))?;
+        let end = body.find(PEM_END).ok_or_else(|| {
+            mismatch(format!("certificate {index} of the chain has no {PEM_END}"))
+        })?;
         let base64 = &body[..end];
         let strict = base64
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n'));
         if !strict {
-            return Err(format!(
+            return Err(mismatch(format!(
                 "certificate {index} of the chain holds more than base64 between its PEM lines"
-            ));
+            )));
         }
         blocks.push(format!("{PEM_BEGIN}{base64}{PEM_END}\n"));
         rest = body[end + PEM_END.len()..].trim_start();
@@ -64,7 +67,7 @@ pub(crate) fn verify_chain(
     names: &[DnsName],
 ) -> Result<IssuedChain, AcmeError> {
     let mismatch = |problem: String| AcmeError::Mismatch { problem };
-    let blocks = pem_blocks(pem).map_err(mismatch)?;
+    let blocks = pem_blocks(pem)?;
     if blocks.is_empty() {
         return Err(mismatch("the CA sent no PEM certificate".to_owned()));
     }
@@ -137,8 +140,8 @@ mod tests {
         let pem = chain_for(&key, &["b.example.org", "a.example.org"]);
         let names = names(&["a.example.org", "b.example.org"]);
         let chain = verify_chain(&pem, &key, &names).expect("verify");
-        assert_eq!(pem_blocks(&chain.leaf).map(|b| b.len()), Ok(1));
-        assert_eq!(pem_blocks(&chain.intermediates).map(|b| b.len()), Ok(1));
+        assert_eq!(pem_blocks(&chain.leaf).expect("leaf").len(), 1);
+        assert_eq!(pem_blocks(&chain.intermediates).expect("chain").len(), 1);
         assert_eq!(chain.full, format!("{}{}", chain.leaf, chain.intermediates));
     }
 

@@ -140,6 +140,14 @@ pub(crate) enum AcmeError {
         "CA {directory} requires external account binding: set `acme.eab.kid` and `acme.eab.hmac_key` to the values the CA gave you"
     )]
     EabRequired { directory: String },
+    /// The CA no longer knows the host's account (`accountDoesNotExist`): deactivated, or the
+    /// CA's database was reset. Whatever was pending went with it.
+    #[error(
+        "CA {directory} no longer knows this host's account (deactivated, or the CA's database \
+         was reset), so its pending order is gone too: run request, which registers a new \
+         account and orders again"
+    )]
+    AccountGone { directory: String },
     /// There is no account for this CA in the state directory.
     #[error(
         "no ACME account for {directory} in {}: run request first",
@@ -160,7 +168,10 @@ pub(crate) enum AcmeError {
 impl AcmeError {
     /// Whether the saved order is dead and must be replaced by a new one on the next request.
     pub(crate) fn order_is_dead(&self) -> bool {
-        matches!(self, Self::Invalid { .. } | Self::Mismatch { .. })
+        matches!(
+            self,
+            Self::Invalid { .. } | Self::Mismatch { .. } | Self::AccountGone { .. }
+        )
     }
 
     /// Whether the operator must fix the config or the files before anything can work
@@ -173,7 +184,16 @@ impl AcmeError {
         }
     }
 
+    /// A failed request to the CA; one that failed because the CA no longer knows the
+    /// account says so, and what to do.
     pub(crate) fn ca(directory: &str, action: &'static str, source: instant_acme::Error) -> Self {
+        if let instant_acme::Error::Api(problem) = &source
+            && problem_type(problem) == Some(account::ACCOUNT_GONE)
+        {
+            return Self::AccountGone {
+                directory: directory.to_owned(),
+            };
+        }
         Self::Ca {
             directory: directory.to_owned(),
             action,

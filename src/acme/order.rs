@@ -404,6 +404,7 @@ pub(crate) async fn complete(
                 // Saved before the CSR leaves: if we die after the CA finalizes, the next run
                 // downloads the chain and needs this very key.
                 state.save_key(cert, key.to_pem().as_bytes())?;
+                crash_point!("finalize.key_saved");
                 let csr = key.csr(&saved.names)?;
                 retry_bad_nonce!(order.finalize_csr(&csr)).map_err(|source| match source {
                     instant_acme::Error::Api(problem) => AcmeError::Invalid {
@@ -411,6 +412,7 @@ pub(crate) async fn complete(
                     },
                     source => AcmeError::ca(directory, "finalize the order", source),
                 })?;
+                crash_point!("finalize.csr_sent");
                 key
             }
             OrderStatus::Processing | OrderStatus::Valid => saved

@@ -135,11 +135,21 @@ impl StateDir {
 
     /// Whether `cert` has a saved order, without reading it.
     pub(crate) fn has_order(&self, cert: &str) -> bool {
-        self.sub(ORDERS_DIR, false)
+        self.has(ORDERS_DIR, &order_file(cert))
+    }
+
+    /// Whether the file `name` is in the subdirectory `sub`.
+    fn has(&self, sub: &str, name: &str) -> bool {
+        self.sub(sub, false)
             .ok()
             .flatten()
-            .and_then(|dir| dir.stat_at(&order_file(cert)).ok().flatten())
+            .and_then(|dir| dir.stat_at(name).ok().flatten())
             .is_some()
+    }
+
+    /// Whether a key made for `cert`'s order is saved, without reading it.
+    pub(crate) fn has_key(&self, cert: &str) -> bool {
+        self.has(KEYS_DIR, &key_file(cert))
     }
 
     /// Saves the order of `cert`.
@@ -147,9 +157,12 @@ impl StateDir {
         self.save_in(ORDERS_DIR, cert, order)
     }
 
-    /// Forgets the order of `cert` and the key made for it; nothing to forget is fine.
+    /// Forgets the order of `cert` and the key made for it; nothing to forget is fine. The
+    /// order goes first: a key without an order is only clutter (the next finalize removes
+    /// it), an order without its key could not be completed.
     pub(crate) fn remove_order(&self, cert: &str) -> Result<(), StoreError> {
         self.remove_in(ORDERS_DIR, &order_file(cert))?;
+        crash_point!("finalize.order_forgotten");
         self.remove_in(KEYS_DIR, &key_file(cert))
     }
 

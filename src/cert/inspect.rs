@@ -146,6 +146,11 @@ pub(crate) enum DueReason {
         window: RenewalWindow,
         left: time::Duration,
     },
+    /// Someone other than the configured issuer made it (`issuer:` changed).
+    IssuerChanged {
+        from: &'static str,
+        to: &'static str,
+    },
 }
 
 impl DueReason {
@@ -161,6 +166,7 @@ impl DueReason {
             Self::Expiring { .. } => "expiring",
             Self::AriWindow { .. } => "ari_window",
             Self::AriSafetyNet { .. } => "ari_safety_net",
+            Self::IssuerChanged { .. } => "issuer_changed",
         }
     }
 
@@ -213,6 +219,9 @@ impl std::fmt::Display for DueReason {
                 left.whole_hours(),
                 window
             ),
+            Self::IssuerChanged { from, to } => {
+                write!(f, "issuer changed to `{to}`: this one is {from}")
+            }
         }
     }
 }
@@ -337,7 +346,7 @@ impl Inspection {
             };
         };
         let at = window.start + share(self.seed, window.end - window.start);
-        let net = self.not_after - threshold / SAFETY_SHARE;
+        let net = self.safety_net(before_days);
         if at > net {
             return Schedule {
                 at: net,
@@ -350,6 +359,11 @@ impl Inspection {
         }
     }
 
+    /// The safety net's moment: renewed then, whatever the CA's window says.
+    pub(crate) fn safety_net(&self, before_days: u32) -> OffsetDateTime {
+        self.not_after - self.renewal_threshold(before_days) / SAFETY_SHARE
+    }
+
     /// Whether the certificate has one of `names`: an order for them renews it, for
     /// `replaces` (Let's Encrypt treats an order as this certificate's renewal only then).
     pub(crate) fn shares_a_name(&self, names: &[DnsName]) -> bool {
@@ -360,7 +374,7 @@ impl Inspection {
 
     /// `before_days`, capped at a third of the lifetime: with a 6-day certificate a 30-day
     /// threshold would renew on every run, a third renews with days to spare.
-    fn renewal_threshold(&self, before_days: u32) -> time::Duration {
+    pub(crate) fn renewal_threshold(&self, before_days: u32) -> time::Duration {
         let configured = time::Duration::days(i64::from(before_days));
         let third = (self.not_after - self.not_before) / 3;
         configured.min(third)

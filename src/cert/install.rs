@@ -86,6 +86,7 @@ impl CertDir<'_> {
         let version = new_version(&dir)?;
         for file in files {
             version.write_atomic(file.name, &file.contents.0, file.access)?;
+            crash_point!("install.after_file", file.name);
         }
         version.apply(self.dir_access())?;
         version.sync()?;
@@ -93,9 +94,14 @@ impl CertDir<'_> {
         if needs_conversion(&dir, files)? {
             convert(&dir, self.dir_access(), files)?;
         }
-        // Links for files new to the set dangle until the switch: they appear with it.
+        // Links for files new to the set dangle until the switch: they appear with it. They
+        // are made durable first: the switch must never reach the disk without them.
+        let mut linked = false;
         for file in files {
-            ensure_link(&dir, file.name)?;
+            linked |= ensure_link(&dir, file.name)?;
+        }
+        if linked {
+            dir.sync()?;
         }
         crash_point!("install.before_switch");
         dir.symlink_atomic(&version_name, DATA_LINK)?;
@@ -126,6 +132,11 @@ impl CertDir<'_> {
         names
             .iter()
             .map(|name| {
+                // No `..data` yet: a first install died before its switch, and its links
+                // lead nowhere, as for a service. Nothing is installed.
+                if current.is_none() && is_our_link(&dir, name)? {
+                    return Ok(None);
+                }
                 source
                     .read_optional(name, MAX_FILE_BYTES)
                     .map(|bytes| bytes.map(Secret))
@@ -219,17 +230,34 @@ fn needs_conversion(dir: &Dir, files: &[SetFile<'_>]) -> Result<bool, StoreError
 
 /// Turns plain files into links to a version holding a copy of them: every step shows the
 /// old content, so a crash during the conversion still leaves one consistent set.
+///
+/// A conversion killed half-way left some names as links into `..data` (the copy it made)
+/// and the others plain: the new copy takes those from the current version, or switching
+/// `..data` to it would leave them dangling.
 fn convert(dir: &Dir, dir_access: Access, files: &[SetFile<'_>]) -> Result<(), StoreError> {
+    let current = match current_version(dir)? {
+        Some(version) => dir.open_child(&version)?,
+        None => None,
+    };
     let old = new_version(dir)?;
     let mut plain = Vec::new();
     for file in files {
         let Some(stat) = dir.stat_at(file.name)? else {
             continue;
         };
-        if is_symlink(&stat) {
-            continue;
-        }
-        let Some(bytes) = dir.read_optional(file.name, MAX_FILE_BYTES)? else {
+        let (source, stat) = if is_symlink(&stat) {
+            match (&current, is_our_link(dir, file.name)?) {
+                (Some(current), true) => match current.stat_at(file.name)? {
+                    Some(stat) => (current, stat),
+                    None => continue,
+                },
+                _ => continue,
+            }
+        } else {
+            plain.push(file.name);
+            (dir, stat)
+        };
+        let Some(bytes) = source.read_optional(file.name, MAX_FILE_BYTES)? else {
             continue;
         };
         let access = Access {
@@ -238,13 +266,13 @@ fn convert(dir: &Dir, dir_access: Access, files: &[SetFile<'_>]) -> Result<(), S
             gid: Some(stat.st_gid),
         };
         old.write_atomic(file.name, &bytes, access)?;
-        plain.push(file.name);
     }
     old.apply(dir_access)?;
     old.sync()?;
     dir.symlink_atomic(&leaf_name(&old), DATA_LINK)?;
     for name in plain {
         dir.symlink_atomic(&link_target(name), name)?;
+        crash_point!("install.converting", name);
     }
     dir.sync()
 }
@@ -253,12 +281,19 @@ fn link_target(name: &str) -> String {
     format!("{DATA_LINK}/{name}")
 }
 
-/// Makes `name` a link into `..data`, unless it is one already.
-fn ensure_link(dir: &Dir, name: &str) -> Result<(), StoreError> {
-    match dir.read_link(name)? {
-        Some(target) if target == OsStr::new(&link_target(name)) => Ok(()),
-        _ => dir.symlink_atomic(&link_target(name), name),
+/// Whether `name` is a link into `..data`, as an install makes it.
+fn is_our_link(dir: &Dir, name: &str) -> Result<bool, StoreError> {
+    Ok(dir
+        .read_link(name)?
+        .is_some_and(|target| target == OsStr::new(&link_target(name))))
+}
+
+/// Makes `name` a link into `..data`, unless it is one already; whether it made one.
+fn ensure_link(dir: &Dir, name: &str) -> Result<bool, StoreError> {
+    if is_our_link(dir, name)? {
+        return Ok(false);
     }
+    dir.symlink_atomic(&link_target(name), name).map(|()| true)
 }
 
 /// Removes links into `..data` for files no longer in the set (a keystore no longer wanted).
@@ -267,10 +302,7 @@ fn remove_dangling_links(dir: &Dir, files: &[SetFile<'_>]) -> Result<(), StoreEr
         if entry.starts_with("..") || files.iter().any(|file| file.name == entry) {
             continue;
         }
-        if dir
-            .read_link(&entry)?
-            .is_some_and(|target| target == OsStr::new(&link_target(&entry)))
-        {
+        if is_our_link(dir, &entry)? {
             dir.remove(&entry)?;
         }
     }
@@ -386,6 +418,39 @@ mod tests {
                 .expect("stat")
                 .file_type()
                 .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_conversion_interrupted_after_some_links_keeps_their_content() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("main");
+        std::fs::create_dir(&dir).expect("mkdir");
+        // What a conversion killed after its first link leaves: `..data` at a copy of the
+        // old files, the key a link into it, the certificate still plain.
+        let copy = dir.join("..1999_01_01_00_00_00.000000000");
+        std::fs::create_dir(&copy).expect("mkdir");
+        std::fs::write(copy.join("privkey.pem"), b"old-key").expect("write");
+        std::fs::write(copy.join("cert.pem"), b"old-cert").expect("write");
+        std::os::unix::fs::symlink("..1999_01_01_00_00_00.000000000", dir.join("..data"))
+            .expect("link");
+        std::os::unix::fs::symlink("..data/privkey.pem", dir.join("privkey.pem")).expect("link");
+        std::fs::write(dir.join("cert.pem"), b"old-cert").expect("write");
+        let target = CertDir {
+            cert_dir: root.path(),
+            name: "main".to_owned(),
+            gid: gid(),
+        };
+        let top = target.open().expect("open");
+        let (key, cert) = (secret("new-key"), secret("new-cert"));
+        convert(&top, target.dir_access(), &set(&key, &cert)).expect("convert");
+        assert_eq!(
+            std::fs::read(dir.join("privkey.pem")).expect("key"),
+            b"old-key"
+        );
+        assert_eq!(
+            std::fs::read(dir.join("cert.pem")).expect("cert"),
+            b"old-cert"
         );
     }
 

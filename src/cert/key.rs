@@ -104,6 +104,15 @@ impl PrivateKey {
         self.pair.serialize_pem()
     }
 
+    /// The key pair, to sign a certificate on the host (a test issuer, `issuer/sign.rs`).
+    pub(crate) fn pair(&self) -> &KeyPair {
+        &self.pair
+    }
+
+    pub(crate) fn key_type(&self) -> KeyType {
+        self.key_type
+    }
+
     /// PKCS#8 DER, for the keystore only.
     pub(crate) fn to_pkcs8_der(&self) -> Secret {
         Secret(self.pair.serialize_der())

@@ -6,6 +6,7 @@ use std::fmt;
 use crate::acme::AcmeError;
 use crate::cert::{KeyType, Pkcs12Error};
 use crate::dns::{DelegationError, DnsName};
+use crate::issuer::SignError;
 use crate::store::StoreError;
 
 /// One certificate could not be requested or finalized.
@@ -17,6 +18,12 @@ pub(crate) enum CertFailure {
     /// The CA refused or failed, or what it sent is unusable.
     #[error(transparent)]
     Acme(#[from] AcmeError),
+    /// A test issuer could not sign the certificate.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// A test issuer does not replace a CA's certificate unless the config says so.
+    #[error("{0}")]
+    CaIssued(String),
     /// A file of this certificate could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -30,7 +30,7 @@ pub(super) struct Report {
 }
 
 #[derive(Debug, Serialize)]
-struct CertReport {
+pub(super) struct CertReport {
     name: String,
     status: FinalizeStatus,
     /// Whether this certificate's files were replaced (or would be, with `--dry-run`).
@@ -45,7 +45,7 @@ struct CertReport {
 /// What finalize did with one certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum FinalizeStatus {
+pub(super) enum FinalizeStatus {
     /// A new certificate was installed.
     Issued,
     /// No pending order: nothing was done, the files on disk (if any) stay.
@@ -94,6 +94,9 @@ pub(super) async fn finalize_all(
     state: &StateDir,
     dry_run: bool,
 ) -> Result<Report, Error> {
+    if let Some(issuer) = config.issuer.test() {
+        return super::local::finalize_all(config, issuer, state, dry_run);
+    }
     let pending: Vec<_> = config
         .certs
         .iter()
@@ -120,11 +123,40 @@ pub(super) async fn finalize_all(
             .map(|(cert, spec, saved)| finalize_one(&context, cert, spec, saved)),
     )
     .await;
-    Ok(Report {
-        host: config.host.to_string(),
-        changed: certs.iter().any(|cert| cert.changed),
-        certs,
-    })
+    Ok(Report::new(config, certs))
+}
+
+impl Report {
+    /// The report of `certs`.
+    pub(super) fn new(config: &HostConfig, certs: Vec<CertReport>) -> Self {
+        Self {
+            host: config.host.to_string(),
+            changed: certs.iter().any(|cert| cert.changed),
+            certs,
+        }
+    }
+}
+
+impl CertReport {
+    /// The report of `cert`, whose files are `installed`.
+    pub(super) fn new(
+        cert: &str,
+        spec: &CertSpec,
+        installed: &Installed<'_>,
+        status: FinalizeStatus,
+        not_after: Option<String>,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            name: cert.to_owned(),
+            status,
+            changed: !matches!(status, FinalizeStatus::Unchanged | FinalizeStatus::Failed),
+            names: spec.names.clone(),
+            not_after,
+            paths: installed.paths.clone(),
+            error,
+        }
+    }
 }
 
 async fn finalize_one(
@@ -134,19 +166,20 @@ async fn finalize_one(
     saved: Result<Option<PendingOrder>, AcmeError>,
 ) -> CertReport {
     let installed = Installed::read(context.config, cert, spec);
-    let report = |status, not_after, error| CertReport {
-        name: cert.to_owned(),
-        status,
-        changed: !matches!(status, FinalizeStatus::Unchanged | FinalizeStatus::Failed),
-        names: spec.names.clone(),
-        not_after,
-        paths: installed.paths.clone(),
-        error,
+    let report = |status, not_after, error| {
+        CertReport::new(cert, spec, &installed, status, not_after, error)
     };
     let saved = match saved {
         Ok(Some(saved)) => saved,
         Ok(None) => {
-            return match refresh_keystore(context, spec, &installed) {
+            // A key without its order (a run killed while forgetting them) is of no use.
+            if !context.dry_run
+                && context.state.has_key(cert)
+                && let Err(err) = PendingOrder::remove(context.state, cert)
+            {
+                warn!(cert, error = %err, "cannot remove a key left without its order");
+            }
+            return match refresh_keystore(context.config, context.dry_run, spec, &installed) {
                 Ok(status) => report(status, installed.not_after(), None),
                 Err(failure) => failed(&report, &installed, failure),
             };
@@ -236,6 +269,21 @@ async fn issue(
     };
     let (key, pem) = acme::complete(account, saved, context.state, cert).await?;
     let chain = acme::verify_chain(&pem, &key, &saved.names)?;
+    install_issued(config, spec, installed, &key, &chain)?;
+    crash_point!("finalize.installed");
+    PendingOrder::remove(context.state, cert)?;
+    Ok(chain)
+}
+
+/// Installs a new key and its checked chain, with the keystore when `pkcs12:` asks for one
+/// (a test issuer's certificates go through here too, commands/local.rs).
+pub(super) fn install_issued(
+    config: &HostConfig,
+    spec: &CertSpec,
+    installed: &Installed<'_>,
+    key: &PrivateKey,
+    chain: &IssuedChain,
+) -> Result<(), CertFailure> {
     let set = PemSet {
         key: Secret(key.to_pem().into_bytes()),
         cert: Secret(chain.leaf.clone().into_bytes()),
@@ -246,7 +294,7 @@ async fn issue(
     crash_point!("finalize.before_keystore");
     let keystore = match &spec.pkcs12 {
         Some(pkcs12) => Some(Keystore::from_pem(
-            &key,
+            key,
             &chain.full,
             &pkcs12.alias,
             &pkcs12.password,
@@ -254,8 +302,7 @@ async fn issue(
         None => None,
     };
     install(config, installed, &set, keystore.as_ref())?;
-    PendingOrder::remove(context.state, cert)?;
-    Ok(chain)
+    Ok(())
 }
 
 /// The PEM files of one certificate, as installed.
@@ -314,8 +361,9 @@ fn install(
 /// installed one is missing or does not open with the configured password and alias or
 /// holds another chain, from the installed key and chain, and installs it with them (the
 /// PEM files byte for byte as they were).
-fn refresh_keystore(
-    context: &Context<'_>,
+pub(super) fn refresh_keystore(
+    config: &HostConfig,
+    dry_run: bool,
     spec: &CertSpec,
     installed: &Installed<'_>,
 ) -> Result<FinalizeStatus, CertFailure> {
@@ -364,7 +412,7 @@ fn refresh_keystore(
     else {
         return Ok(FinalizeStatus::Unchanged);
     };
-    if context.dry_run {
+    if dry_run {
         return Ok(FinalizeStatus::WouldWriteKeystore);
     }
     let keystore = Keystore::from_pem(&private, full_pem, &pkcs12.alias, &pkcs12.password)?;
@@ -374,7 +422,7 @@ fn refresh_keystore(
         chain,
         fullchain,
     };
-    install(context.config, installed, &set, Some(&keystore))?;
+    install(config, installed, &set, Some(&keystore))?;
     info!(cert = %installed.names.dir, "keystore written from the installed key and chain");
     Ok(FinalizeStatus::KeystoreWritten)
 }

@@ -7,6 +7,7 @@ use crate::cert::{
     Wanted, inspect_chain,
 };
 use crate::config::{CertSpec, HostConfig};
+use crate::issuer::Origin;
 
 /// One configured certificate as found on disk.
 pub(crate) struct Installed<'c> {
@@ -17,6 +18,8 @@ pub(crate) struct Installed<'c> {
     /// What the full chain says; `Err` says why it cannot be read, in one line.
     pub(crate) chain: Result<Option<Inspection>, String>,
     pub(crate) key_present: bool,
+    /// Who made the certificate on disk, when it parses.
+    pub(crate) origin: Option<Origin>,
 }
 
 impl<'c> Installed<'c> {
@@ -24,19 +27,23 @@ impl<'c> Installed<'c> {
     pub(crate) fn read(config: &'c HostConfig, cert: &str, spec: &CertSpec) -> Self {
         let (names, dir) = config.files_of(cert, spec);
         let paths = names.paths(&config.cert_dir);
-        let (chain, key_present) = match dir.read(&[&names.fullchain, &names.key]) {
+        let (chain, key_present, origin) = match dir.read(&[&names.fullchain, &names.key]) {
             Ok(Some(files)) => {
                 let key_present = files.get(1).is_some_and(Option::is_some);
-                let chain = match files.into_iter().next().flatten() {
+                let fullchain = files.into_iter().next().flatten();
+                let origin = fullchain
+                    .as_ref()
+                    .and_then(|bytes| Origin::read(&bytes.0, &config.issuer));
+                let chain = match fullchain {
                     None => Ok(None),
                     Some(bytes) => inspect_chain(&bytes.0)
                         .map(Some)
                         .map_err(|err| format!("{} {err}", crate::shown::path(&paths.fullchain))),
                 };
-                (chain, key_present)
+                (chain, key_present, origin)
             }
-            Ok(None) => (Ok(None), false),
-            Err(err) => (Err(err.to_string()), false),
+            Ok(None) => (Ok(None), false, None),
+            Err(err) => (Err(err.to_string()), false, None),
         };
         Self {
             names,
@@ -44,6 +51,7 @@ impl<'c> Installed<'c> {
             paths,
             chain,
             key_present,
+            origin,
         }
     }
 
@@ -69,7 +77,8 @@ impl<'c> Installed<'c> {
         self.decide_with(config, spec, now, None)
     }
 
-    /// Whether this certificate must be issued, with the CA's window when it gave one.
+    /// Whether this certificate must be issued, with the CA's window when it gave one. A
+    /// certificate the configured issuer did not make is due at once, whatever the window.
     pub(crate) fn decide_with(
         &self,
         config: &HostConfig,
@@ -77,6 +86,9 @@ impl<'c> Installed<'c> {
         now: OffsetDateTime,
         ari: Option<RenewalWindow>,
     ) -> RenewalDecision {
+        if let Some(reason) = self.issuer_change(config) {
+            return RenewalDecision::Due(reason);
+        }
         match &self.chain {
             Ok(None) => RenewalDecision::Due(DueReason::Missing),
             Err(problem) => RenewalDecision::Due(DueReason::Unreadable(problem.clone())),
@@ -101,6 +113,12 @@ impl<'c> Installed<'c> {
     ) -> Option<Schedule> {
         self.inspection()
             .map(|inspection| inspection.schedule(config.renew.before_days, ari))
+    }
+
+    /// Why the certificate must be issued again because the configured issuer did not make
+    /// it (commands/local.rs decides whether a test issuer may replace a CA's).
+    fn issuer_change(&self, config: &HostConfig) -> Option<DueReason> {
+        config.issuer.change_from(self.origin.as_ref()?)
     }
 }
 

@@ -1,10 +1,13 @@
 //! One module per subcommand: load the config, do the work, print the JSON report.
 
+mod check;
 mod failure;
 mod finalize;
 mod hiera;
 mod installed;
+mod local;
 mod publish;
+mod record;
 mod renew;
 mod report;
 mod request;
@@ -20,12 +23,20 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    match command {
-        Command::Request(args) => runtime.block_on(request::run(args)),
+    // Every command ends by rewriting the metrics file, pass or fail (record.rs).
+    let record = record::Record::start(&command);
+    let mut observed = record::Observed::default();
+    let result = match command {
+        Command::Request(args) => runtime.block_on(request::run(args, &mut observed)),
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
-        Command::Publish(args) => runtime.block_on(publish::run(args)),
-        Command::Renew(args) => runtime.block_on(renew::run(args)),
+        Command::Publish(args) => runtime.block_on(publish::run(args, &mut observed)),
+        Command::Renew(args) => runtime.block_on(renew::run(args, &mut observed)),
         Command::Hiera(args) => hiera::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Check(args) => runtime.block_on(check::run(&args, &mut observed)),
+    };
+    if let Some(record) = record {
+        runtime.block_on(record.finish(&result, observed));
     }
+    result
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::record::Observed;
 use super::report::print_json;
 use crate::cli::PublishArgs;
 use crate::config::{ZoneConfig, ZoneTarget};
@@ -50,7 +51,7 @@ struct ServerReport {
     lagging: Option<String>,
 }
 
-pub(crate) async fn run(args: PublishArgs) -> Result<Outcome, Error> {
+pub(crate) async fn run(args: PublishArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let started = Instant::now();
     let config = ZoneConfig::load(&args.config)?;
     let sources: Vec<TokenSource> = args
@@ -74,6 +75,7 @@ pub(crate) async fn run(args: PublishArgs) -> Result<Outcome, Error> {
             zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
         }
     };
+    observed.published(&publication);
     let report = report(&config, &publication, args.dry_run, started);
     print_json(&report)?;
     Ok(outcome(&config, &publication))

@@ -16,6 +16,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tracing::warn;
 
+use super::record::Observed;
 use super::report::print_json;
 use super::{finalize, publish, request};
 use crate::acme::StateDir;
@@ -46,7 +47,7 @@ struct Report {
     seconds: f64,
 }
 
-pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
+pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let started = Instant::now();
     let config = HostConfig::load(&args.config)?;
     let zone_config = ZoneConfig::for_host(&config).ok_or_else(|| missing_update(&config.path))?;
@@ -58,6 +59,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl, dry_run)?;
 
     let document = request::token_document(&config, &state, dry_run).await?;
+    observed.requested(&document);
     let own = token::own_submission(&document, &config.host, &zone_config.policy)?;
     let had_records = !own.records.is_empty();
     let publishing = Instant::now();
@@ -76,8 +78,13 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let finalized = if lagging {
         None
     } else {
+        // The records are served and the orders saved: dying here, the next run re-opens
+        // the orders, finds its records already in place, finalizes and cleans up.
+        crash_point!("renew.before_finalize");
         Some(finalize::finalize_all(&config, &state, dry_run).await)
     };
+    // The new sets are installed, the records still in the zone: the next run removes them.
+    crash_point!("renew.before_cleanup");
 
     let (cleanup, cleanup_error) = if !dry_run && (had_records || writer.holds_records()?) {
         let empty = Submission {

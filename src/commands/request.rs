@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
+use super::record::Observed;
 use super::report::print_json;
 use crate::acme::{self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir};
 use crate::cert::{RenewalDecision, RenewalWindow, Rule, Schedule};
@@ -26,6 +27,7 @@ use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::check_delegation;
 use crate::error::{Error, Outcome};
+use crate::issuer::Origin;
 use crate::store::Versioned as _;
 use crate::token::{self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name};
 
@@ -62,10 +64,11 @@ struct Context<'c> {
     now: OffsetDateTime,
 }
 
-pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
+pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let document = token_document(&config, &state, args.dry_run).await?;
+    observed.requested(&document);
     print_json(&document)?;
     let failed = document
         .certs
@@ -80,6 +83,9 @@ pub(super) async fn token_document(
     state: &StateDir,
     dry_run: bool,
 ) -> Result<TokenDocument, Error> {
+    if let Some(issuer) = config.issuer.test() {
+        return super::local::token_document(config, issuer, state, dry_run);
+    }
     let now = OffsetDateTime::now_utc();
     let mut plans: Vec<Plan<'_>> = config
         .certs
@@ -203,7 +209,7 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
         .installed
         .decide_with(context.config, plan.spec, context.now, ari);
     let RenewalDecision::Due(due) = decision else {
-        let reason = not_due(context, &plan, schedule);
+        let reason = not_due(&plan.installed, context.now, schedule);
         return Part::new(&plan, CertStatus::Valid, reason, Vec::new(), false)
             .renewing_at(schedule);
     };
@@ -218,9 +224,13 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
 }
 
 /// The reason line of a certificate that is not due: time left, and when it renews by which
-/// rule.
-fn not_due(context: &Context<'_>, plan: &Plan<'_>, schedule: Option<Schedule>) -> String {
-    let (Some(inspection), Some(schedule)) = (plan.installed.inspection(), schedule) else {
+/// rule (a test issuer's too, commands/local.rs).
+pub(super) fn not_due(
+    installed: &Installed<'_>,
+    now: OffsetDateTime,
+    schedule: Option<Schedule>,
+) -> String {
+    let (Some(inspection), Some(schedule)) = (installed.inspection(), schedule) else {
         return "not due".to_owned();
     };
     let rule = match schedule.rule {
@@ -232,7 +242,7 @@ fn not_due(context: &Context<'_>, plan: &Plan<'_>, schedule: Option<Schedule>) -
     };
     format!(
         "not due: {} days left, renews from {} ({rule})",
-        inspection.remaining(context.now).as_secs() / 86_400,
+        inspection.remaining(now).as_secs() / 86_400,
         rfc3339(schedule.at)
     )
 }
@@ -306,7 +316,13 @@ fn held_rate_limit(
 /// renewal from its rate limits only then).
 fn replaces(plan: &Plan<'_>) -> Option<CertificateIdentifier<'static>> {
     let inspection = plan.installed.inspection()?;
-    if inspection.shares_a_name(&plan.spec.names) {
+    // Not a test issuer's certificate (docs/test-gates.md): the CA never issued it.
+    let from_a_ca = plan
+        .installed
+        .origin
+        .as_ref()
+        .is_some_and(Origin::is_from_a_ca);
+    if from_a_ca && inspection.shares_a_name(&plan.spec.names) {
         acme::replaces_for(inspection)
     } else {
         None
@@ -508,6 +524,8 @@ async fn order(
         context.now,
     )
     .await?;
+    // The CA holds the order now; dying here orphans it there (it expires unused).
+    crash_point!("request.order_created");
     let saved = PendingOrder {
         version: PendingOrder::VERSION,
         url: order.url().to_owned(),
@@ -520,6 +538,7 @@ async fn order(
         created: rfc3339(context.now),
     };
     saved.save(context.state, plan.cert)?;
+    crash_point!("request.order_saved");
     info!(cert = plan.cert, order = %saved.url, pending = challenges.len(), "ordered");
     Ok(challenges)
 }

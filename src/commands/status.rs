@@ -11,6 +11,7 @@ use crate::cli::{StatusArgs, StatusFormat};
 use crate::config::HostConfig;
 use crate::dns::DnsName;
 use crate::error::{Error, Outcome};
+use crate::issuer::LocalOrders;
 
 /// The JSON report of `status` (docs/reports.md).
 #[derive(Debug, Serialize)]
@@ -41,6 +42,7 @@ pub(crate) fn run(args: &StatusArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let state = StateDir::open(&config.state_dir, false)?;
     let now = OffsetDateTime::now_utc();
+    let local = super::local::load_orders(&state).unwrap_or_else(|_| LocalOrders::new());
     let certs = config
         .certs
         .iter()
@@ -53,7 +55,7 @@ pub(crate) fn run(args: &StatusArgs) -> Result<Outcome, Error> {
                 not_after: installed.not_after(),
                 days_left: inspection.map(|i| (i.not_after - now).whole_days()),
                 key_type: inspection.and_then(|i| i.key_type).map(|t| t.to_string()),
-                pending: state.has_order(cert),
+                pending: state.has_order(cert) || local.orders.contains_key(cert),
                 problem: installed.chain.as_ref().err().cloned(),
                 paths: installed.paths.clone(),
             }

@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::certs::{CertSpec, RawCerts, check_certs};
+use super::issuer::{RawIssuer, check_issuer, left_out};
+use super::metrics::{Metrics, RawMetrics, check_metrics};
 use super::update::{HostUpdate, RawUpdate, check_host_update};
 use super::{ConfigDuration, ConfigError, invalid, parse_dns_address, read_yaml};
 use crate::cert::{CertDir, FileNames, KeyType, Layout};
 use crate::dns::DnsName;
+use crate::issuer::Issuer;
 use crate::shown::{path as shown_path, shown};
 use crate::token::{ChallengeRecords, record_name};
 
@@ -25,13 +28,23 @@ const DEFAULT_RESOLVER: &str = "127.0.0.1:53";
 const DEFAULT_RENEW_BEFORE_DAYS: u32 = 30;
 /// The most bytes `acme.ca_bundle` may hold: a bundle of every public root is under 300 KiB.
 const MAX_CA_BUNDLE_BYTES: u64 = 1 << 20;
+/// What `acme` and `signing_zone` hold when a test issuer left them out. Never used:
+/// `request` and `finalize` take the test issuer's path before any ACME code
+/// (commands/local.rs). The names are under `.invalid`, which never resolves (RFC 6761), so
+/// a path that reached for a CA by mistake would fail to connect rather than register an
+/// account anywhere.
+const UNUSED_DIRECTORY: &str = "https://acme.invalid/directory";
+const UNUSED_EMAIL: &str = "unused@acme.invalid";
+const UNUSED_SIGNING_ZONE: &str = "signing-zone.invalid";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHost {
-    acme: RawAcme,
+    /// Required for `issuer: acme`; a test issuer needs no CA (config/issuer.rs).
+    acme: Option<RawAcme>,
+    issuer: RawIssuer,
     host: Option<String>,
-    signing_zone: String,
+    signing_zone: Option<String>,
     #[serde(default)]
     challenge_records: ChallengeRecords,
     resolver: Option<String>,
@@ -45,6 +58,7 @@ struct RawHost {
     #[serde(default)]
     renew: RawRenew,
     certs: RawCerts,
+    metrics: Option<RawMetrics>,
     update: Option<RawUpdate>,
     servers: Option<Vec<String>>,
     timeout: Option<ConfigDuration>,
@@ -110,6 +124,8 @@ pub(crate) struct HostConfig {
     /// The host name written into token documents.
     pub(crate) host: DnsName,
     pub(crate) acme: Acme,
+    /// Who signs the certificates: the CA of `acme`, or a test issuer.
+    pub(crate) issuer: Issuer,
     /// The delegated zone that holds challenge records.
     pub(crate) signing_zone: DnsName,
     pub(crate) challenge_records: ChallengeRecords,
@@ -124,6 +140,8 @@ pub(crate) struct HostConfig {
     pub(crate) renew: Renew,
     /// Certificate name -> what to issue.
     pub(crate) certs: BTreeMap<String, CertSpec>,
+    /// Where the textfile for node_exporter goes; `None`: no metrics.
+    pub(crate) metrics: Option<Metrics>,
     /// How `renew` publishes this host's records (`update:`, `servers`, `timeout`).
     pub(crate) update: Option<HostUpdate>,
 }
@@ -137,6 +155,19 @@ pub(crate) struct Acme {
     pub(crate) ca_bundle: Option<PathBuf>,
     pub(crate) profile: Option<String>,
     pub(crate) eab: Option<Eab>,
+}
+
+impl Acme {
+    /// The `acme` of a test issuer's config that has none (see [`UNUSED_DIRECTORY`]).
+    fn unused() -> Self {
+        Self {
+            directory: UNUSED_DIRECTORY.to_owned(),
+            email: UNUSED_EMAIL.to_owned(),
+            ca_bundle: None,
+            profile: None,
+            eab: None,
+        }
+    }
 }
 
 /// External account binding credentials, decoded once; the HMAC key never reaches a log.
@@ -166,12 +197,23 @@ impl HostConfig {
     /// Reads and checks the host config at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let raw: RawHost = read_yaml(path)?;
-        let acme = check_acme(path, raw.acme)?;
+        let issuer = check_issuer(path, raw.issuer)?;
+        let acme = match raw.acme {
+            Some(acme) => check_acme(path, acme)?,
+            None => {
+                let fix = "set `acme: {email: ..., agree_tos: true}`";
+                left_out(path, &issuer, "acme", fix)?;
+                Acme::unused()
+            }
+        };
         let name = |key: &str, text: &str| {
             DnsName::parse(text)
                 .map_err(|rule| invalid(path, key, format!("{} {rule}", shown(text))))
         };
-        let signing_zone = name("signing_zone", &raw.signing_zone)?;
+        let signing_zone = match &raw.signing_zone {
+            Some(zone) => Some(name("signing_zone", zone)?),
+            None => None,
+        };
         let host = match raw.host {
             Some(host) => name("host", &host)?,
             None => system_host_name(path)?,
@@ -189,9 +231,18 @@ impl HostConfig {
         })?;
         let gid = lookup_group(path, raw.group.as_deref().unwrap_or(DEFAULT_GROUP))?;
         let certs = check_certs(path, raw.certs)?;
-        check_record_names(path, &certs, &signing_zone, raw.challenge_records)?;
+        if let Some(zone) = &signing_zone {
+            check_record_names(path, &certs, zone, raw.challenge_records)?;
+        }
+        let signing_zone = match signing_zone {
+            Some(zone) => zone,
+            None => {
+                let fix = "name the delegated zone of the challenge records, like acme.example.net";
+                left_out(path, &issuer, "signing_zone", fix)?;
+                name("signing_zone", UNUSED_SIGNING_ZONE)?
+            }
+        };
         check_layout(path, raw.layout, &certs)?;
-        check_not_yet_supported(path, &certs)?;
         if raw.renew.before_days == 0 {
             return Err(invalid(path, "renew.before_days", "must be at least 1"));
         }
@@ -208,6 +259,7 @@ impl HostConfig {
             path: path.to_owned(),
             host,
             acme,
+            issuer,
             signing_zone,
             challenge_records: raw.challenge_records,
             resolver,
@@ -221,6 +273,7 @@ impl HostConfig {
                 ari: raw.renew.ari,
             },
             certs,
+            metrics: check_metrics(path, raw.metrics)?,
             update,
         })
     }
@@ -399,24 +452,6 @@ fn check_layout(
                     "starts with {first}, too long for acme.sh's file name `{first}.key`: put \
                      a shorter name first"
                 ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Options of the contract that this build does not carry out yet: refused rather than
-/// silently ignored.
-fn check_not_yet_supported(
-    path: &Path,
-    certs: &BTreeMap<String, CertSpec>,
-) -> Result<(), ConfigError> {
-    for (cert, spec) in certs {
-        if !spec.probe.is_empty() {
-            return Err(invalid(
-                path,
-                format!("certs.{cert}.probe"),
-                "is not supported by this build yet: remove it",
             ));
         }
     }

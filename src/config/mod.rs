@@ -9,6 +9,8 @@
 mod certs;
 mod duration;
 mod host;
+mod issuer;
+mod metrics;
 mod pkcs12;
 mod servers;
 mod unique;

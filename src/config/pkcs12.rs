@@ -65,65 +65,70 @@ pub(super) fn check_pkcs12(
     })
 }
 
+/// Why a password file cannot be used; each says what to fix and none quotes the contents.
+#[derive(Debug, thiserror::Error)]
+enum PasswordProblem {
+    #[error(
+        "does not exist: write the keystore password into it (mode 0600, or 0640 with the \
+         service's group)"
+    )]
+    Missing,
+    #[error("cannot be read: {0}")]
+    Unreadable(std::io::Error),
+    #[error("is not a regular file: point password_file at the file holding the keystore password")]
+    NotAFile,
+    #[error("can be read or written by others (mode {0:04o}): run chmod o-rw on it")]
+    OthersMayRead(u32),
+    #[error("is longer than {MAX_PASSWORD_BYTES} bytes: it should hold the password alone")]
+    TooLong,
+    #[error("is not UTF-8 text")]
+    NotText,
+    #[error("is empty: write the keystore password into it")]
+    Empty,
+    // Java, OpenSSL and ZooKeeper disagree about a `\r` or a second line.
+    #[error(
+        "holds a control character (a second line, a carriage return, a tab): the password \
+         must be one line of text"
+    )]
+    ControlCharacter,
+}
+
 /// Reads the password file: a regular file that others can neither read nor write, holding
 /// one line of text. One trailing newline is dropped, as ZooKeeper's `passwordPath`,
-/// `keytool -storepass:file` and `openssl -passin file:` do; the error says what to fix and
-/// never quotes the contents.
-fn read_password(file: &Path) -> Result<KeystorePassword, String> {
+/// `keytool -storepass:file` and `openssl -passin file:` do.
+fn read_password(file: &Path) -> Result<KeystorePassword, PasswordProblem> {
     // O_NONBLOCK: a FIFO planted there must not hang the run; it is refused below.
-    let opened = std::fs::OpenOptions::new()
+    let handle = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
-        .open(file);
-    let handle = match opened {
-        Ok(handle) => handle,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(
-                "does not exist: write the keystore password into it (mode 0600, \
-                        or 0640 with the service's group)"
-                    .to_owned(),
-            );
-        }
-        Err(err) => return Err(format!("cannot be read: {err}")),
-    };
-    let meta = handle
-        .metadata()
-        .map_err(|err| format!("cannot be inspected: {err}"))?;
+        .open(file)
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => PasswordProblem::Missing,
+            _ => PasswordProblem::Unreadable(err),
+        })?;
+    let meta = handle.metadata().map_err(PasswordProblem::Unreadable)?;
     if !meta.is_file() {
-        return Err(
-            "is not a regular file: point password_file at the file holding the \
-                    keystore password"
-                .to_owned(),
-        );
+        return Err(PasswordProblem::NotAFile);
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o006 != 0 {
-        return Err(format!(
-            "can be read or written by others (mode {mode:04o}): run chmod o-rw on it"
-        ));
+        return Err(PasswordProblem::OthersMayRead(mode));
     }
     let mut bytes = Vec::new();
     handle
         .take(MAX_PASSWORD_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|err| format!("cannot be read: {err}"))?;
+        .map_err(PasswordProblem::Unreadable)?;
     if bytes.len() as u64 > MAX_PASSWORD_BYTES {
-        return Err(format!(
-            "is longer than {MAX_PASSWORD_BYTES} bytes: it should hold the password alone"
-        ));
+        return Err(PasswordProblem::TooLong);
     }
-    let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_owned())?;
+    let text = String::from_utf8(bytes).map_err(|_| PasswordProblem::NotText)?;
     let password = text.strip_suffix('\n').unwrap_or(&text);
     if password.is_empty() {
-        return Err("is empty: write the keystore password into it".to_owned());
+        return Err(PasswordProblem::Empty);
     }
     if password.chars().any(char::is_control) {
-        // Java, OpenSSL and ZooKeeper disagree about a `\r` or a second line.
-        return Err(
-            "holds a control character (a second line, a carriage return, a tab): the \
-                    password must be one line of text"
-                .to_owned(),
-        );
+        return Err(PasswordProblem::ControlCharacter);
     }
     Ok(KeystorePassword::new(password.to_owned()))
 }
@@ -141,14 +146,13 @@ mod tests {
         path
     }
 
-    fn check(file: &Path, alias: Option<&str>) -> Result<Pkcs12Spec, String> {
+    fn check(file: &Path, alias: Option<&str>) -> Result<Pkcs12Spec, ConfigError> {
         check_pkcs12(
             Path::new("/etc/fleetcert/h.yaml"),
             "certs.zk",
             file.to_path_buf(),
             alias.map(str::to_owned),
         )
-        .map_err(|err| err.to_string())
     }
 
     #[test]
@@ -199,7 +203,7 @@ mod tests {
             (dir.path().to_path_buf(), "not a regular file"),
         ];
         for (file, needle) in cases {
-            let err = check(&file, None).expect_err(needle);
+            let err = check(&file, None).expect_err(needle).to_string();
             assert!(err.contains(needle), "{}: {err}", file.display());
             assert!(err.contains("certs.zk.pkcs12.password_file"), "{err}");
             assert!(
@@ -215,7 +219,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = write(dir.path(), "zk.pass", b"zk-secret\n", 0o600);
         for alias in ["", "a\nb", &"x".repeat(65)] {
-            let err = check(&file, Some(alias)).expect_err(alias);
+            let err = check(&file, Some(alias)).expect_err(alias).to_string();
             assert!(err.contains("certs.zk.pkcs12.alias"), "{err}");
         }
     }

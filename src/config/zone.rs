@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::host::HostConfig;
+use super::metrics::{Metrics, RawMetrics, check_metrics};
 use super::servers::{DEFAULT_TIMEOUT, check_servers};
 use super::unique::UniqueMap;
 use super::update::{self, RawUpdate, UpdateTarget};
@@ -49,6 +50,7 @@ struct RawZone {
     challenge_records: ChallengeRecords,
     max_values_per_name: Option<usize>,
     allow: Option<UniqueMap<Vec<String>>>,
+    metrics: Option<RawMetrics>,
     update: Option<RawUpdate>,
     state_dir: Option<PathBuf>,
 }
@@ -131,6 +133,8 @@ pub(crate) struct ZoneConfig {
     pub(crate) max_values_per_name: usize,
     /// What is accepted from hosts.
     pub(crate) policy: Policy,
+    /// Where the textfile for node_exporter goes; `None`: no metrics.
+    pub(crate) metrics: Option<Metrics>,
 }
 
 /// How `publish` changes the zone.
@@ -210,6 +214,7 @@ impl ZoneConfig {
         let timeout = raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
         let lock_timeout = raw.lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0);
         let record_lifetime = raw.record_lifetime.map_or(DEFAULT_RECORD_LIFETIME, |d| d.0);
+        let metrics = check_metrics(path, raw.metrics.take())?;
         update::refuse_mixed(
             path,
             raw.update.is_some(),
@@ -237,6 +242,7 @@ impl ZoneConfig {
             lock_timeout,
             record_lifetime,
             max_values_per_name,
+            metrics,
         })
     }
 }
@@ -418,6 +424,8 @@ impl ZoneConfig {
                 records: host.challenge_records,
                 allow: None,
             },
+            // renew writes the host's metrics (commands/record.rs), not a zone's.
+            metrics: None,
         })
     }
 }

@@ -201,6 +201,8 @@ pub(crate) async fn wait_and_check(
     while let Some(done) = pending.next().await {
         match done {
             Done::Waited(index, wait) => {
+                // One server has answered for good, the others may still be polled.
+                crash_point!("publish.waiting");
                 waits[index] = Some(wait);
                 if check_started {
                     continue;

@@ -20,7 +20,7 @@ use nix::sys::stat::SFlag;
 use super::ZoneError;
 use super::check::check_rendered;
 use super::publish::{Home, Written, ZoneWriter};
-use super::reload::{self, ReloadFailure};
+use super::reload::{self, CommandError, ReloadFailure};
 use super::render::{ZoneData, ZoneTemplate};
 use crate::config::FileTarget;
 use crate::dns::{DnsName, Served};
@@ -106,8 +106,9 @@ impl<'c> FileWriter<'c> {
     }
 
     /// Puts `text` in place of the zone file (keeping `.prev`) and reloads; on a failed
-    /// reload the previous zone goes back and is reloaded.
-    async fn replace_and_reload(&self, text: &str) -> Result<(), ZoneError> {
+    /// reload the previous zone goes back and is reloaded. `silent`: the servers that did not
+    /// answer the serial question before, for the advice when the reload fails.
+    async fn replace_and_reload(&self, text: &str, silent: &Silent) -> Result<(), ZoneError> {
         let access = self
             .old
             .as_ref()
@@ -117,33 +118,36 @@ impl<'c> FileWriter<'c> {
         if self.target.check_zone {
             checkzone(self.zone, CheckInput::File(&staged.temp_path())).await?;
         }
+        crash_point!("publish.staged");
         if let Some((old, access)) = &self.old {
             dir.write_atomic(&format!("{}.prev", self.name), old, *access)?;
         }
         staged.commit()?;
         dir.sync()?;
+        crash_point!("publish.after_rename");
         let Err(reason) = reload::run_reload(&self.target.reload, RELOAD_TIMEOUT).await else {
+            crash_point!("publish.after_reload");
             return Ok(());
         };
         // Info, not warn: the error line that follows says the same and what was done about it.
-        tracing::info!(zone_file = %self.target.zone_file.display(), reason, "reload failed; restoring the previous zone");
+        tracing::info!(zone_file = %self.target.zone_file.display(), %reason, "reload failed; restoring the previous zone");
         Err(ReloadFailure {
             command: self.target.reload.join(" "),
-            aftermath: self.restore(&reason).await,
+            aftermath: self.restore(&reason, silent).await,
             reason,
         }
         .into())
     }
 
     /// Puts the previous zone back after a failed reload; says what came of it.
-    async fn restore(&self, reason: &str) -> String {
+    async fn restore(&self, reason: &CommandError, silent: &Silent) -> String {
         let dir = &self.home.dir;
         let Some((old, access)) = &self.old else {
             return match dir.remove(&self.name) {
-                Ok(()) => "there was no previous zone file, so the new one was removed: is the \
-                           server running, and is `reload` in the zone config right? Then \
-                           publish again"
-                    .to_owned(),
+                Ok(()) => format!(
+                    "there was no previous zone file, so the new one was removed: {}",
+                    silent.advice()
+                ),
                 Err(err) => format!("removing the new zone file failed: {err}"),
             };
         };
@@ -156,11 +160,11 @@ impl<'c> FileWriter<'c> {
                 .to_owned(),
             // The same failure twice: the server never took the new file either, so it still
             // serves the zone it served before. Either it is down or the command is wrong.
-            Err(again) if again == reason => "the previous zone was put back; reloading it \
-                 failed the same way, so the server still serves the zone it served before: is \
-                 the server running, and is `reload` in the zone config right? Then publish \
-                 again"
-                .to_owned(),
+            Err(again) if again.same_as(reason) => format!(
+                "the previous zone was put back; reloading it failed the same way, so the \
+                 server still serves the zone it served before: {}",
+                silent.advice()
+            ),
             Err(again) => format!(
                 "the previous zone was put back, but reloading it failed too ({again}): check \
                  the server"
@@ -184,11 +188,16 @@ impl ZoneWriter for FileWriter<'_> {
         served: &[(SocketAddr, Served)],
         dry_run: bool,
     ) -> Result<Written, ZoneError> {
+        if !dry_run {
+            // A publish killed after staging left its temporary zone file beside the real one.
+            self.home.dir.sweep()?;
+        }
         let data = ZoneData::new(self.target, self.zone, self.ttl, records);
         let file_serial = self
             .old_bytes()
             .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .and_then(serial::from_zone_text);
+        let silent = Silent::among(served);
         if let Some(serial) = file_serial
             && self.is_unchanged(&data, file_serial)?
         {
@@ -206,9 +215,7 @@ impl ZoneWriter for FileWriter<'_> {
                     .map_err(|reason| ReloadFailure {
                         command: self.target.reload.join(" "),
                         reason,
-                        aftermath: "the zone file was not changed: is the server running, and \
-                                    is `reload` in the zone config right? Then publish again"
-                            .to_owned(),
+                        aftermath: format!("the zone file was not changed: {}", silent.advice()),
                     })?;
                 return Ok(Written {
                     changed: true,
@@ -229,7 +236,7 @@ impl ZoneWriter for FileWriter<'_> {
                 checkzone(self.zone, CheckInput::Text(&text)).await?;
             }
         } else {
-            self.replace_and_reload(&text).await?;
+            self.replace_and_reload(&text, &silent).await?;
             tracing::info!(
                 serial,
                 records = records.len(),
@@ -310,6 +317,37 @@ fn split(path: &Path) -> Result<(PathBuf, String), ZoneError> {
             problem: "is not a file path fleetcert can write (it needs a UTF-8 file name)"
                 .to_owned(),
         }),
+    }
+}
+
+/// The servers that gave no authoritative answer to the serial question before the write:
+/// when the reload then fails, the likely cause is one of them being down, not the command.
+struct Silent(Vec<SocketAddr>);
+
+impl Silent {
+    fn among(served: &[(SocketAddr, Served)]) -> Self {
+        Self(
+            served
+                .iter()
+                .filter(|(_, served)| served.serial().is_none())
+                .map(|(server, _)| *server)
+                .collect(),
+        )
+    }
+
+    /// What to look at first, in words.
+    fn advice(&self) -> String {
+        if self.0.is_empty() {
+            return "every server answered before the reload, so look at the command first: is \
+                    `reload` in the zone config right for this server? Then publish again"
+                .to_owned();
+        }
+        let servers: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        format!(
+            "{} did not answer before the reload either: is the primary running? Start it (or \
+             fix `reload` if it is running) and publish again",
+            servers.join(", ")
+        )
     }
 }
 

@@ -8,7 +8,7 @@
 //! records once. A dry run does the same reads and renders,
 //! takes no lock, asks no server and writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -128,6 +128,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
     let saved = !dry_run && ledger != before;
     if saved && let Some(home) = home {
         ledger.save(&home.dir, &home.ledger)?;
+        crash_point!("publish.ledger_saved");
     }
     let records = ledger.records();
     let written = match writer.write(&records, &served, dry_run).await {
@@ -148,13 +149,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
         None
     } else {
         let budget = config.timeout.saturating_sub(first_asked.elapsed());
-        let mut expected: BTreeMap<&DnsName, BTreeSet<&str>> = BTreeMap::new();
-        for record in &records {
-            expected
-                .entry(&record.name)
-                .or_default()
-                .insert(record.value.as_str());
-        }
+        let expected = super::update::values(records.iter().copied());
         let sets = writer.set_check();
         Some(
             dns::wait_and_check(

@@ -27,8 +27,37 @@ const MAX_SUMMARY: usize = 400;
 #[error("reload command `{command}` failed ({reason}); {aftermath}")]
 pub(crate) struct ReloadFailure {
     pub(crate) command: String,
-    pub(crate) reason: String,
+    pub(crate) reason: CommandError,
     pub(crate) aftermath: String,
+}
+
+/// Why a command did not run to a successful exit; each is one line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CommandError {
+    #[error("the command is empty")]
+    Empty,
+    #[error("cannot start {program}: {source}")]
+    Start {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot wait for it: {0}")]
+    Wait(std::io::Error),
+    #[error("no exit within {}s: killed it and what it started", .0.as_secs())]
+    Timeout(Duration),
+    #[error("{status}: {summary}")]
+    Exited { status: ExitStatus, summary: String },
+}
+
+impl CommandError {
+    /// Whether `other` failed the same way: the same kind and, for an exit, the same status.
+    /// The output is left out: it may differ between two runs (a time, a pid).
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Exited { status: a, .. }, Self::Exited { status: b, .. }) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
 }
 
 /// What a command did.
@@ -61,14 +90,14 @@ impl Ran {
 }
 
 /// Runs `argv` with `input` on its stdin, killing its whole process group after `timeout`.
-/// `Err` says in one line why it could not run to an exit.
+/// `Err` says why it could not run to an exit.
 pub(crate) async fn run(
     argv: &[String],
     input: Option<&[u8]>,
     timeout: Duration,
-) -> Result<Ran, String> {
+) -> Result<Ran, CommandError> {
     let Some((program, args)) = argv.split_first() else {
-        return Err("the command is empty".to_owned());
+        return Err(CommandError::Empty);
     };
     let mut command = tokio::process::Command::new(program);
     command
@@ -82,9 +111,10 @@ pub(crate) async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|err| format!("cannot start {}: {err}", bare(program, 120)))?;
+    let mut child = command.spawn().map_err(|source| CommandError::Start {
+        program: bare(program, 120),
+        source,
+    })?;
     let group = child.id().and_then(|pid| i32::try_from(pid).ok());
     let stdout = tokio::spawn(read_capped(child.stdout.take()));
     let stderr = tokio::spawn(read_capped(child.stderr.take()));
@@ -96,13 +126,10 @@ pub(crate) async fn run(
         });
     }
     let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => status.map_err(|err| err.to_string())?,
+        Ok(status) => status.map_err(CommandError::Wait)?,
         Err(_) => {
             kill_group(group);
-            return Err(format!(
-                "no exit within {}s: killed it and what it started",
-                timeout.as_secs()
-            ));
+            return Err(CommandError::Timeout(timeout));
         }
     };
     let collect = |task: tokio::task::JoinHandle<Vec<u8>>| async move {
@@ -142,13 +169,16 @@ fn kill_group(group: Option<i32>) {
     }
 }
 
-/// Runs the reload argv; `Err` carries one line saying why it failed.
-pub(crate) async fn run_reload(argv: &[String], timeout: Duration) -> Result<(), String> {
+/// Runs the reload argv; `Err` says why it failed.
+pub(crate) async fn run_reload(argv: &[String], timeout: Duration) -> Result<(), CommandError> {
     let ran = run(argv, None, timeout).await?;
     if ran.status.success() {
         Ok(())
     } else {
-        Err(format!("{}: {}", ran.status, ran.summary()))
+        Err(CommandError::Exited {
+            status: ran.status,
+            summary: ran.summary(),
+        })
     }
 }
 
@@ -180,7 +210,8 @@ mod tests {
         let err = run_reload(&argv(&["sh", "-c", &script]), Duration::from_millis(300))
             .await
             .expect_err("hung");
-        assert!(err.contains("killed it"), "{err}");
+        assert!(matches!(err, CommandError::Timeout(_)), "{err}");
+        assert!(err.to_string().contains("killed it"), "{err}");
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!marker.exists(), "the grandchild survived the kill");
     }
@@ -196,10 +227,24 @@ mod tests {
             Duration::from_secs(10),
         )
         .await
-        .expect_err("fails");
+        .expect_err("fails")
+        .to_string();
         assert!(
             err.contains("connection refused") && !err.contains('\n') && !err.contains('\u{1b}'),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_same_exit_is_the_same_failure_whatever_it_printed() {
+        let fail = |script: &'static str| async move {
+            run_reload(&argv(&["sh", "-c", script]), Duration::from_secs(10))
+                .await
+                .expect_err("fails")
+        };
+        let first = fail("echo at $$ >&2; exit 1").await;
+        assert!(first.same_as(&fail("echo at $$ >&2; exit 1").await));
+        assert!(!first.same_as(&fail("exit 2").await));
+        assert!(!first.same_as(&CommandError::Timeout(Duration::from_secs(1))));
     }
 }

@@ -227,13 +227,16 @@ impl<'c> UpdateWriter<'c> {
     }
 
     /// Undoes `applied`, newest first; `Err` says why it could not all be undone.
-    async fn undo(&self, client: &mut UpdateClient, applied: &[SetChange]) -> Result<(), String> {
+    async fn undo(
+        &self,
+        client: &mut UpdateClient,
+        applied: &[SetChange],
+    ) -> Result<(), ZoneError> {
         let inverse: Vec<SetChange> = applied.iter().rev().map(SetChange::inverse).collect();
-        let messages = pack(inverse).map_err(|name| format!("the set at {name} is too large"))?;
+        let messages =
+            pack(inverse).map_err(|name| ZoneError::SetTooLarge { name: name.fqdn() })?;
         let mut ignored = Vec::new();
-        self.send_all(client, messages, &mut ignored)
-            .await
-            .map_err(|err| err.to_string())
+        Ok(self.send_all(client, messages, &mut ignored).await?)
     }
 }
 
@@ -357,7 +360,7 @@ impl UpdateWriter<'_> {
 }
 
 /// The values of `records` by name.
-fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values<'r> {
+pub(super) fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values<'r> {
     let mut by_name: Values<'r> = BTreeMap::new();
     for record in records {
         by_name

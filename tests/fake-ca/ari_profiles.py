@@ -19,6 +19,10 @@ The test steers it with files in DIR, read on every request:
                       a certificate without an entry gets 404 (the CA does not know it)
     DIR/rate-limit    {"detail": "...", "retry_after": "<Retry-After value>" | null}:
                       every newOrder gets 429 rateLimited, with that header when not null
+    DIR/already-replaced  (any content) a newOrder whose `replaces` an earlier order
+                      already carried gets 409 alreadyReplaced, as RFC 9773 section 5 has a
+                      CA answer while that order is not invalid (the front does not track
+                      which turned invalid: every earlier one counts)
     DIR/expired.json  {"<order URL>": "past" | "expired"}: that order's pending
                       authorizations are shown with `expires` an hour ago, still pending
                       (as Pebble shows an authorization it let expire), or as `expired`
@@ -27,7 +31,8 @@ and reads what happened from
 
     DIR/requests      one line per request: "METHOD PATH"
     DIR/orders.jsonl  one JSON line per newOrder: {"identifiers", "replaces", "profile",
-                      "answer": "created" | "rateLimited" | "<status> <Pebble's problem type>"}
+                      "answer": "created" | "rateLimited" | "alreadyReplaced"
+                                | "<status> <Pebble's problem type>"}
 
 Usage: ari_profiles.py --upstream URL --cafile CA --cert PEM --key PEM --dir DIR
                        [--profiles classic,shortlived]
@@ -50,6 +55,7 @@ import urllib.parse
 # must know it before the directory was ever fetched.
 NEW_ORDER = "/order-plz"
 RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
+ALREADY_REPLACED = "urn:ietf:params:acme:error:alreadyReplaced"
 # Headers that belong to one hop, never passed on (Host is set anew, exactly once).
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -203,6 +209,17 @@ def make_handler(args, upstream_ctx: ssl.SSLContext, state: State):
                 problem = {"type": RATE_LIMITED, "detail": limit["detail"], "status": 429}
                 self.reply(429, extra, json.dumps(problem).encode(), "application/problem+json")
                 return
+            if entry["replaces"] and (state.dir / "already-replaced").exists():
+                with state.lock:
+                    claimed = entry["replaces"] in state.replaces.values()
+                if claimed:
+                    entry["answer"] = "alreadyReplaced"
+                    state.log("orders.jsonl", json.dumps(entry))
+                    detail = f"certificate {entry['replaces']} already has a replacement order"
+                    problem = {"type": ALREADY_REPLACED, "detail": detail, "status": 409}
+                    self.reply(409, [("Replay-Nonce", self.fresh_nonce())],
+                               json.dumps(problem).encode(), "application/problem+json")
+                    return
             status, headers, data = self.forward(body)
             if status == 201:
                 order = json.loads(data)

@@ -7,7 +7,7 @@
 #
 #   tests/fleet/inventory.sh SANDBOX_ENV DIR [--hosts N] [--broken]
 #                            [--binary PATH [--url URL] | --package DEB]
-#                            [--update [ALGORITHM:]KEY=SECRET_FILE]
+#                            [--update [ALGORITHM:]KEY=SECRET_FILE] [--metrics]
 #
 #   SANDBOX_ENV  the sandbox's sandbox.env (tests/sandbox/sandbox.sh start writes it)
 #   DIR          where the fleet lives; created, must not hold an inventory yet
@@ -37,6 +37,9 @@
 #                controller (base64, as tsig-keygen prints it), which the publish role copies
 #                to the bastion (secret_src). The sandbox must know the key and let it change
 #                TXT records: tests/sandbox/sandbox.sh start DIR --tsig K=SECRET
+#   --metrics    every host (the publishing host and the bastion's legacy host too) gets
+#                fleetcert_metrics_textfile_dir: DIR/hosts/NAME/textfiles, which the playbook
+#                creates and every fleetcert command writes fleetcert.prom into
 #
 # It writes:
 #   DIR/inventory/hosts.yaml             groups and shared settings
@@ -51,12 +54,12 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 die() { printf 'inventory.sh: %s\n' "$*" >&2; exit 2; }
-usage() { sed -n '7,47s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '7,50s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 (($# >= 2)) || usage
 env_file=$1 dir=$2
 shift 2
-hosts=3 broken=false binary=$repo/target/release/fleetcert url='' package='' update=''
+hosts=3 broken=false binary=$repo/target/release/fleetcert url='' package='' update='' metrics=false
 while (($#)); do
     case $1 in
         --hosts) [[ ${2:-} =~ ^[1-9][0-9]*$ && $2 -le 199 ]] || die "--hosts wants 1..199"; hosts=$2; shift 2 ;;
@@ -68,6 +71,7 @@ while (($#)); do
             [[ ${2:-} =~ ^((hmac-sha(256|384|512)):)?([A-Za-z0-9][A-Za-z0-9.-]*)=(.+)$ ]] ||
                 die "--update wants [hmac-sha256|hmac-sha384|hmac-sha512:]KEY=SECRET_FILE"
             update=$2; shift 2 ;;
+        --metrics) metrics=true; shift ;;
         *) usage ;;
     esac
 done
@@ -108,6 +112,7 @@ fi
 host_paths() {
     local home=$dir/hosts/$1
     [[ -n $package ]] || echo "fleetcert_binary: $home/bin/fleetcert"
+    ! $metrics || echo "fleetcert_metrics_textfile_dir: $home/textfiles"
     cat <<YAML
 fleetcert_config_path: $home/etc/fleetcert.yaml
 fleetcert_state_dir: $home/state
@@ -174,6 +179,7 @@ bastion=$dir/hosts/bastion/legacy/$legacy
     echo "# A legacy Puppet host: the bastion requests, finalizes and exports for it."
     echo "fleetcert_delegate_to: localhost"
     [[ -n $package ]] || echo "fleetcert_binary: $dir/hosts/bastion/bin/fleetcert"
+    ! $metrics || echo "fleetcert_metrics_textfile_dir: $dir/hosts/bastion/textfiles"
     cat <<YAML
 fleetcert_config_path: $bastion/fleetcert.yaml
 fleetcert_state_dir: $bastion/state
@@ -199,6 +205,7 @@ if [[ -z $update ]]; then
         echo "---"
         echo "# The signing zone on the sandbox's BIND primary; both servers must serve each publish."
         [[ -n $package ]] || echo "fleetcert_binary: $dir/hosts/$primary/bin/fleetcert"
+        ! $metrics || echo "fleetcert_metrics_textfile_dir: $dir/hosts/$primary/textfiles"
         cat <<YAML
 fleetcert_zone_config_path: $dir/hosts/$primary/etc/zone.yaml
 fleetcert_publish_tokens_path: $dir/hosts/$primary/publish/tokens.json
@@ -228,6 +235,7 @@ else
         echo "# Publishes by dynamic update from the bastion: signed UPDATEs to the sandbox's BIND"
         echo "# primary, no zone file here; both servers must serve each publish."
         [[ -n $package ]] || echo "fleetcert_binary: $home/bin/fleetcert"
+        ! $metrics || echo "fleetcert_metrics_textfile_dir: $home/textfiles"
         cat <<YAML
 fleetcert_zone_config_path: $home/etc/zone.yaml
 fleetcert_publish_tokens_path: $home/publish/tokens.json

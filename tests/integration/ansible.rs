@@ -119,33 +119,36 @@ impl Fleet {
 
     /// `ansible-playbook fleetcert.fleetcert.daily` from the installed collection.
     pub(crate) fn playbook(&self, extra: &[&str]) -> Playbook {
-        let mut command = tool("ansible-playbook");
-        command
-            .arg("-i")
-            .arg(self.dir.path().join("inventory"))
-            .arg("-e")
-            .arg(format!(
-                "@{}",
-                self.dir.path().join("extra-vars.yaml").display()
-            ))
-            .args(extra)
-            .arg("fleetcert.fleetcert.daily")
-            .env("ANSIBLE_CONFIG", repo().join("ansible/ansible.cfg"))
-            .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
-            .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join("ansible-tmp"));
-        let started = Instant::now();
-        let ran: Ran = run_bounded(command, PLAYBOOK_TIMEOUT);
-        eprintln!(
-            "ansible-playbook {extra:?}: exit {} in {:.1?}",
-            ran.code,
-            started.elapsed()
-        );
-        let recap = parse_recap(&ran.output);
-        Playbook {
-            code: ran.code,
-            output: ran.output,
-            recap,
-        }
+        daily_playbook(self.dir.path(), extra)
+    }
+}
+
+/// `ansible-playbook -i DIR/inventory -e @DIR/extra-vars.yaml EXTRA fleetcert.fleetcert.daily`
+/// from the installed collection, as tests/fleet/inventory.sh lays DIR out.
+pub(crate) fn daily_playbook(dir: &Path, extra: &[&str]) -> Playbook {
+    let mut command = tool("ansible-playbook");
+    command
+        .arg("-i")
+        .arg(dir.join("inventory"))
+        .arg("-e")
+        .arg(format!("@{}", dir.join("extra-vars.yaml").display()))
+        .args(extra)
+        .arg("fleetcert.fleetcert.daily")
+        .env("ANSIBLE_CONFIG", repo().join("ansible/ansible.cfg"))
+        .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
+        .env("ANSIBLE_LOCAL_TEMP", dir.join("ansible-tmp"));
+    let started = Instant::now();
+    let ran: Ran = run_bounded(command, PLAYBOOK_TIMEOUT);
+    eprintln!(
+        "ansible-playbook {extra:?}: exit {} in {:.1?}",
+        ran.code,
+        started.elapsed()
+    );
+    let recap = parse_recap(&ran.output);
+    Playbook {
+        code: ran.code,
+        output: ran.output,
+        recap,
     }
 }
 
@@ -160,7 +163,7 @@ pub(crate) struct Recap {
 pub(crate) struct Playbook {
     pub(crate) code: i32,
     pub(crate) output: String,
-    recap: BTreeMap<String, Recap>,
+    pub(crate) recap: BTreeMap<String, Recap>,
 }
 
 impl Playbook {
@@ -311,6 +314,7 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
         env!("CARGO_BIN_EXE_fleetcert"),
         "--url",
         &server.url,
+        "--metrics",
     ]);
     let sb = &fleet.sb;
     let zone_file = sb.signing_zone_file();
@@ -401,6 +405,55 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
         "no summary line {summary:?}; output:\n{}",
         first.output
     );
+    // Metrics: each host's textfile directory made as Debian ships node_exporter's, and
+    // fleetcert.prom written by every command, the final check included; the primary's holds
+    // the publication. The check's list names the broken host with its line, and only it.
+    for host in [HOSTS[0].0, PRIMARY] {
+        let textfiles = fleet.home(host).join("textfiles");
+        let meta = fs::metadata(&textfiles).expect("the textfile directory");
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        assert_eq!(
+            (meta.permissions().mode() & 0o7777, meta.uid(), meta.gid()),
+            (0o755, 0, 0),
+            "{}",
+            textfiles.display()
+        );
+    }
+    let metrics = |host: &str| {
+        String::from_utf8(read(&fleet.home(host).join("textfiles/fleetcert.prom"))).expect("UTF-8")
+    };
+    let host1_metrics = metrics(HOSTS[0].0);
+    for command in ["request", "finalize", "check"] {
+        let line = format!(
+            "fleetcert_command_exit_code{{command=\"{command}\",host=\"{}\"}} 0\n",
+            HOSTS[0].0
+        );
+        assert!(
+            host1_metrics.contains(&line),
+            "no {line:?} in:\n{host1_metrics}"
+        );
+    }
+    assert!(
+        metrics(PRIMARY).contains("fleetcert_publish_serial{zone=\"acme.test\"} "),
+        "{}",
+        metrics(PRIMARY)
+    );
+    let not_ok = format!(
+        "{BROKEN}: FLEETCERT CRITICAL - main: no certificate installed; www: no certificate \
+         installed"
+    );
+    assert!(
+        first.output.contains(&not_ok),
+        "the check's list lacks {not_ok:?}; output:\n{}",
+        first.output
+    );
+    for (host, _) in HOSTS {
+        assert!(
+            !first.output.contains(&format!("{host}: FLEETCERT")),
+            "{host}'s check is listed; output:\n{}",
+            first.output
+        );
+    }
     // Cleanup emptied the zone again.
     assert!(
         !String::from_utf8_lossy(&read(&zone_file)).contains("TXT"),
@@ -447,6 +500,7 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
         .map(|(host, _)| snapshot(&fleet.home(host).join("state")))
         .collect();
     let config_before = read(&fleet.home(host1).join("etc/fleetcert.yaml"));
+    let metrics_before = snapshot(&fleet.home(host1).join("textfiles"));
     let check = fleet.playbook(&["--check"]);
     // Check mode asks the URL only for its headers: BADSUM's wrong checksum shows in real runs.
     check.expect_failed(&[BROKEN]);
@@ -478,6 +532,10 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
         "check mode rewrote the host config"
     );
     assert_quiet("check mode");
+    assert!(
+        snapshot(&fleet.home(host1).join("textfiles")) == metrics_before,
+        "check mode rewrote the metrics file"
+    );
     assert!(!fleet.fullchain(host1, "www").exists(), "check mode issued");
 }
 
@@ -630,6 +688,7 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
             env!("CARGO_BIN_EXE_fleetcert"),
             "--update",
             &update,
+            "--metrics",
         ],
     );
     let sb = &fleet.sb;
@@ -691,6 +750,13 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
     assert!(
         bastion.join("publish/acme.test.ledger.json").is_file(),
         "no ledger in fleetcert_zone_state_dir"
+    );
+    // The zone config by update writes metrics too: the publication's series on the bastion.
+    let prom = String::from_utf8(read(&bastion.join("textfiles/fleetcert.prom"))).expect("UTF-8");
+    assert!(
+        config.contains("\nmetrics:\n")
+            && prom.contains("fleetcert_publish_serial{zone=\"acme.test\"} "),
+        "no publication in the bastion's metrics:\n{config}\n{prom}"
     );
     let copied = bastion.join("etc/tsig.secret");
     assert_eq!(

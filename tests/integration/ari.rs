@@ -25,7 +25,7 @@ use crate::sandbox::Sandbox;
 use crate::util::openssl;
 
 /// The fake's process and its state directory; the process is killed when dropped.
-struct FakeCa {
+pub(crate) struct FakeCa {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -33,7 +33,7 @@ struct FakeCa {
 
 impl FakeCa {
     /// Starts the fake in front of `sb`'s Pebble, offering `profiles` (comma-separated).
-    fn start(sb: &Sandbox, profiles: &str) -> Self {
+    pub(crate) fn start(sb: &Sandbox, profiles: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-ca/ari_profiles.py");
         let mut child = Command::new("python3")
@@ -65,7 +65,7 @@ impl FakeCa {
         Self { child, port, dir }
     }
 
-    fn directory(&self) -> String {
+    pub(crate) fn directory(&self) -> String {
         format!("https://127.0.0.1:{}/dir", self.port)
     }
 
@@ -74,7 +74,7 @@ impl FakeCa {
     }
 
     /// The renewal windows the fake answers with, by certificate ID (`*`: any other).
-    fn set_windows(&self, windows: &[(&str, OffsetDateTime, OffsetDateTime)]) {
+    pub(crate) fn set_windows(&self, windows: &[(&str, OffsetDateTime, OffsetDateTime)]) {
         let map: serde_json::Map<String, Value> = windows
             .iter()
             .map(|(id, start, end)| {
@@ -93,6 +93,12 @@ impl FakeCa {
         );
     }
 
+    /// From now on a `replaces` that an earlier order carried is refused (409
+    /// `alreadyReplaced`), as a CA holding to RFC 9773 section 5 refuses it.
+    pub(crate) fn refuse_replaced(&self) {
+        std::fs::write(self.dir.path().join("already-replaced"), "").expect("write fake state");
+    }
+
     fn clear_rate_limit(&self) {
         std::fs::remove_file(self.dir.path().join("rate-limit")).expect("remove rate-limit");
     }
@@ -109,7 +115,7 @@ impl FakeCa {
     }
 
     /// Every `METHOD PATH` the fake was asked, in order.
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("requests"))
             .unwrap_or_default()
             .lines()
@@ -117,7 +123,7 @@ impl FakeCa {
             .collect()
     }
 
-    fn renewal_info_requests(&self) -> Vec<String> {
+    pub(crate) fn renewal_info_requests(&self) -> Vec<String> {
         self.requests()
             .into_iter()
             .filter(|line| line.starts_with("GET /renewal-info/"))
@@ -136,7 +142,7 @@ impl FakeCa {
     /// The newOrders the CA acted on (made, or refused by rate limit): all but those Pebble
     /// refused for their nonce (`PEBBLE_WFE_NONCEREJECT`, 5 % by default), which the client
     /// sends again and the CA never acted on.
-    fn new_orders(&self) -> Vec<Value> {
+    pub(crate) fn new_orders(&self) -> Vec<Value> {
         self.new_order_posts()
             .into_iter()
             .filter(|order| order["answer"] != "400 urn:ietf:params:acme:error:badNonce")
@@ -155,12 +161,12 @@ fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).expect("RFC 3339")
 }
 
-fn parse_time(text: &str) -> OffsetDateTime {
+pub(crate) fn parse_time(text: &str) -> OffsetDateTime {
     OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|_| panic!("not RFC 3339: {text}"))
 }
 
 /// Now, to the second (the fake and fleetcert speak whole seconds).
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("whole second")
@@ -185,7 +191,7 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
 
 /// The ARI certificate ID (RFC 9773 section 4.1) computed with openssl, independently of
 /// fleetcert: base64url(AKI keyIdentifier) "." base64url(DER serial number bytes).
-fn ari_id(cert: &Path) -> String {
+pub(crate) fn ari_id(cert: &Path) -> String {
     let aki = openssl_x509(cert, &["-ext", "authorityKeyIdentifier"]);
     let key_id = aki
         .lines()
@@ -210,7 +216,7 @@ fn ari_id(cert: &Path) -> String {
 /// config's key type, with its key) in `cert`'s directory, as plain files, the way a host
 /// holds a certificate issued earlier. Signed by a throwaway CA with an authority key
 /// identifier, so it has an ARI certificate ID. Returns the path of its `cert.pem`.
-fn hold(
+pub(crate) fn hold(
     host: &Host<'_>,
     cert: &str,
     names: &[&str],
@@ -225,19 +231,32 @@ fn hold(
         "fleetcert test: held certificates",
     );
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let dir = host.cert_dir().join(cert);
+    hold_signed_by(&dir, &ca, &ca.pem(), names, (not_before, not_after))
+}
+
+/// Puts a certificate for `names` that `issuer` signs, valid `from_to`, with a new ECDSA
+/// P-384 key and `chain` (PEM) as its chain, in `dir` as plain files (`layout: fleetcert`).
+/// Returns the path of its `cert.pem`.
+pub(crate) fn hold_signed_by(
+    dir: &Path,
+    issuer: &rcgen::Issuer<'_, impl rcgen::SigningKey>,
+    chain: &str,
+    names: &[&str],
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+) -> PathBuf {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
     let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     let mut params = rcgen::CertificateParams::new(names).expect("params");
     params.not_before = not_before;
     params.not_after = not_after;
     params.use_authority_key_identifier_extension = true;
-    let leaf = params.signed_by(&key, &ca).expect("sign");
-    let dir = host.cert_dir().join(cert);
-    std::fs::create_dir_all(&dir).expect("cert dir");
+    let leaf = params.signed_by(&key, issuer).expect("sign");
+    std::fs::create_dir_all(dir).expect("cert dir");
     let files = [
         ("cert.pem", leaf.pem()),
-        ("chain.pem", ca.pem()),
-        ("fullchain.pem", format!("{}{}", leaf.pem(), ca.pem())),
+        ("chain.pem", chain.to_owned()),
+        ("fullchain.pem", format!("{}{chain}", leaf.pem())),
         ("privkey.pem", key.serialize_pem()),
     ];
     for (name, text) in files {

@@ -118,3 +118,19 @@ fn well_formed_config_passes_these_checks() {
     run.expect_code(0);
     assert_eq!(run.json()["certs"][0]["name"], "main");
 }
+
+#[test]
+fn acme_and_signing_zone_are_required_unless_a_test_issuer_signs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = config_text(dir.path(), GOOD_ACME, "");
+    let no_zone = full.replace("signing_zone: acme.test\n", "");
+    assert_refused(&no_zone, dir.path(), "`signing_zone` is missing");
+    let no_acme = format!("{}\n", no_zone.split_once("host:").expect("host").1);
+    let no_acme = format!("host:{no_acme}");
+    assert_refused(&no_acme, dir.path(), "`acme` is missing");
+    // A test issuer needs neither.
+    let path = dir.path().join("gate.yaml");
+    std::fs::write(&path, format!("issuer: self-signed\n{no_acme}")).expect("write config");
+    let run = fleetcert(["status", "--config", path.to_str().expect("utf-8 path")]);
+    run.expect_code(0);
+}

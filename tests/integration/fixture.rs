@@ -27,6 +27,8 @@ pub(crate) struct Host<'s> {
     pub(crate) dir: tempfile::TempDir,
     /// The CA's directory URL: the sandbox's Pebble, or a fake in front of it.
     directory: String,
+    /// `host:` in the config: the name its token documents carry.
+    name: String,
     /// Extra command-line flags for every run (`-vv` for the logging test).
     pub(crate) flags: RefCell<Vec<String>>,
 }
@@ -43,10 +45,21 @@ impl<'s> Host<'s> {
         directory: &str,
         certs: &[(&str, &[&str])],
     ) -> Self {
+        Self::named(sb, directory, "host1.example.test", certs)
+    }
+
+    /// A host called `name` (`host:`), so that several hosts can publish into one sandbox.
+    pub(crate) fn named(
+        sb: &'s Sandbox,
+        directory: &str,
+        name: &str,
+        certs: &[(&str, &[&str])],
+    ) -> Self {
         let host = Self {
             sb,
             dir: tempfile::tempdir().expect("tempdir"),
             directory: directory.to_owned(),
+            name: name.to_owned(),
             flags: RefCell::new(Vec::new()),
         };
         host.configure("", certs);
@@ -63,19 +76,22 @@ impl<'s> Host<'s> {
     pub(crate) fn configure_acme(&self, acme_extra: &str, extra: &str, certs: &[(&str, &[&str])]) {
         let mut text = format!(
             "acme: {{directory: {dir}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}{acme_extra}}}\n\
-             host: host1.example.test\nsigning_zone: acme.test\nresolver: {resolver}\n\
+             host: {name}\nsigning_zone: acme.test\nresolver: {resolver}\n\
              state_dir: {state}\ncert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
             dir = self.directory,
+            name = self.name,
             ca = self.sb.ca_bundle().display(),
             resolver = self.sb.resolver(),
             state = self.state_dir().display(),
             certs_dir = self.cert_dir().display(),
         );
-        for (cert, names) in certs {
-            let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
-            text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
-        }
+        text.push_str(&certs_yaml(certs));
         std::fs::write(self.config(), text).expect("write config");
+    }
+
+    /// `host:` in the config.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     pub(crate) fn config(&self) -> PathBuf {
@@ -148,42 +164,63 @@ impl<'s> Host<'s> {
 
     /// Every secret fleetcert keeps on disk: private key bodies and the account key.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        let mut secrets = Vec::new();
-        for root in [self.cert_dir(), self.state_dir()] {
-            for (path, bytes) in snapshot(&root) {
-                let text = String::from_utf8_lossy(&bytes);
-                if text.contains("PRIVATE KEY") {
-                    // Each base64 line of the body; the shortest last line is skipped.
-                    secrets.extend(
-                        text.lines()
-                            .filter(|line| !line.starts_with("-----") && line.len() >= 32)
-                            .map(str::to_owned),
-                    );
-                } else if path.ends_with("account.json") {
-                    let file: Value = serde_json::from_str(&text).expect("account.json");
-                    for account in file["accounts"].as_object().expect("accounts").values() {
-                        let key = account["key_pkcs8"].as_str().expect("key_pkcs8");
-                        secrets.push(key.to_owned());
-                    }
-                }
-            }
-        }
-        secrets
+        secrets_below(&[self.cert_dir(), self.state_dir()])
     }
 
     #[track_caller]
     pub(crate) fn assert_no_secret_in(&self, run: &Run, command: &str) {
-        for stream in [&run.stdout, &run.stderr] {
-            assert!(
-                !stream.contains("PRIVATE KEY"),
-                "{command} printed a PEM private key"
-            );
-            for secret in self.secrets() {
-                assert!(
-                    !stream.contains(&secret),
-                    "{command} printed (part of) a private key"
+        assert_no_secret(run, command, &self.secrets());
+    }
+}
+
+/// The entries of `certs:` (after the line `certs:`), one a line.
+pub(crate) fn certs_yaml(certs: &[(&str, &[&str])]) -> String {
+    let mut text = String::new();
+    for (cert, names) in certs {
+        let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+        text.push_str(&format!("  {cert}: [{}]\n", quoted.join(", ")));
+    }
+    text
+}
+
+/// Every secret below `roots`: private key bodies (PEM) and ACME account keys.
+pub(crate) fn secrets_below(roots: &[PathBuf]) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for root in roots {
+        for (path, bytes) in snapshot(root) {
+            let text = String::from_utf8_lossy(&bytes);
+            if text.contains("PRIVATE KEY") {
+                // Each base64 line of the body; the shortest last line is skipped.
+                secrets.extend(
+                    text.lines()
+                        .filter(|line| !line.starts_with("-----") && line.len() >= 32)
+                        .map(str::to_owned),
                 );
+            } else if path.ends_with("account.json") {
+                let file: Value = serde_json::from_str(&text).expect("account.json");
+                for account in file["accounts"].as_object().expect("accounts").values() {
+                    let key = account["key_pkcs8"].as_str().expect("key_pkcs8");
+                    secrets.push(key.to_owned());
+                }
             }
+        }
+    }
+    secrets
+}
+
+/// Panics when `run` printed a PEM private key or any of `secrets`.
+#[track_caller]
+pub(crate) fn assert_no_secret(run: &Run, command: &str, secrets: &[String]) {
+    for stream in [&run.stdout, &run.stderr] {
+        assert!(
+            !stream.contains("PRIVATE KEY"),
+            "{command} printed a PEM private key"
+        );
+        for secret in secrets {
+            assert!(
+                !stream.contains(secret),
+                "{command} printed (part of) a private key"
+            );
         }
     }
 }

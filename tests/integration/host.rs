@@ -43,7 +43,7 @@ fn identifiers(document: &Value, cert: &str) -> Vec<String> {
     identifiers
 }
 
-fn sorted(names: &[&str]) -> Vec<String> {
+pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     names.sort();
     names
@@ -51,7 +51,7 @@ fn sorted(names: &[&str]) -> Vec<String> {
 
 /// The public key algorithm of a certificate, as `openssl x509 -text` prints it, and checks
 /// that the private key file holds the matching key.
-fn key_kind(cert: &Path, key: &Path) -> String {
+pub(crate) fn key_kind(cert: &Path, key: &Path) -> String {
     assert_key_matches(key, cert);
     let text = openssl(&[
         "x509",
@@ -76,7 +76,7 @@ fn key_kind(cert: &Path, key: &Path) -> String {
     format!("{algorithm} {detail}")
 }
 
-fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|err| panic!("stat {}: {err}", path.display()))
         .permissions()
@@ -84,11 +84,11 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-fn gid(path: &Path) -> u32 {
+pub(crate) fn gid(path: &Path) -> u32 {
     std::fs::metadata(path).expect("stat").gid()
 }
 
-fn key_group_gid() -> u32 {
+pub(crate) fn key_group_gid() -> u32 {
     let out = Command::new("getent")
         .args(["group", KEY_GROUP])
         .output()
@@ -525,19 +525,9 @@ fn acme_sh_layout_writes_opendevs_file_names() {
         entry["paths"]["fullchain"],
         dir.join("fullchain.cer").to_str().expect("utf-8")
     );
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .expect("cert dir")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let mut files = crate::util::names_in(&dir);
     // The versions and the `..data` link that switches them are hidden names.
     files.retain(|name| !name.starts_with(".."));
-    files.sort();
     assert_eq!(
         files,
         [

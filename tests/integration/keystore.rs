@@ -112,7 +112,7 @@ fn openssl_info(keystore: &Path, password_file: &Path) -> String {
 }
 
 /// The key and certificates in the keystore, unencrypted PEM, by `openssl pkcs12`.
-fn openssl_extract(keystore: &Path, password_file: &Path, part: &str, out: &Path) {
+pub(crate) fn openssl_extract(keystore: &Path, password_file: &Path, part: &str, out: &Path) {
     let mut passin = OsString::from("file:");
     passin.push(password_file);
     run_ok(

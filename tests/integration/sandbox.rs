@@ -425,33 +425,7 @@ impl Sandbox {
     /// `openssl verify` of the leaf (first certificate of `fullchain`) against Pebble's
     /// root, with the rest of the file as untrusted intermediates. `Err` has openssl's output.
     pub(crate) fn verify_chain(&self, fullchain: &Path) -> Result<(), String> {
-        let pem = std::fs::read_to_string(fullchain)
-            .map_err(|err| format!("cannot read {}: {err}", fullchain.display()))?;
-        let blocks = pem_certificates(&pem);
-        let Some((leaf, rest)) = blocks.split_first() else {
-            return Err(format!("{} holds no certificate", fullchain.display()));
-        };
-        let work = tempfile::tempdir_in(self.dir()).map_err(|err| err.to_string())?;
-        let leaf_file = work.path().join("leaf.pem");
-        std::fs::write(&leaf_file, leaf).map_err(|err| err.to_string())?;
-        let mut cmd = Command::new("openssl");
-        cmd.arg("verify").arg("-CAfile").arg(self.pebble_root());
-        if !rest.is_empty() {
-            let chain_file = work.path().join("untrusted.pem");
-            std::fs::write(&chain_file, rest.concat()).map_err(|err| err.to_string())?;
-            cmd.arg("-untrusted").arg(chain_file);
-        }
-        let out = run(cmd.arg(&leaf_file));
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(text)
-        }
+        crate::util::verify_against(&self.pebble_root(), fullchain)
     }
 }
 

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::fixture::{Host, KEY_GROUP, sandbox};
 use crate::sandbox::Sandbox;
-use crate::util::{Run, walk};
+use crate::util::{Run, tree};
 
 /// The unprivileged local user who attacks.
 const ATTACKER: &str = "fleetcert-attacker";
@@ -149,8 +149,7 @@ impl Lair {
 #[track_caller]
 fn assert_all_the_attackers(dir: &Path, what: &str) {
     let (uid, _) = attacker();
-    for entry in walk(dir) {
-        let meta = std::fs::symlink_metadata(&entry).expect("lstat");
+    for (entry, meta) in tree(dir) {
         assert_eq!(
             meta.uid(),
             uid,
@@ -776,13 +775,10 @@ fn publish_dry_run_creates_no_file_at_all() {
 
 /// Every entry below `root` with its mode, owner group and kind, for the umask test.
 fn modes(root: &Path) -> Vec<(PathBuf, u32, u32, bool)> {
-    walk(root)
+    tree(root)
         .into_iter()
-        .filter_map(|path| {
-            let meta = std::fs::symlink_metadata(&path).expect("lstat");
-            (!meta.file_type().is_symlink())
-                .then(|| (path, meta.mode() & 0o7777, meta.gid(), meta.is_dir()))
-        })
+        .filter(|(_, meta)| !meta.file_type().is_symlink())
+        .map(|(path, meta)| (path, meta.mode() & 0o7777, meta.gid(), meta.is_dir()))
         .collect()
 }
 
@@ -977,7 +973,7 @@ fn a_symlinked_or_foreign_certificate_or_state_directory_gets_no_key_written_int
         remove_plant(&cert);
     }
     // No key anywhere that the attacker can read; the order is still there to finish.
-    for path in walk(host.dir.path()) {
+    for (path, _) in tree(host.dir.path()) {
         let text = std::fs::read(&path).unwrap_or_default();
         if String::from_utf8_lossy(&text).contains("PRIVATE KEY") || path.ends_with("account.json")
         {

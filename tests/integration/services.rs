@@ -472,7 +472,8 @@ pub(crate) fn keytool_list(keystore: &Path, password_file: &Path) -> Result<Stri
         .arg(password_file)))
 }
 
-fn output_result(out: Output) -> Result<String, String> {
+/// A finished command's stdout and stderr: `Ok` when it succeeded, `Err` when not.
+pub(crate) fn output_result(out: Output) -> Result<String, String> {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -560,6 +561,11 @@ impl TestCa {
 
     pub(crate) fn intermediate(&self) -> PathBuf {
         self.dir.join("intermediate.pem")
+    }
+
+    /// The intermediate's key (it signs the leaves).
+    pub(crate) fn intermediate_key(&self) -> PathBuf {
+        self.dir.join("intermediate.key")
     }
 
     /// A new key and a leaf for `name` (serverAuth, SAN `DNS:name`, 30 days, a serial of

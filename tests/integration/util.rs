@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: run the real binary, read its JSON.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// What one run of `fleetcert` did.
@@ -13,6 +13,15 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// What a finished process left: its exit code (-1 when a signal ended it), its streams.
+    pub(crate) fn of(output: &std::process::Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// The stdout as JSON; panics with both streams when it is not.
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|err| {
@@ -35,6 +44,11 @@ impl Run {
     }
 }
 
+/// The binary under test.
+pub(crate) fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetcert")
+}
+
 /// Runs the binary under test with `args`, optionally feeding `stdin`.
 pub(crate) fn fleetcert<I, S>(args: I) -> Run
 where
@@ -51,7 +65,7 @@ where
     S: AsRef<OsStr>,
 {
     use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
+    let mut child = Command::new(binary())
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -66,11 +80,7 @@ where
         pipe.write_all(bytes).expect("write stdin");
     }
     let output = child.wait_with_output().expect("wait for fleetcert");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Run::of(&output)
 }
 
 /// Every file below `dir` with its bytes, to prove that a failed run changed nothing.
@@ -79,40 +89,41 @@ where
 /// are links into its current version); a symlink to a directory (`..data`) is not followed,
 /// the directory itself is listed. Lock files are left out: they hold the pid of the last
 /// run, bookkeeping rather than state.
-pub(crate) fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    for path in walk(dir) {
-        let name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if path.is_dir() || name == "lock" || name.ends_with(".lock") {
-            continue;
-        }
-        if let Ok(bytes) = std::fs::read(&path) {
-            files.push((path, bytes));
-        }
-    }
-    files
+pub(crate) fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    tree(dir)
+        .into_iter()
+        .filter(|(path, meta)| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            !meta.is_dir() && name != "lock" && !name.ends_with(".lock")
+        })
+        // A link to a directory does not read, a link to a file reads its target.
+        .filter_map(|(path, _)| {
+            let bytes = std::fs::read(&path).ok()?;
+            Some((path, bytes))
+        })
+        .collect()
 }
 
-/// Every path below `dir`, sorted; symlinks are listed, never followed.
-pub(crate) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+/// Every path below `root` (links not followed), with its status.
+pub(crate) fn tree(root: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(next) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                stack.push(path.clone());
+            // Gone since it was listed (a run removed it): not below `root` any more.
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
             }
-            found.push(path);
+            found.push((entry.path(), meta));
         }
     }
-    found.sort();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
     found
 }
 
@@ -180,4 +191,46 @@ pub(crate) fn assert_key_matches(key: &Path, cert: &Path) {
         key.display(),
         cert.display()
     );
+}
+
+/// The names in `dir` (not below it), sorted.
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()))
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// `openssl verify -CAfile root` of the leaf (first certificate of `fullchain`), with the
+/// rest of the file as untrusted intermediates. `Err` has openssl's output.
+pub(crate) fn verify_against(root: &Path, fullchain: &Path) -> Result<(), String> {
+    let pem = std::fs::read_to_string(fullchain)
+        .map_err(|err| format!("cannot read {}: {err}", fullchain.display()))?;
+    let blocks = crate::sandbox::pem_certificates(&pem);
+    let Some((leaf, rest)) = blocks.split_first() else {
+        return Err(format!("{} holds no certificate", fullchain.display()));
+    };
+    let work = tempfile::tempdir().map_err(|err| err.to_string())?;
+    let leaf_file = work.path().join("leaf.pem");
+    std::fs::write(&leaf_file, leaf).map_err(|err| err.to_string())?;
+    let mut cmd = Command::new("openssl");
+    cmd.arg("verify").arg("-CAfile").arg(root);
+    if !rest.is_empty() {
+        let chain_file = work.path().join("untrusted.pem");
+        std::fs::write(&chain_file, rest.concat()).map_err(|err| err.to_string())?;
+        cmd.arg("-untrusted").arg(chain_file);
+    }
+    let out = cmd
+        .arg(&leaf_file)
+        .output()
+        .map_err(|err| format!("cannot run openssl: {err}"))?;
+    crate::services::output_result(out).map(drop)
 }

@@ -21,9 +21,13 @@ set -euo pipefail
 # The Debian package (tests/integration/package.rs): lintian checks it, man-db answers
 # `man -w`, systemd's systemd-analyze verifies its units, python3-apt is what Ansible's apt
 # module installs it with, adduser what its postinst makes the group with.
+# The crash and gap tests (tests/integration/{crash,gaps}.rs): util-linux for setpriv (read a
+# key as nobody), prlimit (a write that fails) and flock (hold the host lock), e2fsprogs for
+# chattr (a file rename cannot replace); both are in every Debian system but slim images.
 SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet python3-venv
     nginx prometheus-node-exporter prometheus zookeeper default-jre-headless faketime
-    lintian man-db systemd python3-apt adduser)
+    lintian man-db systemd python3-apt adduser
+    util-linux e2fsprogs)
 
 export DEBIAN_FRONTEND=noninteractive
 

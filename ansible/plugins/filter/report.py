@@ -65,6 +65,23 @@ def host_summary(host, check_mode=False):
     return f"ok; replaced: {_join(replaced, 'none')}"
 
 
+def check_not_ok(hosts):
+    """``HOST: <the check's line>`` for every host whose ``fleetcert check`` did not exit 0.
+
+    Reads each host's registered ``__fleetcert_finalize_check``; a host where the check did
+    not run (it failed earlier, or has no certificates) is left out: the summary names it.
+    """
+    lines = []
+    for host in hosts:
+        result = host.get("__fleetcert_finalize_check") or {}
+        if result.get("skipped") or "rc" not in result or result.get("rc") == 0:
+            continue
+        first = (result.get("stdout") or "").splitlines()[:1]
+        line = first[0] if first else f"fleetcert check exited {result.get('rc')}"
+        lines.append(f"{host.get('inventory_hostname')}: {line}")
+    return lines
+
+
 def rate_limits(hosts):
     """One line per CA rate limit that stopped orders in this run (``rate_limit`` in the token
     document): how many certificates, on which hosts, and when they are ordered again (the
@@ -104,6 +121,7 @@ class FilterModule:
     def filters(self):
         return {
             "cert_failures": cert_failures,
+            "check_not_ok": check_not_ok,
             "replaced_certs": replaced_certs,
             "run_summary": run_summary,
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible_collections.fleetcert.fleetcert.plugins.filter.report import (
     FilterModule,
     cert_failures,
+    check_not_ok,
     replaced_certs,
     run_summary,
 )
@@ -71,6 +72,27 @@ def test_run_summary_in_check_mode_says_what_would_happen():
     ]
 
 
+def test_check_not_ok_lists_the_hosts_whose_check_did_not_exit_0_with_its_line():
+    def checked(rc, stdout):
+        return {"rc": rc, "stdout": stdout, "changed": False}
+
+    hosts = [
+        {"inventory_hostname": "good", "__fleetcert_finalize_check": checked(0, "FLEETCERT OK - 1 certificate OK")},
+        {"inventory_hostname": "soon", "__fleetcert_finalize_check": checked(1, "FLEETCERT WARNING - main: expires in 12 days\n")},
+        {"inventory_hostname": "stale", "__fleetcert_finalize_check": checked(
+            2, "FLEETCERT CRITICAL - main: 127.0.0.1:443 serves the previous certificate")},
+        {"inventory_hostname": "mute", "__fleetcert_finalize_check": checked(3, "")},
+        {"inventory_hostname": "primary", "__fleetcert_finalize_check": {"skipped": True, "changed": False}},
+        {"inventory_hostname": "early"},
+    ]
+    assert check_not_ok(hosts) == [
+        "soon: FLEETCERT WARNING - main: expires in 12 days",
+        "stale: FLEETCERT CRITICAL - main: 127.0.0.1:443 serves the previous certificate",
+        "mute: fleetcert check exited 3",
+    ]
+    assert check_not_ok([]) == []
+
+
 def _limited(cert, limit, retry_after):
     return {"name": cert, "status": "failed", "reason": f"the CA's rate limit {limit} ...",
             "rate_limit": {"limit": limit, "retry_after": retry_after}}
@@ -103,4 +125,4 @@ def test_run_summary_groups_the_rate_limits_by_limit():
 
 
 def test_the_filter_module_names_them():
-    assert set(FilterModule().filters()) == {"cert_failures", "replaced_certs", "run_summary"}
+    assert set(FilterModule().filters()) == {"cert_failures", "check_not_ok", "replaced_certs", "run_summary"}

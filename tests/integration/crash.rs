@@ -1,0 +1,1169 @@
+//! Every crash point (src/crash.rs) on the real sandbox: the binary is built with the
+//! `crash-points` feature (tests/run.sh) and killed with SIGKILL at the point, then the test
+//! checks what is left and runs the next ordinary day.
+//!
+//! After every kill: what a service reads for the certificate is one complete set — the old
+//! one or the new one, as the point promises — whose key matches its certificate and whose
+//! chain `openssl verify` accepts against Pebble's root; no temporary file sits where a service
+//! looks; every private key on disk is fleetcert's own with its mode, and `nobody` cannot read
+//! one (while a member of the key group can). Then request → publish → finalize, run as the
+//! playbook runs them, must succeed without help and leave exactly one version, no temporary
+//! file, and no state.
+//!
+//! The host-side points share one sandbox (each test is its own host, with names of its own,
+//! publishing through the real `fleetcert publish`, whose lock and ledger keep them apart); a
+//! crash in `publish` leaves its zone half-way, so each of those has a sandbox of its own.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use serde_json::Value;
+
+use crate::fixture::{Host, sandbox};
+use crate::host::key_group_gid;
+use crate::keystore::openssl_extract;
+use crate::sandbox::Sandbox;
+use crate::util::{Run, assert_key_matches, binary, fleetcert, run_ok, tree};
+
+/// The variable that names the point to die at (src/crash.rs).
+const CRASH_AT: &str = "FLEETCERT_CRASH_AT";
+/// The certificate every test renews.
+pub(crate) const CERT: &str = "main";
+/// The files a service reads, in the default layout.
+const SERVICE_FILES: [&str; 4] = ["privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"];
+/// What a kill leaves under a temporary name (src/store.rs).
+const TEMP_MARK: &str = ".tmp.";
+
+/// The sandbox of the host-side tests, started by the first and stopped after the last.
+pub(crate) fn shared_sandbox() -> Arc<Sandbox> {
+    static SHARED: Mutex<Weak<Sandbox>> = Mutex::new(Weak::new());
+    shared(&SHARED, || sandbox().start())
+}
+
+/// What `slot` holds while a test uses it, else a new one from `start`: shared by the tests
+/// that run at once, dropped (its servers stopped) after the last.
+pub(crate) fn shared<T>(slot: &Mutex<Weak<T>>, start: impl FnOnce() -> T) -> Arc<T> {
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(held) = slot.upgrade() {
+        return held;
+    }
+    let held = Arc::new(start());
+    *slot = Arc::downgrade(&held);
+    held
+}
+
+/// A number of its own for each host in this test process: `host<N>` and `www<N>`
+/// (the sandbox delegates 1..250; other tests use the low ones).
+pub(crate) fn next_host_number() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(100);
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(number <= 250, "the sandbox delegates host1..host250 only");
+    number
+}
+
+mod local;
+mod renew;
+mod renewal;
+
+// --- the central side --------------------------------------------------------------------
+
+/// The signing zone's config for `fleetcert publish` against a sandbox.
+pub(crate) struct Zone {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Zone {
+    /// A zone config publishing into `sb` (its primary reloaded by `rndc`, both servers
+    /// waited for); `extra` is further YAML lines.
+    pub(crate) fn new(sb: &Sandbox, extra: &str) -> Self {
+        let rndc = sb.rndc().display().to_string();
+        Self::with(
+            sb,
+            &sb.signing_zone_file(),
+            &[&rndc, "reload", "acme.test"],
+            extra,
+        )
+    }
+
+    /// Like [`new`](Self::new), with another `zone_file` and `reload`.
+    pub(crate) fn with(sb: &Sandbox, zone_file: &Path, reload: &[&str], extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("zone.yaml");
+        // Strings and lists as JSON, which is YAML too: no quoting questions for paths.
+        let text = format!(
+            "zone: acme.test\nzone_file: {}\nsoa: {{mname: ns1.example.test., rname: \
+             hostmaster.example.test.}}\nnameservers: [ns1.example.test., ns2.example.test.]\n\
+             reload: {}\nservers: {}\ntimeout: 30s\n{extra}",
+            Value::from(zone_file.display().to_string()),
+            serde_json::json!(reload),
+            serde_json::json!([sb.primary(), sb.secondary()]),
+        );
+        std::fs::write(&config, text).expect("write zone config");
+        Self { dir, config }
+    }
+
+    pub(crate) fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// A directory for the test's own files (reload scripts, markers).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The arguments of `publish` with `host`'s token document, vouched for as `host`'s.
+    pub(crate) fn args(&self, host: &str, document: &Value) -> Vec<String> {
+        let tokens = self.dir.path().join(format!("{host}.json"));
+        std::fs::write(&tokens, document.to_string()).expect("write tokens");
+        vec![
+            "publish".to_owned(),
+            "--config".to_owned(),
+            self.config.display().to_string(),
+            "--tokens".to_owned(),
+            format!("{host}={}", tokens.display()),
+        ]
+    }
+
+    pub(crate) fn publish(&self, host: &Host<'_>, document: &Value) -> Run {
+        self.publish_document(host.name(), document)
+    }
+
+    /// Publishes `document` as `host`'s.
+    pub(crate) fn publish_document(&self, host: &str, document: &Value) -> Run {
+        fleetcert(self.args(host, document))
+    }
+}
+
+// --- a run that dies -----------------------------------------------------------------------
+
+/// Runs fleetcert with `args`, asking it to die at `point`; panics unless SIGKILL ended it
+/// (a point that is never reached would otherwise pass as a run that just succeeded).
+pub(crate) fn run_killed_at<S: AsRef<OsStr>>(host: &Host<'_>, point: &str, args: &[S]) {
+    let run = killed_at(point, args);
+    host.assert_no_secret_in(&run, point);
+}
+
+/// Runs fleetcert with `args`, dying at `point`; panics unless SIGKILL ended it.
+fn killed_at<S: AsRef<OsStr>>(point: &str, args: &[S]) -> Run {
+    let out = Command::new(binary())
+        .args(args)
+        .env(CRASH_AT, point)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start fleetcert");
+    let run = Run::of(&out);
+    assert_eq!(
+        out.status.signal(),
+        Some(nix::sys::signal::Signal::SIGKILL as i32),
+        "{point} was not reached: the run ended with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+/// `fleetcert <command> --config <host's>`, dying at `point`.
+pub(crate) fn host_killed_at(host: &Host<'_>, command: &str, point: &str) {
+    let config = host.config();
+    run_killed_at(
+        host,
+        point,
+        &[
+            OsStr::new(command),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ],
+    );
+}
+
+// --- what a service reads ------------------------------------------------------------------
+
+/// The bytes a service reads through the service-facing names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceSet {
+    files: Vec<Vec<u8>>,
+}
+
+/// Which set a service reads after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    Old,
+    New,
+}
+
+impl ServiceSet {
+    /// Reads the four files of `cert` as a service does (following the links).
+    pub(crate) fn read(host: &Host<'_>, cert: &str) -> Self {
+        Self::read_in(&host.cert_dir().join(cert))
+    }
+
+    /// Reads the four files of the certificate directory `dir` as a service does.
+    pub(crate) fn read_in(dir: &Path) -> Self {
+        Self {
+            files: SERVICE_FILES
+                .iter()
+                .map(|file| {
+                    let path = dir.join(file);
+                    std::fs::read(&path).unwrap_or_else(|err| {
+                        panic!("a service cannot read {}: {err}", path.display())
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.files[0]
+    }
+
+    fn cert(&self) -> &[u8] {
+        &self.files[1]
+    }
+
+    /// Key matches certificate, the full chain is the certificate and the chain, and the
+    /// chain verifies against Pebble's root.
+    #[track_caller]
+    pub(crate) fn assert_consistent(&self, host: &Host<'_>, cert: &str) {
+        self.assert_whole(&host.cert_dir().join(cert));
+        host.sb
+            .verify_chain(&host.file(cert, "fullchain.pem"))
+            .unwrap_or_else(|err| panic!("the chain a service reads does not verify: {err}"));
+    }
+
+    /// Read from `dir`: the key matches the certificate, and the full chain is the
+    /// certificate and the chain.
+    #[track_caller]
+    pub(crate) fn assert_whole(&self, dir: &Path) {
+        let [_, leaf, chain, full] = [0, 1, 2, 3].map(|index| &self.files[index]);
+        assert_eq!(
+            *full,
+            [leaf.as_slice(), chain.as_slice()].concat(),
+            "fullchain.pem is not cert.pem + chain.pem"
+        );
+        assert_key_matches(&dir.join("privkey.pem"), &dir.join("cert.pem"));
+    }
+
+    /// The old set byte for byte, or a new set: another key and another certificate.
+    #[track_caller]
+    pub(crate) fn assert_is(&self, expect: Expect, old: &Self) {
+        match expect {
+            Expect::Old => assert!(
+                self == old,
+                "a service reads something else than the old set"
+            ),
+            Expect::New => assert!(
+                self.key() != old.key() && self.cert() != old.cert(),
+                "a service still reads the old key or certificate"
+            ),
+        }
+    }
+}
+
+// --- what is on disk ------------------------------------------------------------------------
+
+/// The temporary files below `root`.
+pub(crate) fn temporaries(root: &Path) -> Vec<PathBuf> {
+    tree(root)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().contains(TEMP_MARK))
+        })
+        .collect()
+}
+
+/// The version directories of a certificate (`..<timestamp>`).
+pub(crate) fn versions(host: &Host<'_>, cert: &str) -> Vec<String> {
+    versions_in(&host.cert_dir().join(cert))
+}
+
+/// The version directories in the certificate directory `dir`.
+pub(crate) fn versions_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("list the certificate's directory")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("..") && name != "..data")
+        .collect()
+}
+
+/// No temporary file where a service looks: beside the service-facing names, and in the
+/// version they lead to.
+#[track_caller]
+pub(crate) fn assert_no_temporary_where_services_look(host: &Host<'_>, cert: &str) {
+    assert_no_temporary_in(&host.cert_dir().join(cert));
+}
+
+/// No temporary file in the certificate directory `dir` or in the version it leads to.
+#[track_caller]
+pub(crate) fn assert_no_temporary_in(dir: &Path) {
+    let dir = dir.to_path_buf();
+    let mut looked = vec![dir.clone()];
+    if let Ok(current) = std::fs::read_link(dir.join("..data")) {
+        looked.push(dir.join(current));
+    }
+    for place in looked {
+        let temps: Vec<String> = std::fs::read_dir(&place)
+            .expect("list")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(TEMP_MARK))
+            .collect();
+        assert!(
+            temps.is_empty(),
+            "temporary files in {}: {temps:?}",
+            place.display()
+        );
+    }
+}
+
+/// Every private key fleetcert keeps is root's, 0640 with the key group in the certificate
+/// directory and 0600 in the state directory; `nobody` cannot read one, while a member of
+/// the key group reads the service-facing key (so the refusal is not for another reason).
+#[track_caller]
+pub(crate) fn assert_keys_private(host: &Host<'_>) {
+    assert_keys_private_in(&host.cert_dir(), &host.state_dir());
+}
+
+/// [`assert_keys_private`] for a host whose certificates are in `cert_dir` and whose state
+/// is in `state_dir`.
+#[track_caller]
+pub(crate) fn assert_keys_private_in(cert_dir: &Path, state_dir: &Path) {
+    let group = key_group_gid();
+    let mut keys = Vec::new();
+    for (root, mode, gid) in [(cert_dir, 0o640, Some(group)), (state_dir, 0o600, None)] {
+        for (path, meta) in tree(root) {
+            if !meta.is_file() {
+                continue;
+            }
+            let text = std::fs::read(&path).expect("read");
+            if !String::from_utf8_lossy(&text).contains("PRIVATE KEY") {
+                continue;
+            }
+            assert_eq!(meta.uid(), 0, "{} is not root's", path.display());
+            assert_eq!(meta.mode() & 0o7777, mode, "mode of {}", path.display());
+            if let Some(gid) = gid {
+                assert_eq!(meta.gid(), gid, "group of {}", path.display());
+            }
+            keys.push(path);
+        }
+    }
+    assert!(!keys.is_empty(), "no private key on disk at all");
+    for key in &keys {
+        assert!(
+            !read_as(key, "65534").status.success(),
+            "nobody can read {}",
+            key.display()
+        );
+    }
+    let service_key = cert_dir.join(CERT).join("privkey.pem");
+    if service_key.exists() {
+        let read = read_as(&service_key, &group.to_string());
+        assert!(
+            read.status.success(),
+            "the key group cannot read {}: {}",
+            service_key.display(),
+            String::from_utf8_lossy(&read.stderr)
+        );
+    }
+}
+
+/// `cat path` as user nobody with primary group `gid` and no other group.
+fn read_as(path: &Path, gid: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            "cat",
+        ])
+        .arg(path)
+        .stdout(Stdio::null())
+        .output()
+        .expect("run setpriv")
+}
+
+/// Everything the tests check after a kill (see the module doc); returns what a service reads.
+#[track_caller]
+pub(crate) fn assert_safe_after_kill(
+    host: &Host<'_>,
+    expect: Expect,
+    old: &ServiceSet,
+) -> ServiceSet {
+    let now = ServiceSet::read(host, CERT);
+    now.assert_consistent(host, CERT);
+    now.assert_is(expect, old);
+    assert_no_temporary_where_services_look(host, CERT);
+    assert_keys_private(host);
+    now
+}
+
+/// What [`pebble_count`] counts.
+pub(crate) const ORDERS: &str = "orders in the db";
+pub(crate) const ACCOUNTS: &str = "accounts in memory";
+
+/// How many orders or accounts Pebble holds ([`ORDERS`], [`ACCOUNTS`]), from its log.
+pub(crate) fn pebble_count(sb: &Sandbox, what: &str) -> usize {
+    let log = std::fs::read_to_string(sb.dir().join("logs/pebble.log")).expect("pebble log");
+    log.lines()
+        .rev()
+        .filter_map(|line| line.split_once("There are now ")?.1.strip_suffix(what))
+        .find_map(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+// --- the daily run -----------------------------------------------------------------------------
+
+/// One host of a test, its names and its zone.
+pub(crate) struct Day<'s> {
+    pub(crate) host: Host<'s>,
+    pub(crate) zone: &'s Zone,
+    names: Names,
+}
+
+/// A host's two names, `host<n>` and `www<n>`, and how its config is written.
+pub(crate) struct Names {
+    names: [String; 2],
+    /// Top-level config lines.
+    extra: String,
+    /// Options of the certificate besides its names (`pkcs12: {...}`), or empty.
+    options: String,
+}
+
+impl Names {
+    /// The names of host number `n`, with these config lines and certificate options.
+    pub(crate) fn new(n: u32, extra: &str, options: &str) -> Self {
+        Self {
+            names: [
+                format!("host{n}.example.test"),
+                format!("www{n}.example.test"),
+            ],
+            extra: extra.to_owned(),
+            options: options.to_owned(),
+        }
+    }
+
+    /// The host's name (its first certificate name).
+    pub(crate) fn host(&self) -> &str {
+        &self.names[0]
+    }
+
+    /// Both names.
+    pub(crate) fn all(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Gives `host`'s certificate the first `count` names: another set makes it due at
+    /// once. A name new to the set always has a record to publish, even when Pebble reuses
+    /// the other's authorization.
+    pub(crate) fn configure(&self, host: &Host<'_>, count: usize) {
+        let names: Vec<&str> = self.names[..count].iter().map(String::as_str).collect();
+        if self.options.is_empty() {
+            host.configure(&self.extra, &[(CERT, &names)]);
+            return;
+        }
+        host.configure(&self.extra, &[]);
+        let mut text = std::fs::read_to_string(host.config()).expect("read config");
+        text.push_str(&format!(
+            "  {CERT}: {{names: {}, {}}}\n",
+            serde_json::json!(names),
+            self.options
+        ));
+        std::fs::write(host.config(), text).expect("write config");
+    }
+}
+
+impl<'s> Day<'s> {
+    /// A host numbered `n` whose certificate names `host<n>`, not issued yet.
+    pub(crate) fn new(sb: &'s Sandbox, zone: &'s Zone, n: u32) -> Self {
+        Self::with(sb, zone, Names::new(n, "", ""), sb.acme_directory())
+    }
+
+    /// A host with these names and config, ordering from the CA at `directory`, its
+    /// certificate not issued yet.
+    pub(crate) fn with(sb: &'s Sandbox, zone: &'s Zone, names: Names, directory: &str) -> Self {
+        let host = Host::named(sb, directory, names.host(), &[]);
+        let day = Self { host, zone, names };
+        day.names(1);
+        day
+    }
+
+    /// Gives the certificate the first `count` names ([`Names::configure`]).
+    pub(crate) fn names(&self, count: usize) {
+        self.names.configure(&self.host, count);
+    }
+
+    /// request, then publish its document; both must succeed.
+    pub(crate) fn request_and_publish(&self) -> Value {
+        let document = self.host.request_ok();
+        self.zone.publish(&self.host, &document).expect_code(0);
+        document
+    }
+
+    /// The whole day as the playbook runs it, every step successful; the finalize report.
+    pub(crate) fn run(&self) -> Value {
+        self.request_and_publish();
+        self.host.finalize_ok()
+    }
+
+    /// A first certificate, then a second name, so that the next day renews it: the set a
+    /// service reads before the renewal.
+    pub(crate) fn issued_and_due(&self) -> ServiceSet {
+        let report = self.run();
+        assert_eq!(report["certs"][0]["status"], "issued", "{report:#}");
+        let old = ServiceSet::read(&self.host, CERT);
+        old.assert_consistent(&self.host, CERT);
+        self.names(2);
+        old
+    }
+
+    /// The next ordinary day after a kill: it must complete without help and leave the new
+    /// set, one version, no temporary file and no state. Returns what a service reads.
+    #[track_caller]
+    pub(crate) fn recovers(&self, old: &ServiceSet) -> ServiceSet {
+        let report = self.run();
+        assert_eq!(report["changed"], true, "{report:#}");
+        let now = ServiceSet::read(&self.host, CERT);
+        now.assert_consistent(&self.host, CERT);
+        now.assert_is(Expect::New, old);
+        self.assert_settled();
+        now
+    }
+
+    /// See [`assert_settled`].
+    #[track_caller]
+    pub(crate) fn assert_settled(&self) {
+        assert_settled(&self.host);
+    }
+}
+
+/// One version, no temporary file anywhere, no order or key left in the state directory,
+/// keys private; and the next request orders nothing.
+#[track_caller]
+pub(crate) fn assert_settled(host: &Host<'_>) {
+    assert_eq!(versions(host, CERT).len(), 1, "{:?}", versions(host, CERT));
+    for root in [host.cert_dir(), host.state_dir()] {
+        assert_eq!(temporaries(&root), Vec::<PathBuf>::new());
+    }
+    assert!(host.saved_order(CERT).is_none(), "the order is still saved");
+    let keys = host.state_dir().join("keys");
+    let left: BTreeSet<String> = std::fs::read_dir(&keys)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "keys left in {}: {left:?}", keys.display());
+    assert_keys_private(host);
+    let again = host.request_ok();
+    assert!(
+        again["records"].as_array().is_some_and(Vec::is_empty) && again["changed"] == false,
+        "the day after orders again: {again:#}"
+    );
+}
+
+// --- finalize and install -----------------------------------------------------------------
+
+/// Renews a certificate with finalize dying at `point`; a service must then read `expect`,
+/// and the next day must complete the renewal.
+fn finalize_killed_at(point: &str, expect: Expect) {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    day.request_and_publish();
+    host_killed_at(&day.host, "finalize", point);
+    let at_kill = assert_safe_after_kill(&day.host, expect, &old);
+    let after = day.recovers(&old);
+    if expect == Expect::New {
+        // The CA issued once: the next day installs that same certificate again.
+        assert_eq!(after, at_kill, "the next day installed another certificate");
+    }
+}
+
+/// One test per point of finalize's install.
+macro_rules! finalize_points {
+    ($($test:ident: $point:literal => $expect:ident,)*) => {
+        $(
+            #[test]
+            #[cfg_attr(
+                not(feature = "crash-points"),
+                ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+            )]
+            fn $test() {
+                finalize_killed_at($point, Expect::$expect);
+            }
+        )*
+    };
+}
+
+finalize_points! {
+    finalize_killed_after_saving_the_key_leaves_the_old_set: "finalize.key_saved" => Old,
+    finalize_killed_mid_write_of_the_saved_key_leaves_the_old_set: "store.staged.main.pem" => Old,
+    finalize_killed_after_the_ca_finalized_leaves_the_old_set: "finalize.csr_sent" => Old,
+    finalize_killed_before_the_keystore_is_built_leaves_the_old_set: "finalize.before_keystore" => Old,
+    finalize_killed_mid_write_of_the_new_key_leaves_the_old_set: "store.staged.privkey.pem" => Old,
+    finalize_killed_after_the_key_file_leaves_the_old_set: "install.after_file.privkey.pem" => Old,
+    finalize_killed_after_the_cert_file_leaves_the_old_set: "install.after_file.cert.pem" => Old,
+    finalize_killed_after_the_chain_file_leaves_the_old_set: "install.after_file.chain.pem" => Old,
+    finalize_killed_after_the_fullchain_file_leaves_the_old_set: "install.after_file.fullchain.pem" => Old,
+    finalize_killed_before_the_switch_leaves_the_old_set: "install.before_switch" => Old,
+    finalize_killed_after_the_switch_leaves_the_new_set: "install.after_switch" => New,
+    finalize_killed_before_the_state_is_cleared_leaves_the_new_set: "finalize.installed" => New,
+}
+
+/// A certificate with a PKCS#12 keystore: finalize dies after the keystore is written into
+/// the new version, the last file before the switch. A service reads the old PEM files and
+/// the old keystore, byte for byte; the next day switches all five together, and the
+/// keystore holds the new key and certificate.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn finalize_killed_after_the_keystore_file_leaves_the_old_pems_and_keystore() {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let n = next_host_number();
+    let password = zone.dir().join("keystore.pass");
+    write_secret(&password, "crash-test-pass");
+    let options = format!(
+        "pkcs12: {{password_file: {}, alias: service}}",
+        Value::from(password.display().to_string())
+    );
+    let day = Day::with(&sb, &zone, Names::new(n, "", &options), sb.acme_directory());
+    let old = day.issued_and_due();
+    let keystore = day.host.file(CERT, KEYSTORE);
+    let old_keystore = std::fs::read(&keystore).expect("read the keystore");
+    assert_keystore_holds(&day.host, &password);
+    day.request_and_publish();
+    host_killed_at(
+        &day.host,
+        "finalize",
+        &format!("install.after_file.{KEYSTORE}"),
+    );
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    assert_eq!(
+        std::fs::read(&keystore).expect("read the keystore"),
+        old_keystore,
+        "a service reads another keystore than the old one"
+    );
+    assert_keystore_holds(&day.host, &password);
+    day.recovers(&old);
+    assert_ne!(
+        std::fs::read(&keystore).expect("read the keystore"),
+        old_keystore
+    );
+    assert_keystore_holds(&day.host, &password);
+}
+
+/// The keystore's file name in the default layout.
+const KEYSTORE: &str = "keystore.p12";
+
+/// The keystore a service reads opens with the password and holds the key and certificate
+/// the PEM files hold; it is root's, 0640 with the key group, and `nobody` cannot read it.
+#[track_caller]
+fn assert_keystore_holds(host: &Host<'_>, password: &Path) {
+    let keystore = host.file(CERT, KEYSTORE);
+    let meta = std::fs::metadata(&keystore).expect("stat the keystore");
+    assert_eq!(meta.uid(), 0, "the keystore is not root's");
+    assert_eq!(meta.mode() & 0o7777, 0o640, "mode of the keystore");
+    assert_eq!(meta.gid(), key_group_gid(), "group of the keystore");
+    assert!(
+        !read_as(&keystore, "65534").status.success(),
+        "nobody can read the keystore"
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let (key, leaf) = (out.path().join("key.pem"), out.path().join("leaf.pem"));
+    openssl_extract(&keystore, password, "-nocerts", &key);
+    openssl_extract(&keystore, password, "-clcerts", &leaf);
+    assert_key_matches(&key, &host.file(CERT, "cert.pem"));
+    let pem = |path: &Path| {
+        let text = std::fs::read_to_string(path).expect("read PEM");
+        crate::sandbox::pem_certificates(&text)
+    };
+    assert_eq!(
+        pem(&leaf),
+        pem(&host.file(CERT, "cert.pem")),
+        "the keystore holds another certificate than cert.pem"
+    );
+}
+
+/// finalize dies while forgetting the order, between the order file and the saved key: the
+/// new set is in place, and the key left without its order is removed by the next finalize.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn finalize_killed_while_forgetting_the_order_leaves_the_new_set_and_the_key_goes_next() {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    day.request_and_publish();
+    host_killed_at(&day.host, "finalize", "finalize.order_forgotten");
+    assert_safe_after_kill(&day.host, Expect::New, &old);
+    assert!(
+        day.host.saved_order(CERT).is_none(),
+        "the order is still saved"
+    );
+    let key = day
+        .host
+        .state_dir()
+        .join("keys")
+        .join(format!("{CERT}.pem"));
+    assert!(key.exists(), "the saved key is gone already");
+    let report = day.run();
+    assert_eq!(report["certs"][0]["status"], "unchanged", "{report:#}");
+    assert!(!key.exists(), "the key without its order is still there");
+    day.assert_settled();
+}
+
+/// The very first install dies before its switch: a service finds no certificate at all (the
+/// links lead nowhere), as before the run — never a part of one — and fleetcert itself reads
+/// "no certificate yet", not a broken one; the next day installs.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn first_install_killed_before_the_switch_leaves_no_certificate() {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    day.request_and_publish();
+    host_killed_at(&day.host, "finalize", "install.before_switch");
+    for file in SERVICE_FILES {
+        let path = day.host.file(CERT, file);
+        let err =
+            std::fs::read(&path).expect_err("a service reads a file of an unfinished install");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::NotFound,
+            "{}",
+            path.display()
+        );
+    }
+    assert_no_temporary_where_services_look(&day.host, CERT);
+    assert_keys_private(&day.host);
+    let status = day.host.run("status", &[]).expect_code(0).json();
+    let line = &status["certs"][0];
+    assert!(line["problem"].is_null(), "status: {status:#}");
+    let report = day.run();
+    assert_eq!(report["certs"][0]["status"], "issued", "{report:#}");
+    ServiceSet::read(&day.host, CERT).assert_consistent(&day.host, CERT);
+    day.assert_settled();
+}
+
+/// Plain files, as a fleetcert older than the versioned install wrote them: the one-time
+/// conversion, killed after the key and then again after the certificate, still shows the
+/// old set, and the next day finishes it.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn conversion_of_plain_files_killed_twice_leaves_the_old_set() {
+    let sb = shared_sandbox();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    // Turn the certificate's directory into what an older fleetcert left: plain files.
+    let dir = day.host.cert_dir().join(CERT);
+    for file in SERVICE_FILES {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).expect("read");
+        let meta = std::fs::metadata(&path).expect("stat");
+        std::fs::remove_file(&path).expect("remove link");
+        std::fs::write(&path, bytes).expect("write plain");
+        std::fs::set_permissions(&path, meta.permissions()).expect("chmod");
+        std::os::unix::fs::lchown(&path, Some(meta.uid()), Some(meta.gid())).expect("chown");
+    }
+    for version in versions(&day.host, CERT) {
+        std::fs::remove_dir_all(dir.join(version)).expect("remove version");
+    }
+    std::fs::remove_file(dir.join("..data")).expect("remove ..data");
+    assert_eq!(ServiceSet::read(&day.host, CERT), old);
+    day.request_and_publish();
+    host_killed_at(&day.host, "finalize", "install.converting.privkey.pem");
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    host_killed_at(&day.host, "finalize", "install.converting.cert.pem");
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    day.recovers(&old);
+}
+
+// --- request -----------------------------------------------------------------------------------
+
+/// request dies after the CA made the order and before it is saved: the CA keeps an order
+/// nobody will finalize (it expires there unused; Let's Encrypt counts it against the
+/// new-orders rate limit), the host knows nothing of it, and the next day orders again.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn request_killed_after_the_order_is_created_orphans_it_and_the_next_day_orders_again() {
+    // A sandbox of its own, so that Pebble's count of orders is this test's.
+    let sb = sandbox().start();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    let orders = pebble_count(&sb, ORDERS);
+    host_killed_at(&day.host, "request", "request.order_created");
+    assert!(day.host.saved_order(CERT).is_none(), "an order was saved");
+    assert_eq!(
+        pebble_count(&sb, ORDERS),
+        orders + 1,
+        "the CA holds the orphan"
+    );
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    let document = day.host.request_ok();
+    assert_eq!(document["certs"][0]["status"], "pending", "{document:#}");
+    assert_eq!(
+        pebble_count(&sb, ORDERS),
+        orders + 2,
+        "the next day orders again"
+    );
+    zone.publish(&day.host, &document).expect_code(0);
+    day.host.finalize_ok();
+    let now = ServiceSet::read(&day.host, CERT);
+    now.assert_consistent(&day.host, CERT);
+    now.assert_is(Expect::New, &old);
+    day.assert_settled();
+}
+
+/// request dies after saving the order, before printing the document: the next request
+/// re-opens that order (the CA makes no other) and prints its records.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn request_killed_after_saving_the_order_reuses_it_the_next_day() {
+    let sb = sandbox().start();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    host_killed_at(&day.host, "request", "request.order_saved");
+    let saved = day.host.saved_order(CERT).expect("the order is saved");
+    let orders = pebble_count(&sb, ORDERS);
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    let document = day.host.request_ok();
+    assert_eq!(
+        day.host.saved_order(CERT).expect("still saved")["url"],
+        saved["url"],
+        "the next day made another order"
+    );
+    assert_eq!(
+        pebble_count(&sb, ORDERS),
+        orders,
+        "the CA made another order"
+    );
+    assert!(
+        document["records"]
+            .as_array()
+            .is_some_and(|records| !records.is_empty()),
+        "{document:#}"
+    );
+    zone.publish(&day.host, &document).expect_code(0);
+    day.host.finalize_ok();
+    ServiceSet::read(&day.host, CERT).assert_is(Expect::New, &old);
+    day.assert_settled();
+}
+
+/// request dies after the CA registered the account, before it is saved: the CA keeps an
+/// account nobody uses, and the next request registers another and completes.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn request_killed_after_registering_the_account_registers_again_the_next_day() {
+    let sb = sandbox().start();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    host_killed_at(&day.host, "request", "account.registered");
+    assert!(
+        !day.host.state_dir().join("account.json").exists(),
+        "the account was saved"
+    );
+    assert_eq!(pebble_count(&sb, ACCOUNTS), 1, "the CA holds the orphan");
+    assert!(temporaries(&day.host.state_dir()).is_empty());
+    let report = day.run();
+    assert_eq!(
+        pebble_count(&sb, ACCOUNTS),
+        2,
+        "the next day registers again"
+    );
+    assert_eq!(report["certs"][0]["status"], "issued", "{report:#}");
+    ServiceSet::read(&day.host, CERT).assert_consistent(&day.host, CERT);
+    day.assert_settled();
+}
+
+// --- publish -------------------------------------------------------------------------------------
+
+/// A host with a certificate due and its document, whose publish dies at `point` on a sandbox
+/// of its own. The zone file must be complete and the old one or the new one, the host's set
+/// untouched, and the next publish and finalize must complete.
+fn publish_killed_at(point: &str, zone_changed: bool) {
+    let sb = sandbox().start();
+    let zone = Zone::new(&sb, "");
+    let day = Day::new(&sb, &zone, next_host_number());
+    let old = day.issued_and_due();
+    let document = day.host.request_ok();
+    let zone_file = sb.signing_zone_file();
+    let before = std::fs::read_to_string(&zone_file).expect("zone file");
+    let served_before = sb.serial(sb.primary());
+    run_killed_at(&day.host, point, &zone.args(day.host.name(), &document));
+    let after = std::fs::read_to_string(&zone_file).expect("zone file after the kill");
+    run_ok(
+        Command::new("named-checkzone")
+            .args(["acme.test"])
+            .arg(&zone_file),
+    );
+    let values: Vec<&str> = document["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|record| record["value"].as_str().expect("value"))
+        .collect();
+    if zone_changed {
+        assert!(
+            values.iter().all(|value| after.contains(value)),
+            "the zone file is not the new one:\n{after}"
+        );
+    } else {
+        assert_eq!(after, before, "the zone file changed");
+        assert_eq!(
+            sb.serial(sb.primary()),
+            served_before,
+            "the primary serves another zone"
+        );
+    }
+    // The host's certificate is not touched by a publish.
+    assert_safe_after_kill(&day.host, Expect::Old, &old);
+    // The next ordinary publish of the same document completes, and so does finalize.
+    let report = zone.publish(&day.host, &document).expect_code(0).json();
+    for server in report["servers"].as_array().expect("servers") {
+        assert!(server["seconds"].is_number(), "{report:#}");
+    }
+    let primary_dir = zone_file.parent().expect("zone directory");
+    assert_eq!(temporaries(primary_dir), Vec::<PathBuf>::new());
+    day.host.finalize_ok();
+    ServiceSet::read(&day.host, CERT).assert_is(Expect::New, &old);
+    day.assert_settled();
+}
+
+/// One test per point of publish.
+macro_rules! publish_points {
+    ($($test:ident: $point:literal => $changed:literal,)*) => {
+        $(
+            #[test]
+            #[cfg_attr(
+                not(feature = "crash-points"),
+                ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+            )]
+            fn $test() {
+                publish_killed_at($point, $changed);
+            }
+        )*
+    };
+}
+
+publish_points! {
+    publish_killed_after_saving_the_ledger_leaves_the_zone: "publish.ledger_saved" => false,
+    publish_killed_after_staging_leaves_the_zone: "publish.staged" => false,
+    publish_killed_after_the_rename_leaves_a_complete_new_zone: "publish.after_rename" => true,
+    publish_killed_after_the_reload_leaves_the_new_zone: "publish.after_reload" => true,
+    publish_killed_during_the_wait_leaves_the_new_zone: "publish.waiting" => true,
+}
+
+// --- publish by dynamic update -----------------------------------------------------------
+
+/// A DNS-01-shaped value (43 base64url characters), different on every call.
+pub(crate) fn value() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{:A>43}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A token document of `host` with one record (a fresh value) per identifier, per-name mode.
+pub(crate) fn document(host: &str, identifiers: &[&str]) -> Value {
+    let records: Vec<Value> = identifiers
+        .iter()
+        .map(|id| {
+            serde_json::json!({"name": format!("{id}.acme.test."), "value": value(),
+                               "cert": "main", "identifier": id})
+        })
+        .collect();
+    serde_json::json!({"version": 1, "host": host, "records": records,
+        "certs": [{"name": "main", "status": "pending", "not_after": null, "reason": "test"}]})
+}
+
+/// Writes `secret` and a newline to a new 0600 file at `path` (a TSIG secret, a password).
+pub(crate) fn write_secret(path: &Path, secret: &str) {
+    std::fs::write(path, format!("{secret}\n")).expect("write the secret");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+}
+
+/// The TXT records of `acme.test` that `server` serves, by AXFR: (name, value).
+pub(crate) fn served_txt(sb: &Sandbox, server: &str) -> BTreeSet<(String, String)> {
+    sb.axfr(server, true)
+        .iter()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(3) == Some(&"TXT"))
+                .then(|| (fields[0].to_owned(), fields[4..].concat().replace('"', "")))
+        })
+        .collect()
+}
+
+/// The TXT values of `acme.test` that `server` serves.
+fn served_values(sb: &Sandbox, server: &str) -> BTreeSet<String> {
+    served_txt(sb, server)
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect()
+}
+
+/// The dynamic-update publisher dies between two UPDATE messages, once while adding 1,500
+/// values (about three messages) and once while taking them out again: the primary holds a
+/// part, and the next ordinary publish finishes the job — every value served after the
+/// first, none of fleetcert's left after the second.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-points"),
+    ignore = "needs the binary built with --features crash-points (tests/run.sh)"
+)]
+fn update_killed_between_messages_is_finished_by_the_next_publish() {
+    let secret = crate::update::secret();
+    let sb = sandbox().tsig(&format!("fleet={secret}")).start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("fleet.secret");
+    write_secret(&secret_file, &secret);
+    let config = dir.path().join("zone.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "zone: acme.test\nupdate: {{server: \"{}\", key_name: fleet, secret_file: {}}}\n\
+             state_dir: {}\nservers: {}\ntimeout: 30s\n",
+            sb.primary(),
+            secret_file.display(),
+            dir.path().join("state").display(),
+            serde_json::json!([sb.primary(), sb.secondary()]),
+        ),
+    )
+    .expect("write zone config");
+    let names: Vec<String> = (0..1500).map(|i| format!("h{i}.bench.test")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let full = document("bench.test", &names);
+    let empty = document("bench.test", &[]);
+    let wanted: BTreeSet<String> = full["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|record| record["value"].as_str().expect("value").to_owned())
+        .collect();
+    let tokens = dir.path().join("bench.json");
+    let args = [
+        "publish".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+        "--tokens".to_owned(),
+        format!("bench.test={}", tokens.display()),
+    ];
+    for (document, name) in [(&full, "adding"), (&empty, "removing")] {
+        std::fs::write(&tokens, document.to_string()).expect("write tokens");
+        let before = served_values(&sb, sb.primary());
+        killed_at("update.between_messages", &args);
+        let part = served_values(&sb, sb.primary());
+        assert!(
+            part != before,
+            "{name}: the first message did not change the zone"
+        );
+        let done = if name == "adding" {
+            wanted.clone()
+        } else {
+            BTreeSet::new()
+        };
+        assert!(
+            part != done,
+            "{name}: the zone was complete before the kill"
+        );
+        fleetcert(&args).expect_code(0);
+        for server in [sb.primary(), sb.secondary()] {
+            assert_eq!(served_values(&sb, server), done, "{name}: {server}");
+        }
+    }
+}
+
+// --- every point is tested -------------------------------------------------------------
+
+/// Every `crash_point!` in src/ has a test that kills the binary there, and a row in
+/// docs/crash-safety.md. A point counts as tested when a test file that sets
+/// `FLEETCERT_CRASH_AT` (this one and its modules, the keystore's) names it in a string
+/// literal — a point with a detail by one of its instances (`"install.after_file.cert.pem"`).
+/// That the test reaches it is [`killed_at`]'s check: a run that is not killed fails.
+#[test]
+fn every_crash_point_has_a_test_and_is_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = |dir: &str| -> Vec<(PathBuf, String)> {
+        tree(&root.join(dir))
+            .into_iter()
+            .filter(|(path, meta)| meta.is_file() && path.extension() == Some(OsStr::new("rs")))
+            .map(|(path, _)| {
+                let text = std::fs::read_to_string(&path).expect("read source");
+                (path, text)
+            })
+            .collect()
+    };
+    let mut points = BTreeSet::new();
+    for (path, text) in sources("src") {
+        if path.ends_with("src/crash.rs") {
+            // Its doc comments show the macro.
+            continue;
+        }
+        for call in text.split("crash_point!(\"").skip(1) {
+            points.insert(call.split('"').next().expect("a name").to_owned());
+        }
+    }
+    let killing: Vec<String> = sources("tests/integration")
+        .into_iter()
+        .filter(|(path, text)| {
+            text.contains("FLEETCERT_CRASH_AT")
+                || path.starts_with(root.join("tests/integration/crash"))
+        })
+        .map(|(_, text)| text)
+        .collect();
+    let docs = std::fs::read_to_string(root.join("docs/crash-safety.md")).expect("docs");
+    for point in &points {
+        assert!(
+            killing
+                .iter()
+                .any(|text| text.contains(&format!("\"{point}\""))
+                    || text.contains(&format!("\"{point}."))),
+            "crash point {point} has no test in tests/integration"
+        );
+        assert!(
+            docs.contains(&format!("| `{point}")),
+            "crash point {point} has no row in docs/crash-safety.md"
+        );
+    }
+    assert!(
+        points.len() >= 20,
+        "only {} points found: {points:?}",
+        points.len()
+    );
+}
