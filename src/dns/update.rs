@@ -30,7 +30,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::DnsName;
-use super::tsig::{FUDGE_SECONDS, TsigKey, unix_now};
+use super::tsig::{FUDGE_SECONDS, TsigKey};
+use crate::timestamp::unix_now;
 use crate::shown::bare;
 
 /// How long one answer may take: BIND applies an UPDATE of a thousand records in
