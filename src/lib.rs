@@ -20,6 +20,8 @@ mod commands;
 mod config;
 mod dns;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod hiera;
 mod issuer;
 mod lock;

@@ -13,7 +13,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -133,11 +133,17 @@ impl Access {
 /// What to do with a directory that already exists when asked to ensure it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Existing {
-    /// It is fleetcert's own: give it the owner and mode again.
+    /// It is fleetcert's own: refuse it when another user owns it (someone made it first, to
+    /// own what fleetcert puts there), else give it the owner and mode again.
     Enforce,
-    /// It may be the operator's: leave its mode, but refuse it when users other than its
-    /// owner may write in it (they could swap what fleetcert puts there).
+    /// It may be the operator's: leave its mode, but refuse it when it belongs to anyone but
+    /// root or the process's user, or when others may write in it, sticky or not (they could
+    /// swap, or make first, what fleetcert puts there).
     RefuseIfOthersWrite,
+    /// A directory above the one asked for, where fleetcert only creates that one: like
+    /// [`Existing::RefuseIfOthersWrite`], but a sticky directory that others may write in
+    /// (`/tmp`) is fine, since they cannot rename or remove what fleetcert makes there.
+    Ancestor,
 }
 
 /// A directory opened once and used by descriptor (see the module doc).
@@ -204,11 +210,8 @@ impl Dir {
             }
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 let (parent, name) = split(path)?;
-                let parent = Self::ensure(
-                    parent,
-                    Access::private(PARENT_DIR_MODE),
-                    Existing::RefuseIfOthersWrite,
-                )?;
+                let parent =
+                    Self::ensure(parent, Access::private(PARENT_DIR_MODE), Existing::Ancestor)?;
                 parent.create_dir(name, access)
             }
             Err(err) => Err(err),
@@ -277,10 +280,10 @@ impl Dir {
         }
         let fd = nix::fcntl::openat(&self.fd, name, dir_flags(), Mode::empty())
             .map_err(|errno| open_error(&path, errno))?;
-        access
-            .apply(fd.as_fd())
-            .map_err(|errno| StoreError::io("set the mode of", &path, errno))?;
-        Ok(Self { fd, path })
+        let dir = Self { fd, path };
+        // Made by someone else between the look and the mkdir: theirs, not ours.
+        dir.settle(access, Existing::Enforce)?;
+        Ok(dir)
     }
 
     /// Gives this directory `access` (its owner and mode).
@@ -292,12 +295,24 @@ impl Dir {
 
     /// Applies `existing` to an opened directory.
     fn settle(&self, access: Access, existing: Existing) -> Result<(), StoreError> {
+        let stat = self.stat()?;
+        let euid = nix::unistd::geteuid().as_raw();
         match existing {
-            Existing::Enforce => self.apply(access),
-            Existing::RefuseIfOthersWrite => {
-                let stat = self.stat()?;
-                let euid = nix::unistd::geteuid().as_raw();
-                let sticky = stat.st_mode & 0o1000 != 0;
+            Existing::Enforce => {
+                if stat.st_uid != euid && Some(stat.st_uid) != access.uid {
+                    return Err(StoreError::unsafe_file(
+                        &self.path,
+                        format!(
+                            "belongs to uid {}, but fleetcert makes it for itself: whoever \
+                             made it can read or swap what fleetcert writes there; move it away",
+                            stat.st_uid
+                        ),
+                    ));
+                }
+                self.apply(access)
+            }
+            Existing::RefuseIfOthersWrite | Existing::Ancestor => {
+                let sticky = existing == Existing::Ancestor && stat.st_mode & 0o1000 != 0;
                 if stat.st_uid != euid && stat.st_uid != 0 {
                     return Err(StoreError::unsafe_file(
                         &self.path,
@@ -395,19 +410,21 @@ impl Dir {
             return Err(open_error(&self.path.join(name), Errno::ELOOP));
         }
         let (temp, file) = self.create_temp(name)?;
-        let staged = Staged {
+        let mut staged = Staged {
             dir: self,
             temp,
             name: name.to_owned(),
+            file,
             committed: false,
         };
         let path = self.path.join(&staged.temp);
-        let mut file = file;
-        file.write_all(contents)
-            .and_then(|()| file.sync_all())
+        staged
+            .file
+            .write_all(contents)
+            .and_then(|()| staged.file.sync_all())
             .map_err(|err| StoreError::io("write", &path, err))?;
         access
-            .apply(file.as_fd())
+            .apply(staged.file.as_fd())
             .map_err(|errno| StoreError::io("set the mode of", &path, errno))?;
         crash_point!("store.staged", name);
         Ok(staged)
@@ -645,20 +662,49 @@ pub(crate) struct Staged<'d> {
     dir: &'d Dir,
     temp: String,
     name: String,
+    /// The file as created: whoever can write in the directory can swap the name for
+    /// something else, never this descriptor.
+    file: File,
     committed: bool,
 }
 
 impl Staged<'_> {
-    /// Renames the temporary file over the target (flush the directory afterwards).
+    /// Renames the temporary file over the target (flush the directory afterwards), once it
+    /// is sure that the name still holds the file it created: in a directory others may
+    /// write in (a zone directory), they could have swapped it for a link since.
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {
+        let ours = nix::sys::stat::fstat(&self.file)
+            .map_err(|errno| StoreError::io("inspect", &self.dir.path.join(&self.temp), errno))?;
+        match self.dir.stat_at(&self.temp)? {
+            Some(now) if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino) => {}
+            _ => {
+                return Err(StoreError::unsafe_file(
+                    &self.dir.path.join(&self.temp),
+                    "was replaced by someone else while fleetcert wrote it: another user can \
+                     write in this directory; nothing was put in place",
+                ));
+            }
+        }
         self.dir.rename(&self.temp, &self.name)?;
         self.committed = true;
         Ok(())
     }
 
-    /// The temporary name, for tools that check the file before it goes in place.
+    /// A path that opens exactly the staged file, for tools that check it before it goes in
+    /// place: through this process's descriptor (`/proc/<pid>/fd/<n>`), so that nobody who
+    /// can write in the directory can make the tool read another file by swapping the
+    /// temporary name. The temporary name where `/proc` is missing.
     pub(crate) fn temp_path(&self) -> PathBuf {
-        self.dir.path.join(&self.temp)
+        let by_descriptor = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.file.as_raw_fd()
+        ));
+        if by_descriptor.exists() {
+            by_descriptor
+        } else {
+            self.dir.path.join(&self.temp)
+        }
     }
 }
 
@@ -831,6 +877,70 @@ mod tests {
             .expect_err("world-writable");
         assert!(err.to_string().contains("chmod go-w"), "{err}");
         assert_eq!(mode(&open), 0o777, "refused, not changed");
+    }
+
+    #[test]
+    fn a_sticky_directory_others_may_write_is_refused_but_may_hold_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = dir.path().join("tmp");
+        std::fs::create_dir(&shared).expect("mkdir");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        // As the directory asked for: others could squat the names fleetcert makes in it.
+        let err = Dir::ensure(
+            &shared,
+            Access::private(0o755),
+            Existing::RefuseIfOthersWrite,
+        )
+        .expect_err("sticky and world-writable");
+        assert!(
+            err.is_refusal() && err.to_string().contains("chmod go-w"),
+            "{err}"
+        );
+        // As a directory above it (`/tmp`): fleetcert makes its own below, which others
+        // cannot rename or remove.
+        let below = shared.join("certs");
+        Dir::ensure(
+            &below,
+            Access::private(0o755),
+            Existing::RefuseIfOthersWrite,
+        )
+        .expect("a new directory below a sticky one");
+        assert_eq!(mode(&below), 0o755);
+    }
+
+    #[test]
+    fn a_temporary_swapped_while_staged_is_not_put_in_place_nor_read_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let store = Dir::open(dir.path()).expect("open");
+        let staged = store
+            .stage("zone.db", b"new zone", Access::private(SECRET_MODE))
+            .expect("stage");
+        let temp = store
+            .entries()
+            .expect("list")
+            .into_iter()
+            .find(|name| name.starts_with(".zone.db"))
+            .expect("a temporary");
+        // Someone who may write here swaps the temporary for a link.
+        std::fs::remove_file(dir.path().join(&temp)).expect("unlink");
+        std::os::unix::fs::symlink(&victim, dir.path().join(&temp)).expect("link");
+        // A checker given the staged file's path still reads what was staged.
+        assert_eq!(
+            std::fs::read(staged.temp_path()).expect("read"),
+            b"new zone"
+        );
+        let err = staged.commit().expect_err("swapped");
+        assert!(
+            err.is_refusal() && err.to_string().contains("replaced"),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("zone.db").exists(),
+            "the link went in place"
+        );
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the pinned cargo tools the tests and the packaging need, from crates.io:
-# cargo-deb builds the Debian package (packaging/build-deb.sh, tests/integration/package.rs).
+# cargo-deb builds the Debian package (packaging/build-deb.sh, tests/integration/package.rs);
+# cargo-fuzz builds and runs the fuzz targets (tests/fuzz.sh, fuzz/).
 #
 # Idempotent and quiet: a tool already installed at its pinned version is left alone.
 set -euo pipefail
@@ -8,6 +9,7 @@ set -euo pipefail
 # name version
 TOOLS=(
     "cargo-deb 3.8.0"
+    "cargo-fuzz 0.13.2"
 )
 
 die() { printf 'install-cargo-tools.sh: %s\n' "$*" >&2; exit 1; }

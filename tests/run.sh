@@ -46,3 +46,10 @@ if (($# == 0)); then
     step "soak: 3 daily cycles (tests/soak.sh, docs/crash-safety.md)"
     SOAK_CARGO_FLAGS="--features crash-points --test integration" tests/soak.sh 3
 fi
+
+# The dev build of the targets: a cold release sanitizer build costs twice the CPU and the
+# wall time (about 3 minutes more on 2 cores, docs/security.md, "Fuzzing"); 30 s is a smoke run.
+if (($# == 0)); then
+    step "fuzzing (tests/fuzz.sh, dev build: each target 30 s; docs/security.md, \"Fuzzing\")"
+    FUZZ_PROFILE=dev tests/fuzz.sh all 30
+fi

@@ -44,7 +44,7 @@ mod order;
 mod state;
 
 pub(crate) use account::{AccountState, open_existing, open_or_create};
-pub(crate) use chain::{IssuedChain, verify_chain};
+pub(crate) use chain::{IssuedChain, pem_blocks, verify_chain};
 pub(crate) use limit::RateLimit;
 pub(crate) use order::{
     Challenge, PendingOrder, Reopened, check_profile, complete, create, reopen, replaces_for,

@@ -124,6 +124,18 @@ fn check_options(path: &Path, key: &str, raw: RawCertOptions) -> Result<CertSpec
         if names.contains(&name) {
             return Err(invalid(path, key, format!("lists `{name}` twice")));
         }
+        // The CA asks for `_acme-challenge.<name>`: a name that leaves no room for it fits
+        // no order, and is better refused now than after one was made.
+        if name.base().child("_acme-challenge").is_err() {
+            return Err(invalid(
+                path,
+                key,
+                format!(
+                    "has the name {name}, whose `_acme-challenge.` name would be longer than \
+                     the 253 characters of a DNS name: use a shorter name"
+                ),
+            ));
+        }
         names.push(name);
     }
     let pkcs12 = raw
@@ -208,6 +220,14 @@ mod tests {
             let err = check(text).expect_err(text);
             assert!(err.contains(needle), "{text}: {err}");
         }
+        // 242 characters: a name, but `_acme-challenge.` does not fit in front of it.
+        let label = "b".repeat(63);
+        let no_room = format!("main: [{label}.{label}.{label}.{}]\n", "c".repeat(50));
+        let err = check(&no_room).expect_err("no room");
+        assert!(
+            err.contains("`certs.main`") && err.contains("_acme-challenge"),
+            "{err}"
+        );
         let long = format!("{}: [a.org]\n", "c".repeat(65));
         assert!(check(&long).expect_err("long").contains("longer than 64"));
     }

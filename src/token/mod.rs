@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dns::{DnsName, NameError};
 
-pub(crate) use validate::{Submission, TokenError, TokenSource, own_submission, read_tokens};
+pub(crate) use validate::{
+    Submission, TokenError, TokenSource, own_submission, read_tokens, validate_bytes,
+};
 
 /// The only document version this build reads and writes.
 pub(crate) const VERSION: u32 = 1;

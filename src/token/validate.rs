@@ -169,15 +169,43 @@ pub(crate) fn read_tokens(
     policy: &Policy,
 ) -> Result<Vec<Submission>, TokenError> {
     let mut seen_stdin = false;
-    let mut by_host: BTreeMap<DnsName, (Submission, Origin)> = BTreeMap::new();
+    let mut collated = Collated::default();
     for source in sources {
         if source.is_stdin() && std::mem::replace(&mut seen_stdin, true) {
             return Err(TokenError::StdinTwice);
         }
-        for entry in entries(source)? {
+        let (file, bytes) = read_source(source)?;
+        collated.add(entries(&bytes, &file, source.host.as_ref())?, policy)?;
+    }
+    Ok(collated.into_submissions())
+}
+
+/// Validates one source's bytes as [`read_tokens`] does a file's, `file` naming it in errors
+/// and `host` the host an operator mapped it to (the fuzz targets' way in).
+pub(crate) fn validate_bytes(
+    bytes: &[u8],
+    file: &str,
+    host: Option<&DnsName>,
+    policy: &Policy,
+) -> Result<Vec<Submission>, TokenError> {
+    let mut collated = Collated::default();
+    collated.add(entries(bytes, file, host)?, policy)?;
+    Ok(collated.into_submissions())
+}
+
+/// The submissions read so far, one per host, with where each came from.
+#[derive(Default)]
+struct Collated {
+    by_host: BTreeMap<DnsName, (Submission, Origin)>,
+}
+
+impl Collated {
+    /// Validates `entries` and adds them; the same host again must bring the same records.
+    fn add(&mut self, entries: Vec<Entry>, policy: &Policy) -> Result<(), TokenError> {
+        for entry in entries {
             let origin = entry.origin.clone();
             let submission = validate(entry, policy)?;
-            match by_host.get(&submission.host) {
+            match self.by_host.get(&submission.host) {
                 Some((earlier, _)) if *earlier == submission => {}
                 Some((_, earlier)) => {
                     return Err(TokenError::Document {
@@ -190,15 +218,20 @@ pub(crate) fn read_tokens(
                     });
                 }
                 None => {
-                    by_host.insert(submission.host.clone(), (submission, origin));
+                    self.by_host
+                        .insert(submission.host.clone(), (submission, origin));
                 }
             }
         }
+        Ok(())
     }
-    Ok(by_host
-        .into_values()
-        .map(|(submission, _)| submission)
-        .collect())
+
+    fn into_submissions(self) -> Vec<Submission> {
+        self.by_host
+            .into_values()
+            .map(|(submission, _)| submission)
+            .collect()
+    }
 }
 
 /// Validates a host's own document made in this process (`renew`): the same checks as a
@@ -225,8 +258,8 @@ pub(crate) fn own_submission(
     validate(entry, policy)
 }
 
-/// Reads one source and splits it into its documents, by shape.
-fn entries(source: &TokenSource) -> Result<Vec<Entry>, TokenError> {
+/// Reads one source (bounded); its name for error lines and its bytes.
+fn read_source(source: &TokenSource) -> Result<(String, Vec<u8>), TokenError> {
     let file = if source.is_stdin() {
         "stdin".to_owned()
     } else {
@@ -241,15 +274,21 @@ fn entries(source: &TokenSource) -> Result<Vec<Entry>, TokenError> {
         path: file.clone(),
         source,
     })?;
+    Ok((file, bytes))
+}
+
+/// Splits one source's bytes into its documents, by shape; `host` vouches for every document
+/// that its shape does not vouch for otherwise.
+fn entries(bytes: &[u8], file: &str, host: Option<&DnsName>) -> Result<Vec<Entry>, TokenError> {
     let origin = |entry: Option<String>| Origin {
-        file: file.clone(),
+        file: file.to_owned(),
         entry,
     };
     let syntax = |problem: String| TokenError::Syntax {
         origin: origin(None),
         problem,
     };
-    let value: Value = serde_json::from_slice(&bytes).map_err(|err| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
         syntax(format!(
             "is not JSON ({}): give the output of `request`",
             bare(&err.to_string(), MAX_PARSER_MESSAGE)
@@ -295,7 +334,7 @@ fn entries(source: &TokenSource) -> Result<Vec<Entry>, TokenError> {
     .map(|mut item| {
         // `HOST=FILE`: the operator's mapping vouches for every document in the file.
         if item.vouched.is_none() {
-            item.vouched.clone_from(&source.host);
+            item.vouched = host.cloned();
         }
         item
     })

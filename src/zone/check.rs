@@ -68,15 +68,28 @@ pub(crate) fn check_rendered(
 fn parse(text: &str, zone: &DnsName) -> Result<Parsed, (usize, String)> {
     let mut parsed = Parsed::default();
     let mut owner: Option<DnsName> = None;
-    for (index, raw) in text.lines().enumerate() {
+    // Lines end at `\n` alone, as BIND reads them (`lines()` would also eat a `\r`).
+    for (index, raw) in text.split('\n').enumerate() {
         let number = index + 1;
+        // Printable ASCII, spaces and tabs only, comments included: BIND ends a token only
+        // at a space or tab, so a Unicode space (which `split_whitespace` below would take
+        // for one) would make BIND read another name than this check does.
+        if let Some(c) = raw
+            .chars()
+            .find(|&c| c != '\t' && !(' '..='~').contains(&c))
+        {
+            return Err((
+                number,
+                format!(
+                    "the character U+{:04X} (a signing zone holds printable ASCII only)",
+                    u32::from(c)
+                ),
+            ));
+        }
         // A `;` starts a comment: no value that passed validation can contain one.
         let line = raw.split(';').next().unwrap_or("");
         if line.trim().is_empty() {
             continue;
-        }
-        if line.chars().any(|c| c.is_control() && c != '\t') {
-            return Err((number, "a control character".to_owned()));
         }
         let mut tokens = line.split_whitespace().peekable();
         if line.starts_with('$') {
@@ -90,10 +103,7 @@ fn parse(text: &str, zone: &DnsName) -> Result<Parsed, (usize, String)> {
         let Some(name) = owner.clone() else {
             return Err((number, "a record without an owner name".to_owned()));
         };
-        if tokens
-            .peek()
-            .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if tokens.peek().is_some_and(|t| is_ttl(t)) {
             tokens.next();
         }
         if tokens.peek().is_some_and(|t| t.eq_ignore_ascii_case("IN")) {
@@ -114,12 +124,19 @@ fn directive<'a>(tokens: &mut impl Iterator<Item = &'a str>, zone: &DnsName) -> 
     }
     match (word, argument) {
         ("$ORIGIN", Some(origin)) if origin.eq_ignore_ascii_case(&zone.fqdn()) => Ok(()),
-        ("$TTL", Some(ttl)) if ttl.parse::<u32>().is_ok() => Ok(()),
+        ("$TTL", Some(ttl)) if is_ttl(ttl) => Ok(()),
         _ => Err(format!(
             "the directive {} is not one a signing zone uses",
             shown(word)
         )),
     }
+}
+
+/// A TTL as BIND reads one in this check's forms: digits only, within 32 bits. BIND refuses
+/// `+60` and `4294967296` (`bad ttl` as `$TTL`, an unknown type in a record), while Rust's
+/// `u32` parser would take the first; units (`1h`) are not rendered, so not accepted.
+fn is_ttl(token: &str) -> bool {
+    token.bytes().all(|b| b.is_ascii_digit()) && token.parse::<u32>().is_ok()
 }
 
 /// Resolves an owner: `@`, a relative name, or an absolute one inside the zone.
@@ -152,6 +169,16 @@ fn record(
         "SOA" => {
             if name != zone {
                 return Err("an SOA record below the apex".to_owned());
+            }
+            // Parentheses only as one pair around the numbers, on this line: BIND would read
+            // an unclosed one on into the following lines (and the records there).
+            let parens: Vec<&str> = rdata
+                .iter()
+                .copied()
+                .filter(|t| *t == "(" || *t == ")")
+                .collect();
+            if !(parens.is_empty() || parens == ["(", ")"] && rdata.last() == Some(&")")) {
+                return Err("an SOA record whose parentheses do not close on its line".to_owned());
             }
             let fields: Vec<&str> = rdata
                 .iter()
@@ -249,6 +276,17 @@ mod tests {
             "x.acme.test. IN TXT \"a b\"\n",
             "x.acme.test. IN A 1.2.3.4 5\n",
             "x.acme.test.\x07 IN A 1.2.3.4\n",
+            // Found by fuzzing (zone_check): a control character in a comment, and a
+            // Unicode space that BIND would read as part of the owner name.
+            "; a\u{1}\u{0} comment\n",
+            "a.org.acme.test.\u{a0}IN TXT \"x\"\n",
+            "x.acme.test. IN A 1.2.3.4\r\n",
+            // Found by fuzzing (zone_check): TTLs BIND does not read as TTLs, so that it
+            // refuses the zone (`bad ttl`, or the token taken for an unknown type).
+            "$TTL +60\n",
+            "$TTL 4294967296\n",
+            "x.acme.test. +60 IN A 1.2.3.4\n",
+            "x.acme.test. 99999999999 IN A 1.2.3.4\n",
         ] {
             let text = format!("{HEAD}{txt}{bad}");
             let err = check(&text).expect_err(bad).to_string();
@@ -261,6 +299,11 @@ mod tests {
         assert!(check(HEAD).is_err(), "missing record");
         let other = format!("{HEAD}b.org.acme.test. IN TXT \"{VALUE}\"\n");
         assert!(check(&other).is_err(), "other record");
+        // Found by fuzzing (zone_check): an SOA whose parenthesis never closes, which BIND
+        // would read on into the records below it.
+        let unclosed = HEAD.replace("864000 60 )", "864000 60");
+        let unclosed = format!("{unclosed}a.org.acme.test. IN TXT \"{VALUE}\"\n");
+        assert!(check(&unclosed).is_err(), "unclosed parenthesis");
         let wrong_serial = HEAD.replace("( 7 ", "( 8 ");
         assert!(
             check(&format!(

@@ -16,9 +16,11 @@ mod reload;
 mod render;
 mod update;
 
+pub(crate) use check::check_rendered;
 pub(crate) use file::FileWriter;
 pub(crate) use ledger::Ledger;
 pub(crate) use publish::{Publication, publish};
+pub(crate) use render::{ZoneData, ZoneTemplate};
 pub(crate) use update::UpdateWriter;
 
 use crate::dns::DiscoverError;
@@ -115,7 +117,7 @@ impl ZoneError {
             | Self::Crowded { .. }
             | Self::ZoneFile { .. }
             | Self::SetTooLarge { .. } => true,
-            Self::Store(err) => err.is_refusal(),
+            Self::Store(err) | Self::Locked(crate::lock::LockError::Store(err)) => err.is_refusal(),
             Self::Update(err) => err.is_usage(),
             Self::Contended { .. } => false,
             Self::Reload(_) | Self::Locked(_) | Self::Servers { .. } => false,

@@ -21,6 +21,7 @@ mod monitoring;
 mod package;
 mod publish;
 mod sandbox;
+mod security;
 mod services;
 mod update;
 mod util;
