@@ -31,8 +31,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::DnsName;
 use super::tsig::{FUDGE_SECONDS, TsigKey};
-use crate::timestamp::unix_now;
 use crate::shown::bare;
+use crate::timestamp::unix_now;
 
 /// How long one answer may take: BIND applies an UPDATE of a thousand records in
 /// milliseconds, and sends a zone of 10,000 records in well under a second.
