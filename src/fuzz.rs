@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use crate::cert::{KeyType, PrivateKey};
 use crate::config::{HostConfig, ZoneConfig, ZoneTarget};
-use crate::dns::DnsName;
+use crate::dns::{DnsName, NameError};
 use crate::token::{ChallengeRecords, Policy, Submission, TxtRecord, TxtValue, record_name};
 use crate::zone::{ZoneData, ZoneTemplate, check_rendered};
 
@@ -399,7 +399,8 @@ fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, String> {
         let mut rest = tokens.into_iter().peekable();
         if !continued {
             let token = rest.next().unwrap_or_default();
-            owner = Some(bind_name(&token, zone)?);
+            owner =
+                Some(bind_name(&token, zone).map_err(|err| format!("the owner {token:?} {err}"))?);
         }
         let owner = owner.clone().ok_or("a record before any owner")?;
         // TTL and class, in either order, as BIND allows.
@@ -477,15 +478,14 @@ fn tokenize(line: &str) -> Result<Vec<String>, String> {
 }
 
 /// An owner as BIND reads it: `@`, absolute with the dot, or relative to the zone.
-fn bind_name(token: &str, zone: &DnsName) -> Result<DnsName, String> {
+fn bind_name(token: &str, zone: &DnsName) -> Result<DnsName, NameError> {
     if token == "@" {
         return Ok(zone.clone());
     }
-    let parsed = match token.strip_suffix('.') {
+    match token.strip_suffix('.') {
         Some(absolute) => DnsName::parse(absolute),
         None => DnsName::parse(token).and_then(|relative| relative.under(zone)),
-    };
-    parsed.map_err(|err| format!("the owner {token:?} {err}"))
+    }
 }
 
 /// The key the PEM target's chains are checked against, read once (the fuzz crate's own

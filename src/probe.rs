@@ -94,11 +94,11 @@ async fn probe_within(
     let at = OffsetDateTime::now_utc();
     let served = match tokio::time::timeout(limit, served_leaf(target, sni)).await {
         Ok(served) => served,
-        Err(_) => Err(format!("no TLS handshake within {} ms", limit.as_millis())),
+        Err(_) => Err(ProbeError::Timeout(limit)),
     };
     let (verdict, served) = match served {
         Ok(leaf) => (compare(installed, &leaf), Some(leaf)),
-        Err(reason) => (Verdict::Unreachable(reason), None),
+        Err(reason) => (Verdict::Unreachable(reason.to_string()), None),
     };
     Probe {
         target: target.to_owned(),
@@ -108,35 +108,50 @@ async fn probe_within(
     }
 }
 
+/// Why a target served no certificate to compare; each is one line, outside text bounded.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("not a TLS server name: {}", bare(&.0.to_string(), MAX_REASON))]
+    ServerName(rustls::pki_types::InvalidDnsNameError),
+    #[error("cannot connect: {}", bare(&.0.to_string(), MAX_REASON))]
+    Connect(std::io::Error),
+    #[error("cannot set up TLS: {0}")]
+    Setup(rustls::Error),
+    #[error("TLS handshake failed: {}", bare(&.0.to_string(), MAX_REASON))]
+    Handshake(std::io::Error),
+    #[error("the server sent no certificate")]
+    NoCertificate,
+    #[error("the served certificate: {}", bare(&.0.to_string(), MAX_REASON))]
+    Served(crate::cert::InspectError),
+    #[error("no TLS handshake within {} ms", .0.as_millis())]
+    Timeout(Duration),
+}
+
 /// The leaf `target` serves for `sni`; `Err` says why there is none.
-async fn served_leaf(target: &str, sni: &DnsName) -> Result<Inspection, String> {
-    let reason = |what: &str, err: &dyn std::fmt::Display| {
-        format!("{what}: {}", bare(&err.to_string(), MAX_REASON))
-    };
-    let name = ServerName::try_from(sni.as_str().to_owned())
-        .map_err(|err| reason("not a TLS server name", &err))?;
+async fn served_leaf(target: &str, sni: &DnsName) -> Result<Inspection, ProbeError> {
+    let name = ServerName::try_from(sni.as_str().to_owned()).map_err(ProbeError::ServerName)?;
     let stream = TcpStream::connect(target)
         .await
-        .map_err(|err| reason("cannot connect", &err))?;
+        .map_err(ProbeError::Connect)?;
     let connector = TlsConnector::from(Arc::new(client_config()?));
     let tls = connector
         .connect(name, stream)
         .await
-        .map_err(|err| reason("TLS handshake failed", &err))?;
+        .map_err(ProbeError::Handshake)?;
     let (_, connection) = tls.get_ref();
     let leaf = connection
         .peer_certificates()
         .and_then(<[CertificateDer<'_>]>::first)
-        .ok_or_else(|| "the server sent no certificate".to_owned())?;
-    inspect_chain(pem(leaf).as_bytes()).map_err(|err| reason("the served certificate", &err))
+        .ok_or(ProbeError::NoCertificate)?;
+    inspect_chain(pem(leaf).as_bytes()).map_err(ProbeError::Served)
 }
 
 /// The client: aws-lc-rs, TLS 1.2 and 1.3, any chain (see the module doc).
-fn client_config() -> Result<ClientConfig, String> {
+fn client_config() -> Result<ClientConfig, ProbeError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|err| format!("cannot set up TLS: {err}"))?
+        .map_err(ProbeError::Setup)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyChain(provider)))
         .with_no_client_auth();

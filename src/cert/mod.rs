@@ -8,7 +8,8 @@ mod layout;
 mod pkcs12;
 
 pub(crate) use inspect::{
-    DueReason, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted, inspect_chain,
+    DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted,
+    inspect_chain,
 };
 pub(crate) use install::{CertDir, Secret, SetFile};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};

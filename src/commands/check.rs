@@ -63,16 +63,28 @@ pub(crate) async fn run(args: &CheckArgs, observed: &mut Observed) -> Result<Out
     Ok(Outcome::Check(status))
 }
 
-/// The status and its line; `Err` is what keeps the check from running (UNKNOWN).
-async fn check(args: &CheckArgs, observed: &mut Observed) -> Result<(CheckStatus, String), String> {
-    let config = HostConfig::load(&args.config).map_err(|err| err.to_string())?;
+/// What keeps the check from running (UNKNOWN).
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(
+        "--critical-days {critical} is more than --warning-days {warning}: the critical window \
+         must lie inside the warning window"
+    )]
+    Windows { warning: u32, critical: u32 },
+}
+
+/// The status and its line.
+async fn check(
+    args: &CheckArgs,
+    observed: &mut Observed,
+) -> Result<(CheckStatus, String), CheckError> {
+    let config = HostConfig::load(&args.config)?;
     if let (Some(warning), Some(critical)) = (args.warning_days, args.critical_days)
         && critical > warning
     {
-        return Err(format!(
-            "--critical-days {critical} is more than --warning-days {warning}: the critical \
-             window must lie inside the warning window"
-        ));
+        return Err(CheckError::Windows { warning, critical });
     }
     let now = OffsetDateTime::now_utc();
     let certs: Vec<(&String, &CertSpec, Installed<'_>)> = config

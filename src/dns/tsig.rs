@@ -5,7 +5,6 @@
 //! the algorithm only, and nothing here implements `Display` or `Serialize` for it.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::TSigner;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
@@ -107,13 +106,6 @@ fn unreachable_algorithm(algo: TsigAlgo) -> TSigner {
     // hickory-proto 0.26 supports HMAC-SHA256/384/512; this build was made with one that
     // does not, which the unit test below catches before it ships.
     panic!("hickory-proto does not support {algo}")
-}
-
-/// Unix seconds now, the time a TSIG record carries; a clock before 1970 counts as 0.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
 }
 
 #[cfg(test)]

@@ -30,8 +30,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::DnsName;
-use super::tsig::{FUDGE_SECONDS, TsigKey, unix_now};
+use super::tsig::{FUDGE_SECONDS, TsigKey};
 use crate::shown::bare;
+use crate::timestamp::unix_now;
 
 /// How long one answer may take: BIND applies an UPDATE of a thousand records in
 /// milliseconds, and sends a zone of 10,000 records in well under a second.

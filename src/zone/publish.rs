@@ -10,13 +10,14 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::{Ledger, ZoneError};
 use crate::config::ZoneConfig;
 use crate::dns::{self, DnsName, Propagation, Served, SetCheck};
 use crate::lock::Lock;
 use crate::store::Dir;
+use crate::timestamp::unix_now;
 use crate::token::{ChallengeRecords, Submission, TxtRecord};
 
 /// How long the serial check before writing waits for each server (at most `timeout`): a
@@ -233,13 +234,6 @@ fn first(servers: &mut [SocketAddr], server: SocketAddr) {
     if let Some(index) = servers.iter().position(|s| *s == server) {
         servers[..=index].rotate_right(1);
     }
-}
-
-/// Unix seconds now; a clock before 1970 counts as 0.
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
 }
 
 #[cfg(test)]
