@@ -15,6 +15,8 @@
 # flags cargo fuzz passes (docs/security.md, "Fuzzing").
 #
 # Environment: FUZZ_RSS_LIMIT_MB (default 2048), FUZZ_TIMEOUT (seconds per input, default 10),
+# FUZZ_GROW (default 1; 0: what a run finds goes to a scratch directory that is removed, so a
+# CI run reads the committed corpus and leaves the work tree as it was),
 # FUZZ_PROFILE: `release` (default: optimized, debug assertions, address sanitizer; for the
 # long runs) or `dev` (unoptimized, same instrumentation: half the CPU and half the wall time
 # to build cold, 10 to 25 times slower to run; what CI's 30-second runs use, docs/security.md).
@@ -47,26 +49,31 @@ run_target() {
     local target=$1 seconds=$2 log
     mkdir -p "corpus/$target" "artifacts/$target"
     log=$(mktemp)
-    local before
+    local before dirs=("corpus/$target") scratch=
     before=$(find "artifacts/$target" -type f | wc -l)
+    if [[ ${FUZZ_GROW:-1} == 0 ]]; then
+        # libFuzzer writes new inputs into the first directory and only reads the others.
+        scratch=$(mktemp -d)
+        dirs=("$scratch" "corpus/$target")
+    fi
     # stdin and stdout from /dev/null: an input naming /dev/stdin must not wait for a tty.
-    if ! cargo fuzz run "${PROFILE[@]}" "$target" "corpus/$target" -- \
+    if ! cargo fuzz run "${PROFILE[@]}" "$target" "${dirs[@]}" -- \
         -max_total_time="$seconds" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" \
         -timeout="${FUZZ_TIMEOUT:-10}" -print_final_stats=1 </dev/null >"$log" 2>&1; then
         # The panic message and the reproduction hint (the input's bytes sit between them).
         grep -m 1 -A 2 'panicked at\|ERROR: AddressSanitizer\|ERROR: libFuzzer' "$log" >&2 || true
         tail -n 12 "$log" >&2
-        rm -f "$log"
+        rm -rf "$log" ${scratch:+"$scratch"}
         die "$target found a crash: see fuzz/artifacts/$target and make it a test"
     fi
     local execs rate crashes corpus
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
-    corpus=$(find "corpus/$target" -type f | wc -l)
+    corpus=$(find "${dirs[@]}" -type f | wc -l)
     crashes=$(($(find "artifacts/$target" -type f | wc -l) - before))
     printf '%-16s %5ss  %12s executions  %6s/s  %6s inputs in the corpus  %s crashes\n' \
         "$target" "$seconds" "${execs:-?}" "${rate:-?}" "$corpus" "$crashes"
-    rm -f "$log"
+    rm -rf "$log" ${scratch:+"$scratch"}
     ((crashes == 0)) || die "$target left a crash in fuzz/artifacts/$target"
 }
 
