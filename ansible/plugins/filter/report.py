@@ -9,23 +9,41 @@ They read the token document of ``fleetcert request`` and the report of ``fleetc
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from ansible.errors import AnsibleFilterError
+
 DUE = ("pending", "ready")
 
 
+def _expect(value, kind, what):
+    """``value`` when it is a ``kind`` (None counts as empty), else AnsibleFilterError naming
+    the filter's input and what it got."""
+    if value is None:
+        return kind()
+    abstract = Mapping if kind is dict else Sequence
+    if not isinstance(value, abstract) or isinstance(value, (str, bytes)):
+        raise AnsibleFilterError(f"{what} must be a {kind.__name__}, not {type(value).__name__}: {str(value)[:80]!r}")
+    return value
+
+
 def _certs(document):
-    return (document or {}).get("certs") or []
+    return _expect(_expect(document, dict, "a token document or report").get("certs"), list, "its certs")
 
 
 def replaced_certs(report, notify):
     """Names of the certificates finalize replaced that are listed in ``notify``."""
+    _expect(notify, list, "replaced_certs' notify")
     return [c["name"] for c in _certs(report) if c.get("changed") and c.get("name") in notify]
 
 
-def cert_failures(request_document, finalize_report, published=True):
+def cert_failures(request_document, finalize_report, published=True, refused=None):
     """One line per failed certificate, naming the step and the reason (with the fix); and,
     when nothing is published (``published`` false: no DNS primary), one line when the host
-    has challenge records that would go nowhere."""
-    lines = [
+    has challenge records that would go nowhere; and one per refusal of its token document
+    by publish (``refused``: publish's lines for this host)."""
+    lines = [f"token document refused by publish: {line}" for line in _expect(refused, list, "cert_failures' refused")]
+    lines += [
         f"certificate {c.get('name')} (request): {c.get('reason')}"
         for c in _certs(request_document)
         if c.get("status") == "failed"
@@ -89,7 +107,7 @@ def check_not_ok(hosts):
     no certificates) is left out: the summary names it.
     """
     lines = []
-    for host in hosts:
+    for host in _expect(hosts, list, "check_not_ok's input (host variables)"):
         result = host.get("__fleetcert_finalize_check") or {}
         if result.get("skipped") or "rc" not in result:
             verdict = (host.get("__fleetcert_request") or {}).get("check") or {}
@@ -135,6 +153,7 @@ def run_summary(hosts, check_mode=False, published=True):
     """``HOST: line`` for every host (a list of host variables with inventory_hostname), then
     one line per rate limit that stopped orders, then the hosts whose check is not OK (not
     in check mode), and why nothing was published when ``published`` is false."""
+    hosts = _expect(hosts, list, "run_summary's input (host variables)")
     lines = [f"{h.get('inventory_hostname')}: {host_summary(h, check_mode)}" for h in hosts]
     lines += rate_limits(hosts)
     if not check_mode:

@@ -52,6 +52,12 @@ def test_cert_failures_name_records_that_have_nowhere_to_go():
     assert cert_failures({"host": "gate2", "records": []}, {}, False) == []
 
 
+def test_cert_failures_name_a_refused_token_document_first():
+    assert cert_failures({}, {}, True, ["host web07: record outside the allow-list"]) == [
+        "token document refused by publish: host web07: record outside the allow-list"
+    ]
+
+
 def test_due_certs_are_the_ones_left_to_finalize():
     assert due_certs(REQUEST) == ["main"]
     assert due_certs({"certs": [{"name": "a", "status": "ready"}]}) == ["a"]
@@ -153,3 +159,13 @@ def test_run_summary_groups_the_rate_limits_by_limit():
 
 def test_the_filter_module_names_them():
     assert set(FilterModule().filters()) == {"cert_failures", "check_not_ok", "due_certs", "replaced_certs", "run_summary"}
+
+
+def test_bad_input_is_refused_with_a_filter_error():
+    import pytest
+    from ansible.errors import AnsibleFilterError
+
+    for call in (lambda: run_summary("host1"), lambda: check_not_ok({"a": 1}), lambda: due_certs(["x"]),
+                 lambda: replaced_certs(FINALIZE, "main"), lambda: cert_failures({"certs": "x"}, {})):
+        with pytest.raises(AnsibleFilterError):
+            call()
