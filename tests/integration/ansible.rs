@@ -1024,7 +1024,10 @@ fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
 
     // 2. Check mode with a new EAB key and the bastion's secret gone.
     fs::remove_file(fleet.home(BASTION).join("etc/tsig.secret")).expect("remove the secret");
-    append(HOSTS[0].0, &eab(NEW_HMAC));
+    // Replaced, not appended: Ansible's warning about a duplicate key quotes the line.
+    let host1_vars = host_vars.join(format!("{}.yaml", HOSTS[0].0));
+    let vars = String::from_utf8(read(&host1_vars)).expect("UTF-8");
+    fs::write(&host1_vars, vars.replace(&eab(HMAC), &eab(NEW_HMAC))).expect("rotate the EAB key");
     let check = fleet.playbook(&["--check", "--diff", "-vvv"]);
     check.expect_failed(&[]);
     assert!(
