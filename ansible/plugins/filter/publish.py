@@ -9,22 +9,11 @@ tested without an inventory (tests/unit/plugins/filter/test_publish.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from ansible.errors import AnsibleFilterError
+from ansible_collections.fleetcert.fleetcert.plugins.module_utils.inputs import expect as _expect
 
 DUE = ("pending", "ready")
-
-
-def _expect(value, kind, what):
-    """``value`` when it is a ``kind`` (None counts as empty), else AnsibleFilterError naming
-    the filter's input and what it got."""
-    if value is None:
-        return kind()
-    abstract = Mapping if kind is dict else Sequence
-    if not isinstance(value, abstract) or isinstance(value, (str, bytes)):
-        raise AnsibleFilterError(f"{what} must be a {kind.__name__}, not {type(value).__name__}: {str(value)[:80]!r}")
-    return value
 
 
 def _unique(values):
