@@ -962,6 +962,7 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
 /// 2. `--check --diff -vvv` after the EAB key changed in the inventory and the bastion's
 ///    secret was removed: the config diff is shown (the key's name, its value hidden), and
 ///    neither the old nor the new HMAC key, nor the secret, nor the CA key is.
+///
 /// The roles never render a keystore password: a pkcs12 entry names its password_file only.
 #[test]
 fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
