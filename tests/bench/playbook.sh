@@ -19,7 +19,9 @@
 # module processes, each counted and timed by a wrapper set as ansible_python_interpreter;
 # fleetcert's own processes, timed by a wrapper installed as the hosts' binary (a few bytes,
 # so the copy costs what a release binary's would, not a 170 MB debug build's checksum); the
-# controller's CPU is the total less the modules'. Tasks per host: ok + skipped + failed +
+# controller's CPU is the total less the modules', and of it the main process's own (the
+# strategy and result handling, which run serially there: what bounds a very large fleet)
+# is sampled from /proc/PID/stat until it exits. Tasks per host: ok + skipped + failed +
 # rescued + ignored of the PLAY RECAP, for host1 (a good host) and averaged over the fleet.
 #
 # Writes DIR/results.tsv (one line per version, size and run) and prints it as a table.
@@ -96,7 +98,7 @@ chmod 0755 "$out/bin/python" "$out/bin/fleetcert"
 # Sum of user+sys seconds and the number of lines of a GNU time log.
 cpu_of() { awk '{n++; s += $2 + $3} END {printf "%d %.2f\n", n, s}' "$1" 2>/dev/null || echo "0 0"; }
 
-printf 'size\tversion\trun\thosts\texit\twall_s\tcpu_s_per_host\tcontroller_cpu_s_per_host\tmodule_cpu_s_per_host\tfleetcert_cpu_ms_per_host\tfleetcert_share_pct\ttasks_host1\ttasks_per_host\tmodules_per_host\n' \
+printf 'size\tversion\trun\thosts\texit\twall_s\tcpu_s_per_host\tcontroller_cpu_s_per_host\tmodule_cpu_s_per_host\tfleetcert_cpu_ms_per_host\tfleetcert_share_pct\ttasks_host1\ttasks_per_host\tmodules_per_host\tmain_process_cpu_s\n' \
     >"$out/results.tsv"
 
 run_playbook() { # SIZE VERSION RUN
@@ -110,9 +112,24 @@ run_playbook() { # SIZE VERSION RUN
         ANSIBLE_COLLECTIONS_PATH=$out/collections/$version ANSIBLE_LOCAL_TEMP=$fleet/ansible-tmp \
         ANSIBLE_FORKS=$forks \
         timeout "$RUN_TIMEOUT" /usr/bin/time -o "$log.total" -f '%e %U %S' \
-        "$VENV/ansible-playbook" -i "$fleet/inventory" -e "@$fleet/extra-vars.yaml" \
+        "$VENV/python" "$VENV/ansible-playbook" -i "$fleet/inventory" -e "@$fleet/extra-vars.yaml" \
         -e "ansible_python_interpreter=$out/bin/python" "${extra[@]}" fleetcert.fleetcert.daily \
-        >"$log.out" 2>&1 || code=$?
+        >"$log.out" 2>&1 &
+    local runner=$! main_pid='' stat=''
+    # The main process's own CPU (utime + stime of /proc/PID/stat, not its children's): the
+    # strategy and the results run there, serially, whatever the forks do. Sampled until it
+    # exits; the last sample is within a fraction of a second of its end.
+    while kill -0 "$runner" 2>/dev/null; do
+        [[ -n $main_pid ]] || main_pid=$(pgrep -f -n "^$VENV/python $VENV/ansible-playbook -i $fleet/inventory" || true)
+        if [[ -n $main_pid && -r /proc/$main_pid/stat ]]; then
+            stat=$(cat "/proc/$main_pid/stat" 2>/dev/null || echo "$stat")
+        fi
+        sleep 0.2
+    done
+    wait "$runner" || code=$?
+    local ticks
+    ticks=$(getconf CLK_TCK)
+    echo "$stat" | awk -v t="$ticks" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' >"$log.main"
     ended=$(date +%s.%N)
     if ((code == 124)); then
         echo "playbook.sh: the $run run of $version over $size hosts exceeded RUN_TIMEOUT=${RUN_TIMEOUT}s; its output: $log.out" >&2
@@ -135,11 +152,12 @@ run_playbook() { # SIZE VERSION RUN
     awk -v size="$size" -v version="$version" -v run="$run" -v hosts="$hosts" -v code="$code" \
         -v wall="$(echo "$ended - $started" | bc)" -v total="$total" -v modules="$modules" \
         -v count="$module_count" -v fc="$fleet_cpu" -v t1="$tasks_host1" -v ta="$tasks_all" \
+        -v main="$(cat "$log.main" 2>/dev/null || echo 0)" \
         'BEGIN {
-            printf "%s\t%s\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%d\t%.1f\t%.1f\n",
+            printf "%s\t%s\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%d\t%.1f\t%.1f\t%.2f\n",
                 size, version, run, hosts, code, wall, total / hosts, (total - modules) / hosts,
                 modules / hosts, 1000 * fc / hosts, (total > 0 ? 100 * fc / total : 0), t1,
-                ta / hosts, count / hosts
+                ta / hosts, count / hosts, main
         }' >>"$out/results.tsv"
     tail -n 1 "$out/results.tsv"
 }
