@@ -22,6 +22,7 @@ mod package;
 mod publish;
 mod sandbox;
 mod security;
+mod served;
 mod services;
 mod update;
 mod util;
