@@ -17,6 +17,7 @@ mod hiera;
 mod host;
 mod issuer;
 mod keystore;
+mod lxd;
 mod monitoring;
 mod package;
 mod publish;
