@@ -24,6 +24,7 @@ mod publish;
 mod sandbox;
 mod security;
 mod services;
+mod timer;
 mod update;
 mod util;
 mod venv;

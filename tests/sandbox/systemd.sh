@@ -85,6 +85,7 @@ cmd_boot() {
     root=$ns/root
     local bind source target
     while IFS= read -r bind; do
+        [[ -n $bind ]] || continue
         source=${bind%%=*} target=$root${bind#*=}
         mkdir -p "${target%/*}"
         [[ -e $target ]] || : >"$target"
@@ -131,6 +132,12 @@ cmd_boot() {
 prepare_tree() {
     local staging=$1 k unit file wants
     mkdir -p "$DIR/tree"
+    # A directory of the tree where the host has a link (Debian's merged /usr: /lib ->
+    # usr/lib) would replace the link in the overlay and hide everything behind it.
+    while IFS= read -r -d '' file; do
+        file=${file#"$staging"}
+        [[ ! -L $file ]] || die "the tree has a directory $file where the host has a link to $(readlink "$file"): put it there"
+    done < <(find "$staging" -mindepth 1 -type d -print0)
     cp -a "$staging/." "$DIR/tree/"
     if [[ -d $DIR/tree/etc ]]; then
         while IFS= read -r -d '' file; do
