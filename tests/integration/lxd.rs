@@ -492,3 +492,108 @@ fn a_mismatched_or_half_written_pair_never_reaches_lxd() {
          update this test (restart: {restarted:?})"
     );
 }
+
+/// `ansible-playbook -i DIR/inventory -e @DIR/extra-vars.yaml fleetcert.fleetcert.lxd` from
+/// the installed collection (as `ansible::daily_playbook` runs the daily one).
+fn lxd_playbook(dir: &Path) -> crate::venv::Ran {
+    let mut command = crate::venv::tool("ansible-playbook");
+    command
+        .arg("-i")
+        .arg(dir.join("inventory"))
+        .arg("-e")
+        .arg(format!("@{}", dir.join("extra-vars.yaml").display()))
+        .arg("fleetcert.fleetcert.lxd")
+        .env(
+            "ANSIBLE_CONFIG",
+            crate::venv::repo().join("ansible/ansible.cfg"),
+        )
+        .env("ANSIBLE_COLLECTIONS_PATH", crate::collection::installed())
+        .env("ANSIBLE_LOCAL_TEMP", dir.join("ansible-tmp"));
+    let began = Instant::now();
+    let ran = crate::venv::run_bounded(command, Duration::from_secs(240));
+    eprintln!(
+        "ansible-playbook fleetcert.fleetcert.lxd: exit {} in {:.1?}",
+        ran.code,
+        began.elapsed()
+    );
+    ran
+}
+
+#[test]
+fn the_collection_hands_a_cluster_its_certificate_from_one_member() {
+    const NAME: &str = "host150.example.test";
+    let binary = env!("CARGO_BIN_EXE_fleetcert");
+    let fleet = crate::ansible::Fleet::new(&["--hosts", "3", "--binary", binary]);
+    let lxd = Lxd::cluster(3);
+    let dir = fleet.dir.path();
+    let members = [
+        "host1.example.test",
+        "host2.example.test",
+        "host3.example.test",
+    ];
+    let hand_over = |host: &str| fleet.home(host).join("bin/lxd-hand-over");
+
+    // The three hosts are the three members; all get the hand-over (role fleetcert_lxd), and
+    // host1 alone lists LXD's certificate, with the hand-over as its reload.
+    let mut group = String::from("---\nfleetcert_lxd:\n  hosts:\n");
+    for host in members {
+        group.push_str(&format!(
+            "    {host}: {{fleetcert_lxd_hand_over: {}}}\n",
+            hand_over(host).display()
+        ));
+    }
+    fs::write(dir.join("inventory/lxd.yaml"), group).expect("write the group");
+    let host_vars = dir.join("inventory/host_vars/host1.example.test.yaml");
+    let mut vars = fs::read_to_string(&host_vars).expect("read host_vars");
+    vars.push_str(&format!(
+        "  lxd:\n    names: [{NAME}]\n    reload: [\"{}\", cluster, --lxd-dir, \"{}\"]\n",
+        hand_over(members[0]).display(),
+        lxd.member(1).lxd_dir().display()
+    ));
+    fs::write(&host_vars, vars).expect("write host_vars");
+
+    let first = lxd_playbook(dir);
+    first.expect_success("the first run");
+    for host in members {
+        let mode = fs::metadata(hand_over(host))
+            .expect("the hand-over is installed")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755, "{host}'s hand-over");
+    }
+    let cert = fleet.home(members[0]).join("certs/lxd/cert.pem");
+    let issued = Leaf::of_file(&cert);
+    let root = fleet.sb.pebble_root();
+    for member in lxd.all() {
+        member.wait_serves(NAME, &root, &issued);
+    }
+    // Exactly one member ordered it.
+    for host in &members[1..] {
+        assert!(
+            !fleet.home(host).join("certs/lxd").exists(),
+            "{host} has a certificate of LXD's"
+        );
+    }
+
+    // The next run: nothing due, nothing handed over.
+    let cluster_files = |member: &Member<'_>| {
+        ["cluster.crt", "cluster.key"].map(|file| {
+            let path = member.lxd_dir().join(file);
+            (
+                fs::read(&path).expect("read"),
+                fs::metadata(&path)
+                    .expect("stat")
+                    .modified()
+                    .expect("mtime"),
+            )
+        })
+    };
+    let before: Vec<_> = lxd.all().iter().map(cluster_files).collect();
+    lxd_playbook(dir).expect_success("the second run");
+    assert_eq!(Leaf::of_file(&cert), issued, "the second run re-issued");
+    let after: Vec<_> = lxd.all().iter().map(cluster_files).collect();
+    assert!(
+        before == after,
+        "the second run handed the certificate over again"
+    );
+}
