@@ -277,8 +277,8 @@ fn read_source(source: &TokenSource) -> Result<(String, Vec<u8>), TokenError> {
     Ok((file, bytes))
 }
 
-/// Splits one source's bytes into its documents, by shape; `host` vouches for every document
-/// that its shape does not vouch for otherwise.
+/// Splits one source's bytes into its documents, by shape. A source mapped to `host` must be
+/// exactly one document, which `host` vouches for; only an unmapped source may hold several.
 fn entries(bytes: &[u8], file: &str, host: Option<&DnsName>) -> Result<Vec<Entry>, TokenError> {
     let origin = |entry: Option<String>| Origin {
         file: file.to_owned(),
@@ -299,6 +299,27 @@ fn entries(bytes: &[u8], file: &str, host: Option<&DnsName>) -> Result<Vec<Entry
         vouched,
         value,
     };
+    // `HOST=FILE`: the operator vouches that the file is HOST's own document, and only that.
+    // A file a host wrote could otherwise name other hosts by the keys of an object (or the
+    // entries of an array) and speak for them under the mapping's cover.
+    if let Some(host) = host {
+        return match value {
+            Value::Object(map) if map.contains_key("version") => Ok(vec![entry(
+                origin(None),
+                Some(host.clone()),
+                Value::Object(map),
+            )]),
+            other => Err(TokenError::Document {
+                origin: origin(None),
+                host: host.to_string(),
+                problem: format!(
+                    "came as --tokens {host}=... but holds {}, not one token document: a mapped file holds exactly its host's own `request` output; \
+                     give an object of host -> document only as an unmapped --tokens FILE",
+                    shape(&other)
+                ),
+            }),
+        };
+    }
     Ok(match value {
         Value::Array(items) => items
             .into_iter()
@@ -329,16 +350,16 @@ fn entries(bytes: &[u8], file: &str, host: Option<&DnsName>) -> Result<Vec<Entry
                     .to_owned(),
             ));
         }
-    }
-    .into_iter()
-    .map(|mut item| {
-        // `HOST=FILE`: the operator's mapping vouches for every document in the file.
-        if item.vouched.is_none() {
-            item.vouched = host.cloned();
-        }
-        item
     })
-    .collect())
+}
+
+/// What a JSON value is, for a line refusing it.
+fn shape(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "an array of documents",
+        Value::Object(_) => "an object of host -> document",
+        _ => "no document",
+    }
 }
 
 /// Checks one document and everything in it.
@@ -612,6 +633,42 @@ mod tests {
             .expect_err("not allowed")
             .to_string();
         assert!(err.contains("allow.web01.example.org"), "{err}");
+    }
+
+    #[test]
+    fn a_mapped_file_vouches_for_its_own_host_only() {
+        let allow: &[(&str, &[&str])] = &[
+            (WEB01, &[WEB01]),
+            ("web02.example.org", &["web02.example.org"]),
+        ];
+        let policy = policy(ChallengeRecords::PerName, Some(allow));
+        let web02 = doc(
+            "web02.example.org",
+            "web02.example.org.acme.test.",
+            VALUE,
+            "web02.example.org",
+        );
+        let own = doc(WEB01, WEB01_RECORD, VALUE, WEB01);
+        // web01's file names web02 by an object's key, or in an array beside its own.
+        for text in [
+            format!("{{\"web02.example.org\": {web02}}}"),
+            format!("{{\"{WEB01}\": {own}, \"web02.example.org\": {web02}}}"),
+            format!("[{web02}]"),
+            format!("[{own}]"),
+            "42".to_owned(),
+        ] {
+            let err = read_as(&text, Some(WEB01), &policy)
+                .expect_err(&text)
+                .to_string();
+            assert!(
+                err.contains("came as --tokens web01.example.org=") && !err.contains('\n'),
+                "{err}"
+            );
+        }
+        // Unmapped, the operator's hostvars object still speaks for each host by its key.
+        let hostvars = format!("{{\"{WEB01}\": {own}, \"web02.example.org\": {web02}}}");
+        assert_eq!(read(&hostvars, &policy).expect("hostvars").len(), 2);
+        assert!(read_as(&own, Some(WEB01), &policy).is_ok());
     }
 
     #[test]

@@ -498,6 +498,37 @@ fn a_host_claiming_another_hosts_name_gets_no_record_and_no_certificate() {
         "HOST=FILE",
         &["host1.example.test", "speak for itself"],
     );
+    // host1's own file dressed as a hostvars object that names host2 by its key: the mapping
+    // vouches for host1 alone, in a file and on standard input.
+    let wrapped = central.path().join("host1-wrapped.json");
+    std::fs::write(
+        &wrapped,
+        json!({"host2.example.test": &document}).to_string(),
+    )
+    .expect("write tokens");
+    let mapped = OsString::from(format!("host1.example.test={}", wrapped.display()));
+    let run = Launch::new(&publish_args(&config, &[&mapped], &[])).run();
+    assert_refused(
+        &run,
+        "HOST=FILE holding a hostvars object",
+        &[
+            "came as --tokens host1.example.test=",
+            "not one token document",
+        ],
+    );
+    let stdin = OsString::from("host1.example.test=-");
+    let run = Launch::new(&publish_args(&config, &[&stdin], &[]))
+        .stdin(&wrapped)
+        .run();
+    assert_refused(
+        &run,
+        "HOST=- holding a hostvars object",
+        &[
+            "stdin",
+            "came as --tokens host1.example.test=",
+            "not one token document",
+        ],
+    );
 
     assert_nothing_came_of_it(&host, &zone_before, "host2.example.test.acme.test.", &order);
 }
