@@ -14,9 +14,11 @@
 //! large for one message is split into additions first and deletions after, so no value the
 //! new set keeps is ever missing in between.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::StreamExt as _;
 use hickory_net::runtime::{RuntimeProvider, TokioRuntimeProvider};
@@ -34,9 +36,12 @@ use super::tsig::{FUDGE_SECONDS, TsigKey};
 use crate::shown::bare;
 use crate::timestamp::unix_now;
 
-/// How long one answer may take: BIND applies an UPDATE of a thousand records in
-/// milliseconds, and sends a zone of 10,000 records in well under a second.
+/// How long one answer may take, as a whole: BIND applies an UPDATE of a thousand records in
+/// milliseconds, and sends a zone of 10,000 records in well under a second. Messages that
+/// are not the answer do not extend it: a server that streams them is cut off at this bound.
 pub(crate) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a whole zone transfer may take, from the question to the closing SOA.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes of one UPDATE message's records: a DNS message over TCP holds 65,535 bytes, less the
 /// header, the zone section (at most 259), the TSIG record (under 300) and room to spare.
 const MESSAGE_BUDGET: usize = 64_000;
@@ -94,7 +99,7 @@ pub(crate) enum UpdateError {
     /// No answer in time, or the connection closed (exit 4).
     #[error(
         "the primary {server} gave no answer to {} within {seconds} s (key {key}): {reason}; is \
-         update.server the primary, and is it up?",
+         update.server the primary, and is it up (and is it a DNS server)?",
         operation.what()
     )]
     Timeout {
@@ -436,8 +441,11 @@ pub(crate) struct UpdateClient {
     stream: TcpClientStream<Tcp>,
     handle: BufDnsStreamHandle,
     next_id: u16,
-    /// Responses read while waiting for another one (pipelined questions).
-    early: HashMap<u16, (Message, Vec<u8>)>,
+    /// Ids of the messages sent and not answered yet.
+    in_flight: HashSet<u16>,
+    /// Answers to messages in flight, read while waiting for another one (pipelined
+    /// questions): one each, so at most as many as are in flight.
+    early: HashMap<u16, Vec<u8>>,
 }
 
 impl UpdateClient {
@@ -471,6 +479,7 @@ impl UpdateClient {
             stream,
             handle,
             next_id,
+            in_flight: HashSet::new(),
             early: HashMap::new(),
         })
     }
@@ -505,47 +514,54 @@ impl UpdateClient {
                 key: self.key.name.clone(),
                 reason: bare(&err.to_string(), MAX_REASON),
             })?;
+        self.in_flight.insert(id);
         Ok((id, verifier))
     }
 
-    /// The next answer with `id`, its signature checked (see the module doc).
+    /// The next answer with `id`, its signature checked (see the module doc), within
+    /// [`EXCHANGE_TIMEOUT`] as a whole.
     async fn receive(
         &mut self,
         id: u16,
         verifier: &mut TSigVerifier,
         operation: Operation,
     ) -> Result<Message, UpdateError> {
-        let (message, bytes) = match self.early.remove(&id) {
-            Some(early) => early,
-            None => loop {
-                let (message, bytes) = self.read(operation).await?;
-                if message.metadata.id == id {
-                    break (message, bytes);
-                }
-                self.early.insert(message.metadata.id, (message, bytes));
-            },
-        };
-        self.check_signature(&message, &bytes, verifier, operation)?;
-        Ok(message)
+        self.receive_by(id, verifier, operation, Instant::now() + EXCHANGE_TIMEOUT)
+            .await
     }
 
-    /// Reads one message from the connection.
-    async fn read(&mut self, operation: Operation) -> Result<(Message, Vec<u8>), UpdateError> {
-        let timeout = |reason: &str| UpdateError::Timeout {
-            server: self.server,
-            key: self.key.name.clone(),
-            operation,
-            seconds: EXCHANGE_TIMEOUT.as_secs(),
-            reason: reason.to_owned(),
+    /// The next answer with `id` before `deadline`. A message with another id is kept only
+    /// when it answers another message in flight and is the first to do so; anything else is
+    /// dropped unread (and counted), so a server streaming other messages holds neither the
+    /// run past the deadline nor its memory.
+    async fn receive_by(
+        &mut self,
+        id: u16,
+        verifier: &mut TSigVerifier,
+        operation: Operation,
+        deadline: Instant,
+    ) -> Result<Message, UpdateError> {
+        let bytes = match self.early.remove(&id) {
+            Some(early) => early,
+            None => {
+                let mut dropped: u64 = 0;
+                loop {
+                    let bytes = self.read(operation, deadline, dropped).await?;
+                    match message_id(&bytes) {
+                        Some(got) if got == id => break bytes,
+                        Some(got) if self.in_flight.contains(&got) => {
+                            if self.early.contains_key(&got) {
+                                dropped += 1;
+                            } else {
+                                self.early.insert(got, bytes);
+                            }
+                        }
+                        _ => dropped += 1,
+                    }
+                }
+            }
         };
-        let next = tokio::time::timeout(EXCHANGE_TIMEOUT, self.stream.next()).await;
-        let serial = match next {
-            Err(_) => return Err(timeout("nothing came back")),
-            Ok(None) => return Err(timeout("the server closed the connection")),
-            Ok(Some(Err(err))) => return Err(timeout(&bare(&err.to_string(), MAX_REASON))),
-            Ok(Some(Ok(serial))) => serial,
-        };
-        let bytes = serial.into_parts().0;
+        self.in_flight.remove(&id);
         let message = Message::from_vec(&bytes).map_err(|err| UpdateError::Malformed {
             server: self.server,
             reason: format!(
@@ -553,7 +569,44 @@ impl UpdateClient {
                 bare(&err.to_string(), MAX_REASON)
             ),
         })?;
-        Ok((message, bytes))
+        self.check_signature(&message, &bytes, verifier, operation)?;
+        Ok(message)
+    }
+
+    /// Reads one message's bytes from the connection, before `deadline`; `dropped` counts the
+    /// messages already dropped in this wait, for the line.
+    async fn read(
+        &mut self,
+        operation: Operation,
+        deadline: Instant,
+        dropped: u64,
+    ) -> Result<Vec<u8>, UpdateError> {
+        let seconds = match operation {
+            Operation::Transfer => TRANSFER_TIMEOUT,
+            Operation::Query | Operation::Update => EXCHANGE_TIMEOUT,
+        }
+        .as_secs();
+        let timeout = |reason: &str| UpdateError::Timeout {
+            server: self.server,
+            key: self.key.name.clone(),
+            operation,
+            seconds,
+            reason: if dropped == 0 {
+                reason.to_owned()
+            } else {
+                format!(
+                    "{reason}, and {dropped} messages came that answer nothing fleetcert asked \
+                     (dropped unread)"
+                )
+            },
+        };
+        let next = tokio::time::timeout_at(deadline, self.stream.next()).await;
+        match next {
+            Err(_) => Err(timeout("no answer came back")),
+            Ok(None) => Err(timeout("the server closed the connection")),
+            Ok(Some(Err(err))) => Err(timeout(&bare(&err.to_string(), MAX_REASON))),
+            Ok(Some(Ok(serial))) => Ok(serial.into_parts().0),
+        }
     }
 
     fn check_signature(
@@ -670,11 +723,17 @@ impl UpdateClient {
     ) -> Result<Option<(u32, BTreeMap<DnsName, Vec<TXT>>)>, UpdateError> {
         let question = update_message::zone_transfer(self.zone.to_hickory(), None);
         let (id, mut verifier) = self.send(question)?;
+        let deadline = Instant::now() + TRANSFER_TIMEOUT;
         let mut sets: BTreeMap<DnsName, Vec<TXT>> = BTreeMap::new();
         let mut serial = None;
         let mut soas = 0;
         while soas < 2 {
-            let message = match self.receive(id, &mut verifier, Operation::Transfer).await {
+            // A transfer's later messages carry the same id: keep it in flight until the end.
+            self.in_flight.insert(id);
+            let message = match self
+                .receive_by(id, &mut verifier, Operation::Transfer, deadline)
+                .await
+            {
                 Err(UpdateError::Refused { .. } | UpdateError::NotAuth { .. })
                     if serial.is_none() =>
                 {
@@ -793,6 +852,11 @@ impl UpdateClient {
         let names: Vec<&DnsName> = pieces.iter().map(|piece| &piece.name).collect();
         Err(self.code_error(code, Operation::Update, &names))
     }
+}
+
+/// The id in an encoded message's header, read without parsing the rest.
+fn message_id(bytes: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]))
 }
 
 /// The answer and authority counts in an encoded message's header.

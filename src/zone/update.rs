@@ -192,7 +192,7 @@ impl<'c> UpdateWriter<'c> {
                 tracing::info!(added, deleted, "would send UPDATE");
                 return Ok(true);
             }
-            let adding = added(&changes);
+            let adding = additions(&changes);
             if !adding.is_subset(owned) {
                 owned.extend(adding);
                 self.save_published(owned.clone())?;
@@ -387,7 +387,7 @@ pub(super) fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values
 }
 
 /// The records `changes` add: the values fleetcert is about to own.
-fn added(changes: &[SetChange]) -> BTreeSet<TxtRecord> {
+fn additions(changes: &[SetChange]) -> BTreeSet<TxtRecord> {
     changes
         .iter()
         .flat_map(|change| {

@@ -1503,3 +1503,143 @@ fn no_key_or_account_material_in_any_output_at_trace() {
         assert!(!all.contains(&secret), "a secret was printed");
     }
 }
+
+// --- a hostile DNS server ---------------------------------------------------------------
+
+/// How long the hostile server streams at most, whatever the client does.
+const HOSTILE_STREAM_LIMIT: Duration = Duration::from_secs(120);
+
+/// A "primary" on loopback that answers the first message of each connection with an endless
+/// stream of 64 KB DNS answers whose ids match nothing the client asked, until the client
+/// goes away or [`HOSTILE_STREAM_LIMIT`] passes.
+struct HostileServer {
+    address: std::net::SocketAddr,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HostileServer {
+    fn start() -> Self {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let address = listener.local_addr().expect("address");
+        let sent = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut length = [0u8; 2];
+                let mut id = [0u8; 2];
+                if stream.read_exact(&mut length).is_err() || stream.read_exact(&mut id).is_err() {
+                    continue;
+                }
+                // Never the id asked, nor one near it (a few questions are in flight).
+                let message = hostile_message(u16::from_be_bytes(id) ^ 0x8000);
+                while started.elapsed() < HOSTILE_STREAM_LIMIT && stream.write_all(&message).is_ok()
+                {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if started.elapsed() >= HOSTILE_STREAM_LIMIT {
+                    return;
+                }
+            }
+        });
+        Self { address, sent }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A length-prefixed DNS answer with `id` and 240 TXT records of 255 bytes: as much as a
+/// message over TCP holds, and costly to parse.
+fn hostile_message(id: u16) -> Vec<u8> {
+    const RECORDS: u16 = 240;
+    let mut message = Vec::with_capacity(65_000);
+    message.extend(id.to_be_bytes());
+    message.extend([0x84, 0x00, 0, 0]); // QR AA, NOERROR; no question
+    message.extend(RECORDS.to_be_bytes());
+    message.extend([0, 0, 0, 0]);
+    for _ in 0..RECORDS {
+        message.push(0); // the root name
+        message.extend([0, 16, 0, 1, 0, 0, 0, 60, 1, 0]); // TXT IN, TTL 60, 256 bytes
+        message.push(255);
+        message.extend([b'x'; 255]);
+    }
+    let length = u16::try_from(message.len()).expect("fits a TCP message");
+    let mut framed = length.to_be_bytes().to_vec();
+    framed.extend(message);
+    framed
+}
+
+#[test]
+fn a_primary_streaming_messages_that_answer_nothing_holds_neither_time_nor_memory() {
+    let hostile = HostileServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("fleet.secret");
+    std::fs::write(&secret, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\n").expect("secret");
+    chmod(&secret, 0o600);
+    let config = dir.path().join("zone.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "zone: acme.test\nupdate: {{server: \"{server}\", key_name: fleet, algorithm: \
+             hmac-sha256, secret_file: {secret}}}\nstate_dir: {state}\nservers: \
+             [\"{server}\"]\ntimeout: 30s\n",
+            server = hostile.address,
+            secret = secret.display(),
+            state = dir.path().join("state").display(),
+        ),
+    )
+    .expect("config");
+    let tokens = dir.path().join("tokens.json");
+    std::fs::write(
+        &tokens,
+        document("host1.example.test", &["host1.example.test"]).to_string(),
+    )
+    .expect("tokens");
+    // The address space is bounded (prlimit), and the run's time by a deadline here.
+    let started = Instant::now();
+    let mut child = Command::new("prlimit")
+        .arg(format!("--as={}", MEMORY_LIMIT_KIB * 1024))
+        .arg("--")
+        .arg(binary())
+        .args(publish_args(&config, &[tokens.as_os_str()], &[]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fleetcert under prlimit");
+    let deadline = Duration::from_secs(90);
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "publish still ran {} s into a stream of {} messages that answer nothing",
+                deadline.as_secs(),
+                hostile.sent()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run = crate::util::Run::of(&child.wait_with_output().expect("output"));
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "hostile primary: {} messages of 64 KB streamed; publish ended in {seconds:.1} s, exit {}",
+        hostile.sent(),
+        run.code
+    );
+    assert_eq!(run.code, 4, "{}{}", run.stdout, run.stderr);
+    let line = error_line(&run);
+    let server = hostile.address.to_string();
+    for needle in [server.as_str(), "within 15 s", "dropped unread"] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+    assert!(
+        hostile.sent() > 0,
+        "the server sent nothing: the test proves nothing"
+    );
+}
