@@ -120,15 +120,20 @@ pub(crate) enum UpdateError {
         operation: Operation,
         fix: String,
     },
-    /// NOTAUTH without a TSIG error: not the zone's primary (exit 2).
+    /// NOTAUTH without a TSIG error: not the zone's primary, or (PowerDNS) a key it does not
+    /// know or whose secret differs: it answers both with a bare NOTAUTH (exit 2).
     #[error(
-        "{server} is not authoritative for zone {zone} (NOTAUTH to key {key}): point \
-         update.server at the zone's primary, and check `zone`"
+        "{server} answered NOTAUTH to key {} for zone {zone}: either it is not the zone's \
+         primary (point update.server at it, and check `zone`), or it is PowerDNS and does not \
+         know key {} with {} and the secret in {} (PowerDNS answers an unknown key or a wrong \
+         secret so; give it the key: `pdnsutil import-tsig-key {} {} <the base64 in {}>`)",
+        key.name, key.name, key.algorithm, key.secret_file, key.name, key.algorithm,
+        key.secret_file
     )]
     NotAuth {
         server: SocketAddr,
         zone: DnsName,
-        key: DnsName,
+        key: Box<KeyLabel>,
     },
     /// BADKEY: the server has no such key (exit 2).
     #[error(
@@ -413,22 +418,32 @@ pub(crate) fn update_message(zone: &DnsName, ttl: u32, pieces: &[SetChange]) -> 
     message
 }
 
-/// The line that tells the operator which `update-policy` grant is missing.
-pub(crate) fn policy_fix(key: &DnsName, names: &[&DnsName]) -> String {
+/// The line that tells the operator which permission the key lacks: BIND's `update-policy`
+/// grant, Knot's `acl`, PowerDNS's `TSIG-ALLOW-DNSUPDATE` (which answers REFUSED to a valid
+/// key without it).
+pub(crate) fn policy_fix(key: &DnsName, zone: &DnsName, names: &[&DnsName]) -> String {
+    let powerdns = format!(
+        "PowerDNS: `pdnsutil set-meta {zone} TSIG-ALLOW-DNSUPDATE {key}`, with this host in \
+         `allow-dnsupdate-from`"
+    );
     if names.is_empty() || names.len() > NAMED_GRANTS {
         return format!(
-            "add `grant \"{key}\" zonesub TXT;` to the zone's update-policy (BIND), or the \
-             key's acl with `action: update` and `update-type: TXT` (Knot)"
+            "add `grant \"{key}\" zonesub TXT;` to the zone's update-policy (BIND), or an \
+             acl with `key: {key}`, `action: update` and `update-type: [TXT]` to the zone \
+             (Knot), or ({powerdns})"
         );
     }
     let grants: Vec<String> = names
         .iter()
         .map(|name| format!("grant \"{key}\" name {} TXT;", name.fqdn()))
         .collect();
+    let owners: Vec<String> = names.iter().map(|name| name.fqdn()).collect();
     format!(
-        "add `{}` to the zone's update-policy (BIND), or allow those names to the key in its \
-         acl (Knot), or publish only the names the key may change",
-        grants.join(" ")
+        "add `{}` to the zone's update-policy (BIND), or to the key's acl `update-owner: \
+         name` with `update-owner-name: [{}]` (Knot), or ({powerdns}), or publish only the \
+         names the key may change",
+        grants.join(" "),
+        owners.join(", ")
     )
 }
 
@@ -679,9 +694,12 @@ impl UpdateClient {
                 key: Box::new(self.key.clone()),
                 operation,
                 fix: match operation {
-                    Operation::Update => policy_fix(&key, names),
+                    Operation::Update => policy_fix(&key, &self.zone, names),
                     Operation::Transfer => format!(
-                        "allow the transfer to the key (BIND: `allow-transfer {{ key \"{key}\"; }};`)"
+                        "allow the transfer to the key (BIND: `allow-transfer {{ key \"{key}\"; \
+                         }};`; Knot: `action: transfer` in its acl; PowerDNS: `pdnsutil \
+                         set-meta {} TSIG-ALLOW-AXFR {key}`)",
+                        self.zone
                     ),
                     Operation::Query => format!(
                         "allow questions from this host or the key (BIND: `allow-query {{ key \
@@ -692,7 +710,7 @@ impl UpdateClient {
             ResponseCode::NotAuth => UpdateError::NotAuth {
                 server,
                 zone: self.zone.clone(),
-                key,
+                key: Box::new(self.key.clone()),
             },
             ResponseCode::NotZone => UpdateError::NotZone {
                 server,
@@ -832,7 +850,7 @@ impl UpdateClient {
             .ok_or_else(|| UpdateError::NotAuth {
                 server: self.server,
                 zone: self.zone.clone(),
-                key: self.key.name.clone(),
+                key: Box::new(self.key.clone()),
             })
     }
 
@@ -1011,16 +1029,26 @@ mod tests {
     #[test]
     fn refused_names_become_grant_lines_and_many_become_zonesub() {
         let key = name("host01");
+        let zone = name("acme.example.net");
         let record = name("host01.example.org.acme.example.net");
         assert_eq!(
-            policy_fix(&key, &[&record]),
+            policy_fix(&key, &zone, &[&record]),
             "add `grant \"host01\" name host01.example.org.acme.example.net. TXT;` to the \
-             zone's update-policy (BIND), or allow those names to the key in its acl (Knot), \
-             or publish only the names the key may change"
+             zone's update-policy (BIND), or to the key's acl `update-owner: name` with \
+             `update-owner-name: [host01.example.org.acme.example.net.]` (Knot), or \
+             (PowerDNS: `pdnsutil set-meta acme.example.net TSIG-ALLOW-DNSUPDATE host01`, \
+             with this host in `allow-dnsupdate-from`), or publish only the names the key may \
+             change"
         );
         let many: Vec<DnsName> = (0..9).map(|i| name(&format!("h{i}.acme.test"))).collect();
         let refs: Vec<&DnsName> = many.iter().collect();
-        assert!(policy_fix(&key, &refs).contains("grant \"host01\" zonesub TXT;"));
+        let fix = policy_fix(&key, &zone, &refs);
+        assert!(fix.contains("grant \"host01\" zonesub TXT;"), "{fix}");
+        assert!(
+            fix.contains("acl with `key: host01`, `action: update`"),
+            "{fix}"
+        );
+        assert!(fix.contains("TSIG-ALLOW-DNSUPDATE host01"), "{fix}");
     }
 
     #[test]

@@ -1553,6 +1553,33 @@ impl HostileServer {
     }
 }
 
+/// A zone config publishing by UPDATE to `server` (and waiting on it), and a token file with
+/// one record, in `dir`.
+fn update_to(dir: &Path, server: std::net::SocketAddr) -> (PathBuf, PathBuf) {
+    let secret = dir.join("fleet.secret");
+    std::fs::write(&secret, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\n").expect("secret");
+    chmod(&secret, 0o600);
+    let config = dir.join("zone.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "zone: acme.test\nupdate: {{server: \"{server}\", key_name: fleet, algorithm: \
+             hmac-sha256, secret_file: {secret}}}\nstate_dir: {state}\nservers: \
+             [\"{server}\"]\ntimeout: 30s\n",
+            secret = secret.display(),
+            state = dir.join("state").display(),
+        ),
+    )
+    .expect("config");
+    let tokens = dir.join("tokens.json");
+    std::fs::write(
+        &tokens,
+        document("host1.example.test", &["host1.example.test"]).to_string(),
+    )
+    .expect("tokens");
+    (config, tokens)
+}
+
 /// A length-prefixed DNS answer with `id` and 240 TXT records of 255 bytes: as much as a
 /// message over TCP holds, and costly to parse.
 fn hostile_message(id: u16) -> Vec<u8> {
@@ -1578,28 +1605,7 @@ fn hostile_message(id: u16) -> Vec<u8> {
 fn a_primary_streaming_messages_that_answer_nothing_holds_neither_time_nor_memory() {
     let hostile = HostileServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let secret = dir.path().join("fleet.secret");
-    std::fs::write(&secret, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\n").expect("secret");
-    chmod(&secret, 0o600);
-    let config = dir.path().join("zone.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "zone: acme.test\nupdate: {{server: \"{server}\", key_name: fleet, algorithm: \
-             hmac-sha256, secret_file: {secret}}}\nstate_dir: {state}\nservers: \
-             [\"{server}\"]\ntimeout: 30s\n",
-            server = hostile.address,
-            secret = secret.display(),
-            state = dir.path().join("state").display(),
-        ),
-    )
-    .expect("config");
-    let tokens = dir.path().join("tokens.json");
-    std::fs::write(
-        &tokens,
-        document("host1.example.test", &["host1.example.test"]).to_string(),
-    )
-    .expect("tokens");
+    let (config, tokens) = update_to(dir.path(), hostile.address);
     // The address space is bounded (prlimit), and the run's time by a deadline here.
     let started = Instant::now();
     let mut child = Command::new("prlimit")
@@ -1641,5 +1647,55 @@ fn a_primary_streaming_messages_that_answer_nothing_holds_neither_time_nor_memor
     assert!(
         hostile.sent() > 0,
         "the server sent nothing: the test proves nothing"
+    );
+}
+
+/// A server on loopback that answers every message with a bare NOTAUTH (no TSIG record), as
+/// PowerDNS answers a key it does not know or a wrong secret.
+fn bare_notauth_server() -> std::net::SocketAddr {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            loop {
+                let mut length = [0u8; 2];
+                if stream.read_exact(&mut length).is_err() {
+                    break;
+                }
+                let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+                if stream.read_exact(&mut message).is_err() || message.len() < 12 {
+                    break;
+                }
+                // QR, the question's opcode; rcode 9 (NOTAUTH); nothing else.
+                let mut answer = vec![0, 12, message[0], message[1]];
+                answer.extend([0x80 | (message[2] & 0x78), 9, 0, 0, 0, 0, 0, 0, 0, 0]);
+                if stream.write_all(&answer).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    address
+}
+
+#[test]
+fn a_bare_notauth_names_the_powerdns_key_as_a_likely_cause() {
+    let server = bare_notauth_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, tokens) = update_to(dir.path(), server);
+    let run = Launch::new(&publish_args(&config, &[tokens.as_os_str()], &[])).run();
+    let server = server.to_string();
+    assert_refused(
+        &run,
+        "bare NOTAUTH",
+        &[
+            &server,
+            "NOTAUTH",
+            "not the zone's primary",
+            "PowerDNS",
+            "pdnsutil import-tsig-key fleet hmac-sha256",
+        ],
     );
 }
