@@ -1699,3 +1699,78 @@ fn a_bare_notauth_names_the_powerdns_key_as_a_likely_cause() {
         ],
     );
 }
+
+// --- one refused host does not stop the fleet ------------------------------------------
+
+#[test]
+fn a_refused_document_refuses_its_host_alone_and_the_others_are_published() {
+    let sb = sandbox().start();
+    let central = tempfile::tempdir().expect("tempdir");
+    let config = zone_config(
+        &sb,
+        central.path(),
+        "zone.yaml",
+        "allow: {host1.example.test: [host1.example.test], \
+         host2.example.test: [host2.example.test]}\n",
+    );
+    let value_of = |document: &Value| document["records"][0]["value"].clone();
+    let publish = |name: &str, tokens: &Value| {
+        let file = central.path().join(name);
+        std::fs::write(&file, tokens.to_string()).expect("write tokens");
+        Launch::new(&publish_args(&config, &[file.as_os_str()], &[])).run()
+    };
+    // Day one: both hosts publish.
+    let host1 = document("host1.example.test", &["host1.example.test"]);
+    let host2 = document("host2.example.test", &["host2.example.test"]);
+    publish(
+        "day1.json",
+        &json!({"host1.example.test": &host1, "host2.example.test": &host2}),
+    )
+    .expect_code(0);
+    // Day two: host1 has a new value; host2, compromised, asks for host1's name.
+    let host1_again = document("host1.example.test", &["host1.example.test"]);
+    let hostile = document("host2.example.test", &["host1.example.test"]);
+    let run = publish(
+        "day2.json",
+        &json!({"host1.example.test": &host1_again, "host2.example.test": &hostile}),
+    );
+    let report = run.expect_code(1).json();
+    let refused = report["refused"].as_array().expect("refused list");
+    assert_eq!(refused.len(), 1, "{report:#}");
+    assert_eq!(refused[0]["host"], "host2.example.test", "{report:#}");
+    let error = refused[0]["error"].as_str().expect("error");
+    assert!(error.contains("allow.host2.example.test"), "{error}");
+    assert!(
+        run.stderr.contains("host2.example.test") && run.stderr.contains("WARN"),
+        "{}",
+        run.stderr
+    );
+    // host1's new value is served; host2's earlier one stays, as the ledger has it.
+    for answer in served(&sb, "host1.example.test.acme.test.") {
+        assert_eq!(answer, [value_of(&host1_again)], "host1's record");
+    }
+    for answer in served(&sb, "host2.example.test.acme.test.") {
+        assert_eq!(answer, [value_of(&host2)], "host2's earlier record");
+    }
+    // Mapped files too: host2's file is refused by name, host1's is published.
+    let host1_third = document("host1.example.test", &["host1.example.test"]);
+    let file1 = central.path().join("host1.json");
+    std::fs::write(&file1, host1_third.to_string()).expect("write tokens");
+    let file2 = central.path().join("host2.json");
+    std::fs::write(&file2, json!({"host1.example.test": &hostile}).to_string())
+        .expect("write tokens");
+    let mapped1 = OsString::from(format!("host1.example.test={}", file1.display()));
+    let mapped2 = OsString::from(format!("host2.example.test={}", file2.display()));
+    let run = Launch::new(&publish_args(&config, &[&mapped1, &mapped2], &[])).run();
+    let report = run.expect_code(1).json();
+    assert_eq!(
+        report["refused"][0]["host"], "host2.example.test",
+        "{report:#}"
+    );
+    for answer in served(&sb, "host1.example.test.acme.test.") {
+        assert_eq!(answer, [value_of(&host1_third)], "host1's record");
+    }
+    // Nothing valid left: the run is refused as a whole, one line, exit 2.
+    let run = Launch::new(&publish_args(&config, &[&mapped2], &[])).run();
+    assert_refused(&run, "only a refused document", &["host2.example.test"]);
+}
