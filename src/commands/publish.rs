@@ -15,7 +15,7 @@ use super::report::print_json;
 use crate::cli::PublishArgs;
 use crate::config::{ZoneConfig, ZoneTarget};
 use crate::dns::{DnsName, ServerWait};
-use crate::error::{Error, Outcome};
+use crate::error::{Error, Outcome, print_error_line};
 use crate::token::{self, Refusal, TokenSource, Tokens};
 use crate::zone::{self, FileWriter, Publication, UpdateWriter};
 
@@ -166,21 +166,21 @@ pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome
         .map(|wait| format!("{} {}", wait.server, wait.served))
         .collect();
     if !lagging.is_empty() {
-        eprintln!(
-            "fleetcert: error: zone {} serial {serial} is published but not served everywhere \
-             after {}s: {}; check NOTIFY and transfers to those servers, or raise `timeout`",
+        print_error_line(&format_args!(
+            "zone {} serial {serial} is published but not served everywhere after {}s: {}; \
+             check NOTIFY and transfers to those servers, or raise `timeout`",
             config.zone,
             config.timeout.as_secs(),
             lagging.join("; ")
-        );
+        ));
         return Outcome::PropagationTimeout;
     }
     if let Some((_, Err(mismatch))) = &propagation.checked {
-        eprintln!(
-            "fleetcert: error: zone {} serial {serial} is published, but {mismatch}; was the \
-             zone edited by hand, or is another tool writing it?",
+        print_error_line(&format_args!(
+            "zone {} serial {serial} is published, but {mismatch}; was the zone edited by \
+             hand, or is another tool writing it?",
             config.zone
-        );
+        ));
         return Outcome::PropagationTimeout;
     }
     Outcome::Success

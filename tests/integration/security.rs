@@ -1774,3 +1774,83 @@ fn a_refused_document_refuses_its_host_alone_and_the_others_are_published() {
     let run = Launch::new(&publish_args(&config, &[&mapped2], &[])).run();
     assert_refused(&run, "only a refused document", &["host2.example.test"]);
 }
+
+// --- a stderr that cannot be written ---------------------------------------------------
+
+/// Runs the binary with `args`, its stderr on `/dev/full` (a full disk) or on a pipe whose
+/// reader is gone; the exit code.
+fn exit_code_with_stderr_lost(args: &[&OsStr], full: bool) -> i32 {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env("RUST_LOG", "fleetcert=trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if full {
+        let dev_full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full");
+        command.stderr(Stdio::from(dev_full));
+        command.status().expect("run").code().unwrap_or(-1)
+    } else {
+        command.stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run");
+        drop(child.stderr.take());
+        child.wait().expect("wait").code().unwrap_or(-1)
+    }
+}
+
+#[test]
+fn status_and_publish_exit_with_their_code_when_stderr_cannot_be_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("host.yaml");
+    std::fs::write(
+        &good,
+        offline_host_config(dir.path(), "", "", "{main: [host1.example.test]}"),
+    )
+    .expect("config");
+    let missing = dir.path().join("missing.yaml");
+    let tokens = dir.path().join("tokens.json");
+    let cases: [(&[&OsStr], i32); 4] = [
+        // A config that loads; every log line at trace goes to the lost stderr.
+        (
+            &[
+                OsStr::new("status"),
+                OsStr::new("--config"),
+                good.as_os_str(),
+            ],
+            0,
+        ),
+        // The error line itself is lost.
+        (
+            &[
+                OsStr::new("status"),
+                OsStr::new("--config"),
+                missing.as_os_str(),
+            ],
+            2,
+        ),
+        (
+            &[
+                OsStr::new("publish"),
+                OsStr::new("--config"),
+                missing.as_os_str(),
+                OsStr::new("--tokens"),
+                tokens.as_os_str(),
+            ],
+            2,
+        ),
+        (&[OsStr::new("publish"), OsStr::new("--config")], 2),
+    ];
+    for (args, code) in cases {
+        for full in [true, false] {
+            let what = if full { "/dev/full" } else { "a closed pipe" };
+            assert_eq!(
+                exit_code_with_stderr_lost(args, full),
+                code,
+                "{args:?} with stderr on {what}"
+            );
+        }
+    }
+}
