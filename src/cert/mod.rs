@@ -9,7 +9,7 @@ mod pkcs12;
 
 pub(crate) use inspect::{
     DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted,
-    inspect_chain,
+    inspect_chain, serial_hex,
 };
 pub(crate) use install::{CertDir, Secret, SetFile};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};

@@ -23,6 +23,7 @@ mod package;
 mod publish;
 mod sandbox;
 mod security;
+mod served;
 mod services;
 mod timer;
 mod update;
