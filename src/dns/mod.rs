@@ -2,6 +2,7 @@
 //! zone's servers, the every-server wait of `publish`, and DNS UPDATE signed with TSIG.
 
 mod client;
+mod dnssec;
 mod discover;
 mod name;
 mod precheck;
@@ -10,6 +11,7 @@ mod update;
 mod wait;
 
 pub(crate) use client::{DnsError, Recursion, query};
+pub(crate) use dnssec::{ChainError, check_chains};
 pub(crate) use discover::{DiscoverError, discover_servers};
 pub(crate) use name::{DnsName, NameError};
 pub(crate) use precheck::{DelegationError, check_delegation};
