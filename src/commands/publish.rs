@@ -35,6 +35,8 @@ pub(super) struct Report {
     servers: Vec<ServerReport>,
     /// The server whose records were checked one by one.
     records_checked_on: Option<String>,
+    /// The zone is signed (DNSSEC), and every server's signatures were checked.
+    signed: bool,
     /// Seconds from start to verified on every server.
     seconds: f64,
 }
@@ -107,6 +109,7 @@ pub(super) fn report(
         expired: publication.expired.clone(),
         servers,
         records_checked_on: checked_on,
+        signed: publication.signatures.is_some(),
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -138,6 +141,20 @@ pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome
             "fleetcert: error: zone {} serial {serial} is published, but {mismatch}; was the \
              zone edited by hand, or is another tool writing it?",
             config.zone
+        );
+        return Outcome::PropagationTimeout;
+    }
+    let invalid: Vec<String> = publication
+        .signatures
+        .iter()
+        .flatten()
+        .filter_map(|checked| checked.as_ref().err().map(ToString::to_string))
+        .collect();
+    if !invalid.is_empty() {
+        eprintln!(
+            "fleetcert: error: zone {} serial {serial} is published, but {}",
+            config.zone,
+            invalid.join("; ")
         );
         return Outcome::PropagationTimeout;
     }

@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::StreamExt as _;
+use futures_util::future::join_all;
 use hickory_proto::dnssec::Verifier as _;
 use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, RRSIG};
 use hickory_proto::op::ResponseCode;
@@ -32,7 +33,8 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use time::OffsetDateTime;
 
-use super::client::{Answer, Bits, ask};
+use super::client::{Answer, Bits, QUERY_TIMEOUT, ask};
+use super::wait::{ask_pipelined, not_authoritative};
 use super::{DnsError, DnsName, Recursion};
 use crate::serial::has_reached;
 use crate::shown::bare;
@@ -643,4 +645,141 @@ pub(crate) fn unix_now_u32() -> u32 {
     #[allow(clippy::cast_possible_truncation)]
     let now = crate::timestamp::unix_now() as u32;
     now
+}
+
+/// Why one authoritative server's answers for the signing zone do not validate.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{server} serves answers that do not validate: {cause}")]
+pub(crate) struct InvalidServer {
+    pub(crate) server: SocketAddr,
+    pub(crate) cause: ServerCause,
+}
+
+/// What is wrong on one server.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ServerCause {
+    /// A key, DS or signature problem.
+    #[error(transparent)]
+    Break(#[from] Break),
+    /// No usable answer to a question with DO.
+    #[error("{what}: {reason}")]
+    NoAnswer { what: String, reason: String },
+    /// Unsigned while another server serves the zone signed.
+    #[error(
+        "it serves {zone}. without DNSKEY while {signed} serves it signed: an unsigned copy; \
+         check the zone transfers to it"
+    )]
+    NoKeys { zone: DnsName, signed: SocketAddr },
+}
+
+/// After the wait of `publish`: when the zone is signed (some server serves its DNSKEY set),
+/// checks on every server the keys against the parent's DS (through `resolver`, when it
+/// answers), the DNSKEY and SOA signatures and the signature of each of `names`' TXT sets,
+/// at the time now. `None` for an unsigned zone.
+pub(crate) async fn check_servers(
+    servers: &[SocketAddr],
+    zone: &DnsName,
+    names: &[&DnsName],
+    resolver: SocketAddr,
+) -> Option<Vec<Result<(), InvalidServer>>> {
+    let now = unix_now_u32();
+    let apex = zone.to_hickory();
+    let keysets = join_all(
+        servers
+            .iter()
+            .map(|&server| ask(server, zone, RecordType::DNSKEY, Bits::signed(Recursion::Off))),
+    )
+    .await;
+    let signed = servers
+        .iter()
+        .zip(&keysets)
+        .find(|(_, keyset)| {
+            keyset
+                .as_ref()
+                .is_ok_and(|answer| !apex_keys(answer, &apex).is_empty())
+        })
+        .map(|(&server, _)| server)?;
+    // The resolver may be absent where `servers` is configured: the DS check is then left
+    // out rather than waited for.
+    let ds = tokio::time::timeout(QUERY_TIMEOUT, delegation_signer(resolver, &apex))
+        .await
+        .unwrap_or_default();
+    let checks = servers.iter().zip(keysets).map(|(&server, keyset)| {
+        let (apex, ds) = (&apex, &ds);
+        async move {
+            check_server(server, zone, apex, keyset, ds, names, now, signed)
+                .await
+                .map_err(|cause| InvalidServer { server, cause })
+        }
+    });
+    Some(join_all(checks).await)
+}
+
+/// The DNSKEY records at `apex` in an answer.
+fn apex_keys(answer: &Answer, apex: &Name) -> Vec<Record> {
+    answer
+        .message
+        .answers
+        .iter()
+        .filter(|record| record.record_type() == RecordType::DNSKEY && record.name == *apex)
+        .cloned()
+        .collect()
+}
+
+/// One server of [`check_servers`].
+#[allow(clippy::too_many_arguments)]
+async fn check_server(
+    server: SocketAddr,
+    zone: &DnsName,
+    apex: &Name,
+    keyset: Result<Answer, DnsError>,
+    ds: &[DS],
+    names: &[&DnsName],
+    now: u32,
+    signed: SocketAddr,
+) -> Result<(), ServerCause> {
+    let no_answer = |what: String, reason: String| ServerCause::NoAnswer { what, reason };
+    let answer = keyset.map_err(|err| no_answer(format!("{zone}. DNSKEY"), err.to_string()))?;
+    if let Some(wrong) = not_authoritative(&answer) {
+        return Err(no_answer(format!("{zone}. DNSKEY"), wrong));
+    }
+    let records = apex_keys(&answer, apex);
+    if records.is_empty() {
+        return Err(ServerCause::NoKeys {
+            zone: zone.clone(),
+            signed,
+        });
+    }
+    let keys = ZoneKeys { records, answer };
+    if let Some(found) = check_zone(apex, &keys, ds, now) {
+        return Err(found.into());
+    }
+    let dnskeys = keys.keys();
+    let soa = ask(server, zone, RecordType::SOA, Bits::signed(Recursion::Off))
+        .await
+        .map_err(|err| no_answer(format!("{zone}. SOA"), err.to_string()))?;
+    let soa_set = &soa.message.answers;
+    if let Some(found) = verify_in(apex, apex, RecordType::SOA, soa_set, &dnskeys, now) {
+        return Err(found.into());
+    }
+    let answers = ask_pipelined(
+        server,
+        names.iter().copied(),
+        RecordType::TXT,
+        Bits::signed(Recursion::Off),
+    )
+    .await
+    .map_err(|reason| no_answer("TXT records".to_owned(), reason))?;
+    for (name, found) in answers {
+        let what = || format!("{name}. TXT");
+        let answer = found.map_err(|reason| no_answer(what(), reason))?;
+        if let Some(wrong) = not_authoritative(&answer) {
+            return Err(no_answer(what(), wrong));
+        }
+        let owner = name.to_hickory();
+        if let Some(found) = verify_in(apex, &owner, RecordType::TXT, &answer.message.answers, &dnskeys, now) {
+            return Err(found.into());
+        }
+    }
+    Ok(())
 }

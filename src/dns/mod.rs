@@ -11,7 +11,7 @@ mod update;
 mod wait;
 
 pub(crate) use client::{DnsError, Recursion, query};
-pub(crate) use dnssec::{ChainError, check_chains};
+pub(crate) use dnssec::{ChainError, InvalidServer, check_chains, check_servers};
 pub(crate) use discover::{DiscoverError, discover_servers};
 pub(crate) use name::{DnsName, NameError};
 pub(crate) use precheck::{DelegationError, check_delegation};

@@ -103,15 +103,19 @@ impl<'s> Central<'s> {
     }
 
     fn publish(&self, config: &Path, document: &Value) -> Run {
+        fleetcert(self.publish_args(config, document))
+    }
+
+    fn publish_args(&self, config: &Path, document: &Value) -> Vec<std::ffi::OsString> {
         let tokens = self.dir.join("tokens.json");
         std::fs::write(&tokens, document.to_string()).expect("write tokens");
-        fleetcert([
-            "publish".as_ref(),
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--tokens".as_ref(),
-            tokens.as_os_str(),
-        ])
+        vec![
+            "publish".into(),
+            "--config".into(),
+            config.into(),
+            "--tokens".into(),
+            tokens.into(),
+        ]
     }
 
     /// Both servers serve `serial` or later, and every record of `document` with an RRSIG.
@@ -239,5 +243,46 @@ fn a_resolver_that_does_not_validate_is_said_once_and_certificates_issue() {
     let finalized = host.finalize_ok();
     for name in ["main", "second"] {
         assert_eq!(cert(&finalized, name)["status"], "issued", "{finalized:#}");
+    }
+}
+
+#[test]
+fn publish_names_the_servers_whose_signatures_do_not_validate_with_exit_3() {
+    let sb = sandbox().dnssec(Validation::Validating).start();
+    let central = Central::new(&sb);
+    let config = central.file_config();
+    let document = serde_json::json!({
+        "version": 1,
+        "host": "host9.example.test",
+        "records": [{"name": "host9.example.test.acme.test.", "value": "a".repeat(43),
+                     "cert": "main", "identifier": "host9.example.test"}],
+        "certs": [{"name": "main", "status": "pending", "not_after": null, "reason": "test"}],
+    });
+    // Today every server's signatures validate, and the report says the zone is signed.
+    let run = central.publish(&config, &document);
+    run.expect_code(0);
+    assert_eq!(run.json()["signed"], true, "{}", run.stdout);
+
+    // A month on, the signatures BIND made today have expired (a signer that stopped
+    // re-signing looks the same): publish says so for each server, with exit 3.
+    let out = crate::sandbox::run(
+        std::process::Command::new("faketime")
+            .args(["-f", "+30d", env!("CARGO_BIN_EXE_fleetcert")])
+            .args(central.publish_args(&config, &document)),
+    );
+    let run = Run::of(&out);
+    run.expect_code(3);
+    let line = run
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("fleetcert: error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{}", run.stderr));
+    for part in [
+        format!("{} serves answers that do not validate", sb.primary()),
+        format!("{} serves answers that do not validate", sb.secondary()),
+        "acme.test. DNSKEY in zone acme.test.".to_owned(),
+        "expired at".to_owned(),
+    ] {
+        assert!(line.contains(&part), "{part:?} not in: {line}");
     }
 }
