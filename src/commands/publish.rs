@@ -144,11 +144,34 @@ pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome
         );
         return Outcome::PropagationTimeout;
     }
-    let invalid: Vec<String> = publication
+    // Servers with the same problem (a signer that stopped re-signing shows on all of them)
+    // share one clause: "A and B serve answers that do not validate: ...".
+    let mut invalid: Vec<(Vec<String>, String)> = Vec::new();
+    for problem in publication
         .signatures
         .iter()
         .flatten()
-        .filter_map(|checked| checked.as_ref().err().map(ToString::to_string))
+        .filter_map(|c| c.as_ref().err())
+    {
+        let cause = problem.cause.to_string();
+        match invalid.iter_mut().find(|(_, known)| *known == cause) {
+            Some((servers, _)) => servers.push(problem.server.to_string()),
+            None => invalid.push((vec![problem.server.to_string()], cause)),
+        }
+    }
+    let invalid: Vec<String> = invalid
+        .into_iter()
+        .map(|(servers, cause)| {
+            let verb = if servers.len() == 1 {
+                "serves"
+            } else {
+                "serve"
+            };
+            format!(
+                "{} {verb} answers that do not validate: {cause}",
+                servers.join(" and ")
+            )
+        })
         .collect();
     if !invalid.is_empty() {
         eprintln!(

@@ -489,7 +489,9 @@ async fn precheck(config: &HostConfig, spec: &CertSpec) -> Result<(), CertFailur
         .collect()
         .await;
     if problems.is_empty() {
-        check_chains(config.resolver, &bases, &config.signing_zone).await.map_err(CertFailure::Dnssec)
+        check_chains(config.resolver, &bases, &config.signing_zone)
+            .await
+            .map_err(CertFailure::Dnssec)
     } else {
         Err(CertFailure::Delegation(problems))
     }

@@ -121,13 +121,13 @@ pub(crate) enum Break {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SigProblem {
     /// Signed zone, unsigned set.
-    #[error("no RRSIG, though the zone is signed: sign the zone again (`rndc sign ZONE`)")]
+    #[error("no RRSIG, though the zone is signed: sign the zone again (`rndc sign` it)")]
     Unsigned,
     /// Every signature has expired.
     #[error(
         "its RRSIG (key tag {tag}) expired at {at}: the signer stopped re-signing; check that \
          named runs the zone's `dnssec-policy` and can write its key directory, then \
-         `rndc sign ZONE`"
+         `rndc sign` the zone"
     )]
     Expired { tag: u16, at: String },
     /// Signatures from the future.
@@ -368,9 +368,8 @@ async fn diagnose(
     zones.reverse();
     let mut top_signed: Option<(Name, Vec<u16>, bool)> = None;
     for zone in &zones {
-        let keys = match zone_keys(resolver, zone).await {
-            Some(keys) => keys,
-            None => continue,
+        let Some(keys) = zone_keys(resolver, zone).await else {
+            continue;
         };
         let ds = delegation_signer(resolver, zone).await;
         if let Some(found) = check_zone(zone, &keys, &ds, now) {
@@ -387,7 +386,14 @@ async fn diagnose(
     }
     // The set that was asked for, signed by the leaf zone.
     if let Some(keys) = zone_keys(resolver, &leaf).await
-        && let Some(found) = verify_in(&leaf, &name.to_hickory(), rtype, &unchecked.message.answers, &keys.keys(), now)
+        && let Some(found) = verify_in(
+            &leaf,
+            &name.to_hickory(),
+            rtype,
+            &unchecked.message.answers,
+            &keys.keys(),
+            now,
+        )
     {
         return found;
     }
@@ -496,9 +502,11 @@ fn check_zone(zone: &Name, keys: &ZoneKeys, ds: &[DS], now: u32) -> Option<Break
         });
     }
     if !ds.is_empty()
-        && !ds
-            .iter()
-            .any(|ds| dnskeys.iter().any(|key| ds.covers(zone, key).unwrap_or(false)))
+        && !ds.iter().any(|ds| {
+            dnskeys
+                .iter()
+                .any(|key| ds.covers(zone, key).unwrap_or(false))
+        })
     {
         let mut ds_tags: Vec<u16> = ds.iter().map(DS::key_tag).collect();
         ds_tags.sort_unstable();
@@ -529,7 +537,14 @@ async fn check_set(
     now: u32,
 ) -> Option<Break> {
     let answer = ask_name(resolver, owner, rtype).await?;
-    verify_in(zone, owner, rtype, &answer.message.answers, &keys.keys(), now)
+    verify_in(
+        zone,
+        owner,
+        rtype,
+        &answer.message.answers,
+        &keys.keys(),
+        now,
+    )
 }
 
 /// [`verify_set`] over an answer section, as a [`Break`] of `zone`.
@@ -570,7 +585,10 @@ pub(crate) fn verify_set(
     }
     let mut worst: Option<SigProblem> = None;
     let mut keep = |problem: SigProblem| {
-        if worst.as_ref().is_none_or(|kept| problem.rank() > kept.rank()) {
+        if worst
+            .as_ref()
+            .is_none_or(|kept| problem.rank() > kept.rank())
+        {
             worst = Some(problem);
         }
     };
@@ -635,7 +653,9 @@ fn seconds_shown(value: u32, now: u32) -> String {
     let now_full = crate::timestamp::unix_now();
     // The signed distance from now in serial arithmetic: within +-68 years.
     let distance = i64::from(value.wrapping_sub(now) as i32);
-    let at = i64::try_from(now_full).unwrap_or(i64::MAX).saturating_add(distance);
+    let at = i64::try_from(now_full)
+        .unwrap_or(i64::MAX)
+        .saturating_add(distance);
     OffsetDateTime::from_unix_timestamp(at).map_or_else(|_| format!("{value}"), rfc3339)
 }
 
@@ -684,11 +704,14 @@ pub(crate) async fn check_servers(
 ) -> Option<Vec<Result<(), InvalidServer>>> {
     let now = unix_now_u32();
     let apex = zone.to_hickory();
-    let keysets = join_all(
-        servers
-            .iter()
-            .map(|&server| ask(server, zone, RecordType::DNSKEY, Bits::signed(Recursion::Off))),
-    )
+    let keysets = join_all(servers.iter().map(|&server| {
+        ask(
+            server,
+            zone,
+            RecordType::DNSKEY,
+            Bits::signed(Recursion::Off),
+        )
+    }))
     .await;
     let signed = servers
         .iter()
@@ -777,7 +800,14 @@ async fn check_server(
             return Err(no_answer(what(), wrong));
         }
         let owner = name.to_hickory();
-        if let Some(found) = verify_in(apex, &owner, RecordType::TXT, &answer.message.answers, &dnskeys, now) {
+        if let Some(found) = verify_in(
+            apex,
+            &owner,
+            RecordType::TXT,
+            &answer.message.answers,
+            &dnskeys,
+            now,
+        ) {
             return Err(found.into());
         }
     }

@@ -2,8 +2,8 @@
 //! zone's servers, the every-server wait of `publish`, and DNS UPDATE signed with TSIG.
 
 mod client;
-mod dnssec;
 mod discover;
+mod dnssec;
 mod name;
 mod precheck;
 mod tsig;
@@ -11,8 +11,8 @@ mod update;
 mod wait;
 
 pub(crate) use client::{DnsError, Recursion, query};
-pub(crate) use dnssec::{ChainError, InvalidServer, check_chains, check_servers};
 pub(crate) use discover::{DiscoverError, discover_servers};
+pub(crate) use dnssec::{ChainError, InvalidServer, check_chains, check_servers};
 pub(crate) use name::{DnsName, NameError};
 pub(crate) use precheck::{DelegationError, check_delegation};
 pub(crate) use tsig::{TsigAlgo, TsigKey};

@@ -168,14 +168,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
             .await,
         )
     };
-    let signatures = match &propagation {
-        Some(done) if done.waits.iter().all(|wait| wait.caught_up.is_some()) => {
-            let names: BTreeSet<&DnsName> = records.iter().map(|record| &record.name).collect();
-            let names: Vec<&DnsName> = names.into_iter().collect();
-            dns::check_servers(&servers, &config.zone, &names, config.resolver).await
-        }
-        _ => None,
-    };
+    let signatures = signatures(config, &servers, &records, propagation.as_ref()).await;
     drop(lock);
     Ok(Publication {
         written,
@@ -185,6 +178,25 @@ pub(crate) async fn publish<W: ZoneWriter>(
         propagation,
         signatures,
     })
+}
+
+/// Every server's signatures, when the zone is signed and every server served the serial.
+async fn signatures(
+    config: &ZoneConfig,
+    servers: &[SocketAddr],
+    records: &BTreeSet<&TxtRecord>,
+    propagation: Option<&Propagation>,
+) -> Option<Vec<Result<(), InvalidServer>>> {
+    if !propagation?
+        .waits
+        .iter()
+        .all(|wait| wait.caught_up.is_some())
+    {
+        return None;
+    }
+    let names: BTreeSet<&DnsName> = records.iter().map(|record| &record.name).collect();
+    let names: Vec<&DnsName> = names.into_iter().collect();
+    dns::check_servers(servers, &config.zone, &names, config.resolver).await
 }
 
 /// The ledger with `submissions` applied and expired hosts dropped; refused when a name would
