@@ -450,13 +450,7 @@ fn key_tags(keys: &[DNSKEY]) -> Vec<u16> {
 /// apex (and has no DS either); an empty set when it has a DS but no keys.
 async fn zone_keys(resolver: SocketAddr, zone: &Name) -> Option<ZoneKeys> {
     let answer = ask_name(resolver, zone, RecordType::DNSKEY).await?;
-    let records: Vec<Record> = answer
-        .message
-        .answers
-        .iter()
-        .filter(|record| record.record_type() == RecordType::DNSKEY && record.name == *zone)
-        .cloned()
-        .collect();
+    let records = apex_keys(&answer, zone);
     if records.is_empty() && delegation_signer(resolver, zone).await.is_empty() {
         return None;
     }
