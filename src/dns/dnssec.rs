@@ -44,7 +44,7 @@ use crate::timestamp::rfc3339;
 /// delegation depth, and a bound on the questions a hostile answer can cause.
 const MAX_ZONES: usize = 8;
 /// Characters of a name from an answer or of a resolver's reason shown at most.
-const MAX_SHOWN: usize = 200;
+const MAX_ANSWER_TEXT: usize = 200;
 /// Names asked about at once: a certificate with 100 names does not flood the resolver.
 const CONCURRENCY: usize = 16;
 /// EDNS option code of an extended DNS error (RFC 8914 section 2).
@@ -318,7 +318,10 @@ fn extended_error(answer: &Answer) -> Option<String> {
     };
     let code = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
     let text = String::from_utf8_lossy(data.get(2..).unwrap_or_default());
-    Some(bare(&format!("EDE {code}: {}", text.trim()), MAX_SHOWN))
+    Some(bare(
+        &format!("EDE {code}: {}", text.trim()),
+        MAX_ANSWER_TEXT,
+    ))
 }
 
 /// Every RRSIG in the answer and authority sections.
@@ -638,7 +641,7 @@ fn shown_name(name: &Name) -> String {
     if !text.ends_with('.') {
         text.push('.');
     }
-    bare(&text, MAX_SHOWN)
+    bare(&text, MAX_ANSWER_TEXT)
 }
 
 /// An RRSIG time (32-bit seconds) as RFC 3339: the moment nearest to `now` with those low
@@ -806,4 +809,160 @@ async fn check_server(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::dnssec::crypto::EcdsaSigningKey;
+    use hickory_proto::dnssec::rdata::SigInput;
+    use hickory_proto::dnssec::{Algorithm, SigningKey as _, TBS};
+    use hickory_proto::op::{Edns, Message};
+    use hickory_proto::rr::SerialNumber;
+    use hickory_proto::rr::rdata::TXT;
+
+    use super::*;
+
+    /// A day in seconds.
+    const DAY: u32 = 86_400;
+
+    struct Signer {
+        key: EcdsaSigningKey,
+        dnskey: DNSKEY,
+    }
+
+    impl Signer {
+        fn new() -> Self {
+            let pkcs8 =
+                EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256).expect("generate");
+            let key = EcdsaSigningKey::from_pkcs8(&pkcs8, Algorithm::ECDSAP256SHA256)
+                .expect("read the key");
+            let dnskey = DNSKEY::with_flags(257, key.to_public_key().expect("public key"));
+            Self { key, dnskey }
+        }
+
+        fn tag(&self) -> u16 {
+            self.dnskey.calculate_key_tag().expect("key tag")
+        }
+
+        /// An RRSIG record over `set`, valid from `inception` to `expiration`.
+        fn sign(&self, set: &[Record], inception: u32, expiration: u32) -> Record {
+            let owner = set[0].name.clone();
+            let input = SigInput {
+                type_covered: set[0].record_type(),
+                algorithm: Algorithm::ECDSAP256SHA256,
+                num_labels: owner.num_labels(),
+                original_ttl: 60,
+                sig_expiration: SerialNumber::new(expiration),
+                sig_inception: SerialNumber::new(inception),
+                key_tag: self.tag(),
+                signer_name: Name::from_ascii("acme.test.").expect("name"),
+            };
+            let tbs = TBS::from_input(&owner, DNSClass::IN, &input, set.iter()).expect("tbs");
+            let sig = self.key.sign(&tbs).expect("sign");
+            Record::from_rdata(
+                owner,
+                60,
+                RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, sig))),
+            )
+        }
+    }
+
+    fn txt(value: &str) -> Vec<Record> {
+        let owner = Name::from_ascii("host1.example.test.acme.test.").expect("name");
+        vec![Record::from_rdata(
+            owner,
+            60,
+            RData::TXT(TXT::new(vec![value.to_owned()])),
+        )]
+    }
+
+    fn check(section: &[Record], keys: &[DNSKEY], now: u32) -> Result<(), SigProblem> {
+        verify_set(&section[0].name, RecordType::TXT, section, keys, now)
+    }
+
+    #[test]
+    fn a_signature_in_its_window_by_a_published_key_verifies() {
+        let signer = Signer::new();
+        let now = unix_now_u32();
+        let mut section = txt("value");
+        section.push(signer.sign(&section, now - DAY, now + 14 * DAY));
+        assert_eq!(check(&section, &[signer.dnskey.clone()], now), Ok(()));
+    }
+
+    #[test]
+    fn each_kind_of_bad_signature_is_told_apart() {
+        let signer = Signer::new();
+        let now = unix_now_u32();
+        let keys = [signer.dnskey.clone()];
+        let tag = signer.tag();
+
+        let unsigned = txt("value");
+        assert_eq!(check(&unsigned, &keys, now), Err(SigProblem::Unsigned));
+
+        let mut expired = txt("value");
+        expired.push(signer.sign(&expired, now - 20 * DAY, now - 6 * DAY));
+        assert!(
+            matches!(check(&expired, &keys, now), Err(SigProblem::Expired { tag: t, .. }) if t == tag)
+        );
+
+        let mut early = txt("value");
+        early.push(signer.sign(&early, now + DAY, now + 14 * DAY));
+        assert!(matches!(
+            check(&early, &keys, now),
+            Err(SigProblem::NotYetValid { .. })
+        ));
+
+        // The data changed after signing.
+        let mut changed = txt("value");
+        let signature = signer.sign(&changed, now - DAY, now + 14 * DAY);
+        changed = txt("other value");
+        changed.push(signature);
+        assert_eq!(
+            check(&changed, &keys, now),
+            Err(SigProblem::BadSignature { tag })
+        );
+
+        // Signed by a key the zone does not publish.
+        let other = Signer::new();
+        let mut foreign = txt("value");
+        foreign.push(other.sign(&foreign, now - DAY, now + 14 * DAY));
+        assert_eq!(
+            check(&foreign, &keys, now),
+            Err(SigProblem::UnknownKey { tag: other.tag() })
+        );
+    }
+
+    #[test]
+    fn an_expiry_across_the_32_bit_wrap_is_read_by_serial_arithmetic() {
+        let signer = Signer::new();
+        // Just before the 2106 wrap, signed until just after it.
+        let now = u32::MAX - DAY;
+        let mut section = txt("value");
+        section.push(signer.sign(&section, now - DAY, now.wrapping_add(14 * DAY)));
+        assert_eq!(check(&section, &[signer.dnskey.clone()], now), Ok(()));
+    }
+
+    #[test]
+    fn the_resolvers_extended_error_is_shown_escaped_and_bounded() {
+        let mut message = Message::query();
+        let mut edns = Edns::new();
+        let mut data = 9u16.to_be_bytes().to_vec();
+        data.extend_from_slice(b"validation failure\n<acme.test. SOA IN>");
+        data.extend(std::iter::repeat_n(b'x', 500));
+        edns.options_mut().insert(EdnsOption::Unknown(EDE, data));
+        message.edns = Some(edns);
+        let said = extended_error(&Answer { message }).expect("an EDE");
+        assert!(
+            said.starts_with("EDE 9: validation failure\\n<acme.test. SOA IN>"),
+            "{said}"
+        );
+        assert!(said.chars().count() < MAX_ANSWER_TEXT + 8, "{said}");
+        assert!(!said.contains('\n'));
+    }
+
+    #[test]
+    fn key_tags_read_as_a_list() {
+        assert_eq!(Tags(&[]).to_string(), "none");
+        assert_eq!(Tags(&[5127, 40211]).to_string(), "5127, 40211");
+    }
 }
