@@ -63,6 +63,14 @@ impl CheckStatus {
     }
 }
 
+/// Prints `fleetcert: error: LINE` on stderr. A stderr that cannot take it (a full disk, a
+/// pipe whose reader is gone) loses the line, never the exit code: `eprintln!` would panic
+/// there, and exit 101 means nothing to a caller (docs/exit-codes.md).
+pub(crate) fn print_error_line(line: &dyn std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "fleetcert: error: {line}");
+}
+
 /// Exit code for bad usage, config or input: nothing was changed.
 pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code for a run that failed as a whole: no report, the old files stay.

@@ -542,8 +542,20 @@ impl Dir {
 
     /// Removes temporary files that writers killed mid-write left behind (their pid is gone).
     pub(crate) fn sweep(&self) -> Result<(), StoreError> {
+        self.sweep_where(|_| true)
+    }
+
+    /// Like [`Dir::sweep`], but only the temporaries of the file `name`: for a directory
+    /// fleetcert shares with other tools, whose temporaries are theirs to sweep.
+    pub(crate) fn sweep_temporaries_of(&self, name: &str) -> Result<(), StoreError> {
+        let prefix = format!(".{name}{TEMP_MARK}");
+        self.sweep_where(|entry| entry.starts_with(&prefix))
+    }
+
+    fn sweep_where(&self, ours: impl Fn(&str) -> bool) -> Result<(), StoreError> {
         for name in self.entries()? {
-            if let Some(pid) = temp_owner(&name)
+            if ours(&name)
+                && let Some(pid) = temp_owner(&name)
                 && !process_alive(pid)
             {
                 tracing::debug!(dir = %self.path.display(), file = %bare(&name, 80), "removing a temporary file a killed run left");

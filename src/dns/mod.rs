@@ -3,6 +3,7 @@
 
 mod client;
 mod discover;
+mod dnssec;
 mod name;
 mod precheck;
 mod tsig;
@@ -11,6 +12,7 @@ mod wait;
 
 pub(crate) use client::{DnsError, Recursion, query};
 pub(crate) use discover::{DiscoverError, discover_servers};
+pub(crate) use dnssec::{ChainError, InvalidServer, check_chains, check_servers};
 pub(crate) use name::{DnsName, NameError};
 pub(crate) use precheck::{DelegationError, check_delegation};
 pub(crate) use tsig::{TsigAlgo, TsigKey};

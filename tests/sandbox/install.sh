@@ -24,10 +24,14 @@ set -euo pipefail
 # The crash and gap tests (tests/integration/{crash,gaps}.rs): util-linux for setpriv (read a
 # key as nobody), prlimit (a write that fails) and flock (hold the host lock), e2fsprogs for
 # chattr (a file rename cannot replace); both are in every Debian system but slim images.
+# LXD (tests/sandbox/lxd.sh, tests/integration/lxd.rs): Debian's lxd 5.0.2 daemon and its
+# lxc client, run as private daemons on loopback (no containers, storage or bridge); the
+# policy-rc.d below keeps its maintainer scripts from starting the system's lxd.
 SANDBOX_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl puppet python3-venv
     nginx prometheus-node-exporter prometheus zookeeper default-jre-headless faketime
     lintian man-db systemd python3-apt adduser
-    util-linux e2fsprogs)
+    util-linux e2fsprogs
+    lxd lxd-client)
 
 export DEBIAN_FRONTEND=noninteractive
 
