@@ -11,6 +11,7 @@ mod duration;
 mod host;
 mod issuer;
 mod metrics;
+mod nesting;
 mod pkcs12;
 mod servers;
 mod unique;
@@ -76,6 +77,13 @@ fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigErr
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
     let text = std::str::from_utf8(bytes)
         .map_err(|err| syntax(format!("is not UTF-8 text (at byte {})", err.valid_up_to())))?;
+    if let Some((line, column)) = nesting::too_deep(text, nesting::MAX_DEPTH) {
+        return Err(syntax(format!(
+            "nests `{{...}}` or `[...]` more than {} deep at line {line} column {column}: a \
+             fleetcert config needs a few levels; write it as plain YAML",
+            nesting::MAX_DEPTH
+        )));
+    }
     serde_yaml::from_str(text).map_err(|err| {
         // The parser quotes keys and values from the file: escape and bound them.
         syntax(bare(&err.to_string(), MAX_PARSER_MESSAGE))
