@@ -146,15 +146,19 @@ mod tests {
         let path = dir.path().join("deep.yaml");
         // 5,000 levels: seconds of the parser's time in a debug build, minutes at 150,000.
         std::fs::write(&path, "{a: ".repeat(5_000)).expect("write");
-        let err = super::super::read_yaml::<serde_yaml::Value>(&path)
-            .expect_err("too deep")
-            .to_string();
+        let err =
+            super::super::read_yaml::<serde_yaml::Value>(&path, super::super::OthersWrite::Refuse)
+                .expect_err("too deep")
+                .to_string();
         assert!(
             err.contains("more than 32 deep at line 1 column 129") && !err.contains('\n'),
             "{err}"
         );
         // A config's usual few levels load.
         std::fs::write(&path, "a: {b: [1, {c: [2]}]}\n").expect("write");
-        assert!(super::super::read_yaml::<serde_yaml::Value>(&path).is_ok());
+        assert!(
+            super::super::read_yaml::<serde_yaml::Value>(&path, super::super::OthersWrite::Refuse)
+                .is_ok()
+        );
     }
 }
