@@ -1117,3 +1117,53 @@ fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
     );
     leaks(&check, "--check --diff -vvv", &[HMAC, NEW_HMAC]);
 }
+
+/// A host whose token document publish refuses fails alone (issue 22, item 5): the primary's
+/// allow-list (`fleetcert_zone_allow`, the inventory's turned off) lists host1's names only,
+/// so publish refuses host2's document, publishes host1's and exits 1 naming host2
+/// (`refused`, docs/reports.md). host1 gets its certificate; host2 does not finalize (no
+/// validation burnt at the CA), and fails at the end with publish's line; nothing else fails.
+#[test]
+fn a_host_whose_document_publish_refuses_fails_alone() {
+    let fleet = Fleet::new(&["--hosts", "2", "--binary", env!("CARGO_BIN_EXE_fleetcert")]);
+    let primary_vars = fleet
+        .dir
+        .path()
+        .join("inventory/host_vars")
+        .join(format!("{PRIMARY}.yaml"));
+    let mut vars = String::from_utf8(read(&primary_vars)).expect("UTF-8");
+    vars.push_str(&format!(
+        "fleetcert_zone_allow_inventory: false\nfleetcert_zone_allow:\n  {0}: [{0}, www1.example.test]\n  {1}: [host200.example.test]\n",
+        HOSTS[0].0, LEGACY
+    ));
+    fs::write(&primary_vars, vars).expect("write the primary's variables");
+
+    let run = fleet.playbook(&[]);
+    let host2 = HOSTS[1].0;
+    run.expect_failed(&[host2]);
+    assert_issued(&fleet, HOSTS[0].0, "main", HOSTS[0].1[0].1);
+    assert!(
+        !fleet.fullchain(host2, "main").exists(),
+        "{host2} got a certificate"
+    );
+    let fatal = run
+        .output
+        .lines()
+        .find(|line| line.starts_with(&format!("fatal: [{host2}]")))
+        .unwrap_or_else(|| panic!("no fatal line for {host2}; output:\n{}", run.output));
+    assert!(
+        fatal.contains("token document refused by publish"),
+        "{host2} failed for another reason: {fatal}"
+    );
+    let finalize_play = run
+        .output
+        .split("PLAY [Finalize the orders and install the certificates]")
+        .nth(1)
+        .and_then(|rest| rest.split("PLAY [").next())
+        .unwrap_or_else(|| panic!("no finalize play; output:\n{}", run.output));
+    assert!(
+        finalize_play.contains(HOSTS[0].0) && !finalize_play.contains(host2),
+        "the finalize play did not run on {} alone:\n{finalize_play}",
+        HOSTS[0].0
+    );
+}
