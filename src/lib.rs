@@ -6,8 +6,10 @@
 //! uses lower ones, never the reverse (docs/README.md, "Source layout"):
 //!
 //! - `commands`: one module per subcommand, and the only writer of stdout;
-//! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`: the domain;
-//! - `dns`, `serial`, `store`, `lock`, `shown`, `timestamp`: the ground they stand on.
+//! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`, `probe`, `reload`: the
+//!   domain;
+//! - `dns`, `serial`, `store`, `lock`, `shown`, `timestamp`, `command`: the ground they
+//!   stand on.
 
 pub mod cli;
 
@@ -16,6 +18,7 @@ mod crash;
 
 mod acme;
 mod cert;
+mod command;
 mod commands;
 mod config;
 mod dns;
@@ -27,6 +30,7 @@ mod issuer;
 mod lock;
 mod metrics;
 mod probe;
+mod reload;
 mod serial;
 mod shown;
 mod store;

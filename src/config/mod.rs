@@ -21,7 +21,7 @@ mod zone;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-pub(crate) use certs::CertSpec;
+pub(crate) use certs::{CertSpec, ReloadSpec};
 pub(crate) use duration::ConfigDuration;
 pub(crate) use host::{Acme, HostConfig};
 pub(crate) use update::{UpdateTarget, missing_update};

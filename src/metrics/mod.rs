@@ -105,6 +105,12 @@ pub(crate) const FAMILIES: &[Family] = &[
         group: Group::Certificate,
     },
     Family {
+        name: "fleetcert_certificate_reload_pending",
+        help: "1 when the certificate's reload failed after its files changed: the service may still serve the previous certificate, and every run tries the reload again.",
+        labels: CERT,
+        group: Group::Certificate,
+    },
+    Family {
         name: "fleetcert_certificate_info",
         help: "The installed certificate: its first name, key type and serial (hex), value 1.",
         labels: &["host", "cert", "name", "key_type", "serial"],
@@ -236,6 +242,8 @@ pub(crate) struct CertFacts {
     pub(crate) due: Option<&'static str>,
     /// Whether an order waits; `None` when the state directory cannot be read.
     pub(crate) pending: Option<bool>,
+    /// Whether a failed reload waits to be run again; `None` as for `pending`.
+    pub(crate) reload_pending: Option<bool>,
     pub(crate) probes: Probes,
 }
 
@@ -554,12 +562,13 @@ fn cert_samples(samples: &mut Vec<Sample>, scope: (&'static str, &str), facts: &
         &[("reason", facts.due.unwrap_or("none"))],
         if facts.due.is_some() { 1.0 } else { 0.0 },
     );
-    if let Some(pending) = facts.pending {
-        push(
-            "fleetcert_certificate_pending",
-            &[],
-            if pending { 1.0 } else { 0.0 },
-        );
+    for (name, pending) in [
+        ("fleetcert_certificate_pending", facts.pending),
+        ("fleetcert_certificate_reload_pending", facts.reload_pending),
+    ] {
+        if let Some(pending) = pending {
+            push(name, &[], if pending { 1.0 } else { 0.0 });
+        }
     }
     let Probes::Probed(probes) = &facts.probes else {
         return;
@@ -648,6 +657,7 @@ mod tests {
             }),
             due: None,
             pending: Some(false),
+            reload_pending: Some(false),
             probes,
         }
     }
