@@ -1,6 +1,7 @@
 //! DNS: the name type, questions to one server, the delegation pre-check on hosts, finding a
 //! zone's servers, the every-server wait of `publish`, and DNS UPDATE signed with TSIG.
 
+mod caa;
 mod client;
 mod discover;
 mod name;
@@ -9,6 +10,7 @@ mod tsig;
 mod update;
 mod wait;
 
+pub(crate) use caa::{CaaError, relevant_set};
 pub(crate) use client::{DnsError, Recursion, query};
 pub(crate) use discover::{DiscoverError, discover_servers};
 pub(crate) use name::{DnsName, NameError};
