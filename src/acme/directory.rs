@@ -22,7 +22,8 @@ struct Meta {
 }
 
 /// The CA's CAA identities: `caa_identity` from the config when set, else the directory's
-/// list (lower case, as CAA compares them); empty when it names none.
+/// list (lower case, as CAA compares them; shown escaped by whoever prints them); empty
+/// when it names none.
 pub(crate) async fn caa_identities(acme: &Acme) -> Result<Vec<String>, AcmeError> {
     if let Some(identity) = &acme.caa_identity {
         return Ok(vec![identity.clone()]);
@@ -54,6 +55,6 @@ pub(crate) async fn caa_identities(acme: &Acme) -> Result<Vec<String>, AcmeError
         .caa_identities
         .iter()
         .take(MAX_IDENTITIES)
-        .map(|identity| crate::shown::shown(&identity.to_ascii_lowercase()))
+        .map(|identity| identity.to_ascii_lowercase())
         .collect())
 }

@@ -20,7 +20,6 @@ use hickory_proto::rr::rdata::CAA;
 use hickory_proto::rr::{RData, RecordType};
 
 use super::{DnsError, DnsName, Recursion, query};
-use crate::shown::shown;
 
 /// The property tags fleetcert understands: what a CA reads (RFC 8659 section 4).
 const KNOWN_TAGS: [&str; 3] = ["issue", "issuewild", "iodef"];
@@ -172,10 +171,11 @@ impl CaaSet {
             owner: self.owner.clone(),
             records: self.shown(),
             tag,
-            identity: identities
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "<the CA's identity>".to_owned()),
+            // From the CA's directory: escaped like anything from outside.
+            identity: identities.first().map_or_else(
+                || "<the CA's identity>".to_owned(),
+                |identity| crate::shown::bare(identity, 253),
+            ),
         })
     }
 
@@ -203,7 +203,7 @@ impl CaaSet {
 fn issuer_domain(value: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(value);
     let domain = text.split(';').next().unwrap_or("").trim();
-    (!domain.is_empty()).then(|| shown(domain))
+    (!domain.is_empty()).then(|| domain.to_owned())
 }
 
 #[cfg(test)]

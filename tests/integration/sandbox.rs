@@ -166,6 +166,8 @@ pub(crate) struct SandboxBuilder {
     pebble_env: Vec<(String, String)>,
     pebble_eab: Vec<(String, String)>,
     tsig: Vec<String>,
+    /// `--fallback-ca KID=HMAC`: a second Pebble that requires external account binding.
+    fallback_ca: Option<(String, String)>,
 }
 
 impl SandboxBuilder {
@@ -191,6 +193,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// A second Pebble (`fallback`), with its own ports, database and roots, that registers
+    /// accounts only with external account binding by this key id and base64url HMAC key.
+    pub(crate) fn fallback_ca(mut self, kid: &str, hmac_key: &str) -> Self {
+        self.fallback_ca = Some((kid.to_owned(), hmac_key.to_owned()));
+        self
+    }
+
     /// Starts the sandbox; panics with the script's message when a server does not come up.
     pub(crate) fn start(self) -> Sandbox {
         let mut args: Vec<OsString> = Vec::new();
@@ -202,6 +211,9 @@ impl SandboxBuilder {
         }
         for spec in &self.tsig {
             args.extend(["--tsig".into(), spec.into()]);
+        }
+        if let Some((kid, key)) = &self.fallback_ca {
+            args.extend(["--fallback-ca".into(), format!("{kid}={key}").into()]);
         }
         Sandbox {
             dir: ScriptDir::start(script(), "fleetcert-sandbox-", "sandbox.env", &args),
@@ -248,6 +260,16 @@ impl Sandbox {
         PathBuf::from(self.var("PEBBLE_INTERMEDIATE"))
     }
 
+    /// The second Pebble's directory (`SandboxBuilder::fallback_ca`).
+    pub(crate) fn fallback_directory(&self) -> &str {
+        self.var("FALLBACK_DIRECTORY")
+    }
+
+    /// The second Pebble's issuing root: not the first one's.
+    pub(crate) fn fallback_root(&self) -> PathBuf {
+        PathBuf::from(self.var("FALLBACK_ROOT"))
+    }
+
     /// Unbound, `127.0.0.1:PORT`: the recursive resolver Pebble uses.
     pub(crate) fn resolver(&self) -> &str {
         self.var("RESOLVER")
@@ -277,7 +299,7 @@ impl Sandbox {
         PathBuf::from(self.var("RNDC"))
     }
 
-    /// Stops one of `primary`, `secondary`, `unbound`, `pebble`.
+    /// Stops one of `primary`, `secondary`, `unbound`, `pebble`, `fallback`.
     pub(crate) fn stop_server(&self, name: &str) {
         self.dir.run_ok("stop-server", &[name]);
     }
