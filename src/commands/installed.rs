@@ -2,11 +2,11 @@
 
 use time::OffsetDateTime;
 
+use crate::acme::{IssuedBy, StateDir};
 use crate::cert::{
     CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, RenewalWindow, Schedule,
     Wanted, inspect_chain,
 };
-use crate::acme::{IssuedBy, StateDir};
 use crate::config::{CertSpec, HostConfig};
 use crate::issuer::Origin;
 

@@ -48,7 +48,10 @@ fn configure(
     std::fs::write(&key_file, format!("{HMAC}\n")).expect("write the HMAC key");
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let (primary_caa, fallback_caa) = caa.map_or((String::new(), String::new()), |(p, f)| {
-        (format!(", caa_identity: {p}"), format!(", caa_identity: {f}"))
+        (
+            format!(", caa_identity: {p}"),
+            format!(", caa_identity: {f}"),
+        )
     });
     let ca = host.sb.ca_bundle();
     let text = format!(
@@ -81,22 +84,37 @@ fn issued_under(host: &Host<'_>, cert: &str, good: &Path, other: &Path) {
 }
 
 fn text<'v>(value: &'v Value, key: &str) -> &'v str {
-    value[key].as_str().unwrap_or_else(|| panic!("no {key} in {value:#}"))
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {value:#}"))
 }
 
 #[test]
-fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_one_that_can_wait_waits() {
+fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_one_that_can_wait_waits()
+ {
     let sb = start();
     const CERTS: &[(&str, &[&str])] = &[
         ("fresh", &["host31.example.test", "www31.example.test"]),
         ("aging", &["host32.example.test"]),
     ];
     let host = Host::new(&sb, CERTS);
-    configure(&host, sb.acme_directory(), sb.fallback_directory(), None, CERTS);
+    configure(
+        &host,
+        sb.acme_directory(),
+        sb.fallback_directory(),
+        None,
+        CERTS,
+    );
     // A 90-day certificate with 15 days left: due by the days rule (before_days 30), not
     // urgent (a fallback only under 10 days, a third of 30).
     let at = now();
-    hold(&host, "aging", &["host32.example.test"], at - Duration::days(75), at + Duration::days(15));
+    hold(
+        &host,
+        "aging",
+        &["host32.example.test"],
+        at - Duration::days(75),
+        at + Duration::days(15),
+    );
     sb.stop_server("pebble");
 
     let run = host.request();
@@ -130,20 +148,45 @@ fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_on
     issued_under(&host, "fresh", &sb.fallback_root(), &sb.pebble_root());
     let status = fleetcert(["status", "--config", host.config().to_str().expect("utf-8")]);
     let status = status.expect_code(0).json();
-    assert_eq!(cert(&status, "fresh")["ca"], sb.fallback_directory(), "{status:#}");
+    assert_eq!(
+        cert(&status, "fresh")["ca"],
+        sb.fallback_directory(),
+        "{status:#}"
+    );
+    let check = fleetcert(["check", "--config", host.config().to_str().expect("utf-8")]);
+    let wanted = format!(
+        "issued by a fallback CA: fresh by {}",
+        sb.fallback_directory()
+    );
+    assert!(check.stdout.contains(&wanted), "{}", check.stdout);
 
     // The primary is back: the waiting certificate is renewed there, the fresh one waits.
     sb.start_server("pebble");
     let orders_before = fallback_orders(&sb);
     let document = host.request().expect_code(0).json();
     assert_eq!(cert(&document, "fresh")["status"], "valid", "{document:#}");
-    assert_eq!(cert(&document, "aging")["status"], "pending", "{document:#}");
+    assert_eq!(
+        cert(&document, "aging")["status"],
+        "pending",
+        "{document:#}"
+    );
     host.place(&document);
     let report = host.finalize_ok();
-    assert_eq!(cert(&report, "aging")["ca"], sb.acme_directory(), "{report:#}");
-    assert!(cert(&report, "aging").get("fallback").is_none(), "{report:#}");
+    assert_eq!(
+        cert(&report, "aging")["ca"],
+        sb.acme_directory(),
+        "{report:#}"
+    );
+    assert!(
+        cert(&report, "aging").get("fallback").is_none(),
+        "{report:#}"
+    );
     issued_under(&host, "aging", &sb.pebble_root(), &sb.fallback_root());
-    assert_eq!(fallback_orders(&sb), orders_before, "an order went to the fallback");
+    assert_eq!(
+        fallback_orders(&sb),
+        orders_before,
+        "an order went to the fallback"
+    );
 }
 
 #[test]
@@ -154,19 +197,59 @@ fn one_certificate_the_primary_refuses_comes_from_the_fallback_and_the_others_fr
         let refused = format!("host{n}.example.test");
         let other = format!("host{}.example.test", n + 1);
         let certs: &[(&str, &[&str])] = &[("refused", &[&refused]), ("other", &[&other])];
-        let host = Host::named(&sb, &fake.directory(), &format!("host{n}.example.test"), certs);
-        configure(&host, &fake.directory(), sb.fallback_directory(), None, certs);
-        fake.write("fault.json", &serde_json::json!({"names": [refused], "status": status}));
+        let host = Host::named(
+            &sb,
+            &fake.directory(),
+            &format!("host{n}.example.test"),
+            certs,
+        );
+        configure(
+            &host,
+            &fake.directory(),
+            sb.fallback_directory(),
+            None,
+            certs,
+        );
+        let textfiles = host.dir.path().join("textfiles");
+        std::fs::create_dir(&textfiles).expect("mkdir");
+        let mut config = std::fs::read_to_string(host.config()).expect("config");
+        config.push_str(&format!(
+            "metrics: {{textfile_dir: {}}}\n",
+            textfiles.display()
+        ));
+        std::fs::write(host.config(), config).expect("config");
+        fake.write(
+            "fault.json",
+            &serde_json::json!({"names": [refused], "status": status}),
+        );
         let primary_before = pebble_count(&sb, ORDERS);
         let fallback_before = fallback_orders(&sb);
 
         let document = host.request().expect_code(0).json();
         let reason = text(cert(&document, "refused"), "reason");
-        let said = if status == 503 { "serverInternal" } else { "rate limit" };
-        assert!(reason.contains("from the fallback CA") && reason.contains(said), "{reason}");
-        assert!(!text(cert(&document, "other"), "reason").contains("fallback"), "{document:#}");
-        assert_eq!(fallback_orders(&sb), fallback_before + 1, "{status}: fallback orders");
-        assert_eq!(pebble_count(&sb, ORDERS), primary_before + 1, "{status}: primary orders");
+        let said = if status == 503 {
+            "serverInternal"
+        } else {
+            "rate limit"
+        };
+        assert!(
+            reason.contains("from the fallback CA") && reason.contains(said),
+            "{reason}"
+        );
+        assert!(
+            !text(cert(&document, "other"), "reason").contains("fallback"),
+            "{document:#}"
+        );
+        assert_eq!(
+            fallback_orders(&sb),
+            fallback_before + 1,
+            "{status}: fallback orders"
+        );
+        assert_eq!(
+            pebble_count(&sb, ORDERS),
+            primary_before + 1,
+            "{status}: primary orders"
+        );
         if status == 429 {
             // The primary's refusal is kept as the primary's, where it always was.
             let limit = host.state_dir().join("limits/refused.json");
@@ -174,23 +257,56 @@ fn one_certificate_the_primary_refuses_comes_from_the_fallback_and_the_others_fr
         }
         host.place(&document);
         let report = host.finalize_ok();
-        assert_eq!(cert(&report, "refused")["ca"], sb.fallback_directory(), "{report:#}");
+        assert_eq!(
+            cert(&report, "refused")["ca"],
+            sb.fallback_directory(),
+            "{report:#}"
+        );
         assert_eq!(cert(&report, "other")["ca"], fake.directory(), "{report:#}");
         issued_under(&host, "refused", &sb.fallback_root(), &sb.pebble_root());
         issued_under(&host, "other", &sb.pebble_root(), &sb.fallback_root());
+        // The metrics label the issuing CA, and whether it was a fallback.
+        let prom = std::fs::read_to_string(textfiles.join("fleetcert.prom")).expect("textfile");
+        let info = |cert: &str| {
+            prom.lines()
+                .find(|line| {
+                    line.starts_with("fleetcert_certificate_info{")
+                        && line.contains(&format!("cert=\"{cert}\""))
+                })
+                .unwrap_or_else(|| panic!("no info series for {cert}:\n{prom}"))
+                .to_owned()
+        };
+        let fallback_ca = format!("ca=\"{}\",fallback=\"true\"", sb.fallback_directory());
+        assert!(
+            info("refused").contains(&fallback_ca),
+            "{}",
+            info("refused")
+        );
+        let primary_ca = format!("ca=\"{}\",fallback=\"false\"", fake.directory());
+        assert!(info("other").contains(&primary_ca), "{}", info("other"));
         fake.clear("fault.json");
     }
 }
 
 #[test]
-fn after_a_fallback_the_next_renewal_goes_to_the_primary_without_replaces_and_ari_is_asked_of_the_issuer() {
+fn after_a_fallback_the_next_renewal_goes_to_the_primary_without_replaces_and_ari_is_asked_of_the_issuer()
+ {
     let sb = start();
     let primary = FakeCa::start(&sb, "");
     let second = FakeCa::start_for(&sb, sb.fallback_directory(), "");
     const CERTS: &[(&str, &[&str])] = &[("main", &["host51.example.test"])];
     let host = Host::new(&sb, CERTS);
-    configure(&host, &primary.directory(), &second.directory(), None, CERTS);
-    primary.write("fault.json", &serde_json::json!({"names": ["host51.example.test"], "status": 503}));
+    configure(
+        &host,
+        &primary.directory(),
+        &second.directory(),
+        None,
+        CERTS,
+    );
+    primary.write(
+        "fault.json",
+        &serde_json::json!({"names": ["host51.example.test"], "status": 503}),
+    );
     host.issue();
     issued_under(&host, "main", &sb.fallback_root(), &sb.pebble_root());
     primary.clear("fault.json");
@@ -204,28 +320,47 @@ fn after_a_fallback_the_next_renewal_goes_to_the_primary_without_replaces_and_ar
     let main = cert(&document, "main");
     assert_eq!(main["status"], "pending", "{document:#}");
     assert!(!text(main, "reason").contains("fallback"), "{document:#}");
-    assert!(!second.renewal_info_requests().is_empty(), "ARI not asked of the issuing CA");
+    assert!(
+        !second.renewal_info_requests().is_empty(),
+        "ARI not asked of the issuing CA"
+    );
     assert_eq!(
         primary.renewal_info_requests().len(),
         asked_before,
         "ARI asked of the primary, which did not issue the certificate"
     );
-    let order = primary.new_orders().last().cloned().expect("an order at the primary");
+    let order = primary
+        .new_orders()
+        .last()
+        .cloned()
+        .expect("an order at the primary");
     assert_eq!(order["answer"], "created", "{order}");
-    assert_eq!(order["replaces"], Value::Null, "`replaces` sent to another CA: {order}");
+    assert_eq!(
+        order["replaces"],
+        Value::Null,
+        "`replaces` sent to another CA: {order}"
+    );
     host.place(&document);
     let report = host.finalize_ok();
-    assert_eq!(cert(&report, "main")["ca"], primary.directory(), "{report:#}");
+    assert_eq!(
+        cert(&report, "main")["ca"],
+        primary.directory(),
+        "{report:#}"
+    );
     issued_under(&host, "main", &sb.pebble_root(), &sb.fallback_root());
 
     // Now the primary issued it: its ARI is asked, and says wait.
     let document = host.request_ok();
     assert_eq!(cert(&document, "main")["status"], "valid", "{document:#}");
-    assert!(primary.renewal_info_requests().len() > asked_before, "ARI not asked of the primary");
+    assert!(
+        primary.renewal_info_requests().len() > asked_before,
+        "ARI not asked of the primary"
+    );
 }
 
 #[test]
-fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neither_orders_nothing() {
+fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neither_orders_nothing()
+{
     let sb = start();
     const CERTS: &[(&str, &[&str])] = &[
         ("primary-only", &["caa1.example.test"]),
@@ -234,7 +369,13 @@ fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neith
     ];
     let host = Host::new(&sb, CERTS);
     let ids = Some(("primary.test", "fallback.test"));
-    configure(&host, sb.acme_directory(), sb.fallback_directory(), ids, CERTS);
+    configure(
+        &host,
+        sb.acme_directory(),
+        sb.fallback_directory(),
+        ids,
+        CERTS,
+    );
     let (primary_before, fallback_before) = (pebble_count(&sb, ORDERS), fallback_orders(&sb));
 
     // Primary up: `primary-only` is ordered there; `nobody` at neither CA; `alias` follows
@@ -243,7 +384,11 @@ fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neith
     let run = host.request();
     run.expect_code(1);
     let document = run.json();
-    assert_eq!(cert(&document, "primary-only")["status"], "pending", "{document:#}");
+    assert_eq!(
+        cert(&document, "primary-only")["status"],
+        "pending",
+        "{document:#}"
+    );
     let nobody = text(cert(&document, "nobody"), "reason");
     assert!(
         nobody.contains("CAA at caa2.example.test. (0 issue \"nobody.test\")")
@@ -253,9 +398,20 @@ fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neith
     );
     let alias = cert(&document, "alias");
     assert_eq!(alias["status"], "pending", "{document:#}");
-    assert!(text(alias, "reason").contains("from the fallback CA"), "{document:#}");
-    assert_eq!(pebble_count(&sb, ORDERS), primary_before + 1, "orders at the primary");
-    assert_eq!(fallback_orders(&sb), fallback_before + 1, "orders at the fallback");
+    assert!(
+        text(alias, "reason").contains("from the fallback CA"),
+        "{document:#}"
+    );
+    assert_eq!(
+        pebble_count(&sb, ORDERS),
+        primary_before + 1,
+        "orders at the primary"
+    );
+    assert_eq!(
+        fallback_orders(&sb),
+        fallback_before + 1,
+        "orders at the fallback"
+    );
 
     // Primary stopped: `primary-only` would need the fallback, which CAA forbids.
     std::fs::remove_dir_all(host.state_dir().join("orders")).expect("forget the orders");
@@ -273,5 +429,9 @@ fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neith
             && reason.contains("add `caa1.example.test. CAA 0 issue \"fallback.test\"`"),
         "{reason}"
     );
-    assert_eq!(fallback_orders(&sb), fallback_before + 1, "only `alias` ordered again");
+    assert_eq!(
+        fallback_orders(&sb),
+        fallback_before + 1,
+        "only `alias` ordered again"
+    );
 }
