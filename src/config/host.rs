@@ -261,12 +261,8 @@ impl HostConfig {
             }
         };
         check_layout(path, raw.layout, &certs)?;
-        if raw.renew.before_days == 0 {
-            return Err(invalid(path, "renew.before_days", "must be at least 1"));
-        }
+        let renew = check_renew(path, &raw.renew)?;
         let fallback = check_fallback(path, raw.fallback, &acme)?;
-        let fallback_within_days =
-            check_fallback_within(path, raw.renew.before_days, raw.renew.fallback_within_days)?;
         let update = check_host_update(
             path,
             raw.update,
@@ -289,11 +285,7 @@ impl HostConfig {
             layout: raw.layout,
             gid,
             key: raw.key,
-            renew: Renew {
-                before_days: raw.renew.before_days,
-                ari: raw.renew.ari,
-                fallback_within_days,
-            },
+            renew,
             certs,
             metrics: check_metrics(path, raw.metrics)?,
             update,
@@ -422,14 +414,16 @@ fn check_fallback(
     Ok(cas)
 }
 
-/// `renew.fallback_within_days`: a third of `before_days` (rounded up) unless set; never
-/// more than `before_days`, which would make a certificate urgent before it is due.
-fn check_fallback_within(
-    path: &Path,
-    before_days: u32,
-    raw: Option<u32>,
-) -> Result<u32, ConfigError> {
-    let days = raw.unwrap_or_else(|| before_days.div_ceil(3));
+/// `renew:`. `fallback_within_days` is a third of `before_days` (rounded up) unless set;
+/// never more than `before_days`, which would make a certificate urgent before it is due.
+fn check_renew(path: &Path, raw: &RawRenew) -> Result<Renew, ConfigError> {
+    let before_days = raw.before_days;
+    if before_days == 0 {
+        return Err(invalid(path, "renew.before_days", "must be at least 1"));
+    }
+    let days = raw
+        .fallback_within_days
+        .unwrap_or_else(|| before_days.div_ceil(3));
     if days > before_days {
         return Err(invalid(
             path,
@@ -440,7 +434,11 @@ fn check_fallback_within(
             ),
         ));
     }
-    Ok(days)
+    Ok(Renew {
+        before_days,
+        ari: raw.ari,
+        fallback_within_days: days,
+    })
 }
 
 /// A CAA identity is a domain name (RFC 8659 section 4.2), compared without case.
