@@ -457,7 +457,12 @@ impl Part {
         let reason = failure.to_string();
         warn!(cert = plan.cert, reason, "cannot request");
         let mut part = Self::new(plan, CertStatus::Failed, reason, Vec::new(), false);
-        if let CertFailure::Acme(acme::AcmeError::RateLimited(limit)) = &failure {
+        // No CA took it: the primary's rate limit, if that was its reason, for the summary.
+        let failure = match &failure {
+            CertFailure::NoCa { tried, .. } => tried.first().map_or(&failure, |d| &*d.failure),
+            _ => &failure,
+        };
+        if let CertFailure::Acme(acme::AcmeError::RateLimited(limit)) = failure {
             part.state.rate_limit = Some(RateLimited {
                 limit: limit.limit.clone(),
                 retry_after: limit.retry_after.clone(),
@@ -508,9 +513,11 @@ async fn resume(
         );
         return Ok(Resumed::Open(CertStatus::Pending, reason, Vec::new()));
     }
+    // The order's CA unreachable keeps the order (the next run asks again): only a CA that
+    // answers can say the order is dead.
     let account = match ca {
-        Some(ca) if fits && !ca.primary => Some(ca.account(context.state, true).await?),
-        _ => context.account.open(),
+        Some(ca) if fits => Some(ca.account(context.state, true).await?),
+        _ => None,
     };
     let why = match account {
         Some(account) if fits && saved.account == account.id() => {

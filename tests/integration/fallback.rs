@@ -11,6 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 use time::Duration;
 
+use crate::ansible::Fleet;
 use crate::ari::{FakeCa, hold, now};
 use crate::crash::{ORDERS, pebble_count};
 use crate::fixture::{Host, cert, certs_yaml, sandbox};
@@ -434,4 +435,43 @@ fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neith
         fallback_before + 1,
         "only `alias` ordered again"
     );
+}
+
+#[test]
+fn the_daily_playbook_with_the_primary_stopped_issues_every_host_from_the_fallback() {
+    let fleet = Fleet::on(
+        start(),
+        &["--hosts", "2", "--binary", env!("CARGO_BIN_EXE_fleetcert")],
+    );
+    let sb = &fleet.sb;
+    let key = fleet.dir.path().join("fallback.eab");
+    std::fs::write(&key, format!("{HMAC}\n")).expect("write the HMAC key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let extra = fleet.dir.path().join("extra-vars.yaml");
+    let mut vars = std::fs::read_to_string(&extra).expect("extra vars");
+    vars.push_str(&format!(
+        "fleetcert_fallback:\n  - directory: {}\n    email: ops@example.test\n    \
+         agree_tos: true\n    ca_bundle: {}\n    eab: {{kid: {KID}, hmac_key_file: {}}}\n",
+        sb.fallback_directory(),
+        sb.ca_bundle().display(),
+        key.display()
+    ));
+    std::fs::write(&extra, vars).expect("extra vars");
+    sb.stop_server("pebble");
+
+    let run = fleet.playbook(&[]);
+    run.expect_failed(&[]);
+    let issued = [
+        ("host1.example.test", "main"),
+        ("host2.example.test", "main"),
+        ("host2.example.test", "www"),
+        ("legacy.example.test", "main"),
+    ];
+    for (host, cert) in issued {
+        let fullchain = fleet.fullchain(host, cert);
+        verify_against(&sb.fallback_root(), &fullchain)
+            .unwrap_or_else(|err| panic!("{host} {cert}: {err}"));
+    }
+    let line = format!("fallback CA {}: issued 4 (", sb.fallback_directory());
+    assert!(run.output.contains(&line), "{line} not in:\n{}", run.output);
 }

@@ -671,7 +671,9 @@ fn delegation_precheck_asks_again_and_bounds_its_questions() {
         "{document:#}"
     );
     let seen = lossy.seen.lock().unwrap_or_else(PoisonError::into_inner);
-    assert_eq!(seen.dropped, 40, "every question lost its first answer");
+    // 40 delegation questions, then CAA before the order (docs/renewal.md): one question
+    // per name and one at example.test, whose apex set ends every walk.
+    assert_eq!(seen.dropped, 40 + 41, "every question lost its first answer");
     assert!(
         (2..=16).contains(&seen.most_open),
         "{} questions in flight at once",
