@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use crate::acme::AcmeError;
+use crate::cert::IncomingError;
 use crate::config::ConfigError;
 use crate::hiera::HieraError;
 use crate::lock::LockError;
@@ -62,6 +63,14 @@ impl CheckStatus {
     }
 }
 
+/// Prints `fleetcert: error: LINE` on stderr. A stderr that cannot take it (a full disk, a
+/// pipe whose reader is gone) loses the line, never the exit code: `eprintln!` would panic
+/// there, and exit 101 means nothing to a caller (docs/exit-codes.md).
+pub(crate) fn print_error_line(line: &dyn std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "fleetcert: error: {line}");
+}
+
 /// Exit code for bad usage, config or input: nothing was changed.
 pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code for a run that failed as a whole: no report, the old files stay.
@@ -113,6 +122,9 @@ pub(crate) enum Error {
     /// The hiera export failed.
     #[error(transparent)]
     Hiera(#[from] HieraError),
+    /// `install` refused the set, or could not install it.
+    #[error(transparent)]
+    Install(#[from] IncomingError),
     /// Another run holds the lock.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -138,6 +150,7 @@ impl Error {
             Self::Acme(err) => err.is_usage(),
             Self::Zone(err) => err.is_usage(),
             Self::Hiera(err) => err.is_usage(),
+            Self::Install(err) => err.is_usage(),
             Self::Lock(LockError::Store(err)) => err.is_refusal(),
             Self::Lock(LockError::Held { .. }) | Self::Report(_) | Self::Runtime(_) => false,
         };

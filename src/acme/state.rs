@@ -9,6 +9,7 @@
 //!     limits/<cert>.json 0600 the primary CA's rate limit that refused an order, until it ends
 //!     limits-<ca>/<cert>.json 0600 the same for a fallback CA (`<ca>`: see [`limits_dir`])
 //!     issued/<cert>.json 0600 which CA issued the installed certificate, and why that one
+//!     reloads/<cert>.json 0600 a `reload` that failed, run again by every run until it works
 //!     lock              0600  held by request, finalize and renew for their whole run
 //! ```
 //!
@@ -29,6 +30,7 @@ const ORDERS_DIR: &str = "orders";
 const KEYS_DIR: &str = "keys";
 const LIMITS_DIR: &str = "limits";
 const ISSUED_DIR: &str = "issued";
+const RELOADS_DIR: &str = "reloads";
 const LOCK_FILE: &str = "lock";
 /// How long a run waits for another run on the same host: a finalize takes seconds, a slow
 /// CA a minute or two.
@@ -223,6 +225,30 @@ impl StateDir {
         issued: &T,
     ) -> Result<(), StoreError> {
         self.save_in(ISSUED_DIR, cert, issued)
+    }
+
+    /// The reload of `cert` that failed and waits to be run again.
+    pub(crate) fn load_reload<T: Versioned>(&self, cert: &str) -> Result<Option<T>, StoreError> {
+        self.load_in(RELOADS_DIR, cert)
+    }
+
+    /// Whether a reload of `cert` waits to be run again, without reading it.
+    pub(crate) fn has_reload(&self, cert: &str) -> bool {
+        self.has(RELOADS_DIR, &order_file(cert))
+    }
+
+    /// Remembers that the reload of `cert` failed.
+    pub(crate) fn save_reload<T: Versioned>(
+        &self,
+        cert: &str,
+        pending: &T,
+    ) -> Result<(), StoreError> {
+        self.save_in(RELOADS_DIR, cert, pending)
+    }
+
+    /// Forgets the failed reload of `cert`; nothing to forget is fine.
+    pub(crate) fn remove_reload(&self, cert: &str) -> Result<(), StoreError> {
+        self.remove_in(RELOADS_DIR, &order_file(cert))
     }
 
     /// `sub/<cert>.json`, when it is there.

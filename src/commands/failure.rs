@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::acme::AcmeError;
 use crate::cert::{KeyType, Pkcs12Error};
-use crate::dns::{CaaError, DelegationError, DnsName};
+use crate::dns::{CaaError, ChainError, DelegationError, DnsName};
 use crate::issuer::SignError;
 use crate::store::StoreError;
 
@@ -25,6 +25,9 @@ pub(crate) enum CertFailure {
         tried: Vec<Declined>,
         waits: Option<String>,
     },
+    /// A name the CA will look up does not validate (DNSSEC).
+    #[error("{}", Joined(.0, "; "))]
+    Dnssec(Vec<ChainError>),
     /// The CA refused or failed, or what it sent is unusable.
     #[error(transparent)]
     Acme(#[from] AcmeError),
