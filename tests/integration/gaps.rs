@@ -675,7 +675,11 @@ fn delegation_precheck_asks_again_and_bounds_its_questions() {
     // the same 40 with the DO bit (other bytes, so other questions to the relay) and the
     // signing zone's SOA; then CAA before the order (docs/renewal.md): one question per
     // name and one at example.test, whose apex set ends every walk.
-    assert_eq!(seen.dropped, 81 + 41, "every question lost its first answer");
+    assert_eq!(
+        seen.dropped,
+        81 + 41,
+        "every question lost its first answer"
+    );
     assert!(
         (2..=16).contains(&seen.most_open),
         "{} questions in flight at once",
