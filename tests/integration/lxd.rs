@@ -326,8 +326,16 @@ fn a_cluster_gets_its_certificate_from_one_member_and_every_member_serves_it() {
     for member in lxd.all() {
         member.wait_serves("host1.example.test", &root, &issued);
     }
-    // One order, by one host: the only state directory with an account is the leader's.
-    assert!(host.state_dir().join("account.json").exists());
+    // LXD wrote what the leader's fleetcert installed, byte for byte, on every member.
+    let fullchain = fs::read(host.file("lxd", "fullchain.pem")).expect("read fullchain.pem");
+    for member in lxd.all() {
+        assert_eq!(
+            fs::read(member.lxd_dir().join("cluster.crt")).expect("read cluster.crt"),
+            fullchain,
+            "{}'s cluster.crt",
+            member.name()
+        );
+    }
 
     // A second run: nothing due, nothing handed over, no member's files touched.
     let cluster_files = |member: &Member<'_>| {
