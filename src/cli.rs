@@ -30,6 +30,9 @@ pub enum Command {
     /// A server on its own: request, publish its records by dynamic update, wait, finalize,
     /// remove the records, in one run (from a systemd timer).
     Renew(HostArgs),
+    /// Install a set another host issued (a cluster member's copy): checked as finalize
+    /// checks, installed as finalize installs, then the certificate's reload.
+    Install(InstallArgs),
     /// Export one host's issued material as a hiera YAML file for Puppet.
     Hiera(HieraArgs),
     /// Show the certificates on disk and their state, without contacting anyone.
@@ -45,6 +48,24 @@ pub struct HostArgs {
     #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
     pub config: PathBuf,
     /// Say what would be done; create no order, write no file.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `install`.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Host configuration file (YAML) that lists the certificate.
+    #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
+    pub config: PathBuf,
+    /// The certificate's name in the config's `certs`.
+    #[arg(long)]
+    pub cert: String,
+    /// The directory holding the set, named as the config's `layout` names the files: the
+    /// key and the full chain, and the certificate and chain when given.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Check the set and say whether it would be installed; write nothing, reload nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use crate::acme::AcmeError;
+use crate::cert::IncomingError;
 use crate::config::ConfigError;
 use crate::hiera::HieraError;
 use crate::lock::LockError;
@@ -121,6 +122,9 @@ pub(crate) enum Error {
     /// The hiera export failed.
     #[error(transparent)]
     Hiera(#[from] HieraError),
+    /// `install` refused the set, or could not install it.
+    #[error(transparent)]
+    Install(#[from] IncomingError),
     /// Another run holds the lock.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -146,6 +150,7 @@ impl Error {
             Self::Acme(err) => err.is_usage(),
             Self::Zone(err) => err.is_usage(),
             Self::Hiera(err) => err.is_usage(),
+            Self::Install(err) => err.is_usage(),
             Self::Lock(LockError::Store(err)) => err.is_refusal(),
             Self::Lock(LockError::Held { .. }) | Self::Report(_) | Self::Runtime(_) => false,
         };

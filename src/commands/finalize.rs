@@ -67,6 +67,10 @@ pub(super) enum FinalizeStatus {
     KeystoreWritten,
     /// `--dry-run`: the keystore would be rebuilt.
     WouldWriteKeystore,
+    /// `install`: the set from another host was installed.
+    Installed,
+    /// `install --dry-run`: the set would be installed.
+    WouldInstall,
 }
 
 /// The shared inputs of every certificate's finalize.

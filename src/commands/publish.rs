@@ -36,6 +36,8 @@ pub(super) struct Report {
     servers: Vec<ServerReport>,
     /// The server whose records were checked one by one.
     records_checked_on: Option<String>,
+    /// The zone is signed (DNSSEC), and every server's signatures were checked.
+    signed: bool,
     /// Seconds from start to verified on every server.
     seconds: f64,
     /// Hosts whose token document was refused: nothing of theirs was published in this run,
@@ -148,6 +150,7 @@ pub(super) fn report(
         expired: publication.expired.clone(),
         servers,
         records_checked_on: checked_on,
+        signed: publication.signatures.is_some(),
         seconds: started.elapsed().as_secs_f64(),
         refused: Vec::new(),
     }
@@ -181,6 +184,43 @@ pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome
              hand, or is another tool writing it?",
             config.zone
         ));
+        return Outcome::PropagationTimeout;
+    }
+    // Servers with the same problem (a signer that stopped re-signing shows on all of them)
+    // share one clause: "A and B serve answers that do not validate: ...".
+    let mut invalid: Vec<(Vec<String>, String)> = Vec::new();
+    for problem in publication
+        .signatures
+        .iter()
+        .flatten()
+        .filter_map(|c| c.as_ref().err())
+    {
+        let cause = problem.cause.to_string();
+        match invalid.iter_mut().find(|(_, known)| *known == cause) {
+            Some((servers, _)) => servers.push(problem.server.to_string()),
+            None => invalid.push((vec![problem.server.to_string()], cause)),
+        }
+    }
+    let invalid: Vec<String> = invalid
+        .into_iter()
+        .map(|(servers, cause)| {
+            let verb = if servers.len() == 1 {
+                "serves"
+            } else {
+                "serve"
+            };
+            format!(
+                "{} {verb} answers that do not validate: {cause}",
+                servers.join(" and ")
+            )
+        })
+        .collect();
+    if !invalid.is_empty() {
+        eprintln!(
+            "fleetcert: error: zone {} serial {serial} is published, but {}",
+            config.zone,
+            invalid.join("; ")
+        );
         return Outcome::PropagationTimeout;
     }
     Outcome::Success

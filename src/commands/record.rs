@@ -129,6 +129,9 @@ impl Record {
             Command::Publish(args) if !args.dry_run => {
                 ("publish", ConfigFile::Zone(args.config.clone()))
             }
+            Command::Install(args) if !args.dry_run => {
+                ("install", ConfigFile::Host(args.config.clone()))
+            }
             Command::Hiera(args) if !args.dry_run => {
                 ("hiera", ConfigFile::Host(args.config.clone()))
             }
@@ -138,6 +141,7 @@ impl Record {
             | Command::Finalize(_)
             | Command::Renew(_)
             | Command::Publish(_)
+            | Command::Install(_)
             | Command::Hiera(_) => {
                 return None;
             }

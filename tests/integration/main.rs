@@ -11,6 +11,7 @@ mod cluster;
 mod collection;
 mod config;
 mod crash;
+mod dnssec;
 mod fixture;
 mod gaps;
 mod hiera;

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixture::{KEY_GROUP, assert_no_secret, cert, secrets_below};
-use crate::host::mode;
+use crate::fixture::{
+    Host, KEY_GROUP, assert_no_secret, cert, sandbox as fixture_sandbox, secrets_below,
+};
+use crate::host::{gid, key_group_gid, mode};
 use crate::services::{Leaf, Nginx};
-use crate::util::{Run, fleetcert};
+use crate::util::{Run, fleetcert, snapshot, verify_against};
 
 /// How long a run whose reload is bounded by a short `reload_timeout` may take on a busy
 /// machine: far below the 600 s its hanging reload would take unbounded.
@@ -447,4 +449,208 @@ fn with_probe_a_reload_that_leaves_nginx_on_the_old_certificate_fails_naming_bot
     assert_eq!(cert(&fixed, "web")["reloaded"], true, "{fixed:#}");
     assert_eq!(nginx.served_leaf().expect("served"), new);
     assert!(!server.pending_file("web").exists());
+}
+
+// --- fleetcert install: a cluster member's copy, through the binary ----------------------
+
+const SHARED: &str = "host201.example.test";
+const OTHER: &str = "host202.example.test";
+
+/// The directory `..data` names in `cert_dir`/`cert`: the set as the issuing host has it.
+fn version_dir(cert_dir: &Path) -> PathBuf {
+    let version = std::fs::read_link(cert_dir.join("..data")).expect("..data");
+    cert_dir.join(version)
+}
+
+/// A member: a host config that lists `shared` (its names, a counting reload), never used
+/// for request; its copies come from `fleetcert install`.
+struct Member<'s> {
+    host: Host<'s>,
+}
+
+impl<'s> Member<'s> {
+    fn new(sb: &'s crate::sandbox::Sandbox) -> Self {
+        let host = Host::named(sb, sb.acme_directory(), "member.example.test", &[]);
+        let member = Self { host };
+        let config = std::fs::read_to_string(member.host.config()).expect("config");
+        let reload = member.path("reload");
+        std::fs::write(
+            &reload,
+            format!(
+                "#!/bin/sh\necho \"$FLEETCERT_CERT\" >> {}\n",
+                member.path("reloads.log").display()
+            ),
+        )
+        .expect("write reload");
+        set_mode(&reload, 0o755);
+        std::fs::write(
+            member.host.config(),
+            format!(
+                "{config}  shared: {{names: [{SHARED}], reload: [{}]}}\n",
+                reload.display()
+            ),
+        )
+        .expect("write config");
+        member
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.host.dir.path().join(name)
+    }
+
+    fn install(&self, from: &Path) -> Run {
+        self.host.run(
+            "install",
+            &["--cert", "shared", "--from", from.to_str().expect("utf-8")],
+        )
+    }
+
+    fn reloads(&self) -> usize {
+        std::fs::read_to_string(self.path("reloads.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+}
+
+/// A directory holding `files` (name, source), copied as plain files.
+fn staged(files: &[(&str, &Path)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, source) in files {
+        std::fs::copy(source, dir.path().join(name)).expect("copy");
+    }
+    set_mode(dir.path(), 0o700);
+    dir
+}
+
+#[test]
+fn install_takes_a_good_copy_reloads_once_and_the_same_set_again_changes_nothing() {
+    let sb = fixture_sandbox().start();
+    let issuer = Host::new(&sb, &[("shared", &[SHARED])]);
+    issuer.issue();
+    let member = Member::new(&sb);
+    let from = version_dir(&issuer.cert_dir().join("shared"));
+
+    let report = member.install(&from).expect_code(0).json();
+    assert_eq!(report["changed"], true, "{report:#}");
+    let shared = cert(&report, "shared");
+    assert_eq!(shared["status"], "installed", "{report:#}");
+    assert_eq!(shared["reloaded"], true, "{report:#}");
+    assert_eq!(member.reloads(), 1);
+    for file in ["privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"] {
+        assert_eq!(
+            std::fs::read(member.host.file("shared", file)).expect("member file"),
+            std::fs::read(issuer.file("shared", file)).expect("issuer file"),
+            "{file} is the issuer's"
+        );
+    }
+    verify_against(
+        &sb.pebble_root(),
+        &member.host.file("shared", "fullchain.pem"),
+    )
+    .expect("the copy verifies against Pebble's root");
+    let key = member.host.file("shared", "privkey.pem");
+    assert_eq!(mode(&key), 0o640);
+    assert_eq!(gid(&key), key_group_gid());
+
+    // The same set again: nothing changes, no reload.
+    let before = snapshot(&member.host.cert_dir());
+    let again = member.install(&from).expect_code(0).json();
+    assert_eq!(again["changed"], false, "{again:#}");
+    assert_eq!(cert(&again, "shared")["status"], "unchanged", "{again:#}");
+    assert_eq!(cert(&again, "shared")["reloaded"], Value::Null, "{again:#}");
+    assert_eq!(member.reloads(), 1, "a reload for an unchanged set");
+    assert_eq!(snapshot(&member.host.cert_dir()), before);
+}
+
+#[test]
+fn install_refuses_a_tampered_copy_and_the_member_keeps_its_set_byte_for_byte() {
+    let sb = fixture_sandbox().start();
+    let issuer = Host::new(&sb, &[("shared", &[SHARED]), ("other", &[OTHER])]);
+    issuer.issue();
+    let member = Member::new(&sb);
+    let first = version_dir(&issuer.cert_dir().join("shared"));
+    member.install(&first).expect_code(0);
+    // The issuer renews `shared`: a good new set the tampered copies are made of.
+    std::fs::remove_dir_all(issuer.cert_dir().join("shared")).expect("remove");
+    issuer.issue();
+    let shared = |file: &str| issuer.file("shared", file);
+    let other = |file: &str| issuer.file("other", file);
+    let before = snapshot(&member.host.cert_dir());
+    let root = sb.pebble_root();
+
+    let refused = |what: &str, from: &Path, needle: &str| {
+        let run = member.install(from);
+        run.expect_code(2);
+        assert!(run.stdout.is_empty(), "{what}: a report: {}", run.stdout);
+        assert_eq!(run.stderr.lines().count(), 1, "{what}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "{what}: {needle:?} not in {}",
+            run.stderr
+        );
+        assert_eq!(
+            snapshot(&member.host.cert_dir()),
+            before,
+            "{what}: the member's set changed"
+        );
+        assert_eq!(member.reloads(), 1, "{what}: a reload ran");
+    };
+
+    // The key of another certificate.
+    let wrong_key = staged(&[
+        ("privkey.pem", &other("privkey.pem")),
+        ("fullchain.pem", &shared("fullchain.pem")),
+    ]);
+    refused("another key", wrong_key.path(), "not the key");
+
+    // A chain that does not verify: the leaf, then another leaf as its "intermediate".
+    let bogus = tempfile::tempdir().expect("tempdir");
+    let mut chain = std::fs::read(shared("cert.pem")).expect("leaf");
+    chain.extend(std::fs::read(other("cert.pem")).expect("other leaf"));
+    let bogus_chain = bogus.path().join("fullchain.pem");
+    std::fs::write(&bogus_chain, chain).expect("write");
+    std::fs::copy(shared("privkey.pem"), bogus.path().join("privkey.pem")).expect("copy");
+    assert!(
+        verify_against(&root, &bogus_chain).is_err(),
+        "the tampered chain verifies against Pebble's root"
+    );
+    refused(
+        "a chain that does not verify",
+        bogus.path(),
+        "does not verify",
+    );
+
+    // A symlink in the set offered.
+    let linked = staged(&[("fullchain.pem", &shared("fullchain.pem"))]);
+    std::os::unix::fs::symlink(shared("privkey.pem"), linked.path().join("privkey.pem"))
+        .expect("link");
+    refused("a link in --from", linked.path(), "symlink");
+
+    // A symlink planted in the member's certificate directory, with a good set offered.
+    let good = version_dir(&issuer.cert_dir().join("shared"));
+    let loot = member.path("loot.pem");
+    std::fs::write(&loot, "planted\n").expect("loot");
+    let planted = member.host.cert_dir().join("shared").join("cert.pem");
+    std::fs::remove_file(&planted).expect("remove our link");
+    std::os::unix::fs::symlink(&loot, &planted).expect("plant");
+    let before_planted = snapshot(&member.host.cert_dir());
+    let run = member.install(&good);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("cert.pem") && run.stderr.contains("planted"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(snapshot(&member.host.cert_dir()), before_planted);
+    assert_eq!(std::fs::read_to_string(&loot).expect("loot"), "planted\n");
+    assert_eq!(member.reloads(), 1);
+
+    // Taken away, the good set installs, and the member serves what verifies.
+    std::fs::remove_file(&planted).expect("remove the plant");
+    std::os::unix::fs::symlink("..data/cert.pem", &planted).expect("our link back");
+    let report = member.install(&good).expect_code(0).json();
+    assert_eq!(report["changed"], true, "{report:#}");
+    assert_eq!(member.reloads(), 2);
+    verify_against(&root, &member.host.file("shared", "fullchain.pem")).expect("verifies");
 }
