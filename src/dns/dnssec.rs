@@ -724,15 +724,36 @@ pub(crate) async fn check_servers(
     let ds = tokio::time::timeout(QUERY_TIMEOUT, delegation_signer(resolver, &apex))
         .await
         .unwrap_or_default();
+    let zone = SignedZone {
+        zone,
+        apex,
+        ds,
+        names,
+        now,
+        signed,
+    };
     let checks = servers.iter().zip(keysets).map(|(&server, keyset)| {
-        let (apex, ds) = (&apex, &ds);
+        let zone = &zone;
         async move {
-            check_server(server, zone, apex, keyset, ds, names, now, signed)
+            zone.check_server(server, keyset)
                 .await
                 .map_err(|cause| InvalidServer { server, cause })
         }
     });
     Some(join_all(checks).await)
+}
+
+/// What every server of a signed zone is checked against.
+struct SignedZone<'z> {
+    zone: &'z DnsName,
+    apex: Name,
+    /// The DS set at the parent; empty when there is none or the resolver did not answer.
+    ds: Vec<DS>,
+    /// The names of the published TXT records.
+    names: &'z [&'z DnsName],
+    now: u32,
+    /// A server that serves the zone signed, to name beside one that does not.
+    signed: SocketAddr,
 }
 
 /// The DNSKEY records at `apex` in an answer.
@@ -746,69 +767,66 @@ fn apex_keys(answer: &Answer, apex: &Name) -> Vec<Record> {
         .collect()
 }
 
-/// One server of [`check_servers`].
-#[allow(clippy::too_many_arguments)]
-async fn check_server(
-    server: SocketAddr,
-    zone: &DnsName,
-    apex: &Name,
-    keyset: Result<Answer, DnsError>,
-    ds: &[DS],
-    names: &[&DnsName],
-    now: u32,
-    signed: SocketAddr,
-) -> Result<(), ServerCause> {
-    let no_answer = |what: String, reason: String| ServerCause::NoAnswer { what, reason };
-    let answer = keyset.map_err(|err| no_answer(format!("{zone}. DNSKEY"), err.to_string()))?;
-    if let Some(wrong) = not_authoritative(&answer) {
-        return Err(no_answer(format!("{zone}. DNSKEY"), wrong));
-    }
-    let records = apex_keys(&answer, apex);
-    if records.is_empty() {
-        return Err(ServerCause::NoKeys {
-            zone: zone.clone(),
-            signed,
-        });
-    }
-    let keys = ZoneKeys { records, answer };
-    if let Some(found) = check_zone(apex, &keys, ds, now) {
-        return Err(found.into());
-    }
-    let dnskeys = keys.keys();
-    let soa = ask(server, zone, RecordType::SOA, Bits::signed(Recursion::Off))
-        .await
-        .map_err(|err| no_answer(format!("{zone}. SOA"), err.to_string()))?;
-    let soa_set = &soa.message.answers;
-    if let Some(found) = verify_in(apex, apex, RecordType::SOA, soa_set, &dnskeys, now) {
-        return Err(found.into());
-    }
-    let answers = ask_pipelined(
-        server,
-        names.iter().copied(),
-        RecordType::TXT,
-        Bits::signed(Recursion::Off),
-    )
-    .await
-    .map_err(|reason| no_answer("TXT records".to_owned(), reason))?;
-    for (name, found) in answers {
-        let what = || format!("{name}. TXT");
-        let answer = found.map_err(|reason| no_answer(what(), reason))?;
+impl SignedZone<'_> {
+    /// One server of [`check_servers`].
+    async fn check_server(
+        &self,
+        server: SocketAddr,
+        keyset: Result<Answer, DnsError>,
+    ) -> Result<(), ServerCause> {
+        let (zone, apex, names, now) = (self.zone, &self.apex, self.names, self.now);
+        let no_answer = |what: String, reason: String| ServerCause::NoAnswer { what, reason };
+        let answer = keyset.map_err(|err| no_answer(format!("{zone}. DNSKEY"), err.to_string()))?;
         if let Some(wrong) = not_authoritative(&answer) {
-            return Err(no_answer(what(), wrong));
+            return Err(no_answer(format!("{zone}. DNSKEY"), wrong));
         }
-        let owner = name.to_hickory();
-        if let Some(found) = verify_in(
-            apex,
-            &owner,
-            RecordType::TXT,
-            &answer.message.answers,
-            &dnskeys,
-            now,
-        ) {
+        let records = apex_keys(&answer, apex);
+        if records.is_empty() {
+            return Err(ServerCause::NoKeys {
+                zone: zone.clone(),
+                signed: self.signed,
+            });
+        }
+        let keys = ZoneKeys { records, answer };
+        if let Some(found) = check_zone(apex, &keys, &self.ds, now) {
             return Err(found.into());
         }
+        let dnskeys = keys.keys();
+        let soa = ask(server, zone, RecordType::SOA, Bits::signed(Recursion::Off))
+            .await
+            .map_err(|err| no_answer(format!("{zone}. SOA"), err.to_string()))?;
+        let soa_set = &soa.message.answers;
+        if let Some(found) = verify_in(apex, apex, RecordType::SOA, soa_set, &dnskeys, now) {
+            return Err(found.into());
+        }
+        let answers = ask_pipelined(
+            server,
+            names.iter().copied(),
+            RecordType::TXT,
+            Bits::signed(Recursion::Off),
+        )
+        .await
+        .map_err(|reason| no_answer("TXT records".to_owned(), reason))?;
+        for (name, found) in answers {
+            let what = || format!("{name}. TXT");
+            let answer = found.map_err(|reason| no_answer(what(), reason))?;
+            if let Some(wrong) = not_authoritative(&answer) {
+                return Err(no_answer(what(), wrong));
+            }
+            let owner = name.to_hickory();
+            if let Some(found) = verify_in(
+                apex,
+                &owner,
+                RecordType::TXT,
+                &answer.message.answers,
+                &dnskeys,
+                now,
+            ) {
+                return Err(found.into());
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
