@@ -11,6 +11,7 @@ mod duration;
 mod host;
 mod issuer;
 mod metrics;
+mod nesting;
 mod pkcs12;
 mod servers;
 mod unique;
@@ -61,8 +62,57 @@ pub(crate) enum ConfigError {
     },
 }
 
-/// Reads and parses a YAML file into the raw struct `T`.
-fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+/// What a config file that others may change costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OthersWrite {
+    /// Refused: root runs what it says (the zone config's `reload` argv).
+    Refuse,
+    /// A warning, as OpenSSH gives for its files: a host config was long accepted so.
+    Warn,
+}
+
+/// Whether users other than root and the one running may change the file at `path`: the
+/// problem and its fix.
+fn others_may_write(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    let us = nix::unistd::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != us && meta.uid() != 0 {
+        Some(format!(
+            "belongs to uid {}, not to root or the user fleetcert runs as: its owner can change \
+             what fleetcert does; chown it",
+            meta.uid()
+        ))
+    } else if mode & 0o022 != 0 {
+        Some(format!(
+            "is writable by others (mode {mode:04o}): they can change what fleetcert does; run \
+             chmod go-w on it"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Reads and parses a YAML file into the raw struct `T`; `others` says what a file others
+/// may write costs.
+fn read_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    others: OthersWrite,
+) -> Result<T, ConfigError> {
+    if let Some(problem) = others_may_write(path) {
+        match others {
+            OthersWrite::Refuse => {
+                return Err(ConfigError::Syntax {
+                    path: shown_path(path),
+                    message: problem,
+                });
+            }
+            OthersWrite::Warn => {
+                tracing::warn!(config = %shown_path(path), "{problem}");
+            }
+        }
+    }
     let bytes =
         store::read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
             path: shown_path(path),
@@ -76,6 +126,13 @@ fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigErr
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
     let text = std::str::from_utf8(bytes)
         .map_err(|err| syntax(format!("is not UTF-8 text (at byte {})", err.valid_up_to())))?;
+    if let Some((line, column)) = nesting::too_deep(text, nesting::MAX_DEPTH) {
+        return Err(syntax(format!(
+            "nests `{{...}}` or `[...]` more than {} deep at line {line} column {column}: a \
+             fleetcert config needs a few levels; write it as plain YAML",
+            nesting::MAX_DEPTH
+        )));
+    }
     serde_yaml::from_str(text).map_err(|err| {
         // The parser quotes keys and values from the file: escape and bound them.
         syntax(bare(&err.to_string(), MAX_PARSER_MESSAGE))

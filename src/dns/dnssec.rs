@@ -886,7 +886,7 @@ mod tests {
         let now = unix_now_u32();
         let mut section = txt("value");
         section.push(signer.sign(&section, now - DAY, now + 14 * DAY));
-        assert_eq!(check(&section, &[signer.dnskey.clone()], now), Ok(()));
+        assert_eq!(check(&section, std::slice::from_ref(&signer.dnskey), now), Ok(()));
     }
 
     #[test]
@@ -939,7 +939,7 @@ mod tests {
         let now = u32::MAX - DAY;
         let mut section = txt("value");
         section.push(signer.sign(&section, now - DAY, now.wrapping_add(14 * DAY)));
-        assert_eq!(check(&section, &[signer.dnskey.clone()], now), Ok(()));
+        assert_eq!(check(&section, std::slice::from_ref(&signer.dnskey), now), Ok(()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! DNS: the name type, questions to one server, the delegation pre-check on hosts, finding a
-//! zone's servers, the every-server wait of `publish`, and DNS UPDATE signed with TSIG.
+//! DNS: the name type, questions to one server, the delegation pre-check on hosts, the DNSSEC
+//! checks (a bogus chain before ordering, every server's signatures after publishing), finding
+//! a zone's servers, the every-server wait of `publish`, and DNS UPDATE signed with TSIG.
 
 mod client;
 mod discover;

@@ -1,5 +1,9 @@
 //! The propagation wait of `publish`: every authoritative server must serve the new serial.
 //!
+//! "Serve the new serial" means that serial or a later one (RFC 1982): a signer (BIND's inline
+//! signing, or its signing of a dynamic zone) may count the served serial up past the one
+//! published when it re-signs, and the servers then never serve the published one itself.
+//!
 //! Each server is asked directly, without recursion, and only an answer with the AA bit and
 //! NOERROR counts — a resolver given by mistake never looks "caught up". All servers are polled
 //! in parallel with backoff and no sleep before the first question. A server serving the new

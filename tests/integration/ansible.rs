@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -565,6 +565,14 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
         assert_eq!(fleet.handler_lines().len(), 5, "handlers ran in {run}");
     };
     assert_quiet("the second run");
+    // The install's inputs did not change: it was not re-asserted anywhere.
+    assert!(
+        !second
+            .output
+            .contains("fleetcert.fleetcert.fleetcert_install :"),
+        "the second run re-asserted an install; output:\n{}",
+        second.output
+    );
 
     // 3. A new certificate for host1, first in check mode.
     let host1 = HOSTS[0].0;
@@ -701,8 +709,9 @@ all:
     };
     let noemail = fatal("noemail");
     assert!(
-        noemail
-            .contains("noemail lists certificates from an ACME CA, so it needs fleetcert_acme_email"),
+        noemail.contains(
+            "noemail lists certificates from an ACME CA, so it needs fleetcert_acme_email"
+        ),
         "{noemail}"
     );
     let badtype = fatal("badtype");
@@ -742,7 +751,9 @@ all:
 ///    signed with the fleet key, the zone empty of TXT records again afterwards; no zone file
 ///    written (the primary's file untouched, no ledger beside it, the ledger in the state
 ///    directory), the secret on the bastion with mode 0600;
-/// 2. right after, `changed=0` on every host, no UPDATE sent, the same serial;
+/// 2. right after, `changed=0` on every host, no UPDATE sent, the same serial, no install
+///    task run; then, with host1's binary replaced on the host, host1's install alone is
+///    re-asserted (the binary copied back) and nothing else changes;
 /// 3. `--check` after a certificate was added and the bastion's secret removed: says it would
 ///    send the records by DNS UPDATE, copies no secret, sends nothing, orders nothing.
 #[test]
@@ -873,10 +884,52 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
         assert_eq!(sb.serial(sb.primary()), serial, "{run} made a new serial");
     };
     assert_quiet("the second run");
+    assert!(
+        !second
+            .output
+            .contains("fleetcert.fleetcert.fleetcert_install :"),
+        "the second run re-asserted an install; output:\n{}",
+        second.output
+    );
+
+    // 2b. host1's binary replaced on the host behind Ansible's back: its install record no
+    // longer matches, so its install alone is re-asserted (the binary copied back), and it
+    // requests with it in the same run; the other hosts install nothing.
+    let host1 = HOSTS[0].0;
+    let host1_binary = fleet.home(host1).join("bin/fleetcert");
+    fs::write(&host1_binary, "#!/bin/sh\nexit 99\n").expect("replace host1's binary");
+    let repaired = fleet.playbook(&[]);
+    repaired.expect_failed(&[]);
+    assert_eq!(
+        read(&host1_binary),
+        read(Path::new(env!("CARGO_BIN_EXE_fleetcert"))),
+        "host1's binary after the run"
+    );
+    assert!(
+        repaired.host(host1).changed > 0,
+        "replacing host1's binary changed nothing; output:\n{}",
+        repaired.output
+    );
+    assert!(
+        repaired
+            .output
+            .contains("TASK [fleetcert.fleetcert.fleetcert_install :"),
+        "no install task ran; output:\n{}",
+        repaired.output
+    );
+    for (host, recap) in &repaired.recap {
+        if host != host1 {
+            assert_eq!(
+                recap.changed, 0,
+                "{host} changed; output:\n{}",
+                repaired.output
+            );
+        }
+    }
+    assert_quiet("the run that repaired host1");
 
     // 3. Check mode, with a new certificate and the secret gone from the bastion.
     fs::remove_file(&copied).expect("remove the bastion's secret");
-    let host1 = HOSTS[0].0;
     fleet.add_certificate(host1, "www", "[www101.example.test]");
     let state_before = snapshot(&fleet.home(host1).join("state"));
     let check = fleet.playbook(&["--check"]);
@@ -909,6 +962,7 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
 /// 2. `--check --diff -vvv` after the EAB key changed in the inventory and the bastion's
 ///    secret was removed: the config diff is shown (the key's name, its value hidden), and
 ///    neither the old nor the new HMAC key, nor the secret, nor the CA key is.
+///
 /// The roles never render a keystore password: a pkcs12 entry names its password_file only.
 #[test]
 fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
@@ -925,11 +979,27 @@ fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
     fs::write(&secret_src, format!("{secret}\n")).expect("write the secret");
     fs::set_permissions(&secret_src, fs::Permissions::from_mode(0o600)).expect("chmod");
     // The CI CA of host2, on the controller.
-    let (ca_cert, ca_key) = (controller.path().join("ci.pem"), controller.path().join("ci.key"));
+    let (ca_cert, ca_key) = (
+        controller.path().join("ci.pem"),
+        controller.path().join("ci.key"),
+    );
     run_ok(
         Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-            .args(["-nodes", "-days", "2", "-subj", "/CN=fleetcert diff test CA"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=fleetcert diff test CA",
+            ])
             .args(["-addext", "basicConstraints=critical,CA:TRUE"])
             .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
             .arg("-keyout")
@@ -947,7 +1017,14 @@ fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
     let update = format!("fleet={}", secret_src.display());
     let fleet = Fleet::on(
         sb,
-        &["--hosts", "2", "--binary", env!("CARGO_BIN_EXE_fleetcert"), "--update", &update],
+        &[
+            "--hosts",
+            "2",
+            "--binary",
+            env!("CARGO_BIN_EXE_fleetcert"),
+            "--update",
+            &update,
+        ],
     );
     let host_vars = fleet.dir.path().join("inventory/host_vars");
     let append = |host: &str, text: &str| {
@@ -1012,9 +1089,12 @@ fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
         0o600,
         "the CA key's mode on host2"
     );
-    let config = String::from_utf8(read(&fleet.home(HOSTS[0].0).join("etc/fleetcert.yaml")))
-        .expect("UTF-8");
-    assert!(config.contains(HMAC), "host1's config lacks its EAB key:\n{config}");
+    let config =
+        String::from_utf8(read(&fleet.home(HOSTS[0].0).join("etc/fleetcert.yaml"))).expect("UTF-8");
+    assert!(
+        config.contains(HMAC),
+        "host1's config lacks its EAB key:\n{config}"
+    );
     assert!(
         first.output.contains("hmac_key: (hidden)"),
         "the first run shows no config diff; output:\n{}",

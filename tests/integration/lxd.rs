@@ -543,8 +543,13 @@ fn the_collection_hands_a_cluster_its_certificate_from_one_member() {
         ));
     }
     fs::write(dir.join("inventory/lxd.yaml"), group).expect("write the group");
+    // Its reload hands it over: no handler listens for it, so it notifies none.
     let host_vars = dir.join("inventory/host_vars/host1.example.test.yaml");
     let mut vars = fs::read_to_string(&host_vars).expect("read host_vars");
+    vars = vars.replace(
+        "fleetcert_certs:\n",
+        "fleetcert_finalize_notify: [main]\nfleetcert_certs:\n",
+    );
     vars.push_str(&format!(
         "  lxd:\n    names: [{NAME}]\n    reload: [\"{}\", cluster, --lxd-dir, \"{}\"]\n",
         hand_over(members[0]).display(),

@@ -1854,3 +1854,64 @@ fn status_and_publish_exit_with_their_code_when_stderr_cannot_be_written() {
         }
     }
 }
+
+// --- owners of secrets and configs -----------------------------------------------------
+
+#[test]
+fn secrets_of_another_user_or_behind_a_link_and_configs_others_may_write_are_refused() {
+    let (uid, gid) = attacker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens: every case is refused at load, before any server is asked.
+    let (config, tokens) = update_to(dir.path(), "127.0.0.1:9".parse().expect("address"));
+    let secret = dir.path().join("fleet.secret");
+    let publish = || Launch::new(&publish_args(&config, &[tokens.as_os_str()], &[])).run();
+    // The TSIG secret, 0600 as asked, but the attacker's: they choose what it says.
+    chown(&secret, uid, gid);
+    assert_refused(
+        &publish(),
+        "a TSIG secret of another user",
+        &["update.secret_file", "belongs to uid", "chown"],
+    );
+    chown(&secret, 0, 0);
+    // A link to the secret (the attacker could point it at any one-line root file).
+    let real = dir.path().join("real.secret");
+    std::fs::rename(&secret, &real).expect("move the secret");
+    std::os::unix::fs::symlink(&real, &secret).expect("link");
+    assert_refused(
+        &publish(),
+        "a TSIG secret behind a link",
+        &["update.secret_file", "symbolic link"],
+    );
+    std::fs::remove_file(&secret).expect("unlink");
+    std::fs::rename(&real, &secret).expect("move back");
+    // The zone config root runs `reload` from: refused when others may write it.
+    for (mode, owner) in [(0o666, 0), (0o620, 0), (0o644, uid)] {
+        chmod(&config, mode);
+        chown(&config, owner, 0);
+        let run = publish();
+        let what = format!("zone config {mode:04o} uid {owner}");
+        assert_refused(&run, &what, &["zone.yaml"]);
+        assert!(
+            error_line(&run).contains("chmod go-w") || error_line(&run).contains("chown"),
+            "{what}: {}",
+            run.stderr
+        );
+    }
+    // The host config: a warning naming it, as OpenSSH gives, and the command runs.
+    let host = dir.path().join("host.yaml");
+    std::fs::write(
+        &host,
+        offline_host_config(dir.path(), "", "", "{main: [host1.example.test]}"),
+    )
+    .expect("host config");
+    chmod(&host, 0o666);
+    let run = with_config("status", &host).run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("WARN")
+            && run.stderr.contains("host.yaml")
+            && run.stderr.contains("chmod go-w"),
+        "{}",
+        run.stderr
+    );
+}

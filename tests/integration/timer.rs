@@ -4,8 +4,9 @@
 //! shortens the timer's delays, nginx from Debian serving the certificate, and the sandbox's
 //! Pebble and BIND on 127.0.0.1 (the network namespace is shared). The timer fires at boot,
 //! `renew` issues under the service's hardening, its `reload: [systemctl, reload, nginx]`
-//! puts nginx on the new certificate, and afterwards nothing of the guest is left and the
-//! host's /dev/null is as it was.
+//! puts nginx on the new certificate, a second certificate's `reload: [lxd-hand-over,
+//! cluster]` gives it to an LXD cluster on the host (its socket bound into the guest), and
+//! afterwards nothing of the guest is left and the host's /dev/null is as it was.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
@@ -14,6 +15,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::lxd::Lxd;
 use crate::sandbox::{ScriptDir, run};
 use crate::services::{Leaf, TestCa, served_leaf};
 
@@ -22,6 +24,9 @@ const RENEW_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The name the guest's certificate is for (the sandbox delegates its challenge).
 const NAME: &str = "host1.example.test";
+
+/// The name of the LXD cluster's certificate, ordered by the guest.
+const LXD_NAME: &str = "www1.example.test";
 
 /// A systemd guest started by `systemd.sh`; dropping it powers it off.
 struct Guest {
@@ -119,11 +124,13 @@ fn libc_makedev(major: u64, minor: u64) -> u64 {
 }
 
 #[test]
-fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_serves_it() {
+fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_and_lxd_serve_it() {
     assert_dev_null_intact();
     let secret = crate::update::secret();
     let sb = crate::fixture::sandbox()
-        .tsig(&format!("host1={secret}@{NAME}.acme.test"))
+        .tsig(&format!(
+            "host1={secret}@{NAME}.acme.test,{LXD_NAME}.acme.test"
+        ))
         .start();
     let work = tempfile::tempdir().expect("tempdir");
     let tree = work.path().join("tree");
@@ -201,7 +208,8 @@ fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_serves_it() {
              update: {{server: \"{primary}\", key_name: host1, secret_file: \
              /etc/fleetcert/tsig.secret}}\nservers: [\"{primary}\", \"{secondary}\"]\n\
              timeout: 60s\ncerts:\n  web:\n    names: [{NAME}]\n    \
-             reload: [systemctl, reload, nginx]\n",
+             reload: [systemctl, reload, nginx]\n  lxd:\n    names: [{LXD_NAME}]\n    \
+             reload: [/usr/lib/fleetcert/lxd-hand-over, cluster]\n",
             directory = sb.acme_directory(),
             resolver = sb.resolver(),
             primary = sb.primary(),
@@ -229,7 +237,20 @@ fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_serves_it() {
 
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_fleetcert"));
     let began = Instant::now();
-    let guest = Guest::start(&tree, &[(&binary, "/usr/bin/fleetcert")], 1);
+    // An LXD cluster on the host; the guest reaches it as a Debian host reaches its own LXD,
+    // through /var/lib/lxd/unix.socket, with the package's hand-over.
+    let lxd = Lxd::cluster(2);
+    let socket = lxd.member(1).lxd_dir().join("unix.socket");
+    let hand_over = crate::lxd::hand_over();
+    let guest = Guest::start(
+        &tree,
+        &[
+            (&binary, "/usr/bin/fleetcert"),
+            (&hand_over, "/usr/lib/fleetcert/lxd-hand-over"),
+            (&socket, "/var/lib/lxd/unix.socket"),
+        ],
+        1,
+    );
     eprintln!("guest booted in {:?}", began.elapsed());
     let address = format!("127.0.0.1:{}", guest.port(1));
 
@@ -286,6 +307,14 @@ fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_serves_it() {
             "nginx in the guest serves {served:?}, not the renewed {installed:?}:\n{journal}"
         );
         thread::sleep(Duration::from_millis(100));
+    }
+
+    // The hand-over ran under the same hardening: every member of the cluster serves the
+    // certificate the guest's renew issued for LXD.
+    let for_lxd = Leaf::of_pem(&guest.run(&["cat", "/etc/fleetcert/certs/lxd/cert.pem"]))
+        .expect("LXD's certificate");
+    for member in lxd.all() {
+        member.wait_serves(LXD_NAME, &sb.pebble_root(), &for_lxd);
     }
 
     guest.stop();

@@ -17,7 +17,9 @@ set -euo pipefail
 #   zookeeper                 a Java service reading a PKCS#12 keystore; it depends on
 #                             default-jre (the full JRE, with GTK) and ~40 Java libraries
 #   default-jre-headless      java and keytool
-#   faketime                  a skewed clock for the BADTIME test of dynamic update
+#   faketime                  a skewed clock for the BADTIME test of dynamic update, and for
+#                             the DNSSEC test whose signatures have expired (tests/integration/dnssec.rs)
+# bind9-utils also brings dnssec-keygen: the wrong trust anchor of `sandbox.sh trust-anchor`.
 # The Debian package (tests/integration/package.rs): lintian checks it, man-db answers
 # `man -w`, systemd's systemd-analyze verifies its units, python3-apt is what Ansible's apt
 # module installs it with, adduser what its postinst makes the group with.

@@ -64,7 +64,10 @@ launch() {
     # A fresh log for each launch (the one before is memberK.previous.log). The daemon's
     # command line names DIR (--logfile), which is how `stop` recognises it.
     [[ ! -s $log ]] || mv "$log" "$DIR/logs/member$k.previous.log"
-    "${MEMBER_ENV[@]}" lxd --group root --logfile "$log" </dev/null \
+    # A session of its own, as a daemon that systemd starts: a `restart` run as a
+    # certificate's reload is in the reload's process group, which fleetcert kills when the
+    # reload ends (what it left behind); the daemon must not go with it.
+    setsid "${MEMBER_ENV[@]}" lxd --group root --logfile "$log" </dev/null \
         >>"$DIR/logs/member$k.out" 2>&1 {DIR_LOCK}>&- &
     printf '%s\n' "$!" >"$DIR/pids/member$k.pid"
 }

@@ -12,7 +12,8 @@
 # before boot (unit files, drop-ins, binaries, configs); `@PORTk@` in its text files under
 # etc/ becomes the k-th of the N loopback ports reserved for the guest's services. --bind
 # puts a file of the host at PATH in the guest, read-only, without copying it (a 170 MB
-# debug build of fleetcert as /usr/bin/fleetcert).
+# debug build of fleetcert as /usr/bin/fleetcert), or a Unix socket of a daemon on the host
+# (an LXD's unix.socket as the guest's /var/lib/lxd/unix.socket).
 #
 # What keeps the host safe (docs/sandbox.md): the guest's /dev is a tmpfs with device nodes
 # of its own (mknod, not bind mounts of the host's: what systemd does to its /dev/null or a
@@ -230,8 +231,9 @@ cmd_start() {
         case $1 in
         --tree) staging=$2 ;;
         --bind)
-            [[ $2 =~ ^(/[^=]+)=(/[^=]+)$ && -f ${BASH_REMATCH[1]} ]] ||
-                die "--bind wants FILE=PATH, an existing file and an absolute path, got '$2'"
+            [[ $2 =~ ^(/[^=]+)=(/[^=]+)$ ]] &&
+                [[ -f ${BASH_REMATCH[1]} || -S ${BASH_REMATCH[1]} ]] ||
+                die "--bind wants FILE=PATH, an existing file or socket and an absolute path, got '$2'"
             binds+=("$2")
             ;;
         --ports)

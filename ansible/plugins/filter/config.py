@@ -15,7 +15,6 @@ import re
 from ansible.errors import AnsibleFilterError
 
 
-
 def without_empty(mapping, keys):
     """``mapping`` without those of ``keys`` whose value is empty ("", [], {}, None).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ansible_collections.fleetcert.fleetcert.plugins.module_utils.inputs import expect as _expect
+from ansible_collections.fleetcert.fleetcert.plugins.plugin_utils.inputs import expect as _expect
 
 DUE = ("pending", "ready")
 
@@ -117,7 +117,8 @@ def refused_hosts(report, hosts):
     """Inventory names of the hosts whose token document publish refused (``refused[].host``
     of its report, docs/reports.md), matched by the identity their documents were published
     under (fleetcert_host, else the inventory name)."""
-    refused = {str(entry.get("host")) for entry in _expect(_expect(report, dict, "refused_hosts' input (publish's report)").get("refused"), list, "the report's refused")}
+    report = _expect(report, dict, "refused_hosts' input (publish's report)")
+    refused = {str(entry.get("host")) for entry in _expect(report.get("refused"), list, "the report's refused")}
     return [
         str(host.get("inventory_hostname"))
         for host in _expect(hosts, list, "refused_hosts' hosts (host variables)")

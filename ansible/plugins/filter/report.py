@@ -9,7 +9,7 @@ They read the token document of ``fleetcert request`` and the report of ``fleetc
 
 from __future__ import annotations
 
-from ansible_collections.fleetcert.fleetcert.plugins.module_utils.inputs import expect as _expect
+from ansible_collections.fleetcert.fleetcert.plugins.plugin_utils.inputs import expect as _expect
 
 DUE = ("pending", "ready")
 

@@ -19,7 +19,7 @@ module: run
 short_description: Run one fleetcert command with its config, and return its report
 description:
   - Checks that fleetcert is installed as the controller would install it (an install
-    fingerprint recorded on the host); when it is not, returns O(install_needed) and runs
+    fingerprint recorded on the host); when it is not, returns RV(install_needed) and runs
     nothing, so that the caller installs it and calls the module again with O(installed).
   - Writes the config (O(config), mode 0600) when its content changed; in check mode it
     writes it to a temporary preview instead, which the command reads and which is removed.
@@ -29,7 +29,7 @@ description:
   - With O(check), runs C(fleetcert check) afterwards (never in check mode) and returns its
     monitoring status and line, so the daily run needs no task of its own for it.
 version_added: "0.9.0"
-author: fleetcert maintainers
+author: fleetcert maintainers (@fleetcert)
 options:
   command:
     description:
@@ -150,9 +150,11 @@ options:
     type: str
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The command runs with C(--dry-run) and reads a temporary preview of a config that would change.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff of the config hides the values of secret keys.
 """
@@ -334,7 +336,8 @@ def main():
             binary=dict(type="path", required=True),
             config_path=dict(type="path"),
             config=dict(type="str", no_log=True),
-            tokens=dict(type="str"),
+            # Token documents hold public TXT values, no secret.
+            tokens=dict(type="str", no_log=False),
             tokens_path=dict(type="path"),
             files=dict(
                 type="list",
