@@ -269,9 +269,16 @@ fn a_cluster_certificate_is_issued_once_and_installed_on_every_member() {
             .count(),
         2
     );
+    let log_tail = |path: PathBuf| {
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
     assert_eq!(
         served_leaf(zookeeper.address(), NAME, Some(&root)),
         Ok(new),
-        "host3's handler restarted ZooKeeper"
+        "host3's handler restarted ZooKeeper; its log ends:\n{}\nits start log:\n{}",
+        log_tail(zookeeper.log()),
+        log_tail(zookeeper.dir().join("logs/start.log"))
     );
 }
