@@ -106,7 +106,12 @@ pub(super) async fn token_document(
         plan.delegation = check;
     }
     let account = if dry_run {
-        // A dry run makes no CA contact at all, not even reads.
+        // A dry run registers, orders and writes nothing; where a real run would order, it
+        // reads the CA's directory, so that it fails as the real run would when the CA does
+        // not answer rather than promising an order that cannot be made.
+        if needs_orders(&plans) {
+            acme::check_directory(&config.acme).await?;
+        }
         AccountState::NotNeeded
     } else {
         open_account(config, state, &plans).await?
@@ -158,6 +163,13 @@ impl<'c> Plan<'c> {
     }
 }
 
+/// Whether some certificate needs the CA: a pending order, or one due whose delegation holds.
+fn needs_orders(plans: &[Plan<'_>]) -> bool {
+    plans.iter().any(|plan| {
+        plan.pending.is_some() || (plan.is_due() && matches!(plan.delegation, Some(Ok(()))))
+    })
+}
+
 /// Opens (or, when an order is needed, creates) the account, and only when the CA is needed.
 /// An account needed for an order that cannot be opened fails the run.
 async fn open_account(
@@ -165,10 +177,7 @@ async fn open_account(
     state: &StateDir,
     plans: &[Plan<'_>],
 ) -> Result<AccountState, Error> {
-    let orders = plans.iter().any(|plan| {
-        plan.pending.is_some() || (plan.is_due() && matches!(plan.delegation, Some(Ok(()))))
-    });
-    if orders {
+    if needs_orders(plans) {
         return Ok(AccountState::Open(
             acme::open_or_create(&config.acme, state).await?,
         ));

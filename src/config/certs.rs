@@ -102,7 +102,7 @@ fn from_value<T: serde::de::DeserializeOwned>(
             key,
             format!(
                 "must be a list of names or a map with `names` (and `pkcs12`, `probe`): {}",
-                crate::shown::bare(&err.to_string(), 200)
+                crate::shown::parser_message(&err.to_string(), 200)
             ),
         )
     })

@@ -18,6 +18,7 @@ mod host;
 mod issuer;
 mod keystore;
 mod monitoring;
+mod newcomer;
 mod package;
 mod publish;
 mod sandbox;
