@@ -342,7 +342,7 @@ mod tests {
             "{line}"
         );
         // A hostile key stays one bounded line, and its place survives the bound.
-        let line = refusal(&format!("resolver: x\n{}\u{1b}: 1\n", "k".repeat(5000)));
+        let line = refusal(&format!("resolver: x\n\"{}\\e\": 1\n", "k".repeat(5000)));
         assert!(
             line.len() < 1000 && line.contains("at line 2 column 1"),
             "{line}"
