@@ -115,8 +115,9 @@ pub(crate) enum Error {
     CaUnreachable {
         /// The host config, shown.
         config: String,
+        /// Boxed: the error is returned by every command, and this one is rare.
         #[source]
-        source: AcmeError,
+        source: Box<AcmeError>,
     },
     /// Publishing the signing zone failed.
     #[error(transparent)]
@@ -141,7 +142,7 @@ impl Error {
         match self {
             Self::Acme(source) if source.is_unreachable() => Self::CaUnreachable {
                 config: crate::shown::path(config),
-                source,
+                source: Box::new(source),
             },
             other => other,
         }
@@ -157,7 +158,8 @@ impl Error {
         let usage = match self {
             Self::Config(_) | Self::Tokens(_) => true,
             Self::Store(err) => err.is_refusal(),
-            Self::Acme(err) | Self::CaUnreachable { source: err, .. } => err.is_usage(),
+            Self::Acme(err) => err.is_usage(),
+            Self::CaUnreachable { source, .. } => source.is_usage(),
             Self::Zone(err) => err.is_usage(),
             Self::Hiera(err) => err.is_usage(),
             Self::Lock(LockError::Store(err)) => err.is_refusal(),

@@ -98,21 +98,13 @@ pub(crate) enum ConfigError {
     #[error("config {path}: {message}")]
     Syntax { path: String, message: String },
     /// A key fleetcert does not know: a typo, or a key of the other config.
-    #[error(
-        "config {path}: unknown key {key} at {at}: remove it or correct its spelling{hint}; \
-         the keys there are {known} ({page})",
-        page = kind.page()
-    )]
+    #[error("config {path}: {unknown} ({page})", page = kind.page())]
     UnknownKey {
         path: String,
         kind: ConfigKind,
-        /// Shown: the key as the file spells it, with the keys above it.
-        key: String,
-        /// `line L column C`.
-        at: String,
-        /// ` (did you mean `renew`?)`, or nothing.
-        hint: String,
-        known: String,
+        /// `unknown key `x` at line L column C: ...`: one string, so that the error stays
+        /// small enough to return by value from every command.
+        unknown: String,
     },
     /// A key has a value that cannot work; `problem` says what to do instead.
     #[error("config {path}: `{key}` {problem}")]
@@ -173,16 +165,20 @@ fn yaml_error(path: &Path, kind: ConfigKind, err: &serde_yaml::Error) -> ConfigE
         at
     });
     if let Some(unknown) = UnknownKey::parse(&message) {
+        let hint = unknown
+            .suggestion()
+            .map(|key| format!(" (did you mean `{key}`?)"))
+            .unwrap_or_default();
         return ConfigError::UnknownKey {
             path: shown_path(path),
             kind,
-            key: crate::shown::shown(&unknown.key),
-            at: at.unwrap_or_else(|| "an unknown place".to_owned()),
-            hint: unknown
-                .suggestion()
-                .map(|key| format!(" (did you mean `{key}`?)"))
-                .unwrap_or_default(),
-            known: parser_message(&unknown.known.join(", "), MAX_PARSER_MESSAGE),
+            unknown: format!(
+                "unknown key {} at {}: remove it or correct its spelling{hint}; the keys there \
+                 are {}",
+                crate::shown::shown(&unknown.key),
+                at.as_deref().unwrap_or("an unknown place"),
+                parser_message(&unknown.known.join(", "), MAX_PARSER_MESSAGE),
+            ),
         };
     }
     let message = parser_message(&message, MAX_PARSER_MESSAGE);
