@@ -34,6 +34,9 @@ pub enum Command {
     /// remove the records, in one run (from a systemd timer).
     #[command(after_long_help = RENEW_HELP)]
     Renew(HostArgs),
+    /// Install a set another host issued (a cluster member's copy): checked as finalize
+    /// checks, installed as finalize installs, then the certificate's reload.
+    Install(InstallArgs),
     /// Export one host's issued material as a hiera YAML file for Puppet.
     #[command(after_long_help = HIERA_HELP)]
     Hiera(HieraArgs),
@@ -53,6 +56,24 @@ pub struct HostArgs {
     pub config: PathBuf,
     /// Say what would be done; create no order, write no file (request still reads the CA's
     /// directory where it would order, and fails as the run would when the CA does not answer).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `install`.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Host configuration file (YAML) that lists the certificate.
+    #[arg(long, default_value = "/etc/fleetcert/fleetcert.yaml")]
+    pub config: PathBuf,
+    /// The certificate's name in the config's `certs`.
+    #[arg(long)]
+    pub cert: String,
+    /// The directory holding the set, named as the config's `layout` names the files: the
+    /// key and the full chain, and the certificate and chain when given.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Check the set and say whether it would be installed; write nothing, reload nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

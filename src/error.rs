@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use crate::acme::AcmeError;
+use crate::cert::IncomingError;
 use crate::config::ConfigError;
 use crate::hiera::HieraError;
 use crate::lock::LockError;
@@ -60,6 +61,14 @@ impl CheckStatus {
             Self::Unknown => "UNKNOWN",
         }
     }
+}
+
+/// Prints `fleetcert: error: LINE` on stderr. A stderr that cannot take it (a full disk, a
+/// pipe whose reader is gone) loses the line, never the exit code: `eprintln!` would panic
+/// there, and exit 101 means nothing to a caller (docs/exit-codes.md).
+pub(crate) fn print_error_line(line: &dyn std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "fleetcert: error: {line}");
 }
 
 /// Exit code for bad usage, config or input: nothing was changed.
@@ -125,6 +134,9 @@ pub(crate) enum Error {
     /// The hiera export failed.
     #[error(transparent)]
     Hiera(#[from] HieraError),
+    /// `install` refused the set, or could not install it.
+    #[error(transparent)]
+    Install(#[from] IncomingError),
     /// Another run holds the lock.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -162,6 +174,7 @@ impl Error {
             Self::CaUnreachable { source, .. } => source.is_usage(),
             Self::Zone(err) => err.is_usage(),
             Self::Hiera(err) => err.is_usage(),
+            Self::Install(err) => err.is_usage(),
             Self::Lock(LockError::Store(err)) => err.is_refusal(),
             Self::Lock(LockError::Held { .. }) | Self::Report(_) | Self::Runtime(_) => false,
         };

@@ -99,7 +99,16 @@ pub fn token_documents(data: &[u8]) {
     let mapped = (switches & 4 != 0).then(|| name(ALLOW[0].0));
     let policy = policy(records, allow);
     match crate::token::validate_bytes(bytes, "fuzz", mapped.as_ref(), &policy) {
-        Ok(submissions) => check_submissions(&submissions, &policy),
+        Ok(submissions) => {
+            // A mapped source speaks for its host and no other.
+            if let Some(host) = &mapped {
+                assert!(
+                    submissions.iter().all(|s| &s.host == host),
+                    "a source mapped to {host} spoke for another host"
+                );
+            }
+            check_submissions(&submissions, &policy);
+        }
         Err(err) => assert_one_line(&err),
     }
 }

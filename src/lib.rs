@@ -6,8 +6,10 @@
 //! uses lower ones, never the reverse (docs/README.md, "Source layout"):
 //!
 //! - `commands`: one module per subcommand, and the only writer of stdout;
-//! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`: the domain;
-//! - `dns`, `serial`, `store`, `lock`, `shown`, `timestamp`: the ground they stand on.
+//! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`, `probe`, `reload`: the
+//!   domain;
+//! - `dns`, `serial`, `store`, `lock`, `shown`, `timestamp`, `command`: the ground they
+//!   stand on.
 
 pub mod cli;
 
@@ -16,6 +18,7 @@ mod crash;
 
 mod acme;
 mod cert;
+mod command;
 mod commands;
 mod config;
 mod dns;
@@ -27,6 +30,7 @@ mod issuer;
 mod lock;
 mod metrics;
 mod probe;
+mod reload;
 mod serial;
 mod shown;
 mod store;
@@ -34,6 +38,7 @@ mod timestamp;
 mod token;
 mod zone;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Runs one command and maps its result to the exit code by meaning (docs/exit-codes.md):
@@ -45,7 +50,7 @@ pub fn run(args: cli::Args) -> ExitCode {
     match commands::run(args.command) {
         Ok(outcome) => outcome.exit_code(),
         Err(err) => {
-            eprintln!("fleetcert: error: {err}");
+            error::print_error_line(&err);
             err.exit_code()
         }
     }
@@ -59,7 +64,9 @@ pub fn usage_error(err: &clap::Error) -> ExitCode {
         let first = err.to_string();
         let first = first.lines().next().unwrap_or_default();
         let first = first.strip_prefix("error: ").unwrap_or(first);
-        println!(
+        // As for stderr: a stdout that cannot take the line never changes the code.
+        let _ = writeln!(
+            std::io::stdout(),
             "FLEETCERT UNKNOWN - bad arguments: {}",
             shown::bare(first, shown::MAX_SHOWN)
         );
@@ -85,5 +92,8 @@ fn init_tracing(verbose: u8) {
         // Colour codes only for a person at a terminal: Ansible and log files get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        // A log line stderr cannot take is lost; by default tracing would report that with
+        // `eprintln!` to the same stderr, which panics (exit 101) instead of the run's code.
+        .log_internal_errors(false)
         .init();
 }

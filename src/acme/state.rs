@@ -7,6 +7,7 @@
 //!     orders/<cert>.json 0600 an order waiting between request and finalize
 //!     keys/<cert>.pem   0600  the key made at finalize, kept until the chain is installed
 //!     limits/<cert>.json 0600 a CA's rate limit that refused an order, until it ends
+//!     reloads/<cert>.json 0600 a `reload` that failed, run again by every run until it works
 //!     lock              0600  held by request, finalize and renew for their whole run
 //! ```
 //!
@@ -22,6 +23,7 @@ use crate::store::{self, Access, Dir, Existing, StoreError, Versioned};
 const ORDERS_DIR: &str = "orders";
 const KEYS_DIR: &str = "keys";
 const LIMITS_DIR: &str = "limits";
+const RELOADS_DIR: &str = "reloads";
 const LOCK_FILE: &str = "lock";
 /// How long a run waits for another run on the same host: a finalize takes seconds, a slow
 /// CA a minute or two.
@@ -200,6 +202,30 @@ impl StateDir {
     /// Forgets the rate limit of `cert`; nothing to forget is fine.
     pub(crate) fn remove_rate_limit(&self, cert: &str) -> Result<(), StoreError> {
         self.remove_in(LIMITS_DIR, &order_file(cert))
+    }
+
+    /// The reload of `cert` that failed and waits to be run again.
+    pub(crate) fn load_reload<T: Versioned>(&self, cert: &str) -> Result<Option<T>, StoreError> {
+        self.load_in(RELOADS_DIR, cert)
+    }
+
+    /// Whether a reload of `cert` waits to be run again, without reading it.
+    pub(crate) fn has_reload(&self, cert: &str) -> bool {
+        self.has(RELOADS_DIR, &order_file(cert))
+    }
+
+    /// Remembers that the reload of `cert` failed.
+    pub(crate) fn save_reload<T: Versioned>(
+        &self,
+        cert: &str,
+        pending: &T,
+    ) -> Result<(), StoreError> {
+        self.save_in(RELOADS_DIR, cert, pending)
+    }
+
+    /// Forgets the failed reload of `cert`; nothing to forget is fine.
+    pub(crate) fn remove_reload(&self, cert: &str) -> Result<(), StoreError> {
+        self.remove_in(RELOADS_DIR, &order_file(cert))
     }
 
     /// `sub/<cert>.json`, when it is there.

@@ -405,6 +405,17 @@ fn seed_of(der: &[u8]) -> u64 {
     u64::from_be_bytes(first)
 }
 
+/// A DER serial as upper-case hex without leading zeros, as openssl and keytool compare it.
+pub(crate) fn serial_hex(der: &[u8]) -> String {
+    let hex: String = der.iter().map(|byte| format!("{byte:02X}")).collect();
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,6 +112,36 @@ impl CertDir<'_> {
         dir.sync()
     }
 
+    /// Refuses a certificate directory that holds a link fleetcert did not make (`..data`
+    /// to a version, a service-facing name to `..data/<name>`): someone planted it, and the
+    /// operator must look before anything is written there. A directory that does not exist
+    /// yet is fine.
+    pub(crate) fn refuse_foreign_links(&self) -> Result<(), StoreError> {
+        let path = self.cert_dir.join(&self.name);
+        let dir = match Dir::open(&path) {
+            Ok(dir) => dir,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        current_version(&dir)?;
+        for entry in dir.entries()? {
+            let Some(stat) = dir.stat_at(&entry)? else {
+                continue;
+            };
+            if entry == DATA_LINK || !is_symlink(&stat) || is_our_link(&dir, &entry)? {
+                continue;
+            }
+            return Err(StoreError::Unsafe {
+                path: crate::shown::path(&path.join(&entry)),
+                problem: "is a link fleetcert did not make: someone planted it; look, remove                           it, and run again"
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// The current files `names`, read as one set; `None` for a name that does not exist,
     /// and `None` overall when the certificate's directory does not exist.
     pub(crate) fn read(&self, names: &[&str]) -> Result<Option<Vec<Option<Secret>>>, StoreError> {

@@ -1,15 +1,17 @@
 //! Certificates on the host: keys and CSRs, what a certificate on disk says and whether it is
 //! due, where its files go (layouts), and the atomic install of one certificate's set, and the PKCS#12 keystore for Java services.
 
+mod incoming;
 mod inspect;
 mod install;
 mod key;
 mod layout;
 mod pkcs12;
 
+pub(crate) use incoming::IncomingError;
 pub(crate) use inspect::{
     DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted,
-    inspect_chain,
+    inspect_chain, serial_hex,
 };
 pub(crate) use install::{CertDir, Secret, SetFile};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};

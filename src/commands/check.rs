@@ -15,14 +15,16 @@ use time::OffsetDateTime;
 use tracing::warn;
 
 use super::installed::Installed;
-use super::record::{Observed, serial_hex, unix_seconds};
+use super::record::{Observed, unix_seconds};
 use super::report::print_text;
-use crate::cert::{DueReason, Inspection, RenewalDecision};
+use crate::acme::StateDir;
+use crate::cert::{DueReason, Inspection, RenewalDecision, serial_hex};
 use crate::cli::CheckArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::error::{CheckStatus, Error, Outcome};
 use crate::metrics::ProbeFacts;
 use crate::probe::{self, Probe, Verdict};
+use crate::reload;
 
 /// Probes in flight at once: a host with many certificates does not open hundreds of
 /// connections to its own services at the same moment.
@@ -30,6 +32,8 @@ const PROBE_CONCURRENCY: usize = 16;
 /// Problems named in the line; more are counted (Nagios keeps a few KiB of it).
 const MAX_NAMED: usize = 5;
 const SECONDS_PER_DAY: f64 = 86_400.0;
+/// How much of a failed reload's line goes into the plugin line.
+const MAX_RELOAD_ERROR: usize = 200;
 
 /// One problem with one certificate.
 #[derive(Debug)]
@@ -93,12 +97,17 @@ async fn check(
         .map(|(cert, spec)| (cert, spec, Installed::read(&config, cert, spec)))
         .collect();
     let probes = probe_all(&certs).await;
+    // Unreadable, the state directory only costs the pending reloads' line.
+    let state = StateDir::open(&config.state_dir, false)
+        .inspect_err(|err| warn!(error = %err, "pending reloads unknown"))
+        .ok();
 
     let mut findings = Vec::new();
     let mut days = Vec::new();
     for (cert, spec, installed) in &certs {
         let (mut found, left) = evaluate(args, &config, cert, spec, installed, now);
         findings.append(&mut found);
+        findings.extend(state.as_ref().and_then(|state| reload_pending(state, cert)));
         days.extend(left);
         for probe in probes.get(cert.as_str()).into_iter().flatten() {
             findings.extend(served(cert, probe, installed.inspection()));
@@ -253,6 +262,30 @@ fn windows(
         warning,
         critical,
     }
+}
+
+/// A reload that failed and waits for the next run: the service may serve the previous
+/// certificate until it works.
+fn reload_pending(state: &StateDir, cert: &str) -> Option<Finding> {
+    let text = match reload::pending(state, cert) {
+        Ok(None) => return None,
+        Ok(Some(pending)) => {
+            // Written escaped by fleetcert; escaped again only when someone put raw control
+            // characters in, so a backslash is not doubled in every line.
+            let error = if pending.error.chars().any(char::is_control) {
+                crate::shown::bare(&pending.error, MAX_RELOAD_ERROR)
+            } else {
+                pending.error.chars().take(MAX_RELOAD_ERROR).collect()
+            };
+            format!("reload pending since {}: {error}", pending.since)
+        }
+        Err(err) => format!("reload pending, its record unreadable: {err}"),
+    };
+    Some(Finding {
+        status: CheckStatus::Warning,
+        cert: cert.to_owned(),
+        text,
+    })
 }
 
 /// What one probe says about the service, when it says something is wrong.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::acme::AcmeError;
 use crate::cert::{KeyType, Pkcs12Error};
-use crate::dns::{DelegationError, DnsName};
+use crate::dns::{ChainError, DelegationError, DnsName};
 use crate::issuer::SignError;
 use crate::store::StoreError;
 
@@ -15,6 +15,9 @@ pub(crate) enum CertFailure {
     /// Some `_acme-challenge` names do not lead to the signing zone.
     #[error("{}", Joined(.0, "; "))]
     Delegation(Vec<DelegationError>),
+    /// A name the CA will look up does not validate (DNSSEC).
+    #[error("{}", Joined(.0, "; "))]
+    Dnssec(Vec<ChainError>),
     /// The CA refused or failed, or what it sent is unusable.
     #[error(transparent)]
     Acme(#[from] AcmeError),

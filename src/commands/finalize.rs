@@ -18,6 +18,7 @@ use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
 use crate::error::{Error, Outcome};
+use crate::reload;
 use crate::store::{self, Access};
 
 /// The JSON report of one finalize run (docs/reports.md).
@@ -40,6 +41,12 @@ pub(super) struct CertReport {
     paths: CertPaths,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Whether `reload` ran and the service is on the installed set; `null` when no reload
+    /// was due (nothing changed, none pending, none configured, `--dry-run`).
+    reloaded: Option<bool>,
+    /// Why the reload failed: it stays pending and every later run tries it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reload_error: Option<String>,
 }
 
 /// What finalize did with one certificate.
@@ -60,6 +67,10 @@ pub(super) enum FinalizeStatus {
     KeystoreWritten,
     /// `--dry-run`: the keystore would be rebuilt.
     WouldWriteKeystore,
+    /// `install`: the set from another host was installed.
+    Installed,
+    /// `install --dry-run`: the set would be installed.
+    WouldInstall,
 }
 
 /// The shared inputs of every certificate's finalize.
@@ -80,23 +91,39 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
 }
 
 impl Report {
-    /// Whether some certificate could not be finalized.
+    /// Whether some certificate could not be finalized, or its service not reloaded.
     pub(super) fn failed(&self) -> bool {
         self.certs
             .iter()
-            .any(|cert| cert.status == FinalizeStatus::Failed)
+            .any(|cert| cert.status == FinalizeStatus::Failed || cert.reloaded == Some(false))
     }
 }
 
-/// Completes every pending order and returns the report (`renew` prints it in its own).
+/// Completes every pending order, runs the reloads that are due, and returns the report
+/// (`renew` prints it in its own).
 pub(super) async fn finalize_all(
     config: &HostConfig,
     state: &StateDir,
     dry_run: bool,
 ) -> Result<Report, Error> {
-    if let Some(issuer) = config.issuer.test() {
-        return super::local::finalize_all(config, issuer, state, dry_run);
+    let mut report = match config.issuer.test() {
+        Some(issuer) => super::local::finalize_all(config, issuer, state, dry_run)?,
+        None => finalize_with_ca(config, state, dry_run).await?,
+    };
+    for cert in &mut report.certs {
+        if let Some(spec) = config.certs.get(&cert.name) {
+            cert.reload(config, state, spec, dry_run).await;
+        }
     }
+    Ok(report)
+}
+
+/// [`finalize_all`] with a CA, before the reloads.
+async fn finalize_with_ca(
+    config: &HostConfig,
+    state: &StateDir,
+    dry_run: bool,
+) -> Result<Report, Error> {
     let pending: Vec<_> = config
         .certs
         .iter()
@@ -155,6 +182,32 @@ impl CertReport {
             not_after,
             paths: installed.paths.clone(),
             error,
+            reloaded: None,
+            reload_error: None,
+        }
+    }
+
+    /// Runs the reload this certificate owes (its files changed, or an earlier one failed)
+    /// and says how it went (reload.rs).
+    pub(super) async fn reload(
+        &mut self,
+        config: &HostConfig,
+        state: &StateDir,
+        spec: &CertSpec,
+        dry_run: bool,
+    ) {
+        let files_changed = self.changed && self.status != FinalizeStatus::Failed;
+        // What is on disk now: the probes compare the service with it.
+        let installed = Installed::read(config, &self.name, spec);
+        let subject = reload::Subject {
+            cert: &self.name,
+            spec,
+            dir: &installed.paths.dir,
+            installed: installed.inspection(),
+        };
+        if let Some(result) = reload::settle(state, &subject, files_changed, dry_run).await {
+            self.reloaded = Some(result.is_ok());
+            self.reload_error = result.err().map(|err| err.to_string());
         }
     }
 }

@@ -4,6 +4,7 @@ mod check;
 mod failure;
 mod finalize;
 mod hiera;
+mod install;
 mod installed;
 mod local;
 mod publish;
@@ -37,6 +38,7 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
         Command::Publish(args) => runtime.block_on(publish::run(args, &mut observed)),
         Command::Renew(args) => runtime.block_on(renew::run(args, &mut observed)),
+        Command::Install(args) => runtime.block_on(install::run(&args)),
         Command::Hiera(args) => hiera::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Check(args) => runtime.block_on(check::run(&args, &mut observed)),

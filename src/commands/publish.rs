@@ -3,7 +3,8 @@
 //!
 //! Every document is validated before anything is locked or written (`token`); the flow and
 //! the publishers live in `zone`. This module picks the publisher the config names, and turns
-//! what happened into the report and the exit code (3 when a server lags).
+//! what happened into the report and the exit code (3 when a server lags, 1 when a host's
+//! document was refused and the others were published, 2 when none was left to publish).
 
 use std::time::Instant;
 
@@ -14,8 +15,8 @@ use super::report::print_json;
 use crate::cli::PublishArgs;
 use crate::config::{ZoneConfig, ZoneTarget};
 use crate::dns::{DnsName, ServerWait};
-use crate::error::{Error, Outcome};
-use crate::token::{self, TokenSource};
+use crate::error::{Error, Outcome, print_error_line};
+use crate::token::{self, Refusal, TokenSource, Tokens};
 use crate::zone::{self, FileWriter, Publication, UpdateWriter};
 
 /// The JSON report on stdout (also `renew`'s `publish` and `cleanup`).
@@ -35,8 +36,21 @@ pub(super) struct Report {
     servers: Vec<ServerReport>,
     /// The server whose records were checked one by one.
     records_checked_on: Option<String>,
+    /// The zone is signed (DNSSEC), and every server's signatures were checked.
+    signed: bool,
     /// Seconds from start to verified on every server.
     seconds: f64,
+    /// Hosts whose token document was refused: nothing of theirs was published in this run,
+    /// and their records stay as the ledger had them (docs/reports.md).
+    refused: Vec<RefusedHost>,
+}
+
+/// A host whose document was refused, and why.
+#[derive(Debug, Serialize)]
+struct RefusedHost {
+    host: String,
+    /// The same line as the log's, escaped and bounded.
+    error: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,12 +73,31 @@ pub(crate) async fn run(args: PublishArgs, observed: &mut Observed) -> Result<Ou
         .iter()
         .map(|path| TokenSource::parse(path))
         .collect();
-    let submissions = token::read_tokens(&sources, &config.policy)?;
+    let Tokens {
+        submissions,
+        refused,
+    } = token::read_tokens(&sources, &config.policy)?;
     tracing::debug!(
         hosts = submissions.len(),
+        refused = refused.len(),
         ms = started.elapsed().as_millis(),
         "documents validated"
     );
+    let mut refused = refused.into_iter();
+    if submissions.is_empty()
+        && let Some(first) = refused.next()
+    {
+        // Nothing valid is left: the run is refused as a whole (2), the first document's
+        // line as the error, the others logged.
+        for other in refused {
+            tracing::warn!(host = %other.host, "{}", other.error);
+        }
+        return Err(first.error.into());
+    }
+    let refused: Vec<Refusal> = refused.collect();
+    for refusal in &refused {
+        tracing::warn!(host = %refusal.host, "{}; that host's records stay as they were", refusal.error);
+    }
     let publication = match &config.target {
         ZoneTarget::File(target) => {
             let mut writer = FileWriter::open(target, &config.zone, config.ttl)?;
@@ -76,9 +109,19 @@ pub(crate) async fn run(args: PublishArgs, observed: &mut Observed) -> Result<Ou
         }
     };
     observed.published(&publication);
-    let report = report(&config, &publication, args.dry_run, started);
+    let mut report = report(&config, &publication, args.dry_run, started);
+    report.refused = refused
+        .iter()
+        .map(|refusal| RefusedHost {
+            host: refusal.host.clone(),
+            error: refusal.error.to_string(),
+        })
+        .collect();
     print_json(&report)?;
-    Ok(outcome(&config, &publication))
+    Ok(match outcome(&config, &publication) {
+        Outcome::Success if !refused.is_empty() => Outcome::SomeFailed,
+        other => other,
+    })
 }
 
 pub(super) fn report(
@@ -107,7 +150,9 @@ pub(super) fn report(
         expired: publication.expired.clone(),
         servers,
         records_checked_on: checked_on,
+        signed: publication.signatures.is_some(),
         seconds: started.elapsed().as_secs_f64(),
+        refused: Vec::new(),
     }
 }
 
@@ -124,20 +169,57 @@ pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome
         .map(|wait| format!("{} {}", wait.server, wait.served))
         .collect();
     if !lagging.is_empty() {
-        eprintln!(
-            "fleetcert: error: zone {} serial {serial} is published but not served everywhere \
-             after {}s: {}; check NOTIFY and transfers to those servers, or raise `timeout`",
+        print_error_line(&format_args!(
+            "zone {} serial {serial} is published but not served everywhere after {}s: {}; \
+             check NOTIFY and transfers to those servers, or raise `timeout`",
             config.zone,
             config.timeout.as_secs(),
             lagging.join("; ")
-        );
+        ));
         return Outcome::PropagationTimeout;
     }
     if let Some((_, Err(mismatch))) = &propagation.checked {
-        eprintln!(
-            "fleetcert: error: zone {} serial {serial} is published, but {mismatch}; was the \
-             zone edited by hand, or is another tool writing it?",
+        print_error_line(&format_args!(
+            "zone {} serial {serial} is published, but {mismatch}; was the zone edited by \
+             hand, or is another tool writing it?",
             config.zone
+        ));
+        return Outcome::PropagationTimeout;
+    }
+    // Servers with the same problem (a signer that stopped re-signing shows on all of them)
+    // share one clause: "A and B serve answers that do not validate: ...".
+    let mut invalid: Vec<(Vec<String>, String)> = Vec::new();
+    for problem in publication
+        .signatures
+        .iter()
+        .flatten()
+        .filter_map(|c| c.as_ref().err())
+    {
+        let cause = problem.cause.to_string();
+        match invalid.iter_mut().find(|(_, known)| *known == cause) {
+            Some((servers, _)) => servers.push(problem.server.to_string()),
+            None => invalid.push((vec![problem.server.to_string()], cause)),
+        }
+    }
+    let invalid: Vec<String> = invalid
+        .into_iter()
+        .map(|(servers, cause)| {
+            let verb = if servers.len() == 1 {
+                "serves"
+            } else {
+                "serve"
+            };
+            format!(
+                "{} {verb} answers that do not validate: {cause}",
+                servers.join(" and ")
+            )
+        })
+        .collect();
+    if !invalid.is_empty() {
+        eprintln!(
+            "fleetcert: error: zone {} serial {serial} is published, but {}",
+            config.zone,
+            invalid.join("; ")
         );
         return Outcome::PropagationTimeout;
     }

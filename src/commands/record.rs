@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::installed::Installed;
 use crate::acme::StateDir;
-use crate::cert::{Inspection, RenewalDecision};
+use crate::cert::{Inspection, RenewalDecision, serial_hex};
 use crate::cli::Command;
 use crate::config::{CertSpec, HostConfig, ZoneConfig};
 use crate::error::{Error, Outcome};
@@ -129,6 +129,9 @@ impl Record {
             Command::Publish(args) if !args.dry_run => {
                 ("publish", ConfigFile::Zone(args.config.clone()))
             }
+            Command::Install(args) if !args.dry_run => {
+                ("install", ConfigFile::Host(args.config.clone()))
+            }
             Command::Hiera(args) if !args.dry_run => {
                 ("hiera", ConfigFile::Host(args.config.clone()))
             }
@@ -138,6 +141,7 @@ impl Record {
             | Command::Finalize(_)
             | Command::Renew(_)
             | Command::Publish(_)
+            | Command::Install(_)
             | Command::Hiera(_) => {
                 return None;
             }
@@ -253,6 +257,7 @@ fn cert_facts(
                 due: due(config, spec, &installed, facts.as_ref(), now),
                 installed: facts,
                 pending: state.as_ref().map(|state| state.has_order(cert)),
+                reload_pending: state.as_ref().map(|state| state.has_reload(cert)),
                 probes,
             }
         })
@@ -324,17 +329,6 @@ pub(crate) fn unix_seconds(at: OffsetDateTime) -> f64 {
     #[allow(clippy::cast_precision_loss)] // nanoseconds since 1970 fit a double to ~0.1 µs
     let nanos = at.unix_timestamp_nanos() as f64;
     nanos / 1e9
-}
-
-/// A DER serial as upper-case hex without leading zeros, as openssl and keytool compare it.
-pub(crate) fn serial_hex(der: &[u8]) -> String {
-    let hex: String = der.iter().map(|byte| format!("{byte:02X}")).collect();
-    let trimmed = hex.trim_start_matches('0');
-    if trimmed.is_empty() {
-        "0".to_owned()
-    } else {
-        trimmed.to_owned()
-    }
 }
 
 #[cfg(test)]

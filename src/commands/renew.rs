@@ -9,6 +9,9 @@
 //! every server within `timeout`, finalize is skipped (the CA might not see them, and a
 //! failed validation kills the order), the records are removed again and the exit code is 3;
 //! the next run takes the saved order up again.
+//!
+//! With a test issuer (`issuer: self-signed` or `local-ca`) there are no records and no DNS
+//! server: `renew` is request and finalize, and needs no `update:` block.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -50,6 +53,9 @@ struct Report {
 pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let started = Instant::now();
     let config = HostConfig::load(&args.config)?;
+    if config.issuer.test().is_some() {
+        return renew_without_dns(&config, args.dry_run, observed, started).await;
+    }
     let zone_config = ZoneConfig::for_host(&config).ok_or_else(|| missing_update(&config.path))?;
     let ZoneTarget::Update(target) = &zone_config.target else {
         return Err(missing_update(&config.path).into());
@@ -108,11 +114,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     // The run failed as a whole in finalize (the CA unreachable): the records are gone
     // again, and the error is the run's.
     let finalized = finalized.transpose()?;
-    let failed = document
-        .certs
-        .iter()
-        .any(|cert| cert.status == CertStatus::Failed)
-        || finalized.as_ref().is_some_and(finalize::Report::failed);
+    let failed = any_failed(&document, finalized.as_ref());
     let report = Report {
         host: config.host.to_string(),
         changed: finalized.as_ref().is_some_and(|report| report.changed),
@@ -130,4 +132,40 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     } else {
         Outcome::from_failures(failed)
     })
+}
+
+/// `renew` with a test issuer: request and finalize under the host lock, nothing published.
+async fn renew_without_dns(
+    config: &HostConfig,
+    dry_run: bool,
+    observed: &mut Observed,
+    started: Instant,
+) -> Result<Outcome, Error> {
+    let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
+    let document = request::token_document(config, &state, dry_run).await?;
+    observed.requested(&document);
+    let finalized = finalize::finalize_all(config, &state, dry_run).await?;
+    let failed = any_failed(&document, Some(&finalized));
+    let report = Report {
+        host: config.host.to_string(),
+        changed: finalized.changed,
+        dry_run,
+        request: document,
+        publish: None,
+        finalize: Some(finalized),
+        cleanup: None,
+        cleanup_error: None,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    print_json(&report)?;
+    Ok(Outcome::from_failures(failed))
+}
+
+/// Whether some certificate failed in request or in finalize (its reload included).
+fn any_failed(document: &TokenDocument, finalized: Option<&finalize::Report>) -> bool {
+    document
+        .certs
+        .iter()
+        .any(|cert| cert.status == CertStatus::Failed)
+        || finalized.is_some_and(finalize::Report::failed)
 }

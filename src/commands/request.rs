@@ -25,7 +25,7 @@ use crate::acme::{self, AccountState, Challenge, PendingOrder, RateLimit, Reopen
 use crate::cert::{RenewalDecision, RenewalWindow, Rule, Schedule};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
-use crate::dns::check_delegation;
+use crate::dns::{check_chains, check_delegation};
 use crate::error::{Error, Outcome};
 use crate::issuer::Origin;
 use crate::store::Versioned as _;
@@ -481,7 +481,8 @@ async fn ask_ari(context: &Context<'_>, plan: &Plan<'_>) -> Option<RenewalWindow
     }
 }
 
-/// Checks every identifier's `_acme-challenge` delegation; all problems in one line.
+/// Checks every identifier's `_acme-challenge` delegation, then that neither it nor the signing
+/// zone is DNSSEC-bogus; all problems in one line.
 async fn precheck(config: &HostConfig, spec: &CertSpec) -> Result<(), CertFailure> {
     let mut bases: Vec<_> = spec.names.iter().map(crate::dns::DnsName::base).collect();
     bases.sort_unstable();
@@ -497,7 +498,9 @@ async fn precheck(config: &HostConfig, spec: &CertSpec) -> Result<(), CertFailur
         .collect()
         .await;
     if problems.is_empty() {
-        Ok(())
+        check_chains(config.resolver, &bases, &config.signing_zone)
+            .await
+            .map_err(CertFailure::Dnssec)
     } else {
         Err(CertFailure::Delegation(problems))
     }

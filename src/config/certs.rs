@@ -7,21 +7,27 @@
 //!     names: [zk01.example.org]
 //!     pkcs12: {password_file: /etc/fleetcert/zk.pass, alias: zookeeper}
 //!     probe: ["127.0.0.1:2281"]
+//!     reload: [systemctl, restart, zookeeper]
+//!     reload_timeout: 60s
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::pkcs12::{Pkcs12Spec, check_pkcs12};
 use super::unique::UniqueMap;
-use super::{ConfigError, invalid};
+use super::{ConfigDuration, ConfigError, invalid};
 use crate::dns::DnsName;
 use crate::shown::shown;
 
 /// Longest certificate name: it becomes a directory and state file names.
 const MAX_CERT_NAME: usize = 64;
+/// How long a certificate's `reload` may run when `reload_timeout` is not given: long enough
+/// for a Java service's restart.
+pub(crate) const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One configured certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +38,17 @@ pub(crate) struct CertSpec {
     pub(crate) pkcs12: Option<Pkcs12Spec>,
     /// `host:port` of the TLS servers that should serve this certificate.
     pub(crate) probe: Vec<String>,
+    /// The service's reload, run after this set changed (`reload.rs`).
+    pub(crate) reload: Option<ReloadSpec>,
+}
+
+/// `reload:` and `reload_timeout:` of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReloadSpec {
+    /// The argv, run without a shell; never empty.
+    pub(crate) argv: Vec<String>,
+    /// Its bound, and the bound of the wait for the probes to see the new certificate.
+    pub(crate) timeout: Duration,
 }
 
 /// A certificate as written: a list of names, or the map form (read in a second step, so a
@@ -45,6 +62,8 @@ struct RawCertOptions {
     pkcs12: Option<RawPkcs12>,
     #[serde(default)]
     probe: Vec<String>,
+    reload: Option<Vec<serde_yaml::Value>>,
+    reload_timeout: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +102,8 @@ pub(super) fn check_certs(
                 names: from_value(path, &key, value)?,
                 pkcs12: None,
                 probe: Vec::new(),
+                reload: None,
+                reload_timeout: None,
             },
             value => from_value(path, &key, value)?,
         };
@@ -101,7 +122,8 @@ fn from_value<T: serde::de::DeserializeOwned>(
             path,
             key,
             format!(
-                "must be a list of names or a map with `names` (and `pkcs12`, `probe`): {}",
+                "must be a list of names or a map with `names` (and `pkcs12`, `probe`, `reload`, \
+                 `reload_timeout`): {}",
                 crate::shown::parser_message(&err.to_string(), 200)
             ),
         )
@@ -154,11 +176,61 @@ fn check_options(path: &Path, key: &str, raw: RawCertOptions) -> Result<CertSpec
             ));
         }
     }
+    let reload = check_reload(path, key, raw.reload, raw.reload_timeout)?;
     Ok(CertSpec {
         names,
         pkcs12,
         probe: raw.probe,
+        reload,
     })
+}
+
+/// `reload` is a non-empty argv of non-empty words; `reload_timeout` needs it and is more
+/// than nothing.
+fn check_reload(
+    path: &Path,
+    key: &str,
+    argv: Option<Vec<serde_yaml::Value>>,
+    timeout: Option<ConfigDuration>,
+) -> Result<Option<ReloadSpec>, ConfigError> {
+    let Some(argv) = argv else {
+        return match timeout {
+            Some(_) => Err(invalid(
+                path,
+                format!("{key}.reload_timeout"),
+                "is given without `reload`: add the reload command, or remove it",
+            )),
+            None => Ok(None),
+        };
+    };
+    // A word YAML reads as a number or a boolean (`[kill, -HUP, 1234]`) is meant as text.
+    let argv: Option<Vec<String>> = argv
+        .into_iter()
+        .map(|word| match word {
+            serde_yaml::Value::String(text) => Some(text),
+            serde_yaml::Value::Number(number) => Some(number.to_string()),
+            serde_yaml::Value::Bool(flag) => Some(flag.to_string()),
+            _ => None,
+        })
+        .collect();
+    let argv = argv.unwrap_or_default();
+    if argv.first().is_none_or(String::is_empty) || argv.iter().any(|word| word.contains('\0')) {
+        return Err(invalid(
+            path,
+            format!("{key}.reload"),
+            "must be a command as a list of words, the program first (like [systemctl, \
+             reload, nginx]); it runs without a shell",
+        ));
+    }
+    let timeout = timeout.map_or(DEFAULT_RELOAD_TIMEOUT, |timeout| timeout.0);
+    if timeout.is_zero() {
+        return Err(invalid(
+            path,
+            format!("{key}.reload_timeout"),
+            "is zero: give the reload time to run, like 60s",
+        ));
+    }
+    Ok(Some(ReloadSpec { argv, timeout }))
 }
 
 /// `name:port`, `ip:port` or `[v6]:port`.
@@ -204,6 +276,18 @@ mod tests {
             Some("fleetcert")
         );
         assert_eq!(zk.probe.len(), 2);
+        assert_eq!(zk.reload, None);
+        let reloaded = check(
+            "web: {names: [a.org], reload: [systemctl, reload, nginx], reload_timeout: 2m}\n\
+             other: {names: [b.org], reload: [/bin/kill, -HUP, 1234]}\n",
+        )
+        .expect("valid");
+        let web = reloaded["web"].reload.as_ref().expect("reload");
+        assert_eq!(web.argv, ["systemctl", "reload", "nginx"]);
+        assert_eq!(web.timeout, Duration::from_secs(120));
+        let other = reloaded["other"].reload.as_ref().expect("reload");
+        assert_eq!(other.timeout, DEFAULT_RELOAD_TIMEOUT);
+        assert_eq!(other.argv, ["/bin/kill", "-HUP", "1234"]);
     }
 
     #[test]
@@ -215,6 +299,20 @@ mod tests {
             ("main: {names: [a.org], pkcs: {}}\n", "unknown field"),
             ("main: {names: [a.org], probe: ['a.org']}\n", "host:port"),
             ("'../x': [a.org]\n", "not a usable certificate name"),
+            ("main: {names: [a.org], reload: []}\n", "list of words"),
+            ("main: {names: [a.org], reload: [[a]]}\n", "list of words"),
+            (
+                "main: {names: [a.org], reload: ''}\n",
+                "list of names or a map",
+            ),
+            (
+                "main: {names: [a.org], reload_timeout: 5s}\n",
+                "without `reload`",
+            ),
+            (
+                "main: {names: [a.org], reload: [true], reload_timeout: 0s}\n",
+                "is zero",
+            ),
             ("main: [a.org]\nmain: [b.org]\n", "given twice"),
         ] {
             let err = check(text).expect_err(text);

@@ -11,7 +11,7 @@ use super::certs::{CertSpec, RawCerts, check_certs};
 use super::issuer::{RawIssuer, check_issuer, left_out};
 use super::metrics::{Metrics, RawMetrics, check_metrics};
 use super::update::{HostUpdate, RawUpdate, check_host_update};
-use super::{ConfigDuration, ConfigError, invalid, parse_dns_address, read_yaml};
+use super::{ConfigDuration, ConfigError, OthersWrite, invalid, parse_dns_address, read_yaml};
 use crate::cert::{CertDir, FileNames, KeyType, Layout};
 use crate::dns::DnsName;
 use crate::issuer::Issuer;
@@ -196,7 +196,7 @@ pub(crate) struct Renew {
 impl HostConfig {
     /// Reads and checks the host config at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawHost = read_yaml(path, super::ConfigKind::Host)?;
+        let raw: RawHost = read_yaml(path, super::ConfigKind::Host, OthersWrite::Warn)?;
         let issuer = check_issuer(path, raw.issuer)?;
         let acme = match raw.acme {
             Some(acme) => check_acme(path, acme)?,

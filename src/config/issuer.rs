@@ -167,17 +167,11 @@ fn read_local_ca(config: &Path, cert: PathBuf, key: &Path) -> Result<LocalCa, Co
 }
 
 /// Reads a file only its owner may read: a CA key that others can read signs certificates
-/// every host under test trusts. The mode is read from the open file, so it is the mode of
-/// what is read.
+/// every host under test trusts. The file itself (no link), owned by the running user or
+/// root; the mode is read from the open file, so it is the mode of what is read.
 fn read_private(config: &Path, key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     let refuse = |problem: String| invalid(config, key, format!("{} {problem}", shown_path(path)));
-    let file = std::fs::File::open(path).map_err(|err| refuse(format!("cannot be read: {err}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|err| refuse(format!("cannot be inspected: {err}")))?;
-    if !meta.is_file() {
-        return Err(refuse("is not a regular file".to_owned()));
-    }
+    let (file, meta) = crate::store::open_secret(path).map_err(|err| refuse(err.to_string()))?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & OTHERS_ACCESS != 0 {
         return Err(refuse(format!(

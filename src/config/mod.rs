@@ -11,6 +11,7 @@ mod duration;
 mod host;
 mod issuer;
 mod metrics;
+mod nesting;
 mod pkcs12;
 mod servers;
 mod unique;
@@ -20,7 +21,7 @@ mod zone;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-pub(crate) use certs::CertSpec;
+pub(crate) use certs::{CertSpec, ReloadSpec};
 pub(crate) use duration::ConfigDuration;
 pub(crate) use host::{Acme, HostConfig};
 pub(crate) use update::{UpdateTarget, missing_update};
@@ -115,6 +116,38 @@ pub(crate) enum ConfigError {
     },
 }
 
+/// What a config file that others may change costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OthersWrite {
+    /// Refused: root runs what it says (the zone config's `reload` argv).
+    Refuse,
+    /// A warning, as OpenSSH gives for its files: a host config was long accepted so.
+    Warn,
+}
+
+/// Whether users other than root and the one running may change the file at `path`: the
+/// problem and its fix.
+fn others_may_write(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    let us = nix::unistd::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != us && meta.uid() != 0 {
+        Some(format!(
+            "belongs to uid {}, not to root or the user fleetcert runs as: its owner can change \
+             what fleetcert does; chown it",
+            meta.uid()
+        ))
+    } else if mode & 0o022 != 0 {
+        Some(format!(
+            "is writable by others (mode {mode:04o}): they can change what fleetcert does; run \
+             chmod go-w on it"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Why a file could not be read, without its path (the line names it once already).
 fn read_reason(err: &StoreError) -> String {
     match err {
@@ -123,11 +156,26 @@ fn read_reason(err: &StoreError) -> String {
     }
 }
 
-/// Reads and parses a YAML file into the raw struct `T`.
+/// Reads and parses a YAML file into the raw struct `T`; `others` says what a file others
+/// may write costs.
 fn read_yaml<T: serde::de::DeserializeOwned>(
     path: &Path,
     kind: ConfigKind,
+    others: OthersWrite,
 ) -> Result<T, ConfigError> {
+    if let Some(problem) = others_may_write(path) {
+        match others {
+            OthersWrite::Refuse => {
+                return Err(ConfigError::Syntax {
+                    path: shown_path(path),
+                    message: problem,
+                });
+            }
+            OthersWrite::Warn => {
+                tracing::warn!(config = %shown_path(path), "{problem}");
+            }
+        }
+    }
     let bytes = store::read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| match &source {
         StoreError::Io { source: io, .. } if io.kind() == std::io::ErrorKind::NotFound => {
             ConfigError::Missing {
@@ -148,6 +196,13 @@ fn read_yaml<T: serde::de::DeserializeOwned>(
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
     let text = std::str::from_utf8(bytes)
         .map_err(|err| syntax(format!("is not UTF-8 text (at byte {})", err.valid_up_to())))?;
+    if let Some((line, column)) = nesting::too_deep(text, nesting::MAX_DEPTH) {
+        return Err(syntax(format!(
+            "nests `{{...}}` or `[...]` more than {} deep at line {line} column {column}: a \
+             fleetcert config needs a few levels; write it as plain YAML",
+            nesting::MAX_DEPTH
+        )));
+    }
     serde_yaml::from_str(text).map_err(|err| yaml_error(path, kind, &err))
 }
 
@@ -315,7 +370,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, text).expect("write");
-        read_yaml::<Raw>(&path, ConfigKind::Host)
+        read_yaml::<Raw>(&path, ConfigKind::Host, OthersWrite::Warn)
             .expect_err(text)
             .to_string()
     }
@@ -356,9 +411,13 @@ mod tests {
 
     #[test]
     fn a_missing_config_says_what_to_write_once() {
-        let line = read_yaml::<Raw>(Path::new("/nonexistent/f.yaml"), ConfigKind::Host)
-            .expect_err("missing")
-            .to_string();
+        let line = read_yaml::<Raw>(
+            Path::new("/nonexistent/f.yaml"),
+            ConfigKind::Host,
+            OthersWrite::Warn,
+        )
+        .expect_err("missing")
+        .to_string();
         assert_eq!(line.matches("/nonexistent/f.yaml").count(), 1, "{line}");
         assert!(
             line.contains("does not exist") && line.contains("--config"),

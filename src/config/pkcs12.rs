@@ -6,12 +6,13 @@
 //! in memory as a [`KeystorePassword`], which never prints.
 
 use std::io::Read as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, beside, invalid};
 use crate::cert::KeystorePassword;
 use crate::shown::{path as shown_path, shown};
+use crate::store::{self, SecretError};
 
 /// The most bytes a password file may hold: a password is a line, not a document.
 const MAX_PASSWORD_BYTES: u64 = 1024;
@@ -77,6 +78,9 @@ enum PasswordProblem {
     Unreadable(std::io::Error),
     #[error("is not a regular file: point password_file at the file holding the keystore password")]
     NotAFile,
+    /// A symbolic link, or owned by someone else (`store::open_secret`).
+    #[error(transparent)]
+    Untrusted(SecretError),
     #[error("can be read or written by others (mode {0:04o}): run chmod o-rw on it")]
     OthersMayRead(u32),
     #[error("is longer than {MAX_PASSWORD_BYTES} bytes: it should hold the password alone")]
@@ -97,19 +101,12 @@ enum PasswordProblem {
 /// one line of text. One trailing newline is dropped, as ZooKeeper's `passwordPath`,
 /// `keytool -storepass:file` and `openssl -passin file:` do.
 fn read_password(file: &Path) -> Result<KeystorePassword, PasswordProblem> {
-    // O_NONBLOCK: a FIFO planted there must not hang the run; it is refused below.
-    let handle = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(file)
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::NotFound => PasswordProblem::Missing,
-            _ => PasswordProblem::Unreadable(err),
-        })?;
-    let meta = handle.metadata().map_err(PasswordProblem::Unreadable)?;
-    if !meta.is_file() {
-        return Err(PasswordProblem::NotAFile);
-    }
+    let (handle, meta) = store::open_secret(file).map_err(|err| match err {
+        SecretError::Missing => PasswordProblem::Missing,
+        SecretError::Unreadable(err) => PasswordProblem::Unreadable(err),
+        SecretError::NotAFile => PasswordProblem::NotAFile,
+        other => PasswordProblem::Untrusted(other),
+    })?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o006 != 0 {
         return Err(PasswordProblem::OthersMayRead(mode));

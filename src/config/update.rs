@@ -13,10 +13,9 @@
 //! is a config error (exit 2) before anything is asked or changed. It must be readable by its
 //! owner only: a secret that group or others could read is refused, not used.
 
-use std::fs::File;
 use std::io::Read as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use super::servers::{DEFAULT_TIMEOUT, check_servers};
 use super::{ConfigDuration, ConfigError, beside, invalid, parse_dns_address};
 use crate::dns::{DnsName, TsigAlgo, TsigKey};
 use crate::shown::{path as shown_path, shown};
+use crate::store::{self, SecretError};
 
 /// Where `publish` by update keeps its ledger and lock unless `state_dir` says otherwise.
 pub(crate) const DEFAULT_PUBLISH_STATE_DIR: &str = "/var/lib/fleetcert/publish";
@@ -191,28 +191,15 @@ pub(crate) fn missing_update(path: &Path) -> ConfigError {
 /// Reads and decodes the secret file; the problem, when there is one, never quotes the file.
 fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                format!("cannot be read by this user ({err}): run fleetcert as the secret's owner")
-            }
-            std::io::ErrorKind::NotFound => {
-                "does not exist: write the key's base64 secret there (tsig-keygen prints it), \
-                 mode 0600"
-                    .to_owned()
-            }
-            _ => format!("cannot be read: {err}"),
-        })?;
-    // The mode of what was opened, not of a path that could be swapped in between.
-    let meta = file
-        .metadata()
-        .map_err(|err| format!("cannot be inspected: {err}"))?;
-    if !meta.file_type().is_file() {
-        return Err("is not a regular file".to_owned());
-    }
+    let (mut file, meta) = store::open_secret(path).map_err(|err| match err {
+        SecretError::Unreadable(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            format!("cannot be read by this user ({err}): run fleetcert as the secret's owner")
+        }
+        SecretError::Missing => "does not exist: write the key's base64 secret there \
+                                 (tsig-keygen prints it), mode 0600"
+            .to_owned(),
+        other => other.to_string(),
+    })?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(format!(

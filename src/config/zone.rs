@@ -12,7 +12,9 @@ use super::metrics::{Metrics, RawMetrics, check_metrics};
 use super::servers::{DEFAULT_TIMEOUT, check_servers};
 use super::unique::UniqueMap;
 use super::update::{self, RawUpdate, UpdateTarget};
-use super::{ConfigDuration, ConfigError, beside, invalid, parse_dns_address, read_yaml};
+use super::{
+    ConfigDuration, ConfigError, OthersWrite, beside, invalid, parse_dns_address, read_yaml,
+};
 use crate::dns::DnsName;
 use crate::shown::shown;
 use crate::token::{ChallengeRecords, Policy};
@@ -173,7 +175,7 @@ pub(crate) struct Glue {
 impl ZoneConfig {
     /// Reads and checks the zone config at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let mut raw: RawZone = read_yaml(path, super::ConfigKind::Zone)?;
+        let mut raw: RawZone = read_yaml(path, super::ConfigKind::Zone, OthersWrite::Refuse)?;
         let zone = DnsName::parse(&raw.zone)
             .map_err(|rule| invalid(path, "zone", format!("{} {rule}", shown(&raw.zone))))?;
         let allow = match raw.allow.take() {

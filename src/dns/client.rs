@@ -11,7 +11,7 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::DnsHandle;
-use hickory_proto::op::{DnsRequestOptions, Message, Query, ResponseCode};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, Query, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
 use super::DnsName;
@@ -26,6 +26,44 @@ pub(crate) enum Recursion {
     Desired,
     /// Ask an authoritative server about its own data only.
     Off,
+}
+
+/// The DNSSEC bits of a question (RFC 4035 section 3.2, RFC 6840 section 5.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bits {
+    pub(crate) recursion: Recursion,
+    /// DO: send the signatures along.
+    pub(crate) dnssec_ok: bool,
+    /// CD: a validating resolver answers without validating (what a bogus name says then).
+    pub(crate) checking_disabled: bool,
+}
+
+impl Bits {
+    /// A plain question: no DNSSEC bits.
+    pub(crate) fn plain(recursion: Recursion) -> Self {
+        Self {
+            recursion,
+            dnssec_ok: false,
+            checking_disabled: false,
+        }
+    }
+
+    /// DO and AD set, as a validating stub asks: the AD bit of the answer says "validated".
+    pub(crate) fn signed(recursion: Recursion) -> Self {
+        Self {
+            recursion,
+            dnssec_ok: true,
+            checking_disabled: false,
+        }
+    }
+
+    /// [`signed`](Self::signed) with CD: the data even when it does not validate.
+    pub(crate) fn unchecked(recursion: Recursion) -> Self {
+        Self {
+            checking_disabled: true,
+            ..Self::signed(recursion)
+        }
+    }
 }
 
 /// How many times a question is asked before a server counts as not answering: UDP loses
@@ -99,9 +137,19 @@ pub(crate) async fn query(
     rtype: RecordType,
     recursion: Recursion,
 ) -> Result<Answer, DnsError> {
+    ask(server, name, rtype, Bits::plain(recursion)).await
+}
+
+/// [`query`] with the DNSSEC bits of `bits`.
+pub(crate) async fn ask(
+    server: SocketAddr,
+    name: &DnsName,
+    rtype: RecordType,
+    bits: Bits,
+) -> Result<Answer, DnsError> {
     let mut attempt = 1;
     loop {
-        match query_once(server, name, rtype, recursion).await {
+        match ask_once(server, name, rtype, bits).await {
             Err(err) if attempt < QUERY_ATTEMPTS => {
                 tracing::debug!(%server, %name, %rtype, attempt, error = %err, "asking again");
                 attempt += 1;
@@ -118,21 +166,41 @@ pub(crate) async fn query_once(
     rtype: RecordType,
     recursion: Recursion,
 ) -> Result<Answer, DnsError> {
+    ask_once(server, name, rtype, Bits::plain(recursion)).await
+}
+
+/// The request for `question` with `bits`: AD is set whenever DO is, so that a validating
+/// resolver says in its answer whether it validated (RFC 6840 section 5.7).
+pub(crate) fn request(question: Query, bits: Bits) -> DnsRequest {
+    let mut options = DnsRequestOptions::default();
+    options.recursion_desired = bits.recursion == Recursion::Desired;
+    options.edns_set_dnssec_ok = bits.dnssec_ok;
+    let mut request = DnsRequest::from_query(question, options);
+    request.metadata.authentic_data = bits.dnssec_ok;
+    request.metadata.checking_disabled = bits.checking_disabled;
+    request
+}
+
+/// One try of [`ask`].
+pub(crate) async fn ask_once(
+    server: SocketAddr,
+    name: &DnsName,
+    rtype: RecordType,
+    bits: Bits,
+) -> Result<Answer, DnsError> {
     let no_answer = |reason: String| DnsError::NoAnswer {
         server,
         name: name.clone(),
         rtype,
         reason: crate::shown::bare(&reason, 120),
     };
-    let mut options = DnsRequestOptions::default();
-    options.recursion_desired = recursion == Recursion::Desired;
     let question = Query::query(name.to_hickory(), rtype);
 
     let udp = UdpClientStream::builder(server, TokioRuntimeProvider::default())
         .with_timeout(Some(QUERY_TIMEOUT))
         .exchange();
     let first = udp
-        .lookup(question.clone(), options)
+        .send(request(question.clone(), bits))
         .next()
         .await
         .ok_or_else(|| no_answer("no response".to_owned()))?
@@ -151,7 +219,7 @@ pub(crate) async fn query_once(
     .await
     .map_err(|err| no_answer(format!("TCP after a truncated UDP answer: {err}")))?;
     let message = tcp
-        .lookup(question, options)
+        .send(request(question, bits))
         .next()
         .await
         .ok_or_else(|| no_answer("no response over TCP".to_owned()))?

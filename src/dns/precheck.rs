@@ -57,7 +57,7 @@ pub(crate) enum DelegationError {
 }
 
 /// `_acme-challenge.<base name>`, the name the CA queries for `identifier` (RFC 8555 8.4).
-fn challenge_name(identifier: &DnsName) -> Result<DnsName, NameError> {
+pub(super) fn challenge_name(identifier: &DnsName) -> Result<DnsName, NameError> {
     identifier.base().child("_acme-challenge")
 }
 

@@ -14,9 +14,11 @@
 //! large for one message is split into additions first and deletions after, so no value the
 //! new set keeps is ever missing in between.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::StreamExt as _;
 use hickory_net::runtime::{RuntimeProvider, TokioRuntimeProvider};
@@ -34,9 +36,12 @@ use super::tsig::{FUDGE_SECONDS, TsigKey};
 use crate::shown::bare;
 use crate::timestamp::unix_now;
 
-/// How long one answer may take: BIND applies an UPDATE of a thousand records in
-/// milliseconds, and sends a zone of 10,000 records in well under a second.
+/// How long one answer may take, as a whole: BIND applies an UPDATE of a thousand records in
+/// milliseconds, and sends a zone of 10,000 records in well under a second. Messages that
+/// are not the answer do not extend it: a server that streams them is cut off at this bound.
 pub(crate) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a whole zone transfer may take, from the question to the closing SOA.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes of one UPDATE message's records: a DNS message over TCP holds 65,535 bytes, less the
 /// header, the zone section (at most 259), the TSIG record (under 300) and room to spare.
 const MESSAGE_BUDGET: usize = 64_000;
@@ -94,7 +99,7 @@ pub(crate) enum UpdateError {
     /// No answer in time, or the connection closed (exit 4).
     #[error(
         "the primary {server} gave no answer to {} within {seconds} s (key {key}): {reason}; is \
-         update.server the primary, and is it up?",
+         update.server the primary, and is it up (and is it a DNS server)?",
         operation.what()
     )]
     Timeout {
@@ -115,15 +120,20 @@ pub(crate) enum UpdateError {
         operation: Operation,
         fix: String,
     },
-    /// NOTAUTH without a TSIG error: not the zone's primary (exit 2).
+    /// NOTAUTH without a TSIG error: not the zone's primary, or (PowerDNS) a key it does not
+    /// know or whose secret differs: it answers both with a bare NOTAUTH (exit 2).
     #[error(
-        "{server} is not authoritative for zone {zone} (NOTAUTH to key {key}): point \
-         update.server at the zone's primary, and check `zone`"
+        "{server} answered NOTAUTH to key {} for zone {zone}: either it is not the zone's \
+         primary (point update.server at it, and check `zone`), or it is PowerDNS and does not \
+         know key {} with {} and the secret in {} (PowerDNS answers an unknown key or a wrong \
+         secret so; give it the key: `pdnsutil import-tsig-key {} {} <the base64 in {}>`)",
+        key.name, key.name, key.algorithm, key.secret_file, key.name, key.algorithm,
+        key.secret_file
     )]
     NotAuth {
         server: SocketAddr,
         zone: DnsName,
-        key: DnsName,
+        key: Box<KeyLabel>,
     },
     /// BADKEY: the server has no such key (exit 2).
     #[error(
@@ -408,22 +418,32 @@ pub(crate) fn update_message(zone: &DnsName, ttl: u32, pieces: &[SetChange]) -> 
     message
 }
 
-/// The line that tells the operator which `update-policy` grant is missing.
-pub(crate) fn policy_fix(key: &DnsName, names: &[&DnsName]) -> String {
+/// The line that tells the operator which permission the key lacks: BIND's `update-policy`
+/// grant, Knot's `acl`, PowerDNS's `TSIG-ALLOW-DNSUPDATE` (which answers REFUSED to a valid
+/// key without it).
+pub(crate) fn policy_fix(key: &DnsName, zone: &DnsName, names: &[&DnsName]) -> String {
+    let powerdns = format!(
+        "PowerDNS: `pdnsutil set-meta {zone} TSIG-ALLOW-DNSUPDATE {key}`, with this host in \
+         `allow-dnsupdate-from`"
+    );
     if names.is_empty() || names.len() > NAMED_GRANTS {
         return format!(
-            "add `grant \"{key}\" zonesub TXT;` to the zone's update-policy (BIND), or the \
-             key's acl with `action: update` and `update-type: TXT` (Knot)"
+            "add `grant \"{key}\" zonesub TXT;` to the zone's update-policy (BIND), or an \
+             acl with `key: {key}`, `action: update` and `update-type: [TXT]` to the zone \
+             (Knot), or ({powerdns})"
         );
     }
     let grants: Vec<String> = names
         .iter()
         .map(|name| format!("grant \"{key}\" name {} TXT;", name.fqdn()))
         .collect();
+    let owners: Vec<String> = names.iter().map(|name| name.fqdn()).collect();
     format!(
-        "add `{}` to the zone's update-policy (BIND), or allow those names to the key in its \
-         acl (Knot), or publish only the names the key may change",
-        grants.join(" ")
+        "add `{}` to the zone's update-policy (BIND), or to the key's acl `update-owner: \
+         name` with `update-owner-name: [{}]` (Knot), or ({powerdns}), or publish only the \
+         names the key may change",
+        grants.join(" "),
+        owners.join(", ")
     )
 }
 
@@ -436,8 +456,11 @@ pub(crate) struct UpdateClient {
     stream: TcpClientStream<Tcp>,
     handle: BufDnsStreamHandle,
     next_id: u16,
-    /// Responses read while waiting for another one (pipelined questions).
-    early: HashMap<u16, (Message, Vec<u8>)>,
+    /// Ids of the messages sent and not answered yet.
+    in_flight: HashSet<u16>,
+    /// Answers to messages in flight, read while waiting for another one (pipelined
+    /// questions): one each, so at most as many as are in flight.
+    early: HashMap<u16, Vec<u8>>,
 }
 
 impl UpdateClient {
@@ -471,6 +494,7 @@ impl UpdateClient {
             stream,
             handle,
             next_id,
+            in_flight: HashSet::new(),
             early: HashMap::new(),
         })
     }
@@ -505,47 +529,54 @@ impl UpdateClient {
                 key: self.key.name.clone(),
                 reason: bare(&err.to_string(), MAX_REASON),
             })?;
+        self.in_flight.insert(id);
         Ok((id, verifier))
     }
 
-    /// The next answer with `id`, its signature checked (see the module doc).
+    /// The next answer with `id`, its signature checked (see the module doc), within
+    /// [`EXCHANGE_TIMEOUT`] as a whole.
     async fn receive(
         &mut self,
         id: u16,
         verifier: &mut TSigVerifier,
         operation: Operation,
     ) -> Result<Message, UpdateError> {
-        let (message, bytes) = match self.early.remove(&id) {
-            Some(early) => early,
-            None => loop {
-                let (message, bytes) = self.read(operation).await?;
-                if message.metadata.id == id {
-                    break (message, bytes);
-                }
-                self.early.insert(message.metadata.id, (message, bytes));
-            },
-        };
-        self.check_signature(&message, &bytes, verifier, operation)?;
-        Ok(message)
+        self.receive_by(id, verifier, operation, Instant::now() + EXCHANGE_TIMEOUT)
+            .await
     }
 
-    /// Reads one message from the connection.
-    async fn read(&mut self, operation: Operation) -> Result<(Message, Vec<u8>), UpdateError> {
-        let timeout = |reason: &str| UpdateError::Timeout {
-            server: self.server,
-            key: self.key.name.clone(),
-            operation,
-            seconds: EXCHANGE_TIMEOUT.as_secs(),
-            reason: reason.to_owned(),
+    /// The next answer with `id` before `deadline`. A message with another id is kept only
+    /// when it answers another message in flight and is the first to do so; anything else is
+    /// dropped unread (and counted), so a server streaming other messages holds neither the
+    /// run past the deadline nor its memory.
+    async fn receive_by(
+        &mut self,
+        id: u16,
+        verifier: &mut TSigVerifier,
+        operation: Operation,
+        deadline: Instant,
+    ) -> Result<Message, UpdateError> {
+        let bytes = match self.early.remove(&id) {
+            Some(early) => early,
+            None => {
+                let mut dropped: u64 = 0;
+                loop {
+                    let bytes = self.read(operation, deadline, dropped).await?;
+                    match message_id(&bytes) {
+                        Some(got) if got == id => break bytes,
+                        Some(got) if self.in_flight.contains(&got) => {
+                            if self.early.contains_key(&got) {
+                                dropped += 1;
+                            } else {
+                                self.early.insert(got, bytes);
+                            }
+                        }
+                        _ => dropped += 1,
+                    }
+                }
+            }
         };
-        let next = tokio::time::timeout(EXCHANGE_TIMEOUT, self.stream.next()).await;
-        let serial = match next {
-            Err(_) => return Err(timeout("nothing came back")),
-            Ok(None) => return Err(timeout("the server closed the connection")),
-            Ok(Some(Err(err))) => return Err(timeout(&bare(&err.to_string(), MAX_REASON))),
-            Ok(Some(Ok(serial))) => serial,
-        };
-        let bytes = serial.into_parts().0;
+        self.in_flight.remove(&id);
         let message = Message::from_vec(&bytes).map_err(|err| UpdateError::Malformed {
             server: self.server,
             reason: format!(
@@ -553,7 +584,44 @@ impl UpdateClient {
                 bare(&err.to_string(), MAX_REASON)
             ),
         })?;
-        Ok((message, bytes))
+        self.check_signature(&message, &bytes, verifier, operation)?;
+        Ok(message)
+    }
+
+    /// Reads one message's bytes from the connection, before `deadline`; `dropped` counts the
+    /// messages already dropped in this wait, for the line.
+    async fn read(
+        &mut self,
+        operation: Operation,
+        deadline: Instant,
+        dropped: u64,
+    ) -> Result<Vec<u8>, UpdateError> {
+        let seconds = match operation {
+            Operation::Transfer => TRANSFER_TIMEOUT,
+            Operation::Query | Operation::Update => EXCHANGE_TIMEOUT,
+        }
+        .as_secs();
+        let timeout = |reason: &str| UpdateError::Timeout {
+            server: self.server,
+            key: self.key.name.clone(),
+            operation,
+            seconds,
+            reason: if dropped == 0 {
+                reason.to_owned()
+            } else {
+                format!(
+                    "{reason}, and {dropped} messages came that answer nothing fleetcert asked \
+                     (dropped unread)"
+                )
+            },
+        };
+        let next = tokio::time::timeout_at(deadline, self.stream.next()).await;
+        match next {
+            Err(_) => Err(timeout("no answer came back")),
+            Ok(None) => Err(timeout("the server closed the connection")),
+            Ok(Some(Err(err))) => Err(timeout(&bare(&err.to_string(), MAX_REASON))),
+            Ok(Some(Ok(serial))) => Ok(serial.into_parts().0),
+        }
     }
 
     fn check_signature(
@@ -626,9 +694,12 @@ impl UpdateClient {
                 key: Box::new(self.key.clone()),
                 operation,
                 fix: match operation {
-                    Operation::Update => policy_fix(&key, names),
+                    Operation::Update => policy_fix(&key, &self.zone, names),
                     Operation::Transfer => format!(
-                        "allow the transfer to the key (BIND: `allow-transfer {{ key \"{key}\"; }};`)"
+                        "allow the transfer to the key (BIND: `allow-transfer {{ key \"{key}\"; \
+                         }};`; Knot: `action: transfer` in its acl; PowerDNS: `pdnsutil \
+                         set-meta {} TSIG-ALLOW-AXFR {key}`)",
+                        self.zone
                     ),
                     Operation::Query => format!(
                         "allow questions from this host or the key (BIND: `allow-query {{ key \
@@ -639,7 +710,7 @@ impl UpdateClient {
             ResponseCode::NotAuth => UpdateError::NotAuth {
                 server,
                 zone: self.zone.clone(),
-                key,
+                key: Box::new(self.key.clone()),
             },
             ResponseCode::NotZone => UpdateError::NotZone {
                 server,
@@ -670,11 +741,17 @@ impl UpdateClient {
     ) -> Result<Option<(u32, BTreeMap<DnsName, Vec<TXT>>)>, UpdateError> {
         let question = update_message::zone_transfer(self.zone.to_hickory(), None);
         let (id, mut verifier) = self.send(question)?;
+        let deadline = Instant::now() + TRANSFER_TIMEOUT;
         let mut sets: BTreeMap<DnsName, Vec<TXT>> = BTreeMap::new();
         let mut serial = None;
         let mut soas = 0;
         while soas < 2 {
-            let message = match self.receive(id, &mut verifier, Operation::Transfer).await {
+            // A transfer's later messages carry the same id: keep it in flight until the end.
+            self.in_flight.insert(id);
+            let message = match self
+                .receive_by(id, &mut verifier, Operation::Transfer, deadline)
+                .await
+            {
                 Err(UpdateError::Refused { .. } | UpdateError::NotAuth { .. })
                     if serial.is_none() =>
                 {
@@ -773,7 +850,7 @@ impl UpdateClient {
             .ok_or_else(|| UpdateError::NotAuth {
                 server: self.server,
                 zone: self.zone.clone(),
-                key: self.key.name.clone(),
+                key: Box::new(self.key.clone()),
             })
     }
 
@@ -793,6 +870,11 @@ impl UpdateClient {
         let names: Vec<&DnsName> = pieces.iter().map(|piece| &piece.name).collect();
         Err(self.code_error(code, Operation::Update, &names))
     }
+}
+
+/// The id in an encoded message's header, read without parsing the rest.
+fn message_id(bytes: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]))
 }
 
 /// The answer and authority counts in an encoded message's header.
@@ -947,16 +1029,26 @@ mod tests {
     #[test]
     fn refused_names_become_grant_lines_and_many_become_zonesub() {
         let key = name("host01");
+        let zone = name("acme.example.net");
         let record = name("host01.example.org.acme.example.net");
         assert_eq!(
-            policy_fix(&key, &[&record]),
+            policy_fix(&key, &zone, &[&record]),
             "add `grant \"host01\" name host01.example.org.acme.example.net. TXT;` to the \
-             zone's update-policy (BIND), or allow those names to the key in its acl (Knot), \
-             or publish only the names the key may change"
+             zone's update-policy (BIND), or to the key's acl `update-owner: name` with \
+             `update-owner-name: [host01.example.org.acme.example.net.]` (Knot), or \
+             (PowerDNS: `pdnsutil set-meta acme.example.net TSIG-ALLOW-DNSUPDATE host01`, \
+             with this host in `allow-dnsupdate-from`), or publish only the names the key may \
+             change"
         );
         let many: Vec<DnsName> = (0..9).map(|i| name(&format!("h{i}.acme.test"))).collect();
         let refs: Vec<&DnsName> = many.iter().collect();
-        assert!(policy_fix(&key, &refs).contains("grant \"host01\" zonesub TXT;"));
+        let fix = policy_fix(&key, &zone, &refs);
+        assert!(fix.contains("grant \"host01\" zonesub TXT;"), "{fix}");
+        assert!(
+            fix.contains("acl with `key: host01`, `action: update`"),
+            "{fix}"
+        );
+        assert!(fix.contains("TSIG-ALLOW-DNSUPDATE host01"), "{fix}");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The propagation wait of `publish`: every authoritative server must serve the new serial.
 //!
+//! "Serve the new serial" means that serial or a later one (RFC 1982): a signer (BIND's inline
+//! signing, or its signing of a dynamic zone) may count the served serial up past the one
+//! published when it re-signs, and the servers then never serve the published one itself.
+//!
 //! Each server is asked directly, without recursion, and only an answer with the AA bit and
 //! NOERROR counts — a resolver given by mistake never looks "caught up". All servers are polled
 //! in parallel with backoff and no sleep before the first question. A server serving the new
@@ -18,11 +22,11 @@ use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::DnsHandle as _;
-use hickory_proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::RecordType;
 
 use super::DnsName;
-use super::client::{Answer, QUERY_TIMEOUT, Recursion, query_once};
+use super::client::{Answer, Bits, QUERY_TIMEOUT, Recursion, query_once, request};
 use crate::serial::has_reached;
 use crate::shown::{bare, shown};
 
@@ -298,57 +302,20 @@ pub(crate) async fn check_records(
     let Some((first, first_values)) = expected.iter().next() else {
         return Ok(());
     };
-    // The provider owns the task set that drives the connection: it must outlive the queries.
-    let provider = TokioRuntimeProvider::default();
-    let exchange = TcpClientStream::exchange(
+    let answers = ask_pipelined(
         server,
-        None,
-        QUERY_TIMEOUT,
-        Some(RECORD_CHECK_CONCURRENCY),
-        provider.clone(),
+        expected.keys().copied(),
+        RecordType::TXT,
+        Bits::plain(Recursion::Off),
     )
     .await
-    .map_err(|err| {
-        mismatch(
-            first,
-            first_values.len(),
-            format!("no TCP connection ({})", short_reason(&err.to_string())),
-        )
-    })?;
-    let mut options = DnsRequestOptions::default();
-    options.recursion_desired = false;
-    let mut answers = futures_util::stream::iter(expected.iter())
-        .map(|(name, values)| {
-            let exchange = exchange.clone();
-            async move {
-                let found = match exchange
-                    .lookup(Query::query(name.to_hickory(), RecordType::TXT), options)
-                    .next()
-                    .await
-                {
-                    None => Err("no response".to_owned()),
-                    Some(Err(err)) => Err(short_reason(&err.to_string())),
-                    Some(Ok(response)) => Ok(Answer {
-                        message: response.into_message(),
-                    }),
-                };
-                (*name, values, found)
-            }
-        })
-        .buffer_unordered(RECORD_CHECK_CONCURRENCY);
-    while let Some((name, values, found)) = answers.next().await {
+    .map_err(|reason| mismatch(first, first_values.len(), reason))?;
+    for (name, found) in answers {
+        let values = &expected[name];
         let answer = found
             .map_err(|reason| mismatch(name, values.len(), format!("no answer ({reason})")))?;
-        if !answer.authoritative() || answer.response_code() != ResponseCode::NoError {
-            return Err(mismatch(
-                name,
-                values.len(),
-                format!(
-                    "{} with AA={}",
-                    answer.response_code(),
-                    u8::from(answer.authoritative())
-                ),
-            ));
+        if let Some(wrong) = not_authoritative(&answer) {
+            return Err(mismatch(name, values.len(), wrong));
         }
         let served = answer.txt_values();
         let served_set: BTreeSet<&str> = served.iter().map(String::as_str).collect();
@@ -370,8 +337,59 @@ pub(crate) async fn check_records(
     Ok(())
 }
 
+/// `RCODE with AA=0` when `answer` is not an authoritative NOERROR one.
+pub(crate) fn not_authoritative(answer: &Answer) -> Option<String> {
+    (!answer.authoritative() || answer.response_code() != ResponseCode::NoError).then(|| {
+        format!(
+            "{} with AA={}",
+            answer.response_code(),
+            u8::from(answer.authoritative())
+        )
+    })
+}
+
+/// Asks `server` `rtype` for each of `names` over one TCP connection, questions pipelined;
+/// each name with its answer or why there was none. `Err` when no connection was made.
+pub(crate) async fn ask_pipelined<'n>(
+    server: SocketAddr,
+    names: impl Iterator<Item = &'n DnsName>,
+    rtype: RecordType,
+    bits: Bits,
+) -> Result<Vec<(&'n DnsName, Result<Answer, String>)>, String> {
+    // The provider owns the task set that drives the connection: it must outlive the queries.
+    let provider = TokioRuntimeProvider::default();
+    let exchange = TcpClientStream::exchange(
+        server,
+        None,
+        QUERY_TIMEOUT,
+        Some(RECORD_CHECK_CONCURRENCY),
+        provider.clone(),
+    )
+    .await
+    .map_err(|err| format!("no TCP connection ({})", short_reason(&err.to_string())))?;
+    let answers = futures_util::stream::iter(names)
+        .map(|name| {
+            let exchange = exchange.clone();
+            async move {
+                let question = Query::query(name.to_hickory(), rtype);
+                let found = match exchange.send(request(question, bits)).next().await {
+                    None => Err("no response".to_owned()),
+                    Some(Err(err)) => Err(short_reason(&err.to_string())),
+                    Some(Ok(response)) => Ok(Answer {
+                        message: response.into_message(),
+                    }),
+                };
+                (name, found)
+            }
+        })
+        .buffer_unordered(RECORD_CHECK_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(answers)
+}
+
 /// An error of the resolver library, short and escaped enough for a one-line report.
-fn short_reason(text: &str) -> String {
+pub(crate) fn short_reason(text: &str) -> String {
     /// Enough for "connection refused" and the like.
     const MAX_REASON: usize = 120;
     bare(text.trim(), MAX_REASON)

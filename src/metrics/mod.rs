@@ -105,6 +105,12 @@ pub(crate) const FAMILIES: &[Family] = &[
         group: Group::Certificate,
     },
     Family {
+        name: "fleetcert_certificate_reload_pending",
+        help: "1 when the certificate's reload failed after its files changed: the service may still serve the previous certificate, and every run tries the reload again.",
+        labels: CERT,
+        group: Group::Certificate,
+    },
+    Family {
         name: "fleetcert_certificate_info",
         help: "The installed certificate: its first name, key type and serial (hex), value 1.",
         labels: &["host", "cert", "name", "key_type", "serial"],
@@ -236,6 +242,8 @@ pub(crate) struct CertFacts {
     pub(crate) due: Option<&'static str>,
     /// Whether an order waits; `None` when the state directory cannot be read.
     pub(crate) pending: Option<bool>,
+    /// Whether a failed reload waits to be run again; `None` as for `pending`.
+    pub(crate) reload_pending: Option<bool>,
     pub(crate) probes: Probes,
 }
 
@@ -396,15 +404,17 @@ pub(crate) async fn write(
     dir: &Path,
     update: impl FnOnce(&Previous) -> Update,
 ) -> Result<(), MetricsError> {
-    let dir = match Dir::open(dir) {
-        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(MetricsError::NoDir {
-                path: crate::shown::path(dir),
-            });
-        }
-        opened => opened?,
+    // A directory others may write is refused, as `cert_dir` is: they could plant the lock
+    // (and stop the metrics for good) or put their own file in place of ours.
+    let Some(dir) = Dir::open_existing(dir)? else {
+        return Err(MetricsError::NoDir {
+            path: crate::shown::path(dir),
+        });
     };
     let _lock = Lock::acquire(&dir, LOCK, LOCK_TIMEOUT).await?;
+    // What a run killed between writing and renaming left (its pid gone); only ours: the
+    // directory is node_exporter's, shared with other tools.
+    dir.sweep_temporaries_of(FILE)?;
     let old = match dir.read_optional(FILE, MAX_FILE_BYTES) {
         Ok(bytes) => bytes.map(|bytes| text::parse(&String::from_utf8_lossy(&bytes))),
         Err(err @ StoreError::TooLarge { .. }) => {
@@ -552,12 +562,13 @@ fn cert_samples(samples: &mut Vec<Sample>, scope: (&'static str, &str), facts: &
         &[("reason", facts.due.unwrap_or("none"))],
         if facts.due.is_some() { 1.0 } else { 0.0 },
     );
-    if let Some(pending) = facts.pending {
-        push(
-            "fleetcert_certificate_pending",
-            &[],
-            if pending { 1.0 } else { 0.0 },
-        );
+    for (name, pending) in [
+        ("fleetcert_certificate_pending", facts.pending),
+        ("fleetcert_certificate_reload_pending", facts.reload_pending),
+    ] {
+        if let Some(pending) = pending {
+            push(name, &[], if pending { 1.0 } else { 0.0 });
+        }
     }
     let Probes::Probed(probes) = &facts.probes else {
         return;
@@ -646,6 +657,7 @@ mod tests {
             }),
             due: None,
             pending: Some(false),
+            reload_pending: Some(false),
             probes,
         }
     }
@@ -894,6 +906,41 @@ mod tests {
             err.contains("does not exist") && err.contains("missing"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_dir_others_may_write_is_refused_naming_the_fix() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let update = host("status", vec![cert("www", 1.9e9, Probes::Kept(vec![]))]);
+        let chmod = |mode| {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode))
+                .expect("chmod");
+        };
+        chmod(0o777);
+        let err = write(dir.path(), |_| update.clone())
+            .await
+            .expect_err("world-writable")
+            .to_string();
+        assert!(
+            err.contains("metrics.textfile_dir") && err.contains("chmod go-w"),
+            "{err}"
+        );
+        assert!(!dir.path().join(FILE).exists() && !dir.path().join(LOCK).exists());
+    }
+
+    #[tokio::test]
+    async fn a_killed_runs_temporary_is_swept_and_other_tools_are_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let update = host("status", vec![cert("www", 1.9e9, Probes::Kept(vec![]))]);
+        // A pid above any pid_max: no process has it.
+        let ours = dir.path().join(format!(".{FILE}.tmp.2147483647.12"));
+        let theirs = dir.path().join(".other.prom.tmp.2147483647.12");
+        std::fs::write(&ours, "half").expect("plant ours");
+        std::fs::write(&theirs, "half").expect("plant theirs");
+        write(dir.path(), |_| update.clone()).await.expect("write");
+        assert!(!ours.exists(), "fleetcert's temporary was left");
+        assert!(theirs.exists(), "another tool's temporary was swept");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::dns::{DnsName, NameError};
 
 pub(crate) use validate::{
-    Submission, TokenError, TokenSource, own_submission, read_tokens, validate_bytes,
+    Refusal, Submission, TokenError, TokenSource, Tokens, own_submission, read_tokens,
+    validate_bytes,
 };
 
 /// The only document version this build reads and writes.

@@ -162,26 +162,70 @@ struct Entry {
     value: Value,
 }
 
+impl Entry {
+    /// The host a refusal of this entry names: the vouched one, else the one the document
+    /// says (shown), else `(unknown)`.
+    fn named(&self) -> String {
+        match &self.vouched {
+            Some(host) => host.to_string(),
+            None => claimed(&self.value),
+        }
+    }
+}
+
+/// The host a document says it is from, shown, for lines about a document that may be
+/// malformed otherwise.
+fn claimed(value: &Value) -> String {
+    value
+        .get("host")
+        .and_then(Value::as_str)
+        .map_or_else(|| "(unknown)".to_owned(), shown)
+}
+
+/// What the `--tokens` sources gave: the documents that passed, one per host, and the hosts
+/// whose document was refused.
+#[derive(Debug)]
+pub(crate) struct Tokens {
+    pub(crate) submissions: Vec<Submission>,
+    pub(crate) refused: Vec<Refusal>,
+}
+
+/// A host whose document was refused: nothing of it is published in this run, and its
+/// records stay as the ledger has them.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// The host: as the transport vouched for it, else as the document said (shown).
+    pub(crate) host: String,
+    pub(crate) error: TokenError,
+}
+
 /// Reads and validates every source. One submission per host; the same host twice is refused
-/// unless both documents are identical (the same file given twice).
-pub(crate) fn read_tokens(
-    sources: &[TokenSource],
-    policy: &Policy,
-) -> Result<Vec<Submission>, TokenError> {
+/// unless both documents are identical (the same file given twice). A document that fails
+/// refuses its host alone (the others are published); only input that no host can be named
+/// for is an error for the whole run: standard input given twice, an unmapped source that
+/// cannot be read or is not JSON of a shape `publish` reads.
+pub(crate) fn read_tokens(sources: &[TokenSource], policy: &Policy) -> Result<Tokens, TokenError> {
     let mut seen_stdin = false;
     let mut collated = Collated::default();
     for source in sources {
         if source.is_stdin() && std::mem::replace(&mut seen_stdin, true) {
             return Err(TokenError::StdinTwice);
         }
-        let (file, bytes) = read_source(source)?;
-        collated.add(entries(&bytes, &file, source.host.as_ref())?, policy)?;
+        let read = read_source(source)
+            .and_then(|(file, bytes)| entries(&bytes, &file, source.host.as_ref()));
+        match (read, &source.host) {
+            (Ok(entries), _) => collated.add(entries, policy),
+            // A mapped source speaks for its host whatever it holds: refuse that host.
+            (Err(error), Some(host)) => collated.refuse(host.to_string(), error),
+            (Err(error), None) => return Err(error),
+        }
     }
-    Ok(collated.into_submissions())
+    Ok(collated.finish())
 }
 
 /// Validates one source's bytes as [`read_tokens`] does a file's, `file` naming it in errors
-/// and `host` the host an operator mapped it to (the fuzz targets' way in).
+/// and `host` the host an operator mapped it to (the fuzz targets' way in); the first refusal
+/// is the error.
 pub(crate) fn validate_bytes(
     bytes: &[u8],
     file: &str,
@@ -189,33 +233,56 @@ pub(crate) fn validate_bytes(
     policy: &Policy,
 ) -> Result<Vec<Submission>, TokenError> {
     let mut collated = Collated::default();
-    collated.add(entries(bytes, file, host)?, policy)?;
-    Ok(collated.into_submissions())
+    collated.add(entries(bytes, file, host)?, policy);
+    let tokens = collated.finish();
+    match tokens.refused.into_iter().next() {
+        Some(refusal) => Err(refusal.error),
+        None => Ok(tokens.submissions),
+    }
 }
 
-/// The submissions read so far, one per host, with where each came from.
+/// The submissions read so far, one per host, with where each came from, and the refusals.
 #[derive(Default)]
 struct Collated {
     by_host: BTreeMap<DnsName, (Submission, Origin)>,
+    refused: Vec<Refusal>,
 }
 
 impl Collated {
     /// Validates `entries` and adds them; the same host again must bring the same records.
-    fn add(&mut self, entries: Vec<Entry>, policy: &Policy) -> Result<(), TokenError> {
+    fn add(&mut self, entries: Vec<Result<Entry, Refusal>>, policy: &Policy) {
         for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(refusal) => {
+                    self.refused.push(refusal);
+                    continue;
+                }
+            };
             let origin = entry.origin.clone();
-            let submission = validate(entry, policy)?;
+            let named = entry.named();
+            let submission = match validate(entry, policy) {
+                Ok(submission) => submission,
+                Err(error) => {
+                    self.refuse(named, error);
+                    continue;
+                }
+            };
             match self.by_host.get(&submission.host) {
                 Some((earlier, _)) if *earlier == submission => {}
                 Some((_, earlier)) => {
-                    return Err(TokenError::Document {
-                        origin,
-                        host: submission.host.to_string(),
-                        problem: format!(
-                            "appears twice with different records (also in {earlier}): \
-                             give each host's document once"
-                        ),
-                    });
+                    let problem = format!(
+                        "appears twice with different records (also in {earlier}): give each \
+                         host's document once"
+                    );
+                    self.refuse(
+                        submission.host.to_string(),
+                        TokenError::Document {
+                            origin,
+                            host: submission.host.to_string(),
+                            problem,
+                        },
+                    );
                 }
                 None => {
                     self.by_host
@@ -223,14 +290,25 @@ impl Collated {
                 }
             }
         }
-        Ok(())
     }
 
-    fn into_submissions(self) -> Vec<Submission> {
-        self.by_host
+    fn refuse(&mut self, host: String, error: TokenError) {
+        self.refused.push(Refusal { host, error });
+    }
+
+    /// The submissions of every host none of whose documents was refused.
+    fn finish(self) -> Tokens {
+        let refused_hosts: BTreeSet<&str> = self.refused.iter().map(|r| r.host.as_str()).collect();
+        let submissions = self
+            .by_host
             .into_values()
             .map(|(submission, _)| submission)
-            .collect()
+            .filter(|submission| !refused_hosts.contains(submission.host.as_str()))
+            .collect();
+        Tokens {
+            submissions,
+            refused: self.refused,
+        }
     }
 }
 
@@ -277,9 +355,13 @@ fn read_source(source: &TokenSource) -> Result<(String, Vec<u8>), TokenError> {
     Ok((file, bytes))
 }
 
-/// Splits one source's bytes into its documents, by shape; `host` vouches for every document
-/// that its shape does not vouch for otherwise.
-fn entries(bytes: &[u8], file: &str, host: Option<&DnsName>) -> Result<Vec<Entry>, TokenError> {
+/// Splits one source's bytes into its documents, by shape. A source mapped to `host` must be
+/// exactly one document, which `host` vouches for; only an unmapped source may hold several.
+fn entries(
+    bytes: &[u8],
+    file: &str,
+    host: Option<&DnsName>,
+) -> Result<Vec<Result<Entry, Refusal>>, TokenError> {
     let origin = |entry: Option<String>| Origin {
         file: file.to_owned(),
         entry,
@@ -299,29 +381,54 @@ fn entries(bytes: &[u8], file: &str, host: Option<&DnsName>) -> Result<Vec<Entry
         vouched,
         value,
     };
+    // `HOST=FILE`: the operator vouches that the file is HOST's own document, and only that.
+    // A file a host wrote could otherwise name other hosts by the keys of an object (or the
+    // entries of an array) and speak for them under the mapping's cover.
+    if let Some(host) = host {
+        return match value {
+            Value::Object(map) if map.contains_key("version") => Ok(vec![Ok(entry(
+                origin(None),
+                Some(host.clone()),
+                Value::Object(map),
+            ))]),
+            other => Err(TokenError::Document {
+                origin: origin(None),
+                host: host.to_string(),
+                problem: format!(
+                    "came as --tokens {host}=... but holds {}, not one token document: a mapped file holds exactly its host's own `request` output; \
+                     give an object of host -> document only as an unmapped --tokens FILE",
+                    shape(&other)
+                ),
+            }),
+        };
+    }
     Ok(match value {
         Value::Array(items) => items
             .into_iter()
             .enumerate()
-            .map(|(index, item)| entry(origin(Some(format!("[{index}]"))), None, item))
+            .map(|(index, item)| Ok(entry(origin(Some(format!("[{index}]"))), None, item)))
             .collect(),
         // A document has `version`; an object without one maps hosts to documents.
         Value::Object(map) if map.contains_key("version") => {
-            vec![entry(origin(None), None, Value::Object(map))]
+            vec![Ok(entry(origin(None), None, Value::Object(map)))]
         }
-        Value::Object(map) => {
-            let mut entries = Vec::with_capacity(map.len());
-            for (key, item) in map {
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(key, item)| {
                 let at = origin(Some(format!("[{}]", shown(&key))));
-                let host = DnsName::parse(&key).map_err(|rule| TokenError::Document {
-                    origin: at.clone(),
-                    host: shown(&key),
-                    problem: format!("the key, the host's inventory name, {rule}"),
-                })?;
-                entries.push(entry(at, Some(host), item));
-            }
-            entries
-        }
+                match DnsName::parse(&key) {
+                    Ok(host) => Ok(entry(at, Some(host), item)),
+                    Err(rule) => Err(Refusal {
+                        host: shown(&key),
+                        error: TokenError::Document {
+                            origin: at,
+                            host: shown(&key),
+                            problem: format!("the key, the host's inventory name, {rule}"),
+                        },
+                    }),
+                }
+            })
+            .collect(),
         _ => {
             return Err(syntax(
                 "holds neither a token document, an array of them, nor an object of host -> \
@@ -329,16 +436,16 @@ fn entries(bytes: &[u8], file: &str, host: Option<&DnsName>) -> Result<Vec<Entry
                     .to_owned(),
             ));
         }
-    }
-    .into_iter()
-    .map(|mut item| {
-        // `HOST=FILE`: the operator's mapping vouches for every document in the file.
-        if item.vouched.is_none() {
-            item.vouched = host.cloned();
-        }
-        item
     })
-    .collect())
+}
+
+/// What a JSON value is, for a line refusing it.
+fn shape(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "an array of documents",
+        Value::Object(_) => "an object of host -> document",
+        _ => "no document",
+    }
 }
 
 /// Checks one document and everything in it.
@@ -349,10 +456,7 @@ fn validate(entry: Entry, policy: &Policy) -> Result<Submission, TokenError> {
         value,
     } = entry;
     // Name the host in errors even when the document is malformed otherwise.
-    let claimed = value
-        .get("host")
-        .and_then(Value::as_str)
-        .map_or_else(|| "(unknown)".to_owned(), shown);
+    let claimed = claimed(&value);
     let refuse = |problem: String| TokenError::Document {
         origin: origin.clone(),
         host: vouched
@@ -498,7 +602,11 @@ mod tests {
             path,
             host: host.map(|h| DnsName::parse(h).expect("host")),
         };
-        read_tokens(&[source], policy)
+        let tokens = read_tokens(&[source], policy)?;
+        match tokens.refused.into_iter().next() {
+            Some(refusal) => Err(refusal.error),
+            None => Ok(tokens.submissions),
+        }
     }
 
     const WEB01: &str = "web01.example.org";
@@ -612,6 +720,42 @@ mod tests {
             .expect_err("not allowed")
             .to_string();
         assert!(err.contains("allow.web01.example.org"), "{err}");
+    }
+
+    #[test]
+    fn a_mapped_file_vouches_for_its_own_host_only() {
+        let allow: &[(&str, &[&str])] = &[
+            (WEB01, &[WEB01]),
+            ("web02.example.org", &["web02.example.org"]),
+        ];
+        let policy = policy(ChallengeRecords::PerName, Some(allow));
+        let web02 = doc(
+            "web02.example.org",
+            "web02.example.org.acme.test.",
+            VALUE,
+            "web02.example.org",
+        );
+        let own = doc(WEB01, WEB01_RECORD, VALUE, WEB01);
+        // web01's file names web02 by an object's key, or in an array beside its own.
+        for text in [
+            format!("{{\"web02.example.org\": {web02}}}"),
+            format!("{{\"{WEB01}\": {own}, \"web02.example.org\": {web02}}}"),
+            format!("[{web02}]"),
+            format!("[{own}]"),
+            "42".to_owned(),
+        ] {
+            let err = read_as(&text, Some(WEB01), &policy)
+                .expect_err(&text)
+                .to_string();
+            assert!(
+                err.contains("came as --tokens web01.example.org=") && !err.contains('\n'),
+                "{err}"
+            );
+        }
+        // Unmapped, the operator's hostvars object still speaks for each host by its key.
+        let hostvars = format!("{{\"{WEB01}\": {own}, \"web02.example.org\": {web02}}}");
+        assert_eq!(read(&hostvars, &policy).expect("hostvars").len(), 2);
+        assert!(read_as(&own, Some(WEB01), &policy).is_ok());
     }
 
     #[test]

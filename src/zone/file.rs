@@ -20,8 +20,8 @@ use nix::sys::stat::SFlag;
 use super::ZoneError;
 use super::check::check_rendered;
 use super::publish::{Home, Written, ZoneWriter};
-use super::reload::{self, CommandError, ReloadFailure};
 use super::render::{ZoneData, ZoneTemplate};
+use crate::command::{self, CommandError};
 use crate::config::FileTarget;
 use crate::dns::{DnsName, Served};
 use crate::serial;
@@ -40,6 +40,15 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 const CHECKZONE_DIRS: [&str; 3] = ["/usr/bin", "/usr/sbin", "/usr/local/sbin"];
 /// The most bytes of the zone file fleetcert reads back (10,000 records are about 1 MiB).
 const MAX_ZONE_BYTES: u64 = 64 << 20;
+
+/// The reload command failed; says what was done about it.
+#[derive(Debug, thiserror::Error)]
+#[error("reload command `{command}` failed ({reason}); {aftermath}")]
+pub(crate) struct ReloadFailure {
+    pub(crate) command: String,
+    pub(crate) reason: CommandError,
+    pub(crate) aftermath: String,
+}
 
 /// Publishes by rewriting the zone file (see the module doc).
 pub(crate) struct FileWriter<'c> {
@@ -125,7 +134,7 @@ impl<'c> FileWriter<'c> {
         staged.commit()?;
         dir.sync()?;
         crash_point!("publish.after_rename");
-        let Err(reason) = reload::run_reload(&self.target.reload, RELOAD_TIMEOUT).await else {
+        let Err(reason) = command::run_checked(&self.target.reload, RELOAD_TIMEOUT).await else {
             crash_point!("publish.after_reload");
             return Ok(());
         };
@@ -154,7 +163,7 @@ impl<'c> FileWriter<'c> {
         if let Err(err) = dir.write_atomic(&self.name, old, *access) {
             return format!("restoring the previous zone failed too: {err}");
         }
-        match reload::run_reload(&self.target.reload, RELOAD_TIMEOUT).await {
+        match command::run_checked(&self.target.reload, RELOAD_TIMEOUT).await {
             Ok(()) => "the previous zone was put back and reloaded: fix `reload` in the zone \
                        config (or the server) and publish again"
                 .to_owned(),
@@ -210,7 +219,7 @@ impl ZoneWriter for FileWriter<'_> {
                     serial,
                     "the zone file is current, but no server serves it: reloading"
                 );
-                reload::run_reload(&self.target.reload, RELOAD_TIMEOUT)
+                command::run_checked(&self.target.reload, RELOAD_TIMEOUT)
                     .await
                     .map_err(|reason| ReloadFailure {
                         command: self.target.reload.join(" "),
@@ -394,7 +403,7 @@ async fn checkzone(zone: &DnsName, input: CheckInput<'_>) -> Result<(), ZoneErro
         zone: zone.to_string(),
         output,
     };
-    match reload::run(&argv, text, CHECK_TIMEOUT).await {
+    match command::run(&argv, text, CHECK_TIMEOUT).await {
         Ok(ran) if ran.status.success() => Ok(()),
         Ok(ran) => Err(refused(ran.summary())),
         Err(reason) => Err(refused(format!(

@@ -12,7 +12,6 @@ mod check;
 mod file;
 mod ledger;
 mod publish;
-mod reload;
 mod render;
 mod update;
 
@@ -47,7 +46,7 @@ pub(crate) enum ZoneError {
     CheckZone { zone: String, output: String },
     /// The reload command failed; the previous zone was put back.
     #[error(transparent)]
-    Reload(#[from] reload::ReloadFailure),
+    Reload(#[from] file::ReloadFailure),
     /// Another publish holds the lock for longer than `lock_timeout`.
     #[error(transparent)]
     Locked(#[from] crate::lock::LockError),

@@ -5,7 +5,8 @@
 //! (before the zone changes: a full disk must not leave served records that the next publish
 //! would drop); let the [`ZoneWriter`] change the zone (when it fails, the old ledger goes back
 //! with the old zone); wait until every server serves the writer's serial and check the
-//! records once. A dry run does the same reads and renders,
+//! records once; in a signed zone, check every server's signatures (keys, SOA, records). A dry
+//! run does the same reads and renders,
 //! takes no lock, asks no server and writes nothing.
 
 use std::collections::BTreeSet;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::{Ledger, ZoneError};
 use crate::config::ZoneConfig;
-use crate::dns::{self, DnsName, Propagation, Served, SetCheck};
+use crate::dns::{self, DnsName, InvalidServer, Propagation, Served, SetCheck};
 use crate::lock::Lock;
 use crate::store::Dir;
 use crate::timestamp::unix_now;
@@ -86,6 +87,9 @@ pub(crate) struct Publication {
     pub(crate) expired: Vec<DnsName>,
     /// The wait on every server; `None` in a dry run.
     pub(crate) propagation: Option<Propagation>,
+    /// A signed zone's signatures on every server, once all of them served the serial;
+    /// `None` for an unsigned zone, a dry run, or when some server lagged.
+    pub(crate) signatures: Option<Vec<Result<(), InvalidServer>>>,
 }
 
 /// Publishes `submissions` through `writer` (see the module doc).
@@ -164,6 +168,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
             .await,
         )
     };
+    let signatures = signatures(config, &servers, &records, propagation.as_ref()).await;
     drop(lock);
     Ok(Publication {
         written,
@@ -171,7 +176,27 @@ pub(crate) async fn publish<W: ZoneWriter>(
         hosts: ledger.host_count(),
         expired,
         propagation,
+        signatures,
     })
+}
+
+/// Every server's signatures, when the zone is signed and every server served the serial.
+async fn signatures(
+    config: &ZoneConfig,
+    servers: &[SocketAddr],
+    records: &BTreeSet<&TxtRecord>,
+    propagation: Option<&Propagation>,
+) -> Option<Vec<Result<(), InvalidServer>>> {
+    if !propagation?
+        .waits
+        .iter()
+        .all(|wait| wait.caught_up.is_some())
+    {
+        return None;
+    }
+    let names: BTreeSet<&DnsName> = records.iter().map(|record| &record.name).collect();
+    let names: Vec<&DnsName> = names.into_iter().collect();
+    dns::check_servers(servers, &config.zone, &names, config.resolver).await
 }
 
 /// The ledger with `submissions` applied and expired hosts dropped; refused when a name would

@@ -1,15 +1,17 @@
 //! The dynamic-update publisher: read the zone from its primary, send signed UPDATE messages
 //! (RFC 2136 with TSIG) that change only fleetcert's TXT values, ask the primary's serial.
 //!
-//! Which values are fleetcert's: the ones it wants now (the ledger's records) and the ones it
-//! has put in the zone before and not taken out yet, listed in `<zone>.published.json` beside
-//! the ledger (0600). That list is widened before the first message goes out and narrowed
-//! only after the last one was taken, so a run killed between two messages leaves nothing in
-//! the zone that the next run does not recognise as its own. The ledger alone could not tell:
-//! it is saved before the zone changes, so after such a crash it no longer names the values
-//! that were on their way out. Everything else is never touched: SOA and NS (the primary owns
-//! the serial), the operator's A, CNAME or TXT records, even a foreign TXT value at one of
-//! fleetcert's names.
+//! Which values are fleetcert's: exactly those its own UPDATE messages added and that are
+//! still there, listed in `<zone>.published.json` beside the ledger (0600). A value a host
+//! asks for that is already in the zone (another client's, a standalone host's key's, the
+//! operator's) is left as it is and never becomes fleetcert's, so fleetcert never deletes it
+//! when the host stops asking. The list is widened with the values a message will add before
+//! it goes out and narrowed only after the last one was taken, so a run killed between two
+//! messages leaves nothing in the zone that the next run does not recognise as its own. The
+//! ledger alone could not tell: it is saved before the zone changes, so after such a crash it
+//! no longer names the values that were on their way out. Everything else is never touched:
+//! SOA and NS (the primary owns the serial), the operator's A, CNAME or TXT records, even a
+//! foreign TXT value at one of fleetcert's names, even the same value as a host's.
 //!
 //! Every run reads the zone afresh: by a signed AXFR, or by signed TXT questions at the few
 //! names of interest (a host's `renew`, or a key the primary will not give the zone to). Per
@@ -32,7 +34,7 @@ use crate::config::UpdateTarget;
 use crate::dns::{DnsName, Served, SetChange, SetCheck, UpdateClient, UpdateError, pack};
 use crate::shown::path as shown_path;
 use crate::store::{self, Access, Dir, Existing, Versioned};
-use crate::token::TxtRecord;
+use crate::token::{TxtRecord, TxtValue};
 
 /// How many times a step whose prerequisite failed is read and tried again.
 const ATTEMPTS: u32 = 5;
@@ -164,7 +166,9 @@ impl<'c> UpdateWriter<'c> {
     }
 
     /// Changes the zone until it holds `wanted` among `ours`; whether anything was sent (or,
-    /// in a dry run, would be). `applied` collects what the primary took.
+    /// in a dry run, would be). `applied` collects what the primary took; `owned`, the saved
+    /// list of fleetcert's values, is widened (and saved) with what a message adds before it
+    /// goes out.
     async fn converge(
         &self,
         client: &mut UpdateClient,
@@ -172,6 +176,7 @@ impl<'c> UpdateWriter<'c> {
         ours: &Values<'_>,
         dry_run: bool,
         applied: &mut Vec<SetChange>,
+        owned: &mut BTreeSet<TxtRecord>,
     ) -> Result<bool, ZoneError> {
         let names: Vec<&DnsName> = ours.keys().copied().collect();
         for attempt in 1..=ATTEMPTS {
@@ -186,6 +191,11 @@ impl<'c> UpdateWriter<'c> {
             if dry_run {
                 tracing::info!(added, deleted, "would send UPDATE");
                 return Ok(true);
+            }
+            let adding = additions(&changes);
+            if !adding.is_subset(owned) {
+                owned.extend(adding);
+                self.save_published(owned.clone())?;
             }
             let messages =
                 pack(changes).map_err(|name| ZoneError::SetTooLarge { name: name.fqdn() })?;
@@ -269,31 +279,36 @@ impl ZoneWriter for UpdateWriter<'_> {
     ) -> Result<Written, ZoneError> {
         let before = self.load_published()?;
         let wanted = values(records.iter().copied());
+        // Names to read: every wanted one, and every one holding a value of ours. Only values
+        // of `before` that are no longer wanted are ever deleted (`diff`).
         let ours = values(records.iter().copied().chain(&before));
         let mut client = self.connect().await?;
-        let widened: BTreeSet<TxtRecord> = before
-            .iter()
-            .chain(records.iter().copied())
-            .cloned()
-            .collect();
-        if !dry_run && widened != before {
-            self.save_published(widened.clone())?;
-        }
+        let mut owned = before.clone();
         let mut applied = Vec::new();
         let changed = match self
-            .converge(&mut client, &wanted, &ours, dry_run, &mut applied)
+            .converge(
+                &mut client,
+                &wanted,
+                &ours,
+                dry_run,
+                &mut applied,
+                &mut owned,
+            )
             .await
         {
             Ok(changed) => changed,
             Err(err) => {
-                return Err(self
-                    .fail(&mut client, &applied, err, before, &widened)
-                    .await);
+                return Err(self.fail(&mut client, &applied, err, before, &owned).await);
             }
         };
         let serial = client.serial().await?;
-        let now: BTreeSet<TxtRecord> = records.iter().copied().cloned().collect();
-        if !dry_run && now != widened {
+        // Ours now: what we added or had, and still want; the rest was deleted or was gone.
+        let now: BTreeSet<TxtRecord> = owned
+            .iter()
+            .filter(|record| records.contains(record))
+            .cloned()
+            .collect();
+        if !dry_run && now != owned {
             self.save_published(now)?;
         }
         if !changed {
@@ -369,6 +384,22 @@ pub(super) fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values
             .insert(record.value.as_str());
     }
     by_name
+}
+
+/// The records `changes` add: the values fleetcert is about to own.
+fn additions(changes: &[SetChange]) -> BTreeSet<TxtRecord> {
+    changes
+        .iter()
+        .flat_map(|change| {
+            change.add.iter().filter_map(|txt| {
+                let value = TxtValue::try_from(single(txt)?.to_owned()).ok()?;
+                Some(TxtRecord {
+                    name: change.name.clone(),
+                    value,
+                })
+            })
+        })
+        .collect()
 }
 
 /// The one string of a TXT record that fleetcert could have written; `None` for anything

@@ -11,17 +11,24 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::collection;
 use crate::sandbox::Sandbox;
 use crate::util::{run_ok, sans, snapshot};
-use crate::venv::{Ran, repo, run_bounded, tool};
+use crate::venv::{Ran, repo, tool};
 
-/// A playbook run that takes longer than this is stuck (a normal run takes 10 to 40 s).
-const PLAYBOOK_TIMEOUT: Duration = Duration::from_secs(240);
+/// A playbook run still going after this is stuck, not slow: a normal run takes 10 to 60 s,
+/// several minutes on a loaded 2-core machine. Only a guard against a hang; a run that
+/// reaches it is killed and the failure names the play and task it was in.
+/// FLEETCERT_PLAYBOOK_DEADLINE (seconds) overrides it.
+const PLAYBOOK_DEADLINE: Duration = Duration::from_secs(1800);
+/// How often a long run says where it is, so a slow run shows its slow part as it goes.
+const PLAYBOOK_PROGRESS: Duration = Duration::from_secs(60);
 
 /// Certificate name -> names.
 type Certs = &'static [(&'static str, &'static [&'static str])];
@@ -138,7 +145,7 @@ pub(crate) fn daily_playbook(dir: &Path, extra: &[&str]) -> Playbook {
         .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
         .env("ANSIBLE_LOCAL_TEMP", dir.join("ansible-tmp"));
     let started = Instant::now();
-    let ran: Ran = run_bounded(command, PLAYBOOK_TIMEOUT);
+    let ran = run_playbook(command);
     eprintln!(
         "ansible-playbook {extra:?}: exit {} in {:.1?}",
         ran.code,
@@ -149,6 +156,73 @@ pub(crate) fn daily_playbook(dir: &Path, extra: &[&str]) -> Playbook {
         code: ran.code,
         output: ran.output,
         recap,
+    }
+}
+
+/// Runs ansible-playbook in a process group of its own (it forks workers) under
+/// [`PLAYBOOK_DEADLINE`], saying every [`PLAYBOOK_PROGRESS`] which play and task it is in; at
+/// the deadline the group is killed and the panic names the task that did not finish.
+pub(crate) fn run_playbook(mut command: Command) -> Ran {
+    let deadline = std::env::var("FLEETCERT_PLAYBOOK_DEADLINE")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .map_or(PLAYBOOK_DEADLINE, Duration::from_secs);
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(log.reopen().expect("reopen log"))
+        .stderr(log.reopen().expect("reopen log"))
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    let started = Instant::now();
+    let mut next_report = PLAYBOOK_PROGRESS;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ansible-playbook") {
+            break status;
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            let output = fs::read_to_string(log.path()).unwrap_or_default();
+            panic!(
+                "ansible-playbook was still in {} after {elapsed:.0?} (FLEETCERT_PLAYBOOK_DEADLINE), \
+                 killed; output:\n{output}",
+                where_in(&output)
+            );
+        }
+        if elapsed >= next_report {
+            let output = fs::read_to_string(log.path()).unwrap_or_default();
+            eprintln!(
+                "ansible-playbook still running after {elapsed:.0?}, in {}",
+                where_in(&output)
+            );
+            next_report += PLAYBOOK_PROGRESS;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    Ran {
+        code: status.code().unwrap_or(-1),
+        output: fs::read_to_string(log.path()).unwrap_or_default(),
+    }
+}
+
+/// The last `PLAY [...]` and `TASK [...]` headers of a playbook's output: where it is.
+fn where_in(output: &str) -> String {
+    let last = |prefix: &str| {
+        output
+            .lines()
+            .rev()
+            .find(|line| line.starts_with(prefix))
+            .map(|line| line.trim_end_matches(['*', ' ']).to_owned())
+    };
+    match (last("PLAY ["), last("TASK [")) {
+        (Some(play), Some(task)) => format!("{play} / {task}"),
+        (Some(play), None) => play,
+        _ => "its start (no play yet)".to_owned(),
     }
 }
 
@@ -491,6 +565,14 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
         assert_eq!(fleet.handler_lines().len(), 5, "handlers ran in {run}");
     };
     assert_quiet("the second run");
+    // The install's inputs did not change: it was not re-asserted anywhere.
+    assert!(
+        !second
+            .output
+            .contains("fleetcert.fleetcert.fleetcert_install :"),
+        "the second run re-asserted an install; output:\n{}",
+        second.output
+    );
 
     // 3. A new certificate for host1, first in check mode.
     let host1 = HOSTS[0].0;
@@ -507,7 +589,7 @@ fn daily_playbook_issues_for_the_fleet_once_and_isolates_a_broken_host() {
     assert!(
         check
             .output
-            .contains("www: pending - would order (no certificate yet)")
+            .contains("would order: www (pending - would order (no certificate yet))")
             && check.output.contains(&format!(
                 "would publish the challenge records of {host1} www"
             )),
@@ -611,7 +693,7 @@ all:
         .env("ANSIBLE_CONFIG", repo().join("ansible/ansible.cfg"))
         .env("ANSIBLE_COLLECTIONS_PATH", collection::installed())
         .env("ANSIBLE_LOCAL_TEMP", dir.path().join("ansible-tmp"));
-    let ran = run_bounded(command, PLAYBOOK_TIMEOUT);
+    let ran = run_playbook(command);
     let run = Playbook {
         code: ran.code,
         recap: parse_recap(&ran.output),
@@ -627,7 +709,9 @@ all:
     };
     let noemail = fatal("noemail");
     assert!(
-        noemail.contains("missing required arguments: fleetcert_acme_email"),
+        noemail.contains(
+            "noemail lists certificates from an ACME CA, so it needs fleetcert_acme_email"
+        ),
         "{noemail}"
     );
     let badtype = fatal("badtype");
@@ -667,7 +751,9 @@ all:
 ///    signed with the fleet key, the zone empty of TXT records again afterwards; no zone file
 ///    written (the primary's file untouched, no ledger beside it, the ledger in the state
 ///    directory), the secret on the bastion with mode 0600;
-/// 2. right after, `changed=0` on every host, no UPDATE sent, the same serial;
+/// 2. right after, `changed=0` on every host, no UPDATE sent, the same serial, no install
+///    task run; then, with host1's binary replaced on the host, host1's install alone is
+///    re-asserted (the binary copied back) and nothing else changes;
 /// 3. `--check` after a certificate was added and the bastion's secret removed: says it would
 ///    send the records by DNS UPDATE, copies no secret, sends nothing, orders nothing.
 #[test]
@@ -798,10 +884,52 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
         assert_eq!(sb.serial(sb.primary()), serial, "{run} made a new serial");
     };
     assert_quiet("the second run");
+    assert!(
+        !second
+            .output
+            .contains("fleetcert.fleetcert.fleetcert_install :"),
+        "the second run re-asserted an install; output:\n{}",
+        second.output
+    );
+
+    // 2b. host1's binary replaced on the host behind Ansible's back: its install record no
+    // longer matches, so its install alone is re-asserted (the binary copied back), and it
+    // requests with it in the same run; the other hosts install nothing.
+    let host1 = HOSTS[0].0;
+    let host1_binary = fleet.home(host1).join("bin/fleetcert");
+    fs::write(&host1_binary, "#!/bin/sh\nexit 99\n").expect("replace host1's binary");
+    let repaired = fleet.playbook(&[]);
+    repaired.expect_failed(&[]);
+    assert_eq!(
+        read(&host1_binary),
+        read(Path::new(env!("CARGO_BIN_EXE_fleetcert"))),
+        "host1's binary after the run"
+    );
+    assert!(
+        repaired.host(host1).changed > 0,
+        "replacing host1's binary changed nothing; output:\n{}",
+        repaired.output
+    );
+    assert!(
+        repaired
+            .output
+            .contains("TASK [fleetcert.fleetcert.fleetcert_install :"),
+        "no install task ran; output:\n{}",
+        repaired.output
+    );
+    for (host, recap) in &repaired.recap {
+        if host != host1 {
+            assert_eq!(
+                recap.changed, 0,
+                "{host} changed; output:\n{}",
+                repaired.output
+            );
+        }
+    }
+    assert_quiet("the run that repaired host1");
 
     // 3. Check mode, with a new certificate and the secret gone from the bastion.
     fs::remove_file(&copied).expect("remove the bastion's secret");
-    let host1 = HOSTS[0].0;
     fleet.add_certificate(host1, "www", "[www101.example.test]");
     let state_before = snapshot(&fleet.home(host1).join("state"));
     let check = fleet.playbook(&["--check"]);
@@ -823,4 +951,169 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
         "check mode changed host1's state (an order?)"
     );
     assert_quiet("check mode");
+}
+
+/// `--diff` and `-vvv` show what changed, never a secret (issue 22, item 4): a fleet whose
+/// hosts register with EAB, publish by dynamic update with a TSIG secret copied from the
+/// controller, and one host (host2) with a local CA whose key the controller holds.
+/// 1. the first run, `--diff -vvv`: every config, the secret and the CA key are written (the
+///    diffs and the module arguments are in the output), and none of the EAB HMAC key, the
+///    TSIG secret or the CA key's body is;
+/// 2. `--check --diff -vvv` after the EAB key changed in the inventory and the bastion's
+///    secret was removed: the config diff is shown (the key's name, its value hidden), and
+///    neither the old nor the new HMAC key, nor the secret, nor the CA key is.
+///
+/// The roles never render a keystore password: a pkcs12 entry names its password_file only.
+#[test]
+fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
+    const KID: &str = "kid-fleet";
+    const HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    const NEW_HMAC: &str = "c2VjcmV0LWtleS10aGF0LW11c3QtbmV2ZXItYmUtcHJpbnRlZC1pbi1hLWRpZmY";
+    let secret = crate::update::secret();
+    let sb = Sandbox::builder()
+        .tsig(&format!("fleet={secret}"))
+        .pebble_eab(KID, HMAC)
+        .start();
+    let controller = tempfile::tempdir().expect("controller dir");
+    let secret_src = controller.path().join("tsig.secret");
+    fs::write(&secret_src, format!("{secret}\n")).expect("write the secret");
+    fs::set_permissions(&secret_src, fs::Permissions::from_mode(0o600)).expect("chmod");
+    // The CI CA of host2, on the controller.
+    let (ca_cert, ca_key) = (
+        controller.path().join("ci.pem"),
+        controller.path().join("ci.key"),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=fleetcert diff test CA",
+            ])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca_cert),
+    );
+    let key_text = String::from_utf8(read(&ca_key)).expect("PEM");
+    // The key's base64 body, line by line: none of it may be printed.
+    let key_lines: Vec<&str> = key_text
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.len() >= 16)
+        .collect();
+    assert!(!key_lines.is_empty(), "no key body in {key_text}");
+    let update = format!("fleet={}", secret_src.display());
+    let fleet = Fleet::on(
+        sb,
+        &[
+            "--hosts",
+            "2",
+            "--binary",
+            env!("CARGO_BIN_EXE_fleetcert"),
+            "--update",
+            &update,
+        ],
+    );
+    let host_vars = fleet.dir.path().join("inventory/host_vars");
+    let append = |host: &str, text: &str| {
+        let path = host_vars.join(format!("{host}.yaml"));
+        let mut vars = String::from_utf8(read(&path)).expect("UTF-8");
+        vars.push_str(text);
+        fs::write(&path, vars).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    };
+    let eab = |hmac: &str| format!("fleetcert_acme_eab: {{kid: {KID}, hmac_key: {hmac}}}\n");
+    for host in [HOSTS[0].0, LEGACY] {
+        append(host, &eab(HMAC));
+    }
+    let home2 = fleet.home(HOSTS[1].0);
+    append(
+        HOSTS[1].0,
+        &format!(
+            "fleetcert_issuer: local-ca\nfleetcert_issuer_ca_cert: {0}/ca/ci.pem\n\
+             fleetcert_issuer_ca_key: {0}/ca/ci.key\nfleetcert_issuer_ca_cert_src: {1}\n\
+             fleetcert_issuer_ca_key_src: {2}\n",
+            home2.display(),
+            ca_cert.display(),
+            ca_key.display()
+        ),
+    );
+    let leaks = |run: &Playbook, what: &str, hmacs: &[&str]| {
+        let mut found: Vec<String> = hmacs
+            .iter()
+            .filter(|hmac| run.output.contains(**hmac))
+            .map(|hmac| format!("the EAB HMAC key {hmac}"))
+            .collect();
+        if run.output.contains(&secret) {
+            found.push("the TSIG secret".to_owned());
+        }
+        found.extend(
+            key_lines
+                .iter()
+                .filter(|line| run.output.contains(**line))
+                .map(|line| format!("a line of the CA key: {line}")),
+        );
+        assert!(
+            found.is_empty(),
+            "{what} printed {found:?}; output:\n{}",
+            run.output
+        );
+    };
+
+    // 1. The first run, with every diff and every module argument shown.
+    let first = fleet.playbook(&["--diff", "-vvv"]);
+    first.expect_failed(&[]);
+    assert_issued(&fleet, HOSTS[0].0, "main", HOSTS[0].1[0].1);
+    assert_eq!(
+        read(&home2.join("ca/ci.key")),
+        read(&ca_key),
+        "host2's CA key"
+    );
+    assert_eq!(
+        fs::metadata(home2.join("ca/ci.key"))
+            .expect("CA key")
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o600,
+        "the CA key's mode on host2"
+    );
+    let config =
+        String::from_utf8(read(&fleet.home(HOSTS[0].0).join("etc/fleetcert.yaml"))).expect("UTF-8");
+    assert!(
+        config.contains(HMAC),
+        "host1's config lacks its EAB key:\n{config}"
+    );
+    assert!(
+        first.output.contains("hmac_key: (hidden)"),
+        "the first run shows no config diff; output:\n{}",
+        first.output
+    );
+    leaks(&first, "the first run with --diff -vvv", &[HMAC]);
+
+    // 2. Check mode with a new EAB key and the bastion's secret gone.
+    fs::remove_file(fleet.home(BASTION).join("etc/tsig.secret")).expect("remove the secret");
+    // Replaced, not appended: Ansible's warning about a duplicate key quotes the line.
+    let host1_vars = host_vars.join(format!("{}.yaml", HOSTS[0].0));
+    let vars = String::from_utf8(read(&host1_vars)).expect("UTF-8");
+    fs::write(&host1_vars, vars.replace(&eab(HMAC), &eab(NEW_HMAC))).expect("rotate the EAB key");
+    let check = fleet.playbook(&["--check", "--diff", "-vvv"]);
+    check.expect_failed(&[]);
+    assert!(
+        check.output.contains("hmac_key: (hidden)"),
+        "check mode shows no config diff; output:\n{}",
+        check.output
+    );
+    leaks(&check, "--check --diff -vvv", &[HMAC, NEW_HMAC]);
 }

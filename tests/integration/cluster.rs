@@ -12,6 +12,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::ansible::Fleet;
+use crate::keystore::openssl_extract;
+use crate::sandbox::pem_certificates;
 use crate::services::{Leaf, Nginx, Zookeeper, curl_leaf, served_leaf};
 
 const ISSUER: &str = "host1.example.test";
@@ -25,18 +27,23 @@ const FILES: [&str; 5] = [
     "keystore.p12",
 ];
 
-/// The set of `shared` on `host`: each file's bytes, and the version `..data` names.
-fn set_of(fleet: &Fleet, host: &str) -> (String, Vec<Vec<u8>>) {
+/// The PEM files of `shared` on `host`, each file's bytes (the members build their own
+/// keystores with `fleetcert install`: see [`keystore_chain`]).
+fn set_of(fleet: &Fleet, host: &str) -> Vec<Vec<u8>> {
     let dir = fleet.home(host).join("certs/shared");
-    let version = fs::read_link(dir.join("..data"))
-        .unwrap_or_else(|err| panic!("{host}: no ..data link: {err}"))
-        .to_string_lossy()
-        .into_owned();
-    let files = FILES
+    FILES
         .iter()
+        .filter(|name| !name.ends_with(".p12"))
         .map(|name| fs::read(dir.join(name)).unwrap_or_else(|err| panic!("{host} {name}: {err}")))
-        .collect();
-    (version, files)
+        .collect()
+}
+
+/// The certificates in `host`'s keystore of `shared`, opened with `password`, as PEM blocks.
+fn keystore_chain(fleet: &Fleet, host: &str, password: &Path) -> Vec<String> {
+    let out = fleet.dir.path().join(format!("{host}-keystore-certs.pem"));
+    let keystore = fleet.home(host).join("certs/shared/keystore.p12");
+    openssl_extract(&keystore, password, "-nokeys", &out);
+    pem_certificates(&fs::read_to_string(&out).expect("extracted"))
 }
 
 /// The lines of handlers.log for `shared` ("HOST shared"), sorted.
@@ -119,8 +126,17 @@ fn a_cluster_certificate_is_issued_once_and_installed_on_every_member() {
     let first = fleet.playbook(&[]);
     first.expect_failed(&[]);
     let issued = set_of(&fleet, ISSUER);
+    let issued_chain = pem_certificates(
+        &fs::read_to_string(fleet.home(ISSUER).join("certs/shared/fullchain.pem"))
+            .expect("host1's full chain"),
+    );
     for member in MEMBERS {
         assert_eq!(set_of(&fleet, member), issued, "{member} has host1's set");
+        assert_eq!(
+            keystore_chain(&fleet, member, &password),
+            issued_chain,
+            "{member}'s keystore holds host1's chain"
+        );
         let state = fleet.home(member).join("state");
         assert!(
             !state.join("orders/shared.json").exists(),

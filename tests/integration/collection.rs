@@ -15,6 +15,14 @@ use crate::venv::{repo, run_bounded, tool, venv_bin};
 /// The collection's path below a collections directory.
 const SUBDIR: &str = "ansible_collections/fleetcert/fleetcert";
 
+/// Guards against a hang, not timings: each is several times what the tool takes on a loaded
+/// 2-core machine (build, install, syntax check and ansible-doc take seconds; ansible-lint about
+/// a minute; ansible-test sanity up to ten minutes under load). A tool that reaches one is
+/// killed and the failure names its command line.
+const QUICK_TOOL_DEADLINE: Duration = Duration::from_secs(600);
+const CHECKER_DEADLINE: Duration = Duration::from_secs(1200);
+const SANITY_DEADLINE: Duration = Duration::from_secs(2400);
+
 /// Under target/tmp (cargo's CARGO_TARGET_TMPDIR): kept for a look after a failure, removed by
 /// `cargo clean`.
 fn scratch(prefix: &str) -> PathBuf {
@@ -37,8 +45,7 @@ pub(crate) fn installed() -> &'static Path {
             .args(["collection", "build", "--output-path"])
             .arg(&built)
             .arg(repo().join("ansible"));
-        run_bounded(build, Duration::from_secs(120))
-            .expect_success("ansible-galaxy collection build");
+        run_bounded(build, QUICK_TOOL_DEADLINE).expect_success("ansible-galaxy collection build");
         let tarball = built.join(format!(
             "fleetcert-fleetcert-{}.tar.gz",
             env!("CARGO_PKG_VERSION")
@@ -50,7 +57,7 @@ pub(crate) fn installed() -> &'static Path {
             .args(["collection", "install", "--offline", "--collections-path"])
             .arg(&collections)
             .arg(&tarball);
-        run_bounded(install, Duration::from_secs(120))
+        run_bounded(install, QUICK_TOOL_DEADLINE)
             .expect_success("ansible-galaxy collection install");
         collections
     })
@@ -138,18 +145,66 @@ fn collection_installs_from_its_tarball_and_runs_by_fully_qualified_name() {
             "fleetcert.fleetcert.daily",
         ])
         .env("ANSIBLE_COLLECTIONS_PATH", collections);
-    let ran = run_bounded(syntax, Duration::from_secs(120));
+    let ran = run_bounded(syntax, QUICK_TOOL_DEADLINE);
     ran.expect_success("ansible-playbook --syntax-check fleetcert.fleetcert.daily");
     let mut doc = tool("ansible-doc");
     doc.args(["-t", "role", "-l", "fleetcert.fleetcert"])
         .env("ANSIBLE_COLLECTIONS_PATH", collections);
     let roles = ["install", "request", "publish", "finalize", "hiera"];
-    run_bounded(doc, Duration::from_secs(120))
+    run_bounded(doc, QUICK_TOOL_DEADLINE)
         .expect_success("ansible-doc -t role -l fleetcert.fleetcert")
         .expect_mentions(
             "ansible-doc's list of roles",
             roles.map(|role| format!("fleetcert.fleetcert.fleetcert_{role}")),
         );
+    // Every filter documents itself (plugins/filter/NAME.yml), and so does the module.
+    let filters = [
+        "allow_list",
+        "cert_failures",
+        "check_not_ok",
+        "due_certs",
+        "error_line",
+        "host_config",
+        "install_directories",
+        "install_fingerprint",
+        "install_record",
+        "issuer_config",
+        "publish_documents",
+        "publish_preview",
+        "refused_hosts",
+        "replaced_certs",
+        "run_summary",
+        "without_empty",
+        "zone_config",
+    ];
+    let mut doc = tool("ansible-doc");
+    doc.args(["-t", "filter", "--json"])
+        .args(filters.map(|name| format!("fleetcert.fleetcert.{name}")))
+        .env("ANSIBLE_COLLECTIONS_PATH", collections);
+    let ran = run_bounded(doc, QUICK_TOOL_DEADLINE);
+    ran.expect_success("ansible-doc -t filter fleetcert.fleetcert.*");
+    let json = ran
+        .output
+        .find('{')
+        .map(|start| &ran.output[start..])
+        .unwrap_or_else(|| panic!("ansible-doc printed no JSON:\n{}", ran.output));
+    let docs: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|err| panic!("ansible-doc's JSON: {err}\n{}", ran.output));
+    for name in filters {
+        let entry = &docs[format!("fleetcert.fleetcert.{name}")];
+        assert!(
+            entry["doc"]["description"].is_array()
+                && !entry["examples"].is_null()
+                && !entry["return"].is_null(),
+            "filter {name} lacks DOCUMENTATION, EXAMPLES or RETURN: {entry}"
+        );
+    }
+    let mut doc = tool("ansible-doc");
+    doc.args(["-t", "module", "fleetcert.fleetcert.run"])
+        .env("ANSIBLE_COLLECTIONS_PATH", collections);
+    run_bounded(doc, QUICK_TOOL_DEADLINE)
+        .expect_success("ansible-doc -t module fleetcert.fleetcert.run")
+        .expect_mentions("the module's documentation", ["install_needed".to_owned()]);
 }
 
 /// ansible-lint, production profile (ansible/.ansible-lint), passes on the collection.
@@ -160,7 +215,7 @@ fn ansible_lint_production_profile_passes_on_the_collection() {
         .args(["--offline", "--nocolor"])
         // Keep its cache out of the repository and of other runs.
         .env("XDG_CACHE_HOME", collection.join(".cache"));
-    let ran = run_bounded(command, Duration::from_secs(300));
+    let ran = run_bounded(command, CHECKER_DEADLINE);
     assert!(
         ran.code == 0
             && ran
@@ -185,7 +240,7 @@ fn ansible_test_sanity_passes_on_the_collection() {
     command.args(["sanity", "--color", "no", "--python", &python]);
     // The first run makes a virtual environment per test and fills it from PyPI.
     let tests = ["pylint", "validate-modules", "yamllint", "runtime-metadata"];
-    run_bounded(command, Duration::from_secs(900))
+    run_bounded(command, SANITY_DEADLINE)
         .expect_success("ansible-test sanity")
         .expect_mentions(
             "ansible-test sanity",
@@ -198,7 +253,7 @@ fn ansible_test_sanity_passes_on_the_collection() {
 fn collection_unit_tests_pass() {
     let (_root, _collection, mut command) = in_source_copy("python");
     command.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"]);
-    let ran = run_bounded(command, Duration::from_secs(300));
+    let ran = run_bounded(command, CHECKER_DEADLINE);
     assert!(
         ran.code == 0 && ran.output.contains(" passed") && !ran.output.contains("failed"),
         "the collection's unit tests failed ({}):\n{}",

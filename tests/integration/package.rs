@@ -179,6 +179,7 @@ fn debian_package_installs_by_the_collection_and_purging_keeps_the_certificates(
         .collect();
     let mut want: Vec<String> = [
         "./usr/bin/fleetcert",
+        "./usr/lib/fleetcert/lxd-hand-over",
         "./usr/share/man/man1/fleetcert.1.gz",
         "./usr/share/bash-completion/completions/fleetcert",
         "./usr/share/zsh/vendor-completions/_fleetcert",

@@ -166,6 +166,16 @@ pub(crate) struct SandboxBuilder {
     pebble_env: Vec<(String, String)>,
     pebble_eab: Vec<(String, String)>,
     tsig: Vec<String>,
+    dnssec: Option<Validation>,
+}
+
+/// What Unbound does with the signatures of a signed sandbox ([`SandboxBuilder::dnssec`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Validation {
+    /// It validates, with the signing zone's key as its trust anchor (as a CA's resolver).
+    Validating,
+    /// It passes signatures on without checking them (a resolver that does not validate).
+    NotValidating,
 }
 
 impl SandboxBuilder {
@@ -191,6 +201,14 @@ impl SandboxBuilder {
         self
     }
 
+    /// Sign the signing zone on the primary (`sandbox.sh --dnssec`): inline signing, or BIND's
+    /// own signing of the dynamic zone when a [`tsig`](Self::tsig) key makes it dynamic.
+    /// The secondary transfers it signed; Unbound (and so Pebble) validates or not as said.
+    pub(crate) fn dnssec(mut self, validation: Validation) -> Self {
+        self.dnssec = Some(validation);
+        self
+    }
+
     /// Starts the sandbox; panics with the script's message when a server does not come up.
     pub(crate) fn start(self) -> Sandbox {
         let mut args: Vec<OsString> = Vec::new();
@@ -202,6 +220,13 @@ impl SandboxBuilder {
         }
         for spec in &self.tsig {
             args.extend(["--tsig".into(), spec.into()]);
+        }
+        match self.dnssec {
+            None => {}
+            Some(Validation::Validating) => args.push("--dnssec".into()),
+            Some(Validation::NotValidating) => {
+                args.extend(["--dnssec".into(), "--no-validation".into()]);
+            }
         }
         Sandbox {
             dir: ScriptDir::start(script(), "fleetcert-sandbox-", "sandbox.env", &args),
@@ -275,6 +300,13 @@ impl Sandbox {
     /// An executable `rndc` for the primary: `reload: [<this>, reload, acme.test]`.
     pub(crate) fn rndc(&self) -> PathBuf {
         PathBuf::from(self.var("RNDC"))
+    }
+
+    /// Gives Unbound the signing zone's real key as trust anchor (`true`), or a key that
+    /// never signed it (`false`: the chain is bogus), and restarts it.
+    pub(crate) fn trust_anchor(&self, right: bool) {
+        self.dir
+            .run_ok("trust-anchor", &[if right { "right" } else { "wrong" }]);
     }
 
     /// Stops one of `primary`, `secondary`, `unbound`, `pebble`.

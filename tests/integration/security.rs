@@ -498,6 +498,37 @@ fn a_host_claiming_another_hosts_name_gets_no_record_and_no_certificate() {
         "HOST=FILE",
         &["host1.example.test", "speak for itself"],
     );
+    // host1's own file dressed as a hostvars object that names host2 by its key: the mapping
+    // vouches for host1 alone, in a file and on standard input.
+    let wrapped = central.path().join("host1-wrapped.json");
+    std::fs::write(
+        &wrapped,
+        json!({"host2.example.test": &document}).to_string(),
+    )
+    .expect("write tokens");
+    let mapped = OsString::from(format!("host1.example.test={}", wrapped.display()));
+    let run = Launch::new(&publish_args(&config, &[&mapped], &[])).run();
+    assert_refused(
+        &run,
+        "HOST=FILE holding a hostvars object",
+        &[
+            "came as --tokens host1.example.test=",
+            "not one token document",
+        ],
+    );
+    let stdin = OsString::from("host1.example.test=-");
+    let run = Launch::new(&publish_args(&config, &[&stdin], &[]))
+        .stdin(&wrapped)
+        .run();
+    assert_refused(
+        &run,
+        "HOST=- holding a hostvars object",
+        &[
+            "stdin",
+            "came as --tokens host1.example.test=",
+            "not one token document",
+        ],
+    );
 
     assert_nothing_came_of_it(&host, &zone_before, "host2.example.test.acme.test.", &order);
 }
@@ -1471,4 +1502,416 @@ fn no_key_or_account_material_in_any_output_at_trace() {
     for secret in host.secrets() {
         assert!(!all.contains(&secret), "a secret was printed");
     }
+}
+
+// --- a hostile DNS server ---------------------------------------------------------------
+
+/// How long the hostile server streams at most, whatever the client does.
+const HOSTILE_STREAM_LIMIT: Duration = Duration::from_secs(120);
+
+/// A "primary" on loopback that answers the first message of each connection with an endless
+/// stream of 64 KB DNS answers whose ids match nothing the client asked, until the client
+/// goes away or [`HOSTILE_STREAM_LIMIT`] passes.
+struct HostileServer {
+    address: std::net::SocketAddr,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HostileServer {
+    fn start() -> Self {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let address = listener.local_addr().expect("address");
+        let sent = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut length = [0u8; 2];
+                let mut id = [0u8; 2];
+                if stream.read_exact(&mut length).is_err() || stream.read_exact(&mut id).is_err() {
+                    continue;
+                }
+                // Never the id asked, nor one near it (a few questions are in flight).
+                let message = hostile_message(u16::from_be_bytes(id) ^ 0x8000);
+                while started.elapsed() < HOSTILE_STREAM_LIMIT && stream.write_all(&message).is_ok()
+                {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if started.elapsed() >= HOSTILE_STREAM_LIMIT {
+                    return;
+                }
+            }
+        });
+        Self { address, sent }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A zone config publishing by UPDATE to `server` (and waiting on it), and a token file with
+/// one record, in `dir`.
+fn update_to(dir: &Path, server: std::net::SocketAddr) -> (PathBuf, PathBuf) {
+    let secret = dir.join("fleet.secret");
+    std::fs::write(&secret, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\n").expect("secret");
+    chmod(&secret, 0o600);
+    let config = dir.join("zone.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "zone: acme.test\nupdate: {{server: \"{server}\", key_name: fleet, algorithm: \
+             hmac-sha256, secret_file: {secret}}}\nstate_dir: {state}\nservers: \
+             [\"{server}\"]\ntimeout: 30s\n",
+            secret = secret.display(),
+            state = dir.join("state").display(),
+        ),
+    )
+    .expect("config");
+    let tokens = dir.join("tokens.json");
+    std::fs::write(
+        &tokens,
+        document("host1.example.test", &["host1.example.test"]).to_string(),
+    )
+    .expect("tokens");
+    (config, tokens)
+}
+
+/// A length-prefixed DNS answer with `id` and 240 TXT records of 255 bytes: as much as a
+/// message over TCP holds, and costly to parse.
+fn hostile_message(id: u16) -> Vec<u8> {
+    const RECORDS: u16 = 240;
+    let mut message = Vec::with_capacity(65_000);
+    message.extend(id.to_be_bytes());
+    message.extend([0x84, 0x00, 0, 0]); // QR AA, NOERROR; no question
+    message.extend(RECORDS.to_be_bytes());
+    message.extend([0, 0, 0, 0]);
+    for _ in 0..RECORDS {
+        message.push(0); // the root name
+        message.extend([0, 16, 0, 1, 0, 0, 0, 60, 1, 0]); // TXT IN, TTL 60, 256 bytes
+        message.push(255);
+        message.extend([b'x'; 255]);
+    }
+    let length = u16::try_from(message.len()).expect("fits a TCP message");
+    let mut framed = length.to_be_bytes().to_vec();
+    framed.extend(message);
+    framed
+}
+
+#[test]
+fn a_primary_streaming_messages_that_answer_nothing_holds_neither_time_nor_memory() {
+    let hostile = HostileServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, tokens) = update_to(dir.path(), hostile.address);
+    // The address space is bounded (prlimit), and the run's time by a deadline here.
+    let started = Instant::now();
+    let mut child = Command::new("prlimit")
+        .arg(format!("--as={}", MEMORY_LIMIT_KIB * 1024))
+        .arg("--")
+        .arg(binary())
+        .args(publish_args(&config, &[tokens.as_os_str()], &[]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fleetcert under prlimit");
+    let deadline = Duration::from_secs(90);
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "publish still ran {} s into a stream of {} messages that answer nothing",
+                deadline.as_secs(),
+                hostile.sent()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run = crate::util::Run::of(&child.wait_with_output().expect("output"));
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "hostile primary: {} messages of 64 KB streamed; publish ended in {seconds:.1} s, exit {}",
+        hostile.sent(),
+        run.code
+    );
+    assert_eq!(run.code, 4, "{}{}", run.stdout, run.stderr);
+    let line = error_line(&run);
+    let server = hostile.address.to_string();
+    for needle in [server.as_str(), "within 15 s", "dropped unread"] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+    assert!(
+        hostile.sent() > 0,
+        "the server sent nothing: the test proves nothing"
+    );
+}
+
+/// A server on loopback that answers every message with a bare NOTAUTH (no TSIG record), as
+/// PowerDNS answers a key it does not know or a wrong secret.
+fn bare_notauth_server() -> std::net::SocketAddr {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            loop {
+                let mut length = [0u8; 2];
+                if stream.read_exact(&mut length).is_err() {
+                    break;
+                }
+                let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+                if stream.read_exact(&mut message).is_err() || message.len() < 12 {
+                    break;
+                }
+                // QR, the question's opcode; rcode 9 (NOTAUTH); nothing else.
+                let mut answer = vec![0, 12, message[0], message[1]];
+                answer.extend([0x80 | (message[2] & 0x78), 9, 0, 0, 0, 0, 0, 0, 0, 0]);
+                if stream.write_all(&answer).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    address
+}
+
+#[test]
+fn a_bare_notauth_names_the_powerdns_key_as_a_likely_cause() {
+    let server = bare_notauth_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, tokens) = update_to(dir.path(), server);
+    let run = Launch::new(&publish_args(&config, &[tokens.as_os_str()], &[])).run();
+    let server = server.to_string();
+    assert_refused(
+        &run,
+        "bare NOTAUTH",
+        &[
+            &server,
+            "NOTAUTH",
+            "not the zone's primary",
+            "PowerDNS",
+            "pdnsutil import-tsig-key fleet hmac-sha256",
+        ],
+    );
+}
+
+// --- one refused host does not stop the fleet ------------------------------------------
+
+#[test]
+fn a_refused_document_refuses_its_host_alone_and_the_others_are_published() {
+    let sb = sandbox().start();
+    let central = tempfile::tempdir().expect("tempdir");
+    let config = zone_config(
+        &sb,
+        central.path(),
+        "zone.yaml",
+        "allow: {host1.example.test: [host1.example.test], \
+         host2.example.test: [host2.example.test]}\n",
+    );
+    let value_of = |document: &Value| document["records"][0]["value"].clone();
+    let publish = |name: &str, tokens: &Value| {
+        let file = central.path().join(name);
+        std::fs::write(&file, tokens.to_string()).expect("write tokens");
+        Launch::new(&publish_args(&config, &[file.as_os_str()], &[])).run()
+    };
+    // Day one: both hosts publish.
+    let host1 = document("host1.example.test", &["host1.example.test"]);
+    let host2 = document("host2.example.test", &["host2.example.test"]);
+    publish(
+        "day1.json",
+        &json!({"host1.example.test": &host1, "host2.example.test": &host2}),
+    )
+    .expect_code(0);
+    // Day two: host1 has a new value; host2, compromised, asks for host1's name.
+    let host1_again = document("host1.example.test", &["host1.example.test"]);
+    let hostile = document("host2.example.test", &["host1.example.test"]);
+    let run = publish(
+        "day2.json",
+        &json!({"host1.example.test": &host1_again, "host2.example.test": &hostile}),
+    );
+    let report = run.expect_code(1).json();
+    let refused = report["refused"].as_array().expect("refused list");
+    assert_eq!(refused.len(), 1, "{report:#}");
+    assert_eq!(refused[0]["host"], "host2.example.test", "{report:#}");
+    let error = refused[0]["error"].as_str().expect("error");
+    assert!(error.contains("allow.host2.example.test"), "{error}");
+    assert!(
+        run.stderr.contains("host2.example.test") && run.stderr.contains("WARN"),
+        "{}",
+        run.stderr
+    );
+    // host1's new value is served; host2's earlier one stays, as the ledger has it.
+    for answer in served(&sb, "host1.example.test.acme.test.") {
+        assert_eq!(answer, [value_of(&host1_again)], "host1's record");
+    }
+    for answer in served(&sb, "host2.example.test.acme.test.") {
+        assert_eq!(answer, [value_of(&host2)], "host2's earlier record");
+    }
+    // Mapped files too: host2's file is refused by name, host1's is published.
+    let host1_third = document("host1.example.test", &["host1.example.test"]);
+    let file1 = central.path().join("host1.json");
+    std::fs::write(&file1, host1_third.to_string()).expect("write tokens");
+    let file2 = central.path().join("host2.json");
+    std::fs::write(&file2, json!({"host1.example.test": &hostile}).to_string())
+        .expect("write tokens");
+    let mapped1 = OsString::from(format!("host1.example.test={}", file1.display()));
+    let mapped2 = OsString::from(format!("host2.example.test={}", file2.display()));
+    let run = Launch::new(&publish_args(&config, &[&mapped1, &mapped2], &[])).run();
+    let report = run.expect_code(1).json();
+    assert_eq!(
+        report["refused"][0]["host"], "host2.example.test",
+        "{report:#}"
+    );
+    for answer in served(&sb, "host1.example.test.acme.test.") {
+        assert_eq!(answer, [value_of(&host1_third)], "host1's record");
+    }
+    // Nothing valid left: the run is refused as a whole, one line, exit 2.
+    let run = Launch::new(&publish_args(&config, &[&mapped2], &[])).run();
+    assert_refused(&run, "only a refused document", &["host2.example.test"]);
+}
+
+// --- a stderr that cannot be written ---------------------------------------------------
+
+/// Runs the binary with `args`, its stderr on `/dev/full` (a full disk) or on a pipe whose
+/// reader is gone; the exit code.
+fn exit_code_with_stderr_lost(args: &[&OsStr], full: bool) -> i32 {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env("RUST_LOG", "fleetcert=trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if full {
+        let dev_full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full");
+        command.stderr(Stdio::from(dev_full));
+        command.status().expect("run").code().unwrap_or(-1)
+    } else {
+        command.stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run");
+        drop(child.stderr.take());
+        child.wait().expect("wait").code().unwrap_or(-1)
+    }
+}
+
+#[test]
+fn status_and_publish_exit_with_their_code_when_stderr_cannot_be_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("host.yaml");
+    std::fs::write(
+        &good,
+        offline_host_config(dir.path(), "", "", "{main: [host1.example.test]}"),
+    )
+    .expect("config");
+    let missing = dir.path().join("missing.yaml");
+    let tokens = dir.path().join("tokens.json");
+    let cases: [(&[&OsStr], i32); 4] = [
+        // A config that loads; every log line at trace goes to the lost stderr.
+        (
+            &[
+                OsStr::new("status"),
+                OsStr::new("--config"),
+                good.as_os_str(),
+            ],
+            0,
+        ),
+        // The error line itself is lost.
+        (
+            &[
+                OsStr::new("status"),
+                OsStr::new("--config"),
+                missing.as_os_str(),
+            ],
+            2,
+        ),
+        (
+            &[
+                OsStr::new("publish"),
+                OsStr::new("--config"),
+                missing.as_os_str(),
+                OsStr::new("--tokens"),
+                tokens.as_os_str(),
+            ],
+            2,
+        ),
+        (&[OsStr::new("publish"), OsStr::new("--config")], 2),
+    ];
+    for (args, code) in cases {
+        for full in [true, false] {
+            let what = if full { "/dev/full" } else { "a closed pipe" };
+            assert_eq!(
+                exit_code_with_stderr_lost(args, full),
+                code,
+                "{args:?} with stderr on {what}"
+            );
+        }
+    }
+}
+
+// --- owners of secrets and configs -----------------------------------------------------
+
+#[test]
+fn secrets_of_another_user_or_behind_a_link_and_configs_others_may_write_are_refused() {
+    let (uid, gid) = attacker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens: every case is refused at load, before any server is asked.
+    let (config, tokens) = update_to(dir.path(), "127.0.0.1:9".parse().expect("address"));
+    let secret = dir.path().join("fleet.secret");
+    let publish = || Launch::new(&publish_args(&config, &[tokens.as_os_str()], &[])).run();
+    // The TSIG secret, 0600 as asked, but the attacker's: they choose what it says.
+    chown(&secret, uid, gid);
+    assert_refused(
+        &publish(),
+        "a TSIG secret of another user",
+        &["update.secret_file", "belongs to uid", "chown"],
+    );
+    chown(&secret, 0, 0);
+    // A link to the secret (the attacker could point it at any one-line root file).
+    let real = dir.path().join("real.secret");
+    std::fs::rename(&secret, &real).expect("move the secret");
+    std::os::unix::fs::symlink(&real, &secret).expect("link");
+    assert_refused(
+        &publish(),
+        "a TSIG secret behind a link",
+        &["update.secret_file", "symbolic link"],
+    );
+    std::fs::remove_file(&secret).expect("unlink");
+    std::fs::rename(&real, &secret).expect("move back");
+    // The zone config root runs `reload` from: refused when others may write it.
+    for (mode, owner) in [(0o666, 0), (0o620, 0), (0o644, uid)] {
+        chmod(&config, mode);
+        chown(&config, owner, 0);
+        let run = publish();
+        let what = format!("zone config {mode:04o} uid {owner}");
+        assert_refused(&run, &what, &["zone.yaml"]);
+        assert!(
+            error_line(&run).contains("chmod go-w") || error_line(&run).contains("chown"),
+            "{what}: {}",
+            run.stderr
+        );
+    }
+    // The host config: a warning naming it, as OpenSSH gives, and the command runs.
+    let host = dir.path().join("host.yaml");
+    std::fs::write(
+        &host,
+        offline_host_config(dir.path(), "", "", "{main: [host1.example.test]}"),
+    )
+    .expect("host config");
+    chmod(&host, 0o666);
+    let run = with_config("status", &host).run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("WARN")
+            && run.stderr.contains("host.yaml")
+            && run.stderr.contains("chmod go-w"),
+        "{}",
+        run.stderr
+    );
 }

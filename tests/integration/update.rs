@@ -334,6 +334,69 @@ fn update_publishes_on_both_servers_removes_stale_values_and_keeps_the_operators
 }
 
 #[test]
+fn a_value_found_in_the_zone_is_never_fleetcerts_and_stays_when_the_host_drops_it() {
+    let (sb, keys) = start();
+    // Another client (a standalone host's own key, say) already put a DNS-01 value at
+    // host2's name; host2's document then lists that same value, and one of its own.
+    let (found, own) = (value(), value());
+    sb.add_by_hand(&[&format!(
+        "host2.example.test.acme.test. 60 IN TXT \"{found}\""
+    )]);
+    let central = Central::new(&sb);
+    let config = central.fleet(&keys);
+    let listing = |values: &[&str]| {
+        (
+            "host2.example.test",
+            document(
+                "host2.example.test",
+                &values
+                    .iter()
+                    .map(|v| ("host2.example.test", *v))
+                    .collect::<Vec<_>>(),
+            ),
+        )
+    };
+    central
+        .publish(&config, &[listing(&[&found, &own])], &[])
+        .expect_code(0);
+    for server in [sb.primary(), sb.secondary()] {
+        assert_eq!(
+            txt(&sb, server, "host2.example.test"),
+            sorted(&[&found, &own])
+        );
+    }
+    let published = || -> Vec<String> {
+        let list: Value = serde_json::from_str(
+            &std::fs::read_to_string(central.path("state/acme.test.published.json"))
+                .expect("published list"),
+        )
+        .expect("json");
+        list["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| r["value"].as_str().expect("value").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        published(),
+        [own.clone()],
+        "only the value fleetcert added is its own"
+    );
+    // host2 drops both: fleetcert deletes what it added and leaves what it found.
+    let run = central.publish(&config, &[listing(&[])], &[]);
+    assert_eq!(run.expect_code(0).json()["changed"], true, "{}", run.stdout);
+    for server in [sb.primary(), sb.secondary()] {
+        assert_eq!(
+            txt(&sb, server, "host2.example.test"),
+            [found.clone()],
+            "{server}: the value fleetcert found was deleted"
+        );
+    }
+    assert!(published().is_empty());
+}
+
+#[test]
 fn a_large_change_goes_in_several_messages_and_is_served_whole_by_both_servers() {
     let (sb, keys) = start();
     let central = Central::new(&sb);

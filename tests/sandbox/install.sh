@@ -31,17 +31,23 @@ DEMO_PACKAGES=(pebble bind9 bind9-utils unbound dnsutils openssl curl python3-ve
 #   zookeeper                 a Java service reading a PKCS#12 keystore; it depends on
 #                             default-jre (the full JRE, with GTK) and ~40 Java libraries
 #   default-jre-headless      java and keytool
-#   faketime                  a skewed clock for the BADTIME test of dynamic update
+#   faketime                  a skewed clock for the BADTIME test of dynamic update, and for
+#                             the DNSSEC test whose signatures have expired (tests/integration/dnssec.rs)
+# bind9-utils also brings dnssec-keygen: the wrong trust anchor of `sandbox.sh trust-anchor`.
 # puppet: the hiera export is checked with a real puppet lookup (tests/integration/hiera.rs).
 # The Debian package (tests/integration/package.rs): lintian checks it, man-db answers
 # `man -w`, systemd's systemd-analyze verifies its units.
 # The crash and gap tests (tests/integration/{crash,gaps}.rs): util-linux for setpriv (read a
 # key as nobody), prlimit (a write that fails) and flock (hold the host lock), e2fsprogs for
 # chattr (a file rename cannot replace); both are in every Debian system but slim images.
+# LXD (tests/sandbox/lxd.sh, tests/integration/lxd.rs): Debian's lxd 5.0.2 daemon and its
+# lxc client, run as private daemons on loopback (no containers, storage or bridge); the
+# policy-rc.d below keeps its maintainer scripts from starting the system's lxd.
 SANDBOX_PACKAGES=("${DEMO_PACKAGES[@]}" puppet
     nginx prometheus-node-exporter prometheus zookeeper default-jre-headless faketime
     lintian man-db systemd
-    e2fsprogs)
+    e2fsprogs
+    lxd lxd-client)
 
 export DEBIAN_FRONTEND=noninteractive
 

@@ -3,7 +3,9 @@
 #
 #   sandbox.sh start DIR [--pebble-env K=V]... [--pebble-eab KID=HMAC]...
 #                        [--tsig [ALGORITHM:]NAME=SECRET[@RECORD,...]]... [--parent PID]
+#                        [--dnssec [--no-validation]]
 #   sandbox.sh stop DIR
+#   sandbox.sh trust-anchor DIR right|wrong
 #   sandbox.sh stop-server DIR primary|secondary|unbound|pebble
 #   sandbox.sh start-server DIR primary|secondary|unbound|pebble
 #   sandbox.sh status DIR
@@ -24,7 +26,7 @@ SIGNING_ZONE=acme.test
 TIMEOUT=${SANDBOX_TIMEOUT:-30}
 START_ATTEMPTS=5
 PROG=sandbox
-COMMANDS=(stop-server start-server status)
+COMMANDS=(stop-server start-server status trust-anchor)
 # shellcheck source=tests/sandbox/lib.sh
 source "${SELF%/*}/lib.sh"
 
@@ -216,7 +218,8 @@ zone "$SIGNING_ZONE" {
 	notify explicit;
 	also-notify { 127.0.0.1 port $SECONDARY_PORT; };
 	allow-transfer { 127.0.0.1; };
-${tsig_policy}};
+${tsig_policy}$(dnssec_zone_options)};
+$(dnssec_policy_statement)
 EOF
 
     # The secondary has no control channel: it is stopped by signal. `controls { };` also
@@ -286,7 +289,8 @@ server:
 	use-syslog: no
 	verbosity: 1
 	access-control: 127.0.0.0/8 allow
-	module-config: "iterator"
+	module-config: "$(dnssec_unbound_modules)"
+$(dnssec_unbound_options)
 	do-not-query-localhost: no
 	qname-minimisation: no
 	cache-max-ttl: 0
@@ -369,6 +373,7 @@ ACME_PORT=$ACME_PORT
 PEBBLE_MGMT_PORT=$PEBBLE_MGMT_PORT
 LOG_DIR=$DIR/logs
 EOF
+    dnssec_env_lines >>"$tmp"
     mv "$tmp" "$DIR/sandbox.env"
 }
 
@@ -562,8 +567,113 @@ check_resolution() {
 }
 
 
+# --- DNSSEC (opt-in: --dnssec) -----------------------------------------------------------
+#
+# --dnssec signs the signing zone on the primary with a dnssec-policy (one ECDSA P-256 CSK,
+# made by BIND at load): inline signing when the zone is static (the file publisher's zone
+# file stays the unsigned source, BIND signs on each reload), BIND's own signing when --tsig
+# makes it dynamic (UPDATEs go in unsigned). The secondary transfers the signed zone. Unbound
+# validates with that key as its trust anchor, so Pebble, which resolves through it, fails a
+# bogus chain as a CA would. --no-validation keeps the zone signed but makes Unbound a plain
+# iterator (a resolver that does not validate). The production zone stays unsigned: with no
+# trust anchor above it, its names are insecure, its _acme-challenge CNAMEs lead into a
+# secure zone, the common shape. `trust-anchor DIR wrong` gives Unbound another key as
+# anchor (a key rollover the resolvers never heard of), `right` puts the real one back.
+
+dnssec_zone_options() {
+    [[ -n ${DNSSEC:-} ]] || return 0
+    mkdir -p "$DIR/primary/keys"
+    printf '\tdnssec-policy "sandbox";\n\tkey-directory "%s";\n' "$DIR/primary/keys"
+    # A zone without update-policy is static: BIND signs it only with inline signing.
+    ((${#TSIG[@]} > 0)) || printf '\tinline-signing yes;\n'
+}
+
+dnssec_policy_statement() {
+    [[ -n ${DNSSEC:-} ]] || return 0
+    printf 'dnssec-policy "sandbox" {\n\tkeys { csk lifetime unlimited algorithm ecdsap256sha256; };\n};\n'
+}
+
+dnssec_unbound_modules() {
+    if [[ -n ${DNSSEC:-} && ${DNSSEC_VALIDATION:-yes} == yes ]]; then
+        printf 'validator iterator'
+    else
+        printf 'iterator'
+    fi
+}
+
+# ede: extended DNS errors (RFC 8914) in SERVFAIL answers, which fleetcert shows; a bogus
+# answer is not cached (val-bogus-ttl), so a fixed chain is seen by the next question.
+dnssec_unbound_options() {
+    [[ -n ${DNSSEC:-} && ${DNSSEC_VALIDATION:-yes} == yes ]] || return 0
+    printf '\ttrust-anchor-file: "%s"\n\tede: yes\n\tval-log-level: 2\n\tval-bogus-ttl: 0\n' \
+        "$DIR/unbound/trust-anchor.key"
+}
+
+dnssec_env_lines() {
+    if [[ -n ${DNSSEC:-} ]]; then
+        printf 'SIGNED=yes\nVALIDATING=%s\nTRUST_ANCHOR=%s\n' "$DNSSEC_VALIDATION" \
+            "$DIR/unbound/trust-anchor.key"
+    else
+        printf 'SIGNED=no\nVALIDATING=no\n'
+    fi
+}
+
+# The primary's DNSKEY and SOA answers of the signing zone with their RRSIGs: 0 once BIND made
+# its key and signed the zone (it does both in the background after loading).
+dnssec_signed() {
+    local out
+    out=$(dig +norec +dnssec +time=1 +tries=1 -p "$PRIMARY_PORT" @127.0.0.1 \
+        "$SIGNING_ZONE" DNSKEY "$SIGNING_ZONE" SOA 2>/dev/null) || return 1
+    [[ $out == *$'\tDNSKEY\t257 '* && $out == *$'\tRRSIG\tDNSKEY '* &&
+        $out == *$'\tRRSIG\tSOA '* ]]
+}
+
+# Waits for the signed zone, then writes its key as Unbound's trust anchor.
+dnssec_wait_signed() {
+    local deadline nap=20
+    now_ms
+    deadline=$((NOW_MS + TIMEOUT * 1000))
+    until dnssec_signed; do
+        now_ms
+        if ((NOW_MS > deadline)); then
+            report_failure primary "did not sign $SIGNING_ZONE within ${TIMEOUT}s"
+            return 1
+        fi
+        sleep "0.$(printf '%03d' "$nap")"
+        ((nap = nap * 2 > 100 ? 100 : nap * 2))
+    done
+    dig +norec +noall +answer +time=2 -p "$PRIMARY_PORT" @127.0.0.1 "$SIGNING_ZONE" DNSKEY |
+        grep -E $'\tDNSKEY\t257 ' >"$DIR/unbound/$SIGNING_ZONE.right.key"
+    [[ -s $DIR/unbound/$SIGNING_ZONE.right.key ]] || {
+        report_failure primary "serves no key-signing DNSKEY for $SIGNING_ZONE"
+        return 1
+    }
+    cp "$DIR/unbound/$SIGNING_ZONE.right.key" "$DIR/unbound/trust-anchor.key"
+}
+
+cmd_trust_anchor() {
+    local which=${1:-} anchor
+    [[ $which == right || $which == wrong ]] || die "trust-anchor wants right or wrong, got '$which'"
+    lock_dir
+    load_ports
+    anchor=$DIR/unbound/$SIGNING_ZONE.$which.key
+    [[ -s $DIR/unbound/$SIGNING_ZONE.right.key ]] || die "$DIR was not started with --dnssec"
+    if [[ ! -s $anchor ]]; then
+        # A key of the same algorithm that never signed anything.
+        local base
+        base=$(dnssec-keygen -q -a ECDSAP256SHA256 -f KSK -K "$DIR/unbound" "$SIGNING_ZONE") ||
+            die "dnssec-keygen failed"
+        grep -E 'DNSKEY' "$DIR/unbound/$base.key" >"$anchor"
+    fi
+    cp "$anchor" "$DIR/unbound/trust-anchor.key"
+    kill_servers unbound
+    launch unbound
+    wait_ready unbound || exit 1
+}
+
 cmd_start() {
     local parent=
+    DNSSEC='' DNSSEC_VALIDATION=yes
     declare -gA EAB=() TSIG=() TSIG_ALGORITHM=() TSIG_RECORDS=()
     local pebble_env=()
     set_dir "${1:-}" create
@@ -595,10 +705,19 @@ cmd_start() {
             parent=$2
             shift 2
             ;;
+        --dnssec)
+            DNSSEC=signed
+            shift
+            ;;
+        --no-validation)
+            DNSSEC_VALIDATION=no
+            shift
+            ;;
         *) die "unknown option '$1' for start" ;;
         esac
     done
     [[ -z $(ls -A "$DIR") ]] || die "$DIR is not empty: start wants a fresh directory"
+    [[ -n $DNSSEC || $DNSSEC_VALIDATION == yes ]] || die "--no-validation goes with --dnssec"
     lock_dir
     local cmd
     for cmd in named unbound pebble rndc dig curl openssl flock setsid; do
@@ -623,12 +742,18 @@ cmd_start() {
         # The secondary starts once the primary answers: started together, its first
         # refresh can go out before the primary listens and then waits for a retry.
         launch primary
-        launch unbound
+        # Signed: Unbound's trust anchor is the key the primary makes, so it starts later.
+        [[ -n $DNSSEC ]] || launch unbound
         launch pebble
         rc=0
         COLLIDED=
         wait_ready primary || rc=$?
         step "primary ready"
+        if ((rc == 0)) && [[ -n $DNSSEC ]]; then
+            dnssec_wait_signed || rc=1
+            ((rc != 0)) || launch unbound
+            step "signing zone signed"
+        fi
         if ((rc == 0)); then
             launch secondary
             wait_ready secondary unbound pebble || rc=$?

@@ -10,6 +10,8 @@ the host (tests/unit/plugins/filter/test_command.py).
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleFilterError
+
 # Past this a line is not an error message any more but something else's output.
 MAX_LINE = 2000
 PREFIX = "fleetcert: error: "
@@ -21,6 +23,8 @@ def error_line(result, command):
     The line is the last one on stderr that starts with ``fleetcert: error:`` (log lines
     come before it), else the last non-empty one; bounded, and printable characters only.
     """
+    if not isinstance(result, dict):
+        raise AnsibleFilterError(f"error_line's input must be a registered command result, not {type(result).__name__}")
     lines = [line.strip() for line in str(result.get("stderr") or "").splitlines()]
     lines = [line for line in lines if line]
     errors = [line for line in lines if line.startswith(PREFIX)]

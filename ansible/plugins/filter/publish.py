@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ansible_collections.fleetcert.fleetcert.plugins.plugin_utils.inputs import expect as _expect
+
 DUE = ("pending", "ready")
 
 
@@ -36,7 +38,7 @@ def allow_list(hosts):
     (the DNS primary) get no entry. The key is the host's fleetcert_host, else its inventory name.
     """
     allow = {}
-    for host in sorted(hosts, key=lambda h: str(h.get("inventory_hostname", ""))):
+    for host in sorted(_expect(hosts, list, "allow_list's input (host variables)"), key=lambda h: str(h.get("inventory_hostname", ""))):
         certs = host.get("fleetcert_certs") or {}
         if not certs:
             continue
@@ -59,7 +61,7 @@ def publish_documents(hosts, cleanup=False):
     signing zone of those hosts' records.
     """
     documents = {}
-    for host in hosts:
+    for host in _expect(hosts, list, "publish_documents' input (host variables)"):
         if "fleetcert_request_document" not in host:
             continue
         document = dict(host["fleetcert_request_document"])
@@ -78,6 +80,7 @@ def publish_preview(documents, zone, cleanup=False, changed=False, update=False)
     """
     if isinstance(documents, Mapping):
         documents = list(documents.values())
+    documents = _expect(documents, list, "publish_preview's input (token documents)")
     if cleanup:
         return f"would empty the signing zone {zone} again after finalize"
     if not documents:
@@ -110,6 +113,19 @@ def publish_preview(documents, zone, cleanup=False, changed=False, update=False)
     return f"no certificate is due: the zone {zone} stays as it is"
 
 
+def refused_hosts(report, hosts):
+    """Inventory names of the hosts whose token document publish refused (``refused[].host``
+    of its report, docs/reports.md), matched by the identity their documents were published
+    under (fleetcert_host, else the inventory name)."""
+    report = _expect(report, dict, "refused_hosts' input (publish's report)")
+    refused = {str(entry.get("host")) for entry in _expect(report.get("refused"), list, "the report's refused")}
+    return [
+        str(host.get("inventory_hostname"))
+        for host in _expect(hosts, list, "refused_hosts' hosts (host variables)")
+        if _identity(host) in refused
+    ]
+
+
 class FilterModule:
     """fleetcert_publish's filters."""
 
@@ -118,4 +134,5 @@ class FilterModule:
             "allow_list": allow_list,
             "publish_documents": publish_documents,
             "publish_preview": publish_preview,
+            "refused_hosts": refused_hosts,
         }

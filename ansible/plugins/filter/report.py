@@ -9,21 +9,28 @@ They read the token document of ``fleetcert request`` and the report of ``fleetc
 
 from __future__ import annotations
 
+from ansible_collections.fleetcert.fleetcert.plugins.plugin_utils.inputs import expect as _expect
+
 DUE = ("pending", "ready")
 
 
 def _certs(document):
-    return (document or {}).get("certs") or []
+    return _expect(_expect(document, dict, "a token document or report").get("certs"), list, "its certs")
 
 
 def replaced_certs(report, notify):
     """Names of the certificates finalize replaced that are listed in ``notify``."""
+    _expect(notify, list, "replaced_certs' notify")
     return [c["name"] for c in _certs(report) if c.get("changed") and c.get("name") in notify]
 
 
-def cert_failures(request_document, finalize_report):
-    """One line per failed certificate, naming the step and the reason (with the fix)."""
-    lines = [
+def cert_failures(request_document, finalize_report, published=True, refused=None):
+    """One line per failed certificate, naming the step and the reason (with the fix); and,
+    when nothing is published (``published`` false: no DNS primary), one line when the host
+    has challenge records that would go nowhere; and one per refusal of its token document
+    by publish (``refused``: publish's lines for this host)."""
+    lines = [f"token document refused by publish: {line}" for line in _expect(refused, list, "cert_failures' refused")]
+    lines += [
         f"certificate {c.get('name')} (request): {c.get('reason')}"
         for c in _certs(request_document)
         if c.get("status") == "failed"
@@ -33,7 +40,19 @@ def cert_failures(request_document, finalize_report):
         for c in _certs(finalize_report)
         if c.get("status") == "failed"
     ]
+    if not published and (request_document or {}).get("records"):
+        lines.append(
+            f"{request_document.get('host')} has challenge records to publish, but the inventory has "
+            "no host in fleetcert_dns_primary: add the DNS primary of the signing zone, or set "
+            "fleetcert_issuer to self-signed or local-ca for a gate job without a CA."
+        )
     return lines
+
+
+def due_certs(request_document):
+    """Names of the certificates request left an order for (pending or ready): the hosts
+    that finalize."""
+    return [c.get("name") for c in _certs(request_document) if c.get("status") in DUE]
 
 
 def _join(names, empty):
@@ -49,13 +68,14 @@ def host_summary(host, check_mode=False):
         if cert.get("status") == "failed" and cert.get("name") not in failed:
             failed.append(cert.get("name"))
     replaced = [c.get("name") for c in finalized if c.get("changed")]
-    ordered = [c.get("name") for c in requested if c.get("status") in DUE]
+    ordered = [f"{c.get('name')} ({c.get('status')} - {c.get('reason')})" for c in requested if c.get("status") in DUE]
 
-    if check_mode and not host.get("fleetcert_install_run_ready", True):
+    request = host.get("__fleetcert_request") or {}
+    if check_mode and request.get("ready") is False:
         return "would install fleetcert and order: " + _join(list(host.get("fleetcert_certs") or {}), "nothing")
     if "fleetcert_request_document" not in host:
         return "FAILED: did not get to request (see its error above)"
-    if "fleetcert_finalize_report" not in host:
+    if "fleetcert_finalize_report" not in host and ordered:
         return "FAILED: did not get to finalize (see its error above)"
     if check_mode:
         prefix = f"FAILED {', '.join(failed)}; " if failed else ""
@@ -68,17 +88,25 @@ def host_summary(host, check_mode=False):
 def check_not_ok(hosts):
     """``HOST: <the check's line>`` for every host whose ``fleetcert check`` did not exit 0.
 
-    Reads each host's registered ``__fleetcert_finalize_check``; a host where the check did
-    not run (it failed earlier, or has no certificates) is left out: the summary names it.
+    The verdict is the one fleetcert_finalize got after the handlers (the registered
+    ``__fleetcert_finalize_check``), else the one fleetcert_request's module run got
+    (``__fleetcert_request.check``); a host where no check ran (it failed earlier, or has
+    no certificates) is left out: the summary names it.
     """
     lines = []
-    for host in hosts:
+    for host in _expect(hosts, list, "check_not_ok's input (host variables)"):
         result = host.get("__fleetcert_finalize_check") or {}
-        if result.get("skipped") or "rc" not in result or result.get("rc") == 0:
+        if result.get("skipped") or "rc" not in result:
+            verdict = (host.get("__fleetcert_request") or {}).get("check") or {}
+            if "rc" not in verdict:
+                continue
+            rc, line = verdict.get("rc"), verdict.get("line")
+        else:
+            first = (result.get("stdout") or "").splitlines()[:1]
+            rc, line = result.get("rc"), first[0] if first else None
+        if rc == 0:
             continue
-        first = (result.get("stdout") or "").splitlines()[:1]
-        line = first[0] if first else f"fleetcert check exited {result.get('rc')}"
-        lines.append(f"{host.get('inventory_hostname')}: {line}")
+        lines.append(f"{host.get('inventory_hostname')}: {line or f'fleetcert check exited {rc}'}")
     return lines
 
 
@@ -108,11 +136,22 @@ def rate_limits(hosts):
     return lines
 
 
-def run_summary(hosts, check_mode=False):
+def run_summary(hosts, check_mode=False, published=True):
     """``HOST: line`` for every host (a list of host variables with inventory_hostname), then
-    one line per rate limit that stopped orders."""
+    one line per rate limit that stopped orders, then the hosts whose check is not OK (not
+    in check mode), and why nothing was published when ``published`` is false."""
+    hosts = _expect(hosts, list, "run_summary's input (host variables)")
     lines = [f"{h.get('inventory_hostname')}: {host_summary(h, check_mode)}" for h in hosts]
-    return lines + rate_limits(hosts)
+    lines += rate_limits(hosts)
+    if not check_mode:
+        not_ok = check_not_ok(hosts)
+        lines += [f"fleetcert check not OK: {line}" for line in not_ok] or ["fleetcert check: OK on every host checked"]
+    if not published:
+        lines.append(
+            "No host in fleetcert_dns_primary: the publish and cleanup plays are skipped. A host with "
+            "a test issuer (fleetcert_issuer self-signed or local-ca) has no challenge records to publish."
+        )
+    return lines
 
 
 class FilterModule:
@@ -121,6 +160,7 @@ class FilterModule:
     def filters(self):
         return {
             "cert_failures": cert_failures,
+            "due_certs": due_certs,
             "check_not_ok": check_not_ok,
             "replaced_certs": replaced_certs,
             "run_summary": run_summary,

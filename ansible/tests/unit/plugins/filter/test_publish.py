@@ -9,6 +9,7 @@ from ansible_collections.fleetcert.fleetcert.plugins.filter.publish import (
     allow_list,
     publish_documents,
     publish_preview,
+    refused_hosts,
 )
 
 
@@ -88,4 +89,16 @@ def test_publish_preview_in_update_mode_speaks_of_updates_not_of_the_file():
 
 
 def test_the_filter_module_names_them():
-    assert set(FilterModule().filters()) == {"allow_list", "publish_documents", "publish_preview"}
+    assert set(FilterModule().filters()) == {"allow_list", "publish_documents", "publish_preview", "refused_hosts"}
+
+
+def test_refused_hosts_are_named_by_their_inventory_name():
+    hosts = [
+        {"inventory_hostname": "web01"},
+        {"inventory_hostname": "web07", "fleetcert_host": "web07.example.org"},
+        {"inventory_hostname": "ns1"},
+    ]
+    report = {"refused": [{"host": "web07.example.org", "error": "not in the allow-list"}]}
+    assert refused_hosts(report, hosts) == ["web07"]
+    assert refused_hosts({"changed": False}, hosts) == []
+    assert refused_hosts({}, hosts) == []

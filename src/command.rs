@@ -1,10 +1,12 @@
-//! Running the operator's commands (`reload`, `named-checkzone`): no shell, a time limit, a
-//! process group of their own.
+//! An operator's command: the zone's `reload`, `named-checkzone`, a certificate's `reload`.
+//! No shell, a time limit, a process group of its own, output bounded.
 //!
 //! A command runs in a new process group, so a hung one is killed with everything it
 //! started, not just the process fleetcert started. Its output is read while it runs and
-//! only until it exits (plus a short grace): a command that succeeds but leaves a child
-//! holding its output (a script that starts something in the background) still succeeds.
+//! only until it exits (plus a short grace): a command that exits but leaves a child holding
+//! its output (a script that starts something in the background) is done when it exits, and
+//! what it left in its group is killed then, so nothing it started outlives its bound. A
+//! service it (re)starts must leave the group, as every daemon and `systemctl` does.
 
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -21,15 +23,6 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 const MAX_OUTPUT: usize = 64 << 10;
 /// Enough of a command's output for named-checkzone's first few complaints.
 const MAX_SUMMARY: usize = 400;
-
-/// The reload command failed; says what was done about it.
-#[derive(Debug, thiserror::Error)]
-#[error("reload command `{command}` failed ({reason}); {aftermath}")]
-pub(crate) struct ReloadFailure {
-    pub(crate) command: String,
-    pub(crate) reason: CommandError,
-    pub(crate) aftermath: String,
-}
 
 /// Why a command did not run to a successful exit; each is one line.
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +89,23 @@ pub(crate) async fn run(
     input: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Ran, CommandError> {
+    run_with(argv, input, &[], timeout).await
+}
+
+/// [`run`] with `env` added to the inherited environment.
+pub(crate) async fn run_with(
+    argv: &[String],
+    input: Option<&[u8]>,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Ran, CommandError> {
     let Some((program, args)) = argv.split_first() else {
         return Err(CommandError::Empty);
     };
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
+        .envs(env.iter().copied())
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -139,11 +143,15 @@ pub(crate) async fn run(
             .and_then(Result::ok)
             .unwrap_or_default()
     };
-    Ok(Ran {
+    let ran = Ran {
         status,
         stdout: collect(stdout).await,
         stderr: collect(stderr).await,
-    })
+    };
+    // What it left running in its group (see the module doc). Its pid stays taken while any
+    // member of the group lives, so the group id names no stranger's processes.
+    kill_group(group);
+    Ok(ran)
 }
 
 /// Reads a pipe to its end, keeping the first [`MAX_OUTPUT`] bytes.
@@ -169,9 +177,18 @@ fn kill_group(group: Option<i32>) {
     }
 }
 
-/// Runs the reload argv; `Err` says why it failed.
-pub(crate) async fn run_reload(argv: &[String], timeout: Duration) -> Result<(), CommandError> {
-    let ran = run(argv, None, timeout).await?;
+/// Runs `argv` to a successful exit; `Err` says why it did not.
+pub(crate) async fn run_checked(argv: &[String], timeout: Duration) -> Result<(), CommandError> {
+    run_checked_with(argv, &[], timeout).await
+}
+
+/// [`run_checked`] with `env` added to the inherited environment.
+pub(crate) async fn run_checked_with(
+    argv: &[String],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(), CommandError> {
+    let ran = run_with(argv, None, env, timeout).await?;
     if ran.status.success() {
         Ok(())
     } else {
@@ -193,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn success_with_a_child_holding_the_output_is_success() {
         let started = std::time::Instant::now();
-        run_reload(
+        run_checked(
             &argv(&["sh", "-c", "sleep 30 & echo reloaded"]),
             Duration::from_secs(10),
         )
@@ -203,11 +220,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_an_exited_command_left_in_its_group_is_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("child.pid");
+        let script = format!("sleep 600 & echo $! > {}; exit 1", pid_file.display());
+        let env = [("FLEETCERT_TEST", "seen")];
+        run_with(
+            &argv(&["sh", "-c", &script]),
+            None,
+            &env,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("ran to an exit");
+        let pid = std::fs::read_to_string(&pid_file).expect("pid written");
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // Killed at once; gone (or a zombie waiting for init) within a generous deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(&stat).is_ok_and(|text| !text.contains(") Z ")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child the command left ({}) still runs after 30 s",
+                pid.trim()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_environment_reaches_the_command() {
+        let ran = run_with(
+            &argv(&["sh", "-c", "printf '%s' \"$FLEETCERT_TEST\""]),
+            None,
+            &[("FLEETCERT_TEST", "a b")],
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("ran");
+        assert_eq!(ran.stdout, b"a b");
+    }
+
+    #[tokio::test]
     async fn a_hung_command_is_killed_with_its_children() {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("grandchild-alive");
         let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
-        let err = run_reload(&argv(&["sh", "-c", &script]), Duration::from_millis(300))
+        let err = run_checked(&argv(&["sh", "-c", &script]), Duration::from_millis(300))
             .await
             .expect_err("hung");
         assert!(matches!(err, CommandError::Timeout(_)), "{err}");
@@ -218,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn failure_output_is_one_escaped_line() {
-        let err = run_reload(
+        let err = run_checked(
             &argv(&[
                 "sh",
                 "-c",
@@ -238,7 +296,7 @@ mod tests {
     #[tokio::test]
     async fn the_same_exit_is_the_same_failure_whatever_it_printed() {
         let fail = |script: &'static str| async move {
-            run_reload(&argv(&["sh", "-c", script]), Duration::from_secs(10))
+            run_checked(&argv(&["sh", "-c", script]), Duration::from_secs(10))
                 .await
                 .expect_err("fails")
         };
