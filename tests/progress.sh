@@ -5,8 +5,8 @@
 # Runs COMMAND with its output in LOG and, while it runs, prints one line every
 # PROGRESS_INTERVAL seconds (default 15): the time spent, how many lines of LOG match PATTERN
 # (an extended regex counting units of work: packages unpacked, crates compiled) out of
-# TOTAL, and an estimate of what is left, from the rate so far once there is one, else from
-# TYPICAL (the step's seconds measured on 2 idle cores). One line each time, not a redrawn
+# TOTAL, and an estimate of what is left, from the rate so far once a tenth is done, else
+# from TYPICAL (the step's seconds measured on 2 idle cores). One line each time, not a redrawn
 # bar, so that a log of the run reads as well as the terminal. Returns COMMAND's status; the
 # caller shows LOG's tail when it failed.
 
@@ -37,7 +37,9 @@ with_progress() {
         next=$((SECONDS + interval))
         elapsed=$((SECONDS - start))
         finished=$(grep -Ec "$pattern" "$log" 2>/dev/null || true)
-        if ((total > 0 && finished > 0 && finished < total)); then
+        # The rate says something once a tenth is done; before, a step that has little to do
+        # (a release build of fleetcert alone) would extrapolate its first slow unit.
+        if ((total > 0 && finished * 10 >= total && finished < total)); then
             left=$((elapsed * (total - finished) / finished))
             printf '    %s: %s so far, %d of %d done, about %s left\n' "$label" \
                 "$(progress_duration "$elapsed")" "$finished" "$total" "$(progress_duration "$left")"
