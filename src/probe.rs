@@ -38,10 +38,12 @@ const MAX_REASON: usize = 120;
 pub(crate) enum Verdict {
     /// The installed leaf.
     Same,
-    /// A certificate for these names issued no later than the installed one: the previous
-    /// certificate, still served because the service was not reloaded.
+    /// A certificate for these names from the installed one's issuer (the same authority
+    /// key), issued before it: the previous certificate, still served because the service
+    /// was not reloaded.
     Older,
-    /// Any other certificate (other names, a newer one, or nothing installed to compare).
+    /// Any other certificate (other names, another issuer, a self-signed one, a newer one,
+    /// or nothing installed to compare).
     Other,
     /// No TLS handshake: why, in one line.
     Unreachable(String),
@@ -158,7 +160,7 @@ fn client_config() -> Result<ClientConfig, ProbeError> {
     Ok(config)
 }
 
-/// The installed leaf, an older one for these names, or another.
+/// The installed leaf, the previous one (see [`Verdict::Older`]), or another.
 fn compare(installed: Option<&Inspection>, served: &Inspection) -> Verdict {
     let Some(installed) = installed else {
         return Verdict::Other;
@@ -174,7 +176,12 @@ fn compare(installed: Option<&Inspection>, served: &Inspection) -> Verdict {
         .names
         .iter()
         .any(|name| installed.names.contains(name));
-    if shares_a_name && served.not_before <= installed.not_before {
+    // "Previous" only for what fleetcert could have installed before: the same issuer's
+    // certificate, issued earlier (CAs draw serials at random, so the issue time orders
+    // them). An expired self-signed one for the same name is something else, said as such.
+    let same_issuer =
+        served.authority_key_id.is_some() && served.authority_key_id == installed.authority_key_id;
+    if shares_a_name && same_issuer && served.not_before <= installed.not_before {
         Verdict::Older
     } else {
         Verdict::Other
@@ -278,6 +285,22 @@ mod tests {
             Verdict::Other
         );
         assert_eq!(compare(None, &installed), Verdict::Other);
+    }
+
+    #[test]
+    fn only_the_same_issuers_earlier_certificate_is_the_previous_one() {
+        let installed = leaf(2, 2_000, &["a.org"]);
+        // An expired self-signed certificate for the same name: no authority key, or its own.
+        let mut self_signed = leaf(1, 1_000, &["a.org"]);
+        self_signed.authority_key_id = None;
+        assert_eq!(compare(Some(&installed), &self_signed), Verdict::Other);
+        self_signed.authority_key_id = Some(vec![9]);
+        assert_eq!(compare(Some(&installed), &self_signed), Verdict::Other);
+        // The same CA's earlier one is the previous certificate.
+        assert_eq!(
+            compare(Some(&installed), &leaf(1, 1_000, &["a.org"])),
+            Verdict::Older
+        );
     }
 
     #[test]

@@ -110,18 +110,24 @@ impl RateLimit {
         self.directory == directory && self.until().is_some_and(|until| now < until)
     }
 
-    /// The saved refusal of `cert`, if any.
-    pub(crate) fn load(state: &StateDir, cert: &str) -> Result<Option<Self>, AcmeError> {
-        Ok(state.load_rate_limit(cert)?)
+    /// The saved refusal of `cert` by the CA whose rate limits are kept in `limits`
+    /// ([`super::limits_dir`]), if any.
+    pub(crate) fn load(
+        state: &StateDir,
+        limits: &str,
+        cert: &str,
+    ) -> Result<Option<Self>, AcmeError> {
+        Ok(state.load_rate_limit(limits, cert)?)
     }
 
-    pub(crate) fn save(&self, state: &StateDir, cert: &str) -> Result<(), AcmeError> {
-        Ok(state.save_rate_limit(cert, self)?)
+    /// Keeps this refusal in `limits`.
+    pub(crate) fn save(&self, state: &StateDir, limits: &str, cert: &str) -> Result<(), AcmeError> {
+        Ok(state.save_rate_limit(limits, cert, self)?)
     }
 
-    /// Forgets the refusal of `cert`; nothing to forget is fine.
-    pub(crate) fn remove(state: &StateDir, cert: &str) -> Result<(), AcmeError> {
-        Ok(state.remove_rate_limit(cert)?)
+    /// Forgets the refusal of `cert` in `limits`; nothing to forget is fine.
+    pub(crate) fn remove(state: &StateDir, limits: &str, cert: &str) -> Result<(), AcmeError> {
+        Ok(state.remove_rate_limit(limits, cert)?)
     }
 }
 

@@ -37,7 +37,9 @@ macro_rules! retry_bad_nonce {
 
 mod account;
 mod chain;
+mod directory;
 mod http;
+mod issued;
 mod limit;
 mod observe;
 mod order;
@@ -45,11 +47,13 @@ mod state;
 
 pub(crate) use account::{AccountState, check_directory, open_existing, open_or_create};
 pub(crate) use chain::{IssuedChain, pem_blocks, verify_chain};
+pub(crate) use directory::caa_identities;
+pub(crate) use issued::IssuedBy;
 pub(crate) use limit::RateLimit;
 pub(crate) use order::{
     Challenge, PendingOrder, Reopened, check_profile, complete, create, reopen, replaces_for,
 };
-pub(crate) use state::StateDir;
+pub(crate) use state::{StateDir, limits_dir};
 
 /// How to poll the CA while it validates and while it issues.
 ///
@@ -76,6 +80,8 @@ pub(crate) const BAD_NONCE_ATTEMPTS: u32 = 20;
 
 /// The RFC 8555 problem type for a rejected nonce.
 const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";
+/// The RFC 8555 problem type of a CA's own failure.
+const SERVER_INTERNAL: &str = "urn:ietf:params:acme:error:serverInternal";
 
 /// An error that may mean only "the CA refused the nonce": what [`retry_bad_nonce!`] retries.
 pub(crate) trait BadNonce {
@@ -174,6 +180,19 @@ impl AcmeError {
         )
     }
 
+    /// Whether the CA cannot issue now, so that another CA may be asked (docs/renewal.md):
+    /// it is unreachable or its TLS fails, it does not answer in time, it answers 5xx or
+    /// `serverInternal` (after instant-acme's and fleetcert's retries), or its rate limit
+    /// refused this order. A refused validation, a config the CA refuses or anything else
+    /// the host or its records cause is not: another CA would refuse the same.
+    pub(crate) fn cannot_issue(&self) -> bool {
+        match self {
+            Self::RateLimited(_) | Self::Timeout { .. } => true,
+            Self::Ca { source, .. } => unavailable(source),
+            _ => false,
+        }
+    }
+
     /// Whether the operator must fix the config or the files before anything can work
     /// (exit 2), rather than the CA or the system failing the run (exit 4).
     pub(crate) fn is_usage(&self) -> bool {
@@ -206,6 +225,28 @@ impl AcmeError {
             action,
             source,
         }
+    }
+}
+
+/// Whether a failed request means the CA is not there to issue (see
+/// [`AcmeError::cannot_issue`]).
+fn unavailable(err: &instant_acme::Error) -> bool {
+    match err {
+        instant_acme::Error::Api(problem) => {
+            problem.status.is_some_and(|status| status >= 500)
+                || matches!(
+                    problem_type(problem),
+                    Some(SERVER_INTERNAL | limit::RATE_LIMITED)
+                )
+        }
+        // No connection, TLS refused, no answer in time (src/acme/http.rs), or an answer
+        // that is not ACME at all (a proxy's error page in front of the CA).
+        instant_acme::Error::Http(_)
+        | instant_acme::Error::Hyper(_)
+        | instant_acme::Error::Other(_)
+        | instant_acme::Error::Timeout(_)
+        | instant_acme::Error::Json(_) => true,
+        _ => false,
     }
 }
 

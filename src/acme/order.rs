@@ -45,6 +45,10 @@ pub(crate) struct PendingOrder {
     pub(crate) reason: String,
     /// When the order was made (RFC 3339).
     pub(crate) created: String,
+    /// Why a fallback CA was asked (the primary's failure); absent for the primary's
+    /// orders, and in files from before fallback CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) fallback: Option<String>,
 }
 
 impl Versioned for PendingOrder {
@@ -573,6 +577,7 @@ mod tests {
             profile: None,
             reason: "no certificate yet".to_owned(),
             created: "2026-01-01T00:00:00Z".to_owned(),
+            fallback: None,
         }
     }
 

@@ -6,10 +6,16 @@
 //!     account.json      0600  directory URL -> account credentials
 //!     orders/<cert>.json 0600 an order waiting between request and finalize
 //!     keys/<cert>.pem   0600  the key made at finalize, kept until the chain is installed
-//!     limits/<cert>.json 0600 a CA's rate limit that refused an order, until it ends
+//!     limits/<cert>.json 0600 the primary CA's rate limit that refused an order, until it ends
+//!     limits-<ca>/<cert>.json 0600 the same for a fallback CA (`<ca>`: see [`limits_dir`])
+//!     issued/<cert>.json 0600 which CA issued the installed certificate, and why that one
 //!     reloads/<cert>.json 0600 a `reload` that failed, run again by every run until it works
 //!     lock              0600  held by request, finalize and renew for their whole run
 //! ```
+//!
+//! Everything a CA owns is kept per CA: accounts by directory URL in `account.json`, an
+//! order names its CA, and each fallback CA has its own rate-limit directory, so the files
+//! of a host from before fallback CAs existed are the primary's as they are.
 //!
 //! Opened without `create` (a dry run, `status`), a state directory that does not exist reads
 //! as empty and nothing is created.
@@ -23,6 +29,7 @@ use crate::store::{self, Access, Dir, Existing, StoreError, Versioned};
 const ORDERS_DIR: &str = "orders";
 const KEYS_DIR: &str = "keys";
 const LIMITS_DIR: &str = "limits";
+const ISSUED_DIR: &str = "issued";
 const RELOADS_DIR: &str = "reloads";
 const LOCK_FILE: &str = "lock";
 /// How long a run waits for another run on the same host: a finalize takes seconds, a slow
@@ -182,26 +189,42 @@ impl StateDir {
         }
     }
 
-    /// The saved rate limit of `cert`.
+    /// The saved rate limit of `cert` in `limits` (a CA's, [`limits_dir`]).
     pub(crate) fn load_rate_limit<T: Versioned>(
         &self,
+        limits: &str,
         cert: &str,
     ) -> Result<Option<T>, StoreError> {
-        self.load_in(LIMITS_DIR, cert)
+        self.load_in(limits, cert)
     }
 
-    /// Saves the rate limit of `cert`.
+    /// Saves the rate limit of `cert` in `limits`.
     pub(crate) fn save_rate_limit<T: Versioned>(
         &self,
+        limits: &str,
         cert: &str,
         limit: &T,
     ) -> Result<(), StoreError> {
-        self.save_in(LIMITS_DIR, cert, limit)
+        self.save_in(limits, cert, limit)
     }
 
-    /// Forgets the rate limit of `cert`; nothing to forget is fine.
-    pub(crate) fn remove_rate_limit(&self, cert: &str) -> Result<(), StoreError> {
-        self.remove_in(LIMITS_DIR, &order_file(cert))
+    /// Forgets the rate limit of `cert` in `limits`; nothing to forget is fine.
+    pub(crate) fn remove_rate_limit(&self, limits: &str, cert: &str) -> Result<(), StoreError> {
+        self.remove_in(limits, &order_file(cert))
+    }
+
+    /// The record of the CA that issued `cert`'s installed certificate.
+    pub(crate) fn load_issued<T: Versioned>(&self, cert: &str) -> Result<Option<T>, StoreError> {
+        self.load_in(ISSUED_DIR, cert)
+    }
+
+    /// Saves the record of the CA that issued `cert`'s installed certificate.
+    pub(crate) fn save_issued<T: Versioned>(
+        &self,
+        cert: &str,
+        issued: &T,
+    ) -> Result<(), StoreError> {
+        self.save_in(ISSUED_DIR, cert, issued)
     }
 
     /// The reload of `cert` that failed and waits to be run again.
@@ -257,6 +280,21 @@ impl StateDir {
             problem: "does not exist, and this run may not create it".to_owned(),
         }
     }
+}
+
+/// The rate-limit directory of a CA: `limits` for the primary (where it always was), and
+/// `limits-<12 hex digits of the SHA-256 of the directory URL>` for a fallback, a name that
+/// stays the same when the config lists the fallbacks in another order.
+pub(crate) fn limits_dir(directory: &str, primary: bool) -> String {
+    if primary {
+        return LIMITS_DIR.to_owned();
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, directory.as_bytes());
+    let hex: String = digest.as_ref()[..6]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("{LIMITS_DIR}-{hex}")
 }
 
 fn order_file(cert: &str) -> String {

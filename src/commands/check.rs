@@ -119,7 +119,37 @@ async fn check(
             .map(|(cert, probes)| ((*cert).to_owned(), probes.iter().map(facts).collect()))
             .collect(),
     );
-    Ok(line(&findings, &days, certs.len()))
+    let (status, text) = line(&findings, &days, certs.len());
+    Ok((status, with_fallbacks(text, &config, &certs)))
+}
+
+/// The line with the certificates a fallback CA issued named, and by which CA, before the
+/// performance data: not a problem (the status stays), but worth knowing while it lasts.
+fn with_fallbacks(
+    mut text: String,
+    config: &HostConfig,
+    certs: &[(&String, &CertSpec, Installed<'_>)],
+) -> String {
+    let Ok(state) = crate::acme::StateDir::open(&config.state_dir, false) else {
+        return text;
+    };
+    let named: Vec<String> = certs
+        .iter()
+        .filter_map(|(cert, _, installed)| {
+            let issued = installed.issued_by(config, &state, cert)?;
+            issued
+                .fallback
+                .is_some()
+                .then(|| format!("{cert} by {}", crate::shown::bare(&issued.directory, 200)))
+        })
+        .collect();
+    if named.is_empty() {
+        return text;
+    }
+    let note = format!("; issued by a fallback CA: {}", named.join(", "));
+    let at = text.find(" |").unwrap_or(text.len());
+    text.insert_str(at, &note);
+    text
 }
 
 /// Probes every target of every certificate, a few at a time.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::acme::AcmeError;
 use crate::cert::{KeyType, Pkcs12Error};
-use crate::dns::{ChainError, DelegationError, DnsName};
+use crate::dns::{CaaError, ChainError, DelegationError, DnsName};
 use crate::issuer::SignError;
 use crate::store::StoreError;
 
@@ -15,6 +15,16 @@ pub(crate) enum CertFailure {
     /// Some `_acme-challenge` names do not lead to the signing zone.
     #[error("{}", Joined(.0, "; "))]
     Delegation(Vec<DelegationError>),
+    /// CAA does not allow the CA for some names, or could not be read.
+    #[error("{}", Joined(.0, "; "))]
+    Caa(Vec<CaaError>),
+    /// No CA issued: each CA asked and why it did not; `waits` says why no fallback was
+    /// asked, when none was.
+    #[error("{}{}", Joined(.tried, "; "), Waits(.waits.as_deref()))]
+    NoCa {
+        tried: Vec<Declined>,
+        waits: Option<String>,
+    },
     /// A name the CA will look up does not validate (DNSSEC).
     #[error("{}", Joined(.0, "; "))]
     Dnssec(Vec<ChainError>),
@@ -44,6 +54,33 @@ pub(crate) enum CertFailure {
         key: KeyType,
         directory: String,
     },
+}
+
+impl From<CaaError> for CertFailure {
+    fn from(err: CaaError) -> Self {
+        Self::Caa(vec![err])
+    }
+}
+
+/// One CA that did not take a certificate's order, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{ca}: {failure}")]
+pub(crate) struct Declined {
+    /// "primary CA URL" or "fallback CA URL".
+    pub(crate) ca: String,
+    pub(crate) failure: Box<CertFailure>,
+}
+
+/// `; <why>` when there is a why.
+struct Waits<'a>(Option<&'a str>);
+
+impl fmt::Display for Waits<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(why) => write!(f, "; {why}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A list shown as one line, with a separator between the items.

@@ -5,14 +5,14 @@
 //! The files of one certificate are installed as one set (`cert::CertDir::install`).
 
 use futures_util::future::join_all;
-use instant_acme::Account;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::ca::Cas;
 use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
 use super::report::print_json;
-use crate::acme::{self, AcmeError, IssuedChain, PendingOrder, StateDir};
+use crate::acme::{self, AcmeError, IssuedBy, IssuedChain, PendingOrder, StateDir};
 use crate::cert::{CertPaths, Keystore, PrivateKey, Secret, SetFile};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
@@ -41,6 +41,12 @@ pub(super) struct CertReport {
     paths: CertPaths,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The directory URL of the CA that issued the certificate installed by this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca: Option<String>,
+    /// Why a fallback CA issued it: what the primary said, and why it could not wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<String>,
     /// Whether `reload` ran and the service is on the installed set; `null` when no reload
     /// was due (nothing changed, none pending, none configured, `--dry-run`).
     reloaded: Option<bool>,
@@ -77,8 +83,8 @@ pub(super) enum FinalizeStatus {
 struct Context<'c> {
     config: &'c HostConfig,
     state: &'c StateDir,
-    /// Opened when some order is pending; `None`: there is no account for this CA.
-    account: Option<Account>,
+    /// Each CA, with its account opened when an order there is completed.
+    cas: Cas<'c>,
     dry_run: bool,
 }
 
@@ -132,16 +138,20 @@ async fn finalize_with_ca(
     let any_pending = pending
         .iter()
         .any(|(_, _, saved)| !matches!(saved, Ok(None)));
-    // The CA unreachable with orders pending fails the run: nothing could be finalized.
-    let account = if any_pending && !dry_run {
-        acme::open_existing(&config.acme, state).await?
-    } else {
-        None
-    };
+    let cas = Cas::new(config);
+    // Without a fallback CA, the CA unreachable with orders pending fails the run: nothing
+    // could be finalized. With one, each order's own CA is opened when it is completed.
+    if any_pending
+        && !dry_run
+        && config.fallback.is_empty()
+        && let Some(account) = acme::open_existing(&config.acme, state).await?
+    {
+        cas.primary().set_account(account);
+    }
     let context = Context {
         config,
         state,
-        account,
+        cas,
         dry_run,
     };
     let certs = join_all(
@@ -182,6 +192,8 @@ impl CertReport {
             not_after,
             paths: installed.paths.clone(),
             error,
+            ca: None,
+            fallback: None,
             reloaded: None,
             reload_error: None,
         }
@@ -209,6 +221,13 @@ impl CertReport {
             self.reloaded = Some(result.is_ok());
             self.reload_error = result.err().map(|err| err.to_string());
         }
+    }
+
+    /// Names the CA that issued the new certificate, and why a fallback did.
+    fn issued_by(mut self, issued: IssuedBy) -> Self {
+        self.ca = Some(issued.directory);
+        self.fallback = issued.fallback;
+        self
     }
 }
 
@@ -246,13 +265,14 @@ async fn finalize_one(
         return report(FinalizeStatus::WouldIssue, installed.not_after(), None);
     }
     match issue(context, &saved, cert, spec, &installed).await {
-        Ok(chain) => {
-            info!(cert, not_after = %rfc3339(chain.inspection.not_after), "installed");
+        Ok((chain, issued)) => {
+            info!(cert, not_after = %rfc3339(chain.inspection.not_after), ca = %issued.directory, "installed");
             report(
                 FinalizeStatus::Issued,
                 Some(rfc3339(chain.inspection.not_after)),
                 None,
             )
+            .issued_by(issued)
         }
         Err(failure) => {
             // A dead order is forgotten so that the next request makes a new one; after a
@@ -286,13 +306,14 @@ fn check_fits(
     saved: &PendingOrder,
 ) -> Result<(), CertFailure> {
     let config = context.config;
-    let acme = &config.acme;
-    if saved.fits(
-        &spec.names,
-        config.key,
-        acme.profile.as_deref(),
-        &acme.directory,
-    ) {
+    if config.ca(&saved.directory).is_some_and(|acme| {
+        saved.fits(
+            &spec.names,
+            config.key,
+            acme.profile.as_deref(),
+            &acme.directory,
+        )
+    }) {
         return Ok(());
     }
     if !context.dry_run {
@@ -305,27 +326,33 @@ fn check_fits(
     })
 }
 
-/// Completes the order, checks the chain, installs the files, forgets the order.
+/// Completes the order at its CA, checks the chain, installs the files, records the CA
+/// that issued them, forgets the order.
 async fn issue(
     context: &Context<'_>,
     saved: &PendingOrder,
     cert: &str,
     spec: &CertSpec,
     installed: &Installed<'_>,
-) -> Result<IssuedChain, CertFailure> {
+) -> Result<(IssuedChain, IssuedBy), CertFailure> {
     let config = context.config;
-    let Some(account) = &context.account else {
-        return Err(CertFailure::Acme(AcmeError::NoAccount {
-            directory: config.acme.directory.clone(),
-            state_dir: config.state_dir.clone(),
-        }));
-    };
+    // `check_fits` made sure the config lists the order's CA.
+    let ca = context
+        .cas
+        .find(&saved.directory)
+        .unwrap_or_else(|| context.cas.primary());
+    let account = ca.account(context.state, false).await?;
     let (key, pem) = acme::complete(account, saved, context.state, cert).await?;
     let chain = acme::verify_chain(&pem, &key, &saved.names)?;
     install_issued(config, spec, installed, &key, &chain)?;
     crash_point!("finalize.installed");
+    let issued = IssuedBy::new(&saved.directory, &chain.inspection, saved.fallback.clone());
+    // Only ARI and reports read it: a record that cannot be written costs no certificate.
+    if let Err(err) = issued.save(context.state, cert) {
+        warn!(cert, error = %err, "cannot record which CA issued the certificate");
+    }
     PendingOrder::remove(context.state, cert)?;
-    Ok(chain)
+    Ok((chain, issued))
 }
 
 /// Installs a new key and its checked chain, with the keystore when `pkcs12:` asks for one

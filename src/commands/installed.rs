@@ -2,6 +2,7 @@
 
 use time::OffsetDateTime;
 
+use crate::acme::{IssuedBy, StateDir};
 use crate::cert::{
     CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, RenewalWindow, Schedule,
     Wanted, inspect_chain,
@@ -53,6 +54,25 @@ impl<'c> Installed<'c> {
             key_present,
             origin,
         }
+    }
+
+    /// The CA that issued the certificate on disk, when a CA did: the one `finalize`
+    /// recorded for it, else the primary (what every certificate came from before fallback
+    /// CAs existed). `None` without a certificate, or for a test issuer's.
+    pub(crate) fn issued_by(
+        &self,
+        config: &HostConfig,
+        state: &StateDir,
+        cert: &str,
+    ) -> Option<IssuedBy> {
+        let inspection = self.inspection()?;
+        if !self.origin.as_ref().is_some_and(Origin::is_from_a_ca) {
+            return None;
+        }
+        Some(
+            IssuedBy::of(state, cert, inspection)
+                .unwrap_or_else(|| IssuedBy::new(&config.acme.directory, inspection, None)),
+        )
     }
 
     /// The leaf's facts, when the chain parses.

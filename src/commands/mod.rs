@@ -1,5 +1,6 @@
 //! One module per subcommand: load the config, do the work, print the JSON report.
 
+mod ca;
 mod check;
 mod failure;
 mod finalize;

@@ -216,11 +216,11 @@ pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome
         })
         .collect();
     if !invalid.is_empty() {
-        eprintln!(
-            "fleetcert: error: zone {} serial {serial} is published, but {}",
+        print_error_line(&format_args!(
+            "zone {} serial {serial} is published, but {}",
             config.zone,
             invalid.join("; ")
-        );
+        ));
         return Outcome::PropagationTimeout;
     }
     Outcome::Success

@@ -235,6 +235,13 @@ fn cert_facts(
             let installed = Installed::read(config, cert, spec);
             let facts = installed.inspection().map(|leaf| {
                 let mut facts = installed_facts(config, spec, leaf);
+                if let Some(issued) = state
+                    .as_ref()
+                    .and_then(|state| installed.issued_by(config, state, cert))
+                {
+                    facts.ca = issued.directory;
+                    facts.fallback = issued.fallback.is_some();
+                }
                 // When it renews: as this run decided with the CA's window (request, renew),
                 // else as the file says the last one did for this same leaf, else by the
                 // days rule (as installed_facts has it).
@@ -281,6 +288,9 @@ fn installed_facts(config: &HostConfig, spec: &CertSpec, leaf: &Inspection) -> I
             .key_type
             .map_or_else(|| "other".to_owned(), |key| key.to_string()),
         serial: serial_hex(&leaf.serial),
+        // Filled in from the state directory by the caller (`Installed::issued_by`).
+        ca: String::new(),
+        fallback: false,
     }
 }
 

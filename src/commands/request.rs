@@ -10,6 +10,11 @@
 //! anyway, and `cert::Inspection::decide` decides from the files, the window and the
 //! certificate's own seed; a rate limit the CA set earlier stops the order until its time;
 //! every order that renews a certificate on disk names it in `replaces`.
+//!
+//! The CAs (commands/ca.rs): the primary is asked first; when it cannot issue and the
+//! certificate cannot wait, each fallback in turn. CAA must allow a CA before it is asked.
+//! ARI is asked of the CA that issued the certificate on disk, and `replaces` goes only to
+//! that CA.
 
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
@@ -17,11 +22,14 @@ use instant_acme::CertificateIdentifier;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::failure::CertFailure;
+use super::ca::{self, Ca, Cas};
+use super::failure::{CertFailure, Declined};
 use super::installed::{Installed, rfc3339};
 use super::record::Observed;
 use super::report::print_json;
-use crate::acme::{self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir};
+use crate::acme::{
+    self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir, limits_dir,
+};
 use crate::cert::{RenewalDecision, RenewalWindow, Rule, Schedule};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
@@ -59,7 +67,9 @@ struct Part {
 struct Context<'c> {
     config: &'c HostConfig,
     state: &'c StateDir,
+    /// The primary's account, as opened before the certificates.
     account: AccountState,
+    cas: Cas<'c>,
     dry_run: bool,
     now: OffsetDateTime,
 }
@@ -110,16 +120,28 @@ pub(super) async fn token_document(
         // reads the CA's directory, so that it fails as the real run would when the CA does
         // not answer rather than promising an order that cannot be made.
         if needs_orders(&plans) {
-            acme::check_directory(&config.acme).await?;
+            match acme::check_directory(&config.acme).await {
+                Ok(()) => {}
+                // With a fallback CA the real run would go on without the primary.
+                Err(err) if err.cannot_issue() && !config.fallback.is_empty() => {
+                    warn!(error = %err, "the primary CA cannot be reached");
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         AccountState::NotNeeded
     } else {
         open_account(config, state, &plans).await?
     };
+    let cas = Cas::new(config);
+    if let Some(account) = account.open() {
+        cas.primary().set_account(account.clone());
+    }
     let context = Context {
         config,
         state,
         account,
+        cas,
         dry_run,
         now,
     };
@@ -178,9 +200,16 @@ async fn open_account(
     plans: &[Plan<'_>],
 ) -> Result<AccountState, Error> {
     if needs_orders(plans) {
-        return Ok(AccountState::Open(
-            acme::open_or_create(&config.acme, state).await?,
-        ));
+        return match acme::open_or_create(&config.acme, state).await {
+            Ok(account) => Ok(AccountState::Open(account)),
+            // With a fallback CA, each certificate decides whether it can wait for the
+            // primary or asks a fallback (commands/ca.rs); without one, the run fails.
+            Err(err) if err.cannot_issue() && !config.fallback.is_empty() => {
+                warn!(error = %err, "the primary CA cannot be reached");
+                Ok(AccountState::Unavailable(err))
+            }
+            Err(err) => Err(err.into()),
+        };
     }
     let ari = config.renew.ari
         && plans
@@ -256,14 +285,11 @@ pub(super) fn not_due(
     )
 }
 
-/// Orders a due certificate, unless a rate limit still holds or its delegation is broken.
+/// Orders a due certificate from the first CA that takes it, unless its delegation is
+/// broken: the primary, then, when the primary cannot issue and the certificate cannot
+/// wait, each fallback CA. A CA whose rate limit still holds, or that CAA does not allow,
+/// is passed over.
 async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason: String) -> Part {
-    let cert = plan.cert;
-    match held_rate_limit(context, cert) {
-        Ok(Some(limit)) => return Part::failed(plan, acme::AcmeError::RateLimited(limit).into()),
-        Ok(None) => {}
-        Err(failure) => return Part::failed(plan, failure),
-    }
     let delegation = match plan.delegation.take() {
         Some(checked) => checked,
         None => precheck(context.config, plan.spec).await,
@@ -272,10 +298,82 @@ async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason: String) -
         return Part::failed(plan, failure);
     }
     if context.dry_run {
+        // The primary's rate limit still tells a dry run that nothing would go out.
+        if let Err(failure) = held_rate_limit(context, context.cas.primary(), plan.cert) {
+            return Part::failed(plan, failure);
+        }
         let reason = format!("would order ({reason})");
         return Part::new(plan, CertStatus::Pending, reason, Vec::new(), true);
     }
-    match order(context, plan, &reason, replaces(plan)).await {
+    let urgent = ca::urgency(context.config, &plan.installed, &plan.decision, context.now);
+    let mut tried: Vec<Declined> = Vec::new();
+    for ca in context.cas.iter() {
+        let fallback = if ca.primary {
+            None
+        } else if urgent.is_some() {
+            Some(fallback_reason(&tried, urgent.as_deref()))
+        } else {
+            break;
+        };
+        match order_at(context, plan, ca, &reason, fallback).await {
+            Ok(part) => return part,
+            Err(failure) if passed_over(&failure) && !context.config.fallback.is_empty() => {
+                info!(cert = plan.cert, ca = %ca.acme.directory, reason = %failure, "this CA does not take the order");
+                tried.push(Declined {
+                    ca: ca.describe(),
+                    failure: Box::new(failure),
+                });
+            }
+            Err(failure) => return Part::failed(plan, failure),
+        }
+    }
+    let waits = urgent.is_none().then(|| {
+        format!(
+            "not urgent: it waits for the primary (a fallback CA is asked once it has fewer \
+             than {} days left, renew.fallback_within_days)",
+            context.config.renew.fallback_within_days
+        )
+    });
+    Part::failed(plan, CertFailure::NoCa { tried, waits })
+}
+
+/// Why a fallback CA is asked: what the CAs before it said, and why waiting costs.
+fn fallback_reason(tried: &[Declined], urgent: Option<&str>) -> String {
+    let before: Vec<String> = tried.iter().map(ToString::to_string).collect();
+    format!(
+        "{}; and it cannot wait: {}",
+        before.join("; "),
+        urgent.unwrap_or("urgent")
+    )
+}
+
+/// Whether a CA's failure passes the order on to the next CA: the CA cannot issue now, or
+/// CAA does not allow it.
+fn passed_over(failure: &CertFailure) -> bool {
+    match failure {
+        CertFailure::Acme(err) => err.cannot_issue(),
+        CertFailure::Caa(_) => true,
+        _ => false,
+    }
+}
+
+/// Asks one CA for the order: its rate limit, CAA, its account, then the order itself.
+async fn order_at(
+    context: &Context<'_>,
+    plan: &Plan<'_>,
+    ca: &Ca<'_>,
+    reason: &str,
+    fallback: Option<String>,
+) -> Result<Part, CertFailure> {
+    let cert = plan.cert;
+    held_rate_limit(context, ca, cert)?;
+    ca::check_caa(context.config.resolver, ca, plan.spec).await?;
+    let replaces = replaces(context, plan, ca);
+    let reason = match &fallback {
+        Some(why) => format!("{reason}; from the {}, as {why}", ca.describe()),
+        None => reason.to_owned(),
+    };
+    match order(context, plan, ca, &reason, replaces, fallback).await {
         Ok(challenges) => {
             let records = records(context.config, cert, &challenges);
             let status = if records.is_empty() {
@@ -283,48 +381,58 @@ async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason: String) -
             } else {
                 CertStatus::Pending
             };
-            Part::new(plan, status, reason, records, true)
+            Ok(Part::new(plan, status, reason, records, true))
         }
         Err(CertFailure::Acme(acme::AcmeError::RateLimited(limit))) => {
-            // Kept so that the next runs do not order before the limit ends.
-            if let Err(err) = limit.save(context.state, cert) {
+            // Kept so that the next runs do not order from this CA before the limit ends.
+            let limits = limits_dir(&ca.acme.directory, ca.primary);
+            if let Err(err) = limit.save(context.state, &limits, cert) {
                 warn!(cert, error = %err, "cannot keep the rate limit; the next run asks again");
             }
-            Part::failed(plan, acme::AcmeError::RateLimited(limit).into())
+            Err(acme::AcmeError::RateLimited(limit).into())
         }
-        Err(failure) => Part::failed(plan, failure),
+        Err(failure) => Err(failure),
     }
 }
 
-/// A refusal by the CA's rate limit that still stops `cert`'s next order. One that has
+/// A refusal by `ca`'s rate limit that still stops `cert`'s next order there. One that has
 /// ended, or came from another CA, is forgotten.
-fn held_rate_limit(
-    context: &Context<'_>,
-    cert: &str,
-) -> Result<Option<Box<RateLimit>>, CertFailure> {
-    let limit = match RateLimit::load(context.state, cert) {
+fn held_rate_limit(context: &Context<'_>, ca: &Ca<'_>, cert: &str) -> Result<(), CertFailure> {
+    let limits = limits_dir(&ca.acme.directory, ca.primary);
+    let limit = match RateLimit::load(context.state, &limits, cert) {
         Ok(Some(limit)) => limit,
-        Ok(None) => return Ok(None),
+        Ok(None) => return Ok(()),
         Err(err) => {
             // Our own file, broken: asking the CA again costs at most one refusal.
             warn!(cert, error = %err, "ignoring the saved rate limit");
-            return Ok(None);
+            return Ok(());
         }
     };
-    if limit.holds(&context.config.acme.directory, context.now) {
-        return Ok(Some(Box::new(limit)));
+    if limit.holds(&ca.acme.directory, context.now) {
+        return Err(acme::AcmeError::RateLimited(Box::new(limit)).into());
     }
     if !context.dry_run {
-        RateLimit::remove(context.state, cert)?;
+        RateLimit::remove(context.state, &limits, cert)?;
     }
-    Ok(None)
+    Ok(())
 }
 
 /// The certificate an order renews, for `replaces` (RFC 9773 section 5): the one on disk
 /// whatever made it due, when it shares a name with the order (Let's Encrypt exempts a
 /// renewal from its rate limits only then).
-fn replaces(plan: &Plan<'_>) -> Option<CertificateIdentifier<'static>> {
+/// Only to the CA that issued it: another CA never saw it.
+fn replaces(
+    context: &Context<'_>,
+    plan: &Plan<'_>,
+    ca: &Ca<'_>,
+) -> Option<CertificateIdentifier<'static>> {
     let inspection = plan.installed.inspection()?;
+    let issuer = context
+        .cas
+        .issuer_of(context.state, plan.cert, &plan.installed);
+    if issuer.acme.directory != ca.acme.directory {
+        return None;
+    }
     // Not a test issuer's certificate (docs/test-gates.md): the CA never issued it.
     let from_a_ca = plan
         .installed
@@ -365,7 +473,12 @@ impl Part {
         let reason = failure.to_string();
         warn!(cert = plan.cert, reason, "cannot request");
         let mut part = Self::new(plan, CertStatus::Failed, reason, Vec::new(), false);
-        if let CertFailure::Acme(acme::AcmeError::RateLimited(limit)) = &failure {
+        // No CA took it: the primary's rate limit, if that was its reason, for the summary.
+        let failure = match &failure {
+            CertFailure::NoCa { tried, .. } => tried.first().map_or(&failure, |d| &*d.failure),
+            _ => &failure,
+        };
+        if let CertFailure::Acme(acme::AcmeError::RateLimited(limit)) = failure {
             part.state.rate_limit = Some(RateLimited {
                 limit: limit.limit.clone(),
                 retry_after: limit.retry_after.clone(),
@@ -396,13 +509,16 @@ async fn resume(
     saved: &PendingOrder,
 ) -> Result<Resumed, CertFailure> {
     let config = context.config;
-    let acme = &config.acme;
-    let fits = saved.fits(
-        &plan.spec.names,
-        config.key,
-        acme.profile.as_deref(),
-        &acme.directory,
-    );
+    // The order's own CA, primary or fallback, while the config still lists it.
+    let ca = context.cas.find(&saved.directory);
+    let fits = ca.is_some_and(|ca| {
+        saved.fits(
+            &plan.spec.names,
+            config.key,
+            ca.acme.profile.as_deref(),
+            &ca.acme.directory,
+        )
+    });
     if context.dry_run {
         if !fits {
             return Ok(Resumed::Dropped(None));
@@ -413,7 +529,13 @@ async fn resume(
         );
         return Ok(Resumed::Open(CertStatus::Pending, reason, Vec::new()));
     }
-    let why = match context.account.open() {
+    // The order's CA unreachable keeps the order (the next run asks again): only a CA that
+    // answers can say the order is dead.
+    let account = match ca {
+        Some(ca) if fits => Some(ca.account(context.state, true).await?),
+        _ => None,
+    };
+    let why = match account {
         Some(account) if fits && saved.account == account.id() => {
             match acme::reopen(account, saved, context.now).await? {
                 Reopened::Open(challenges) => {
@@ -453,7 +575,22 @@ async fn ask_ari(context: &Context<'_>, plan: &Plan<'_>) -> Option<RenewalWindow
         return None;
     }
     let inspection = plan.installed.inspection()?;
-    let Some(account) = context.account.open() else {
+    // Asked of the CA that issued it: only that one knows the certificate.
+    let issuer = context
+        .cas
+        .issuer_of(context.state, plan.cert, &plan.installed);
+    let account = if issuer.primary {
+        context.account.open()
+    } else {
+        match issuer.account(context.state, false).await {
+            Ok(account) => Some(account),
+            Err(problem) => {
+                tracing::debug!(cert = plan.cert, %problem, "deciding without ARI");
+                None
+            }
+        }
+    };
+    let Some(account) = account else {
         if let Some(problem) = context.account.problem() {
             tracing::debug!(cert = plan.cert, %problem, "deciding without ARI");
         }
@@ -510,18 +647,16 @@ async fn precheck(config: &HostConfig, spec: &CertSpec) -> Result<(), CertFailur
 async fn order(
     context: &Context<'_>,
     plan: &Plan<'_>,
+    ca: &Ca<'_>,
     reason: &str,
     replaces: Option<CertificateIdentifier<'static>>,
+    fallback: Option<String>,
 ) -> Result<Vec<Challenge>, CertFailure> {
     let config = context.config;
-    let Some(account) = context.account.open() else {
-        // `open_account` opened it whenever a due certificate passed its pre-check.
-        return Err(CertFailure::Acme(acme::AcmeError::NoAccount {
-            directory: config.acme.directory.clone(),
-            state_dir: config.state_dir.clone(),
-        }));
-    };
-    let profile = config.acme.profile.as_deref();
+    // The primary's was opened before the certificates, unless it could not be (then this
+    // asks again, and says why it cannot); a fallback's on first use.
+    let account = ca.account(context.state, true).await?;
+    let profile = ca.acme.profile.as_deref();
     if let Some(profile) = profile {
         acme::check_profile(account, profile)?;
     }
@@ -529,7 +664,7 @@ async fn order(
     context.state.probe(Some("orders"))?;
     let (order, challenges) = acme::create(
         account,
-        &config.acme.directory,
+        &ca.acme.directory,
         &plan.spec.names,
         profile,
         replaces,
@@ -541,13 +676,14 @@ async fn order(
     let saved = PendingOrder {
         version: PendingOrder::VERSION,
         url: order.url().to_owned(),
-        directory: config.acme.directory.clone(),
+        directory: ca.acme.directory.clone(),
         account: account.id().to_owned(),
         names: plan.spec.names.clone(),
         key: config.key,
         profile: profile.map(str::to_owned),
         reason: reason.to_owned(),
         created: rfc3339(context.now),
+        fallback,
     };
     saved.save(context.state, plan.cert)?;
     crash_point!("request.order_saved");

@@ -32,6 +32,11 @@ struct CertLine {
     key_type: Option<String>,
     /// Whether an order waits for `finalize`.
     pending: bool,
+    /// The directory URL of the CA that issued the certificate on disk.
+    ca: Option<String>,
+    /// Why a fallback CA issued it, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<String>,
     paths: CertPaths,
     /// Why the files on disk cannot be read, if they cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +54,7 @@ pub(crate) fn run(args: &StatusArgs) -> Result<Outcome, Error> {
         .map(|(cert, spec)| {
             let installed = Installed::read(&config, cert, spec);
             let inspection = installed.inspection();
+            let issued = installed.issued_by(&config, &state, cert);
             CertLine {
                 name: cert.clone(),
                 names: spec.names.clone(),
@@ -56,6 +62,8 @@ pub(crate) fn run(args: &StatusArgs) -> Result<Outcome, Error> {
                 days_left: inspection.map(|i| (i.not_after - now).whole_days()),
                 key_type: inspection.and_then(|i| i.key_type).map(|t| t.to_string()),
                 pending: state.has_order(cert) || local.orders.contains_key(cert),
+                ca: issued.as_ref().map(|issued| issued.directory.clone()),
+                fallback: issued.and_then(|issued| issued.fallback),
                 problem: installed.chain.as_ref().err().cloned(),
                 paths: installed.paths.clone(),
             }

@@ -60,6 +60,9 @@ struct RawHost {
     certs: RawCerts,
     metrics: Option<RawMetrics>,
     update: Option<RawUpdate>,
+    /// Further CAs, asked only when the primary cannot issue and waiting costs something.
+    #[serde(default)]
+    fallback: Vec<RawAcme>,
     servers: Option<Vec<String>>,
     timeout: Option<ConfigDuration>,
 }
@@ -73,13 +76,17 @@ struct RawAcme {
     ca_bundle: Option<PathBuf>,
     profile: Option<String>,
     eab: Option<RawEab>,
+    /// The CA's CAA identity, when its directory names none (or another).
+    caa_identity: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEab {
     kid: String,
-    hmac_key: String,
+    hmac_key: Option<String>,
+    /// A file (mode 0600) holding the base64url HMAC key, so the key stays out of the config.
+    hmac_key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for RawEab {
@@ -97,6 +104,8 @@ struct RawRenew {
     before_days: u32,
     #[serde(default = "default_true")]
     ari: bool,
+    /// Days before expiry from which a renewal is urgent enough for a fallback CA.
+    fallback_within_days: Option<u32>,
 }
 
 impl Default for RawRenew {
@@ -104,6 +113,7 @@ impl Default for RawRenew {
         Self {
             before_days: DEFAULT_RENEW_BEFORE_DAYS,
             ari: true,
+            fallback_within_days: None,
         }
     }
 }
@@ -144,6 +154,8 @@ pub(crate) struct HostConfig {
     pub(crate) metrics: Option<Metrics>,
     /// How `renew` publishes this host's records (`update:`, `servers`, `timeout`).
     pub(crate) update: Option<HostUpdate>,
+    /// Further CAs in the order they are tried after `acme` (docs/renewal.md).
+    pub(crate) fallback: Vec<Acme>,
 }
 
 /// How to reach the CA and the account to use there.
@@ -155,6 +167,9 @@ pub(crate) struct Acme {
     pub(crate) ca_bundle: Option<PathBuf>,
     pub(crate) profile: Option<String>,
     pub(crate) eab: Option<Eab>,
+    /// The identity a CAA `issue` record names to allow this CA, when configured; else the
+    /// directory's `meta.caaIdentities` count.
+    pub(crate) caa_identity: Option<String>,
 }
 
 impl Acme {
@@ -166,6 +181,7 @@ impl Acme {
             ca_bundle: None,
             profile: None,
             eab: None,
+            caa_identity: None,
         }
     }
 }
@@ -191,6 +207,8 @@ pub(crate) struct Renew {
     pub(crate) before_days: u32,
     /// Ask the CA's ARI endpoint when it has one.
     pub(crate) ari: bool,
+    /// A certificate with fewer days left than this may come from a fallback CA.
+    pub(crate) fallback_within_days: u32,
 }
 
 impl HostConfig {
@@ -199,7 +217,7 @@ impl HostConfig {
         let raw: RawHost = read_yaml(path, super::ConfigKind::Host, OthersWrite::Warn)?;
         let issuer = check_issuer(path, raw.issuer)?;
         let acme = match raw.acme {
-            Some(acme) => check_acme(path, acme)?,
+            Some(acme) => check_acme(path, "acme", acme)?,
             None => {
                 let fix = "set `acme: {email: ..., agree_tos: true}`";
                 left_out(path, &issuer, "acme", fix)?;
@@ -243,9 +261,8 @@ impl HostConfig {
             }
         };
         check_layout(path, raw.layout, &certs)?;
-        if raw.renew.before_days == 0 {
-            return Err(invalid(path, "renew.before_days", "must be at least 1"));
-        }
+        let renew = check_renew(path, &raw.renew)?;
+        let fallback = check_fallback(path, raw.fallback, &acme)?;
         let update = check_host_update(
             path,
             raw.update,
@@ -268,18 +285,26 @@ impl HostConfig {
             layout: raw.layout,
             gid,
             key: raw.key,
-            renew: Renew {
-                before_days: raw.renew.before_days,
-                ari: raw.renew.ari,
-            },
+            renew,
             certs,
             metrics: check_metrics(path, raw.metrics)?,
             update,
+            fallback,
         })
     }
 }
 
 impl HostConfig {
+    /// Every CA, the primary (`acme`) first, then `fallback` in order.
+    pub(crate) fn cas(&self) -> impl Iterator<Item = &Acme> {
+        std::iter::once(&self.acme).chain(&self.fallback)
+    }
+
+    /// The configured CA whose directory is `directory`.
+    pub(crate) fn ca(&self, directory: &str) -> Option<&Acme> {
+        self.cas().find(|acme| acme.directory == directory)
+    }
+
     /// Where certificate `cert`'s files go: their names, and its directory.
     pub(crate) fn files_of(&self, cert: &str, spec: &CertSpec) -> (FileNames, CertDir<'_>) {
         let first = spec.names.first().unwrap_or(&self.host);
@@ -296,12 +321,15 @@ impl HostConfig {
     }
 }
 
-fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
+/// Checks one CA's block: `acme`, or `fallback[N]` (`key` names it in messages).
+fn check_acme(path: &Path, key: &str, raw: RawAcme) -> Result<Acme, ConfigError> {
     if raw.agree_tos != Some(true) {
         return Err(invalid(
             path,
-            "acme.agree_tos",
-            "must be true: read the CA's terms of service, then set `acme.agree_tos: true`",
+            format!("{key}.agree_tos"),
+            format!(
+                "must be true: read the CA's terms of service, then set `{key}.agree_tos: true`"
+            ),
         ));
     }
     let email = match raw.email {
@@ -314,14 +342,14 @@ fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
         Some(email) => {
             return Err(invalid(
                 path,
-                "acme.email",
+                format!("{key}.email"),
                 format!("{} is not an e-mail address", shown(&email)),
             ));
         }
         None => {
             return Err(invalid(
                 path,
-                "acme.email",
+                format!("{key}.email"),
                 "is missing: set the address the CA may write to about this account",
             ));
         }
@@ -330,7 +358,7 @@ fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
     if !directory.starts_with("https://") || directory.chars().any(char::is_control) {
         return Err(invalid(
             path,
-            "acme.directory",
+            format!("{key}.directory"),
             format!(
                 "{} must be an https:// URL of the CA's directory",
                 shown(&directory)
@@ -338,10 +366,14 @@ fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
         ));
     }
     if let Some(bundle) = &raw.ca_bundle {
-        check_ca_bundle(path, bundle)?;
+        check_ca_bundle(path, key, bundle)?;
     }
     let eab = match raw.eab {
-        Some(eab) => Some(check_eab(path, eab)?),
+        Some(eab) => Some(check_eab(path, key, eab)?),
+        None => None,
+    };
+    let caa_identity = match raw.caa_identity {
+        Some(identity) => Some(check_caa_identity(path, key, &identity)?),
         None => None,
     };
     Ok(Acme {
@@ -350,15 +382,87 @@ fn check_acme(path: &Path, raw: RawAcme) -> Result<Acme, ConfigError> {
         ca_bundle: raw.ca_bundle,
         profile: raw.profile,
         eab,
+        caa_identity,
     })
 }
 
+/// `fallback:`: each CA checked as `acme` is, none of them the primary or listed twice (one
+/// account per host and CA, kept by directory URL).
+fn check_fallback(
+    path: &Path,
+    raw: Vec<RawAcme>,
+    primary: &Acme,
+) -> Result<Vec<Acme>, ConfigError> {
+    let mut cas: Vec<Acme> = Vec::with_capacity(raw.len());
+    for (index, raw) in raw.into_iter().enumerate() {
+        let key = format!("fallback[{index}]");
+        let ca = check_acme(path, &key, raw)?;
+        if ca.directory == primary.directory
+            || cas.iter().any(|other| other.directory == ca.directory)
+        {
+            return Err(invalid(
+                path,
+                format!("{key}.directory"),
+                format!(
+                    "{} is already configured above: a fallback must be another CA",
+                    shown(&ca.directory)
+                ),
+            ));
+        }
+        cas.push(ca);
+    }
+    Ok(cas)
+}
+
+/// `renew:`. `fallback_within_days` is a third of `before_days` (rounded up) unless set;
+/// never more than `before_days`, which would make a certificate urgent before it is due.
+fn check_renew(path: &Path, raw: &RawRenew) -> Result<Renew, ConfigError> {
+    let before_days = raw.before_days;
+    if before_days == 0 {
+        return Err(invalid(path, "renew.before_days", "must be at least 1"));
+    }
+    let days = raw
+        .fallback_within_days
+        .unwrap_or_else(|| before_days.div_ceil(3));
+    if days > before_days {
+        return Err(invalid(
+            path,
+            "renew.fallback_within_days",
+            format!(
+                "is {days}, more than renew.before_days ({before_days}): set it to at most \
+                 {before_days}, or 0 to use a fallback CA only without a usable certificate"
+            ),
+        ));
+    }
+    Ok(Renew {
+        before_days,
+        ari: raw.ari,
+        fallback_within_days: days,
+    })
+}
+
+/// A CAA identity is a domain name (RFC 8659 section 4.2), compared without case.
+fn check_caa_identity(path: &Path, key: &str, identity: &str) -> Result<String, ConfigError> {
+    DnsName::parse(identity)
+        .map(|name| name.as_str().to_ascii_lowercase())
+        .map_err(|rule| {
+            invalid(
+                path,
+                format!("{key}.caa_identity"),
+                format!(
+                    "{} {rule}: write the domain the CA's CAA records name, like letsencrypt.org",
+                    shown(identity)
+                ),
+            )
+        })
+}
+
 /// Reads the bundle now: one that cannot be read would only fail later, mid-run.
-fn check_ca_bundle(path: &Path, bundle: &Path) -> Result<(), ConfigError> {
+fn check_ca_bundle(path: &Path, key: &str, bundle: &Path) -> Result<(), ConfigError> {
     let bytes = crate::store::read_bounded(bundle, MAX_CA_BUNDLE_BYTES).map_err(|err| {
         invalid(
             path,
-            "acme.ca_bundle",
+            format!("{key}.ca_bundle"),
             format!("{err}; point it at a PEM file or remove the key"),
         )
     })?;
@@ -368,24 +472,36 @@ fn check_ca_bundle(path: &Path, bundle: &Path) -> Result<(), ConfigError> {
     {
         return Err(invalid(
             path,
-            "acme.ca_bundle",
+            format!("{key}.ca_bundle"),
             format!("{} holds no PEM certificate", shown_path(bundle)),
         ));
     }
     Ok(())
 }
 
-fn check_eab(path: &Path, raw: RawEab) -> Result<Eab, ConfigError> {
+fn check_eab(path: &Path, key: &str, raw: RawEab) -> Result<Eab, ConfigError> {
     use base64::Engine as _;
-    let hmac_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw.hmac_key.trim_end_matches('='))
-        .map_err(|_| {
-            invalid(
+    let (text, from) = match (raw.hmac_key, raw.hmac_key_file) {
+        (Some(text), None) => (text, format!("{key}.eab.hmac_key")),
+        (None, Some(file)) => {
+            let from = format!("{key}.eab.hmac_key_file");
+            let file = super::beside(path, file);
+            let bytes = super::issuer::read_private(path, &from, &file)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| invalid(path, &from, "is not text: put the base64url key in it"))?;
+            (text.trim().to_owned(), from)
+        }
+        _ => {
+            return Err(invalid(
                 path,
-                "acme.eab.hmac_key",
-                "is not base64url, as the CA gives it",
-            )
-        })?;
+                format!("{key}.eab"),
+                "needs exactly one of `hmac_key` and `hmac_key_file` (a file of mode 0600)",
+            ));
+        }
+    };
+    let hmac_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|_| invalid(path, &from, "is not base64url, as the CA gives it"))?;
     Ok(Eab {
         kid: raw.kid,
         hmac_key,

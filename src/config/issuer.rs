@@ -169,7 +169,7 @@ fn read_local_ca(config: &Path, cert: PathBuf, key: &Path) -> Result<LocalCa, Co
 /// Reads a file only its owner may read: a CA key that others can read signs certificates
 /// every host under test trusts. The file itself (no link), owned by the running user or
 /// root; the mode is read from the open file, so it is the mode of what is read.
-fn read_private(config: &Path, key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+pub(super) fn read_private(config: &Path, key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     let refuse = |problem: String| invalid(config, key, format!("{} {problem}", shown_path(path)));
     let (file, meta) = crate::store::open_secret(path).map_err(|err| refuse(err.to_string()))?;
     let mode = meta.permissions().mode() & 0o7777;

@@ -129,7 +129,10 @@ enum OthersWrite {
 /// problem and its fix.
 fn others_may_write(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(path).ok()?;
+    // Only a regular file is a config; anything else is refused when it is read.
+    let meta = std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)?;
     let us = nix::unistd::geteuid().as_raw();
     let mode = meta.mode() & 0o7777;
     if meta.uid() != us && meta.uid() != 0 {
@@ -172,7 +175,9 @@ fn read_yaml<T: serde::de::DeserializeOwned>(
                 });
             }
             OthersWrite::Warn => {
-                tracing::warn!(config = %shown_path(path), "{problem}");
+                // Once per run: the metrics at the end load the config again.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| tracing::warn!(config = %shown_path(path), "{problem}"));
             }
         }
     }

@@ -2,6 +2,7 @@
 //! checks (a bogus chain before ordering, every server's signatures after publishing), finding
 //! a zone's servers, the every-server wait of `publish`, and DNS UPDATE signed with TSIG.
 
+mod caa;
 mod client;
 mod discover;
 mod dnssec;
@@ -11,6 +12,7 @@ mod tsig;
 mod update;
 mod wait;
 
+pub(crate) use caa::{CaaError, relevant_set};
 pub(crate) use client::{DnsError, Recursion, query};
 pub(crate) use discover::{DiscoverError, discover_servers};
 pub(crate) use dnssec::{ChainError, InvalidServer, check_chains, check_servers};

@@ -564,13 +564,12 @@ impl UpdateClient {
                     let bytes = self.read(operation, deadline, dropped).await?;
                     match message_id(&bytes) {
                         Some(got) if got == id => break bytes,
-                        Some(got) if self.in_flight.contains(&got) => {
-                            if self.early.contains_key(&got) {
-                                dropped += 1;
-                            } else {
-                                self.early.insert(got, bytes);
+                        Some(got) if self.in_flight.contains(&got) => match self.early.entry(got) {
+                            std::collections::hash_map::Entry::Occupied(_) => dropped += 1,
+                            std::collections::hash_map::Entry::Vacant(slot) => {
+                                slot.insert(bytes);
                             }
-                        }
+                        },
                         _ => dropped += 1,
                     }
                 }

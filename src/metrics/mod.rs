@@ -112,8 +112,10 @@ pub(crate) const FAMILIES: &[Family] = &[
     },
     Family {
         name: "fleetcert_certificate_info",
-        help: "The installed certificate: its first name, key type and serial (hex), value 1.",
-        labels: &["host", "cert", "name", "key_type", "serial"],
+        help: "The installed certificate: its first name, key type, serial (hex), the directory URL of the CA that issued it, and whether that was a fallback CA; value 1.",
+        labels: &[
+            "host", "cert", "name", "key_type", "serial", "ca", "fallback",
+        ],
         group: Group::Certificate,
     },
     Family {
@@ -262,6 +264,11 @@ pub(crate) struct InstalledFacts {
     pub(crate) key_type: String,
     /// Upper-case hex.
     pub(crate) serial: String,
+    /// The directory URL of the CA that issued it (the primary unless a record says
+    /// otherwise), empty for a test issuer's.
+    pub(crate) ca: String,
+    /// Whether a fallback CA issued it.
+    pub(crate) fallback: bool,
 }
 
 /// The probes of one certificate in this run.
@@ -553,6 +560,11 @@ fn cert_samples(samples: &mut Vec<Sample>, scope: (&'static str, &str), facts: &
                 ("name", &installed.name),
                 ("key_type", &installed.key_type),
                 ("serial", &installed.serial),
+                ("ca", &installed.ca),
+                (
+                    "fallback",
+                    if installed.fallback { "true" } else { "false" },
+                ),
             ],
             1.0,
         );
@@ -654,6 +666,8 @@ mod tests {
                 name: format!("{name}.example.org"),
                 key_type: "ecdsa-p384".to_owned(),
                 serial: "AB".to_owned(),
+                ca: "https://ca.test/dir".to_owned(),
+                fallback: false,
             }),
             due: None,
             pending: Some(false),

@@ -23,6 +23,9 @@ The test steers it with files in DIR, read on every request:
                       already carried gets 409 alreadyReplaced, as RFC 9773 section 5 has a
                       CA answer while that order is not invalid (the front does not track
                       which turned invalid: every earlier one counts)
+    DIR/fault.json    {"names": [...], "status": 503 | 429}: a newOrder for any of these
+                      names gets 503 `serverInternal` or 429 `rateLimited` (the CA cannot
+                      issue that certificate); others pass
     DIR/expired.json  {"<order URL>": "past" | "expired"}: that order's pending
                       authorizations are shown with `expires` an hour ago, still pending
                       (as Pebble shows an authorization it let expire), or as `expired`
@@ -31,7 +34,7 @@ and reads what happened from
 
     DIR/requests      one line per request: "METHOD PATH"
     DIR/orders.jsonl  one JSON line per newOrder: {"identifiers", "replaces", "profile",
-                      "answer": "created" | "rateLimited" | "alreadyReplaced"
+                      "answer": "created" | "rateLimited" | "alreadyReplaced" | "fault"
                                 | "<status> <Pebble's problem type>"}
 
 Usage: ari_profiles.py --upstream URL --cafile CA --cert PEM --key PEM --dir DIR
@@ -55,6 +58,7 @@ import urllib.parse
 # must know it before the directory was ever fetched.
 NEW_ORDER = "/order-plz"
 RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
+SERVER_INTERNAL = "urn:ietf:params:acme:error:serverInternal"
 ALREADY_REPLACED = "urn:ietf:params:acme:error:alreadyReplaced"
 # Headers that belong to one hop, never passed on (Host is set anew, exactly once).
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -199,6 +203,18 @@ def make_handler(args, upstream_ctx: ssl.SSLContext, state: State):
                 "replaces": payload.get("replaces"),
                 "profile": payload.get("profile"),
             }
+            fault = read_json(state.dir / "fault.json")
+            if fault is not None and set(entry["identifiers"]) & set(fault["names"]):
+                entry["answer"] = "fault"
+                state.log("orders.jsonl", json.dumps(entry))
+                status = int(fault["status"])
+                kind = RATE_LIMITED if status == 429 else SERVER_INTERNAL
+                problem = {"type": kind, "detail": "fault injected by the test", "status": status}
+                extra = [("Replay-Nonce", self.fresh_nonce())]
+                if status == 429:
+                    extra.append(("Retry-After", "3600"))
+                self.reply(status, extra, json.dumps(problem).encode(), "application/problem+json")
+                return
             limit = read_json(state.dir / "rate-limit")
             if limit is not None:
                 entry["answer"] = "rateLimited"

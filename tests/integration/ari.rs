@@ -34,12 +34,17 @@ pub(crate) struct FakeCa {
 impl FakeCa {
     /// Starts the fake in front of `sb`'s Pebble, offering `profiles` (comma-separated).
     pub(crate) fn start(sb: &Sandbox, profiles: &str) -> Self {
+        Self::start_for(sb, sb.acme_directory(), profiles)
+    }
+
+    /// Starts the fake in front of the Pebble at `upstream` (one of `sb`'s).
+    pub(crate) fn start_for(sb: &Sandbox, upstream: &str, profiles: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-ca/ari_profiles.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg("--upstream")
-            .arg(sb.acme_directory())
+            .arg(upstream)
             .arg("--cafile")
             .arg(sb.ca_bundle())
             .arg("--cert")
@@ -69,7 +74,7 @@ impl FakeCa {
         format!("https://127.0.0.1:{}/dir", self.port)
     }
 
-    fn write(&self, file: &str, value: &Value) {
+    pub(crate) fn write(&self, file: &str, value: &Value) {
         std::fs::write(self.dir.path().join(file), value.to_string()).expect("write fake state");
     }
 
@@ -137,6 +142,11 @@ impl FakeCa {
             .lines()
             .map(|line| serde_json::from_str(line).expect("orders.jsonl"))
             .collect()
+    }
+
+    /// Removes a steering file (`fault.json`, `windows.json`): that behaviour ends.
+    pub(crate) fn clear(&self, file: &str) {
+        std::fs::remove_file(self.dir.path().join(file)).expect("remove fake state");
     }
 
     /// The newOrders the CA acted on (made, or refused by rate limit): all but those Pebble

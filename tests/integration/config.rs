@@ -134,3 +134,61 @@ fn acme_and_signing_zone_are_required_unless_a_test_issuer_signs() {
     let run = fleetcert(["status", "--config", path.to_str().expect("utf-8 path")]);
     run.expect_code(0);
 }
+
+/// `fallback:` is checked entry by entry as `acme` is, each mistake named by its index;
+/// an EAB key file others may read, a fallback that is the primary again, and a
+/// `renew.fallback_within_days` beyond the renewal window are refused.
+#[test]
+fn bad_fallback_cas_are_named_by_their_index() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("ca-b.eab");
+    std::fs::write(
+        &key,
+        "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n",
+    )
+    .expect("write key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let entry = |rest: &str| {
+        format!(
+            "fallback:\n  - {{directory: https://127.0.0.2:9/dir, email: ops@example.test, \
+             agree_tos: true{rest}}}\n"
+        )
+    };
+    let cases = [
+        (
+            entry(", agree_tos: false").replace("agree_tos: true, ", ""),
+            "fallback[0].agree_tos",
+        ),
+        (
+            entry(&format!(
+                ", eab: {{kid: k, hmac_key_file: {}}}",
+                key.display()
+            )),
+            "chmod 600",
+        ),
+        (
+            entry(", eab: {kid: k}"),
+            "exactly one of `hmac_key` and `hmac_key_file`",
+        ),
+        (
+            entry("").replace("127.0.0.2", "127.0.0.1"),
+            "a fallback must be another CA",
+        ),
+        (
+            entry(", caa_identity: 'not a name'"),
+            "fallback[0].caa_identity",
+        ),
+        (
+            "renew: {before_days: 30, fallback_within_days: 31}\n".to_owned(),
+            "renew.fallback_within_days",
+        ),
+    ];
+    for (extra, needle) in cases {
+        assert_refused(
+            &config_text(dir.path(), GOOD_ACME, &extra),
+            dir.path(),
+            needle,
+        );
+    }
+}

@@ -326,8 +326,16 @@ fn a_cluster_gets_its_certificate_from_one_member_and_every_member_serves_it() {
     for member in lxd.all() {
         member.wait_serves("host1.example.test", &root, &issued);
     }
-    // One order, by one host: the only state directory with an account is the leader's.
-    assert!(host.state_dir().join("account.json").exists());
+    // LXD wrote what the leader's fleetcert installed, byte for byte, on every member.
+    let fullchain = fs::read(host.file("lxd", "fullchain.pem")).expect("read fullchain.pem");
+    for member in lxd.all() {
+        assert_eq!(
+            fs::read(member.lxd_dir().join("cluster.crt")).expect("read cluster.crt"),
+            fullchain,
+            "{}'s cluster.crt",
+            member.name()
+        );
+    }
 
     // A second run: nothing due, nothing handed over, no member's files touched.
     let cluster_files = |member: &Member<'_>| {
@@ -431,6 +439,71 @@ fn a_mismatched_or_half_written_pair_never_reaches_lxd() {
     let out = member.restart();
     assert!(out.status.success(), "LXD no longer starts: {out:?}");
     member.wait_serves("host1.example.test", &root, &good_leaf);
+
+    // Through fleetcert: `install` of another host's set runs the hand-over as the
+    // certificate's reload; a set whose key is another's is refused before anything is
+    // written or run, and LXD keeps serving (and restarting on) what it had.
+    let host = work.path().join("host");
+    let config = host.join("fleetcert.yaml");
+    fs::create_dir_all(&host).expect("mkdir");
+    fs::write(
+        &config,
+        format!(
+            "issuer: self-signed\nhost: host1.example.test\nstate_dir: {state}\n\
+             cert_dir: {certs}\ngroup: {group}\ncerts:\n  lxd:\n    \
+             names: [host1.example.test]\n    reload: [\"{hand_over}\", {args}]\n",
+            state = host.join("state").display(),
+            certs = host.join("certs").display(),
+            group = crate::fixture::KEY_GROUP,
+            hand_over = hand_over().display(),
+            args = server_args
+                .iter()
+                .map(|arg| format!("\"{arg}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    )
+    .expect("write the config");
+    let install = |from: &Path| {
+        crate::util::fleetcert([
+            "install".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--cert".as_ref(),
+            "lxd".as_ref(),
+            "--from".as_ref(),
+            from.as_os_str(),
+        ])
+    };
+    let copy = ca.issue("host1.example.test", &work.path().join("copy"));
+    let report = install(&work.path().join("copy")).expect_code(0).json();
+    assert_eq!(report["certs"][0]["reloaded"], true, "{report:#}");
+    let copy_leaf = Leaf::of_file(&copy.cert);
+    member.wait_serves("host1.example.test", &root, &copy_leaf);
+    let lxd_files = snapshot(&lxd_dir.join("fleetcert"));
+    let cert_files = snapshot(&host.join("certs"));
+    let refused = install(&mixed);
+    refused.expect_code(2);
+    assert_eq!(
+        refused.stderr.trim().lines().count(),
+        1,
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("PRIVATE KEY"),
+        "{}",
+        refused.stderr
+    );
+    eprintln!(
+        "fleetcert install of the mixed set: {}",
+        refused.stderr.trim()
+    );
+    assert_eq!(snapshot(&host.join("certs")), cert_files);
+    assert_eq!(snapshot(&lxd_dir.join("fleetcert")), lxd_files);
+    let out = member.restart();
+    assert!(out.status.success(), "LXD no longer starts: {out:?}");
+    member.wait_serves("host1.example.test", &root, &copy_leaf);
 
     // A cluster: the same refusal, before LXD's API is asked; both members restart.
     let cluster = Lxd::cluster(2);

@@ -12,6 +12,7 @@ mod collection;
 mod config;
 mod crash;
 mod dnssec;
+mod fallback;
 mod fixture;
 mod gaps;
 mod hiera;

@@ -381,3 +381,103 @@ fn debian_package_installs_by_the_collection_and_purging_keeps_the_certificates(
         "purge removed the group that the kept keys carry"
     );
 }
+
+/// Runs the package's postinst `configure` with `root` as `$DPKG_ROOT` (a chrootless
+/// install's root): its exit code and stderr.
+fn postinst_in(root: &Path) -> (i32, String) {
+    let out = Command::new("sh")
+        .arg(repo().join("packaging/debian/postinst"))
+        .arg("configure")
+        .env("DPKG_ROOT", root)
+        .output()
+        .expect("run postinst");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).expect("stat").mode() & 0o7777
+}
+
+#[test]
+fn postinst_refuses_links_and_foreign_directories_and_repairs_open_ones() {
+    // The key group, as the postinst itself makes it (the package test makes it too).
+    if !group_exists() {
+        assert!(
+            run("addgroup", &["--system", "--quiet", "fleetcert"])
+                .status
+                .success()
+        );
+    }
+    let other_uid = 4242;
+    // Missing: made with the package's modes.
+    let root = tempfile::tempdir().expect("root");
+    let (code, stderr) = postinst_in(root.path());
+    assert_eq!(code, 0, "{stderr}");
+    for (dir, mode) in [
+        ("var/lib/fleetcert", 0o700),
+        ("etc/fleetcert", 0o755),
+        ("etc/fleetcert/certs", 0o750),
+    ] {
+        assert_eq!(mode_of(&root.path().join(dir)), mode, "{dir}");
+    }
+    // /etc/fleetcert a link to another user's 0777 directory: refused, nothing made there.
+    let root = tempfile::tempdir().expect("root");
+    let theirs = root.path().join("theirs");
+    fs::create_dir(&theirs).expect("their dir");
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::os::unix::fs::chown(&theirs, Some(other_uid), Some(other_uid)).expect("chown");
+    fs::create_dir_all(root.path().join("etc")).expect("etc");
+    std::os::unix::fs::symlink(&theirs, root.path().join("etc/fleetcert")).expect("link");
+    let (code, stderr) = postinst_in(root.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("/etc/fleetcert is a symbolic link") && stderr.contains("dpkg --configure"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read_dir(&theirs).expect("list").count(),
+        0,
+        "something was made in the other user's directory"
+    );
+    // A dangling link: the same message, not install's.
+    fs::remove_file(root.path().join("etc/fleetcert")).expect("unlink");
+    std::os::unix::fs::symlink(
+        root.path().join("nowhere"),
+        root.path().join("etc/fleetcert"),
+    )
+    .expect("link");
+    let (code, stderr) = postinst_in(root.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is a symbolic link"), "{stderr}");
+    // Another user's directory: refused.
+    fs::remove_file(root.path().join("etc/fleetcert")).expect("unlink");
+    fs::create_dir(root.path().join("etc/fleetcert")).expect("dir");
+    std::os::unix::fs::chown(root.path().join("etc/fleetcert"), Some(other_uid), None)
+        .expect("chown");
+    let (code, stderr) = postinst_in(root.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("belongs to uid 4242"), "{stderr}");
+    // Root's, but 0777 (and a 0777 state directory and certs/): repaired, with a message.
+    std::os::unix::fs::chown(root.path().join("etc/fleetcert"), Some(0), None).expect("chown");
+    for dir in ["etc/fleetcert", "etc/fleetcert/certs", "var/lib/fleetcert"] {
+        fs::create_dir_all(root.path().join(dir)).expect("dir");
+        fs::set_permissions(root.path().join(dir), fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+    }
+    let (code, stderr) = postinst_in(root.path());
+    assert_eq!(code, 0, "{stderr}");
+    for dir in ["etc/fleetcert", "etc/fleetcert/certs", "var/lib/fleetcert"] {
+        assert_eq!(
+            mode_of(&root.path().join(dir)) & 0o022,
+            0,
+            "{dir} still open"
+        );
+        assert!(
+            stderr.contains(&format!("/{dir} was writable by others (mode 777)")),
+            "{dir}: {stderr}"
+        );
+    }
+}

@@ -166,6 +166,8 @@ pub(crate) struct SandboxBuilder {
     pebble_env: Vec<(String, String)>,
     pebble_eab: Vec<(String, String)>,
     tsig: Vec<String>,
+    /// `--fallback-ca KID=HMAC`: a second Pebble that requires external account binding.
+    fallback_ca: Option<(String, String)>,
     dnssec: Option<Validation>,
 }
 
@@ -201,6 +203,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// A second Pebble (`fallback`), with its own ports, database and roots, that registers
+    /// accounts only with external account binding by this key id and base64url HMAC key.
+    pub(crate) fn fallback_ca(mut self, kid: &str, hmac_key: &str) -> Self {
+        self.fallback_ca = Some((kid.to_owned(), hmac_key.to_owned()));
+        self
+    }
+
     /// Sign the signing zone on the primary (`sandbox.sh --dnssec`): inline signing, or BIND's
     /// own signing of the dynamic zone when a [`tsig`](Self::tsig) key makes it dynamic.
     /// The secondary transfers it signed; Unbound (and so Pebble) validates or not as said.
@@ -220,6 +229,9 @@ impl SandboxBuilder {
         }
         for spec in &self.tsig {
             args.extend(["--tsig".into(), spec.into()]);
+        }
+        if let Some((kid, key)) = &self.fallback_ca {
+            args.extend(["--fallback-ca".into(), format!("{kid}={key}").into()]);
         }
         match self.dnssec {
             None => {}
@@ -273,6 +285,16 @@ impl Sandbox {
         PathBuf::from(self.var("PEBBLE_INTERMEDIATE"))
     }
 
+    /// The second Pebble's directory (`SandboxBuilder::fallback_ca`).
+    pub(crate) fn fallback_directory(&self) -> &str {
+        self.var("FALLBACK_DIRECTORY")
+    }
+
+    /// The second Pebble's issuing root: not the first one's.
+    pub(crate) fn fallback_root(&self) -> PathBuf {
+        PathBuf::from(self.var("FALLBACK_ROOT"))
+    }
+
     /// Unbound, `127.0.0.1:PORT`: the recursive resolver Pebble uses.
     pub(crate) fn resolver(&self) -> &str {
         self.var("RESOLVER")
@@ -309,7 +331,7 @@ impl Sandbox {
             .run_ok("trust-anchor", &[if right { "right" } else { "wrong" }]);
     }
 
-    /// Stops one of `primary`, `secondary`, `unbound`, `pebble`.
+    /// Stops one of `primary`, `secondary`, `unbound`, `pebble`, `fallback`.
     pub(crate) fn stop_server(&self, name: &str) {
         self.dir.run_ok("stop-server", &[name]);
     }

@@ -380,7 +380,7 @@ fn a_value_found_in_the_zone_is_never_fleetcerts_and_stays_when_the_host_drops_i
     };
     assert_eq!(
         published(),
-        [own.clone()],
+        std::slice::from_ref(&own),
         "only the value fleetcert added is its own"
     );
     // host2 drops both: fleetcert deletes what it added and leaves what it found.
@@ -389,7 +389,7 @@ fn a_value_found_in_the_zone_is_never_fleetcerts_and_stays_when_the_host_drops_i
     for server in [sb.primary(), sb.secondary()] {
         assert_eq!(
             txt(&sb, server, "host2.example.test"),
-            [found.clone()],
+            std::slice::from_ref(&found),
             "{server}: the value fleetcert found was deleted"
         );
     }

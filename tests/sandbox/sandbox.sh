@@ -3,11 +3,11 @@
 #
 #   sandbox.sh start DIR [--pebble-env K=V]... [--pebble-eab KID=HMAC]...
 #                        [--tsig [ALGORITHM:]NAME=SECRET[@RECORD,...]]... [--parent PID]
-#                        [--dnssec [--no-validation]]
+#                        [--dnssec [--no-validation]] [--fallback-ca KID=HMAC]
 #   sandbox.sh stop DIR
 #   sandbox.sh trust-anchor DIR right|wrong
-#   sandbox.sh stop-server DIR primary|secondary|unbound|pebble
-#   sandbox.sh start-server DIR primary|secondary|unbound|pebble
+#   sandbox.sh stop-server DIR primary|secondary|unbound|pebble|fallback
+#   sandbox.sh start-server DIR primary|secondary|unbound|pebble|fallback
 #   sandbox.sh status DIR
 #
 # `start` runs a BIND primary and a BIND secondary (zones example.test and acme.test), an
@@ -20,7 +20,7 @@ set -euo pipefail
 # named, unbound and rndc live in /usr/sbin, which a non-root PATH may lack.
 PATH=$PATH:/usr/sbin:/sbin
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
-SERVERS=(primary secondary unbound pebble)
+SERVERS=(primary secondary unbound pebble fallback)
 PRODUCTION_ZONE=example.test
 SIGNING_ZONE=acme.test
 TIMEOUT=${SANDBOX_TIMEOUT:-30}
@@ -45,7 +45,8 @@ load_ports() {
 
 all_ports() {
     printf '%s\n' "${PRIMARY_PORT:-}" "${RNDC_PORT:-}" "${SECONDARY_PORT:-}" \
-        "${RESOLVER_PORT:-}" "${ACME_PORT:-}" "${PEBBLE_MGMT_PORT:-}"
+        "${RESOLVER_PORT:-}" "${ACME_PORT:-}" "${PEBBLE_MGMT_PORT:-}" \
+        "${FALLBACK_PORT:-}" "${FALLBACK_MGMT_PORT:-}" | grep . || true
 }
 
 # --- configuration -----------------------------------------------------------------------
@@ -104,6 +105,9 @@ EOF
 @	IN	NS	ns2.$PRODUCTION_ZONE.
 ns1	IN	A	127.0.0.1
 ns2	IN	A	127.0.0.1
+; CAA (RFC 8659) that restricts no CA: it only ends fleetcert's CAA walk at the apex, so no
+; CAA question climbs to test. or the root
+@	IN	CAA	0 iodef "mailto:hostmaster@$PRODUCTION_ZONE"
 ; per-name mapping: _acme-challenge.<id> -> <id>.$SIGNING_ZONE.
 \$GENERATE 1-250 host\$ A 127.0.0.1
 \$GENERATE 1-250 _acme-challenge.host\$ CNAME host\$.$PRODUCTION_ZONE.$SIGNING_ZONE.
@@ -117,6 +121,22 @@ nocname	IN	A	127.0.0.1
 ; a delegation pointing somewhere else
 wrong	IN	A	127.0.0.1
 _acme-challenge.wrong	IN	CNAME	elsewhere.invalid.
+EOF
+    write_caa_names
+}
+
+# Names whose own CAA set restricts the CAs (tests/integration/fallback.rs names the
+# sandbox's CAs `primary.test` and `fallback.test` with `caa_identity`): caa1 allows only
+# the primary, caa2 neither, caa3 is an alias whose target's set allows only the fallback.
+write_caa_names() {
+    cat >>"$DIR/primary/$PRODUCTION_ZONE.db" <<EOF
+\$GENERATE 1-2 caa\$ A 127.0.0.1
+\$GENERATE 1-3 _acme-challenge.caa\$ CNAME caa\$.$PRODUCTION_ZONE.$SIGNING_ZONE.
+caa1	IN	CAA	0 issue "primary.test"
+caa2	IN	CAA	0 issue "nobody.test"
+caa3	IN	CNAME	caa-target
+caa-target	IN	A	127.0.0.1
+caa-target	IN	CAA	0 issue "fallback.test"
 EOF
 }
 
@@ -134,6 +154,8 @@ SECONDARY_PORT=$SECONDARY_PORT
 RESOLVER_PORT=$RESOLVER_PORT
 ACME_PORT=$ACME_PORT
 PEBBLE_MGMT_PORT=$PEBBLE_MGMT_PORT
+FALLBACK_PORT=${FALLBACK_PORT:-}
+FALLBACK_MGMT_PORT=${FALLBACK_MGMT_PORT:-}
 EOF
 
     # Options both BIND servers share. reuseport no: BIND still shares a UDP port with a
@@ -374,7 +396,52 @@ PEBBLE_MGMT_PORT=$PEBBLE_MGMT_PORT
 LOG_DIR=$DIR/logs
 EOF
     dnssec_env_lines >>"$tmp"
+    write_fallback_env >>"$tmp"
     mv "$tmp" "$DIR/sandbox.env"
+}
+
+# --- the fallback CA (--fallback-ca, opt-in) ----------------------------------------------
+# A second Pebble with its own ports, its own database and its own roots, that registers
+# accounts only with external account binding (the key id and HMAC key given): the second
+# CA of fleetcert's `fallback:`. It uses the same resolver and HTTPS certificate as the first.
+
+fallback_enabled() {
+    [[ -n ${FALLBACK_PORT:-} ]]
+}
+
+write_fallback_config() {
+    fallback_enabled || return 0
+    mkdir -p "$DIR/fallback"
+    cat >"$DIR/fallback/pebble.json" <<EOF
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:$FALLBACK_PORT",
+    "managementListenAddress": "127.0.0.1:$FALLBACK_MGMT_PORT",
+    "certificate": "$DIR/pebble-cert.pem",
+    "privateKey": "$DIR/pebble-key.pem",
+    "httpPort": 5002,
+    "tlsPort": 5001,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": true,
+    "externalAccountMACKeys": {"$FALLBACK_KID": "$FALLBACK_HMAC"}
+  }
+}
+EOF
+    printf 'FALLBACK_KID=%s
+FALLBACK_HMAC=%s
+' "$FALLBACK_KID" "$FALLBACK_HMAC"         >"$DIR/fallback/eab.env"
+}
+
+write_fallback_env() {
+    fallback_enabled || return 0
+    cat <<EOF
+FALLBACK_DIRECTORY=https://127.0.0.1:$FALLBACK_PORT/dir
+FALLBACK_ROOT=$DIR/fallback-root.pem
+FALLBACK_INTERMEDIATE=$DIR/fallback-intermediate.pem
+FALLBACK_MGMT=https://127.0.0.1:$FALLBACK_MGMT_PORT
+FALLBACK_EAB_KID=$FALLBACK_KID
+FALLBACK_EAB_HMAC=$FALLBACK_HMAC
+EOF
 }
 
 # --- servers -----------------------------------------------------------------------------
@@ -385,6 +452,7 @@ describe() {
     secondary) printf 'BIND secondary (named on 127.0.0.1:%s)' "$SECONDARY_PORT" ;;
     unbound) printf 'Unbound resolver (127.0.0.1:%s)' "$RESOLVER_PORT" ;;
     pebble) printf 'Pebble (ACME 127.0.0.1:%s, management 127.0.0.1:%s)' "$ACME_PORT" "$PEBBLE_MGMT_PORT" ;;
+    fallback) printf 'fallback Pebble (ACME 127.0.0.1:%s, management 127.0.0.1:%s)' "$FALLBACK_PORT" "$FALLBACK_MGMT_PORT" ;;
     *) printf '%s' "$1" ;;
     esac
 }
@@ -394,12 +462,13 @@ launch() {
     case $name in
     primary | secondary) cmd=(named -g -n 1 -c "$DIR/$name/named.conf") ;;
     unbound) cmd=(unbound -d -p -c "$DIR/unbound/unbound.conf") ;;
-    pebble)
-        local envs=(PEBBLE_VA_NOSLEEP=1) line
+    pebble | fallback)
+        local envs=(PEBBLE_VA_NOSLEEP=1) line config=$DIR/pebble.json
+        [[ $name == pebble ]] || config=$DIR/fallback/pebble.json
         while IFS= read -r line; do
             [[ -n $line ]] && envs+=("$line")
         done <"$DIR/pebble.env"
-        cmd=(env "${envs[@]}" pebble -config "$DIR/pebble.json"
+        cmd=(env "${envs[@]}" pebble -config "$config"
             -dnsserver "127.0.0.1:$RESOLVER_PORT")
         ;;
     *) die "unknown server '$name' (one of: ${SERVERS[*]})" ;;
@@ -467,6 +536,10 @@ probe() {
     pebble)
         curl -sf --max-time 2 --cacert "$DIR/ca.pem" -o /dev/null \
             "https://127.0.0.1:$ACME_PORT/dir" 2>/dev/null
+        ;;
+    fallback)
+        curl -sf --max-time 2 --cacert "$DIR/ca.pem" -o /dev/null \
+            "https://127.0.0.1:$FALLBACK_PORT/dir" 2>/dev/null
         ;;
     *) return 1 ;;
     esac
@@ -541,14 +614,16 @@ wait_ready() {
     done
 }
 
-# Pebble makes a new root and intermediate on every launch: fetch them after each start.
+# Pebble makes a new root and intermediate on every launch: fetch them after each start
+# (NAME: pebble, or fallback for the second Pebble's, into fallback-root.pem and so on).
 fetch_pebble_roots() {
-    local kind file
+    local name=${1:-pebble} kind file port=$PEBBLE_MGMT_PORT
+    [[ $name == pebble ]] || port=$FALLBACK_MGMT_PORT
     for kind in roots intermediates; do
-        [[ $kind == roots ]] && file=pebble-root.pem || file=pebble-intermediate.pem
+        [[ $kind == roots ]] && file=$name-root.pem || file=$name-intermediate.pem
         if ! curl -sf --max-time 5 --cacert "$DIR/ca.pem" -o "$DIR/$file.tmp" \
-            "https://127.0.0.1:$PEBBLE_MGMT_PORT/$kind/0"; then
-            report_failure pebble "did not serve /$kind/0 on its management port"
+            "https://127.0.0.1:$port/$kind/0"; then
+            report_failure "$name" "did not serve /$kind/0 on its management port"
             return 1
         fi
         mv "$DIR/$file.tmp" "$DIR/$file"
@@ -675,7 +750,7 @@ cmd_start() {
     local parent=
     DNSSEC='' DNSSEC_VALIDATION=yes
     declare -gA EAB=() TSIG=() TSIG_ALGORITHM=() TSIG_RECORDS=()
-    local pebble_env=()
+    local pebble_env=() fallback_ca=
     set_dir "${1:-}" create
     shift
     while (($# > 0)); do
@@ -698,6 +773,12 @@ cmd_start() {
             TSIG[${BASH_REMATCH[4]}]=${BASH_REMATCH[5]}
             TSIG_ALGORITHM[${BASH_REMATCH[4]}]=${BASH_REMATCH[2]:-hmac-sha256}
             [[ -z ${BASH_REMATCH[6]} ]] || TSIG_RECORDS[${BASH_REMATCH[4]}]=${BASH_REMATCH[7]}
+            shift 2
+            ;;
+        --fallback-ca)
+            [[ ${2:-} =~ ^([A-Za-z0-9_-]+)=([A-Za-z0-9_-]+)$ ]] ||
+                die "--fallback-ca wants KID=BASE64URL-HMAC-KEY, got '${2:-}'"
+            fallback_ca=1 FALLBACK_KID=${BASH_REMATCH[1]} FALLBACK_HMAC=${BASH_REMATCH[2]}
             shift 2
             ;;
         --parent)
@@ -738,13 +819,16 @@ cmd_start() {
         reserve_ports 6
         PRIMARY_PORT=${RESERVED[0]} RNDC_PORT=${RESERVED[1]} SECONDARY_PORT=${RESERVED[2]}
         RESOLVER_PORT=${RESERVED[3]} ACME_PORT=${RESERVED[4]} PEBBLE_MGMT_PORT=${RESERVED[5]}
+        start_fallback_ports "$fallback_ca"
         write_port_files
+        write_fallback_config
         # The secondary starts once the primary answers: started together, its first
         # refresh can go out before the primary listens and then waits for a retry.
         launch primary
         # Signed: Unbound's trust anchor is the key the primary makes, so it starts later.
         [[ -n $DNSSEC ]] || launch unbound
         launch pebble
+        ! fallback_enabled || launch fallback
         rc=0
         COLLIDED=
         wait_ready primary || rc=$?
@@ -756,11 +840,12 @@ cmd_start() {
         fi
         if ((rc == 0)); then
             launch secondary
-            wait_ready secondary unbound pebble || rc=$?
+            # shellcheck disable=SC2046 # one word or none
+            wait_ready secondary unbound pebble $(fallback_enabled && echo fallback) || rc=$?
             step "secondary, unbound, pebble ready"
         fi
         if ((rc == 0)); then
-            fetch_pebble_roots && check_resolution || rc=1
+            fetch_pebble_roots && fetch_fallback_roots && check_resolution || rc=1
             step "roots fetched, resolution checked"
         fi
         ((rc == 0)) && break
@@ -784,6 +869,18 @@ cmd_start() {
     echo running >"$DIR/state"
     now_ms
     printf 'started in %s ms (attempt %s)\n' "$((NOW_MS - T0))" "$attempt" >>"$DIR/logs/start.log"
+}
+
+# The fallback CA's two ports, reserved after the others' when --fallback-ca asks for it.
+start_fallback_ports() {
+    FALLBACK_PORT='' FALLBACK_MGMT_PORT=''
+    [[ -n ${1:-} ]] || return 0
+    reserve_ports 2
+    FALLBACK_PORT=${RESERVED[0]} FALLBACK_MGMT_PORT=${RESERVED[1]}
+}
+
+fetch_fallback_roots() {
+    ! fallback_enabled || fetch_pebble_roots fallback
 }
 
 cmd_stop() {
@@ -822,8 +919,8 @@ cmd_start_server() {
     if ((rc == 2)); then
         report_failure "$name" "cannot bind its port again (another process took it)"
     fi
-    if ((rc == 0)) && [[ $name == pebble ]]; then
-        fetch_pebble_roots || rc=1
+    if ((rc == 0)) && [[ $name == pebble || $name == fallback ]]; then
+        fetch_pebble_roots "$name" || rc=1
     fi
     if ((rc != 0)); then
         kill_servers "$name"

@@ -120,6 +120,9 @@ def host_config(variables):
             "eab": variables.get("fleetcert_acme_eab"),
         }
         config["acme"] = without_empty(acme, ["ca_bundle", "profile", "eab"])
+        # Further CAs (docs/renewal.md), as the host config's `fallback:` takes them.
+        if variables.get("fleetcert_fallback"):
+            config["fallback"] = variables["fleetcert_fallback"]
         config["signing_zone"] = _need(variables, "fleetcert_signing_zone")
     else:
         if issuer == "local-ca":

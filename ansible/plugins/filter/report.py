@@ -136,13 +136,34 @@ def rate_limits(hosts):
     return lines
 
 
+def fallbacks(hosts):
+    """One line per fallback CA that issued certificates in this run (``ca`` and ``fallback``
+    in the finalize report): how many, on which hosts, and why the first of them was not
+    issued by the primary."""
+    groups = {}
+    for host in hosts:
+        for cert in _certs(host.get("fleetcert_finalize_report")):
+            if not cert.get("changed") or not cert.get("fallback"):
+                continue
+            group = groups.setdefault(cert.get("ca") or "(unknown)", {"hosts": {}, "why": cert["fallback"]})
+            group["hosts"].setdefault(host.get("inventory_hostname"), []).append(cert.get("name"))
+    lines = []
+    for ca in sorted(groups):
+        group = groups[ca]
+        count = sum(len(certs) for certs in group["hosts"].values())
+        who = ", ".join(f"{host} ({', '.join(certs)})" for host, certs in group["hosts"].items())
+        lines.append(f"fallback CA {ca}: issued {count} ({who}); because {group['why']}")
+    return lines
+
+
 def run_summary(hosts, check_mode=False, published=True):
     """``HOST: line`` for every host (a list of host variables with inventory_hostname), then
-    one line per rate limit that stopped orders, then the hosts whose check is not OK (not
+    one line per rate limit that stopped orders, one per fallback CA that issued, then the hosts whose check is not OK (not
     in check mode), and why nothing was published when ``published`` is false."""
     hosts = _expect(hosts, list, "run_summary's input (host variables)")
     lines = [f"{h.get('inventory_hostname')}: {host_summary(h, check_mode)}" for h in hosts]
     lines += rate_limits(hosts)
+    lines += fallbacks(hosts)
     if not check_mode:
         not_ok = check_not_ok(hosts)
         lines += [f"fleetcert check not OK: {line}" for line in not_ok] or ["fleetcert check: OK on every host checked"]

@@ -80,6 +80,12 @@ def test_host_config_keeps_the_order_and_leaves_empty_keys_out():
     assert eab["metrics"] == {"textfile_dir": "/m"}
     gate = host_config(dict(HOST, fleetcert_issuer="self-signed", fleetcert_acme_email=None))
     assert gate["issuer"] == {"self-signed": {}} and "acme" not in gate and "signing_zone" not in gate
+    second = {"directory": "https://ca-b.example/dir", "email": "ops@example.org", "agree_tos": True,
+              "eab": {"kid": "k", "hmac_key_file": "/etc/fleetcert/ca-b.eab"}}
+    with_fallback = host_config(dict(HOST, fleetcert_fallback=[second]))
+    assert list(with_fallback)[1:4] == ["acme", "fallback", "signing_zone"]
+    assert with_fallback["fallback"] == [second]
+    assert "fallback" not in host_config(dict(HOST, fleetcert_issuer="self-signed", fleetcert_fallback=[second]))
 
 
 @pytest.mark.parametrize(

@@ -157,6 +157,26 @@ def test_run_summary_groups_the_rate_limits_by_limit():
     ]
 
 
+def test_run_summary_lists_the_certificates_a_fallback_ca_issued():
+    why = "primary CA https://ca-a.test/dir: connection refused; and it cannot wait: no certificate yet"
+    hosts = [
+        {"inventory_hostname": "web01", "fleetcert_request_document": {"certs": []},
+         "fleetcert_finalize_report": {"certs": [
+             {"name": "main", "status": "issued", "changed": True,
+              "ca": "https://ca-b.test/dir", "fallback": why},
+             {"name": "www", "status": "issued", "changed": True, "ca": "https://ca-a.test/dir"},
+         ]}},
+        {"inventory_hostname": "web02", "fleetcert_request_document": {"certs": []},
+         "fleetcert_finalize_report": {"certs": [
+             {"name": "api", "status": "issued", "changed": True,
+              "ca": "https://ca-b.test/dir", "fallback": why},
+         ]}},
+    ]
+    assert run_summary(hosts)[2:3] == [
+        f"fallback CA https://ca-b.test/dir: issued 2 (web01 (main), web02 (api)); because {why}",
+    ]
+
+
 def test_the_filter_module_names_them():
     assert set(FilterModule().filters()) == {"cert_failures", "check_not_ok", "due_certs", "replaced_certs", "run_summary"}
 
