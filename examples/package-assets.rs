@@ -23,29 +23,9 @@ use fleetcert::cli;
 /// The binary's name, as installed and as typed.
 const NAME: &str = "fleetcert";
 
-/// What the main page says beyond the options: the exit codes (docs/exit-codes.md) and where
-/// things are, so `man fleetcert` answers what an operator asks first.
-const MAIN_PAGE_EXTRA: &str = r#".SH "EXIT STATUS"
-.TP
-.B 0
-success; the JSON report is on standard output
-.TP
-.B 1
-some certificates failed; the report on standard output lists them, the others were handled
-.TP
-.B 2
-bad usage, configuration or input; nothing was changed and nothing is on standard output
-.TP
-.B 3
-publish only: the zone is published but not yet served by every server; the report is on
-standard output and standard error names the server that lags
-.TP
-.B 4
-the run failed as a whole (CA or DNS server unreachable, an I/O error); nothing is on
-standard output and the old files stay
-.PP
-Every failure prints one line on standard error that names the thing and the fix.
-.SH FILES
+/// What the main page says beyond its examples and exit status: where things are, so
+/// `man fleetcert` answers what an operator asks first.
+const MAIN_PAGE_EXTRA: &str = r#".SH FILES
 .TP
 .I /etc/fleetcert/fleetcert.yaml
 the host configuration
@@ -106,7 +86,20 @@ fn write_all(out: &Path) -> io::Result<()> {
     command.build();
     let mut subcommands = Vec::new();
     for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
-        clap_mangen::Man::new(sub.clone()).generate_to(&man)?;
+        // After `build`, a subcommand's display name is `fleetcert-<sub>`: its page's name.
+        let name = sub
+            .get_display_name()
+            .map_or_else(|| format!("{NAME}-{}", sub.get_name()), str::to_owned);
+        let sub_page = clap_mangen::Man::new(sub.clone());
+        let mut page = Vec::new();
+        sub_page.render_title(&mut page)?;
+        sub_page.render_name_section(&mut page)?;
+        sub_page.render_synopsis_section(&mut page)?;
+        sub_page.render_description_section(&mut page)?;
+        sub_page.render_options_section(&mut page)?;
+        page.extend_from_slice(help_sections(sub).as_bytes());
+        page.extend_from_slice(format!(".SH \"SEE ALSO\"\n.BR {NAME} (1)\n").as_bytes());
+        fs::File::create(man.join(format!("{name}.1")))?.write_all(&page)?;
         subcommands.push(sub.get_name().to_owned());
     }
     // The sections in man-pages(7)'s order, with ours before the version.
@@ -118,6 +111,7 @@ fn write_all(out: &Path) -> io::Result<()> {
     main_page.render_description_section(&mut page)?;
     main_page.render_options_section(&mut page)?;
     main_page.render_subcommands_section(&mut page)?;
+    page.extend_from_slice(help_sections(&command).as_bytes());
     page.extend_from_slice(MAIN_PAGE_EXTRA.as_bytes());
     page.extend_from_slice(see_also(&subcommands).as_bytes());
     main_page.render_version_section(&mut page)?;
@@ -127,4 +121,66 @@ fn write_all(out: &Path) -> io::Result<()> {
         clap_complete::generate_to(shell, &mut command, NAME, &completions)?;
     }
     Ok(())
+}
+
+/// The man page's EXAMPLES and EXIT STATUS, from the "Examples:" and "Exit status ...:" blocks
+/// of the command's `--help` (src/cli.rs), so that the two never disagree. An example is a
+/// line indented by two, its explanation by six; an exit status is `  N  meaning`, and a line
+/// of the block that is neither is a paragraph of its own.
+fn help_sections(command: &clap::Command) -> String {
+    let Some(help) = command.get_after_long_help() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut section = "";
+    for line in help.to_string().lines() {
+        if !line.starts_with(' ') && line.ends_with(':') || line.starts_with("Exit status") {
+            section = if line.starts_with("Examples") {
+                "examples"
+            } else {
+                "exit"
+            };
+            out.push_str(if section == "examples" {
+                ".SH EXAMPLES\n"
+            } else {
+                ".SH \"EXIT STATUS\"\n"
+            });
+            if let Some(note) = line.strip_prefix("Exit status (") {
+                out.push_str(&format!(
+                    "{}\n",
+                    roff(&format!("({note}").replace("):", ")."))
+                ));
+            }
+            continue;
+        }
+        if line.trim().is_empty() {
+            section = if section.is_empty() { "" } else { "gap" };
+            continue;
+        }
+        match (section, line.strip_prefix("  ")) {
+            ("examples", Some(rest)) if rest.starts_with("    ") => {
+                out.push_str(&format!("{}\n", roff(rest.trim())));
+            }
+            ("examples", Some(rest)) => {
+                out.push_str(&format!(".TP\n.B {}\n", roff(rest)));
+            }
+            ("exit", Some(rest)) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+                let (code, meaning) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(&format!(".TP\n.B {code}\n{}\n", roff(meaning.trim())));
+            }
+            _ => out.push_str(&format!(".PP\n{}\n", roff(line.trim()))),
+        }
+    }
+    out
+}
+
+/// `text` as a roff text line: backslashes and hyphens escaped, and a line that would start
+/// with a control character made literal.
+fn roff(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
 }

@@ -8,7 +8,7 @@
 //! Without the feature the macro expands to nothing, and no environment variable changes what
 //! a production binary does.
 //!
-//! Every point, what a crash there leaves and the test that proves it: docs/crash-safety.md
+//! Every point, what a crash there leaves and the test that proves it: docs/dev/crash-safety.md
 //! and tests/integration/crash.rs (which also checks that no point goes untested).
 
 #[cfg(all(feature = "crash-points", not(debug_assertions)))]

@@ -116,6 +116,18 @@ pub(crate) enum Error {
     /// The CA or the account failed as a whole.
     #[error(transparent)]
     Acme(#[from] AcmeError),
+    /// The CA did not answer as an ACME server: the line names the key that points at it.
+    #[error(
+        "{source}; check `acme.directory` in {config} (and `acme.ca_bundle` for a CA with a \
+         root of its own), and that this host reaches the CA (a proxy, a firewall, DNS)"
+    )]
+    CaUnreachable {
+        /// The host config, shown.
+        config: String,
+        /// Boxed: the error is returned by every command, and this one is rare.
+        #[source]
+        source: Box<AcmeError>,
+    },
     /// Publishing the signing zone failed.
     #[error(transparent)]
     Zone(#[from] ZoneError),
@@ -137,6 +149,17 @@ pub(crate) enum Error {
 }
 
 impl Error {
+    /// The error, naming `config`'s `acme.directory` when the CA did not answer.
+    pub(crate) fn naming_config(self, config: &std::path::Path) -> Self {
+        match self {
+            Self::Acme(source) if source.is_unreachable() => Self::CaUnreachable {
+                config: crate::shown::path(config),
+                source: Box::new(source),
+            },
+            other => other,
+        }
+    }
+
     /// 2 when the operator must fix the config, the input or a file; 4 otherwise.
     pub(crate) fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code())
@@ -148,6 +171,7 @@ impl Error {
             Self::Config(_) | Self::Tokens(_) => true,
             Self::Store(err) => err.is_refusal(),
             Self::Acme(err) => err.is_usage(),
+            Self::CaUnreachable { source, .. } => source.is_usage(),
             Self::Zone(err) => err.is_usage(),
             Self::Hiera(err) => err.is_usage(),
             Self::Install(err) => err.is_usage(),

@@ -3,7 +3,7 @@
 //! panics when a property the rest of fleetcert relies on does not hold. Not an API: the
 //! module is public only so that the fuzz crate can reach it, and nothing else becomes so.
 //!
-//! The properties (docs/security.md, "Fuzzing"):
+//! The properties (docs/dev/fuzzing.md):
 //!
 //! - every refusal is one line of bounded length without control characters, whatever the
 //!   input holds;

@@ -19,7 +19,7 @@ pub(crate) struct Shown<'a>(pub(crate) &'a str);
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("`")?;
-        write_escaped(f, self.0, MAX_SHOWN)?;
+        write_escaped(f, self.0, MAX_SHOWN, Backticks::Escape)?;
         f.write_str("`")
     }
 }
@@ -31,8 +31,21 @@ pub(crate) struct Bare<'a>(pub(crate) &'a str, pub(crate) usize);
 
 impl fmt::Display for Bare<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_escaped(f, self.0, self.1)
+        write_escaped(f, self.0, self.1, Backticks::Escape)
     }
+}
+
+/// A parser's message (YAML, JSON): escaped and bounded like [`Bare`], except that its
+/// backticks stay, since the parser quotes the input's keys with them itself
+/// (``unknown field `renew_days` ``); escaping them would only put backslashes in the line.
+pub(crate) fn parser_message(text: &str, max: usize) -> String {
+    struct Message<'a>(&'a str, usize);
+    impl fmt::Display for Message<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write_escaped(f, self.0, self.1, Backticks::Keep)
+        }
+    }
+    Message(text, max).to_string()
 }
 
 /// `text` escaped and bounded, as a `String` (for error fields built once and shown later).
@@ -50,12 +63,24 @@ pub(crate) fn path(path: &std::path::Path) -> String {
     shown(&path.to_string_lossy())
 }
 
-fn write_escaped(f: &mut fmt::Formatter<'_>, text: &str, max: usize) -> fmt::Result {
+/// Whether a backtick in outside text is escaped: always where ours set the text apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backticks {
+    Escape,
+    Keep,
+}
+
+fn write_escaped(
+    f: &mut fmt::Formatter<'_>,
+    text: &str,
+    max: usize,
+    backticks: Backticks,
+) -> fmt::Result {
     let mut chars = text.chars();
     for c in chars.by_ref().take(max) {
         match c {
             '\\' => f.write_str("\\\\")?,
-            '`' => f.write_str("\\`")?,
+            '`' if backticks == Backticks::Escape => f.write_str("\\`")?,
             '\n' => f.write_str("\\n")?,
             '\r' => f.write_str("\\r")?,
             '\t' => f.write_str("\\t")?,
@@ -94,6 +119,15 @@ mod tests {
         assert_eq!(line.chars().count(), MAX_SHOWN + 2 + 3);
         assert!(line.ends_with("...`"));
         assert_eq!(shown(""), "``");
+    }
+
+    #[test]
+    fn a_parser_message_keeps_its_backticks_and_escapes_the_rest() {
+        assert_eq!(
+            parser_message("unknown field `a\nb`", 100),
+            "unknown field `a\\nb`"
+        );
+        assert_eq!(parser_message("`abcdef`", 3), "`ab...");
     }
 
     #[test]

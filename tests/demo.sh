@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The demo: on a fresh Debian 12 machine (as root, with a Rust toolchain), install what is
-# missing, build fleetcert's Debian package and its Ansible collection, install the
+# The demo: on a fresh Debian 12 machine (as root, with a Rust toolchain), install what the
+# demo needs, build fleetcert's Debian package and its Ansible collection, install the
 # collection with ansible-galaxy, start the test sandbox (real Pebble, Unbound and a BIND
 # primary and secondary on 127.0.0.1), write an inventory for a small local fleet and run the
 # daily playbook fleetcert.fleetcert.daily on it from this machine as the bastion, as an
 # operator would: the install role puts the package on every host (here: this machine). Then
-# it shows every host's certificates, and purges the package again (unless --keep).
+# it shows every host's certificates.
 #
 #   tests/demo.sh [--hosts N] [--broken] [--keep]
 #
@@ -17,6 +17,15 @@
 #   --keep      leave the sandbox running, the package installed and the fleet's files in
 #               place, and say how to run the playbook again (a second run changes nothing)
 #               and stop it
+#
+# What it leaves: the Debian packages it installed (DEMO_PACKAGES in tests/sandbox/install.sh),
+# .venv/ with ansible-core, cargo-deb in ~/.cargo/bin, and the release build in target/.
+# What it removes at the end (unless --keep): the sandbox's servers, the fleetcert package
+# and the fleetcert group (unless they were there before) and the demo's directory. It says
+# both at the start and at the end.
+#
+# Each long step (packages, cargo-deb, the release build) prints a line every 15 s with an
+# estimate of what is left; the playbook prints its tasks as they run.
 #
 # Environment: DEMO_DIR (default: a new directory under $TMPDIR or /tmp).
 set -euo pipefail
@@ -30,7 +39,7 @@ while (($#)); do
         --hosts) hosts=${2:?--hosts wants a number}; shift 2 ;;
         --broken) broken=(--broken); shift ;;
         --keep) keep=true; shift ;;
-        -h | --help) sed -n '2,21s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,/^# Environment/s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) printf 'demo.sh: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
 done
@@ -42,10 +51,21 @@ started=$SECONDS
 [[ $(id -u) -eq 0 ]] || die "run as root: the install role installs the Debian package with apt"
 command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
 
+# shellcheck source=tests/progress.sh
+source tests/progress.sh
+
+leaves="the sandbox running, the package installed and the demo's files in place (--keep)"
+$keep || leaves="nothing else: at the end it stops the sandbox, purges the package and deletes its files (--keep leaves them)"
+cat <<INTRO
+fleetcert demo: certificates for a local fleet of $hosts hosts, through the daily playbook.
+It installs what is missing (Debian packages for the sandbox, ansible-core in .venv/, cargo-deb)
+and leaves those installed; it leaves $leaves.
+INTRO
+
 step "installing what is missing (Debian packages, ansible-core in .venv/, cargo-deb)"
-tests/sandbox/install.sh
-tests/install-python.sh
-tests/install-cargo-tools.sh
+tests/sandbox/install.sh --demo
+tests/install-python.sh --demo
+tests/install-cargo-tools.sh cargo-deb
 export PATH=$repo/.venv/bin:$PATH
 # ansible-core refuses to run without a UTF-8 locale.
 export LC_ALL=C.UTF-8
@@ -56,8 +76,15 @@ sandbox=$dir/sandbox
 fleet=$dir/fleet
 
 step "packaging/build-deb.sh (a release build, man pages, completions, the Debian package)"
-deb=$(packaging/build-deb.sh --quiet 2>/dev/null | tail -n 1) || die "packaging/build-deb.sh failed (run it alone to see why)"
-echo "$deb"
+# The release build compiles most crates of Cargo.lock, cargo printing one "Compiling" line
+# each: their count is the measure of progress. With nothing to compile: a few seconds.
+build_log=$dir/build-deb.log
+crates=$(grep -c '^name = ' Cargo.lock)
+with_progress "release build" 300 "$crates" '^ *Compiling ' "$build_log" -- packaging/build-deb.sh ||
+    { tail -n 20 "$build_log" >&2; die "packaging/build-deb.sh failed (above: the end of $build_log)"; }
+deb=$(tail -n 1 "$build_log")
+[[ $deb == *.deb && -f $deb ]] || die "packaging/build-deb.sh printed no package path (see $build_log)"
+echo "    $deb"
 
 step "ansible-galaxy collection build ansible/ and install it into $dir/collections"
 export ANSIBLE_COLLECTIONS_PATH=$dir/collections
@@ -140,15 +167,32 @@ done
 printf '\nhandlers that ran (a stand-in for reloading services):\n'
 sed 's/^/  /' "$fleet/handlers.log" 2>/dev/null || echo "  none"
 
-printf '\nthe playbook took %ss; the demo %ss\n' "$playbook_seconds" "$((SECONDS - started))"
+printf '\nthe playbook took %s; the demo %s\n' "$(progress_duration "$playbook_seconds")" \
+    "$(progress_duration $((SECONDS - started)))"
+if ! $keep; then
+    cat <<DONE
+
+Removing what the demo made: the sandbox's servers, the fleetcert package and group (unless
+they were there before), $dir. The Debian packages, .venv/ and cargo-deb stay.
+
+Next, the whole test suite (it first installs what only the tests need: Java, ZooKeeper,
+nginx, Prometheus, puppet, lintian, cargo-fuzz, ansible-lint):
+  tests/run.sh
+or follow the operator's guide against a sandbox of your own: docs/guide.md, "Trying it first".
+DONE
+fi
 if $keep; then
     cat <<EOF
 
 The sandbox keeps running and the package stays installed ($(fleetcert --version); man fleetcert).
 Run the playbook again (it changes nothing), or in check mode:
   PATH=$repo/.venv/bin:\$PATH LC_ALL=C.UTF-8 ANSIBLE_CONFIG=$ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH=$ANSIBLE_COLLECTIONS_PATH ${playbook[*]} [--check]
-Stop the sandbox, and remove the package:
+Stop the sandbox, and remove the package and the demo's files:
   tests/sandbox/sandbox.sh stop $sandbox
   apt-get purge fleetcert
+  rm -rf $dir
+
+Next, the whole test suite (it first installs what only the tests need):
+  tests/run.sh
 EOF
 fi

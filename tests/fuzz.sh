@@ -10,16 +10,16 @@
 # The corpus of each target lives in fuzz/corpus/TARGET (seeded from real token documents,
 # configs, zones and chains, and grown by every run); a crash lands in fuzz/artifacts/TARGET
 # and fails the run. The summary line per target gives executions, executions per second,
-# corpus size and crashes. The corpus kept in git is the minimized one (docs/security.md).
+# corpus size and crashes. The corpus kept in git is the minimized one (docs/dev/fuzzing.md).
 # The machine has one stable toolchain: RUSTC_BOOTSTRAP=1 lets it build with the sanitizer
-# flags cargo fuzz passes (docs/security.md, "Fuzzing").
+# flags cargo fuzz passes (docs/dev/fuzzing.md).
 #
 # Environment: FUZZ_RSS_LIMIT_MB (default 2048), FUZZ_TIMEOUT (seconds per input, default 10),
 # FUZZ_GROW (default 1; 0: what a run finds goes to a scratch directory that is removed, so a
 # CI run reads the committed corpus and leaves the work tree as it was),
 # FUZZ_PROFILE: `release` (default: optimized, debug assertions, address sanitizer; for the
 # long runs) or `dev` (unoptimized, same instrumentation: half the CPU and half the wall time
-# to build cold, 10 to 25 times slower to run; what CI's 30-second runs use, docs/security.md).
+# to build cold, 10 to 25 times slower to run; what CI's 30-second runs use, docs/dev/fuzzing.md).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -43,13 +43,13 @@ cargo test --locked --features crash-points --test integration -- crash:: keysto
 # feature and the test target, so that it resolves features as the step above did (with the
 # dev-dependencies) and reuses that binary instead of compiling fleetcert again.
 if (($# == 0)); then
-    step "soak: 3 daily cycles (tests/soak.sh, docs/crash-safety.md)"
+    step "soak: 3 daily cycles (tests/soak.sh, docs/dev/crash-safety.md)"
     SOAK_CARGO_FLAGS="--features crash-points --test integration" tests/soak.sh 3
 fi
 
 # The dev build of the targets: a cold release sanitizer build costs twice the CPU and the
-# wall time (about 3 minutes more on 2 cores, docs/security.md, "Fuzzing"); 30 s is a smoke run.
+# wall time (about 3 minutes more on 2 cores, docs/dev/fuzzing.md); 30 s is a smoke run.
 if (($# == 0)); then
-    step "fuzzing (tests/fuzz.sh, dev build: each target 30 s; docs/security.md, \"Fuzzing\")"
+    step "fuzzing (tests/fuzz.sh, dev build: each target 30 s; docs/dev/fuzzing.md)"
     FUZZ_PROFILE=dev FUZZ_GROW=0 tests/fuzz.sh all 30
 fi

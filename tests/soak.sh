@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The soak (issue 11, docs/crash-safety.md): CYCLES daily runs of the whole flow on a sandbox
+# The soak (issue 11, docs/dev/crash-safety.md): CYCLES daily runs of the whole flow on a sandbox
 # of its own, every certificate renewed every cycle, while Pebble rejects nonces and the BIND
 # secondary is stopped and started at random moments.
 #

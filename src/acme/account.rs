@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use instant_acme::{
-    Account, AccountBuilder, AccountCredentials, ExternalAccountKey, Key, NewAccount,
+    Account, AccountBuilder, AccountCredentials, BodyWrapper, ExternalAccountKey, Key, NewAccount,
 };
 use rustls::pki_types::PrivateKeyDer;
 use serde::{Deserialize, Serialize};
@@ -139,6 +139,37 @@ pub(crate) async fn open_or_create(acme: &Acme, state: &StateDir) -> Result<Acco
         }
     }
     register(acme, state).await
+}
+
+/// Reads the CA's directory, and nothing else: what a dry run does to tell whether a real
+/// run could reach the CA, without registering, ordering or writing anything.
+pub(crate) async fn check_directory(acme: &Acme) -> Result<(), AcmeError> {
+    let failed = |source| AcmeError::ca(&acme.directory, "read the directory", source);
+    let client = super::http::client(acme.ca_bundle.as_deref()).map_err(failed)?;
+    let request = http::Request::get(acme.directory.as_str())
+        .body(BodyWrapper::from(Vec::new()))
+        .map_err(|err| failed(err.into()))?;
+    let mut response = client.request(request).await.map_err(failed)?;
+    let status = response.parts.status;
+    let body = response
+        .body
+        .into_bytes()
+        .await
+        .map_err(|err| failed(instant_acme::Error::Other(err)))?;
+    if !status.is_success() {
+        return Err(failed(instant_acme::Error::Other(
+            format!("it answered HTTP {status}: is this the CA's directory URL?").into(),
+        )));
+    }
+    // The one member every ACME directory has (RFC 8555, 7.1.1).
+    let directory: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|err| failed(err.into()))?;
+    if directory.get("newOrder").is_none() {
+        return Err(failed(instant_acme::Error::Str(
+            "an ACME directory (no newOrder): is this the CA's directory URL?",
+        )));
+    }
+    Ok(())
 }
 
 /// Registers a new account and stores it.

@@ -5,7 +5,7 @@
 //! until the HEADERS segment is acknowledged, and the CA's kernel delays that ACK (Linux:
 //! up to 40 ms). So every JWS POST cost about 45 ms of idle waiting: a `finalize` makes
 //! about eight of them, 0.35 s of its 0.75 s on the sandbox (seen with strace, see
-//! docs/benchmarks.md). Everything else is as in instant-acme 0.8: the system's trust
+//! docs/dev/benchmarks.md). Everything else is as in instant-acme 0.8: the system's trust
 //! store by default, or exactly the first certificate of `ca_bundle` when it is set.
 //!
 //! One addition: a CA that takes a request and never answers it (Pebble 2.4 wedged like

@@ -45,7 +45,7 @@ mod observe;
 mod order;
 mod state;
 
-pub(crate) use account::{AccountState, open_existing, open_or_create};
+pub(crate) use account::{AccountState, check_directory, open_existing, open_or_create};
 pub(crate) use chain::{IssuedChain, pem_blocks, verify_chain};
 pub(crate) use directory::caa_identities;
 pub(crate) use issued::IssuedBy;
@@ -201,6 +201,13 @@ impl AcmeError {
             Self::Store(err) => err.is_refusal(),
             _ => false,
         }
+    }
+
+    /// Whether the CA did not answer as an ACME server at all (no connection, no TLS, not
+    /// a directory), as opposed to answering with a problem: the `acme.directory` it was
+    /// asked at is then the first thing to check.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Ca { source, .. } if !matches!(source, instant_acme::Error::Api(_)))
     }
 
     /// A failed request to the CA; one that failed because the CA no longer knows the

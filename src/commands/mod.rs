@@ -28,6 +28,12 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
     // Every command ends by rewriting the metrics file, pass or fail (record.rs).
     let record = record::Record::start(&command);
     let mut observed = record::Observed::default();
+    let host_config = match &command {
+        Command::Request(args) | Command::Finalize(args) | Command::Renew(args) => {
+            Some(args.config.clone())
+        }
+        _ => None,
+    };
     let result = match command {
         Command::Request(args) => runtime.block_on(request::run(args, &mut observed)),
         Command::Finalize(args) => runtime.block_on(finalize::run(args)),
@@ -37,6 +43,11 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
         Command::Hiera(args) => hiera::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Check(args) => runtime.block_on(check::run(&args, &mut observed)),
+    };
+    // A CA that does not answer is named by the key that points at it, in its file.
+    let result = match host_config {
+        Some(config) => result.map_err(|err| err.naming_config(&config)),
+        None => result,
     };
     if let Some(record) = record {
         runtime.block_on(record.finish(&result, observed));

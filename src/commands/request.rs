@@ -116,7 +116,19 @@ pub(super) async fn token_document(
         plan.delegation = check;
     }
     let account = if dry_run {
-        // A dry run makes no CA contact at all, not even reads.
+        // A dry run registers, orders and writes nothing; where a real run would order, it
+        // reads the CA's directory, so that it fails as the real run would when the CA does
+        // not answer rather than promising an order that cannot be made.
+        if needs_orders(&plans) {
+            match acme::check_directory(&config.acme).await {
+                Ok(()) => {}
+                // With a fallback CA the real run would go on without the primary.
+                Err(err) if err.cannot_issue() && !config.fallback.is_empty() => {
+                    warn!(error = %err, "the primary CA cannot be reached");
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
         AccountState::NotNeeded
     } else {
         open_account(config, state, &plans).await?
@@ -173,6 +185,13 @@ impl<'c> Plan<'c> {
     }
 }
 
+/// Whether some certificate needs the CA: a pending order, or one due whose delegation holds.
+fn needs_orders(plans: &[Plan<'_>]) -> bool {
+    plans.iter().any(|plan| {
+        plan.pending.is_some() || (plan.is_due() && matches!(plan.delegation, Some(Ok(()))))
+    })
+}
+
 /// Opens (or, when an order is needed, creates) the account, and only when the CA is needed.
 /// An account needed for an order that cannot be opened fails the run.
 async fn open_account(
@@ -180,10 +199,7 @@ async fn open_account(
     state: &StateDir,
     plans: &[Plan<'_>],
 ) -> Result<AccountState, Error> {
-    let orders = plans.iter().any(|plan| {
-        plan.pending.is_some() || (plan.is_due() && matches!(plan.delegation, Some(Ok(()))))
-    });
-    if orders {
+    if needs_orders(plans) {
         return match acme::open_or_create(&config.acme, state).await {
             Ok(account) => Ok(AccountState::Open(account)),
             // With a fallback CA, each certificate decides whether it can wait for the

@@ -214,7 +214,7 @@ pub(crate) struct Renew {
 impl HostConfig {
     /// Reads and checks the host config at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawHost = read_yaml(path, OthersWrite::Warn)?;
+        let raw: RawHost = read_yaml(path, super::ConfigKind::Host, OthersWrite::Warn)?;
         let issuer = check_issuer(path, raw.issuer)?;
         let acme = match raw.acme {
             Some(acme) => check_acme(path, "acme", acme)?,

@@ -124,7 +124,7 @@ fn options_of<T: serde::de::DeserializeOwned>(
             key,
             format!(
                 "has options fleetcert cannot use: {}",
-                crate::shown::bare(&err.to_string(), 200)
+                crate::shown::parser_message(&err.to_string(), 200)
             ),
         )
     })

@@ -29,7 +29,7 @@ pub(crate) use update::{UpdateTarget, missing_update};
 pub(crate) use zone::tests as zone_tests;
 pub(crate) use zone::{FileTarget, ZoneConfig, ZoneTarget};
 
-use crate::shown::{bare, path as shown_path};
+use crate::shown::{parser_message, path as shown_path};
 use crate::store::{self, StoreError};
 
 /// Default DNS port for addresses written without one.
@@ -40,11 +40,56 @@ pub(crate) const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// How much of the YAML parser's message goes into a line (it quotes keys from the file).
 const MAX_PARSER_MESSAGE: usize = 200;
 
+/// Which config a file is: the line that refuses it names the page with its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConfigKind {
+    /// The host config of `request`, `finalize`, `renew`, `hiera`, `status`, `check`.
+    Host,
+    /// The zone config of `publish`.
+    Zone,
+}
+
+impl ConfigKind {
+    /// The reference page of its keys, as shipped (docs/ in the source, under
+    /// /usr/share/doc/fleetcert/ in the package).
+    fn page(self) -> &'static str {
+        match self {
+            Self::Host => "docs/host-config.md",
+            Self::Zone => "docs/zone-config.md",
+        }
+    }
+
+    /// What writes such a file, for the line that says it is missing.
+    fn writer(self) -> &'static str {
+        match self {
+            Self::Host => "on a fleet the role fleetcert.fleetcert.fleetcert_install writes it",
+            Self::Zone => "on a fleet the role fleetcert.fleetcert.fleetcert_publish writes it",
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Host => "host",
+            Self::Zone => "zone",
+        })
+    }
+}
+
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
+    /// There is no file at the path.
+    #[error(
+        "{kind} config {path} does not exist: write it (the smallest one that works is in \
+         {page}; {writer}) or give its path with --config",
+        page = kind.page(),
+        writer = kind.writer()
+    )]
+    Missing { path: String, kind: ConfigKind },
     /// The file cannot be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {}", read_reason(source))]
     Read {
         path: String,
         #[source]
@@ -53,6 +98,15 @@ pub(crate) enum ConfigError {
     /// The YAML does not match the expected keys and types.
     #[error("config {path}: {message}")]
     Syntax { path: String, message: String },
+    /// A key fleetcert does not know: a typo, or a key of the other config.
+    #[error("config {path}: {unknown} ({page})", page = kind.page())]
+    UnknownKey {
+        path: String,
+        kind: ConfigKind,
+        /// `unknown key `x` at line L column C: ...`: one string, so that the error stays
+        /// small enough to return by value from every command.
+        unknown: String,
+    },
     /// A key has a value that cannot work; `problem` says what to do instead.
     #[error("config {path}: `{key}` {problem}")]
     Invalid {
@@ -97,10 +151,19 @@ fn others_may_write(path: &Path) -> Option<String> {
     }
 }
 
+/// Why a file could not be read, without its path (the line names it once already).
+fn read_reason(err: &StoreError) -> String {
+    match err {
+        StoreError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Reads and parses a YAML file into the raw struct `T`; `others` says what a file others
 /// may write costs.
 fn read_yaml<T: serde::de::DeserializeOwned>(
     path: &Path,
+    kind: ConfigKind,
     others: OthersWrite,
 ) -> Result<T, ConfigError> {
     if let Some(problem) = others_may_write(path) {
@@ -118,11 +181,18 @@ fn read_yaml<T: serde::de::DeserializeOwned>(
             }
         }
     }
-    let bytes =
-        store::read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
+    let bytes = store::read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| match &source {
+        StoreError::Io { source: io, .. } if io.kind() == std::io::ErrorKind::NotFound => {
+            ConfigError::Missing {
+                path: shown_path(path),
+                kind,
+            }
+        }
+        _ => ConfigError::Read {
             path: shown_path(path),
             source,
-        })?;
+        },
+    })?;
     let syntax = |message: String| ConfigError::Syntax {
         path: shown_path(path),
         message,
@@ -138,10 +208,119 @@ fn read_yaml<T: serde::de::DeserializeOwned>(
             nesting::MAX_DEPTH
         )));
     }
-    serde_yaml::from_str(text).map_err(|err| {
-        // The parser quotes keys and values from the file: escape and bound them.
-        syntax(bare(&err.to_string(), MAX_PARSER_MESSAGE))
-    })
+    serde_yaml::from_str(text).map_err(|err| yaml_error(path, kind, &err))
+}
+
+/// The line for a YAML error: where it is first, so that no bound can cut it, then the
+/// parser's message (which quotes keys and values from the file: escaped and bounded), and
+/// for an unknown key the keys that are allowed there.
+fn yaml_error(path: &Path, kind: ConfigKind, err: &serde_yaml::Error) -> ConfigError {
+    let mut message = err.to_string();
+    let at = err.location().map(|location| {
+        let at = format!("line {} column {}", location.line(), location.column());
+        // The parser ends its message with the same place; said once, in front.
+        if let Some(cut) = message.strip_suffix(&format!(" at {at}")) {
+            message = cut.to_owned();
+        }
+        at
+    });
+    if let Some(unknown) = UnknownKey::parse(&message) {
+        let hint = unknown
+            .suggestion()
+            .map(|key| format!(" (did you mean `{key}`?)"))
+            .unwrap_or_default();
+        return ConfigError::UnknownKey {
+            path: shown_path(path),
+            kind,
+            unknown: format!(
+                "unknown key {} at {}: remove it or correct its spelling{hint}; the keys there \
+                 are {}",
+                crate::shown::shown(&unknown.key),
+                at.as_deref().unwrap_or("an unknown place"),
+                parser_message(&unknown.known.join(", "), MAX_PARSER_MESSAGE),
+            ),
+        };
+    }
+    let message = parser_message(&message, MAX_PARSER_MESSAGE);
+    ConfigError::Syntax {
+        path: shown_path(path),
+        message: match at {
+            Some(at) => format!("{at}: {message} (see {})", kind.page()),
+            None => format!("{message} (see {})", kind.page()),
+        },
+    }
+}
+
+/// serde's "unknown field" message, taken apart: serde says which key and which keys it
+/// expected only in its text.
+struct UnknownKey {
+    /// The key with the keys above it (`acme.emial`).
+    key: String,
+    /// The keys allowed beside it.
+    known: Vec<String>,
+}
+
+impl UnknownKey {
+    /// `renew: unknown field `x`, expected one of `a`, `b``, `... expected `a` or `b``,
+    /// `... expected `a``, or `..., there are no fields`.
+    fn parse(message: &str) -> Option<Self> {
+        const MARK: &str = "unknown field `";
+        let start = message.find(MARK)?;
+        let above = message[..start].trim_end().trim_end_matches(':');
+        let rest = &message[start + MARK.len()..];
+        let (name, expected) = rest
+            .rsplit_once("`, expected ")
+            .or_else(|| rest.rsplit_once("`, there are no fields"))?;
+        let known = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        let key = if above.is_empty() || above == "." {
+            name.to_owned()
+        } else {
+            format!("{above}.{name}")
+        };
+        Some(Self { key, known })
+    }
+
+    /// The allowed key the operator most likely meant: one a typo or two away, or one that
+    /// the unknown key starts with (`renew_days` for `renew`).
+    fn suggestion(&self) -> Option<&str> {
+        let name = self.key.rsplit('.').next().unwrap_or(&self.key);
+        self.known
+            .iter()
+            .map(|known| (edit_distance(name, known), known))
+            .filter(|(distance, _)| *distance <= 2)
+            .min()
+            .map(|(_, known)| known.as_str())
+            .or_else(|| {
+                self.known
+                    .iter()
+                    .filter(|known| name.starts_with(known.as_str()) || known.starts_with(name))
+                    .max_by_key(|known| known.len())
+                    .map(String::as_str)
+            })
+    }
+}
+
+/// Levenshtein distance, for the few short keys of one mapping.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Parses `ip`, `ip:port` or `[v6]:port`, defaulting to port 53.
@@ -175,6 +354,92 @@ fn beside(config: &Path, file: PathBuf) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Raw {
+        acme: Option<Inner>,
+        renew: Option<u32>,
+        resolver: Option<String>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        email: Option<String>,
+    }
+
+    fn refusal(text: &str) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, text).expect("write");
+        read_yaml::<Raw>(&path, ConfigKind::Host, OthersWrite::Warn)
+            .expect_err(text)
+            .to_string()
+    }
+
+    #[test]
+    fn an_unknown_key_keeps_its_place_and_names_the_keys_allowed() {
+        let line = refusal("resolver: 127.0.0.1\nrenew_days: 30\n");
+        assert!(
+            line.contains("unknown key `renew_days` at line 2 column 1")
+                && line.contains("(did you mean `renew`?)")
+                && line.contains("acme, renew, resolver")
+                && line.contains("docs/host-config.md")
+                && !line.contains('\\'),
+            "{line}"
+        );
+        let line = refusal("acme: {emial: a@b}\n");
+        assert!(
+            line.contains("unknown key `acme.emial` at line 1")
+                && line.contains("did you mean `email`?"),
+            "{line}"
+        );
+        // A hostile key stays one bounded line, and its place survives the bound.
+        let line = refusal(&format!("resolver: x\n\"{}\\e\": 1\n", "k".repeat(5000)));
+        assert!(
+            line.len() < 1000 && line.contains("at line 2 column 1"),
+            "{line}"
+        );
+        assert!(!line.contains('\u{1b}'), "{line}");
+    }
+
+    #[test]
+    fn a_yaml_error_says_where_first() {
+        let line = refusal(&format!("renew: {}\n", "9".repeat(2000)));
+        assert!(line.contains(": line 1 column 8: "), "{line}");
+        let line = refusal("acme: [\n");
+        assert!(line.contains("line "), "{line}");
+    }
+
+    #[test]
+    fn a_missing_config_says_what_to_write_once() {
+        let line = read_yaml::<Raw>(
+            Path::new("/nonexistent/f.yaml"),
+            ConfigKind::Host,
+            OthersWrite::Warn,
+        )
+        .expect_err("missing")
+        .to_string();
+        assert_eq!(line.matches("/nonexistent/f.yaml").count(), 1, "{line}");
+        assert!(
+            line.contains("does not exist") && line.contains("--config"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn suggestions_are_close_keys_only() {
+        assert_eq!(edit_distance("emial", "email"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        let unknown = UnknownKey {
+            key: "zzz".to_owned(),
+            known: vec!["acme".to_owned()],
+        };
+        assert_eq!(unknown.suggestion(), None);
+    }
 
     #[test]
     fn dns_addresses_default_to_port_53() {

@@ -146,10 +146,13 @@ mod tests {
         let path = dir.path().join("deep.yaml");
         // 5,000 levels: seconds of the parser's time in a debug build, minutes at 150,000.
         std::fs::write(&path, "{a: ".repeat(5_000)).expect("write");
-        let err =
-            super::super::read_yaml::<serde_yaml::Value>(&path, super::super::OthersWrite::Refuse)
-                .expect_err("too deep")
-                .to_string();
+        let err = super::super::read_yaml::<serde_yaml::Value>(
+            &path,
+            super::super::ConfigKind::Zone,
+            super::super::OthersWrite::Refuse,
+        )
+        .expect_err("too deep")
+        .to_string();
         assert!(
             err.contains("more than 32 deep at line 1 column 129") && !err.contains('\n'),
             "{err}"
@@ -157,8 +160,12 @@ mod tests {
         // A config's usual few levels load.
         std::fs::write(&path, "a: {b: [1, {c: [2]}]}\n").expect("write");
         assert!(
-            super::super::read_yaml::<serde_yaml::Value>(&path, super::super::OthersWrite::Refuse)
-                .is_ok()
+            super::super::read_yaml::<serde_yaml::Value>(
+                &path,
+                super::super::ConfigKind::Zone,
+                super::super::OthersWrite::Refuse
+            )
+            .is_ok()
         );
     }
 }

@@ -175,7 +175,7 @@ pub(crate) struct Glue {
 impl ZoneConfig {
     /// Reads and checks the zone config at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let mut raw: RawZone = read_yaml(path, OthersWrite::Refuse)?;
+        let mut raw: RawZone = read_yaml(path, super::ConfigKind::Zone, OthersWrite::Refuse)?;
         let zone = DnsName::parse(&raw.zone)
             .map_err(|rule| invalid(path, "zone", format!("{} {rule}", shown(&raw.zone))))?;
         let allow = match raw.allow.take() {

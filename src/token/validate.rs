@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::{NotTxtValue, Policy, TokenDocument, TxtRecord, TxtValue, record_name};
 use crate::dns::{DnsName, NameError};
-use crate::shown::{bare, path as shown_path, shown};
+use crate::shown::{parser_message, path as shown_path, shown};
 use crate::store::{self, StoreError};
 
 /// The most bytes one `--tokens` source may hold: a token document is one to a few KiB, so
@@ -372,8 +372,8 @@ fn entries(
     };
     let value: Value = serde_json::from_slice(bytes).map_err(|err| {
         syntax(format!(
-            "is not JSON ({}): give the output of `request`",
-            bare(&err.to_string(), MAX_PARSER_MESSAGE)
+            "is not JSON ({}): give the token document that `fleetcert request` printed on its standard output",
+            parser_message(&err.to_string(), MAX_PARSER_MESSAGE)
         ))
     })?;
     let entry = |origin, vouched, value| Entry {
@@ -467,7 +467,7 @@ fn validate(entry: Entry, policy: &Policy) -> Result<Submission, TokenError> {
     let document: TokenDocument = serde_json::from_value(value).map_err(|err| {
         refuse(format!(
             "is not a token document: {}",
-            bare(&err.to_string(), MAX_PARSER_MESSAGE)
+            parser_message(&err.to_string(), MAX_PARSER_MESSAGE)
         ))
     })?;
     if document.version != super::VERSION {

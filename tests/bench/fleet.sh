@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A fleet against lego, and the distance to the floor (docs/benchmarks.md).
+# A fleet against lego, and the distance to the floor (docs/dev/benchmarks.md).
 #
 #   tests/bench/fleet.sh [--sizes "10 50 200"] [--runs 3] [--parallel 10] [--out DIR]
 #                        [--variants "fleetcert lego floor"]
@@ -26,7 +26,7 @@
 # Two more variants on request: `baseline` (the fleetcert flow with the binary in
 # FLEETCERT_BASELINE, e.g. one built from an older commit) and `lego-poll0` (lego with
 # RFC2136_POLLING_INTERVAL=0 instead of 1: faster, but about half of its validations fail,
-# see docs/benchmarks.md).
+# see docs/dev/benchmarks.md).
 #
 # Environment: FLEETCERT (binary, default target/release/fleetcert, built when missing),
 # FLEETCERT_BASELINE, LEGO_POLLING_INTERVAL (for `lego`, default 1 s), FLOW_TIMEOUT
@@ -198,7 +198,7 @@ measure() {
     read -ra before <<<"$(server_ticks "$sb")"
     t0=$EPOCHREALTIME
     # timeout signals the flow's whole process group: a wedged CA cannot hang the benchmark
-    # (Pebble 2.4 did wedge once, see docs/benchmarks.md); the run then counts as failed.
+    # (Pebble 2.4 did wedge once, see docs/dev/benchmarks.md); the run then counts as failed.
     "$TIME" -f '%U %S' -o "$tf" timeout -k 10 "$FLOW_TIMEOUT" "$SELF" "$@" || true
     t1=$EPOCHREALTIME
     read -ra after <<<"$(server_ticks "$sb")"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of the metrics file (docs/benchmarks.md, "The metrics file"): what writing
+# Benchmark of the metrics file (docs/dev/benchmarks.md, "The metrics file"): what writing
 # `fleetcert.prom` adds to an idle `request`, side by side in one run.
 #
 # No sandbox is needed: an idle request (one valid certificate on disk, ARI off) contacts

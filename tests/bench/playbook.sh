@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the daily playbook costs per host (docs/benchmarks.md, "The daily playbook").
+# What the daily playbook costs per host (docs/dev/benchmarks.md, "The daily playbook").
 #
 #   tests/bench/playbook.sh [--sizes "10 30"] [--versions "main work"] [--forks 20]
 #                           [--runs "first quiet check"] [--out DIR]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `publish` at fleet scale, and the floor beside it (docs/benchmarks.md).
+# `publish` at fleet scale, and the floor beside it (docs/dev/benchmarks.md).
 #
 #   tests/bench/publish.sh [--sizes "100 1000 10000"] [--runs 5] [--out DIR]
 #

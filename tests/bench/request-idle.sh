@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of the host half (docs/benchmarks.md, "`request` when nothing is due"):
+# Benchmark of the host half (docs/dev/benchmarks.md, "`request` when nothing is due"):
 #
 #   1. one certificate issued end to end on the sandbox, timing request, placing the
 #      records (the test helper's way: zone file + rndc reload + wait for both servers)

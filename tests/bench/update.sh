@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Publishing by dynamic update next to the file publisher, and `renew` against lego's rfc2136
-# provider (docs/benchmarks.md, "publish by update" and "renew against lego").
+# provider (docs/dev/benchmarks.md, "publish by update" and "renew against lego").
 #
 #   tests/bench/update.sh [--records 10000] [--runs 5] [--renews 5] [--out DIR]
 #

@@ -1112,7 +1112,7 @@ fn update_killed_between_messages_is_finished_by_the_next_publish() {
 // --- every point is tested -------------------------------------------------------------
 
 /// Every `crash_point!` in src/ has a test that kills the binary there, and a row in
-/// docs/crash-safety.md. A point counts as tested when a test file that sets
+/// docs/dev/crash-safety.md. A point counts as tested when a test file that sets
 /// `FLEETCERT_CRASH_AT` (this one and its modules, the keystore's) names it in a string
 /// literal — a point with a detail by one of its instances (`"install.after_file.cert.pem"`).
 /// That the test reaches it is [`killed_at`]'s check: a run that is not killed fails.
@@ -1147,7 +1147,7 @@ fn every_crash_point_has_a_test_and_is_documented() {
         })
         .map(|(_, text)| text)
         .collect();
-    let docs = std::fs::read_to_string(root.join("docs/crash-safety.md")).expect("docs");
+    let docs = std::fs::read_to_string(root.join("docs/dev/crash-safety.md")).expect("docs");
     for point in &points {
         assert!(
             killing
@@ -1158,7 +1158,7 @@ fn every_crash_point_has_a_test_and_is_documented() {
         );
         assert!(
             docs.contains(&format!("| `{point}")),
-            "crash point {point} has no row in docs/crash-safety.md"
+            "crash point {point} has no row in docs/dev/crash-safety.md"
         );
     }
     assert!(

@@ -21,6 +21,7 @@ mod issuer;
 mod keystore;
 mod lxd;
 mod monitoring;
+mod newcomer;
 mod package;
 mod publish;
 mod sandbox;

@@ -4,7 +4,7 @@
 //! shipped alert rules under `promtool test rules` on series taken from these runs.
 //!
 //! Each test has its own sandbox (Pebble, BIND, Unbound), its own node_exporter on the host's
-//! textfile directory, and, for the probe, its own nginx (docs/sandbox.md).
+//! textfile directory, and, for the probe, its own nginx (docs/dev/sandbox.md).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,5 +1,5 @@
 //! The test sandbox: a real BIND primary and secondary, Unbound and Pebble on 127.0.0.1,
-//! started by `tests/sandbox/sandbox.sh` in a fresh temporary directory (docs/sandbox.md).
+//! started by `tests/sandbox/sandbox.sh` in a fresh temporary directory (docs/dev/sandbox.md).
 //!
 //! ```ignore
 //! let sb = Sandbox::start();

@@ -1,6 +1,6 @@
 //! The services a certificate ends up in — nginx, ZooKeeper and node_exporter from Debian —
 //! each started by `tests/sandbox/services.sh` on 127.0.0.1 in a temporary directory of its
-//! own (docs/sandbox.md), and the probes a test uses on them: the leaf a TLS server serves
+//! own (docs/dev/sandbox.md), and the probes a test uses on them: the leaf a TLS server serves
 //! (`openssl s_client`), the chain `curl` verifies, a metric node_exporter exposes, and
 //! `promtool`. Paths go in, ports come out.
 //!

@@ -213,7 +213,7 @@ set_dir() {
         die "directory path '$DIR' must consist of letters, digits and _ . / + - only"
 }
 
-# Timing of start-up phases, for docs/sandbox.md and for slow CI machines.
+# Timing of start-up phases, for docs/dev/sandbox.md and for slow CI machines.
 step() {
     [[ -n ${T0:-} ]] || return 0
     now_ms

@@ -16,7 +16,7 @@
 # LXD_CONF (DIR/conf), logs. Nothing of the system's LXD (/var/lib/lxd) is touched. `start`
 # writes DIR/lxd.env once every member answers: MEMBERS, CLUSTERED, LXD_CONF, and per member
 # MEMBERK_DIR (its LXD_DIR), MEMBERK_ADDRESS, MEMBERK_LXC (an lxc bound to that member) and
-# MEMBERK_RESTART (runs `restart DIR K`). See docs/sandbox.md.
+# MEMBERK_RESTART (runs `restart DIR K`). See docs/dev/sandbox.md.
 #
 # Environment: LXD_TIMEOUT (seconds to wait for a daemon, default 90).
 set -euo pipefail

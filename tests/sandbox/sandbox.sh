@@ -12,7 +12,7 @@
 #
 # `start` runs a BIND primary and a BIND secondary (zones example.test and acme.test), an
 # Unbound resolver with stub zones pointing at both, and Pebble using that resolver; it
-# waits until all of them answer and then writes DIR/sandbox.env. See docs/sandbox.md.
+# waits until all of them answer and then writes DIR/sandbox.env. See docs/dev/sandbox.md.
 #
 # Environment: SANDBOX_TIMEOUT (seconds to wait for the servers, default 30).
 set -euo pipefail

@@ -13,7 +13,7 @@
 # `start` writes the configuration into DIR (nothing of the system's: no /etc, no root
 # port, no system pid or log file), starts the server from Debian's package, waits until it
 # answers on its port and then writes DIR/service.env. Paths are used as given (a symlink
-# stays a symlink, as a service would see it). See docs/sandbox.md.
+# stays a symlink, as a service would see it). See docs/dev/sandbox.md.
 #
 # Environment: SERVICES_TIMEOUT (seconds to wait for a server, default 60).
 set -euo pipefail

@@ -15,7 +15,7 @@
 # debug build of fleetcert as /usr/bin/fleetcert), or a Unix socket of a daemon on the host
 # (an LXD's unix.socket as the guest's /var/lib/lxd/unix.socket).
 #
-# What keeps the host safe (docs/sandbox.md): the guest's /dev is a tmpfs with device nodes
+# What keeps the host safe (docs/dev/sandbox.md): the guest's /dev is a tmpfs with device nodes
 # of its own (mknod, not bind mounts of the host's: what systemd does to its /dev/null or a
 # console must not happen to the host's), and no console at all; /proc is its own, /sys is
 # read-only, /sys/fs/cgroup a tmpfs with the guest's own cgroup2 and name=systemd
