@@ -7,6 +7,7 @@ use crate::acme::AcmeError;
 use crate::cert::{KeyType, Pkcs12Error};
 use crate::dns::{CaaError, ChainError, DelegationError, DnsName};
 use crate::issuer::SignError;
+use crate::reload::ReloadError;
 use crate::store::StoreError;
 
 /// One certificate could not be requested or finalized.
@@ -43,6 +44,9 @@ pub(crate) enum CertFailure {
     /// Its PKCS#12 keystore could not be built.
     #[error(transparent)]
     Keystore(#[from] Pkcs12Error),
+    /// The certificate is installed, but the reload an earlier run owed it failed again.
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
     /// The saved order was made for another set of names, key type or CA.
     #[error(
         "the config changed since the order was made (it was for [{}], {key}, at {directory}): \

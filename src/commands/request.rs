@@ -36,6 +36,7 @@ use crate::config::{CertSpec, HostConfig};
 use crate::dns::{check_chains, check_delegation};
 use crate::error::{Error, Outcome};
 use crate::issuer::Origin;
+use crate::reload;
 use crate::store::Versioned as _;
 use crate::token::{self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name};
 
@@ -77,7 +78,10 @@ struct Context<'c> {
 pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
-    let document = token_document(&config, &state, args.dry_run).await?;
+    let mut document = token_document(&config, &state, args.dry_run).await?;
+    if !args.dry_run {
+        settle_reloads(&config, &state, &mut document).await;
+    }
     observed.requested(&document);
     print_json(&document)?;
     let failed = document
@@ -85,6 +89,32 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
         .iter()
         .any(|cert| cert.status == CertStatus::Failed);
     Ok(Outcome::from_failures(failed))
+}
+
+/// A quiet day in a fleet runs `request` alone (finalize only where an order is left): the
+/// reload an earlier run owes a certificate that is not due is run again here, so it is
+/// retried by every run until it works (reload.rs). A due certificate's reload is left to
+/// finalize, which installs first. `renew` does not come here: its finalize settles them.
+async fn settle_reloads(config: &HostConfig, state: &StateDir, document: &mut TokenDocument) {
+    for cert in &mut document.certs {
+        let Some(spec) = config.certs.get(&cert.name) else {
+            continue;
+        };
+        if cert.status != CertStatus::Valid || !state.has_reload(&cert.name) {
+            continue;
+        }
+        let installed = Installed::read(config, &cert.name, spec);
+        let subject = reload::Subject {
+            cert: &cert.name,
+            spec,
+            dir: &installed.paths.dir,
+            installed: installed.inspection(),
+        };
+        if let Some(Err(err)) = reload::settle(state, &subject, false, false).await {
+            cert.status = CertStatus::Failed;
+            cert.reason = CertFailure::from(err).to_string();
+        }
+    }
 }
 
 /// Decides, orders and returns the token document (`renew` publishes it itself).

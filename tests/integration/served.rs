@@ -262,6 +262,23 @@ fn failing_reload_is_kept_and_retried(server: &Server, body: &str, needle: &str)
     );
     assert!(pending.exists());
 
+    // A quiet day in a fleet runs request alone (the playbook finalizes only where an order
+    // is left): request runs the reload again too, and says it failed.
+    let requested = server.run("request").expect_code(1).json();
+    let state = cert(&requested, "main");
+    assert_eq!(state["status"], "failed", "{requested:#}");
+    let reason = state["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains(&format!("reload `{}`", script.display())) && reason.contains(needle),
+        "request's line names the command and its status ({needle}): {reason}"
+    );
+    assert_eq!(
+        requested["records"],
+        Value::Array(Vec::new()),
+        "{requested:#}"
+    );
+    assert!(pending.exists());
+
     // Fixed: the next quiet run runs it, it works, and it is forgotten.
     std::fs::remove_file(server.path("fail")).expect("fix");
     let fixed = server.run("finalize").expect_code(0).json();
@@ -287,8 +304,8 @@ fn a_failing_reload_is_reported_kept_pending_and_retried_until_it_works() {
     failing_reload_is_kept_and_retried(&server, &body, "exit status: 3");
     assert_eq!(
         server.reloads().len(),
-        3,
-        "issued, quiet renew, fixed finalize"
+        4,
+        "issued, quiet renew, quiet request, fixed finalize"
     );
 }
 
@@ -301,7 +318,7 @@ fn a_hanging_reload_is_killed_at_its_timeout_kept_pending_and_retried() {
         server.path("fail").display()
     );
     failing_reload_is_kept_and_retried(&server, &body, "no exit within 2s");
-    assert_eq!(server.reloads().len(), 3);
+    assert_eq!(server.reloads().len(), 4);
 }
 
 #[test]
@@ -319,8 +336,8 @@ fn a_reload_leaving_a_child_is_bounded_its_child_killed_kept_pending_and_retried
     let children = std::fs::read_to_string(&pids).expect("children written");
     assert_eq!(
         children.lines().count(),
-        2,
-        "issued and quiet renew: {children}"
+        3,
+        "issued, quiet renew and quiet request: {children}"
     );
     for pid in children.lines() {
         let stat = format!("/proc/{pid}/stat");
