@@ -660,7 +660,9 @@ fn roles_refuse_bad_variables_and_fail_a_host_with_fleetcerts_error_line() {
         let home = home(host);
         format!(
             "fleetcert_binary: {0}/bin/fleetcert\nfleetcert_config_path: {0}/etc/fleetcert.yaml\n\
-             fleetcert_state_dir: {0}/state\nfleetcert_cert_dir: {0}/certs\n",
+             fleetcert_state_dir: {0}/state\nfleetcert_cert_dir: {0}/certs\n\
+             fleetcert_zone_config_path: {0}/etc/zone.yaml\n\
+             fleetcert_publish_tokens_path: {0}/publish/tokens.json\n",
             home.display()
         )
     };
@@ -761,7 +763,7 @@ all:
         "{nozone}"
     );
     assert!(
-        !home("nozone").join("etc").exists(),
+        !home("nozone").join("etc/zone.yaml").exists(),
         "nozone rendered a zone config without a zone file"
     );
 }
