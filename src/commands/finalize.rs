@@ -211,12 +211,7 @@ impl CertReport {
         let files_changed = self.changed && self.status != FinalizeStatus::Failed;
         // What is on disk now: the probes compare the service with it.
         let installed = Installed::read(config, &self.name, spec);
-        let subject = reload::Subject {
-            cert: &self.name,
-            spec,
-            dir: &installed.paths.dir,
-            installed: installed.inspection(),
-        };
+        let subject = installed.reload_subject(&self.name, spec);
         if let Some(result) = reload::settle(state, &subject, files_changed, dry_run).await {
             self.reloaded = Some(result.is_ok());
             self.reload_error = result.err().map(|err| err.to_string());

@@ -9,6 +9,7 @@ use crate::cert::{
 };
 use crate::config::{CertSpec, HostConfig};
 use crate::issuer::Origin;
+use crate::reload::Subject;
 
 /// One configured certificate as found on disk.
 pub(crate) struct Installed<'c> {
@@ -78,6 +79,17 @@ impl<'c> Installed<'c> {
     /// The leaf's facts, when the chain parses.
     pub(crate) fn inspection(&self) -> Option<&Inspection> {
         self.chain.as_ref().ok().and_then(Option::as_ref)
+    }
+
+    /// What a reload of certificate `cert` is about: the directory the service reads and
+    /// the leaf the probes compare it with (reload.rs).
+    pub(crate) fn reload_subject<'a>(&'a self, cert: &'a str, spec: &'a CertSpec) -> Subject<'a> {
+        Subject {
+            cert,
+            spec,
+            dir: &self.paths.dir,
+            installed: self.inspection(),
+        }
     }
 
     /// Expiry of the certificate on disk, RFC 3339.

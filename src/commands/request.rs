@@ -104,12 +104,7 @@ async fn settle_reloads(config: &HostConfig, state: &StateDir, document: &mut To
             continue;
         }
         let installed = Installed::read(config, &cert.name, spec);
-        let subject = reload::Subject {
-            cert: &cert.name,
-            spec,
-            dir: &installed.paths.dir,
-            installed: installed.inspection(),
-        };
+        let subject = installed.reload_subject(&cert.name, spec);
         if let Some(Err(err)) = reload::settle(state, &subject, false, false).await {
             cert.status = CertStatus::Failed;
             cert.reason = CertFailure::from(err).to_string();
