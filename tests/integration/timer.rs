@@ -125,6 +125,8 @@ fn libc_makedev(major: u64, minor: u64) -> u64 {
 
 #[test]
 fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_and_lxd_serve_it() {
+    // Not while the package test installs or purges the package on the host (util.rs).
+    let _host_root = crate::util::host_root_lock();
     assert_dev_null_intact();
     let secret = crate::update::secret();
     let sb = crate::fixture::sandbox()

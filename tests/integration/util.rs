@@ -234,3 +234,16 @@ pub(crate) fn verify_against(root: &Path, fullchain: &Path) -> Result<(), String
         .map_err(|err| format!("cannot run openssl: {err}"))?;
     crate::services::output_result(out).map(drop)
 }
+
+/// Held by a test that changes the machine's own root (the package test installs and purges
+/// fleetcert, whose maintainer scripts mask and unmask its timer in /etc/systemd/system) and
+/// by one that boots a system over an overlay of that root (the timer test): a guest that
+/// boots while the host's timer is masked for a moment never starts it. Tests run as threads
+/// of one process, so a static lock keeps the two apart; a panic in one does not stop the
+/// other from taking it.
+pub(crate) fn host_root_lock() -> std::sync::MutexGuard<'static, ()> {
+    static HOST_ROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HOST_ROOT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
