@@ -139,7 +139,7 @@ fn read_set(from: &Path, names: &FileNames, spec: &CertSpec) -> Result<Incoming,
             .into());
         }
     }
-    verify_links(&blocks).map_err(refused)?;
+    verify_links(&blocks).map_err(|err| refused(err.to_string()))?;
     if chain.inspection.not_after <= OffsetDateTime::now_utc() {
         return Err(refused(format!(
             "the certificate expired at {}",
@@ -150,9 +150,32 @@ fn read_set(from: &Path, names: &FileNames, spec: &CertSpec) -> Result<Incoming,
     Ok(Incoming { key, chain })
 }
 
+/// Why a copied chain is not what it says it is.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    /// A block of the full chain is not a PEM certificate.
+    #[error("a certificate of the chain is not PEM")]
+    NotPem,
+    /// A certificate of the full chain does not parse as X.509.
+    #[error("a certificate of the chain does not parse: {0}")]
+    Unparsable(String),
+    /// Certificate `0` is not signed by the one after it.
+    #[error(
+        "certificate {0} of the chain is not signed by certificate {next} after it: the chain \
+         does not verify", next = .0 + 1
+    )]
+    Unsigned(usize),
+    /// The last certificate claims to be self-signed, and is not.
+    #[error(
+        "the last certificate of the chain names itself as its issuer, but its signature does \
+         not verify: the chain does not verify"
+    )]
+    BadSelfSignature,
+}
+
 /// Checks that each certificate of the chain is signed by the next one, and a last one that
 /// names itself as its issuer by itself: the chain is what it says it is.
-fn verify_links(blocks: &[String]) -> Result<(), String> {
+fn verify_links(blocks: &[String]) -> Result<(), LinkError> {
     let ders = blocks
         .iter()
         .map(|block| {
@@ -160,7 +183,7 @@ fn verify_links(blocks: &[String]) -> Result<(), String> {
                 .next()
                 .and_then(Result::ok)
                 .map(|pem| pem.contents)
-                .ok_or_else(|| "a certificate of the chain is not PEM".to_owned())
+                .ok_or(LinkError::NotPem)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let certs = ders
@@ -168,28 +191,20 @@ fn verify_links(blocks: &[String]) -> Result<(), String> {
         .map(|der| {
             X509Certificate::from_der(der)
                 .map(|(_, cert)| cert)
-                .map_err(|err| format!("a certificate of the chain does not parse: {err}"))
+                .map_err(|err| LinkError::Unparsable(err.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (index, pair) in certs.windows(2).enumerate() {
         let [child, parent] = pair else { continue };
         if child.verify_signature(Some(parent.public_key())).is_err() {
-            return Err(format!(
-                "certificate {index} of the chain is not signed by certificate {} after it: \
-                 the chain does not verify",
-                index + 1
-            ));
+            return Err(LinkError::Unsigned(index));
         }
     }
     if let Some(last) = certs.last()
         && last.tbs_certificate.issuer.as_raw() == last.tbs_certificate.subject.as_raw()
         && last.verify_signature(None).is_err()
     {
-        return Err(
-            "the last certificate of the chain names itself as its issuer, but its \
-             signature does not verify: the chain does not verify"
-                .to_owned(),
-        );
+        return Err(LinkError::BadSelfSignature);
     }
     Ok(())
 }

@@ -806,10 +806,10 @@ impl SignedZone<'_> {
             Bits::signed(Recursion::Off),
         )
         .await
-        .map_err(|reason| no_answer("TXT records".to_owned(), reason))?;
+        .map_err(|reason| no_answer("TXT records".to_owned(), reason.to_string()))?;
         for (name, found) in answers {
             let what = || format!("{name}. TXT");
-            let answer = found.map_err(|reason| no_answer(what(), reason))?;
+            let answer = found.map_err(|reason| no_answer(what(), reason.to_string()))?;
             if let Some(wrong) = not_authoritative(&answer) {
                 return Err(no_answer(what(), wrong));
             }

@@ -309,7 +309,7 @@ pub(crate) async fn check_records(
         Bits::plain(Recursion::Off),
     )
     .await
-    .map_err(|reason| mismatch(first, first_values.len(), reason))?;
+    .map_err(|reason| mismatch(first, first_values.len(), reason.to_string()))?;
     for (name, found) in answers {
         let values = &expected[name];
         let answer = found
@@ -348,6 +348,20 @@ pub(crate) fn not_authoritative(answer: &Answer) -> Option<String> {
     })
 }
 
+/// Why a pipelined question got no answer (each reason short and escaped).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoAnswer {
+    /// No TCP connection to the server was made.
+    #[error("no TCP connection ({0})")]
+    Connection(String),
+    /// The connection closed before this question's answer.
+    #[error("no response")]
+    NoResponse,
+    /// The exchange failed for this question.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Asks `server` `rtype` for each of `names` over one TCP connection, questions pipelined;
 /// each name with its answer or why there was none. `Err` when no connection was made.
 pub(crate) async fn ask_pipelined<'n>(
@@ -355,7 +369,7 @@ pub(crate) async fn ask_pipelined<'n>(
     names: impl Iterator<Item = &'n DnsName>,
     rtype: RecordType,
     bits: Bits,
-) -> Result<Vec<(&'n DnsName, Result<Answer, String>)>, String> {
+) -> Result<Vec<(&'n DnsName, Result<Answer, NoAnswer>)>, NoAnswer> {
     // The provider owns the task set that drives the connection: it must outlive the queries.
     let provider = TokioRuntimeProvider::default();
     let exchange = TcpClientStream::exchange(
@@ -366,15 +380,15 @@ pub(crate) async fn ask_pipelined<'n>(
         provider.clone(),
     )
     .await
-    .map_err(|err| format!("no TCP connection ({})", short_reason(&err.to_string())))?;
+    .map_err(|err| NoAnswer::Connection(short_reason(&err.to_string())))?;
     let answers = futures_util::stream::iter(names)
         .map(|name| {
             let exchange = exchange.clone();
             async move {
                 let question = Query::query(name.to_hickory(), rtype);
                 let found = match exchange.send(request(question, bits)).next().await {
-                    None => Err("no response".to_owned()),
-                    Some(Err(err)) => Err(short_reason(&err.to_string())),
+                    None => Err(NoAnswer::NoResponse),
+                    Some(Err(err)) => Err(NoAnswer::Failed(short_reason(&err.to_string()))),
                     Some(Ok(response)) => Ok(Answer {
                         message: response.into_message(),
                     }),
