@@ -387,6 +387,15 @@ fn debian_package_installs_by_the_collection_and_purging_keeps_the_certificates(
     );
 }
 
+/// The key group a test made on the host, removed when the test ends.
+struct MadeGroup;
+
+impl Drop for MadeGroup {
+    fn drop(&mut self) {
+        let _ = run("groupdel", &["fleetcert"]);
+    }
+}
+
 /// Runs the package's postinst `configure` with `root` as `$DPKG_ROOT` (a chrootless
 /// install's root): its exit code and stderr.
 fn postinst_in(root: &Path) -> (i32, String) {
@@ -408,14 +417,17 @@ fn mode_of(path: &Path) -> u32 {
 
 #[test]
 fn postinst_refuses_links_and_foreign_directories_and_repairs_open_ones() {
-    // The key group, as the postinst itself makes it (the package test makes it too).
-    if !group_exists() {
+    // The host's key group is shared with the package test: one at a time (util.rs), and
+    // the group this test makes is removed again, as the package test removes its own.
+    let _host_root = crate::util::host_root_lock();
+    let _group = (!group_exists()).then(|| {
         assert!(
             run("addgroup", &["--system", "--quiet", "fleetcert"])
                 .status
                 .success()
         );
-    }
+        MadeGroup
+    });
     let other_uid = 4242;
     // Missing: made with the package's modes.
     let root = tempfile::tempdir().expect("root");
