@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -167,14 +166,7 @@ pub(crate) fn run_playbook(mut command: Command) -> Ran {
         .ok()
         .and_then(|secs| secs.parse().ok())
         .map_or(PLAYBOOK_DEADLINE, Duration::from_secs);
-    let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(log.reopen().expect("reopen log"))
-        .stderr(log.reopen().expect("reopen log"))
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    let (mut child, log) = crate::venv::spawn_logged(&mut command);
     let started = Instant::now();
     let mut next_report = PLAYBOOK_PROGRESS;
     let status = loop {
@@ -183,10 +175,7 @@ pub(crate) fn run_playbook(mut command: Command) -> Ran {
         }
         let elapsed = started.elapsed();
         if elapsed >= deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
+            crate::venv::kill_group(&mut child);
             let output = fs::read_to_string(log.path()).unwrap_or_default();
             panic!(
                 "ansible-playbook was still in {} after {elapsed:.0?} (FLEETCERT_PLAYBOOK_DEADLINE), \

@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -82,24 +82,14 @@ impl Ran {
 /// Runs `command` in a process group of its own with a deadline; on timeout the whole group
 /// (ansible forks workers) is killed.
 pub(crate) fn run_bounded(mut command: Command, timeout: Duration) -> Ran {
-    let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(log.reopen().expect("reopen log"))
-        .stderr(log.reopen().expect("reopen log"))
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    let (mut child, log) = spawn_logged(&mut command);
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break Some(status);
         }
         if Instant::now() >= deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
+            kill_group(&mut child);
             break None;
         }
         thread::sleep(Duration::from_millis(100));
@@ -112,4 +102,26 @@ pub(crate) fn run_bounded(mut command: Command, timeout: Duration) -> Ran {
         code: status.code().unwrap_or(-1),
         output,
     }
+}
+
+/// Starts `command` in a process group of its own (ansible forks workers), its stdout and
+/// stderr in one log file, read while it runs and after.
+pub(crate) fn spawn_logged(command: &mut Command) -> (Child, tempfile::NamedTempFile) {
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log.reopen().expect("reopen log"))
+        .stderr(log.reopen().expect("reopen log"))
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    (child, log)
+}
+
+/// Kills the process group `child` leads, and reaps `child`.
+pub(crate) fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
 }
