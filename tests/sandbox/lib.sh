@@ -188,6 +188,18 @@ stop_watchdog() {
 
 # --- commands ----------------------------------------------------------------------------
 
+# The first steps of a script's `start` (services.sh, lxd.sh, systemd.sh): a fresh
+# directory, locked, with what the script needs installed (its own check_installed); T0 for
+# the step times, and the state the callers poll.
+begin_start() {
+    [[ -z $(ls -A "$DIR") ]] || die "$DIR is not empty: start wants a fresh directory"
+    lock_dir
+    check_installed
+    now_ms
+    T0=$NOW_MS
+    echo starting >"$DIR/state"
+}
+
 # Commands on one sandbox run one at a time: a `stop` from the watchdog (the test process
 # was killed while `start` was still running) waits for `start` to finish and then stops
 # everything, instead of racing it and missing the servers started after it looked.

@@ -258,13 +258,7 @@ cmd_start() {
         esac
         shift 2
     done
-    [[ -z $(ls -A "$DIR") ]] || die "$DIR is not empty: start wants a fresh directory"
-    lock_dir
-    check_installed
-
-    now_ms
-    T0=$NOW_MS
-    echo starting >"$DIR/state"
+    begin_start
     mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/conf"
     printf 'MEMBERS=%s\n' "$MEMBERS" >"$DIR/members.env"
     [[ -z $parent ]] || start_watchdog "$parent"

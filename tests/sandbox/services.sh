@@ -341,13 +341,7 @@ cmd_start() {
     shift 2
     PARENT=
     parse_start_options "$@"
-    [[ -z $(ls -A "$DIR") ]] || die "$DIR is not empty: start wants a fresh directory"
-    lock_dir
-    check_installed
-
-    now_ms
-    T0=$NOW_MS
-    echo starting >"$DIR/state"
+    begin_start
     mkdir -p "$DIR/pids" "$DIR/logs"
     # What `restart` and `reload` need to launch and probe the server again.
     printf '%s\n' "KIND=$KIND" "NAME=${NAME:-}" "TEXTFILE_DIR=${TEXTFILE_DIR:-}" >"$DIR/launch.env"

@@ -249,13 +249,7 @@ cmd_start() {
         shift 2
     done
     [[ -d $staging ]] || die "start wants --tree DIR, the files to put into the guest"
-    [[ -z $(ls -A "$DIR") ]] || die "$DIR is not empty: start wants a fresh directory"
-    lock_dir
-    check_installed
-
-    now_ms
-    T0=$NOW_MS
-    echo starting >"$DIR/state"
+    begin_start
     mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/ns"
     [[ -z $parent ]] || start_watchdog "$parent"
     PORTS=()
