@@ -30,7 +30,6 @@ const KEYSTORE_KEY: &str = "keystore_base64";
 
 /// The hiera export failed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub(crate) enum HieraError {
     /// `--host` is not the host the config issues for.
     #[error(
