@@ -12,7 +12,8 @@ mod set;
 
 pub(crate) use incoming::IncomingError;
 pub(crate) use inspect::{
-    DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted,
+    DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, RuleKind, Schedule,
+    Wanted,
     inspect_chain, serial_hex,
 };
 pub(crate) use install::{CertDir, Secret};
