@@ -24,9 +24,9 @@ use serde_json::Value;
 
 use crate::support::day::{
     ACCOUNTS, CERT, Day, Expect, Names, ORDERS, SERVICE_FILES, ServiceSet, Zone,
-    assert_keys_private, assert_no_temporary_where_services_look, assert_safe_after_kill, document,
+    assert_keys_private, assert_no_temporary_where_services_look, assert_safe_after_kill,
     host_killed_at, killed_at, next_host_number, pebble_count, read_as, run_killed_at, served_txt,
-    shared_sandbox, temporaries, versions, write_secret,
+    shared_sandbox, temporaries, token_document, versions, write_secret,
 };
 use crate::support::fixture::{Host, sandbox};
 use crate::support::sandbox::Sandbox;
@@ -379,7 +379,7 @@ fn request_killed_after_registering_the_account_registers_again_the_next_day() {
 
 // --- publish -------------------------------------------------------------------------------------
 
-/// A host with a certificate due and its document, whose publish dies at `point` on a sandbox
+/// A host with a certificate due and its token_document, whose publish dies at `point` on a sandbox
 /// of its own. The zone file must be complete and the old one or the new one, the host's set
 /// untouched, and the next publish and finalize must complete.
 fn publish_killed_at(point: &str, zone_changed: bool) {
@@ -495,8 +495,8 @@ fn update_killed_between_messages_is_finished_by_the_next_publish() {
     .expect("write zone config");
     let names: Vec<String> = (0..1500).map(|i| format!("h{i}.bench.test")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let full = document("bench.test", &names);
-    let empty = document("bench.test", &[]);
+    let full = token_document("bench.test", &names);
+    let empty = token_document("bench.test", &[]);
     let wanted: BTreeSet<String> = full["records"]
         .as_array()
         .expect("records")

@@ -24,8 +24,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::day::Zone;
+use crate::support::day::token_document;
 use crate::support::fixture::{Host, KEY_GROUP, sandbox};
 use crate::support::sandbox::Sandbox;
+use crate::support::util::last_stderr_line;
 use crate::support::util::{Run, tree};
 
 /// The unprivileged local user who attacks.
@@ -1914,4 +1917,36 @@ fn secrets_of_another_user_or_behind_a_link_and_configs_others_may_write_are_ref
         "{}",
         run.stderr
     );
+}
+
+/// A `zone_file` that is a symlink is refused, naming its target; the link and the file it
+/// points at stay as they were (a rename would have replaced the link and left BIND's file
+/// stale).
+#[test]
+fn symlinked_zone_file_is_refused_and_left_alone() {
+    let sb = sandbox().start();
+    let real = sb.signing_zone_file();
+    let link = real.with_file_name("link-to-acme.test.db");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let before = std::fs::read(&real).expect("zone");
+    let zone = Zone::with(&sb, &link, &["true"], "");
+    let run = zone.publish_document(
+        "host3.example.test",
+        &token_document("host3.example.test", &["host3.example.test"]),
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+    assert_eq!(std::fs::read(&real).expect("zone"), before);
+    run.expect_code(2);
+    let line = last_stderr_line(&run);
+    assert!(
+        line.contains("is a symlink to") && line.contains(&real.display().to_string()),
+        "{line}"
+    );
+    std::fs::remove_file(&link).expect("remove link");
 }

@@ -566,7 +566,7 @@ pub(crate) fn value() -> String {
 }
 
 /// A token document of `host` with one record (a fresh value) per identifier, per-name mode.
-pub(crate) fn document(host: &str, identifiers: &[&str]) -> Value {
+pub(crate) fn token_document(host: &str, identifiers: &[&str]) -> Value {
     let records: Vec<Value> = identifiers
         .iter()
         .map(|id| {

@@ -7,6 +7,7 @@
 pub(crate) mod collection;
 pub(crate) mod day;
 pub(crate) mod fake_ca;
+pub(crate) mod faults;
 pub(crate) mod fixture;
 pub(crate) mod fleet;
 pub(crate) mod gate;
