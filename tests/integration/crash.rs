@@ -103,11 +103,13 @@ fn finalize_killed_after_the_keystore_file_leaves_the_old_pems_and_keystore() {
     let n = next_host_number();
     let password = zone.dir().join("keystore.pass");
     write_secret(&password, "crash-test-pass");
-    let options = format!(
-        "pkcs12: {{password_file: {}, alias: service}}",
-        Value::from(password.display().to_string())
+    let options = serde_json::json!({"pkcs12": {"password_file": password, "alias": "service"}});
+    let day = Day::with(
+        &sb,
+        &zone,
+        Names::new(n, Value::Null, options),
+        sb.acme_directory(),
     );
-    let day = Day::with(&sb, &zone, Names::new(n, "", &options), sb.acme_directory());
     let old = day.issued_and_due();
     let keystore = day.host.file(CERT, KEYSTORE);
     let old_keystore = std::fs::read(&keystore).expect("read the keystore");

@@ -728,10 +728,11 @@ fn shared_records_all_go_to_the_signing_zone_apex() {
 fn profile_the_ca_does_not_offer_is_refused_before_ordering() {
     let sb = sandbox().start();
     let host = Host::new(&sb, &[]);
-    host.configure_acme(
-        ", profile: classic",
-        "",
-        &[("main", &["host1.example.test"])],
+    host.write_config(
+        &host
+            .host_config()
+            .acme_set("profile", "classic")
+            .cert("main", &["host1.example.test"]),
     );
     let run = host.request();
     run.expect_code(1);
@@ -771,10 +772,11 @@ fn external_account_binding_is_required_then_registers_once() {
     );
     assert!(!host.state_dir().join("account.json").exists());
 
-    host.configure_acme(
-        &format!(", eab: {{kid: {KID}, hmac_key: {HMAC}}}"),
-        "",
-        certs,
+    host.write_config(
+        &host
+            .host_config()
+            .acme_set("eab", serde_json::json!({"kid": KID, "hmac_key": HMAC}))
+            .certs(certs),
     );
     let report = host.issue();
     assert_issued(&host, &report, "main", &["host1.example.test"]);

@@ -1465,11 +1465,9 @@ fn no_key_or_account_material_in_any_output_at_trace() {
     let hmac = "c2VjdXJpdHktdGVzdC1obWFjLWtleS1uZXZlci1wcmludGVk";
     let sb = sandbox().pebble_eab(kid, hmac).start();
     let host = Host::new(&sb, &[]);
-    host.configure_acme(
-        &format!(", eab: {{kid: {kid}, hmac_key: {hmac}}}"),
-        "",
-        &[("main", &["host6.example.test", "www6.example.test"])],
-    );
+    let eab = json!({"kid": kid, "hmac_key": hmac});
+    let names: &[&str] = &["host6.example.test", "www6.example.test"];
+    host.write_config(&host.host_config().acme_set("eab", &eab).cert("main", names));
     let config = host.config();
     let config = config.to_str().expect("utf-8");
     let mut outputs = Vec::new();
@@ -1487,10 +1485,12 @@ fn no_key_or_account_material_in_any_output_at_trace() {
     traced("status", &[]).expect_code(0);
     traced("request", &["--dry-run"]).expect_code(0);
     // A renewal with a new key type: a key in the state directory, the account reused.
-    host.configure_acme(
-        &format!(", eab: {{kid: {kid}, hmac_key: {hmac}}}"),
-        "key: rsa-2048\n",
-        &[("main", &["host6.example.test", "www6.example.test"])],
+    host.write_config(
+        &host
+            .host_config()
+            .acme_set("eab", &eab)
+            .set("key", "rsa-2048")
+            .cert("main", names),
     );
     let document = traced("request", &[]).expect_code(0).json();
     host.place(&document);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use super::config::{Acme, HostConfig};
 use super::sandbox::{Sandbox, SandboxBuilder};
 use super::util::{Run, fleetcert, snapshot};
 
@@ -66,27 +67,25 @@ impl<'s> Host<'s> {
         host
     }
 
-    /// Rewrites the config: `extra` is top-level YAML lines (`key: rsa-2048\n`).
-    pub(crate) fn configure(&self, extra: &str, certs: &[(&str, &[&str])]) {
-        self.configure_acme("", extra, certs);
+    /// The fixture's config for this host, no certificate yet: a test changes what it needs
+    /// and hands it to [`write_config`](Self::write_config).
+    pub(crate) fn host_config(&self) -> HostConfig {
+        let mut acme = Acme::new(&self.directory);
+        acme.ca_bundle = Some(self.sb.ca_bundle());
+        let mut config = HostConfig::new(acme, &self.name, self.sb.resolver(), self.dir.path());
+        config.group = Some(KEY_GROUP.to_owned());
+        config
     }
 
-    /// Like [`configure`](Self::configure), with `acme_extra` added to the `acme` mapping
-    /// (`, profile: classic`).
-    pub(crate) fn configure_acme(&self, acme_extra: &str, extra: &str, certs: &[(&str, &[&str])]) {
-        let mut text = format!(
-            "acme: {{directory: {dir}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}{acme_extra}}}\n\
-             host: {name}\nsigning_zone: acme.test\nresolver: {resolver}\n\
-             state_dir: {state}\ncert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
-            dir = self.directory,
-            name = self.name,
-            ca = self.sb.ca_bundle().display(),
-            resolver = self.sb.resolver(),
-            state = self.state_dir().display(),
-            certs_dir = self.cert_dir().display(),
-        );
-        text.push_str(&certs_yaml(certs));
-        std::fs::write(self.config(), text).expect("write config");
+    /// Writes `config` as this host's config.
+    pub(crate) fn write_config(&self, config: &HostConfig) {
+        config.write(&self.config());
+    }
+
+    /// Rewrites the config: the fixture's with `extra`, top-level YAML lines
+    /// (`key: rsa-2048\n`), and `certs`.
+    pub(crate) fn configure(&self, extra: &str, certs: &[(&str, &[&str])]) {
+        self.write_config(&self.host_config().lines(extra).certs(certs));
     }
 
     /// `host:` in the config.

@@ -5,6 +5,7 @@
 //! import from each other.
 
 pub(crate) mod collection;
+pub(crate) mod config;
 pub(crate) mod day;
 pub(crate) mod fake_ca;
 pub(crate) mod faults;
