@@ -22,6 +22,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::config::ZoneConfig;
 use crate::support::day::{
     ACCOUNTS, CERT, Day, Expect, Names, ORDERS, SERVICE_FILES, ServiceSet, Zone,
     assert_keys_private, assert_no_temporary_where_services_look, assert_safe_after_kill,
@@ -483,18 +484,9 @@ fn update_killed_between_messages_is_finished_by_the_next_publish() {
     let secret_file = dir.path().join("fleet.secret");
     write_secret(&secret_file, &secret);
     let config = dir.path().join("zone.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "zone: acme.test\nupdate: {{server: \"{}\", key_name: fleet, secret_file: {}}}\n\
-             state_dir: {}\nservers: {}\ntimeout: 30s\n",
-            sb.primary(),
-            secret_file.display(),
-            dir.path().join("state").display(),
-            serde_json::json!([sb.primary(), sb.secondary()]),
-        ),
-    )
-    .expect("write zone config");
+    ZoneConfig::update(&sb, "fleet", &secret_file)
+        .set("state_dir", dir.path().join("state"))
+        .write(&config);
     let names: Vec<String> = (0..1500).map(|i| format!("h{i}.bench.test")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let full = token_document("bench.test", &names);

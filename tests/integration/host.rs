@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::config::HostConfig;
 use crate::support::day::{CERT, next_host_number, shared_sandbox};
 use crate::support::fixture::{Host, cert, records, sandbox};
 use crate::support::sandbox::Sandbox;
@@ -661,17 +662,9 @@ fn finalize_refuses_an_order_made_at_another_ca_and_forgets_it() {
     let order_file = state.join("orders/main.json");
     std::fs::write(&order_file, order.to_string()).expect("write order");
     let config = dir.path().join("fleetcert.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "acme: {{directory: https://127.0.0.1:9/dir, email: ops@example.test, agree_tos: true}}\n\
-             host: host1.example.test\nsigning_zone: acme.test\nresolver: 127.0.0.1:9\n\
-             state_dir: {}\ncert_dir: {}\ngroup: root\ncerts: {{main: [host1.example.test]}}\n",
-            state.display(),
-            dir.path().join("certs").display()
-        ),
-    )
-    .expect("write config");
+    HostConfig::offline(dir.path())
+        .cert("main", &["host1.example.test"])
+        .write(&config);
     let run = fleetcert(["finalize", "--config", config.to_str().expect("utf-8")]);
     run.expect_code(1);
     let error = cert(&run.json(), "main")["error"]
@@ -966,13 +959,9 @@ fn delegation_precheck_asks_again_and_bounds_its_questions() {
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let host = Host::named(&sb, sb.acme_directory(), &names[0], &[(CERT, &name_refs)]);
     // The fixture's `resolver:` is the sandbox's Unbound; this host asks the relay.
-    let config = std::fs::read_to_string(host.config())
-        .expect("config")
-        .replace(
-            &format!("resolver: {}\n", sb.resolver()),
-            &format!("resolver: {}\n", lossy.addr),
-        );
-    std::fs::write(host.config(), config).expect("config");
+    let mut config = host.host_config().cert(CERT, &name_refs);
+    config.resolver = Some(lossy.addr.to_string());
+    host.write_config(&config);
     let document = host.request_ok();
     assert_eq!(
         document["records"].as_array().map(Vec::len),
@@ -1004,18 +993,11 @@ fn delegation_precheck_asks_again_and_bounds_its_questions() {
 fn acme_sh_layout_refuses_two_certificates_with_one_first_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("fleetcert.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "acme: {{directory: https://127.0.0.1:1/dir, email: ops@example.test, agree_tos: true}}\n\
-             host: host1.example.test\nsigning_zone: acme.test\nresolver: 127.0.0.1:1\n\
-             state_dir: {0}/state\ncert_dir: {0}/certs\nlayout: acme.sh\ncerts:\n\
-             \x20 web: [host1.example.test, www1.example.test]\n\
-             \x20 other: [host1.example.test, www2.example.test]\n",
-            dir.path().display()
-        ),
-    )
-    .expect("write config");
+    HostConfig::offline(dir.path())
+        .set("layout", "acme.sh")
+        .cert("web", &["host1.example.test", "www1.example.test"])
+        .cert("other", &["host1.example.test", "www2.example.test"])
+        .write(&config);
     let run = fleetcert(["request", "--config", config.to_str().expect("utf-8")]);
     run.expect_code(2);
     let line = last_stderr_line(&run);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::config::ZoneConfig;
 use crate::support::day::token_document;
 use crate::support::day::{Zone, next_host_number, shared_sandbox};
 use crate::support::faults::{Immutable, alive, script};
@@ -175,22 +176,13 @@ impl Central {
 
     /// Writes a zone config `file` into `central/` and returns its path.
     fn write_config(&self, file: &str, options: &ZoneOptions) -> PathBuf {
-        // Lists as JSON, which is YAML too: no quoting questions for paths.
-        let list = |items: &[String]| serde_json::to_string(items).expect("JSON list");
-        let text = format!(
-            "zone: {SIGNING_ZONE}\nzone_file: {zone_file}\n\
-             soa: {{mname: ns1.example.test., rname: hostmaster.example.test.}}\n\
-             nameservers: {nameservers}\nreload: {reload}\nservers: {servers}\n\
-             timeout: {timeout}\n{extra}",
-            zone_file = self.sb.signing_zone_file().display(),
-            nameservers = list(&options.nameservers),
-            reload = list(&options.reload),
-            servers = list(&[self.sb.primary().to_owned(), self.sb.secondary().to_owned()]),
-            timeout = options.timeout,
-            extra = options.extra,
-        );
+        let reload: Vec<&str> = options.reload.iter().map(String::as_str).collect();
         let path = self.dir.join(file);
-        std::fs::write(&path, text).expect("write zone config");
+        ZoneConfig::zone_file(&self.sb, &self.sb.signing_zone_file(), &reload)
+            .set("nameservers", &options.nameservers)
+            .set("timeout", &options.timeout)
+            .lines(&options.extra)
+            .write(&path);
         path
     }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::config::ZoneConfig;
 use crate::support::day::Zone;
 use crate::support::day::token_document;
 use crate::support::fixture::{Host, KEY_GROUP, sandbox};
@@ -373,19 +374,8 @@ fn assert_refused(run: &Run, what: &str, needles: &[&str]) {
 
 /// A zone config for the sandbox's signing zone with `extra` YAML lines, and its path.
 fn zone_config(sb: &Sandbox, dir: &Path, file: &str, extra: &str) -> PathBuf {
-    let list = |items: &[&str]| serde_json::to_string(items).expect("JSON list");
-    let rndc = sb.rndc();
-    let text = format!(
-        "zone: acme.test\nzone_file: {zone_file}\n\
-         soa: {{mname: ns1.example.test., rname: hostmaster.example.test.}}\n\
-         nameservers: [ns1.example.test., ns2.example.test.]\n\
-         reload: {reload}\nservers: {servers}\ntimeout: 30s\n{extra}",
-        zone_file = sb.signing_zone_file().display(),
-        reload = list(&[rndc.to_str().expect("utf-8"), "reload", "acme.test"]),
-        servers = list(&[sb.primary(), sb.secondary()]),
-    );
     let path = dir.join(file);
-    std::fs::write(&path, text).expect("write zone config");
+    ZoneConfig::rndc(sb).lines(extra).write(&path);
     path
 }
 
@@ -1563,17 +1553,15 @@ fn update_to(dir: &Path, server: std::net::SocketAddr) -> (PathBuf, PathBuf) {
     std::fs::write(&secret, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\n").expect("secret");
     chmod(&secret, 0o600);
     let config = dir.join("zone.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "zone: acme.test\nupdate: {{server: \"{server}\", key_name: fleet, algorithm: \
-             hmac-sha256, secret_file: {secret}}}\nstate_dir: {state}\nservers: \
-             [\"{server}\"]\ntimeout: 30s\n",
-            secret = secret.display(),
-            state = dir.join("state").display(),
-        ),
-    )
-    .expect("config");
+    ZoneConfig::new("acme.test")
+        .set(
+            "update",
+            json!({"server": server, "key_name": "fleet", "algorithm": "hmac-sha256", "secret_file": secret}),
+        )
+        .set("state_dir", dir.join("state"))
+        .set("servers", [server])
+        .set("timeout", "30s")
+        .write(&config);
     let tokens = dir.join("tokens.json");
     std::fs::write(
         &tokens,

@@ -104,6 +104,20 @@ impl HostConfig {
         }
     }
 
+    /// `host1.example.test` whose CA and resolver are closed ports (a run that reaches either
+    /// fails), its state and certificates under `dir`, keys for root's group: for what is
+    /// refused before any contact.
+    pub(crate) fn offline(dir: &Path) -> Self {
+        let mut config = Self::new(
+            Acme::new("https://127.0.0.1:9/dir"),
+            "host1.example.test",
+            "127.0.0.1:9",
+            dir,
+        );
+        config.group = Some("root".to_owned());
+        config
+    }
+
     /// A host of a gate job: `issuer` signs (`self-signed`, `{local-ca: ...}`), no CA, no
     /// zone, no resolver.
     pub(crate) fn gate(issuer: impl Serialize, dir: &Path) -> Self {
