@@ -464,44 +464,39 @@ fn export_refuses_what_it_must_not_hand_to_puppet() {
     let full_chain = format!("{}{}", material.cert, material.chain);
     legacy.write_offline_config(&[("main", &[HOST])]);
 
-    // The key of another certificate.
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &material.cert,
-        &material.chain,
-        &full_chain,
-        &other.key,
-    );
-    let run = legacy.hiera(&["-vv"]);
-    run.expect_code(2);
-    assert!(run.stderr.contains("does not match"), "{}", run.stderr);
-    assert_no_key_material("hiera (key mismatch)", &run, &other.key);
-
-    // A fullchain of another certificate (finalize cut short between two files).
     let other_full = format!("{}{}", other.cert, other.chain);
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &material.cert,
-        &material.chain,
-        &other_full,
-        &material.key,
-    );
-    let run = legacy.hiera(&[]);
-    run.expect_code(2);
-    assert!(run.stderr.contains("fullchain.pem"), "{}", run.stderr);
-
-    // A key that is not a key.
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &material.cert,
-        &material.chain,
-        &full_chain,
-        "garbage\n",
-    );
-    legacy.hiera(&[]).expect_code(2);
+    // (what is wrong, fullchain.pem, privkey.pem, what the error line names)
+    let cases: [(&str, &str, &str, &str); 3] = [
+        (
+            "the key of another certificate",
+            &full_chain,
+            &other.key,
+            "does not match",
+        ),
+        (
+            "a fullchain of another certificate (finalize cut short between two files)",
+            &other_full,
+            &material.key,
+            "fullchain.pem",
+        ),
+        ("a key that is not a key", &full_chain, "garbage\n", "privkey.pem"),
+    ];
+    for (what, fullchain, key, named) in cases {
+        install(
+            &legacy.cert_dir(),
+            "main",
+            &material.cert,
+            &material.chain,
+            fullchain,
+            key,
+        );
+        let run = legacy.hiera(&["-vv"]);
+        run.expect_code(2);
+        assert!(run.stderr.contains(named), "{what}: {}", run.stderr);
+        if key.contains("PRIVATE KEY") {
+            assert_no_key_material(what, &run, key);
+        }
+    }
 
     // Another host's config.
     install(
@@ -640,9 +635,15 @@ fn issued_certificate_reaches_puppet_unchanged() {
 /// file's mtime alone.
 #[track_caller]
 fn assert_export_unchanged(legacy: &Legacy, between: impl FnOnce()) {
-    let before = mtime(&legacy.out());
-    // Coarse file systems keep mtimes in whole seconds or less: make a rewrite visible.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Coarse file systems keep mtimes in whole seconds: the export's mtime is set a minute
+    // back, so that a rewrite shows without waiting for the clock.
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(legacy.out())
+        .and_then(|file| file.set_modified(before))
+        .expect("set the export's mtime");
+    assert_eq!(mtime(&legacy.out()), before);
     between();
     let again = legacy.hiera(&[]);
     again.expect_code(0);

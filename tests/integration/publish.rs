@@ -396,7 +396,7 @@ fn stopped_secondary_is_named_with_exit_3_within_the_timeout() {
     // performance figure: the bound is generous so a loaded machine does not fail it, and
     // still far below what an unbounded wait (a question per server left to its own 3 s
     // timeouts, retried) or the default 300 s timeout would take.
-    assert!(took < Duration::from_secs(3 + 20), "took {took:?}");
+    assert!(took < Duration::from_secs(3 + 120), "took {took:?}");
     assert!(
         run.stderr.contains("after 3s"),
         "the line names the configured timeout: {}",
@@ -1069,7 +1069,7 @@ fn reload_that_leaves_a_child_holding_its_output_succeeds() {
     let reload = script(
         &scratch.path().join("reload.sh"),
         &format!(
-            "{} \"$@\" || exit 1\nsleep 20 &\necho reloaded",
+            "{} \"$@\" || exit 1\nsleep 300 &\necho reloaded",
             sb.rndc().display()
         ),
     );
@@ -1084,9 +1084,12 @@ fn reload_that_leaves_a_child_holding_its_output_succeeds() {
     let started = Instant::now();
     let run = zone.publish_document(&host, &doc);
     run.expect_code(0);
+    // The child sleeps 300 s: a publish that waited for it would take that long; one that
+    // did not takes seconds, or a minute or two on a loaded machine.
+    let took = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "publish waited for the child"
+        took < Duration::from_secs(200),
+        "publish waited for the child: {took:?}"
     );
     assert_eq!(
         txt_values(&sb, sb.secondary(), &format!("{host}.acme.test.")),

@@ -16,6 +16,25 @@ use crate::support::faults::{DEAD_PID, with_file_size_limit};
 use crate::support::fixture::sandbox;
 use crate::support::util::{binary, fleetcert, last_stderr_line, values};
 
+/// Polls `done` until it holds; panics naming `what` after 300 s (a guard against a hang:
+/// on an idle machine it takes milliseconds), saying every 30 s that it still waits.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    let mut next_note = Duration::from_secs(30);
+    while !done() {
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(300),
+            "waited {waited:.0?} for {what}"
+        );
+        if waited >= next_note {
+            eprintln!("still waiting for {what} after {waited:.0?}");
+            next_note += Duration::from_secs(30);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 // --- temporary files ---------------------------------------------------------------------------
 
 /// What killed runs leave — a key under a temporary name in `state/keys`, the old build's
@@ -127,33 +146,41 @@ fn runs_on_one_host_at_once_take_turns() {
     zone.publish(&day.host, &documents[0]).expect_code(0);
 
     // Another run holds the lock: finalize waits until it is released, then completes.
+    // The holder keeps the lock until the test lets go (no timed hold: on a loaded machine
+    // finalize may take seconds to reach the lock).
     let marker = day.host.dir.path().join("held");
+    let release = day.host.dir.path().join("release");
     let mut holder = Command::new("flock")
         .arg(day.host.state_dir().join("lock"))
         .arg("-c")
-        .arg(format!("touch {}; sleep 3", marker.display()))
+        .arg(format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+            marker.display(),
+            release.display()
+        ))
         .spawn()
         .expect("flock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "flock did not take the lock");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("flock to take the lock", || marker.exists());
+    let finalize_err = day.host.dir.path().join("finalize.err");
     let mut finalize = Command::new(binary())
         .args(["finalize", "-v", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&finalize_err).expect("finalize.err"))
         .spawn()
         .expect("finalize");
-    thread::sleep(Duration::from_millis(1500));
+    wait_for("finalize to say it waits for the lock", || {
+        std::fs::read_to_string(&finalize_err)
+            .is_ok_and(|text| text.contains("waiting for another fleetcert run"))
+    });
     assert!(
         finalize.try_wait().expect("try_wait").is_none(),
         "finalize did not wait for the run holding the host lock"
     );
+    std::fs::write(&release, "").expect("release the lock");
     assert!(holder.wait().expect("flock").success());
     let out = finalize.wait_with_output().expect("finalize");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = std::fs::read_to_string(&finalize_err).expect("finalize.err");
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("waiting for another fleetcert run"),

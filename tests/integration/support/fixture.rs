@@ -19,13 +19,53 @@ pub(crate) fn sandbox() -> SandboxBuilder {
     Sandbox::builder().pebble_env("PEBBLE_AUTHZREUSE", "0")
 }
 
+/// Where a host's files live: its config, state and certificates in one temporary
+/// directory ([`Host`] and the gate's host deref to it).
+pub(crate) struct HostDir {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl HostDir {
+    pub(crate) fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub(crate) fn config(&self) -> PathBuf {
+        self.dir.path().join("fleetcert.yaml")
+    }
+
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub(crate) fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// `<cert_dir>/<cert>/<file>` in the default layout (`<dir>` in acme.sh's).
+    pub(crate) fn file(&self, cert: &str, file: &str) -> PathBuf {
+        self.cert_dir().join(cert).join(file)
+    }
+}
+
+impl std::ops::Deref for Host<'_> {
+    type Target = HostDir;
+
+    fn deref(&self) -> &HostDir {
+        &self.files
+    }
+}
+
 /// One host: a temporary directory with its config, state and certificates, run against `sb`.
 ///
 /// Every run's stdout and stderr is checked against every private key on disk right after
 /// it, so no test can print a key unnoticed.
 pub(crate) struct Host<'s> {
     pub(crate) sb: &'s Sandbox,
-    pub(crate) dir: tempfile::TempDir,
+    /// Its config, state and certificates (the host derefs to it).
+    files: HostDir,
     /// The CA's directory URL: the sandbox's Pebble, or a fake in front of it.
     directory: String,
     /// `host:` in the config: the name its token documents carry.
@@ -58,7 +98,7 @@ impl<'s> Host<'s> {
     ) -> Self {
         let host = Self {
             sb,
-            dir: tempfile::tempdir().expect("tempdir"),
+            files: HostDir::new(),
             directory: directory.to_owned(),
             name: name.to_owned(),
             flags: RefCell::new(Vec::new()),
@@ -91,23 +131,6 @@ impl<'s> Host<'s> {
     /// `host:` in the config.
     pub(crate) fn name(&self) -> &str {
         &self.name
-    }
-
-    pub(crate) fn config(&self) -> PathBuf {
-        self.dir.path().join("fleetcert.yaml")
-    }
-
-    pub(crate) fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    pub(crate) fn cert_dir(&self) -> PathBuf {
-        self.dir.path().join("certs")
-    }
-
-    /// `<cert_dir>/<cert>/<file>` in the default layout.
-    pub(crate) fn file(&self, cert: &str, file: &str) -> PathBuf {
-        self.cert_dir().join(cert).join(file)
     }
 
     /// The saved order of `cert`, if any.

@@ -8,22 +8,31 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::HostConfig;
-use super::fixture::{KEY_GROUP, assert_no_secret, secrets_below};
+use super::fixture::{HostDir, KEY_GROUP, assert_no_secret, secrets_below};
 use super::services::TestCa;
 use super::util::{Run, fleetcert};
 
 /// A host of a gate job: its config, state and certificates in a temporary directory; no
 /// CA, no signing zone, no resolver.
 pub(crate) struct Gate {
-    pub(crate) dir: tempfile::TempDir,
+    /// Its config, state and certificates (the gate derefs to it).
+    files: HostDir,
     /// Extra command-line flags for every run (`-vvv`).
     pub(crate) flags: Vec<&'static str>,
+}
+
+impl std::ops::Deref for Gate {
+    type Target = HostDir;
+
+    fn deref(&self) -> &HostDir {
+        &self.files
+    }
 }
 
 impl Gate {
     pub(crate) fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().expect("tempdir"),
+            files: HostDir::new(),
             flags: Vec::new(),
         }
     }
@@ -43,23 +52,6 @@ impl Gate {
             .lines(extra)
             .certs(certs)
             .write(&self.config());
-    }
-
-    pub(crate) fn config(&self) -> PathBuf {
-        self.dir.path().join("fleetcert.yaml")
-    }
-
-    pub(crate) fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    pub(crate) fn cert_dir(&self) -> PathBuf {
-        self.dir.path().join("certs")
-    }
-
-    /// `<cert_dir>/<dir>/<file>`.
-    pub(crate) fn file(&self, dir: &str, file: &str) -> PathBuf {
-        self.cert_dir().join(dir).join(file)
     }
 
     /// Runs `fleetcert <command> --config <ours> <more>`; then checks that neither stream
