@@ -157,6 +157,14 @@ port_lines() {
     done
 }
 
+# primary_zone ZONE [MORE]: the primary's zone statement for ZONE (DIR/primary/ZONE.db),
+# NOTIFYing the secondary and letting it transfer; MORE (lines) inside.
+primary_zone() {
+    printf 'zone "%s" {\n\ttype primary;\n\tfile "%s";\n\tnotify explicit;\n' "$1" "$DIR/primary/$1.db"
+    printf '\talso-notify { 127.0.0.1 port %s; };\n\tallow-transfer { 127.0.0.1; };\n%s};\n' \
+        "$SECONDARY_PORT" "${2:-}"
+}
+
 write_port_files() {
     {
         port_lines
@@ -226,13 +234,7 @@ options {
 	listen-on port $PRIMARY_PORT { 127.0.0.1; };
 $common
 };
-zone "$PRODUCTION_ZONE" {
-	type primary;
-	file "$DIR/primary/$PRODUCTION_ZONE.db";
-	notify explicit;
-	also-notify { 127.0.0.1 port $SECONDARY_PORT; };
-	allow-transfer { 127.0.0.1; };
-};
+$(primary_zone "$PRODUCTION_ZONE")
 // An empty root zone for Unbound's root stub: NXDOMAIN for everything outside the test
 // zones, so nothing ever leaves the machine.
 zone "." {
@@ -240,13 +242,7 @@ zone "." {
 	file "$DIR/primary/root.db";
 	notify no;
 };
-zone "$SIGNING_ZONE" {
-	type primary;
-	file "$DIR/primary/$SIGNING_ZONE.db";
-	notify explicit;
-	also-notify { 127.0.0.1 port $SECONDARY_PORT; };
-	allow-transfer { 127.0.0.1; };
-${tsig_policy}$(dnssec_zone_options)};
+$(primary_zone "$SIGNING_ZONE" "${tsig_policy}$(dnssec_zone_options)")
 $(dnssec_policy_statement)
 EOF
 
