@@ -110,6 +110,7 @@ pub(super) fn token_document(
         changed,
         records: Vec::new(),
         certs,
+        check: None,
     })
 }
 
