@@ -13,12 +13,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::ari::{FakeCa, ari_id, hold, now, parse_time};
-use crate::fixture::{Host, cert, sandbox};
-use crate::services::{
+use crate::support::fake_ca::{FakeCa, ari_id, hold, now, parse_time};
+use crate::support::fixture::{Host, cert, sandbox};
+use crate::support::services::{
     Leaf, Nginx, NodeExporter, Sample, parse_samples, promtool_check_metrics, promtool_test_rules,
 };
-use crate::util::{Run, fleetcert, names_in, run_ok};
+use crate::support::util::{Run, fleetcert, names_in, run_ok};
 
 const NAME: &str = "host1.example.test";
 const HOST: &str = "host1.example.test";
@@ -39,7 +39,7 @@ struct Monitored<'s> {
 }
 
 impl<'s> Monitored<'s> {
-    fn new(sb: &'s crate::sandbox::Sandbox) -> Self {
+    fn new(sb: &'s crate::support::sandbox::Sandbox) -> Self {
         Self::with_host(Host::new(sb, &[]))
     }
 
@@ -1110,7 +1110,7 @@ fn the_renewal_moment_request_heard_from_the_ca_holds_for_every_other_command() 
 
 #[test]
 fn renew_and_hiera_record_their_runs_and_a_dry_run_writes_nothing() {
-    let key = crate::update::secret();
+    let key = crate::support::util::secret();
     let sb = sandbox()
         .tsig(&format!(
             "hmac-sha512:host1={key}@host1.example.test.acme.test"
