@@ -3,7 +3,7 @@
 //!
 //! The binary (`main.rs`) parses the command line with [`cli::Args`] and hands it to [`run`].
 //! Everything else is private: the modules each own one noun of the domain, and a higher one
-//! uses lower ones, never the reverse (docs/README.md, "Source layout"):
+//! uses lower ones, never the reverse (docs/dev/README.md, "The source layout"):
 //!
 //! - `commands`: one module per subcommand, and the only writer of stdout;
 //! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`, `probe`, `reload`: the
@@ -23,6 +23,8 @@ mod commands;
 mod config;
 mod dns;
 mod error;
+// Only in a fuzz build (cargo fuzz passes `--cfg fuzzing`): never in the shipped binary.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
 mod hiera;
@@ -68,7 +70,7 @@ pub fn usage_error(err: &clap::Error) -> ExitCode {
         let _ = writeln!(
             std::io::stdout(),
             "FLEETCERT UNKNOWN - bad arguments: {}",
-            shown::bare(first, shown::MAX_SHOWN)
+            shown::bare(first, shown::MAX_EXCERPT)
         );
         return ExitCode::from(error::CheckStatus::Unknown.code());
     }

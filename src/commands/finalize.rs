@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::ca::Cas;
 use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
+use super::record::Observed;
 use super::report::print_json;
 use crate::acme::{self, AcmeError, IssuedBy, IssuedChain, PendingOrder, StateDir};
 use crate::cert::{CertPaths, CertSet, Keystore, PrivateKey};
@@ -19,6 +20,7 @@ use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
 use crate::error::{Error, Outcome};
 use crate::reload;
+use crate::token::CheckVerdict;
 
 /// The JSON report of one finalize run (docs/reports.md).
 #[derive(Debug, Serialize)]
@@ -27,6 +29,9 @@ pub(super) struct Report {
     /// Whether any certificate file was replaced (Ansible's `changed`).
     pub(super) changed: bool,
     certs: Vec<CertReport>,
+    /// `--check`: what `fleetcert check` says after the installs and reloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<CheckVerdict>,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,10 +92,11 @@ struct Context<'c> {
     dry_run: bool,
 }
 
-pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
+pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
-    let report = finalize_all(&config, &state, args.dry_run).await?;
+    let mut report = finalize_all(&config, &state, args.dry_run).await?;
+    report.check = super::check::verdict(&args, observed).await;
     print_json(&report)?;
     Ok(Outcome::from_failures(report.failed()))
 }
@@ -169,6 +175,7 @@ impl Report {
             host: config.host.to_string(),
             changed: certs.iter().any(|cert| cert.changed),
             certs,
+            check: None,
         }
     }
 }

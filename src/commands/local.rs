@@ -111,6 +111,7 @@ pub(super) fn token_document(
         changed,
         records: Vec::new(),
         certs,
+        check: None,
     })
 }
 
