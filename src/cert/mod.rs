@@ -13,8 +13,7 @@ mod set;
 pub(crate) use incoming::IncomingError;
 pub(crate) use inspect::{
     DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, RuleKind, Schedule,
-    Wanted,
-    inspect_chain, serial_hex,
+    Wanted, inspect_chain, serial_hex,
 };
 pub(crate) use install::{CertDir, Secret};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};
