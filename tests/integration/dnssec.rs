@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::crash::{ORDERS, pebble_count};
-use crate::fixture::{Host, cert, sandbox};
-use crate::sandbox::{Sandbox, Validation};
-use crate::util::{Run, fleetcert};
+use crate::support::config::ZoneConfig;
+use crate::support::day::{ORDERS, pebble_count};
+use crate::support::fixture::{Host, cert, sandbox};
+use crate::support::sandbox::{Sandbox, Validation};
+use crate::support::util::{Run, fleetcert};
 
 const SIGNING_ZONE: &str = "acme.test";
 
@@ -26,7 +27,7 @@ fn not_validating_warnings(run: &Run) -> usize {
 /// `name`, and whether the answer was authoritative.
 fn signatures_at(server: &str, name: &str, rtype: &str) -> Vec<String> {
     let (ip, port) = server.rsplit_once(':').expect("ip:port");
-    let out = crate::sandbox::run(
+    let out = crate::support::sandbox::run(
         std::process::Command::new("dig")
             .args([
                 "+dnssec", "+norec", "+noall", "+answer", "+time=2", "-p", port,
@@ -58,29 +59,13 @@ impl<'s> Central<'s> {
         Self { sb, dir }
     }
 
-    fn servers(&self) -> String {
-        serde_json::to_string(&[self.sb.primary(), self.sb.secondary()]).expect("JSON")
-    }
-
     /// The file publisher's config: the zone file BIND signs inline on reload.
     fn file_config(&self) -> PathBuf {
-        let text = format!(
-            "zone: {SIGNING_ZONE}\nzone_file: {file}\n\
-             soa: {{mname: ns1.example.test., rname: hostmaster.example.test.}}\n\
-             nameservers: [ns1.example.test., ns2.example.test.]\n\
-             reload: {reload}\nservers: {servers}\nresolver: {resolver}\ntimeout: 60s\n",
-            file = self.sb.signing_zone_file().display(),
-            reload = serde_json::to_string(&[
-                self.sb.rndc().display().to_string(),
-                "reload".to_owned(),
-                SIGNING_ZONE.to_owned()
-            ])
-            .expect("JSON"),
-            servers = self.servers(),
-            resolver = self.sb.resolver(),
-        );
         let path = self.dir.join("zone.yaml");
-        std::fs::write(&path, text).expect("write zone config");
+        ZoneConfig::rndc(self.sb)
+            .set("resolver", self.sb.resolver())
+            .set("timeout", "60s")
+            .write(&path);
         path
     }
 
@@ -88,23 +73,17 @@ impl<'s> Central<'s> {
     fn update_config(&self, secret: &str) -> PathBuf {
         let secret_file = self.dir.join("tsig.secret");
         std::fs::write(&secret_file, secret).expect("write secret");
-        crate::util::run_ok(
+        crate::support::util::run_ok(
             std::process::Command::new("chmod")
                 .arg("0600")
                 .arg(&secret_file),
         );
-        let text = format!(
-            "zone: {SIGNING_ZONE}\nupdate: {{server: \"{primary}\", key_name: fleet, \
-             secret_file: {secret}}}\nservers: {servers}\nresolver: {resolver}\ntimeout: 60s\n\
-             state_dir: {state}\n",
-            primary = self.sb.primary(),
-            secret = secret_file.display(),
-            servers = self.servers(),
-            resolver = self.sb.resolver(),
-            state = self.dir.join("state").display(),
-        );
         let path = self.dir.join("zone-update.yaml");
-        std::fs::write(&path, text).expect("write zone config");
+        ZoneConfig::update(self.sb, "fleet", &secret_file)
+            .set("resolver", self.sb.resolver())
+            .set("timeout", "60s")
+            .set("state_dir", self.dir.join("state"))
+            .write(&path);
         path
     }
 
@@ -137,7 +116,7 @@ impl<'s> Central<'s> {
                 !signatures_at(server, SIGNING_ZONE, "SOA").is_empty(),
                 "{server} serves an unsigned SOA"
             );
-            for (name, value) in crate::fixture::records(document) {
+            for (name, value) in crate::support::fixture::records(document) {
                 let values = self
                     .sb
                     .dig_authoritative(server, &name, "TXT")
@@ -162,7 +141,7 @@ fn crate_serial_reached(served: u32, wanted: u32) -> bool {
 fn daily_flow(central: &Central<'_>, host: &Host<'_>, config: &Path) {
     let document = host.request_ok();
     assert!(
-        !crate::fixture::records(&document).is_empty(),
+        !crate::support::fixture::records(&document).is_empty(),
         "nothing to publish: {document:#}"
     );
     let run = central.publish(config, &document);
@@ -236,7 +215,7 @@ fn a_bogus_chain_is_refused_before_ordering_naming_the_zone_and_the_fix_issues()
         assert!(reason.contains(part), "{part:?} not in: {reason}");
     }
     assert!(
-        crate::fixture::records(&document).is_empty(),
+        crate::support::fixture::records(&document).is_empty(),
         "records despite the refusal: {document:#}"
     );
     assert_eq!(pebble_count(&sb, ORDERS), orders, "an order was made");
@@ -289,7 +268,7 @@ fn publish_names_the_servers_whose_signatures_do_not_validate_with_exit_3() {
 
     // A month on, the signatures BIND made today have expired (a signer that stopped
     // re-signing looks the same): publish says so for each server, with exit 3.
-    let out = crate::sandbox::run(
+    let out = crate::support::sandbox::run(
         std::process::Command::new("faketime")
             .args(["-f", "+30d", env!("CARGO_BIN_EXE_fleetcert")])
             .args(central.publish_args(&config, &document)),

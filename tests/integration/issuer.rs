@@ -9,150 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::ansible::daily_playbook;
-use crate::ari::{FakeCa, ari_id, hold_signed_by, now, parse_time};
-use crate::fixture::{Host, KEY_GROUP, assert_no_secret, cert, certs_yaml, sandbox, secrets_below};
-use crate::host::{gid, key_group_gid, key_kind, mode, sorted};
-use crate::services::{Leaf, Nginx, TestCa, curl_leaf};
-use crate::util::{Run, fleetcert, sans, snapshot, verify_against};
-
-/// A host of a gate job: its config, state and certificates in a temporary directory; no
-/// CA, no signing zone, no resolver.
-pub(crate) struct Gate {
-    dir: tempfile::TempDir,
-    /// Extra command-line flags for every run (`-vvv`).
-    flags: Vec<&'static str>,
-}
-
-impl Gate {
-    pub(crate) fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-            flags: Vec::new(),
-        }
-    }
-
-    /// Writes the config: `issuer` is the value of `issuer:`, `extra` more top-level lines.
-    pub(crate) fn configure(&self, issuer: &str, extra: &str, certs: &[(&str, &[&str])]) {
-        let mut text = format!(
-            "issuer: {issuer}\nhost: gate.example.test\nstate_dir: {state}\n\
-             cert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
-            state = self.state_dir().display(),
-            certs_dir = self.cert_dir().display(),
-        );
-        text.push_str(&certs_yaml(certs));
-        std::fs::write(self.config(), text).expect("write config");
-    }
-
-    pub(crate) fn config(&self) -> PathBuf {
-        self.dir.path().join("fleetcert.yaml")
-    }
-
-    pub(crate) fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    pub(crate) fn cert_dir(&self) -> PathBuf {
-        self.dir.path().join("certs")
-    }
-
-    /// `<cert_dir>/<dir>/<file>`.
-    fn file(&self, dir: &str, file: &str) -> PathBuf {
-        self.cert_dir().join(dir).join(file)
-    }
-
-    /// Runs `fleetcert <command> --config <ours> <more>`; then checks that neither stream
-    /// shows any private key on disk, the CA's included (it lies in this directory too).
-    pub(crate) fn run(&self, command: &str, more: &[&str]) -> Run {
-        let config = self.config();
-        let mut args: Vec<&OsStr> = vec![command.as_ref(), "--config".as_ref(), config.as_ref()];
-        args.extend(more.iter().map(OsStr::new));
-        args.extend(self.flags.iter().map(OsStr::new));
-        let run = fleetcert(&args);
-        assert_no_secret(&run, command, &secrets_below(&[self.dir.path().to_owned()]));
-        run
-    }
-
-    fn request_ok(&self) -> Value {
-        self.run("request", &[]).expect_code(0).json()
-    }
-
-    fn finalize_ok(&self) -> Value {
-        self.run("finalize", &[]).expect_code(0).json()
-    }
-
-    /// `request` refuses the config with exit 2 and one line holding `needle`: that line.
-    #[track_caller]
-    fn refused(&self, needle: &str) -> String {
-        let run = self.run("request", &[]);
-        run.expect_code(2);
-        assert!(
-            run.stdout.is_empty(),
-            "a report with exit 2: {}",
-            run.stdout
-        );
-        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-        assert!(
-            run.stderr.contains(needle),
-            "{needle:?} not in {}",
-            run.stderr
-        );
-        run.stderr.clone()
-    }
-
-    /// The saved local orders, by certificate.
-    pub(crate) fn local_orders(&self) -> Value {
-        let path = self.state_dir().join("local-orders.json");
-        let text = std::fs::read_to_string(path).expect("local orders saved");
-        serde_json::from_str::<Value>(&text).expect("JSON")["orders"].clone()
-    }
-}
-
-/// A CI CA in `dir`: openssl's root and intermediate, the intermediate signing (its file
-/// holds the intermediate, then the root, as `issuer.local-ca.cert` takes a CA with its own
-/// issuers), and the root what clients trust. The key is 0600, as fleetcert wants it.
-struct CiCa {
-    ca: TestCa,
-    cert: PathBuf,
-}
-
-impl CiCa {
-    fn new(dir: &Path) -> Self {
-        let ca = TestCa::new(dir);
-        let cert = dir.join("ci-ca.pem");
-        let mut both = std::fs::read(ca.intermediate()).expect("intermediate");
-        both.extend(std::fs::read(ca.root()).expect("root"));
-        std::fs::write(&cert, both).expect("write ci-ca.pem");
-        set_mode(&ca.intermediate_key(), 0o600);
-        Self { ca, cert }
-    }
-
-    /// `issuer:` naming this CA, with `options` (`, lifetime: 6s`) added.
-    fn issuer(&self, options: &str) -> String {
-        local_ca(&self.cert, &self.ca.intermediate_key(), options)
-    }
-
-    /// What the hosts under test trust.
-    fn root(&self) -> PathBuf {
-        self.ca.root()
-    }
-}
-
-/// `issuer: {local-ca: ...}` with these files and `options`.
-fn local_ca(cert: &Path, key: &Path, options: &str) -> String {
-    format!(
-        "{{local-ca: {{cert: {}, key: {}{options}}}}}",
-        cert.display(),
-        key.display()
-    )
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
+use crate::support::fake_ca::{FakeCa, ari_id, hold_signed_by, now, parse_time};
+use crate::support::fixture::{Host, cert, certs_yaml, sandbox};
+use crate::support::fleet::daily_playbook;
+use crate::support::gate::{CiCa, Gate, local_ca, set_mode};
+use crate::support::services::{Leaf, Nginx, curl_leaf};
+use crate::support::util::{gid, key_group_gid, key_kind, mode, sorted};
+use crate::support::util::{sans, snapshot, verify_against};
 
 /// `openssl x509 -checkend SECONDS`: whether the certificate is still valid then.
 fn valid_in(cert: &Path, seconds: u64) -> bool {
@@ -166,7 +31,7 @@ fn valid_in(cert: &Path, seconds: u64) -> bool {
 }
 
 fn subject(cert: &Path) -> String {
-    crate::util::openssl(&[
+    crate::support::util::openssl(&[
         OsStr::new("x509"),
         OsStr::new("-noout"),
         OsStr::new("-subject"),
@@ -278,7 +143,7 @@ fn local_ca_certificates_verify_against_the_ci_ca_and_a_renewal_reaches_nginx() 
     let ci = CiCa::new(&gate.dir.path().join("ca"));
     let name = "gate2.example.test";
     // acme.sh's layout, as OpenDev's services read it; no acme, no signing_zone.
-    gate.configure(&ci.issuer(""), "layout: acme.sh\n", &[("main", &[name])]);
+    gate.configure(ci.issuer(), "layout: acme.sh\n", &[("main", &[name])]);
 
     let document = gate.request_ok();
     assert_eq!(document["records"], Value::Array(Vec::new()));
@@ -313,11 +178,7 @@ fn local_ca_certificates_verify_against_the_ci_ca_and_a_renewal_reaches_nginx() 
 
     // A name added is issued at once, and the reload (the handler) serves it.
     let www = "www.gate2.example.test";
-    gate.configure(
-        &ci.issuer(""),
-        "layout: acme.sh\n",
-        &[("main", &[name, www])],
-    );
+    gate.configure(ci.issuer(), "layout: acme.sh\n", &[("main", &[name, www])]);
     let document = gate.request_ok();
     assert_eq!(document["changed"], true);
     assert!(
@@ -338,7 +199,7 @@ fn a_short_lived_test_certificate_is_renewed_once_it_is_due() {
     // 9 s (and the backdated tenth): due once about a third of it is left, spread over the
     // next ninth by the certificate's seed as with a CA, about 6 to 7 s after issue.
     gate.configure(
-        &ci.issuer(", lifetime: 9s"),
+        ci.issuer_with("lifetime", "9s"),
         "",
         &[("main", &["gate3.example.test"])],
     );
@@ -409,7 +270,7 @@ fn renew_before_days_decides_for_a_test_issuer_as_for_a_ca() {
         ("later", &["later.gate.example.test"]),
         ("soon", &["soon.gate.example.test"]),
     ];
-    gate.configure(&ci.issuer(""), "renew: {before_days: 1}\n", certs);
+    gate.configure(ci.issuer(), "renew: {before_days: 1}\n", certs);
     let now = now();
     let validity = |left: time::Duration| (now + left - time::Duration::days(10), now + left);
     hold_signed_by_ci(
@@ -462,7 +323,7 @@ fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
     let mut gate = Gate::new();
     let ci = CiCa::new(&gate.dir.path().join("ca"));
     let certs: &[(&str, &[&str])] = &[("main", &["gate4.example.test"])];
-    gate.configure(&ci.issuer(""), "", certs);
+    gate.configure(ci.issuer(), "", certs);
     let key = ci.ca.intermediate_key();
     set_mode(&key, 0o640);
     let line = gate.refused("`issuer.local-ca.key`");
@@ -476,19 +337,19 @@ fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
     set_mode(&key, 0o600);
     let root_key = gate.dir.path().join("ca/root.key");
     set_mode(&root_key, 0o600);
-    gate.configure(&local_ca(&ci.cert, &root_key, ""), "", certs);
+    gate.configure(local_ca(&ci.cert, &root_key), "", certs);
     gate.refused("is not the key of the CA");
     let leaf = ci
         .ca
         .issue("leaf.example.test", &gate.dir.path().join("leaf"));
     set_mode(&leaf.key, 0o600);
-    gate.configure(&local_ca(&leaf.cert, &leaf.key, ""), "", certs);
+    gate.configure(local_ca(&leaf.cert, &leaf.key), "", certs);
     gate.refused("is not a CA certificate");
 
     // At the most verbose level, neither the CA key nor the new key shows (`run` checks
     // every key below the gate's directory, the CA's included).
     gate.flags = vec!["-vvv"];
-    gate.configure(&ci.issuer(""), "", certs);
+    gate.configure(ci.issuer(), "", certs);
     let request = gate.run("request", &[]);
     request.expect_code(0);
     assert!(
@@ -521,10 +382,9 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     let certs: &[(&str, &[&str])] = &[("main", &["host1.example.test"])];
     let host = Host::with_directory(&sb, &fake.directory(), certs);
     let ci = CiCa::new(&host.dir.path().join("ca"));
-    let local_ca = |options: &str| format!("issuer: {}\n", ci.issuer(options));
     let fullchain = host.file("main", "fullchain.pem");
 
-    host.configure(&local_ca(""), certs);
+    host.write_config(&host.host_config().set("issuer", ci.issuer()).certs(certs));
     let document = host.request_ok();
     assert_eq!(document["records"], Value::Array(Vec::new()));
     assert_eq!(host.finalize_ok()["changed"], true);
@@ -579,7 +439,7 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     assert_eq!(fake.new_orders().len(), 1);
 
     // Back to the local CA by accident: the real certificate stays, and says why.
-    host.configure(&local_ca(""), certs);
+    host.write_config(&host.host_config().set("issuer", ci.issuer()).certs(certs));
     let before = snapshot(&host.cert_dir());
     let run = host.request();
     run.expect_code(1);
@@ -601,7 +461,12 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     assert_eq!(fake.new_orders().len(), 1, "an order for the local CA");
 
     // Said on purpose, it is replaced.
-    host.configure(&local_ca(", replace_ca_issued: true"), certs);
+    host.write_config(
+        &host
+            .host_config()
+            .set("issuer", ci.issuer_with("replace_ca_issued", true))
+            .certs(certs),
+    );
     let document = host.request_ok();
     assert!(
         reason(&document, "main").contains("issued by a CA"),
@@ -622,14 +487,18 @@ fn renew_with_a_test_issuer_installs_and_publishes_nothing() {
     let secret = gate.dir.path().join("host.secret");
     std::fs::write(&secret, "c2VjcmV0LXRoYXQtaXMtbmV2ZXItdXNlZC1oZXJlLi4u\n").expect("secret");
     set_mode(&secret, 0o600);
-    let production = format!(
-        "signing_zone: acme.test\nresolver: 127.0.0.1:9\n\
-         update: {{server: \"127.0.0.1:9\", key_name: gate5, secret_file: {}}}\n\
-         servers: [\"127.0.0.1:9\"]\ntimeout: 5s\n",
-        secret.display()
-    );
     let names: &[&str] = &["gate5.example.test"];
-    gate.configure("self-signed", &production, &[("main", names)]);
+    gate.host_config("self-signed")
+        .set("signing_zone", "acme.test")
+        .set("resolver", "127.0.0.1:9")
+        .set(
+            "update",
+            json!({"server": "127.0.0.1:9", "key_name": "gate5", "secret_file": secret}),
+        )
+        .set("servers", ["127.0.0.1:9"])
+        .set("timeout", "5s")
+        .cert("main", names)
+        .write(&gate.config());
 
     let report = gate.run("renew", &[]).expect_code(0).json();
     assert_eq!(report["changed"], true, "{report:#}");
@@ -853,13 +722,13 @@ fn a_test_certificate_comes_with_its_keystore_as_one_set() {
     let password = gate.dir.path().join("zk.pass");
     std::fs::write(&password, "s3cret-pass\n").expect("password");
     set_mode(&password, 0o600);
-    gate.configure(&ci.issuer(""), "", &[]);
-    let mut config = std::fs::read_to_string(gate.config()).expect("config");
-    config.push_str(&format!(
-        "  zk: {{names: [zk1.gate.example.test], pkcs12: {{password_file: {}, alias: zookeeper}}}}\n",
-        password.display()
-    ));
-    std::fs::write(gate.config(), config).expect("config");
+    gate.host_config(ci.issuer())
+        .cert_with(
+            "zk",
+            &["zk1.gate.example.test"],
+            json!({"pkcs12": {"password_file": password, "alias": "zookeeper"}}),
+        )
+        .write(&gate.config());
 
     gate.request_ok();
     assert_eq!(cert(&gate.finalize_ok(), "zk")["status"], "issued");
@@ -898,7 +767,7 @@ fn a_test_certificate_comes_with_its_keystore_as_one_set() {
 fn keystore_leaf(keystore: &Path, password: &Path) -> Leaf {
     let mut passin = std::ffi::OsString::from("file:");
     passin.push(password);
-    let listed = crate::util::openssl(&[
+    let listed = crate::support::util::openssl(&[
         OsStr::new("pkcs12"),
         OsStr::new("-in"),
         keystore.as_os_str(),

@@ -18,20 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::fixture::{Host, sandbox};
-use crate::sandbox::Sandbox;
-use crate::util::Run;
+use crate::support::config::ZoneConfig;
+use crate::support::fixture::{Host, sandbox};
+use crate::support::sandbox::Sandbox;
+use crate::support::util::Run;
+use crate::support::util::secret;
 
 const HOST1_RECORDS: &str = "host1.example.test.acme.test,www1.example.test.acme.test";
-
-/// Fresh random bytes as base64, as tsig-keygen makes a secret.
-pub(crate) fn secret() -> String {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| random.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
 
 /// A DNS-01-shaped value, different every call.
 fn value() -> String {
@@ -90,19 +83,13 @@ impl<'s> Central<'s> {
     fn config(&self, server: &str, key: &str, algorithm: &str, secret: &str) -> PathBuf {
         let secret_file = self.secret_file(key, secret);
         let config = self.path(&format!("zone-{key}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                "zone: acme.test\nupdate: {{server: \"{server}\", key_name: {key}, algorithm: \
-                 {algorithm}, secret_file: {}}}\nstate_dir: {}\nservers: [\"{}\", \"{}\"]\n\
-                 timeout: 30s\n",
-                secret_file.display(),
-                self.path("state").display(),
-                self.sb.primary(),
-                self.sb.secondary()
-            ),
-        )
-        .expect("write config");
+        ZoneConfig::update(self.sb, key, &secret_file)
+            .set(
+                "update",
+                json!({"server": server, "key_name": key, "algorithm": algorithm, "secret_file": secret_file}),
+            )
+            .set("state_dir", self.path("state"))
+            .write(&config);
         config
     }
 

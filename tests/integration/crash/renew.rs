@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, Weak};
 
 use serde_json::Value;
 
-use super::{
+use crate::support::day::{
     CERT, Expect, Names, ServiceSet, assert_safe_after_kill, assert_settled, host_killed_at,
     next_host_number, served_txt, shared, write_secret,
 };
-use crate::fixture::{Host, sandbox};
-use crate::sandbox::Sandbox;
+use crate::support::fixture::{Host, sandbox};
+use crate::support::sandbox::Sandbox;
 
 /// A sandbox whose signing zone takes dynamic updates signed with the `fleet` key.
 struct UpdateSandbox {
@@ -26,7 +26,7 @@ struct UpdateSandbox {
 fn update_sandbox() -> Arc<UpdateSandbox> {
     static SHARED: Mutex<Weak<UpdateSandbox>> = Mutex::new(Weak::new());
     shared(&SHARED, || {
-        let secret = crate::update::secret();
+        let secret = crate::support::util::secret();
         let sb = sandbox().tsig(&format!("fleet={secret}")).start();
         UpdateSandbox { sb, secret }
     })
@@ -50,14 +50,12 @@ impl<'s> Standalone<'s> {
         );
         let secret_file = host.dir.path().join("update.secret");
         write_secret(&secret_file, &shared.secret);
-        let extra = format!(
-            "update: {{server: \"{}\", key_name: fleet, secret_file: {}}}\nservers: {}\n\
-             timeout: 30s\n",
-            sb.primary(),
-            Value::from(secret_file.display().to_string()),
-            serde_json::json!([sb.primary(), sb.secondary()]),
-        );
-        let names = Names::new(n, &extra, "");
+        let extra = serde_json::json!({
+            "update": {"server": sb.primary(), "key_name": "fleet", "secret_file": secret_file},
+            "servers": [sb.primary(), sb.secondary()],
+            "timeout": "30s",
+        });
+        let names = Names::new(n, extra, Value::Null);
         names.configure(&host, 1);
         Self { host, names }
     }
