@@ -1,4 +1,8 @@
 //! The host config: what one host (or the bastion, for a legacy host) issues and where.
+//!
+//! Over 600 lines because it is one noun, the host config's top-level keys (`acme` with its
+//! `eab` and `fallback`, `renew`, the directories, the resolver) and their checks; the blocks
+//! that stand alone already live beside it (`certs`, `issuer`, `metrics`, `update`).
 
 use std::collections::BTreeMap;
 use std::fmt;
