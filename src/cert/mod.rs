@@ -1,6 +1,7 @@
 //! Certificates on the host: keys and CSRs, what a certificate on disk says and whether it is
 //! due, where its files go (layouts), and the atomic install of one certificate's set, and the PKCS#12 keystore for Java services.
 
+mod due;
 mod incoming;
 mod inspect;
 mod install;
@@ -8,6 +9,7 @@ mod key;
 mod layout;
 mod pkcs12;
 
+pub(crate) use due::not_due;
 pub(crate) use incoming::IncomingError;
 pub(crate) use inspect::{
     DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted,

@@ -19,6 +19,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tracing::warn;
 
+use super::finalize_report;
 use super::record::Observed;
 use super::report::print_json;
 use super::{finalize, publish, request};
@@ -41,7 +42,7 @@ struct Report {
     /// Publishing the records and the wait on every server; `null` when none were due.
     publish: Option<publish::Report>,
     /// `null` when finalize was skipped (nothing published everywhere in time).
-    finalize: Option<finalize::Report>,
+    finalize: Option<finalize_report::Report>,
     /// Removing this host's records again; `null` when there were none.
     cleanup: Option<publish::Report>,
     /// Why the clean-up failed, when it did (the records then expire with the next run).
@@ -162,10 +163,10 @@ async fn renew_without_dns(
 }
 
 /// Whether some certificate failed in request or in finalize (its reload included).
-fn any_failed(document: &TokenDocument, finalized: Option<&finalize::Report>) -> bool {
+fn any_failed(document: &TokenDocument, finalized: Option<&finalize_report::Report>) -> bool {
     document
         .certs
         .iter()
         .any(|cert| cert.status == CertStatus::Failed)
-        || finalized.is_some_and(finalize::Report::failed)
+        || finalized.is_some_and(finalize_report::Report::failed)
 }

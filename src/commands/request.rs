@@ -30,7 +30,7 @@ use super::report::print_json;
 use crate::acme::{
     self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir, limits_dir,
 };
-use crate::cert::{RenewalDecision, RenewalWindow, Rule, Schedule};
+use crate::cert::{RenewalDecision, RenewalWindow, Schedule, not_due};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::{check_chains, check_delegation};
@@ -272,7 +272,7 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
         .installed
         .decide_with(context.config, plan.spec, context.now, ari);
     let RenewalDecision::Due(due) = decision else {
-        let reason = not_due(&plan.installed, context.now, schedule);
+        let reason = not_due(plan.installed.inspection(), context.now, schedule);
         return Part::new(&plan, CertStatus::Valid, reason, Vec::new(), false)
             .renewing_at(schedule);
     };
@@ -284,30 +284,6 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
     order_due(context, &mut plan, reason)
         .await
         .renewing_at(schedule)
-}
-
-/// The reason line of a certificate that is not due: time left, and when it renews by which
-/// rule (a test issuer's too, commands/local.rs).
-pub(super) fn not_due(
-    installed: &Installed<'_>,
-    now: OffsetDateTime,
-    schedule: Option<Schedule>,
-) -> String {
-    let (Some(inspection), Some(schedule)) = (installed.inspection(), schedule) else {
-        return "not due".to_owned();
-    };
-    let rule = match schedule.rule {
-        Rule::Days { .. } => "renew.before_days, spread".to_owned(),
-        Rule::Ari(window) => format!("inside the CA's renewal window (ARI) {window}"),
-        Rule::AriSafetyNet(window) => {
-            format!("the safety net: the CA's renewal window (ARI) {window} comes too late")
-        }
-    };
-    format!(
-        "not due: {} days left, renews from {} ({rule})",
-        inspection.remaining(now).as_secs() / 86_400,
-        rfc3339(schedule.at)
-    )
 }
 
 /// Orders a due certificate from the first CA that takes it, unless its delegation is

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::ledger::values;
 use super::{Ledger, ZoneError};
 use crate::config::ZoneConfig;
 use crate::dns::{self, DnsName, InvalidServer, Propagation, Served, SetCheck};
@@ -154,7 +155,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
         None
     } else {
         let budget = config.timeout.saturating_sub(first_asked.elapsed());
-        let expected = super::update::values(records.iter().copied());
+        let expected = values(records.iter().copied());
         let sets = writer.set_check();
         Some(
             dns::wait_and_check(

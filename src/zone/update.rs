@@ -29,6 +29,7 @@ use hickory_proto::rr::rdata::TXT;
 use serde::{Deserialize, Serialize};
 
 use super::ZoneError;
+use super::ledger::{Values, values};
 use super::publish::{Home, Written, ZoneWriter};
 use crate::config::UpdateTarget;
 use crate::dns::{DnsName, Served, SetChange, SetCheck, UpdateClient, UpdateError, pack};
@@ -67,9 +68,6 @@ pub(crate) struct UpdateWriter<'c> {
     /// The name of the published list in `home`.
     published: String,
 }
-
-/// The values of some records, by name.
-type Values<'r> = BTreeMap<&'r DnsName, BTreeSet<&'r str>>;
 
 impl<'c> UpdateWriter<'c> {
     /// Opens (creating, 0700) the state directory where the ledger and the lock live; a dry
@@ -372,18 +370,6 @@ impl UpdateWriter<'_> {
             }
         }
     }
-}
-
-/// The values of `records` by name.
-pub(super) fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values<'r> {
-    let mut by_name: Values<'r> = BTreeMap::new();
-    for record in records {
-        by_name
-            .entry(&record.name)
-            .or_default()
-            .insert(record.value.as_str());
-    }
-    by_name
 }
 
 /// The records `changes` add: the values fleetcert is about to own.
