@@ -102,7 +102,6 @@ pub(crate) fn problem_type(problem: &Problem) -> Option<&str> {
 
 /// A failure talking to the CA or handling what it sent, for one certificate or the account.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub(crate) enum AcmeError {
     /// A request to the CA failed: it was unreachable or answered with a problem.
     #[error("CA {directory}: cannot {action}: {}", describe(.source))]
