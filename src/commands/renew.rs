@@ -26,7 +26,7 @@ use super::{finalize, publish, request};
 use crate::acme::StateDir;
 use crate::cli::HostArgs;
 use crate::config::{HostConfig, ZoneConfig, ZoneTarget, missing_update};
-use crate::error::{Error, Outcome};
+use crate::error::{Error, Outcome, print_error_line};
 use crate::token::{self, CertStatus, Submission, TokenDocument};
 use crate::zone::{self, UpdateWriter};
 
@@ -71,17 +71,21 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let had_records = !own.records.is_empty();
     let publishing = Instant::now();
     let published = if had_records {
-        Some(zone::publish(&zone_config, &[own], &mut writer, dry_run).await?)
+        Some(zone::publish(&zone_config, &[own], &mut writer).await?)
     } else {
         None
     };
     // Its `seconds` are the publish step's own, as `publish` alone would report them.
     let publish_report = published
         .as_ref()
-        .map(|publication| publish::report(&zone_config, publication, dry_run, publishing));
-    let lagging = published
+        .map(|publication| publish::report(&zone_config, publication, publishing));
+    let not_served = published
         .as_ref()
-        .is_some_and(|publication| publish::outcome(&zone_config, publication) != Outcome::Success);
+        .and_then(|publication| publish::not_served(&zone_config, publication));
+    if let Some(problem) = &not_served {
+        print_error_line(problem);
+    }
+    let lagging = not_served.is_some();
     let finalized = if lagging {
         None
     } else {
@@ -99,9 +103,9 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
             records: BTreeSet::new(),
         };
         let cleaning = Instant::now();
-        match zone::publish(&zone_config, &[empty], &mut writer, false).await {
+        match zone::publish(&zone_config, &[empty], &mut writer).await {
             Ok(publication) => (
-                Some(publish::report(&zone_config, &publication, false, cleaning)),
+                Some(publish::report(&zone_config, &publication, cleaning)),
                 None,
             ),
             Err(err) => {

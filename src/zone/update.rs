@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ZoneError;
 use super::ledger::{Values, values};
-use super::publish::{Home, Written, ZoneWriter};
+use super::publish::{Home, Primary, Written, ZoneWriter};
 use crate::config::UpdateTarget;
 use crate::dns::{DnsName, Served, SetChange, SetCheck, UpdateClient, UpdateError, pack};
 use crate::shown::path as shown_path;
@@ -65,6 +65,8 @@ pub(crate) struct UpdateWriter<'c> {
     ttl: u32,
     /// `None`: a dry run, and `state_dir` does not exist yet.
     home: Option<Home>,
+    /// Only say what would be sent (`--dry-run`).
+    dry_run: bool,
     /// The name of the published list in `home`.
     published: String,
 }
@@ -99,6 +101,7 @@ impl<'c> UpdateWriter<'c> {
                 lock: format!("{zone}.lock"),
             }),
             published: format!("{zone}.published.json"),
+            dry_run,
         })
     }
 
@@ -253,15 +256,15 @@ impl ZoneWriter for UpdateWriter<'_> {
         self.home.as_ref()
     }
 
-    /// The primary is known by its address (`update.server`), not by name.
-    fn primary(&self) -> Option<&DnsName> {
-        None
+    fn dry_run(&self) -> bool {
+        self.dry_run
     }
 
-    /// The server that takes the UPDATE serves the new serial first: among the servers found
-    /// from NS records, the records are checked there when it is one of them.
-    fn primary_address(&self) -> Option<SocketAddr> {
-        Some(self.target.server)
+    /// The primary is known by its address (`update.server`), not by name: the server that
+    /// takes the UPDATE serves the new serial first, so among the servers found from NS
+    /// records the records are checked there when it is one of them.
+    fn primary(&self) -> Primary<'_> {
+        Primary::At(self.target.server)
     }
 
     /// The operator's values and other clients' at fleetcert's names stay.
@@ -273,8 +276,8 @@ impl ZoneWriter for UpdateWriter<'_> {
         &mut self,
         records: &BTreeSet<&TxtRecord>,
         _served: &[(SocketAddr, Served)],
-        dry_run: bool,
     ) -> Result<Written, ZoneError> {
+        let dry_run = self.dry_run;
         let before = self.load_published()?;
         let wanted = values(records.iter().copied());
         // Names to read: every wanted one, and every one holding a value of ours. Only values
