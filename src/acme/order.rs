@@ -19,12 +19,13 @@ use time::OffsetDateTime;
 
 use super::limit::RateLimit;
 use super::observe;
-use super::state::StateDir;
 use super::{AcmeError, BadNonce, POLL, problem_line, problem_type};
 use crate::cert::{Inspection, KeyType, PrivateKey};
 use crate::dns::DnsName;
+use crate::state::StateDir;
 use crate::store::Versioned;
 use crate::timestamp::rfc3339;
+use crate::token::CertStatus;
 
 /// An order saved between `request` and `finalize`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +114,17 @@ pub(crate) struct Challenge {
     pub(crate) authorization: String,
 }
 
+/// What an order waits for in the token document: `pending` until its records are
+/// published, `ready` when the CA has nothing left to validate (every authorization already
+/// valid), so finalize can complete it at once.
+pub(crate) fn status_of(challenges: &[Challenge]) -> CertStatus {
+    if challenges.is_empty() {
+        CertStatus::Ready
+    } else {
+        CertStatus::Pending
+    }
+}
+
 /// Refuses a profile the CA's directory does not list: instant-acme sends it unchecked and
 /// some CAs (Pebble 2.4) silently ignore an unknown one.
 pub(crate) fn check_profile(account: &Account, profile: &str) -> Result<(), AcmeError> {
@@ -143,7 +155,7 @@ pub(crate) fn replaces_for(inspection: &Inspection) -> Option<CertificateIdentif
 
 /// Creates an order for `names`, returning it with the DNS-01 values still to publish.
 ///
-/// `replaces` names the certificate this order renews (RFC 9773 section 5), which exempts
+/// `replaces` is the certificate this order renews (RFC 9773 section 5), which exempts
 /// it from Let's Encrypt's rate limits. A CA without ARI gets a plain order (instant-acme
 /// refuses `replaces` before sending anything), and so does a CA that refuses the field; a
 /// rate limit is never retried: the field is what would have exempted the order.
@@ -152,9 +164,10 @@ pub(crate) async fn create(
     directory: &str,
     names: &[DnsName],
     profile: Option<&str>,
-    replaces: Option<CertificateIdentifier<'static>>,
+    replaces: Option<&Inspection>,
     now: OffsetDateTime,
 ) -> Result<(Order, Vec<Challenge>), AcmeError> {
+    let replaces = replaces.and_then(replaces_for);
     let identifiers: Vec<Identifier> = names
         .iter()
         .map(|name| Identifier::Dns(name.to_string()))
@@ -251,6 +264,9 @@ pub(crate) enum DeadOrder {
     AuthorizationHidden { problem: String },
     #[error("expired at {}", rfc3339(*.at))]
     Expired { at: OffsetDateTime },
+    /// The account it was made with is not this host's account at that CA any more.
+    #[error("was made by another account")]
+    OtherAccount,
     #[error("has an authorization for {identifier} that expired at {}", rfc3339(*.at))]
     AuthorizationExpired {
         identifier: DnsName,

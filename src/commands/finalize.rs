@@ -7,16 +7,18 @@
 use futures_util::future::join_all;
 use tracing::{info, warn};
 
-use super::ca::Cas;
 use super::failure::CertFailure;
 use super::finalize_report::{CertReport, FinalizeStatus, Report};
 use super::install_set::{install_issued, refresh_keystore};
 use super::installed::{Installed, rfc3339};
+use super::issuing::Issuing;
+use super::local;
 use super::report::print_json;
-use crate::acme::{self, AcmeError, IssuedBy, IssuedChain, PendingOrder, StateDir};
+use crate::acme::{self, AcmeError, Cas, IssuedBy, IssuedChain, PendingOrder};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::error::{Error, Outcome};
+use crate::state::StateDir;
 
 /// The shared inputs of every certificate's finalize.
 struct Context<'c> {
@@ -30,7 +32,8 @@ struct Context<'c> {
 pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
-    let report = finalize_all(&config, &state, args.dry_run).await?;
+    let issuing = Issuing::of(&config);
+    let report = finalize_all(&config, issuing, &state, args.dry_run).await?;
     print_json(&report)?;
     Ok(Outcome::from_failures(report.failed()))
 }
@@ -39,12 +42,13 @@ pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
 /// (`renew` prints it in its own).
 pub(super) async fn finalize_all(
     config: &HostConfig,
+    issuing: Issuing<'_>,
     state: &StateDir,
     dry_run: bool,
 ) -> Result<Report, Error> {
-    let mut report = match config.issuer.test() {
-        Some(issuer) => super::local::finalize_all(config, issuer, state, dry_run)?,
-        None => finalize_with_ca(config, state, dry_run).await?,
+    let mut report = match issuing {
+        Issuing::Acme => finalize_with_ca(config, state, dry_run).await?,
+        Issuing::Test(issuer) => local::finalize_all(config, issuer, state, dry_run)?,
     };
     for cert in &mut report.certs {
         if let Some(spec) = config.certs.get(&cert.name) {
@@ -71,12 +75,8 @@ async fn finalize_with_ca(
     let cas = Cas::new(config);
     // Without a fallback CA, the CA unreachable with orders pending fails the run: nothing
     // could be finalized. With one, each order's own CA is opened when it is completed.
-    if any_pending
-        && !dry_run
-        && config.fallback.is_empty()
-        && let Some(account) = acme::open_existing(&config.acme, state).await?
-    {
-        cas.primary().set_account(account);
+    if any_pending && !dry_run && config.fallback.is_empty() {
+        cas.open_primary(state).await?;
     }
     let context = Context {
         config,
@@ -167,15 +167,11 @@ fn check_fits(
     spec: &CertSpec,
     saved: &PendingOrder,
 ) -> Result<(), CertFailure> {
-    let config = context.config;
-    if config.ca(&saved.directory).is_some_and(|acme| {
-        saved.fits(
-            &spec.names,
-            config.key,
-            acme.profile.as_deref(),
-            &acme.directory,
-        )
-    }) {
+    if context
+        .cas
+        .order_ca(saved, &spec.names, context.config.key)
+        .is_some()
+    {
         return Ok(());
     }
     if !context.dry_run {

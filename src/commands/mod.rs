@@ -1,6 +1,6 @@
 //! One module per subcommand: load the config, do the work, print the JSON report.
 
-mod ca;
+mod caa;
 mod check;
 mod failure;
 mod finalize;
@@ -9,6 +9,7 @@ mod hiera;
 mod install;
 mod install_set;
 mod installed;
+mod issuing;
 mod local;
 mod publish;
 mod record;

@@ -20,13 +20,14 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::finalize_report;
+use super::issuing::Issuing;
 use super::record::Observed;
 use super::report::print_json;
 use super::{finalize, publish, request};
-use crate::acme::StateDir;
 use crate::cli::HostArgs;
 use crate::config::{HostConfig, ZoneConfig, ZoneTarget, missing_update};
 use crate::error::{Error, Outcome, print_error_line};
+use crate::state::StateDir;
 use crate::token::{self, CertStatus, Submission, TokenDocument};
 use crate::zone::{self, UpdateWriter};
 
@@ -54,8 +55,10 @@ struct Report {
 pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let started = Instant::now();
     let config = HostConfig::load(&args.config)?;
-    if config.issuer.test().is_some() {
-        return renew_without_dns(&config, args.dry_run, observed, started).await;
+    let issuing = Issuing::of(&config);
+    if let Issuing::Test(_) = issuing {
+        // No records and no DNS server: request and finalize.
+        return renew_without_dns(&config, issuing, args.dry_run, observed, started).await;
     }
     let zone_config = ZoneConfig::for_host(&config).ok_or_else(|| missing_update(&config.path))?;
     let ZoneTarget::Update(target) = &zone_config.target else {
@@ -65,7 +68,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
     let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl, dry_run)?;
 
-    let document = request::token_document(&config, &state, dry_run).await?;
+    let document = request::token_document(&config, issuing, &state, dry_run).await?;
     observed.requested(&document);
     let own = token::own_submission(&document, &config.host, &zone_config.policy)?;
     let had_records = !own.records.is_empty();
@@ -92,7 +95,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
         // The records are served and the orders saved: dying here, the next run re-opens
         // the orders, finds its records already in place, finalizes and cleans up.
         crash_point!("renew.before_finalize");
-        Some(finalize::finalize_all(&config, &state, dry_run).await)
+        Some(finalize::finalize_all(&config, issuing, &state, dry_run).await)
     };
     // The new sets are installed, the records still in the zone: the next run removes them.
     crash_point!("renew.before_cleanup");
@@ -142,14 +145,15 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
 /// `renew` with a test issuer: request and finalize under the host lock, nothing published.
 async fn renew_without_dns(
     config: &HostConfig,
+    issuing: Issuing<'_>,
     dry_run: bool,
     observed: &mut Observed,
     started: Instant,
 ) -> Result<Outcome, Error> {
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
-    let document = request::token_document(config, &state, dry_run).await?;
+    let document = request::token_document(config, issuing, &state, dry_run).await?;
     observed.requested(&document);
-    let finalized = finalize::finalize_all(config, &state, dry_run).await?;
+    let finalized = finalize::finalize_all(config, issuing, &state, dry_run).await?;
     let failed = any_failed(&document, Some(&finalized));
     let report = Report {
         host: config.host.to_string(),

@@ -18,25 +18,25 @@
 
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
-use instant_acme::CertificateIdentifier;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::ca::{self, Ca, Cas};
+use super::caa::check_caa;
 use super::failure::{CertFailure, Declined};
 use super::installed::{Installed, rfc3339};
+use super::issuing::Issuing;
+use super::local;
 use super::record::Observed;
 use super::report::print_json;
-use crate::acme::{
-    self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir, limits_dir,
-};
-use crate::cert::{RenewalDecision, RenewalWindow, Schedule, not_due};
+use crate::acme::{self, AccountState, Ca, Cas, Challenge, PendingOrder, RateLimit, limits_dir};
+use crate::cert::{Inspection, RenewalDecision, RenewalWindow, Schedule, not_due};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::{check_chains, check_delegation};
 use crate::error::{Error, Outcome};
 use crate::issuer::Origin;
 use crate::reload;
+use crate::state::StateDir;
 use crate::store::Versioned as _;
 use crate::token::{self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name};
 
@@ -78,7 +78,8 @@ struct Context<'c> {
 pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
-    let mut document = token_document(&config, &state, args.dry_run).await?;
+    let issuing = Issuing::of(&config);
+    let mut document = token_document(&config, issuing, &state, args.dry_run).await?;
     if !args.dry_run {
         settle_reloads(&config, &state, &mut document).await;
     }
@@ -115,12 +116,23 @@ async fn settle_reloads(config: &HostConfig, state: &StateDir, document: &mut To
 /// Decides, orders and returns the token document (`renew` publishes it itself).
 pub(super) async fn token_document(
     config: &HostConfig,
+    issuing: Issuing<'_>,
     state: &StateDir,
     dry_run: bool,
 ) -> Result<TokenDocument, Error> {
-    if let Some(issuer) = config.issuer.test() {
-        return super::local::token_document(config, issuer, state, dry_run);
+    match issuing {
+        Issuing::Acme => with_ca(config, state, dry_run).await,
+        Issuing::Test(issuer) => local::token_document(config, issuer, state, dry_run),
     }
+}
+
+/// [`token_document`] with a CA: present (decide and order), for publish to propagate and
+/// finalize to validate.
+async fn with_ca(
+    config: &HostConfig,
+    state: &StateDir,
+    dry_run: bool,
+) -> Result<TokenDocument, Error> {
     let now = OffsetDateTime::now_utc();
     let mut plans: Vec<Plan<'_>> = config
         .certs
@@ -306,7 +318,12 @@ async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason: String) -
         let reason = format!("would order ({reason})");
         return Part::new(plan, CertStatus::Pending, reason, Vec::new(), true);
     }
-    let urgent = ca::urgency(context.config, &plan.installed, &plan.decision, context.now);
+    let urgent = acme::urgency(
+        context.config,
+        plan.installed.inspection(),
+        &plan.decision,
+        context.now,
+    );
     let mut tried: Vec<Declined> = Vec::new();
     for ca in context.cas.iter() {
         let fallback = if ca.primary {
@@ -368,7 +385,7 @@ async fn order_at(
 ) -> Result<Part, CertFailure> {
     let cert = plan.cert;
     held_rate_limit(context, ca, cert)?;
-    ca::check_caa(context.config.resolver, ca, plan.spec).await?;
+    check_caa(context.config.resolver, ca, plan.spec).await?;
     let replaces = replaces(context, plan, ca);
     let reason = match &fallback {
         Some(why) => format!("{reason}; from the {}, as {why}", ca.describe()),
@@ -377,11 +394,7 @@ async fn order_at(
     match order(context, plan, ca, &reason, replaces, fallback).await {
         Ok(challenges) => {
             let records = records(context.config, cert, &challenges);
-            let status = if records.is_empty() {
-                CertStatus::Ready
-            } else {
-                CertStatus::Pending
-            };
+            let status = acme::status_of(&challenges);
             Ok(Part::new(plan, status, reason, records, true))
         }
         Err(CertFailure::Acme(acme::AcmeError::RateLimited(limit))) => {
@@ -422,15 +435,11 @@ fn held_rate_limit(context: &Context<'_>, ca: &Ca<'_>, cert: &str) -> Result<(),
 /// whatever made it due, when it shares a name with the order (Let's Encrypt exempts a
 /// renewal from its rate limits only then).
 /// Only to the CA that issued it: another CA never saw it.
-fn replaces(
-    context: &Context<'_>,
-    plan: &Plan<'_>,
-    ca: &Ca<'_>,
-) -> Option<CertificateIdentifier<'static>> {
+fn replaces<'p>(context: &Context<'_>, plan: &'p Plan<'_>, ca: &Ca<'_>) -> Option<&'p Inspection> {
     let inspection = plan.installed.inspection()?;
     let issuer = context
         .cas
-        .issuer_of(context.state, plan.cert, &plan.installed);
+        .issuer_of(context.state, plan.cert, Some(inspection));
     if issuer.acme.directory != ca.acme.directory {
         return None;
     }
@@ -440,11 +449,7 @@ fn replaces(
         .origin
         .as_ref()
         .is_some_and(Origin::is_from_a_ca);
-    if from_a_ca && inspection.shares_a_name(&plan.spec.names) {
-        acme::replaces_for(inspection)
-    } else {
-        None
-    }
+    (from_a_ca && inspection.shares_a_name(&plan.spec.names)).then_some(inspection)
 }
 
 impl Part {
@@ -503,25 +508,16 @@ enum Resumed {
 }
 
 /// Re-opens a saved order, or forgets it when it no longer fits the config or cannot
-/// complete; then a new one is made if the certificate is (still) due.
+/// complete (`acme::resume`); then a new one is made if the certificate is (still) due.
 async fn resume(
     context: &Context<'_>,
     plan: &Plan<'_>,
     saved: &PendingOrder,
 ) -> Result<Resumed, CertFailure> {
-    let config = context.config;
-    // The order's own CA, primary or fallback, while the config still lists it.
-    let ca = context.cas.find(&saved.directory);
-    let fits = ca.is_some_and(|ca| {
-        saved.fits(
-            &plan.spec.names,
-            config.key,
-            ca.acme.profile.as_deref(),
-            &ca.acme.directory,
-        )
-    });
+    let names = &plan.spec.names;
+    let key = context.config.key;
     if context.dry_run {
-        if !fits {
+        if context.cas.order_ca(saved, names, key).is_none() {
             return Ok(Resumed::Dropped(None));
         }
         let reason = format!(
@@ -530,34 +526,16 @@ async fn resume(
         );
         return Ok(Resumed::Open(CertStatus::Pending, reason, Vec::new()));
     }
-    // The order's CA unreachable keeps the order (the next run asks again): only a CA that
-    // answers can say the order is dead.
-    let account = match ca {
-        Some(ca) if fits => Some(ca.account(context.state, true).await?),
-        _ => None,
-    };
-    let why = match account {
-        Some(account) if fits && saved.account == account.id() => {
-            match acme::reopen(account, saved, context.now).await? {
-                Reopened::Open(challenges) => {
-                    info!(cert = plan.cert, order = %saved.url, "reusing the saved order");
-                    let records = records(config, plan.cert, &challenges);
-                    let status = if records.is_empty() {
-                        CertStatus::Ready
-                    } else {
-                        CertStatus::Pending
-                    };
-                    return Ok(Resumed::Open(status, saved.reason.clone(), records));
-                }
-                Reopened::Dead(why) => Some(format!("(from {}) {why}", saved.created)),
+    let why =
+        match acme::resume(&context.cas, context.state, saved, names, key, context.now).await? {
+            acme::Resumed::Open(challenges) => {
+                info!(cert = plan.cert, order = %saved.url, "reusing the saved order");
+                let records = records(context.config, plan.cert, &challenges);
+                let status = acme::status_of(&challenges);
+                return Ok(Resumed::Open(status, saved.reason.clone(), records));
             }
-        }
-        Some(_) if fits => Some(format!(
-            "(from {}) was made by another account",
-            saved.created
-        )),
-        _ => None,
-    };
+            acme::Resumed::Dropped(why) => why.map(|why| format!("(from {}) {why}", saved.created)),
+        };
     info!(cert = plan.cert, order = %saved.url, why = why.as_deref().unwrap_or("the config changed"), "dropping the saved order");
     PendingOrder::remove(context.state, plan.cert)?;
     Ok(Resumed::Dropped(why))
@@ -579,7 +557,7 @@ async fn ask_ari(context: &Context<'_>, plan: &Plan<'_>) -> Option<RenewalWindow
     // Asked of the CA that issued it: only that one knows the certificate.
     let issuer = context
         .cas
-        .issuer_of(context.state, plan.cert, &plan.installed);
+        .issuer_of(context.state, plan.cert, Some(inspection));
     let account = if issuer.primary {
         context.account.open()
     } else {
@@ -597,26 +575,7 @@ async fn ask_ari(context: &Context<'_>, plan: &Plan<'_>) -> Option<RenewalWindow
         }
         return None;
     };
-    let id = acme::replaces_for(inspection)?;
-    match account.renewal_info(&id).await {
-        Ok((info, _)) => {
-            let window = RenewalWindow {
-                start: info.suggested_window.start,
-                end: info.suggested_window.end,
-            };
-            if window.start > window.end {
-                warn!(cert = plan.cert, %window, "the CA's renewal window (ARI) ends before it starts; the days rule decides");
-                return None;
-            }
-            Some(window)
-        }
-        // Pebble and some CAs have no renewalInfo: that is "no ARI", not a failure.
-        Err(instant_acme::Error::Unsupported(_)) => None,
-        Err(err) => {
-            warn!(cert = plan.cert, error = %err, "the CA did not answer for its renewal window (ARI); the days rule decides");
-            None
-        }
-    }
+    acme::renewal_window(account, inspection, plan.cert).await
 }
 
 /// Checks every identifier's `_acme-challenge` delegation, then that neither it nor the signing
@@ -650,7 +609,7 @@ async fn order(
     plan: &Plan<'_>,
     ca: &Ca<'_>,
     reason: &str,
-    replaces: Option<CertificateIdentifier<'static>>,
+    replaces: Option<&Inspection>,
     fallback: Option<String>,
 ) -> Result<Vec<Challenge>, CertFailure> {
     let config = context.config;
