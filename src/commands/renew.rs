@@ -56,19 +56,31 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let started = Instant::now();
     let config = HostConfig::load(&args.config)?;
     let issuing = Issuing::of(&config);
-    if let Issuing::Test(_) = issuing {
+    match issuing {
+        Issuing::Acme => renew_with_ca(&config, issuing, args.dry_run, observed, started).await,
         // No records and no DNS server: request and finalize.
-        return renew_without_dns(&config, issuing, args.dry_run, observed, started).await;
+        Issuing::Test(_) => {
+            renew_without_dns(&config, issuing, args.dry_run, observed, started).await
+        }
     }
-    let zone_config = ZoneConfig::for_host(&config).ok_or_else(|| missing_update(&config.path))?;
+}
+
+/// `renew` with a CA: request, publish the host's records, finalize, remove the records.
+async fn renew_with_ca(
+    config: &HostConfig,
+    issuing: Issuing<'_>,
+    dry_run: bool,
+    observed: &mut Observed,
+    started: Instant,
+) -> Result<Outcome, Error> {
+    let zone_config = ZoneConfig::for_host(config).ok_or_else(|| missing_update(&config.path))?;
     let ZoneTarget::Update(target) = &zone_config.target else {
         return Err(missing_update(&config.path).into());
     };
-    let dry_run = args.dry_run;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
     let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl, dry_run)?;
 
-    let document = request::token_document(&config, issuing, &state, dry_run).await?;
+    let document = request::token_document(config, issuing, &state, dry_run).await?;
     observed.requested(&document);
     let own = token::own_submission(&document, &config.host, &zone_config.policy)?;
     let had_records = !own.records.is_empty();
@@ -95,7 +107,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
         // The records are served and the orders saved: dying here, the next run re-opens
         // the orders, finds its records already in place, finalizes and cleans up.
         crash_point!("renew.before_finalize");
-        Some(finalize::finalize_all(&config, issuing, &state, dry_run).await)
+        Some(finalize::finalize_all(config, issuing, &state, dry_run).await)
     };
     // The new sets are installed, the records still in the zone: the next run removes them.
     crash_point!("renew.before_cleanup");
