@@ -57,7 +57,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let config = HostConfig::load(&args.config)?;
     let issuing = Issuing::of(&config);
     match issuing {
-        Issuing::Acme => renew_with_ca(&config, issuing, args.dry_run, observed, started).await,
+        Issuing::Acme => renew_with_ca(&config, args.dry_run, observed, started).await,
         // No records and no DNS server: request and finalize.
         Issuing::Test(_) => {
             renew_without_dns(&config, issuing, args.dry_run, observed, started).await
@@ -68,7 +68,6 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
 /// `renew` with a CA: request, publish the host's records, finalize, remove the records.
 async fn renew_with_ca(
     config: &HostConfig,
-    issuing: Issuing<'_>,
     dry_run: bool,
     observed: &mut Observed,
     started: Instant,
@@ -80,7 +79,7 @@ async fn renew_with_ca(
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
     let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl, dry_run)?;
 
-    let document = request::token_document(config, issuing, &state, dry_run).await?;
+    let document = request::token_document(config, Issuing::Acme, &state, dry_run).await?;
     observed.requested(&document);
     let own = token::own_submission(&document, &config.host, &zone_config.policy)?;
     let had_records = !own.records.is_empty();
@@ -107,7 +106,7 @@ async fn renew_with_ca(
         // The records are served and the orders saved: dying here, the next run re-opens
         // the orders, finds its records already in place, finalizes and cleans up.
         crash_point!("renew.before_finalize");
-        Some(finalize::finalize_all(config, issuing, &state, dry_run).await)
+        Some(finalize::finalize_all(config, Issuing::Acme, &state, dry_run).await)
     };
     // The new sets are installed, the records still in the zone: the next run removes them.
     crash_point!("renew.before_cleanup");
