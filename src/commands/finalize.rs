@@ -13,6 +13,7 @@ use super::install_set::{install_issued, refresh_keystore};
 use super::installed::{Installed, rfc3339};
 use super::issuing::Issuing;
 use super::local;
+use super::record::Observed;
 use super::report::print_json;
 use crate::acme::{self, AcmeError, Cas, IssuedBy, IssuedChain, PendingOrder};
 use crate::cli::HostArgs;
@@ -29,11 +30,12 @@ struct Context<'c> {
     dry_run: bool,
 }
 
-pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
+pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let issuing = Issuing::of(&config);
-    let report = finalize_all(&config, issuing, &state, args.dry_run).await?;
+    let mut report = finalize_all(&config, issuing, &state, args.dry_run).await?;
+    report.check = super::check::verdict(&args, observed).await;
     print_json(&report)?;
     Ok(Outcome::from_failures(report.failed()))
 }
@@ -113,7 +115,7 @@ async fn finalize_one(
             {
                 warn!(cert, error = %err, "cannot remove a key left without its order");
             }
-            return match refresh_keystore(context.config, context.dry_run, spec, &installed) {
+            return match refresh_keystore(context.dry_run, spec, &installed) {
                 Ok(status) => report(status, installed.not_after(), None),
                 Err(failure) => failed(&report, &installed, failure),
             };
@@ -193,7 +195,6 @@ async fn issue(
     spec: &CertSpec,
     installed: &Installed<'_>,
 ) -> Result<(IssuedChain, IssuedBy), CertFailure> {
-    let config = context.config;
     // `check_fits` made sure the config lists the order's CA.
     let ca = context
         .cas
@@ -202,7 +203,7 @@ async fn issue(
     let account = ca.account(context.state, false).await?;
     let (key, pem) = acme::complete(account, saved, context.state, cert).await?;
     let chain = acme::verify_chain(&pem, &key, &saved.names)?;
-    install_issued(config, spec, installed, &key, &chain)?;
+    install_issued(spec, installed, &key, &chain)?;
     crash_point!("finalize.installed");
     let issued = IssuedBy::new(&saved.directory, &chain.inspection, saved.fallback.clone());
     // Only ARI and reports read it: a record that cannot be written costs no certificate.

@@ -10,6 +10,7 @@ use crate::cert::CertPaths;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
 use crate::reload;
+use crate::token::CheckVerdict;
 
 /// The JSON report of one finalize run (docs/reports.md).
 #[derive(Debug, Serialize)]
@@ -18,6 +19,9 @@ pub(super) struct Report {
     /// Whether any certificate file was replaced (Ansible's `changed`).
     pub(super) changed: bool,
     pub(super) certs: Vec<CertReport>,
+    /// `--check`: what `fleetcert check` says after the installs and reloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) check: Option<CheckVerdict>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +87,7 @@ impl Report {
             host: config.host.to_string(),
             changed: certs.iter().any(|cert| cert.changed),
             certs,
+            check: None,
         }
     }
 }

@@ -110,6 +110,7 @@ pub(super) fn token_document(
         changed,
         records: Vec::new(),
         certs,
+        check: None,
     })
 }
 
@@ -138,7 +139,7 @@ pub(super) fn finalize_all(
         let Some(order) = orders.orders.get(cert).cloned() else {
             // Nothing to sign; a keystore that no longer fits `pkcs12:` is rebuilt, as with
             // a CA.
-            certs.push(match refresh_keystore(config, dry_run, spec, &installed) {
+            certs.push(match refresh_keystore(dry_run, spec, &installed) {
                 Ok(status) => report(status, installed.not_after(), None),
                 Err(failure) => failed(failure),
             });
@@ -169,7 +170,7 @@ pub(super) fn finalize_all(
             ));
             continue;
         }
-        match issue(config, issuer, &order, spec, &installed) {
+        match issue(issuer, &order, spec, &installed) {
             Ok(not_after) => {
                 info!(cert, not_after, issuer = %issuer.kind(), "installed");
                 crash_point!("local.installed");
@@ -231,7 +232,6 @@ fn kept(issuer: &TestIssuer, installed: &Installed<'_>) -> Option<CertFailure> {
 
 /// Makes the key, signs the certificate, checks it and installs it; its expiry.
 fn issue(
-    config: &HostConfig,
     issuer: &TestIssuer,
     order: &LocalOrder,
     spec: &CertSpec,
@@ -242,7 +242,7 @@ fn issue(
     let pem = issuer.sign(&key, &order.names, now)?;
     // The check every CA's chain gets: it carries this key and exactly these names.
     let chain = acme::verify_chain(&pem, &key, &order.names)?;
-    install_issued(config, spec, installed, &key, &chain)?;
+    install_issued(spec, installed, &key, &chain)?;
     Ok(rfc3339(chain.inspection.not_after))
 }
 

@@ -28,7 +28,7 @@ use crate::cli::HostArgs;
 use crate::config::{HostConfig, ZoneConfig, ZoneTarget, missing_update};
 use crate::error::{Error, Outcome, print_error_line};
 use crate::state::StateDir;
-use crate::token::{self, CertStatus, Submission, TokenDocument};
+use crate::token::{self, CertStatus, CheckVerdict, Submission, TokenDocument};
 use crate::zone::{self, UpdateWriter};
 
 /// The JSON report (docs/reports.md, "renew").
@@ -49,6 +49,9 @@ struct Report {
     /// Why the clean-up failed, when it did (the records then expire with the next run).
     #[serde(skip_serializing_if = "Option::is_none")]
     cleanup_error: Option<String>,
+    /// `--check`: what `fleetcert check` says after the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<CheckVerdict>,
     seconds: f64,
 }
 
@@ -57,18 +60,16 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let config = HostConfig::load(&args.config)?;
     let issuing = Issuing::of(&config);
     match issuing {
-        Issuing::Acme => renew_with_ca(&config, args.dry_run, observed, started).await,
+        Issuing::Acme => renew_with_ca(&config, &args, observed, started).await,
         // No records and no DNS server: request and finalize.
-        Issuing::Test(_) => {
-            renew_without_dns(&config, issuing, args.dry_run, observed, started).await
-        }
+        Issuing::Test(_) => renew_without_dns(&config, issuing, &args, observed, started).await,
     }
 }
 
 /// `renew` with a CA: request, publish the host's records, finalize, remove the records.
 async fn renew_with_ca(
     config: &HostConfig,
-    dry_run: bool,
+    args: &HostArgs,
     observed: &mut Observed,
     started: Instant,
 ) -> Result<Outcome, Error> {
@@ -76,6 +77,7 @@ async fn renew_with_ca(
     let ZoneTarget::Update(target) = &zone_config.target else {
         return Err(missing_update(&config.path).into());
     };
+    let dry_run = args.dry_run;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
     let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl, dry_run)?;
 
@@ -143,6 +145,7 @@ async fn renew_with_ca(
         finalize: finalized,
         cleanup,
         cleanup_error,
+        check: super::check::verdict(args, observed).await,
         seconds: started.elapsed().as_secs_f64(),
     };
     print_json(&report)?;
@@ -157,10 +160,11 @@ async fn renew_with_ca(
 async fn renew_without_dns(
     config: &HostConfig,
     issuing: Issuing<'_>,
-    dry_run: bool,
+    args: &HostArgs,
     observed: &mut Observed,
     started: Instant,
 ) -> Result<Outcome, Error> {
+    let dry_run = args.dry_run;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
     let document = request::token_document(config, issuing, &state, dry_run).await?;
     observed.requested(&document);
@@ -175,6 +179,7 @@ async fn renew_without_dns(
         finalize: Some(finalized),
         cleanup: None,
         cleanup_error: None,
+        check: super::check::verdict(args, observed).await,
         seconds: started.elapsed().as_secs_f64(),
     };
     print_json(&report)?;

@@ -11,10 +11,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::ansible::Fleet;
-use crate::keystore::openssl_extract;
-use crate::sandbox::pem_certificates;
-use crate::services::{Leaf, Nginx, Zookeeper, curl_leaf, served_leaf};
+use crate::support::fleet::Fleet;
+use crate::support::sandbox::pem_certificates;
+use crate::support::services::{Leaf, Nginx, Zookeeper, curl_leaf, served_leaf};
+use crate::support::util::openssl_extract;
 
 const ISSUER: &str = "host1.example.test";
 const MEMBERS: [&str; 2] = ["host2.example.test", "host3.example.test"];

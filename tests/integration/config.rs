@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::util::fleetcert;
+use crate::support::util::fleetcert;
 
 /// A config that would work, with `acme` and top-level lines replaced by the caller.
 fn config_text(dir: &Path, acme: &str, extra: &str) -> String {

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::crash::{ORDERS, pebble_count};
-use crate::fixture::{Host, cert, sandbox};
-use crate::sandbox::{Sandbox, Validation};
-use crate::util::{Run, fleetcert};
+use crate::support::day::{ORDERS, pebble_count};
+use crate::support::fixture::{Host, cert, sandbox};
+use crate::support::sandbox::{Sandbox, Validation};
+use crate::support::util::{Run, fleetcert};
 
 const SIGNING_ZONE: &str = "acme.test";
 
@@ -26,7 +26,7 @@ fn not_validating_warnings(run: &Run) -> usize {
 /// `name`, and whether the answer was authoritative.
 fn signatures_at(server: &str, name: &str, rtype: &str) -> Vec<String> {
     let (ip, port) = server.rsplit_once(':').expect("ip:port");
-    let out = crate::sandbox::run(
+    let out = crate::support::sandbox::run(
         std::process::Command::new("dig")
             .args([
                 "+dnssec", "+norec", "+noall", "+answer", "+time=2", "-p", port,
@@ -88,7 +88,7 @@ impl<'s> Central<'s> {
     fn update_config(&self, secret: &str) -> PathBuf {
         let secret_file = self.dir.join("tsig.secret");
         std::fs::write(&secret_file, secret).expect("write secret");
-        crate::util::run_ok(
+        crate::support::util::run_ok(
             std::process::Command::new("chmod")
                 .arg("0600")
                 .arg(&secret_file),
@@ -137,7 +137,7 @@ impl<'s> Central<'s> {
                 !signatures_at(server, SIGNING_ZONE, "SOA").is_empty(),
                 "{server} serves an unsigned SOA"
             );
-            for (name, value) in crate::fixture::records(document) {
+            for (name, value) in crate::support::fixture::records(document) {
                 let values = self
                     .sb
                     .dig_authoritative(server, &name, "TXT")
@@ -162,7 +162,7 @@ fn crate_serial_reached(served: u32, wanted: u32) -> bool {
 fn daily_flow(central: &Central<'_>, host: &Host<'_>, config: &Path) {
     let document = host.request_ok();
     assert!(
-        !crate::fixture::records(&document).is_empty(),
+        !crate::support::fixture::records(&document).is_empty(),
         "nothing to publish: {document:#}"
     );
     let run = central.publish(config, &document);
@@ -236,7 +236,7 @@ fn a_bogus_chain_is_refused_before_ordering_naming_the_zone_and_the_fix_issues()
         assert!(reason.contains(part), "{part:?} not in: {reason}");
     }
     assert!(
-        crate::fixture::records(&document).is_empty(),
+        crate::support::fixture::records(&document).is_empty(),
         "records despite the refusal: {document:#}"
     );
     assert_eq!(pebble_count(&sb, ORDERS), orders, "an order was made");
@@ -289,7 +289,7 @@ fn publish_names_the_servers_whose_signatures_do_not_validate_with_exit_3() {
 
     // A month on, the signatures BIND made today have expired (a signer that stopped
     // re-signing looks the same): publish says so for each server, with exit 3.
-    let out = crate::sandbox::run(
+    let out = crate::support::sandbox::run(
         std::process::Command::new("faketime")
             .args(["-f", "+30d", env!("CARGO_BIN_EXE_fleetcert")])
             .args(central.publish_args(&config, &document)),

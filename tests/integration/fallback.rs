@@ -11,12 +11,12 @@ use std::path::Path;
 use serde_json::Value;
 use time::Duration;
 
-use crate::ansible::Fleet;
-use crate::ari::{FakeCa, hold, now};
-use crate::crash::{ORDERS, pebble_count};
-use crate::fixture::{Host, cert, certs_yaml, sandbox};
-use crate::sandbox::Sandbox;
-use crate::util::{fleetcert, verify_against};
+use crate::support::day::{ORDERS, pebble_count};
+use crate::support::fake_ca::{FakeCa, hold, now};
+use crate::support::fixture::{Host, cert, certs_yaml, sandbox};
+use crate::support::fleet::Fleet;
+use crate::support::sandbox::Sandbox;
+use crate::support::util::{fleetcert, verify_against};
 
 /// The fallback Pebble's EAB key id and HMAC key (base64url, as a CA hands them out).
 const KID: &str = "fleet-kid";
@@ -67,7 +67,7 @@ fn configure(
         resolver = host.sb.resolver(),
         state = host.state_dir().display(),
         certs_dir = host.cert_dir().display(),
-        group = crate::fixture::KEY_GROUP,
+        group = crate::support::fixture::KEY_GROUP,
         list = certs_yaml(certs),
     );
     std::fs::write(host.config(), text).expect("write config");

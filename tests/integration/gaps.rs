@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::crash::{
+use crate::support::day::{
     ACCOUNTS, CERT, Day, Expect, ORDERS, ServiceSet, Zone, assert_keys_private, document,
     next_host_number, pebble_count, shared_sandbox, temporaries,
 };
-use crate::fixture::{Host, sandbox};
-use crate::sandbox::Sandbox;
-use crate::util::{Run, binary, fleetcert};
+use crate::support::fixture::{Host, sandbox};
+use crate::support::sandbox::Sandbox;
+use crate::support::util::{Run, binary, fleetcert};
 
 /// A pid above Linux's largest `pid_max` (2^22): never a live process.
 const DEAD_PID: u32 = 4_194_305;
@@ -81,7 +81,7 @@ struct Immutable(PathBuf);
 
 impl Immutable {
     fn new(path: &Path) -> Self {
-        crate::util::run_ok(Command::new("chattr").arg("+i").arg(path));
+        crate::support::util::run_ok(Command::new("chattr").arg("+i").arg(path));
         Self(path.to_owned())
     }
 }

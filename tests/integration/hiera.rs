@@ -10,8 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::sandbox::{Sandbox, document_records};
-use crate::util::{Run, assert_key_matches, fleetcert, run_ok, snapshot};
+use crate::support::sandbox::{Sandbox, document_records};
+use crate::support::util::{Run, assert_key_matches, fleetcert, run_ok, snapshot};
 
 /// The legacy host of these tests.
 const HOST: &str = "host42.example.test";

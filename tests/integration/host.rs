@@ -7,15 +7,12 @@
 //! orders a validated name again accepts a reused one. Bad nonces stay at Pebble's default
 //! 5 %, which the code must ride out.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::fixture::{Host, KEY_GROUP, cert, records, sandbox};
-use crate::sandbox::Sandbox;
-use crate::util::{assert_key_matches, fleetcert, openssl, sans, snapshot};
+use crate::support::fixture::{Host, cert, records, sandbox};
+use crate::support::sandbox::Sandbox;
+use crate::support::util::{fleetcert, sans, snapshot};
+use crate::support::util::{gid, key_group_gid, key_kind, mode, sorted};
 
 /// The records of one certificate.
 fn records_of(document: &Value, cert: &str) -> Vec<Value> {
@@ -41,63 +38,6 @@ fn identifiers(document: &Value, cert: &str) -> Vec<String> {
         .collect();
     identifiers.sort();
     identifiers
-}
-
-pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
-    let mut names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-    names.sort();
-    names
-}
-
-/// The public key algorithm of a certificate, as `openssl x509 -text` prints it, and checks
-/// that the private key file holds the matching key.
-pub(crate) fn key_kind(cert: &Path, key: &Path) -> String {
-    assert_key_matches(key, cert);
-    let text = openssl(&[
-        "x509",
-        "-noout",
-        "-text",
-        "-in",
-        cert.to_str().expect("utf-8"),
-    ]);
-    let algorithm = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("Public Key Algorithm: "))
-        .expect("a public key algorithm");
-    // An EC key is named by its curve, an RSA key by its size.
-    let line = |prefix: &str| {
-        text.lines()
-            .map(str::trim)
-            .find(|line| line.starts_with(prefix))
-    };
-    let detail = line("NIST CURVE:")
-        .or_else(|| line("Public-Key:"))
-        .expect("key size or curve");
-    format!("{algorithm} {detail}")
-}
-
-pub(crate) fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path)
-        .unwrap_or_else(|err| panic!("stat {}: {err}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
-}
-
-pub(crate) fn gid(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("stat").gid()
-}
-
-pub(crate) fn key_group_gid() -> u32 {
-    let out = Command::new("getent")
-        .args(["group", KEY_GROUP])
-        .output()
-        .expect("getent");
-    String::from_utf8_lossy(&out.stdout)
-        .split(':')
-        .nth(2)
-        .and_then(|gid| gid.parse().ok())
-        .unwrap_or_else(|| panic!("group {KEY_GROUP} does not exist"))
 }
 
 /// The account URLs stored in `account.json`.
@@ -525,7 +465,7 @@ fn acme_sh_layout_writes_opendevs_file_names() {
         entry["paths"]["fullchain"],
         dir.join("fullchain.cer").to_str().expect("utf-8")
     );
-    let mut files = crate::util::names_in(&dir);
+    let mut files = crate::support::util::names_in(&dir);
     // The versions and the `..data` link that switches them are hidden names.
     files.retain(|name| !name.starts_with(".."));
     assert_eq!(

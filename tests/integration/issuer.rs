@@ -11,148 +11,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::ansible::daily_playbook;
-use crate::ari::{FakeCa, ari_id, hold_signed_by, now, parse_time};
-use crate::fixture::{Host, KEY_GROUP, assert_no_secret, cert, certs_yaml, sandbox, secrets_below};
-use crate::host::{gid, key_group_gid, key_kind, mode, sorted};
-use crate::services::{Leaf, Nginx, TestCa, curl_leaf};
-use crate::util::{Run, fleetcert, sans, snapshot, verify_against};
-
-/// A host of a gate job: its config, state and certificates in a temporary directory; no
-/// CA, no signing zone, no resolver.
-pub(crate) struct Gate {
-    dir: tempfile::TempDir,
-    /// Extra command-line flags for every run (`-vvv`).
-    flags: Vec<&'static str>,
-}
-
-impl Gate {
-    pub(crate) fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-            flags: Vec::new(),
-        }
-    }
-
-    /// Writes the config: `issuer` is the value of `issuer:`, `extra` more top-level lines.
-    pub(crate) fn configure(&self, issuer: &str, extra: &str, certs: &[(&str, &[&str])]) {
-        let mut text = format!(
-            "issuer: {issuer}\nhost: gate.example.test\nstate_dir: {state}\n\
-             cert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
-            state = self.state_dir().display(),
-            certs_dir = self.cert_dir().display(),
-        );
-        text.push_str(&certs_yaml(certs));
-        std::fs::write(self.config(), text).expect("write config");
-    }
-
-    pub(crate) fn config(&self) -> PathBuf {
-        self.dir.path().join("fleetcert.yaml")
-    }
-
-    pub(crate) fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    pub(crate) fn cert_dir(&self) -> PathBuf {
-        self.dir.path().join("certs")
-    }
-
-    /// `<cert_dir>/<dir>/<file>`.
-    fn file(&self, dir: &str, file: &str) -> PathBuf {
-        self.cert_dir().join(dir).join(file)
-    }
-
-    /// Runs `fleetcert <command> --config <ours> <more>`; then checks that neither stream
-    /// shows any private key on disk, the CA's included (it lies in this directory too).
-    pub(crate) fn run(&self, command: &str, more: &[&str]) -> Run {
-        let config = self.config();
-        let mut args: Vec<&OsStr> = vec![command.as_ref(), "--config".as_ref(), config.as_ref()];
-        args.extend(more.iter().map(OsStr::new));
-        args.extend(self.flags.iter().map(OsStr::new));
-        let run = fleetcert(&args);
-        assert_no_secret(&run, command, &secrets_below(&[self.dir.path().to_owned()]));
-        run
-    }
-
-    fn request_ok(&self) -> Value {
-        self.run("request", &[]).expect_code(0).json()
-    }
-
-    fn finalize_ok(&self) -> Value {
-        self.run("finalize", &[]).expect_code(0).json()
-    }
-
-    /// `request` refuses the config with exit 2 and one line holding `needle`: that line.
-    #[track_caller]
-    fn refused(&self, needle: &str) -> String {
-        let run = self.run("request", &[]);
-        run.expect_code(2);
-        assert!(
-            run.stdout.is_empty(),
-            "a report with exit 2: {}",
-            run.stdout
-        );
-        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-        assert!(
-            run.stderr.contains(needle),
-            "{needle:?} not in {}",
-            run.stderr
-        );
-        run.stderr.clone()
-    }
-
-    /// The saved local orders, by certificate.
-    pub(crate) fn local_orders(&self) -> Value {
-        let path = self.state_dir().join("local-orders.json");
-        let text = std::fs::read_to_string(path).expect("local orders saved");
-        serde_json::from_str::<Value>(&text).expect("JSON")["orders"].clone()
-    }
-}
-
-/// A CI CA in `dir`: openssl's root and intermediate, the intermediate signing (its file
-/// holds the intermediate, then the root, as `issuer.local-ca.cert` takes a CA with its own
-/// issuers), and the root what clients trust. The key is 0600, as fleetcert wants it.
-struct CiCa {
-    ca: TestCa,
-    cert: PathBuf,
-}
-
-impl CiCa {
-    fn new(dir: &Path) -> Self {
-        let ca = TestCa::new(dir);
-        let cert = dir.join("ci-ca.pem");
-        let mut both = std::fs::read(ca.intermediate()).expect("intermediate");
-        both.extend(std::fs::read(ca.root()).expect("root"));
-        std::fs::write(&cert, both).expect("write ci-ca.pem");
-        set_mode(&ca.intermediate_key(), 0o600);
-        Self { ca, cert }
-    }
-
-    /// `issuer:` naming this CA, with `options` (`, lifetime: 6s`) added.
-    fn issuer(&self, options: &str) -> String {
-        local_ca(&self.cert, &self.ca.intermediate_key(), options)
-    }
-
-    /// What the hosts under test trust.
-    fn root(&self) -> PathBuf {
-        self.ca.root()
-    }
-}
-
-/// `issuer: {local-ca: ...}` with these files and `options`.
-fn local_ca(cert: &Path, key: &Path, options: &str) -> String {
-    format!(
-        "{{local-ca: {{cert: {}, key: {}{options}}}}}",
-        cert.display(),
-        key.display()
-    )
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
+use crate::support::fake_ca::{FakeCa, ari_id, hold_signed_by, now, parse_time};
+use crate::support::fixture::{Host, cert, certs_yaml, sandbox};
+use crate::support::fleet::daily_playbook;
+use crate::support::gate::{CiCa, Gate, local_ca, set_mode};
+use crate::support::services::{Leaf, Nginx, curl_leaf};
+use crate::support::util::{gid, key_group_gid, key_kind, mode, sorted};
+use crate::support::util::{sans, snapshot, verify_against};
 
 /// `openssl x509 -checkend SECONDS`: whether the certificate is still valid then.
 fn valid_in(cert: &Path, seconds: u64) -> bool {
@@ -166,7 +31,7 @@ fn valid_in(cert: &Path, seconds: u64) -> bool {
 }
 
 fn subject(cert: &Path) -> String {
-    crate::util::openssl(&[
+    crate::support::util::openssl(&[
         OsStr::new("x509"),
         OsStr::new("-noout"),
         OsStr::new("-subject"),
@@ -898,7 +763,7 @@ fn a_test_certificate_comes_with_its_keystore_as_one_set() {
 fn keystore_leaf(keystore: &Path, password: &Path) -> Leaf {
     let mut passin = std::ffi::OsString::from("file:");
     passin.push(password);
-    let listed = crate::util::openssl(&[
+    let listed = crate::support::util::openssl(&[
         OsStr::new("pkcs12"),
         OsStr::new("-in"),
         keystore.as_os_str(),

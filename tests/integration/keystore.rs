@@ -10,12 +10,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::fixture::{Host, KEY_GROUP, sandbox};
-use crate::sandbox::Sandbox;
-use crate::services::{
+use crate::support::fixture::{Host, KEY_GROUP, sandbox};
+use crate::support::sandbox::Sandbox;
+use crate::support::services::{
     Leaf, Nginx, Zookeeper, curl_leaf, keytool_list, normalize_serial, served_leaf,
 };
-use crate::util::{Run, assert_key_matches, fleetcert, run_ok, snapshot};
+use crate::support::util::openssl_extract;
+use crate::support::util::{Run, assert_key_matches, fleetcert, run_ok, snapshot};
 
 const NAME: &str = "host1.example.test";
 const PASSWORD: &str = "zk-Secret-4711";
@@ -111,21 +112,6 @@ fn openssl_info(keystore: &Path, password_file: &Path) -> String {
     text
 }
 
-/// The key and certificates in the keystore, unencrypted PEM, by `openssl pkcs12`.
-pub(crate) fn openssl_extract(keystore: &Path, password_file: &Path, part: &str, out: &Path) {
-    let mut passin = OsString::from("file:");
-    passin.push(password_file);
-    run_ok(
-        Command::new("openssl")
-            .args(["pkcs12", "-in"])
-            .arg(keystore)
-            .arg("-passin")
-            .arg(&passin)
-            .args([part, "-nodes", "-out"])
-            .arg(out),
-    );
-}
-
 /// The serials keytool lists, in its order (the key entry's chain, leaf first).
 fn keytool_serials(listing: &str) -> Vec<String> {
     listing
@@ -138,7 +124,7 @@ fn keytool_serials(listing: &str) -> Vec<String> {
 /// The serials of every certificate in a PEM file, in order.
 fn pem_serials(path: &Path) -> Vec<String> {
     let pem = std::fs::read_to_string(path).expect("read PEM");
-    crate::sandbox::pem_certificates(&pem)
+    crate::support::sandbox::pem_certificates(&pem)
         .iter()
         .map(|block| Leaf::of_pem(block).expect("a certificate").serial)
         .collect()

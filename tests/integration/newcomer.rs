@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use crate::fixture::{Host, sandbox};
-use crate::util::{Run, fleetcert};
+use crate::support::fixture::{Host, sandbox};
+use crate::support::util::{Run, fleetcert};
 
 /// The single `fleetcert: error:` line of a run refused with `code`, with no report.
 #[track_caller]

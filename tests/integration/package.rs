@@ -15,9 +15,9 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::ansible::{Fleet, assert_issued};
-use crate::util::{run_ok, sans};
-use crate::venv::repo;
+use crate::support::fleet::{Fleet, assert_issued};
+use crate::support::util::{run_ok, sans};
+use crate::support::venv::repo;
 
 /// The package's own directories, which the test host of the fleet uses as its defaults do.
 const CONFIG: &str = "/etc/fleetcert/fleetcert.yaml";
@@ -119,7 +119,7 @@ fn fleetcert_gid() -> u32 {
 
 #[test]
 fn debian_package_installs_by_the_collection_and_purging_keeps_the_certificates() {
-    let _host_root = crate::util::host_root_lock();
+    let _host_root = crate::support::util::host_root_lock();
     assert_eq!(
         nix::unistd::geteuid().as_raw(),
         0,
@@ -419,7 +419,7 @@ fn mode_of(path: &Path) -> u32 {
 fn postinst_refuses_links_and_foreign_directories_and_repairs_open_ones() {
     // The host's key group is shared with the package test: one at a time (util.rs), and
     // the group this test makes is removed again, as the package test removes its own.
-    let _host_root = crate::util::host_root_lock();
+    let _host_root = crate::support::util::host_root_lock();
     let _group = (!group_exists()).then(|| {
         assert!(
             run("addgroup", &["--system", "--quiet", "fleetcert"])

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::sandbox::Sandbox;
-use crate::util::{Run, fleetcert, fleetcert_with_stdin, snapshot};
+use crate::support::sandbox::Sandbox;
+use crate::support::util::{Run, fleetcert, fleetcert_with_stdin, snapshot};
 
 const SIGNING_ZONE: &str = "acme.test";
 

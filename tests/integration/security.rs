@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fixture::{Host, KEY_GROUP, sandbox};
-use crate::sandbox::Sandbox;
-use crate::util::{Run, tree};
+use crate::support::fixture::{Host, KEY_GROUP, sandbox};
+use crate::support::sandbox::Sandbox;
+use crate::support::util::{Run, tree};
 
 /// The unprivileged local user who attacks.
 const ATTACKER: &str = "fleetcert-attacker";
@@ -1631,7 +1631,7 @@ fn a_primary_streaming_messages_that_answer_nothing_holds_neither_time_nor_memor
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let run = crate::util::Run::of(&child.wait_with_output().expect("output"));
+    let run = crate::support::util::Run::of(&child.wait_with_output().expect("output"));
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "hostile primary: {} messages of 64 KB streamed; publish ended in {seconds:.1} s, exit {}",

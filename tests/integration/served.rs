@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixture::{
+use crate::support::fixture::{
     Host, KEY_GROUP, assert_no_secret, cert, sandbox as fixture_sandbox, secrets_below,
 };
-use crate::host::{gid, key_group_gid, mode};
-use crate::services::{Leaf, Nginx};
-use crate::util::{Run, fleetcert, snapshot, verify_against};
+use crate::support::services::{Leaf, Nginx};
+use crate::support::util::{Run, fleetcert, snapshot, verify_against};
+use crate::support::util::{gid, key_group_gid, mode};
 
 /// How long a run whose reload is bounded by a short `reload_timeout` may take on a busy
 /// machine: far below the 600 s its hanging reload would take unbounded.
@@ -486,7 +486,7 @@ struct Member<'s> {
 }
 
 impl<'s> Member<'s> {
-    fn new(sb: &'s crate::sandbox::Sandbox) -> Self {
+    fn new(sb: &'s crate::support::sandbox::Sandbox) -> Self {
         let host = Host::named(sb, sb.acme_directory(), "member.example.test", &[]);
         let member = Self { host };
         let config = std::fs::read_to_string(member.host.config()).expect("config");

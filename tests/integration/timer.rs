@@ -15,9 +15,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::lxd::Lxd;
-use crate::sandbox::{ScriptDir, run};
-use crate::services::{Leaf, TestCa, served_leaf};
+use crate::support::lxd::Lxd;
+use crate::support::sandbox::{ScriptDir, run};
+use crate::support::services::{Leaf, TestCa, served_leaf};
 
 /// How long the guest's renewal may take from boot to its exit (it takes a few seconds).
 const RENEW_TIMEOUT: Duration = Duration::from_secs(240);
@@ -126,10 +126,10 @@ fn libc_makedev(major: u64, minor: u64) -> u64 {
 #[test]
 fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_and_lxd_serve_it() {
     // Not while the package test installs or purges the package on the host (util.rs).
-    let _host_root = crate::util::host_root_lock();
+    let _host_root = crate::support::util::host_root_lock();
     assert_dev_null_intact();
-    let secret = crate::update::secret();
-    let sb = crate::fixture::sandbox()
+    let secret = crate::support::util::secret();
+    let sb = crate::support::fixture::sandbox()
         .tsig(&format!(
             "host1={secret}@{NAME}.acme.test,{LXD_NAME}.acme.test"
         ))
@@ -216,7 +216,7 @@ fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_and_lxd_serve_
             resolver = sb.resolver(),
             primary = sb.primary(),
             secondary = sb.secondary(),
-            group = crate::fixture::KEY_GROUP,
+            group = crate::support::fixture::KEY_GROUP,
         ),
         0o644,
     );
@@ -243,7 +243,7 @@ fn the_shipped_timer_renews_at_boot_under_its_hardening_and_nginx_and_lxd_serve_
     // through /var/lib/lxd/unix.socket, with the package's hand-over.
     let lxd = Lxd::cluster(2);
     let socket = lxd.member(1).lxd_dir().join("unix.socket");
-    let hand_over = crate::lxd::hand_over();
+    let hand_over = crate::support::lxd::hand_over();
     let guest = Guest::start(
         &tree,
         &[

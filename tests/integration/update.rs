@@ -18,20 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::fixture::{Host, sandbox};
-use crate::sandbox::Sandbox;
-use crate::util::Run;
+use crate::support::fixture::{Host, sandbox};
+use crate::support::sandbox::Sandbox;
+use crate::support::util::Run;
+use crate::support::util::secret;
 
 const HOST1_RECORDS: &str = "host1.example.test.acme.test,www1.example.test.acme.test";
-
-/// Fresh random bytes as base64, as tsig-keygen makes a secret.
-pub(crate) fn secret() -> String {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| random.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
 
 /// A DNS-01-shaped value, different every call.
 fn value() -> String {

@@ -6,12 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{
+use crate::support::day::{
     CERT, Expect, ServiceSet, assert_keys_private_in, assert_no_temporary_in, killed_at,
     temporaries, versions_in,
 };
-use crate::issuer::Gate;
-use crate::util::verify_against;
+use crate::support::gate::Gate;
+use crate::support::util::verify_against;
 
 /// The certificate's one name.
 const NAMES: &[&str] = &["gate.example.test"];

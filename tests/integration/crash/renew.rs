@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, Weak};
 
 use serde_json::Value;
 
-use super::{
+use crate::support::day::{
     CERT, Expect, Names, ServiceSet, assert_safe_after_kill, assert_settled, host_killed_at,
     next_host_number, served_txt, shared, write_secret,
 };
-use crate::fixture::{Host, sandbox};
-use crate::sandbox::Sandbox;
+use crate::support::fixture::{Host, sandbox};
+use crate::support::sandbox::Sandbox;
 
 /// A sandbox whose signing zone takes dynamic updates signed with the `fleet` key.
 struct UpdateSandbox {
@@ -26,7 +26,7 @@ struct UpdateSandbox {
 fn update_sandbox() -> Arc<UpdateSandbox> {
     static SHARED: Mutex<Weak<UpdateSandbox>> = Mutex::new(Weak::new());
     shared(&SHARED, || {
-        let secret = crate::update::secret();
+        let secret = crate::support::util::secret();
         let sb = sandbox().tsig(&format!("fleet={secret}")).start();
         UpdateSandbox { sb, secret }
     })

@@ -6,11 +6,11 @@
 
 use serde_json::Value;
 
-use super::{
+use crate::support::day::{
     CERT, Day, Expect, Names, Zone, assert_safe_after_kill, host_killed_at, next_host_number,
 };
-use crate::ari::{FakeCa, ari_id};
-use crate::fixture::sandbox;
+use crate::support::fake_ca::{FakeCa, ari_id};
+use crate::support::fixture::sandbox;
 
 /// request dies after the CA created the renewal's order (with `replaces`): the host keeps
 /// the old set and no order; the next day's `replaces` is refused (`alreadyReplaced`, the

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::sandbox::{Sandbox, SandboxBuilder};
-use crate::util::{Run, fleetcert, snapshot};
+use super::sandbox::{Sandbox, SandboxBuilder};
+use super::util::{Run, fleetcert, snapshot};
 
 /// The group the fixture's config names for private keys: not root's own, so a key left
 /// with the process's group would be noticed.
@@ -225,7 +225,7 @@ pub(crate) fn assert_no_secret(run: &Run, command: &str, secrets: &[String]) {
     }
 }
 
-pub(crate) use crate::sandbox::document_records as records;
+pub(crate) use super::sandbox::document_records as records;
 
 /// The entry named `name` of a report's (or a token document's) `certs` list.
 pub(crate) fn cert<'v>(report: &'v Value, name: &str) -> &'v Value {

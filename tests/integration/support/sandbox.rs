@@ -479,7 +479,7 @@ impl Sandbox {
     /// `openssl verify` of the leaf (first certificate of `fullchain`) against Pebble's
     /// root, with the rest of the file as untrusted intermediates. `Err` has openssl's output.
     pub(crate) fn verify_chain(&self, fullchain: &Path) -> Result<(), String> {
-        crate::util::verify_against(&self.pebble_root(), fullchain)
+        super::util::verify_against(&self.pebble_root(), fullchain)
     }
 }
 

@@ -1,8 +1,14 @@
 //! Helpers shared by the integration tests: run the real binary, read its JSON.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+
+use super::fixture::KEY_GROUP;
 
 /// What one run of `fleetcert` did.
 #[derive(Debug)]
@@ -214,7 +220,7 @@ pub(crate) fn names_in(dir: &Path) -> Vec<String> {
 pub(crate) fn verify_against(root: &Path, fullchain: &Path) -> Result<(), String> {
     let pem = std::fs::read_to_string(fullchain)
         .map_err(|err| format!("cannot read {}: {err}", fullchain.display()))?;
-    let blocks = crate::sandbox::pem_certificates(&pem);
+    let blocks = super::sandbox::pem_certificates(&pem);
     let Some((leaf, rest)) = blocks.split_first() else {
         return Err(format!("{} holds no certificate", fullchain.display()));
     };
@@ -232,7 +238,7 @@ pub(crate) fn verify_against(root: &Path, fullchain: &Path) -> Result<(), String
         .arg(&leaf_file)
         .output()
         .map_err(|err| format!("cannot run openssl: {err}"))?;
-    crate::services::output_result(out).map(drop)
+    super::services::output_result(out).map(drop)
 }
 
 /// Held by a test that changes the machine's own root (the package test installs and purges
@@ -246,4 +252,84 @@ pub(crate) fn host_root_lock() -> std::sync::MutexGuard<'static, ()> {
     HOST_ROOT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// The public key algorithm of a certificate, as `openssl x509 -text` prints it, and checks
+/// that the private key file holds the matching key.
+pub(crate) fn key_kind(cert: &Path, key: &Path) -> String {
+    assert_key_matches(key, cert);
+    let text = openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        cert.to_str().expect("utf-8"),
+    ]);
+    let algorithm = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Public Key Algorithm: "))
+        .expect("a public key algorithm");
+    // An EC key is named by its curve, an RSA key by its size.
+    let line = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(prefix))
+    };
+    let detail = line("NIST CURVE:")
+        .or_else(|| line("Public-Key:"))
+        .expect("key size or curve");
+    format!("{algorithm} {detail}")
+}
+
+pub(crate) fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("stat {}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+pub(crate) fn gid(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("stat").gid()
+}
+
+pub(crate) fn key_group_gid() -> u32 {
+    let out = Command::new("getent")
+        .args(["group", KEY_GROUP])
+        .output()
+        .expect("getent");
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .nth(2)
+        .and_then(|gid| gid.parse().ok())
+        .unwrap_or_else(|| panic!("group {KEY_GROUP} does not exist"))
+}
+
+/// The key and certificates in the keystore, unencrypted PEM, by `openssl pkcs12`.
+pub(crate) fn openssl_extract(keystore: &Path, password_file: &Path, part: &str, out: &Path) {
+    let mut passin = OsString::from("file:");
+    passin.push(password_file);
+    run_ok(
+        Command::new("openssl")
+            .args(["pkcs12", "-in"])
+            .arg(keystore)
+            .arg("-passin")
+            .arg(&passin)
+            .args([part, "-nodes", "-out"])
+            .arg(out),
+    );
+}
+
+/// Fresh random bytes as base64, as tsig-keygen makes a secret.
+pub(crate) fn secret() -> String {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

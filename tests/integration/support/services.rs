@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{ScriptDir, pem_certificates, run};
-use crate::util::openssl;
+use super::sandbox::{ScriptDir, pem_certificates, run};
+use super::util::openssl;
 
 /// How long one TLS probe may take before it counts as unreachable.
 const PROBE_TIMEOUT_SECONDS: &str = "10";
@@ -232,7 +232,7 @@ impl NodeExporter {
 
     /// One scrape of `/metrics` over HTTP, as text.
     pub(crate) fn scrape(&self) -> String {
-        crate::util::run_ok(
+        super::util::run_ok(
             Command::new("curl")
                 .args(["-sS", "--fail", "--max-time", "10"])
                 .arg(self.metrics_url()),
