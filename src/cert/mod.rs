@@ -14,7 +14,8 @@ mod set;
 pub(crate) use due::not_due;
 pub(crate) use incoming::IncomingError;
 pub(crate) use inspect::{
-    DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted,
+    DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, RuleKind, Schedule,
+    Wanted,
     inspect_chain, serial_hex,
 };
 pub(crate) use install::{CertDir, Secret};

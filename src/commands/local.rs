@@ -97,6 +97,7 @@ pub(super) fn token_document(
             status,
             not_after: installed.not_after(),
             reason,
+            renew_rule: renew_at.as_ref().and(schedule).map(|s| s.rule.kind()),
             renew_at,
             rate_limit: None,
         });

@@ -315,6 +315,7 @@ impl Part {
                 not_after: plan.installed.not_after(),
                 reason,
                 renew_at: None,
+                renew_rule: None,
                 rate_limit: None,
             },
             records,
@@ -343,6 +344,7 @@ impl Part {
 
     fn renewing_at(mut self, schedule: Option<Schedule>) -> Self {
         self.state.renew_at = schedule.map(|schedule| rfc3339(schedule.at));
+        self.state.renew_rule = schedule.map(|schedule| schedule.rule.kind());
         self
     }
 }
