@@ -38,7 +38,10 @@ const UNUSED_EMAIL: &str = "unused@acme.invalid";
 const UNUSED_SIGNING_ZONE: &str = "signing-zone.invalid";
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of the host config's keys (`acme`, `signing_zone`, `certs`, ...)"
+)]
 struct RawHost {
     /// Required for `issuer: acme`; a test issuer needs no CA (config/issuer.rs).
     acme: Option<RawAcme>,
@@ -68,7 +71,11 @@ struct RawHost {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `directory`, `email`, `agree_tos`, `ca_bundle`, `profile`, \
+                 `eab`, `caa_identity`"
+)]
 struct RawAcme {
     directory: Option<String>,
     email: Option<String>,
@@ -81,7 +88,10 @@ struct RawAcme {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `kid` and `hmac_key` or `hmac_key_file`"
+)]
 struct RawEab {
     kid: String,
     hmac_key: Option<String>,
@@ -98,7 +108,10 @@ impl fmt::Debug for RawEab {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `before_days`, `ari`, `fallback_within_days`"
+)]
 struct RawRenew {
     #[serde(default = "default_before_days")]
     before_days: u32,

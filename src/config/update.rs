@@ -35,6 +35,7 @@ const MAX_SECRET_FILE_BYTES: u64 = 4096;
 /// The `update:` mapping as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping with `server`, `key_name`, `algorithm`, `secret_file`")]
 pub(crate) struct RawUpdate {
     server: String,
     key_name: String,
