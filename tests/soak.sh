@@ -36,6 +36,10 @@ seed=${SOAK_SEED:-$((RANDOM * 32768 + RANDOM))}
 RANDOM=$seed
 nonce_reject=${SOAK_NONCE_REJECT:-50}
 unset FLEETCERT_CRASH_AT
+PROG=soak
+# The sandbox's zone config (zone_file_config), as the benchmarks write it.
+# shellcheck source=tests/bench/lib.sh
+source "$repo/tests/bench/lib.sh"
 # How long publish waits for the servers: a stopped secondary costs this much.
 publish_timeout=8
 
@@ -112,15 +116,7 @@ write_host_config() {
     } >"$dir/fleetcert.yaml"
 }
 
-cat >"$work/zone.yaml" <<EOF
-zone: $SIGNING_ZONE
-zone_file: $SIGNING_ZONE_FILE
-soa: {mname: ns1.example.test., rname: hostmaster.example.test.}
-nameservers: [ns1.example.test., ns2.example.test.]
-reload: [$RNDC, reload, $SIGNING_ZONE]
-servers: [$PRIMARY, $SECONDARY]
-timeout: ${publish_timeout}s
-EOF
+zone_file_config "$sandbox/sandbox.env" "$publish_timeout" >"$work/zone.yaml"
 
 # "cert path-of-key path-of-cert path-of-chain path-of-fullchain" for every certificate of $1.
 cert_files() {

@@ -34,39 +34,37 @@
 # A run in which not every certificate was issued is listed but left out of the figures.
 set -euo pipefail
 
+PROG=fleet.sh
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
-REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
-SANDBOX=$REPO/tests/sandbox/sandbox.sh
 FLEETCERT=${FLEETCERT:-$REPO/target/release/fleetcert}
 LEGO_POLLING_INTERVAL=${LEGO_POLLING_INTERVAL:-1}
 TIME=/usr/bin/time
 TSIG_NAME=lego
 FLOW_TIMEOUT=${FLOW_TIMEOUT:-900}
 
-die() {
-    printf 'fleet.sh: %s\n' "$*" >&2
-    exit 1
-}
-
 # --- the flows (run under GNU time, one process tree each) ------------------------------
+
+# each N P COMMAND: the sh COMMAND for {} = 1..N, P at a time. A failed one is not an error
+# here: the certificates counted afterwards tell.
+each() {
+    seq 1 "$1" | xargs -P "$2" -I{} sh -c "$3" || true
+}
 
 # fleetcert's daily run: requests in parallel, one publish, finalizes in parallel.
 # Phase boundaries go to WORK/phases (EPOCHREALTIME).
 flow_fleetcert() {
     local work=$1 n=$2 p=$3 FLEETCERT=$4
     echo "start $EPOCHREALTIME" >"$work/phases"
-    seq 1 "$n" | xargs -P "$p" -I{} sh -c \
-        "exec '$FLEETCERT' request --config '$work/hosts/{}/host.yaml' >'$work/tokens/{}.json' 2>'$work/logs/request-{}.log'" ||
-        true
+    each "$n" "$p" "exec '$FLEETCERT' request --config '$work/hosts/{}/host.yaml' >'$work/tokens/{}.json' 2>'$work/logs/request-{}.log'"
     echo "requested $EPOCHREALTIME" >>"$work/phases"
     local args=() i
     for ((i = 1; i <= n; i++)); do args+=(--tokens "$work/tokens/$i.json"); done
     "$FLEETCERT" publish --config "$work/zone.yaml" "${args[@]}" \
         >"$work/publish.json" 2>"$work/logs/publish.log" || true
     echo "published $EPOCHREALTIME" >>"$work/phases"
-    seq 1 "$n" | xargs -P "$p" -I{} sh -c \
-        "exec '$FLEETCERT' finalize --config '$work/hosts/{}/host.yaml' >'$work/logs/finalize-{}.json' 2>'$work/logs/finalize-{}.log'" ||
-        true
+    each "$n" "$p" "exec '$FLEETCERT' finalize --config '$work/hosts/{}/host.yaml' >'$work/logs/finalize-{}.json' 2>'$work/logs/finalize-{}.log'"
     echo "finalized $EPOCHREALTIME" >>"$work/phases"
 }
 
@@ -74,13 +72,9 @@ flow_fleetcert() {
 flow_acme_floor() {
     local work=$1 n=$2 p=$3
     echo "start $EPOCHREALTIME" >"$work/phases"
-    seq 1 "$n" | xargs -P "$p" -I{} sh -c \
-        "exec '$FLEETCERT' request --config '$work/hosts/{}/host.yaml' >'$work/tokens/{}.json' 2>'$work/logs/request-{}.log'" ||
-        true
+    each "$n" "$p" "exec '$FLEETCERT' request --config '$work/hosts/{}/host.yaml' >'$work/tokens/{}.json' 2>'$work/logs/request-{}.log'"
     echo "requested $EPOCHREALTIME" >>"$work/phases"
-    seq 1 "$n" | xargs -P "$p" -I{} sh -c \
-        "exec '$FLEETCERT' finalize --config '$work/hosts/{}/host.yaml' >'$work/logs/finalize-{}.json' 2>'$work/logs/finalize-{}.log'" ||
-        true
+    each "$n" "$p" "exec '$FLEETCERT' finalize --config '$work/hosts/{}/host.yaml' >'$work/logs/finalize-{}.json' 2>'$work/logs/finalize-{}.log'"
     echo "finalized $EPOCHREALTIME" >>"$work/phases"
 }
 
@@ -115,9 +109,7 @@ flow_lego() {
     export RFC2136_SEQUENCE_INTERVAL=0 RFC2136_TTL=60
     export LEGO_DISABLE_CNAME_SUPPORT=false
     echo "start $EPOCHREALTIME" >"$work/phases"
-    seq 1 "$n" | xargs -P "$p" -I{} sh -c \
-        "exec lego --path '$work/lego/{}' --server '$ACME_DIRECTORY' --accept-tos --email ops@example.test --key-type ec384 --dns rfc2136 --dns.resolvers '$RESOLVER' --dns.disable-cp -d host{}.example.test -d www{}.example.test run >'$work/logs/lego-{}.log' 2>&1" ||
-        true
+    each "$n" "$p" "exec lego --path '$work/lego/{}' --server '$ACME_DIRECTORY' --accept-tos --email ops@example.test --key-type ec384 --dns rfc2136 --dns.resolvers '$RESOLVER' --dns.disable-cp -d host{}.example.test -d www{}.example.test run >'$work/logs/lego-{}.log' 2>&1"
     echo "finalized $EPOCHREALTIME" >>"$work/phases"
 }
 

@@ -20,18 +20,14 @@
 # `cargo build --release --locked` first), KEEP=1 keeps the work directory.
 set -euo pipefail
 
+PROG=publish.sh
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
-REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
-SANDBOX=$REPO/tests/sandbox/sandbox.sh
 FLEETCERT=${FLEETCERT:-}
 SIZES="100 1000 10000"
 RUNS=5
 OUT=
-
-die() {
-    printf 'publish.sh: %s\n' "$*" >&2
-    exit 1
-}
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -47,23 +43,9 @@ for n in $SIZES; do
     [ "$n" -ge 2 ] && [ $((n % 2)) -eq 0 ] 2>/dev/null || die "size $n: give even numbers >= 2"
 done
 
-if [ -z "$FLEETCERT" ]; then
-    (cd "$REPO" && cargo build --release --locked --quiet) || die "cargo build --release failed"
-    FLEETCERT=$REPO/target/release/fleetcert
-fi
-[ -x "$FLEETCERT" ] || die "no executable $FLEETCERT"
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleetcert-bench-publish-XXXXXX")
+release_binary
+work_dir bench-publish sandbox
 SB=$WORK/sandbox
-cleanup() {
-    "$SANDBOX" stop "$SB" >/dev/null 2>&1 || true
-    if [ "${KEEP:-0}" = 1 ]; then
-        echo "work directory kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
 OUT=${OUT:-$WORK/out}
 mkdir -p "$OUT" "$WORK/tokens" "$WORK/logs"
 
@@ -72,48 +54,12 @@ mkdir -p "$OUT" "$WORK/tokens" "$WORK/logs"
 # shellcheck disable=SC1091 # written by sandbox.sh start
 source "$SB/sandbox.env"
 
-cat >"$WORK/zone.yaml" <<EOF
-zone: $SIGNING_ZONE
-zone_file: $SIGNING_ZONE_FILE
-soa: {mname: ns1.example.test., rname: hostmaster.example.test.}
-nameservers: [ns1.example.test., ns2.example.test.]
-reload: [$RNDC, reload, $SIGNING_ZONE]
-servers: [$PRIMARY, $SECONDARY]
-timeout: 60s
-EOF
-
-# Token documents for N records over N/2 hosts, fresh random values: one JSON array.
-make_tokens() {
-    python3 - "$1" "$SIGNING_ZONE" <<'EOF'
-import base64, json, os, sys
-n, zone = int(sys.argv[1]), sys.argv[2]
-def value():
-    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
-docs = []
-for k in range(1, n // 2 + 1):
-    ids = [f"h{k}.bench.test", f"w{k}.bench.test"]
-    docs.append({"version": 1, "host": f"h{k}.bench.test",
-                 "records": [{"name": f"{i}.{zone}.", "value": value(), "cert": "main",
-                              "identifier": i} for i in ids],
-                 "certs": [{"name": "main", "status": "pending", "not_after": None,
-                            "reason": "benchmark"}]})
-json.dump(docs, sys.stdout)
-EOF
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# The serial `dig` sees at SERVER (ip:port), empty when it does not answer.
-serial_at() {
-    dig +short +norec +time=1 +tries=1 -p "${1##*:}" "@${1%:*}" "$SIGNING_ZONE" SOA 2>/dev/null |
-        awk '{ print $3 }'
-}
+zone_file_config "$SB/sandbox.env" 60 >"$WORK/zone.yaml"
 
 # One publish of N records; prints the wall time in seconds.
 run_publish() {
     local n=$1 run=$2 tokens=$WORK/tokens/$1-$2.json start end
-    make_tokens "$n" >"$tokens"
+    make_tokens "$n" "$SIGNING_ZONE" >"$tokens"
     start=$(now)
     "$FLEETCERT" publish --config "$WORK/zone.yaml" --tokens "$tokens" \
         >"$OUT/publish-$n-$run.json" 2>"$WORK/logs/publish-$n-$run.log" ||
@@ -148,7 +94,6 @@ run_floor() {
     elapsed "$start" "$end"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 printf 'size\tkind\trun\tseconds\n' >"$OUT/results.tsv"
 for n in $SIZES; do

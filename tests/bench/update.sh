@@ -26,20 +26,16 @@
 # target/release/fleetcert, built first), LEGO_POLLING_INTERVAL (default 1), KEEP=1.
 set -euo pipefail
 
+PROG=update.sh
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
-REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
-SANDBOX=$REPO/tests/sandbox/sandbox.sh
 FLEETCERT=${FLEETCERT:-}
 LEGO_POLLING_INTERVAL=${LEGO_POLLING_INTERVAL:-1}
 RECORDS=10000
 RUNS=5
 RENEWS=5
 OUT=
-
-die() {
-    printf 'update.sh: %s\n' "$*" >&2
-    exit 1
-}
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -54,18 +50,8 @@ done
 for cmd in lego dig python3; do
     command -v "$cmd" >/dev/null || die "$cmd not found (apt-get install -y lego dnsutils python3)"
 done
-if [ -z "$FLEETCERT" ]; then
-    (cd "$REPO" && cargo build --release --locked --quiet) || die "cargo build --release failed"
-    FLEETCERT=$REPO/target/release/fleetcert
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleetcert-bench-update-XXXXXX")
-cleanup() {
-    "$SANDBOX" stop "$WORK/plain" >/dev/null 2>&1 || true
-    "$SANDBOX" stop "$WORK/dynamic" >/dev/null 2>&1 || true
-    if [ "${KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+release_binary
+work_dir bench-update plain dynamic
 OUT=${OUT:-$WORK/out}
 mkdir -p "$OUT" "$WORK/tokens" "$WORK/logs"
 
@@ -94,15 +80,7 @@ load() {
 load P "$WORK/plain/sandbox.env"
 load D "$WORK/dynamic/sandbox.env"
 
-cat >"$WORK/file.yaml" <<EOF
-zone: acme.test
-zone_file: $P_SIGNING_ZONE_FILE
-soa: {mname: ns1.example.test., rname: hostmaster.example.test.}
-nameservers: [ns1.example.test., ns2.example.test.]
-reload: [$P_RNDC, reload, acme.test]
-servers: [$P_PRIMARY, $P_SECONDARY]
-timeout: 60s
-EOF
+zone_file_config "$WORK/plain/sandbox.env" 60 >"$WORK/file.yaml"
 cat >"$WORK/update.yaml" <<EOF
 zone: acme.test
 update: {server: "$D_PRIMARY", key_name: fleet, secret_file: $WORK/FLEET.secret}
@@ -111,21 +89,6 @@ servers: [$D_PRIMARY, $D_SECONDARY]
 timeout: 60s
 EOF
 
-make_tokens() {
-    python3 - "$1" <<'EOF'
-import base64, json, os, sys
-n = int(sys.argv[1])
-value = lambda: base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
-docs = [{"version": 1, "host": f"h{k}.bench.test",
-         "records": [{"name": f"{i}.acme.test.", "value": value(), "cert": "main", "identifier": i}
-                     for i in (f"h{k}.bench.test", f"w{k}.bench.test")],
-         "certs": []} for k in range(1, n // 2 + 1)]
-json.dump(docs, sys.stdout)
-EOF
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # publish KIND CONFIG TOKENS RUN: the wall time of one publish, checked.
 publish() {
@@ -194,7 +157,7 @@ measure() {
 
 printf 'kind\trun\tseconds\tload1\n' >"$OUT/results.tsv"
 for ((run = 1; run <= RUNS; run++)); do
-    make_tokens "$RECORDS" >"$WORK/tokens/$run.json"
+    make_tokens "$RECORDS" acme.test >"$WORK/tokens/$run.json"
     measure file "$run" publish file "$WORK/file.yaml" "$WORK/tokens/$run.json" "$run"
     measure update "$run" publish update "$WORK/update.yaml" "$WORK/tokens/$run.json" "$run"
 done
@@ -207,8 +170,6 @@ for ((k = 1; k <= RENEWS; k++)); do
     measure lego "$k" lego_run "$k"
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f–%.3f", lo, hi }'; }
 column() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k { print $c }' "$OUT/results.tsv"; }
 {
     echo "| what | runs | median s | min–max s | load average (1 min) |"

@@ -522,22 +522,8 @@ fn daily_playbook_by_dynamic_update_publishes_from_the_bastion_without_the_zone_
     let secret = crate::support::util::secret();
     let sb = Sandbox::builder().tsig(&format!("fleet={secret}")).start();
     let controller = tempfile::tempdir().expect("controller dir");
+    let fleet = Fleet::by_update(sb, &secret, controller.path(), &["--metrics"]);
     let secret_src = controller.path().join("tsig.secret");
-    fs::write(&secret_src, format!("{secret}\n")).expect("write the secret");
-    fs::set_permissions(&secret_src, fs::Permissions::from_mode(0o600)).expect("chmod");
-    let update = format!("fleet={}", secret_src.display());
-    let fleet = Fleet::on(
-        sb,
-        &[
-            "--hosts",
-            "2",
-            "--binary",
-            env!("CARGO_BIN_EXE_fleetcert"),
-            "--update",
-            &update,
-            "--metrics",
-        ],
-    );
     let sb = &fleet.sb;
     let bastion = fleet.home(BASTION);
     let zone_file = sb.signing_zone_file();
@@ -731,9 +717,6 @@ fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
         .pebble_eab(KID, HMAC)
         .start();
     let controller = tempfile::tempdir().expect("controller dir");
-    let secret_src = controller.path().join("tsig.secret");
-    fs::write(&secret_src, format!("{secret}\n")).expect("write the secret");
-    fs::set_permissions(&secret_src, fs::Permissions::from_mode(0o600)).expect("chmod");
     // The CI CA of host2, on the controller.
     let (ca_cert, ca_key) = (
         controller.path().join("ci.pem"),
@@ -770,18 +753,7 @@ fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
         .filter(|line| !line.starts_with("-----") && line.len() >= 16)
         .collect();
     assert!(!key_lines.is_empty(), "no key body in {key_text}");
-    let update = format!("fleet={}", secret_src.display());
-    let fleet = Fleet::on(
-        sb,
-        &[
-            "--hosts",
-            "2",
-            "--binary",
-            env!("CARGO_BIN_EXE_fleetcert"),
-            "--update",
-            &update,
-        ],
-    );
+    let fleet = Fleet::by_update(sb, &secret, controller.path(), &[]);
     let host_vars = fleet.dir.path().join("inventory/host_vars");
     let append = |host: &str, text: &str| {
         let path = host_vars.join(format!("{host}.yaml"));

@@ -419,13 +419,23 @@ fn profile_must_be_one_the_ca_offers() {
     let fake = FakeCa::start(&sb, "classic,shortlived");
 
     let offered = Host::with_directory(&sb, &fake.directory(), CERTS);
-    offered.configure_acme(", profile: shortlived", "", CERTS);
+    offered.write_config(
+        &offered
+            .host_config()
+            .acme_set("profile", "shortlived")
+            .certs(CERTS),
+    );
     let document = offered.request_ok();
     assert_eq!(document["certs"][0]["status"], "pending", "{document}");
     assert_eq!(fake.new_orders()[0]["profile"], "shortlived");
 
     let unknown = Host::with_directory(&sb, &fake.directory(), CERTS);
-    unknown.configure_acme(", profile: tiny", "", CERTS);
+    unknown.write_config(
+        &unknown
+            .host_config()
+            .acme_set("profile", "tiny")
+            .certs(CERTS),
+    );
     let posts = fake.new_order_posts();
     let run = unknown.request();
     run.expect_code(1);

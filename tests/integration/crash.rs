@@ -22,11 +22,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::config::ZoneConfig;
 use crate::support::day::{
     ACCOUNTS, CERT, Day, Expect, Names, ORDERS, SERVICE_FILES, ServiceSet, Zone,
-    assert_keys_private, assert_no_temporary_where_services_look, assert_safe_after_kill, document,
+    assert_keys_private, assert_no_temporary_where_services_look, assert_safe_after_kill,
     host_killed_at, killed_at, next_host_number, pebble_count, read_as, run_killed_at, served_txt,
-    shared_sandbox, temporaries, versions, write_secret,
+    shared_sandbox, temporaries, token_document, versions, write_secret,
 };
 use crate::support::fixture::{Host, sandbox};
 use crate::support::sandbox::Sandbox;
@@ -103,11 +104,13 @@ fn finalize_killed_after_the_keystore_file_leaves_the_old_pems_and_keystore() {
     let n = next_host_number();
     let password = zone.dir().join("keystore.pass");
     write_secret(&password, "crash-test-pass");
-    let options = format!(
-        "pkcs12: {{password_file: {}, alias: service}}",
-        Value::from(password.display().to_string())
+    let options = serde_json::json!({"pkcs12": {"password_file": password, "alias": "service"}});
+    let day = Day::with(
+        &sb,
+        &zone,
+        Names::new(n, Value::Null, options),
+        sb.acme_directory(),
     );
-    let day = Day::with(&sb, &zone, Names::new(n, "", &options), sb.acme_directory());
     let old = day.issued_and_due();
     let keystore = day.host.file(CERT, KEYSTORE);
     let old_keystore = std::fs::read(&keystore).expect("read the keystore");
@@ -379,7 +382,7 @@ fn request_killed_after_registering_the_account_registers_again_the_next_day() {
 
 // --- publish -------------------------------------------------------------------------------------
 
-/// A host with a certificate due and its document, whose publish dies at `point` on a sandbox
+/// A host with a certificate due and its token_document, whose publish dies at `point` on a sandbox
 /// of its own. The zone file must be complete and the old one or the new one, the host's set
 /// untouched, and the next publish and finalize must complete.
 fn publish_killed_at(point: &str, zone_changed: bool) {
@@ -481,22 +484,13 @@ fn update_killed_between_messages_is_finished_by_the_next_publish() {
     let secret_file = dir.path().join("fleet.secret");
     write_secret(&secret_file, &secret);
     let config = dir.path().join("zone.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "zone: acme.test\nupdate: {{server: \"{}\", key_name: fleet, secret_file: {}}}\n\
-             state_dir: {}\nservers: {}\ntimeout: 30s\n",
-            sb.primary(),
-            secret_file.display(),
-            dir.path().join("state").display(),
-            serde_json::json!([sb.primary(), sb.secondary()]),
-        ),
-    )
-    .expect("write zone config");
+    ZoneConfig::update(&sb, "fleet", &secret_file)
+        .set("state_dir", dir.path().join("state"))
+        .write(&config);
     let names: Vec<String> = (0..1500).map(|i| format!("h{i}.bench.test")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let full = document("bench.test", &names);
-    let empty = document("bench.test", &[]);
+    let full = token_document("bench.test", &names);
+    let empty = token_document("bench.test", &[]);
     let wanted: BTreeSet<String> = full["records"]
         .as_array()
         .expect("records")

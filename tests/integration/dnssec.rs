@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::support::config::ZoneConfig;
 use crate::support::day::{ORDERS, pebble_count};
 use crate::support::fixture::{Host, cert, sandbox};
 use crate::support::sandbox::{Sandbox, Validation};
@@ -58,29 +59,13 @@ impl<'s> Central<'s> {
         Self { sb, dir }
     }
 
-    fn servers(&self) -> String {
-        serde_json::to_string(&[self.sb.primary(), self.sb.secondary()]).expect("JSON")
-    }
-
     /// The file publisher's config: the zone file BIND signs inline on reload.
     fn file_config(&self) -> PathBuf {
-        let text = format!(
-            "zone: {SIGNING_ZONE}\nzone_file: {file}\n\
-             soa: {{mname: ns1.example.test., rname: hostmaster.example.test.}}\n\
-             nameservers: [ns1.example.test., ns2.example.test.]\n\
-             reload: {reload}\nservers: {servers}\nresolver: {resolver}\ntimeout: 60s\n",
-            file = self.sb.signing_zone_file().display(),
-            reload = serde_json::to_string(&[
-                self.sb.rndc().display().to_string(),
-                "reload".to_owned(),
-                SIGNING_ZONE.to_owned()
-            ])
-            .expect("JSON"),
-            servers = self.servers(),
-            resolver = self.sb.resolver(),
-        );
         let path = self.dir.join("zone.yaml");
-        std::fs::write(&path, text).expect("write zone config");
+        ZoneConfig::rndc(self.sb)
+            .set("resolver", self.sb.resolver())
+            .set("timeout", "60s")
+            .write(&path);
         path
     }
 
@@ -93,18 +78,12 @@ impl<'s> Central<'s> {
                 .arg("0600")
                 .arg(&secret_file),
         );
-        let text = format!(
-            "zone: {SIGNING_ZONE}\nupdate: {{server: \"{primary}\", key_name: fleet, \
-             secret_file: {secret}}}\nservers: {servers}\nresolver: {resolver}\ntimeout: 60s\n\
-             state_dir: {state}\n",
-            primary = self.sb.primary(),
-            secret = secret_file.display(),
-            servers = self.servers(),
-            resolver = self.sb.resolver(),
-            state = self.dir.join("state").display(),
-        );
         let path = self.dir.join("zone-update.yaml");
-        std::fs::write(&path, text).expect("write zone config");
+        ZoneConfig::update(self.sb, "fleet", &secret_file)
+            .set("resolver", self.sb.resolver())
+            .set("timeout", "60s")
+            .set("state_dir", self.dir.join("state"))
+            .write(&path);
         path
     }
 

@@ -11,9 +11,10 @@ use std::path::Path;
 use serde_json::Value;
 use time::Duration;
 
-use crate::support::day::{ORDERS, pebble_count};
+use crate::support::config::{Acme, HostConfig};
+use crate::support::day::{ORDERS, log_count, pebble_count};
 use crate::support::fake_ca::{FakeCa, hold, now};
-use crate::support::fixture::{Host, cert, certs_yaml, sandbox};
+use crate::support::fixture::{Host, cert, sandbox};
 use crate::support::fleet::Fleet;
 use crate::support::sandbox::Sandbox;
 use crate::support::util::{fleetcert, verify_against};
@@ -28,16 +29,38 @@ fn start() -> Sandbox {
 
 /// Orders in the fallback Pebble's database, from its log (as `pebble_count` for the first).
 fn fallback_orders(sb: &Sandbox) -> usize {
-    let log = std::fs::read_to_string(sb.dir().join("logs/fallback.log")).expect("fallback log");
-    log.lines()
-        .rev()
-        .filter_map(|line| line.split_once("There are now ")?.1.strip_suffix(ORDERS))
-        .find_map(|count| count.trim().parse().ok())
-        .unwrap_or(0)
+    log_count(&sb.dir().join("logs/fallback.log"), ORDERS)
 }
 
-/// Writes the host's config with `primary` as `acme` and `fallback` as its one fallback
-/// CA (EAB key from a 0600 file), `caa` added to both (`, caa_identity: x`) when given.
+/// The host's config with `primary` as `acme` and `fallback` as its one fallback CA (EAB
+/// key from a 0600 file), `caa` (primary's, fallback's `caa_identity`) added when given.
+fn config(
+    host: &Host<'_>,
+    primary: &str,
+    fallback: &str,
+    caa: Option<(&str, &str)>,
+    certs: &[(&str, &[&str])],
+) -> HostConfig {
+    let key_file = host.dir.path().join("fallback.eab");
+    std::fs::write(&key_file, format!("{HMAC}\n")).expect("write the HMAC key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut first = Acme::new(primary);
+    first.ca_bundle = Some(host.sb.ca_bundle());
+    let mut second = Acme::new(fallback).set(
+        "eab",
+        serde_json::json!({"kid": KID, "hmac_key_file": key_file}),
+    );
+    second.ca_bundle = Some(host.sb.ca_bundle());
+    if let Some((first_caa, second_caa)) = caa {
+        first = first.set("caa_identity", first_caa);
+        second = second.set("caa_identity", second_caa);
+    }
+    let mut config = host.host_config().set("fallback", [second]).certs(certs);
+    config.acme = Some(first);
+    config
+}
+
+/// Writes [`config`] as the host's config.
 fn configure(
     host: &Host<'_>,
     primary: &str,
@@ -45,32 +68,7 @@ fn configure(
     caa: Option<(&str, &str)>,
     certs: &[(&str, &[&str])],
 ) {
-    let key_file = host.dir.path().join("fallback.eab");
-    std::fs::write(&key_file, format!("{HMAC}\n")).expect("write the HMAC key");
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let (primary_caa, fallback_caa) = caa.map_or((String::new(), String::new()), |(p, f)| {
-        (
-            format!(", caa_identity: {p}"),
-            format!(", caa_identity: {f}"),
-        )
-    });
-    let ca = host.sb.ca_bundle();
-    let text = format!(
-        "acme: {{directory: {primary}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}{primary_caa}}}\n\
-         fallback:\n  - {{directory: {fallback}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}, \
-         eab: {{kid: {KID}, hmac_key_file: {key}}}{fallback_caa}}}\n\
-         host: {name}\nsigning_zone: acme.test\nresolver: {resolver}\n\
-         state_dir: {state}\ncert_dir: {certs_dir}\ngroup: {group}\ncerts:\n{list}",
-        ca = ca.display(),
-        key = key_file.display(),
-        name = host.name(),
-        resolver = host.sb.resolver(),
-        state = host.state_dir().display(),
-        certs_dir = host.cert_dir().display(),
-        group = crate::support::fixture::KEY_GROUP,
-        list = certs_yaml(certs),
-    );
-    std::fs::write(host.config(), text).expect("write config");
+    host.write_config(&config(host, primary, fallback, caa, certs));
 }
 
 /// `openssl verify` of `cert`'s full chain: against `good` it verifies, against `other` not.
@@ -204,21 +202,18 @@ fn one_certificate_the_primary_refuses_comes_from_the_fallback_and_the_others_fr
             &format!("host{n}.example.test"),
             certs,
         );
-        configure(
-            &host,
-            &fake.directory(),
-            sb.fallback_directory(),
-            None,
-            certs,
-        );
         let textfiles = host.dir.path().join("textfiles");
         std::fs::create_dir(&textfiles).expect("mkdir");
-        let mut config = std::fs::read_to_string(host.config()).expect("config");
-        config.push_str(&format!(
-            "metrics: {{textfile_dir: {}}}\n",
-            textfiles.display()
-        ));
-        std::fs::write(host.config(), config).expect("config");
+        host.write_config(
+            &config(
+                &host,
+                &fake.directory(),
+                sb.fallback_directory(),
+                None,
+                certs,
+            )
+            .set("metrics", serde_json::json!({"textfile_dir": textfiles})),
+        );
         fake.write(
             "fault.json",
             &serde_json::json!({"names": [refused], "status": status}),

@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::config::{Acme, HostConfig};
 use crate::support::sandbox::{Sandbox, document_records};
 use crate::support::util::{Run, assert_key_matches, fleetcert, run_ok, snapshot};
 
@@ -64,31 +65,19 @@ impl Legacy {
         self.data_dir().join(format!("{HOST}.yaml"))
     }
 
-    /// Writes the legacy host's config with `certs` (YAML lines under `certs:`) and `extra`
-    /// top-level lines (the ACME part for real issuance).
-    fn write_config(&self, acme: &str, extra: &str, certs: &str) {
-        let text = format!(
-            "host: {HOST}\n\
-             {acme}\
-             signing_zone: acme.test\n\
-             state_dir: {state}\n\
-             cert_dir: {certs_dir}\n\
-             group: root\n\
-             {extra}\
-             certs:\n{certs}",
-            state = self.path("state").display(),
-            certs_dir = self.cert_dir().display(),
-        );
-        fs::write(self.config(), text).expect("write config");
+    /// The legacy host's config against the CA `acme` asking `resolver`, no certificate yet.
+    fn host_config(&self, acme: Acme, resolver: &str) -> HostConfig {
+        let mut config = HostConfig::new(acme, HOST, resolver, &self.path(""));
+        config.cert_dir = self.cert_dir();
+        config.group = Some("root".to_owned());
+        config
     }
 
-    /// A config for export-only tests: the ACME part is never used by `hiera`.
-    fn write_offline_config(&self, certs: &str) {
-        self.write_config(
-            "acme:\n  directory: https://ca.invalid/dir\n  email: ops@example.test\n  agree_tos: true\n",
-            "",
-            certs,
-        );
+    /// A config for export-only tests with `certs`: the ACME part is never used by `hiera`.
+    fn write_offline_config(&self, certs: &[(&str, &[&str])]) {
+        let mut config = self.host_config(Acme::new("https://ca.invalid/dir"), "");
+        config.resolver = None;
+        config.certs(certs).write(&self.config());
     }
 
     fn hiera(&self, extra: &[&str]) -> Run {
@@ -348,7 +337,7 @@ fn hiera_export_reads_back_through_real_puppet() {
         &full_chain,
         &material.key,
     );
-    legacy.write_offline_config(&format!("  main: [{HOST}, www.host42.example.test]\n"));
+    legacy.write_offline_config(&[("main", &[HOST, "www.host42.example.test"])]);
 
     let run = legacy.hiera(&["-vv"]);
     run.expect_code(0);
@@ -401,7 +390,7 @@ fn second_export_with_nothing_new_leaves_the_file_alone() {
     let legacy = Legacy::new();
     let material = make_material(&legacy.path("openssl"), &[HOST]);
     material.install(&legacy.cert_dir(), "main");
-    legacy.write_offline_config(&format!("  main: [{HOST}]\n"));
+    legacy.write_offline_config(&[("main", &[HOST])]);
 
     legacy.hiera(&[]).expect_code(0);
     let bytes = fs::read(legacy.out()).expect("export");
@@ -431,7 +420,8 @@ fn missing_certificate_is_named_and_nothing_is_written() {
     let material = make_material(&legacy.path("openssl"), &[HOST]);
     material.install(&legacy.cert_dir(), "main");
     // `main` exists, `zz-admin` (after it in name order) was never issued.
-    legacy.write_offline_config(&format!("  main: [{HOST}]\n  zz-admin: [admin.{HOST}]\n"));
+    let admin = format!("admin.{HOST}");
+    legacy.write_offline_config(&[("main", &[HOST]), ("zz-admin", &[&admin])]);
 
     let run = legacy.hiera(&[]);
     run.expect_code(2);
@@ -472,46 +462,41 @@ fn export_refuses_what_it_must_not_hand_to_puppet() {
     let material = make_material(&legacy.path("openssl"), &[HOST]);
     let other = make_material(&legacy.path("other"), &[HOST]);
     let full_chain = format!("{}{}", material.cert, material.chain);
-    legacy.write_offline_config(&format!("  main: [{HOST}]\n"));
+    legacy.write_offline_config(&[("main", &[HOST])]);
 
-    // The key of another certificate.
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &material.cert,
-        &material.chain,
-        &full_chain,
-        &other.key,
-    );
-    let run = legacy.hiera(&["-vv"]);
-    run.expect_code(2);
-    assert!(run.stderr.contains("does not match"), "{}", run.stderr);
-    assert_no_key_material("hiera (key mismatch)", &run, &other.key);
-
-    // A fullchain of another certificate (finalize cut short between two files).
     let other_full = format!("{}{}", other.cert, other.chain);
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &material.cert,
-        &material.chain,
-        &other_full,
-        &material.key,
-    );
-    let run = legacy.hiera(&[]);
-    run.expect_code(2);
-    assert!(run.stderr.contains("fullchain.pem"), "{}", run.stderr);
-
-    // A key that is not a key.
-    install(
-        &legacy.cert_dir(),
-        "main",
-        &material.cert,
-        &material.chain,
-        &full_chain,
-        "garbage\n",
-    );
-    legacy.hiera(&[]).expect_code(2);
+    // (what is wrong, fullchain.pem, privkey.pem, what the error line names)
+    let cases: [(&str, &str, &str, &str); 3] = [
+        (
+            "the key of another certificate",
+            &full_chain,
+            &other.key,
+            "does not match",
+        ),
+        (
+            "a fullchain of another certificate (finalize cut short between two files)",
+            &other_full,
+            &material.key,
+            "fullchain.pem",
+        ),
+        ("a key that is not a key", &full_chain, "garbage\n", "privkey.pem"),
+    ];
+    for (what, fullchain, key, named) in cases {
+        install(
+            &legacy.cert_dir(),
+            "main",
+            &material.cert,
+            &material.chain,
+            fullchain,
+            key,
+        );
+        let run = legacy.hiera(&["-vv"]);
+        run.expect_code(2);
+        assert!(run.stderr.contains(named), "{what}: {}", run.stderr);
+        if key.contains("PRIVATE KEY") {
+            assert_no_key_material(what, &run, key);
+        }
+    }
 
     // Another host's config.
     install(
@@ -541,7 +526,8 @@ fn export_refuses_what_it_must_not_hand_to_puppet() {
     );
 
     // A dotted certificate name, which Hiera would read as a path.
-    legacy.write_offline_config(&format!("  www.{HOST}: [{HOST}]\n"));
+    let dotted = format!("www.{HOST}");
+    legacy.write_offline_config(&[(&dotted, &[HOST])]);
     let run = legacy.hiera(&[]);
     run.expect_code(2);
     assert!(run.stderr.contains("contains a dot"), "{}", run.stderr);
@@ -565,15 +551,12 @@ fn host_command(legacy: &Legacy, command: &str) -> Run {
 fn issued_certificate_reaches_puppet_unchanged() {
     let sandbox = Sandbox::start();
     let legacy = Legacy::new();
-    legacy.write_config(
-        &format!(
-            "acme:\n  directory: {}\n  email: ops@example.test\n  agree_tos: true\n  ca_bundle: {}\n",
-            sandbox.acme_directory(),
-            sandbox.ca_bundle().display()
-        ),
-        &format!("resolver: {}\n", sandbox.resolver()),
-        &format!("  main: [{HOST}]\n"),
-    );
+    let mut acme = Acme::new(sandbox.acme_directory());
+    acme.ca_bundle = Some(sandbox.ca_bundle());
+    legacy
+        .host_config(acme, sandbox.resolver())
+        .cert("main", &[HOST])
+        .write(&legacy.config());
 
     // The bastion's daily flow for a legacy host: request, publish (here: the sandbox's
     // stand-in), finalize, export.
@@ -652,9 +635,15 @@ fn issued_certificate_reaches_puppet_unchanged() {
 /// file's mtime alone.
 #[track_caller]
 fn assert_export_unchanged(legacy: &Legacy, between: impl FnOnce()) {
-    let before = mtime(&legacy.out());
-    // Coarse file systems keep mtimes in whole seconds or less: make a rewrite visible.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Coarse file systems keep mtimes in whole seconds: the export's mtime is set a minute
+    // back, so that a rewrite shows without waiting for the clock.
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(legacy.out())
+        .and_then(|file| file.set_modified(before))
+        .expect("set the export's mtime");
+    assert_eq!(mtime(&legacy.out()), before);
     between();
     let again = legacy.hiera(&[]);
     again.expect_code(0);

@@ -7,10 +7,20 @@
 //! orders a validated name again accepts a reused one. Bad nonces stay at Pebble's default
 //! 5 %, which the code must ride out.
 
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
 use serde_json::Value;
 
+use crate::support::config::HostConfig;
+use crate::support::day::{CERT, next_host_number, shared_sandbox};
 use crate::support::fixture::{Host, cert, records, sandbox};
 use crate::support::sandbox::Sandbox;
+use crate::support::util::last_stderr_line;
 use crate::support::util::{fleetcert, sans, snapshot};
 use crate::support::util::{gid, key_group_gid, key_kind, mode, sorted};
 
@@ -652,17 +662,9 @@ fn finalize_refuses_an_order_made_at_another_ca_and_forgets_it() {
     let order_file = state.join("orders/main.json");
     std::fs::write(&order_file, order.to_string()).expect("write order");
     let config = dir.path().join("fleetcert.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "acme: {{directory: https://127.0.0.1:9/dir, email: ops@example.test, agree_tos: true}}\n\
-             host: host1.example.test\nsigning_zone: acme.test\nresolver: 127.0.0.1:9\n\
-             state_dir: {}\ncert_dir: {}\ngroup: root\ncerts: {{main: [host1.example.test]}}\n",
-            state.display(),
-            dir.path().join("certs").display()
-        ),
-    )
-    .expect("write config");
+    HostConfig::offline(dir.path())
+        .cert("main", &["host1.example.test"])
+        .write(&config);
     let run = fleetcert(["finalize", "--config", config.to_str().expect("utf-8")]);
     run.expect_code(1);
     let error = cert(&run.json(), "main")["error"]
@@ -719,10 +721,11 @@ fn shared_records_all_go_to_the_signing_zone_apex() {
 fn profile_the_ca_does_not_offer_is_refused_before_ordering() {
     let sb = sandbox().start();
     let host = Host::new(&sb, &[]);
-    host.configure_acme(
-        ", profile: classic",
-        "",
-        &[("main", &["host1.example.test"])],
+    host.write_config(
+        &host
+            .host_config()
+            .acme_set("profile", "classic")
+            .cert("main", &["host1.example.test"]),
     );
     let run = host.request();
     run.expect_code(1);
@@ -762,10 +765,11 @@ fn external_account_binding_is_required_then_registers_once() {
     );
     assert!(!host.state_dir().join("account.json").exists());
 
-    host.configure_acme(
-        &format!(", eab: {{kid: {KID}, hmac_key: {HMAC}}}"),
-        "",
-        certs,
+    host.write_config(
+        &host
+            .host_config()
+            .acme_set("eab", serde_json::json!({"kid": KID, "hmac_key": HMAC}))
+            .certs(certs),
     );
     let report = host.issue();
     assert_issued(&host, &report, "main", &["host1.example.test"]);
@@ -821,5 +825,190 @@ fn a_ca_that_is_down_fails_the_run_with_exit_4_and_no_report() {
         snapshot(host.dir.path()),
         before,
         "a failed run changed a file"
+    );
+}
+
+// --- the delegation pre-check ---------------------------------------------------------------
+
+/// What [`LossyResolver`] saw.
+#[derive(Default)]
+struct Seen {
+    /// Questions whose first copy was dropped.
+    dropped: usize,
+    /// Questions asked and not answered yet (their bytes after the header).
+    open: HashSet<Vec<u8>>,
+    most_open: usize,
+}
+
+/// Message id -> who asked, and the question (its bytes after the header).
+type Asked = HashMap<[u8; 2], (SocketAddr, Vec<u8>)>;
+
+/// A UDP relay in front of the sandbox's Unbound that loses the first copy of every
+/// question, as a lossy network would, and counts the questions in flight.
+struct LossyResolver {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl LossyResolver {
+    fn start(upstream: &str) -> Self {
+        let front = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let back = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        back.connect(upstream).expect("connect to unbound");
+        for socket in [&front, &back] {
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+        }
+        let addr = front.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let asked: Arc<Mutex<Asked>> = Arc::default();
+        let forward = {
+            let (front, back) = (
+                front.try_clone().expect("clone"),
+                back.try_clone().expect("clone"),
+            );
+            let (seen, stop, asked) = (seen.clone(), stop.clone(), asked.clone());
+            thread::spawn(move || {
+                let mut first_copies = HashSet::new();
+                let mut buf = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((len, from)) = front.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    if len < 12 {
+                        continue;
+                    }
+                    let question = buf[12..len].to_vec();
+                    let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                    seen.open.insert(question.clone());
+                    seen.most_open = seen.most_open.max(seen.open.len());
+                    if first_copies.insert(question.clone()) {
+                        seen.dropped += 1;
+                        continue;
+                    }
+                    asked
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert([buf[0], buf[1]], (from, question));
+                    let _ = back.send(&buf[..len]);
+                }
+            })
+        };
+        let answer = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(len) = back.recv(&mut buf) else {
+                        continue;
+                    };
+                    let Some((to, question)) = asked
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&[buf[0], buf[1]])
+                    else {
+                        continue;
+                    };
+                    seen.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .open
+                        .remove(&question);
+                    let _ = front.send_to(&buf[..len], to);
+                }
+            })
+        };
+        Self {
+            addr,
+            seen,
+            stop,
+            threads: vec![forward, answer],
+        }
+    }
+}
+
+impl Drop for LossyResolver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A certificate of 40 names through a resolver that loses the first answer to every
+/// question: each question is asked again, at most 16 are in flight at once, and the order
+/// goes out with every name.
+#[test]
+fn delegation_precheck_asks_again_and_bounds_its_questions() {
+    let sb = shared_sandbox();
+    let lossy = LossyResolver::start(sb.resolver());
+    let numbers: Vec<u32> = (0..20).map(|_| next_host_number()).collect();
+    let names: Vec<String> = numbers
+        .iter()
+        .flat_map(|n| {
+            [
+                format!("host{n}.example.test"),
+                format!("www{n}.example.test"),
+            ]
+        })
+        .collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let host = Host::named(&sb, sb.acme_directory(), &names[0], &[(CERT, &name_refs)]);
+    // The fixture's `resolver:` is the sandbox's Unbound; this host asks the relay.
+    let mut config = host.host_config().cert(CERT, &name_refs);
+    config.resolver = Some(lossy.addr.to_string());
+    host.write_config(&config);
+    let document = host.request_ok();
+    assert_eq!(
+        document["records"].as_array().map(Vec::len),
+        Some(40),
+        "{document:#}"
+    );
+    let seen = lossy.seen.lock().unwrap_or_else(PoisonError::into_inner);
+    // 40 CNAME questions of the delegation check, then the DNSSEC check's (docs/dnssec.md):
+    // the same 40 with the DO bit (other bytes, so other questions to the relay) and the
+    // signing zone's SOA; then CAA before the order (docs/renewal.md): one question per
+    // name and one at example.test, whose apex set ends every walk.
+    assert_eq!(
+        seen.dropped,
+        81 + 41,
+        "every question lost its first answer"
+    );
+    assert!(
+        (2..=16).contains(&seen.most_open),
+        "{} questions in flight at once",
+        seen.most_open
+    );
+}
+
+// --- config and lines --------------------------------------------------------------------------
+
+/// acme.sh's layout names the directory after the first name: two certificates with the
+/// same first name are refused at load, naming both.
+#[test]
+fn acme_sh_layout_refuses_two_certificates_with_one_first_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("fleetcert.yaml");
+    HostConfig::offline(dir.path())
+        .set("layout", "acme.sh")
+        .cert("web", &["host1.example.test", "www1.example.test"])
+        .cert("other", &["host1.example.test", "www2.example.test"])
+        .write(&config);
+    let run = fleetcert(["request", "--config", config.to_str().expect("utf-8")]);
+    run.expect_code(2);
+    let line = last_stderr_line(&run);
+    assert!(
+        line.contains("certs.other")
+            && line.contains("certs.web")
+            && line.contains("host1.example.test"),
+        "{line}"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "the state directory was created"
     );
 }

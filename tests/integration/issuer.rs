@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::fake_ca::{FakeCa, ari_id, hold_signed_by, now, parse_time};
 use crate::support::fixture::{Host, cert, certs_yaml, sandbox};
@@ -143,7 +143,7 @@ fn local_ca_certificates_verify_against_the_ci_ca_and_a_renewal_reaches_nginx() 
     let ci = CiCa::new(&gate.dir.path().join("ca"));
     let name = "gate2.example.test";
     // acme.sh's layout, as OpenDev's services read it; no acme, no signing_zone.
-    gate.configure(&ci.issuer(""), "layout: acme.sh\n", &[("main", &[name])]);
+    gate.configure(ci.issuer(), "layout: acme.sh\n", &[("main", &[name])]);
 
     let document = gate.request_ok();
     assert_eq!(document["records"], Value::Array(Vec::new()));
@@ -178,11 +178,7 @@ fn local_ca_certificates_verify_against_the_ci_ca_and_a_renewal_reaches_nginx() 
 
     // A name added is issued at once, and the reload (the handler) serves it.
     let www = "www.gate2.example.test";
-    gate.configure(
-        &ci.issuer(""),
-        "layout: acme.sh\n",
-        &[("main", &[name, www])],
-    );
+    gate.configure(ci.issuer(), "layout: acme.sh\n", &[("main", &[name, www])]);
     let document = gate.request_ok();
     assert_eq!(document["changed"], true);
     assert!(
@@ -203,7 +199,7 @@ fn a_short_lived_test_certificate_is_renewed_once_it_is_due() {
     // 9 s (and the backdated tenth): due once about a third of it is left, spread over the
     // next ninth by the certificate's seed as with a CA, about 6 to 7 s after issue.
     gate.configure(
-        &ci.issuer(", lifetime: 9s"),
+        ci.issuer_with("lifetime", "9s"),
         "",
         &[("main", &["gate3.example.test"])],
     );
@@ -274,7 +270,7 @@ fn renew_before_days_decides_for_a_test_issuer_as_for_a_ca() {
         ("later", &["later.gate.example.test"]),
         ("soon", &["soon.gate.example.test"]),
     ];
-    gate.configure(&ci.issuer(""), "renew: {before_days: 1}\n", certs);
+    gate.configure(ci.issuer(), "renew: {before_days: 1}\n", certs);
     let now = now();
     let validity = |left: time::Duration| (now + left - time::Duration::days(10), now + left);
     hold_signed_by_ci(
@@ -327,7 +323,7 @@ fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
     let mut gate = Gate::new();
     let ci = CiCa::new(&gate.dir.path().join("ca"));
     let certs: &[(&str, &[&str])] = &[("main", &["gate4.example.test"])];
-    gate.configure(&ci.issuer(""), "", certs);
+    gate.configure(ci.issuer(), "", certs);
     let key = ci.ca.intermediate_key();
     set_mode(&key, 0o640);
     let line = gate.refused("`issuer.local-ca.key`");
@@ -341,19 +337,19 @@ fn a_ca_key_others_can_read_is_refused_and_the_key_never_shows() {
     set_mode(&key, 0o600);
     let root_key = gate.dir.path().join("ca/root.key");
     set_mode(&root_key, 0o600);
-    gate.configure(&local_ca(&ci.cert, &root_key, ""), "", certs);
+    gate.configure(local_ca(&ci.cert, &root_key), "", certs);
     gate.refused("is not the key of the CA");
     let leaf = ci
         .ca
         .issue("leaf.example.test", &gate.dir.path().join("leaf"));
     set_mode(&leaf.key, 0o600);
-    gate.configure(&local_ca(&leaf.cert, &leaf.key, ""), "", certs);
+    gate.configure(local_ca(&leaf.cert, &leaf.key), "", certs);
     gate.refused("is not a CA certificate");
 
     // At the most verbose level, neither the CA key nor the new key shows (`run` checks
     // every key below the gate's directory, the CA's included).
     gate.flags = vec!["-vvv"];
-    gate.configure(&ci.issuer(""), "", certs);
+    gate.configure(ci.issuer(), "", certs);
     let request = gate.run("request", &[]);
     request.expect_code(0);
     assert!(
@@ -386,10 +382,9 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     let certs: &[(&str, &[&str])] = &[("main", &["host1.example.test"])];
     let host = Host::with_directory(&sb, &fake.directory(), certs);
     let ci = CiCa::new(&host.dir.path().join("ca"));
-    let local_ca = |options: &str| format!("issuer: {}\n", ci.issuer(options));
     let fullchain = host.file("main", "fullchain.pem");
 
-    host.configure(&local_ca(""), certs);
+    host.write_config(&host.host_config().set("issuer", ci.issuer()).certs(certs));
     let document = host.request_ok();
     assert_eq!(document["records"], Value::Array(Vec::new()));
     assert_eq!(host.finalize_ok()["changed"], true);
@@ -444,7 +439,7 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     assert_eq!(fake.new_orders().len(), 1);
 
     // Back to the local CA by accident: the real certificate stays, and says why.
-    host.configure(&local_ca(""), certs);
+    host.write_config(&host.host_config().set("issuer", ci.issuer()).certs(certs));
     let before = snapshot(&host.cert_dir());
     let run = host.request();
     run.expect_code(1);
@@ -466,7 +461,12 @@ fn a_host_moved_from_local_ca_to_acme_is_renewed_at_once_and_back_only_when_the_
     assert_eq!(fake.new_orders().len(), 1, "an order for the local CA");
 
     // Said on purpose, it is replaced.
-    host.configure(&local_ca(", replace_ca_issued: true"), certs);
+    host.write_config(
+        &host
+            .host_config()
+            .set("issuer", ci.issuer_with("replace_ca_issued", true))
+            .certs(certs),
+    );
     let document = host.request_ok();
     assert!(
         reason(&document, "main").contains("issued by a CA"),
@@ -487,14 +487,18 @@ fn renew_with_a_test_issuer_installs_and_publishes_nothing() {
     let secret = gate.dir.path().join("host.secret");
     std::fs::write(&secret, "c2VjcmV0LXRoYXQtaXMtbmV2ZXItdXNlZC1oZXJlLi4u\n").expect("secret");
     set_mode(&secret, 0o600);
-    let production = format!(
-        "signing_zone: acme.test\nresolver: 127.0.0.1:9\n\
-         update: {{server: \"127.0.0.1:9\", key_name: gate5, secret_file: {}}}\n\
-         servers: [\"127.0.0.1:9\"]\ntimeout: 5s\n",
-        secret.display()
-    );
     let names: &[&str] = &["gate5.example.test"];
-    gate.configure("self-signed", &production, &[("main", names)]);
+    gate.host_config("self-signed")
+        .set("signing_zone", "acme.test")
+        .set("resolver", "127.0.0.1:9")
+        .set(
+            "update",
+            json!({"server": "127.0.0.1:9", "key_name": "gate5", "secret_file": secret}),
+        )
+        .set("servers", ["127.0.0.1:9"])
+        .set("timeout", "5s")
+        .cert("main", names)
+        .write(&gate.config());
 
     let report = gate.run("renew", &[]).expect_code(0).json();
     assert_eq!(report["changed"], true, "{report:#}");
@@ -718,13 +722,13 @@ fn a_test_certificate_comes_with_its_keystore_as_one_set() {
     let password = gate.dir.path().join("zk.pass");
     std::fs::write(&password, "s3cret-pass\n").expect("password");
     set_mode(&password, 0o600);
-    gate.configure(&ci.issuer(""), "", &[]);
-    let mut config = std::fs::read_to_string(gate.config()).expect("config");
-    config.push_str(&format!(
-        "  zk: {{names: [zk1.gate.example.test], pkcs12: {{password_file: {}, alias: zookeeper}}}}\n",
-        password.display()
-    ));
-    std::fs::write(gate.config(), config).expect("config");
+    gate.host_config(ci.issuer())
+        .cert_with(
+            "zk",
+            &["zk1.gate.example.test"],
+            json!({"pkcs12": {"password_file": password, "alias": "zookeeper"}}),
+        )
+        .write(&gate.config());
 
     gate.request_ok();
     assert_eq!(cert(&gate.finalize_ok(), "zk")["status"], "issued");

@@ -8,8 +8,9 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::support::config::HostConfig;
 use crate::support::fixture::{Host, KEY_GROUP, sandbox};
 use crate::support::sandbox::Sandbox;
 use crate::support::services::{
@@ -37,18 +38,17 @@ impl<'s> KeystoreHost<'s> {
 
     /// Rewrites the config: `zk` with (or without) `pkcs12:`, `extra` top-level lines.
     fn configure(&self, extra: &str, pkcs12: bool) {
-        self.host.configure(extra, &[]);
-        let options = if pkcs12 {
-            format!(
-                ", pkcs12: {{password_file: {}, alias: zookeeper}}",
-                self.password_file().display()
+        let config = self.host.host_config().lines(extra);
+        let config = if pkcs12 {
+            config.cert_with(
+                "zk",
+                &[NAME],
+                json!({"pkcs12": {"password_file": self.password_file(), "alias": "zookeeper"}}),
             )
         } else {
-            String::new()
+            config.cert("zk", &[NAME])
         };
-        let mut text = std::fs::read_to_string(self.host.config()).expect("read config");
-        text.push_str(&format!("  zk: {{names: [{NAME}]{options}}}\n"));
-        std::fs::write(self.host.config(), text).expect("write config");
+        self.host.write_config(&config);
     }
 
     fn password_file(&self) -> PathBuf {
@@ -446,22 +446,13 @@ fn pkcs12_options_are_checked_before_anything_is_ordered() {
     std::fs::write(&pass, "secret-pass\n").expect("write");
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o604)).expect("chmod");
     let config = dir.path().join("fleetcert.yaml");
-    let write = |pkcs12: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "acme: {{directory: https://127.0.0.1:9/dir, email: ops@example.test, agree_tos: true}}\n\
-                 host: host1.example.test\nsigning_zone: acme.test\nresolver: 127.0.0.1:9\n\
-                 state_dir: {state}\ncert_dir: {certs}\ngroup: root\n\
-                 certs: {{zk: {{names: [host1.example.test], pkcs12: {pkcs12}}}}}\n",
-                state = dir.path().join("state").display(),
-                certs = dir.path().join("certs").display(),
-            ),
-        )
-        .expect("write config");
+    let write = |pkcs12: Value| {
+        HostConfig::offline(dir.path())
+            .cert_with("zk", &["host1.example.test"], json!({"pkcs12": pkcs12}))
+            .write(&config);
     };
     // Relative to the config file, as every path in it is.
-    write("{password_file: zk.pass}");
+    write(json!({"password_file": "zk.pass"}));
     let run = fleetcert(["request", "--config", config.to_str().expect("utf-8")]);
     run.expect_code(2);
     assert!(
@@ -471,7 +462,7 @@ fn pkcs12_options_are_checked_before_anything_is_ordered() {
     );
     assert!(!run.stderr.contains("secret-pass"), "{}", run.stderr);
     assert!(!dir.path().join("state").exists(), "nothing written");
-    write("{password_file: zk.pass, alias: ''}");
+    write(json!({"password_file": "zk.pass", "alias": ""}));
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let run = fleetcert(["request", "--config", config.to_str().expect("utf-8")]);
     run.expect_code(2);

@@ -11,8 +11,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::support::config::ZoneConfig;
 use crate::support::fake_ca::{FakeCa, ari_id, hold, now, parse_time};
 use crate::support::fixture::{Host, cert, sandbox};
 use crate::support::services::{
@@ -59,35 +60,29 @@ impl<'s> Monitored<'s> {
         monitored
     }
 
-    fn metrics_line(&self) -> String {
-        format!("metrics: {{textfile_dir: {}}}\n", self.textfiles.display())
-    }
-
-    /// The host config with metrics, `extra` lines, and `certs` as YAML lines (`  main: ...`).
-    fn configure(&self, extra: &str, certs: &str) {
-        self.host
-            .configure(&format!("{}{extra}", self.metrics_line()), &[]);
-        let mut text = std::fs::read_to_string(self.host.config()).expect("read config");
-        text.push_str(certs);
-        std::fs::write(self.host.config(), text).expect("write config");
+    /// The host config with metrics, the top-level keys `extra` (a mapping, or null), and
+    /// `certs` (see [`cert_line`]).
+    fn configure(&self, extra: Value, certs: &[(String, Value)]) {
+        let config = self
+            .host
+            .host_config()
+            .set("metrics", json!({"textfile_dir": self.textfiles}))
+            .merge(extra);
+        let config = certs
+            .iter()
+            .fold(config, |config, (name, entry)| config.set_cert(name, entry));
+        self.host.write_config(&config);
     }
 
     /// A zone config for the sandbox's signing zone, publishing to both BIND servers.
     fn write_zone_config(&self, timeout: &str) {
-        let sb = self.host.sb;
-        let text = format!(
-            "zone: acme.test\nzone_file: {zone_file}\n\
-             soa: {{mname: ns1.example.test., rname: hostmaster.example.test.}}\n\
-             nameservers: [ns1.example.test., ns2.example.test.]\n\
-             reload: [{rndc}, reload, acme.test]\nservers: [{primary}, {secondary}]\n\
-             timeout: {timeout}\n{metrics}",
-            zone_file = sb.signing_zone_file().display(),
-            rndc = sb.rndc().display(),
-            primary = sb.primary(),
-            secondary = sb.secondary(),
-            metrics = self.metrics_line(),
-        );
-        std::fs::write(&self.zone_config, text).expect("write the zone config");
+        ZoneConfig::rndc(self.host.sb)
+            .set("timeout", timeout)
+            .set(
+                "metrics",
+                serde_json::json!({"textfile_dir": self.textfiles}),
+            )
+            .write(&self.zone_config);
     }
 
     /// `publish` of the host's token document, as the daily playbook hands it over.
@@ -210,13 +205,8 @@ fn unix_now() -> f64 {
 }
 
 /// One certificate with names and probe targets, in the map form.
-fn cert_line(cert: &str, names: &[&str], probe: &[&str]) -> String {
-    let list = |items: &[&str]| serde_json::to_string(items).expect("JSON list");
-    format!(
-        "  {cert}: {{names: {}, probe: {}}}\n",
-        list(names),
-        list(probe)
-    )
+fn cert_line(cert: &str, names: &[&str], probe: &[&str]) -> (String, Value) {
+    (cert.to_owned(), json!({"names": names, "probe": probe}))
 }
 
 // --- promtool test rules on series from the runs -----------------------------------------
@@ -359,7 +349,7 @@ fn alert_labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn a_daily_run_and_its_failures_are_visible_through_node_exporter() {
     let sb = sandbox().start();
     let monitored = Monitored::new(&sb);
-    monitored.configure("", &cert_line("main", &[NAME], &[]));
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
 
     // request -> publish -> finalize, each rewriting the one file.
     let document = monitored.run("request", &[]).expect_code(0).json();
@@ -454,7 +444,10 @@ fn a_daily_run_and_its_failures_are_visible_through_node_exporter() {
     // in the file, and so is the old certificate's expiry. (A name this account never
     // validated: Pebble may reuse a valid authorization even at PEBBLE_AUTHZREUSE=0, and a
     // reused one would need no record to fail with.)
-    monitored.configure("", &cert_line("main", &["host2.example.test"], &[]));
+    monitored.configure(
+        Value::Null,
+        &[cert_line("main", &["host2.example.test"], &[])],
+    );
     monitored.run("request", &[]).expect_code(0);
     assert_eq!(due("names_changed"), Some(1.0));
     assert_eq!(pending(), Some(1.0));
@@ -621,7 +614,7 @@ fn a_daily_run_and_its_failures_are_visible_through_node_exporter() {
 fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloaded() {
     let sb = sandbox().start();
     let monitored = Monitored::new(&sb);
-    monitored.configure("", &cert_line("main", &[NAME], &[]));
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
     monitored.host.issue();
     let fullchain = monitored.host.file("main", "fullchain.pem");
     let nginx = Nginx::start(
@@ -630,7 +623,7 @@ fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloa
         NAME,
     );
     let target = nginx.address().to_owned();
-    monitored.configure("", &cert_line("main", &[NAME], &[&target]));
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[&target])]);
     let result = |result| {
         monitored.metric(
             "fleetcert_certificate_probe_result",
@@ -651,7 +644,10 @@ fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloa
     let first = Leaf::of_file(&monitored.host.file("main", "cert.pem"));
 
     // A renewal (another key type) that nobody reloads nginx for.
-    monitored.configure("key: ecdsa-p256\n", &cert_line("main", &[NAME], &[&target]));
+    monitored.configure(
+        json!({"key": "ecdsa-p256"}),
+        &[cert_line("main", &[NAME], &[&target])],
+    );
     let document = monitored.run("request", &[]).expect_code(0).json();
     monitored.host.place(&document);
     monitored.run("finalize", &[]).expect_code(0);
@@ -784,7 +780,7 @@ fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloa
 fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_config() {
     let sb = sandbox().start();
     let monitored = Monitored::new(&sb);
-    monitored.configure("", &cert_line("main", &[NAME], &[]));
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
     monitored.host.issue();
     // check talks to nobody but the probes: with the CA, the resolver and both DNS servers
     // gone, it says all it says below.
@@ -826,12 +822,11 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
 
     // A second certificate never issued is CRITICAL, and comes first.
     monitored.configure(
-        "",
-        &format!(
-            "{}{}",
+        Value::Null,
+        &[
             cert_line("main", &[NAME], &[]),
-            cert_line("www", &["www1.example.test"], &[])
-        ),
+            cert_line("www", &["www1.example.test"], &[]),
+        ],
     );
     monitored.check(
         &["--warning-days", &window, "--critical-days", "1"],
@@ -857,7 +852,7 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
         );
     }
     let soon = cert_line("soon", &["host31.example.test"], &[]);
-    monitored.configure("", &soon);
+    monitored.configure(Value::Null, std::slice::from_ref(&soon));
     let line = monitored.check(
         &[],
         1,
@@ -865,11 +860,8 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
     );
     assert!(line.ends_with(";15:;7.5:"), "{line}");
     monitored.configure(
-        "",
-        &format!(
-            "{soon}{}",
-            cert_line("sooner", &["host32.example.test"], &[])
-        ),
+        Value::Null,
+        &[soon, cert_line("sooner", &["host32.example.test"], &[])],
     );
     let line = monitored.check(
         &[],
@@ -887,9 +879,12 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
     );
     // A textfile directory that is gone costs one warning, never the command's result.
     let gone = monitored.host.dir.path().join("gone");
-    monitored.host.configure(
-        &format!("metrics: {{textfile_dir: {}}}\n", gone.display()),
-        &[("main", &[NAME])],
+    monitored.host.write_config(
+        &monitored
+            .host
+            .host_config()
+            .set("metrics", json!({"textfile_dir": gone}))
+            .cert("main", &[NAME]),
     );
     let run = monitored.host.run("status", &[]);
     run.expect_code(0);
@@ -915,7 +910,7 @@ fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_con
 fn a_publish_that_lags_names_the_server_in_the_metrics() {
     let sb = sandbox().start();
     let monitored = Monitored::new(&sb);
-    monitored.configure("", &cert_line("main", &[NAME], &[]));
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
     monitored.write_zone_config("3s");
     let document = monitored.run("request", &[]).expect_code(0).json();
     sb.stop_server("secondary");
@@ -1013,12 +1008,11 @@ fn the_renewal_moment_request_heard_from_the_ca_holds_for_every_other_command() 
     let fake = FakeCa::start(&sb, "");
     let monitored = Monitored::with_host(Host::with_directory(&sb, &fake.directory(), &[]));
     monitored.configure(
-        "",
-        &format!(
-            "{}{}",
+        Value::Null,
+        &[
             cert_line("later", &["host22.example.test"], &[]),
-            cert_line("late", &["host23.example.test"], &[])
-        ),
+            cert_line("late", &["host23.example.test"], &[]),
+        ],
     );
     // Two 90-day certificates held from before (`before_days: 30`): with 16 days left the
     // days rule says due whatever the seed; the CA's window for `later` opens in two days,
@@ -1123,14 +1117,17 @@ fn renew_and_hiera_record_their_runs_and_a_dry_run_writes_nothing() {
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))
         .expect("chmod the secret");
     monitored.configure(
-        &format!(
-            "update: {{server: \"{primary}\", key_name: host1, algorithm: hmac-sha512, \
-             secret_file: {secret}}}\nservers: [\"{primary}\", \"{secondary}\"]\ntimeout: 30s\n",
-            primary = sb.primary(),
-            secondary = sb.secondary(),
-            secret = secret_file.display(),
-        ),
-        &cert_line("main", &[NAME], &[]),
+        json!({
+            "update": {
+                "server": sb.primary(),
+                "key_name": "host1",
+                "algorithm": "hmac-sha512",
+                "secret_file": secret_file,
+            },
+            "servers": [sb.primary(), sb.secondary()],
+            "timeout": "30s",
+        }),
+        &[cert_line("main", &[NAME], &[])],
     );
 
     monitored.host.run("renew", &["--dry-run"]).expect_code(0);

@@ -24,8 +24,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::config::ZoneConfig;
+use crate::support::day::Zone;
+use crate::support::day::token_document;
 use crate::support::fixture::{Host, KEY_GROUP, sandbox};
 use crate::support::sandbox::Sandbox;
+use crate::support::util::last_stderr_line;
 use crate::support::util::{Run, tree};
 
 /// The unprivileged local user who attacks.
@@ -370,20 +374,20 @@ fn assert_refused(run: &Run, what: &str, needles: &[&str]) {
 
 /// A zone config for the sandbox's signing zone with `extra` YAML lines, and its path.
 fn zone_config(sb: &Sandbox, dir: &Path, file: &str, extra: &str) -> PathBuf {
-    let list = |items: &[&str]| serde_json::to_string(items).expect("JSON list");
-    let rndc = sb.rndc();
-    let text = format!(
-        "zone: acme.test\nzone_file: {zone_file}\n\
-         soa: {{mname: ns1.example.test., rname: hostmaster.example.test.}}\n\
-         nameservers: [ns1.example.test., ns2.example.test.]\n\
-         reload: {reload}\nservers: {servers}\ntimeout: 30s\n{extra}",
-        zone_file = sb.signing_zone_file().display(),
-        reload = list(&[rndc.to_str().expect("utf-8"), "reload", "acme.test"]),
-        servers = list(&[sb.primary(), sb.secondary()]),
-    );
     let path = dir.join(file);
-    std::fs::write(&path, text).expect("write zone config");
+    ZoneConfig::rndc(sb).lines(extra).write(&path);
     path
+}
+
+/// [`zone_config`] `zone.yaml` allowing host1 and host2 their own names only.
+fn two_hosts_zone_config(sb: &Sandbox, dir: &Path) -> PathBuf {
+    zone_config(
+        sb,
+        dir,
+        "zone.yaml",
+        "allow: {host1.example.test: [host1.example.test], \
+         host2.example.test: [host2.example.test]}\n",
+    )
 }
 
 fn publish_args(config: &Path, tokens: &[&OsStr], extra: &[&str]) -> Vec<OsString> {
@@ -466,13 +470,7 @@ fn a_host_claiming_another_hosts_name_gets_no_record_and_no_certificate() {
         .expect("order url")
         .to_owned();
     let central = tempfile::tempdir().expect("tempdir");
-    let config = zone_config(
-        &sb,
-        central.path(),
-        "zone.yaml",
-        "allow: {host1.example.test: [host1.example.test], \
-         host2.example.test: [host2.example.test]}\n",
-    );
+    let config = two_hosts_zone_config(&sb, central.path());
     let zone_before = std::fs::read(sb.signing_zone_file()).expect("zone");
     // As the bastion hands documents over: keyed by the inventory's name for the host that
     // produced them (Ansible's hostvars), which the host does not choose.
@@ -1462,11 +1460,9 @@ fn no_key_or_account_material_in_any_output_at_trace() {
     let hmac = "c2VjdXJpdHktdGVzdC1obWFjLWtleS1uZXZlci1wcmludGVk";
     let sb = sandbox().pebble_eab(kid, hmac).start();
     let host = Host::new(&sb, &[]);
-    host.configure_acme(
-        &format!(", eab: {{kid: {kid}, hmac_key: {hmac}}}"),
-        "",
-        &[("main", &["host6.example.test", "www6.example.test"])],
-    );
+    let eab = json!({"kid": kid, "hmac_key": hmac});
+    let names: &[&str] = &["host6.example.test", "www6.example.test"];
+    host.write_config(&host.host_config().acme_set("eab", &eab).cert("main", names));
     let config = host.config();
     let config = config.to_str().expect("utf-8");
     let mut outputs = Vec::new();
@@ -1484,10 +1480,12 @@ fn no_key_or_account_material_in_any_output_at_trace() {
     traced("status", &[]).expect_code(0);
     traced("request", &["--dry-run"]).expect_code(0);
     // A renewal with a new key type: a key in the state directory, the account reused.
-    host.configure_acme(
-        &format!(", eab: {{kid: {kid}, hmac_key: {hmac}}}"),
-        "key: rsa-2048\n",
-        &[("main", &["host6.example.test", "www6.example.test"])],
+    host.write_config(
+        &host
+            .host_config()
+            .acme_set("eab", &eab)
+            .set("key", "rsa-2048")
+            .cert("main", names),
     );
     let document = traced("request", &[]).expect_code(0).json();
     host.place(&document);
@@ -1560,17 +1558,15 @@ fn update_to(dir: &Path, server: std::net::SocketAddr) -> (PathBuf, PathBuf) {
     std::fs::write(&secret, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\n").expect("secret");
     chmod(&secret, 0o600);
     let config = dir.join("zone.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "zone: acme.test\nupdate: {{server: \"{server}\", key_name: fleet, algorithm: \
-             hmac-sha256, secret_file: {secret}}}\nstate_dir: {state}\nservers: \
-             [\"{server}\"]\ntimeout: 30s\n",
-            secret = secret.display(),
-            state = dir.join("state").display(),
-        ),
-    )
-    .expect("config");
+    ZoneConfig::new("acme.test")
+        .set(
+            "update",
+            json!({"server": server, "key_name": "fleet", "algorithm": "hmac-sha256", "secret_file": secret}),
+        )
+        .set("state_dir", dir.join("state"))
+        .set("servers", [server])
+        .set("timeout", "30s")
+        .write(&config);
     let tokens = dir.join("tokens.json");
     std::fs::write(
         &tokens,
@@ -1618,7 +1614,8 @@ fn a_primary_streaming_messages_that_answer_nothing_holds_neither_time_nor_memor
         .stderr(Stdio::piped())
         .spawn()
         .expect("run fleetcert under prlimit");
-    let deadline = Duration::from_secs(90);
+    // A guard against a hang: fleetcert's own bounds end it in seconds when idle.
+    let deadline = Duration::from_secs(300);
     while child.try_wait().expect("wait").is_none() {
         if started.elapsed() > deadline {
             let _ = child.kill();
@@ -1706,13 +1703,7 @@ fn a_bare_notauth_names_the_powerdns_key_as_a_likely_cause() {
 fn a_refused_document_refuses_its_host_alone_and_the_others_are_published() {
     let sb = sandbox().start();
     let central = tempfile::tempdir().expect("tempdir");
-    let config = zone_config(
-        &sb,
-        central.path(),
-        "zone.yaml",
-        "allow: {host1.example.test: [host1.example.test], \
-         host2.example.test: [host2.example.test]}\n",
-    );
+    let config = two_hosts_zone_config(&sb, central.path());
     let value_of = |document: &Value| document["records"][0]["value"].clone();
     let publish = |name: &str, tokens: &Value| {
         let file = central.path().join(name);
@@ -1914,4 +1905,36 @@ fn secrets_of_another_user_or_behind_a_link_and_configs_others_may_write_are_ref
         "{}",
         run.stderr
     );
+}
+
+/// A `zone_file` that is a symlink is refused, naming its target; the link and the file it
+/// points at stay as they were (a rename would have replaced the link and left BIND's file
+/// stale).
+#[test]
+fn symlinked_zone_file_is_refused_and_left_alone() {
+    let sb = sandbox().start();
+    let real = sb.signing_zone_file();
+    let link = real.with_file_name("link-to-acme.test.db");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let before = std::fs::read(&real).expect("zone");
+    let zone = Zone::with(&sb, &link, &["true"], "");
+    let run = zone.publish_document(
+        "host3.example.test",
+        &token_document("host3.example.test", &["host3.example.test"]),
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+    assert_eq!(std::fs::read(&real).expect("zone"), before);
+    run.expect_code(2);
+    let line = last_stderr_line(&run);
+    assert!(
+        line.contains("is a symlink to") && line.contains(&real.display().to_string()),
+        "{line}"
+    );
+    std::fs::remove_file(&link).expect("remove link");
 }

@@ -489,7 +489,6 @@ impl<'s> Member<'s> {
     fn new(sb: &'s crate::support::sandbox::Sandbox) -> Self {
         let host = Host::named(sb, sb.acme_directory(), "member.example.test", &[]);
         let member = Self { host };
-        let config = std::fs::read_to_string(member.host.config()).expect("config");
         let reload = member.path("reload");
         std::fs::write(
             &reload,
@@ -500,14 +499,13 @@ impl<'s> Member<'s> {
         )
         .expect("write reload");
         set_mode(&reload, 0o755);
-        std::fs::write(
-            member.host.config(),
-            format!(
-                "{config}  shared: {{names: [{SHARED}], reload: [{}]}}\n",
-                reload.display()
-            ),
-        )
-        .expect("write config");
+        member
+            .host
+            .write_config(&member.host.host_config().cert_with(
+                "shared",
+                &[SHARED],
+                serde_json::json!({"reload": [reload]}),
+            ));
         member
     }
 

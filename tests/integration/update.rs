@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::support::config::ZoneConfig;
 use crate::support::fixture::{Host, sandbox};
 use crate::support::sandbox::Sandbox;
 use crate::support::util::Run;
@@ -82,19 +83,13 @@ impl<'s> Central<'s> {
     fn config(&self, server: &str, key: &str, algorithm: &str, secret: &str) -> PathBuf {
         let secret_file = self.secret_file(key, secret);
         let config = self.path(&format!("zone-{key}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                "zone: acme.test\nupdate: {{server: \"{server}\", key_name: {key}, algorithm: \
-                 {algorithm}, secret_file: {}}}\nstate_dir: {}\nservers: [\"{}\", \"{}\"]\n\
-                 timeout: 30s\n",
-                secret_file.display(),
-                self.path("state").display(),
-                self.sb.primary(),
-                self.sb.secondary()
-            ),
-        )
-        .expect("write config");
+        ZoneConfig::update(self.sb, key, &secret_file)
+            .set(
+                "update",
+                json!({"server": server, "key_name": key, "algorithm": algorithm, "secret_file": secret_file}),
+            )
+            .set("state_dir", self.path("state"))
+            .write(&config);
         config
     }
 

@@ -1,5 +1,5 @@
-# Shared by sandbox.sh and services.sh (sourced, not run): processes, ports, the watchdog,
-# the per-directory lock. Every function works on the directory in DIR; a script sets SELF
+# Shared by sandbox.sh, services.sh, lxd.sh and systemd.sh (sourced, not run): processes and
+# their supervision (spawn, await), ports, the watchdog, the per-directory lock. Every function works on the directory in DIR; a script sets SELF
 # (its own path, for the watchdog to call back), PROG (the prefix of its messages) and
 # COMMANDS (its commands on an existing directory), and defines usage, describe, cmd_start,
 # cmd_stop (also what the watchdog runs when the parent exits) and cmd_<command> for each of
@@ -104,6 +104,65 @@ kill_servers() {
     done
 }
 
+# --- supervision -------------------------------------------------------------------------
+
+# spawn NAME OUT CMD...: start CMD as the daemon NAME, its output to OUT (usually
+# logs/NAME.log), its pid in pids/NAME.pid. logs/NAME.log is fresh for each launch (the one
+# before is kept as NAME.previous.log), so the checks only ever see this run's messages.
+# stdin/stdout/stderr are not inherited: a caller that reads our output (Rust's
+# Command::output) would otherwise wait for the daemons to exit; nor is the directory's
+# lock, which the daemon would hold forever.
+spawn() {
+    local name=$1 out=$2 log=$DIR/logs/$1.log
+    shift 2
+    [[ ! -s $log ]] || mv "$log" "$DIR/logs/$name.previous.log"
+    "$@" </dev/null >>"$out" 2>&1 {DIR_LOCK}>&- &
+    printf '%s\n' "$!" >"$DIR/pids/$name.pid"
+}
+
+# await NAME WHAT CHECK...: poll CHECK until it succeeds, while the daemon NAME lives. CHECK
+# says 0 (done), 2 (its port was taken: returned as is, the caller may retry with another),
+# 3 (a failure it reported itself) or 1 (not yet; a CHECK ends with `return 1` rather than
+# passing on a tool's own status, which could read as 2 or 3). Returns 0, 2, or 1 when NAME
+# exited or did not WHAT within TIMEOUT seconds, reported by the script's
+# `report_failure NAME REASON`. TIMEOUT is a guard against a hang, not a timing: while it
+# waits, the start log says every 10 s what it is still waiting for, so a slow start on a
+# busy machine shows which server was slow.
+await() {
+    local name=$1 what=$2 deadline note nap=20 rc started
+    shift 2
+    now_ms
+    started=$NOW_MS
+    deadline=$((NOW_MS + TIMEOUT * 1000))
+    note=$((NOW_MS + 10000))
+    while true; do
+        rc=0
+        "$@" || rc=$?
+        case $rc in
+        0 | 2) return "$rc" ;;
+        3) return 1 ;;
+        *) ;;
+        esac
+        if ! launched_alive "$name"; then
+            report_failure "$name" "exited before it would $what"
+            return 1
+        fi
+        now_ms
+        if ((NOW_MS > deadline)); then
+            report_failure "$name" "did not $what within ${TIMEOUT}s"
+            return 1
+        fi
+        if ((NOW_MS > note)); then
+            step "still waiting for $name to $what ($(((NOW_MS - started) / 1000)) s)"
+            note=$((NOW_MS + 10000))
+        fi
+        # 20 ms, then up to 100 ms: quick when idle, little load when many daemons start at
+        # once on a small machine.
+        sleep "0.$(printf '%03d' "$nap")"
+        ((nap = nap * 2 > 100 ? 100 : nap * 2))
+    done
+}
+
 # --- ports -------------------------------------------------------------------------------
 
 # Pick N free ports and reserve them in PORT_REGISTRY (a directory per port, owned by this
@@ -198,6 +257,18 @@ begin_start() {
     now_ms
     T0=$NOW_MS
     echo starting >"$DIR/state"
+}
+
+# The last steps of a script's `start` (services.sh, lxd.sh): STARTUP_MS, the script's own
+# write_wrappers and write_env_file, the state the callers poll, and "WHAT in N ms MORE" in
+# the start log.
+end_start() {
+    now_ms
+    STARTUP_MS=$((NOW_MS - T0))
+    write_wrappers
+    write_env_file
+    echo running >"$DIR/state"
+    printf '%s in %s ms%s\n' "$1" "$STARTUP_MS" "${2:+ $2}" >>"$DIR/logs/start.log"
 }
 
 # Commands on one sandbox run one at a time: a `stop` from the watchdog (the test process

@@ -25,7 +25,7 @@ PATH=$PATH:/usr/sbin:/sbin
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 PROG=lxd.sh
 COMMANDS=(restart status)
-TIMEOUT=${LXD_TIMEOUT:-90}
+TIMEOUT=${LXD_TIMEOUT:-300}
 START_ATTEMPTS=5
 # shellcheck source=tests/sandbox/lib.sh
 source "${SELF%/*}/lib.sh"
@@ -58,67 +58,48 @@ lxc_on() {
 }
 
 launch() {
-    local k=$1 log=$DIR/logs/member$1.log
+    local k=$1
     member_env "$k"
     mkdir -p "$(member_dir "$k")"
-    # A fresh log for each launch (the one before is memberK.previous.log). The daemon's
-    # command line names DIR (--logfile), which is how `stop` recognises it.
-    [[ ! -s $log ]] || mv "$log" "$DIR/logs/member$k.previous.log"
-    # A session of its own, as a daemon that systemd starts: a `restart` run as a
+    # The daemon's command line names DIR (--logfile), which is how `stop` recognises it. A
+    # session of its own, as a daemon that systemd starts: a `restart` run as a
     # certificate's reload is in the reload's process group, which fleetcert kills when the
     # reload ends (what it left behind); the daemon must not go with it.
-    setsid "${MEMBER_ENV[@]}" lxd --group root --logfile "$log" </dev/null \
-        >>"$DIR/logs/member$k.out" 2>&1 {DIR_LOCK}>&- &
-    printf '%s\n' "$!" >"$DIR/pids/member$k.pid"
+    spawn "member$k" "$DIR/logs/member$k.out" \
+        setsid "${MEMBER_ENV[@]}" lxd --group root --logfile "$DIR/logs/member$k.log"
 }
 
+# report_failure NAME REASON: NAME (memberK) and the tail of its log and output.
 report_failure() {
-    local k=$1 log=$DIR/logs/member$1.log
-    printf '%s: member%s %s; from %s:\n' "$PROG" "$k" "$2" "$log" >&2
-    { tail -n 12 "$log" "$DIR/logs/member$k.out" 2>/dev/null || true; } | sed 's/^/    /' >&2
+    local log=$DIR/logs/$1.log
+    printf '%s: %s %s; from %s:\n' "$PROG" "$1" "$2" "$log" >&2
+    { tail -n 12 "$log" "$DIR/logs/$1.out" 2>/dev/null || true; } | sed 's/^/    /' >&2
 }
 
-# Wait until member K's daemon takes API requests on its unix socket (`lxd waitready`, in
+# Whether member K's daemon takes API requests on its unix socket (`lxd waitready`, in
 # short slices so that a daemon that died is noticed at once).
-wait_api() {
-    local k=$1 deadline
-    member_env "$k"
-    now_ms
-    deadline=$((NOW_MS + TIMEOUT * 1000))
-    until "${MEMBER_ENV[@]}" lxd waitready --timeout 2 >/dev/null 2>&1; do
-        # Before the socket exists, waitready fails at once: do not spin.
-        sleep 0.1
-        if ! launched_alive "member$k"; then
-            report_failure "$k" "exited during start-up"
-            return 1
-        fi
-        now_ms
-        if ((NOW_MS > deadline)); then
-            report_failure "$k" "did not take API requests within ${TIMEOUT}s"
-            return 1
-        fi
-    done
+api_ready() {
+    member_env "$1"
+    "${MEMBER_ENV[@]}" lxd waitready --timeout 2 >/dev/null 2>&1 && return 0
+    return 1
 }
 
-# Wait until member K serves its API certificate on its port: 0 once a TLS handshake there
-# gives a certificate, 1 on timeout (reported).
+# Whether a TLS handshake on 127.0.0.1:PORT gives a certificate.
+https_ready() {
+    timeout 10 openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null |
+        grep -q -- '-----BEGIN CERTIFICATE-----' && return 0
+    return 1
+}
+
+# Wait until member K's daemon takes API requests.
+wait_api() {
+    await "member$1" "take API requests" api_ready "$1"
+}
+
+# Wait until member K serves its API certificate on PORT: 0 once it does, 1 when it does
+# not (reported).
 wait_https() {
-    local k=$1 port=$2 deadline
-    now_ms
-    deadline=$((NOW_MS + TIMEOUT * 1000))
-    until timeout 10 openssl s_client -connect "127.0.0.1:$port" </dev/null 2>/dev/null |
-        grep -q -- '-----BEGIN CERTIFICATE-----'; do
-        if ! launched_alive "member$k"; then
-            report_failure "$k" "exited before serving 127.0.0.1:$port"
-            return 1
-        fi
-        now_ms
-        if ((NOW_MS > deadline)); then
-            report_failure "$k" "did not serve HTTPS on 127.0.0.1:$port within ${TIMEOUT}s"
-            return 1
-        fi
-        sleep 0.1
-    done
+    await "member$1" "serve HTTPS on 127.0.0.1:$2" https_ready "$2"
 }
 
 # `lxd init --preseed` on member K with the YAML on stdin; its error in $PRESEED_ERROR.
@@ -285,12 +266,7 @@ cmd_start() {
         done
         step "member$k serves 127.0.0.1:${PORTS[k]}"
     done
-    now_ms
-    STARTUP_MS=$((NOW_MS - T0))
-    write_wrappers
-    write_env_file
-    echo running >"$DIR/state"
-    printf 'started %s member(s) in %s ms\n' "$MEMBERS" "$STARTUP_MS" >>"$DIR/logs/start.log"
+    end_start "started $MEMBERS member(s)"
 }
 
 # A start that failed: stop what it started (under the lock `start` holds already).

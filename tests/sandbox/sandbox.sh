@@ -23,7 +23,7 @@ SELF=$(readlink -f "${BASH_SOURCE[0]}")
 SERVERS=(primary secondary unbound pebble fallback)
 PRODUCTION_ZONE=example.test
 SIGNING_ZONE=acme.test
-TIMEOUT=${SANDBOX_TIMEOUT:-30}
+TIMEOUT=${SANDBOX_TIMEOUT:-120}
 START_ATTEMPTS=5
 PROG=sandbox
 COMMANDS=(stop-server start-server status trust-anchor)
@@ -50,6 +50,19 @@ all_ports() {
 }
 
 # --- configuration -----------------------------------------------------------------------
+
+# The head of a zone of the sandbox's own: TTL, SOA (serial 1), two name servers ns1 and ns2
+# on 127.0.0.1.
+zone_head() {
+    cat <<EOF
+\$TTL 60
+@	IN	SOA	ns1.$1. hostmaster.$1. 1 3600 600 864000 60
+@	IN	NS	ns1.$1.
+@	IN	NS	ns2.$1.
+ns1	IN	A	127.0.0.1
+ns2	IN	A	127.0.0.1
+EOF
+}
 
 # Everything that does not depend on the ports: made once per sandbox.
 write_static_files() {
@@ -81,14 +94,7 @@ write_static_files() {
     chmod 0600 "$DIR/rndc.key"
 
     # The signing zone as a fresh signing zone looks: SOA, NS, nothing else.
-    cat >"$DIR/primary/$SIGNING_ZONE.db" <<EOF
-\$TTL 60
-@	IN	SOA	ns1.$SIGNING_ZONE. hostmaster.$SIGNING_ZONE. 1 3600 600 864000 60
-@	IN	NS	ns1.$SIGNING_ZONE.
-@	IN	NS	ns2.$SIGNING_ZONE.
-ns1	IN	A	127.0.0.1
-ns2	IN	A	127.0.0.1
-EOF
+    zone_head "$SIGNING_ZONE" >"$DIR/primary/$SIGNING_ZONE.db"
 
     cat >"$DIR/primary/root.db" <<EOF
 \$TTL 60
@@ -98,13 +104,9 @@ ns.root-sandbox.	IN	A	127.0.0.1
 EOF
 
     # The production zone: every kind of _acme-challenge delegation the tests need.
-    cat >"$DIR/primary/$PRODUCTION_ZONE.db" <<EOF
-\$TTL 60
-@	IN	SOA	ns1.$PRODUCTION_ZONE. hostmaster.$PRODUCTION_ZONE. 1 3600 600 864000 60
-@	IN	NS	ns1.$PRODUCTION_ZONE.
-@	IN	NS	ns2.$PRODUCTION_ZONE.
-ns1	IN	A	127.0.0.1
-ns2	IN	A	127.0.0.1
+    {
+        zone_head "$PRODUCTION_ZONE"
+        cat <<EOF
 ; CAA (RFC 8659) that restricts no CA: it only ends fleetcert's CAA walk at the apex, so no
 ; CAA question climbs to test. or the root
 @	IN	CAA	0 iodef "mailto:hostmaster@$PRODUCTION_ZONE"
@@ -122,6 +124,7 @@ nocname	IN	A	127.0.0.1
 wrong	IN	A	127.0.0.1
 _acme-challenge.wrong	IN	CNAME	elsewhere.invalid.
 EOF
+    } >"$DIR/primary/$PRODUCTION_ZONE.db"
     write_caa_names
 }
 
@@ -146,17 +149,28 @@ fail_static() {
     exit 1
 }
 
+# The ports of the servers, NAME_PORT=N a line (in ports.env and in sandbox.env).
+port_lines() {
+    local name
+    for name in PRIMARY_PORT RNDC_PORT SECONDARY_PORT RESOLVER_PORT ACME_PORT PEBBLE_MGMT_PORT; do
+        printf '%s=%s\n' "$name" "${!name}"
+    done
+}
+
+# primary_zone ZONE [MORE]: the primary's zone statement for ZONE (DIR/primary/ZONE.db),
+# NOTIFYing the secondary and letting it transfer; MORE (lines) inside.
+primary_zone() {
+    printf 'zone "%s" {\n\ttype primary;\n\tfile "%s";\n\tnotify explicit;\n' "$1" "$DIR/primary/$1.db"
+    printf '\talso-notify { 127.0.0.1 port %s; };\n\tallow-transfer { 127.0.0.1; };\n%s};\n' \
+        "$SECONDARY_PORT" "${2:-}"
+}
+
 write_port_files() {
-    cat >"$DIR/ports.env" <<EOF
-PRIMARY_PORT=$PRIMARY_PORT
-RNDC_PORT=$RNDC_PORT
-SECONDARY_PORT=$SECONDARY_PORT
-RESOLVER_PORT=$RESOLVER_PORT
-ACME_PORT=$ACME_PORT
-PEBBLE_MGMT_PORT=$PEBBLE_MGMT_PORT
-FALLBACK_PORT=${FALLBACK_PORT:-}
-FALLBACK_MGMT_PORT=${FALLBACK_MGMT_PORT:-}
-EOF
+    {
+        port_lines
+        printf 'FALLBACK_PORT=%s\nFALLBACK_MGMT_PORT=%s\n' "${FALLBACK_PORT:-}" \
+            "${FALLBACK_MGMT_PORT:-}"
+    } >"$DIR/ports.env"
 
     # Options both BIND servers share. reuseport no: BIND still shares a UDP port with a
     # second named (SO_REUSEADDR), but its TCP listener then fails with "address in use",
@@ -220,13 +234,7 @@ options {
 	listen-on port $PRIMARY_PORT { 127.0.0.1; };
 $common
 };
-zone "$PRODUCTION_ZONE" {
-	type primary;
-	file "$DIR/primary/$PRODUCTION_ZONE.db";
-	notify explicit;
-	also-notify { 127.0.0.1 port $SECONDARY_PORT; };
-	allow-transfer { 127.0.0.1; };
-};
+$(primary_zone "$PRODUCTION_ZONE")
 // An empty root zone for Unbound's root stub: NXDOMAIN for everything outside the test
 // zones, so nothing ever leaves the machine.
 zone "." {
@@ -234,13 +242,7 @@ zone "." {
 	file "$DIR/primary/root.db";
 	notify no;
 };
-zone "$SIGNING_ZONE" {
-	type primary;
-	file "$DIR/primary/$SIGNING_ZONE.db";
-	notify explicit;
-	also-notify { 127.0.0.1 port $SECONDARY_PORT; };
-	allow-transfer { 127.0.0.1; };
-${tsig_policy}$(dnssec_zone_options)};
+$(primary_zone "$SIGNING_ZONE" "${tsig_policy}$(dnssec_zone_options)")
 $(dnssec_policy_statement)
 EOF
 
@@ -387,14 +389,9 @@ SIGNING_ZONE_FILE=$DIR/primary/$SIGNING_ZONE.db
 PRODUCTION_ZONE_FILE=$DIR/primary/$PRODUCTION_ZONE.db
 RNDC=$DIR/rndc
 RNDC_CONF=$DIR/rndc.conf
-PRIMARY_PORT=$PRIMARY_PORT
-SECONDARY_PORT=$SECONDARY_PORT
-RNDC_PORT=$RNDC_PORT
-RESOLVER_PORT=$RESOLVER_PORT
-ACME_PORT=$ACME_PORT
-PEBBLE_MGMT_PORT=$PEBBLE_MGMT_PORT
 LOG_DIR=$DIR/logs
 EOF
+    port_lines >>"$tmp"
     dnssec_env_lines >>"$tmp"
     write_fallback_env >>"$tmp"
     mv "$tmp" "$DIR/sandbox.env"
@@ -473,14 +470,7 @@ launch() {
         ;;
     *) die "unknown server '$name' (one of: ${SERVERS[*]})" ;;
     esac
-    # Each launch gets a fresh log (the one before is kept as NAME.previous.log), so the
-    # checks below only ever see this run's messages.
-    [[ ! -s $log ]] || mv "$log" "$DIR/logs/$name.previous.log"
-    # stdin/stdout/stderr must not be inherited: a caller that reads our output (Rust's
-    # Command::output) would otherwise wait for the daemons to exit.
-    # The daemon must not inherit the sandbox lock either, or it would hold it forever.
-    "${cmd[@]}" </dev/null >"$log" 2>&1 {DIR_LOCK}>&- &
-    printf '%s\n' "$!" >"$DIR/pids/$name.pid"
+    spawn "$name" "$log" "${cmd[@]}"
 }
 
 # Serials of the given zones, one per line, if the server on PORT answers for every one
@@ -554,63 +544,51 @@ report_failure() {
         tail -n 15 | sed 's/^/    /' >&2 || true
 }
 
-# Wait until every named server is up. Returns 0 when all are, 2 on a port collision
-# (the caller may retry with other ports), 1 on any other failure (already reported).
+# One look at NAME during start-up, for `await`: 0 once it answers, 2 (COLLIDED=NAME) when
+# it could not bind its port, 3 when it failed (reported), 1 while it is not up yet.
+ready() {
+    local name=$1 events
+    # Named does not exit when it cannot bind a port: it logs it and runs on, and even
+    # shares the UDP port with the other named, which then answers our probes. So named
+    # counts as up only after its log says "running" (by then any bind error is logged) and
+    # has no bind error. Unbound and Pebble exit instead.
+    events=$(grep -o -i -E 'address (already )?in use|not loaded due to errors| running$' \
+        "$DIR/logs/$name.log" 2>/dev/null || true)
+    case ${events,,} in
+    *"in use"*)
+        COLLIDED=$name
+        return 2
+        ;;
+    *"not loaded"*)
+        report_failure "$name" "could not load a zone"
+        return 3
+        ;;
+    *) ;;
+    esac
+    [[ ($name != primary && $name != secondary) || $events == *" running"* ]] || return 1
+    probe "$name" && return 0
+    # A restarted secondary serves its old copy and checks the primary on its own within a
+    # second or two; a NOTIFY from the primary makes it check at once.
+    if [[ $name == secondary && -z ${KICKED:-} ]] &&
+        soa_serials "$SECONDARY_PORT" "$SIGNING_ZONE" >/dev/null && probe primary; then
+        KICKED=1
+        "$DIR/rndc" notify "$SIGNING_ZONE" >/dev/null 2>&1 || true
+        "$DIR/rndc" notify "$PRODUCTION_ZONE" >/dev/null 2>&1 || true
+    fi
+    return 1
+}
+
+# Wait until every named server is up, one after the other (they start in parallel).
+# Returns 0 when all are, 2 on a port collision (the caller may retry with other ports), 1
+# on any other failure (already reported).
 wait_ready() {
-    local deadline pending=("$@") name kicked='' events nap=20
-    now_ms
-    deadline=$((NOW_MS + TIMEOUT * 1000))
-    while ((${#pending[@]} > 0)); do
-        local still=()
-        for name in "${pending[@]}"; do
-            # Named does not exit when it cannot bind a port: it logs it and runs on, and
-            # even shares the UDP port with the other named, which then answers our probes.
-            # So named counts as up only after its log says "running" (by then any bind
-            # error is logged) and has no bind error. Unbound and Pebble exit instead.
-            events=$(grep -o -i -E 'address (already )?in use|not loaded due to errors| running$' \
-                "$DIR/logs/$name.log" 2>/dev/null || true)
-            case ${events,,} in
-            *"in use"*)
-                COLLIDED=$name
-                return 2
-                ;;
-            *"not loaded"*)
-                report_failure "$name" "could not load a zone"
-                return 1
-                ;;
-            *) ;;
-            esac
-            if ! launched_alive "$name"; then
-                report_failure "$name" "exited during start-up"
-                return 1
-            fi
-            if [[ ($name == primary || $name == secondary) && $events != *" running"* ]]; then
-                still+=("$name")
-            elif probe "$name"; then
-                step "$name answers"
-            else
-                still+=("$name")
-            fi
-        done
-        pending=("${still[@]}")
-        ((${#pending[@]} > 0)) || break
-        # A restarted secondary serves its old copy and checks the primary on its own
-        # within a second or two; a NOTIFY from the primary makes it check at once.
-        if [[ -z $kicked && " ${pending[*]} " == *" secondary "* ]] &&
-            soa_serials "$SECONDARY_PORT" "$SIGNING_ZONE" >/dev/null && probe primary; then
-            kicked=1
-            "$DIR/rndc" notify "$SIGNING_ZONE" >/dev/null 2>&1 || true
-            "$DIR/rndc" notify "$PRODUCTION_ZONE" >/dev/null 2>&1 || true
-        fi
-        now_ms
-        if ((NOW_MS > deadline)); then
-            report_failure "${pending[0]}" "did not answer within ${TIMEOUT}s"
-            return 1
-        fi
-        # 20 ms, then up to 100 ms: quick when idle, little load when many sandboxes
-        # start at once on a small machine.
-        sleep "0.$(printf '%03d' "$nap")"
-        ((nap = nap * 2 > 100 ? 100 : nap * 2))
+    local name rc
+    KICKED=
+    for name in "$@"; do
+        rc=0
+        await "$name" answer ready "$name" || rc=$?
+        ((rc == 0)) || return "$rc"
+        step "$name answers"
     done
 }
 

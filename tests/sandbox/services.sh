@@ -23,7 +23,7 @@ SELF=$(readlink -f "${BASH_SOURCE[0]}")
 PROG=services
 COMMANDS=(reload restart stop-server status)
 KINDS=(nginx zookeeper node-exporter)
-TIMEOUT=${SERVICES_TIMEOUT:-60}
+TIMEOUT=${SERVICES_TIMEOUT:-180}
 START_ATTEMPTS=5
 # Debian's zookeeper.jar names its dependencies in its manifest's Class-Path, but not
 # netty-codec, without which the Netty connection factory (the only one that speaks TLS)
@@ -186,12 +186,7 @@ launch() {
             "--collector.textfile.directory=$TEXTFILE_DIR")
         ;;
     esac
-    # A fresh log for each launch (the one before is NAME.previous.log), so the checks
-    # below see only this run's messages.
-    [[ ! -s $log ]] || mv "$log" "$DIR/logs/$KIND.previous.log"
-    # Our stdio and the lock must not be inherited (see sandbox.sh).
-    "${cmd[@]}" </dev/null >>"$log" 2>&1 {DIR_LOCK}>&- &
-    printf '%s\n' "$!" >"$DIR/pids/$KIND.pid"
+    spawn "$KIND" "$log" "${cmd[@]}"
 }
 
 # What the server logs once it has bound its port (nginx: once it has started its
@@ -226,48 +221,39 @@ probe() {
 # The one-line diagnosis, then the log's errors (ZooKeeper logs a hundred lines of INFO
 # after one), or its last lines when it has none.
 report_failure() {
-    local log=$DIR/logs/$KIND.log lines
+    local log=$DIR/logs/$KIND.log lines reason=$2
     lines=$(grep -E 'ERROR|Caused by|\[(emerg|alert|crit)\]|level=error' "$log" 2>/dev/null || true)
     [[ -n $lines ]] || lines=$(grep -v -E '^\s+at |Server environment:' "$log" 2>/dev/null || true)
-    printf '%s: %s %s; from %s:\n' "$PROG" "$(describe)" "$1" "$log" >&2
+    printf '%s: %s %s; from %s:\n' "$PROG" "$(describe)" "$reason" "$log" >&2
     tail -n 15 <<<"$lines" | sed 's/^/    /' >&2
+}
+
+# One look at the server during start-up, for `await`: 0 once it answers, 2 when its port
+# was taken, 3 when it failed (reported), 1 while it is not up yet.
+ready() {
+    local events
+    # nginx retries a busy port for 2.5 s before it gives up, and ZooKeeper runs on with a
+    # keystore it cannot open (every connection then fails): their logs say so at once.
+    events=$(grep -o -i -E 'address already in use|Failed to create (key|trust) manager' \
+        "$DIR/logs/$KIND.log" 2>/dev/null || true)
+    case ${events,,} in
+    *"in use"*) return 2 ;;
+    *"failed to create"*)
+        report_failure "$KIND" "cannot read its keystore"
+        return 3
+        ;;
+    *) ;;
+    esac
+    # Probe only once our server has logged that it listens: before that, a probe could be
+    # answered by whatever else holds the port.
+    grep -q -F "$(listening_line)" "$DIR/logs/$KIND.log" 2>/dev/null && probe && return 0
+    return 1
 }
 
 # Wait until the server answers. 0 when it does, 2 when its port was taken (the caller
 # may retry with another), 1 on any other failure (reported).
 wait_ready() {
-    local deadline nap=20 events
-    now_ms
-    deadline=$((NOW_MS + TIMEOUT * 1000))
-    while true; do
-        # nginx retries a busy port for 2.5 s before it gives up, and ZooKeeper runs on
-        # with a keystore it cannot open (every connection then fails): their logs say so
-        # at once.
-        events=$(grep -o -i -E 'address already in use|Failed to create (key|trust) manager' \
-            "$DIR/logs/$KIND.log" 2>/dev/null || true)
-        case ${events,,} in
-        *"in use"*) return 2 ;;
-        *"failed to create"*)
-            report_failure "cannot read its keystore"
-            return 1
-            ;;
-        *) ;;
-        esac
-        if ! launched_alive "$KIND"; then
-            report_failure "exited during start-up"
-            return 1
-        fi
-        # Probe only once our server has logged that it listens: before that, a probe could
-        # be answered by whatever else holds the port.
-        grep -q -F "$(listening_line)" "$DIR/logs/$KIND.log" 2>/dev/null && probe && return 0
-        now_ms
-        if ((NOW_MS > deadline)); then
-            report_failure "did not answer within ${TIMEOUT}s"
-            return 1
-        fi
-        sleep "0.$(printf '%03d' "$nap")"
-        ((nap = nap * 2 > 100 ? 100 : nap * 2))
-    done
+    await "$KIND" answer ready
 }
 
 # --- commands ----------------------------------------------------------------------------
@@ -363,17 +349,12 @@ cmd_start() {
                 >>"$DIR/logs/start.log"
             continue
         fi
-        ((rc != 2)) || report_failure "could not bind a port after $attempt attempts"
+        ((rc != 2)) || report_failure "$KIND" "could not bind a port after $attempt attempts"
         stop_watchdog
         echo stopped >"$DIR/state"
         exit 1
     done
-    now_ms
-    STARTUP_MS=$((NOW_MS - T0))
-    write_wrappers
-    write_env_file
-    echo running >"$DIR/state"
-    printf 'started in %s ms (attempt %s)\n' "$STARTUP_MS" "$attempt" >>"$DIR/logs/start.log"
+    end_start started "(attempt $attempt)"
 }
 
 # Load what `start` recorded, for the commands that act on a running directory.
@@ -402,7 +383,7 @@ cmd_restart() {
     launch
     local rc=0
     wait_ready || rc=$?
-    ((rc != 2)) || report_failure "cannot bind its port again (another process took it)"
+    ((rc != 2)) || report_failure "$KIND" "cannot bind its port again (another process took it)"
     if ((rc != 0)); then
         kill_servers "$KIND"
         exit 1
@@ -436,7 +417,7 @@ cmd_reload() {
     deadline=$((NOW_MS + TIMEOUT * 1000))
     while true; do
         if tail -c +"$((offset + 1))" "$DIR/logs/nginx.log" | grep -q -E '\[(emerg|alert)\]'; then
-            report_failure "did not reload"
+            report_failure "$KIND" "did not reload"
             exit 1
         fi
         new=$(nginx_workers "$master")
@@ -445,7 +426,7 @@ cmd_reload() {
         fi
         now_ms
         ((NOW_MS < deadline)) || {
-            report_failure "still runs old workers ${TIMEOUT}s after the reload"
+            report_failure "$KIND" "still runs old workers ${TIMEOUT}s after the reload"
             exit 1
         }
         sleep 0.02

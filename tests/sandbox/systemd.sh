@@ -37,7 +37,7 @@ PATH=$PATH:/usr/sbin:/sbin
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 PROG=systemd.sh
 COMMANDS=(status)
-TIMEOUT=${SYSTEMD_TIMEOUT:-90}
+TIMEOUT=${SYSTEMD_TIMEOUT:-300}
 # Units that would change the host's kernel settings, modules or clock, or its network.
 MASK=(systemd-sysctl.service systemd-binfmt.service systemd-modules-load.service
     systemd-timesyncd.service systemd-networkd.service systemd-networkd.socket
@@ -164,38 +164,34 @@ prepare_tree() {
     done
 }
 
+# One look at the guest, for `await`: 0 once systemd says it is running (or degraded, its
+# failed units then in the start log), 1 before. The state in BOOT_STATE.
+booted() {
+    local pid
+    pid=$(guest_pid) || return 1
+    BOOT_STATE=$(nsenter -t "$pid" -a systemctl is-system-running 2>/dev/null || true)
+    case $BOOT_STATE in
+    running) return 0 ;;
+    degraded)
+        {
+            echo "booted degraded; failed units:"
+            nsenter -t "$pid" -a systemctl --failed --no-legend --plain 2>&1 || true
+        } >>"$DIR/logs/start.log"
+        return 0
+        ;;
+    *) return 1 ;;
+    esac
+}
+
+# report_failure NAME REASON: what the guest did, its last state and its boot log's tail.
+report_failure() {
+    printf '%s: the guest %s (state: %s); from %s/logs/boot.log:\n' "$PROG" "$2" \
+        "${BOOT_STATE:-none}" "$DIR" >&2
+    tail -n 20 "$DIR/logs/boot.log" | sed 's/^/    /' >&2
+}
+
 wait_booted() {
-    local pid state deadline
-    now_ms
-    deadline=$((NOW_MS + TIMEOUT * 1000))
-    while true; do
-        if pid=$(guest_pid); then
-            state=$(nsenter -t "$pid" -a systemctl is-system-running 2>/dev/null || true)
-            case $state in
-            running) return 0 ;;
-            degraded)
-                {
-                    echo "booted degraded; failed units:"
-                    nsenter -t "$pid" -a systemctl --failed --no-legend --plain 2>&1 || true
-                } >>"$DIR/logs/start.log"
-                return 0
-                ;;
-            *) ;;
-            esac
-        elif ! running systemd; then
-            printf '%s: the guest exited during boot; from %s/logs/boot.log:\n' "$PROG" "$DIR" >&2
-            tail -n 20 "$DIR/logs/boot.log" | sed 's/^/    /' >&2
-            return 1
-        fi
-        now_ms
-        if ((NOW_MS > deadline)); then
-            printf '%s: the guest did not finish booting within %ss (state: %s)\n' "$PROG" \
-                "$TIMEOUT" "${state:-none}" >&2
-            tail -n 20 "$DIR/logs/boot.log" | sed 's/^/    /' >&2
-            return 1
-        fi
-        sleep 0.1
-    done
+    await systemd "finish booting" booted
 }
 
 write_env_file() {
@@ -269,10 +265,10 @@ cmd_start() {
     # The launcher joins them, then becomes unshare; --kill-child: if unshare is killed, the
     # guest's PID 1 (and with it every process of the guest) is killed too.
     # shellcheck disable=SC2016
-    setsid sh -c 'dir=$1; shift; for cg in "$@"; do echo $$ >"$cg/cgroup.procs"; done
+    spawn systemd "$DIR/logs/boot.log" setsid sh -c 'dir=$1; shift
+        for cg in "$@"; do echo $$ >"$cg/cgroup.procs"; done
         exec unshare --fork --pid --mount --uts --ipc --cgroup --kill-child "$0" __boot "$dir"' \
-        "$SELF" "$DIR" $(cgroup_dirs) </dev/null >>"$DIR/logs/boot.log" 2>&1 {DIR_LOCK}>&- &
-    printf '%s\n' "$!" >"$DIR/pids/systemd.pid"
+        "$SELF" "$DIR" $(cgroup_dirs)
     if ! wait_booted; then
         stop_guest
         exit 1

@@ -50,14 +50,12 @@ impl<'s> Standalone<'s> {
         );
         let secret_file = host.dir.path().join("update.secret");
         write_secret(&secret_file, &shared.secret);
-        let extra = format!(
-            "update: {{server: \"{}\", key_name: fleet, secret_file: {}}}\nservers: {}\n\
-             timeout: 30s\n",
-            sb.primary(),
-            Value::from(secret_file.display().to_string()),
-            serde_json::json!([sb.primary(), sb.secondary()]),
-        );
-        let names = Names::new(n, &extra, "");
+        let extra = serde_json::json!({
+            "update": {"server": sb.primary(), "key_name": "fleet", "secret_file": secret_file},
+            "servers": [sb.primary(), sb.secondary()],
+            "timeout": "30s",
+        });
+        let names = Names::new(n, extra, Value::Null);
         names.configure(&host, 1);
         Self { host, names }
     }

@@ -25,7 +25,7 @@ fn renewal_killed_after_its_order_is_created_orders_again_without_replaces() {
     let fake = FakeCa::start(&sb, "");
     fake.refuse_replaced();
     let zone = Zone::new(&sb, "");
-    let names = Names::new(next_host_number(), "", "");
+    let names = Names::new(next_host_number(), Value::Null, Value::Null);
     let day = Day::with(&sb, &zone, names, &fake.directory());
     let old = day.issued_and_due();
     let id = ari_id(&day.host.file(CERT, "cert.pem"));

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use serde_json::Value;
 
+use super::config::ZoneConfig;
 use super::fixture::{Host, sandbox};
 use super::sandbox::Sandbox;
 use super::util::{Run, assert_key_matches, binary, fleetcert, key_group_gid, tree};
@@ -69,11 +70,12 @@ impl Zone {
     /// A zone config publishing into `sb` (its primary reloaded by `rndc`, both servers
     /// waited for); `extra` is further YAML lines.
     pub(crate) fn new(sb: &Sandbox, extra: &str) -> Self {
-        let rndc = sb.rndc().display().to_string();
+        let rndc = sb.rndc();
+        let rndc = rndc.to_str().expect("a UTF-8 path");
         Self::with(
             sb,
             &sb.signing_zone_file(),
-            &[&rndc, "reload", "acme.test"],
+            &[rndc, "reload", "acme.test"],
             extra,
         )
     }
@@ -82,16 +84,9 @@ impl Zone {
     pub(crate) fn with(sb: &Sandbox, zone_file: &Path, reload: &[&str], extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("zone.yaml");
-        // Strings and lists as JSON, which is YAML too: no quoting questions for paths.
-        let text = format!(
-            "zone: acme.test\nzone_file: {}\nsoa: {{mname: ns1.example.test., rname: \
-             hostmaster.example.test.}}\nnameservers: [ns1.example.test., ns2.example.test.]\n\
-             reload: {}\nservers: {}\ntimeout: 30s\n{extra}",
-            Value::from(zone_file.display().to_string()),
-            serde_json::json!(reload),
-            serde_json::json!([sb.primary(), sb.secondary()]),
-        );
-        std::fs::write(&config, text).expect("write zone config");
+        ZoneConfig::zone_file(sb, zone_file, reload)
+            .lines(extra)
+            .write(&config);
         Self { dir, config }
     }
 
@@ -399,7 +394,13 @@ pub(crate) const ACCOUNTS: &str = "accounts in memory";
 
 /// How many orders or accounts Pebble holds ([`ORDERS`], [`ACCOUNTS`]), from its log.
 pub(crate) fn pebble_count(sb: &Sandbox, what: &str) -> usize {
-    let log = std::fs::read_to_string(sb.dir().join("logs/pebble.log")).expect("pebble log");
+    log_count(&sb.dir().join("logs/pebble.log"), what)
+}
+
+/// The last count of `what` in a Pebble log at `path` ("There are now N orders in the db").
+pub(crate) fn log_count(path: &Path, what: &str) -> usize {
+    let log = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
     log.lines()
         .rev()
         .filter_map(|line| line.split_once("There are now ")?.1.strip_suffix(what))
@@ -419,22 +420,23 @@ pub(crate) struct Day<'s> {
 /// A host's two names, `host<n>` and `www<n>`, and how its config is written.
 pub(crate) struct Names {
     names: [String; 2],
-    /// Top-level config lines.
-    extra: String,
-    /// Options of the certificate besides its names (`pkcs12: {...}`), or empty.
-    options: String,
+    /// Top-level config keys (a mapping), or null.
+    extra: Value,
+    /// Keys of the certificate besides its names (`pkcs12: {...}`, a mapping), or null.
+    options: Value,
 }
 
 impl Names {
-    /// The names of host number `n`, with these config lines and certificate options.
-    pub(crate) fn new(n: u32, extra: &str, options: &str) -> Self {
+    /// The names of host number `n`, with these config keys and certificate keys (each a
+    /// mapping, or null for none).
+    pub(crate) fn new(n: u32, extra: Value, options: Value) -> Self {
         Self {
             names: [
                 format!("host{n}.example.test"),
                 format!("www{n}.example.test"),
             ],
-            extra: extra.to_owned(),
-            options: options.to_owned(),
+            extra,
+            options,
         }
     }
 
@@ -453,25 +455,25 @@ impl Names {
     /// the other's authorization.
     pub(crate) fn configure(&self, host: &Host<'_>, count: usize) {
         let names: Vec<&str> = self.names[..count].iter().map(String::as_str).collect();
-        if self.options.is_empty() {
-            host.configure(&self.extra, &[(CERT, &names)]);
-            return;
-        }
-        host.configure(&self.extra, &[]);
-        let mut text = std::fs::read_to_string(host.config()).expect("read config");
-        text.push_str(&format!(
-            "  {CERT}: {{names: {}, {}}}\n",
-            serde_json::json!(names),
-            self.options
-        ));
-        std::fs::write(host.config(), text).expect("write config");
+        let config = host.host_config().merge(&self.extra);
+        let config = if self.options.is_null() {
+            config.cert(CERT, &names)
+        } else {
+            config.cert_with(CERT, &names, &self.options)
+        };
+        host.write_config(&config);
     }
 }
 
 impl<'s> Day<'s> {
     /// A host numbered `n` whose certificate names `host<n>`, not issued yet.
     pub(crate) fn new(sb: &'s Sandbox, zone: &'s Zone, n: u32) -> Self {
-        Self::with(sb, zone, Names::new(n, "", ""), sb.acme_directory())
+        Self::with(
+            sb,
+            zone,
+            Names::new(n, Value::Null, Value::Null),
+            sb.acme_directory(),
+        )
     }
 
     /// A host with these names and config, ordering from the CA at `directory`, its
@@ -566,7 +568,7 @@ pub(crate) fn value() -> String {
 }
 
 /// A token document of `host` with one record (a fresh value) per identifier, per-name mode.
-pub(crate) fn document(host: &str, identifiers: &[&str]) -> Value {
+pub(crate) fn token_document(host: &str, identifiers: &[&str]) -> Value {
     let records: Vec<Value> = identifiers
         .iter()
         .map(|id| {

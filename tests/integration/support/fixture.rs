@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use super::config::{Acme, HostConfig};
 use super::sandbox::{Sandbox, SandboxBuilder};
 use super::util::{Run, fleetcert, snapshot};
 
@@ -18,13 +19,53 @@ pub(crate) fn sandbox() -> SandboxBuilder {
     Sandbox::builder().pebble_env("PEBBLE_AUTHZREUSE", "0")
 }
 
+/// Where a host's files live: its config, state and certificates in one temporary
+/// directory ([`Host`] and the gate's host deref to it).
+pub(crate) struct HostDir {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl HostDir {
+    pub(crate) fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub(crate) fn config(&self) -> PathBuf {
+        self.dir.path().join("fleetcert.yaml")
+    }
+
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub(crate) fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// `<cert_dir>/<cert>/<file>` in the default layout (`<dir>` in acme.sh's).
+    pub(crate) fn file(&self, cert: &str, file: &str) -> PathBuf {
+        self.cert_dir().join(cert).join(file)
+    }
+}
+
+impl std::ops::Deref for Host<'_> {
+    type Target = HostDir;
+
+    fn deref(&self) -> &HostDir {
+        &self.files
+    }
+}
+
 /// One host: a temporary directory with its config, state and certificates, run against `sb`.
 ///
 /// Every run's stdout and stderr is checked against every private key on disk right after
 /// it, so no test can print a key unnoticed.
 pub(crate) struct Host<'s> {
     pub(crate) sb: &'s Sandbox,
-    pub(crate) dir: tempfile::TempDir,
+    /// Its config, state and certificates (the host derefs to it).
+    files: HostDir,
     /// The CA's directory URL: the sandbox's Pebble, or a fake in front of it.
     directory: String,
     /// `host:` in the config: the name its token documents carry.
@@ -57,7 +98,7 @@ impl<'s> Host<'s> {
     ) -> Self {
         let host = Self {
             sb,
-            dir: tempfile::tempdir().expect("tempdir"),
+            files: HostDir::new(),
             directory: directory.to_owned(),
             name: name.to_owned(),
             flags: RefCell::new(Vec::new()),
@@ -66,49 +107,30 @@ impl<'s> Host<'s> {
         host
     }
 
-    /// Rewrites the config: `extra` is top-level YAML lines (`key: rsa-2048\n`).
-    pub(crate) fn configure(&self, extra: &str, certs: &[(&str, &[&str])]) {
-        self.configure_acme("", extra, certs);
+    /// The fixture's config for this host, no certificate yet: a test changes what it needs
+    /// and hands it to [`write_config`](Self::write_config).
+    pub(crate) fn host_config(&self) -> HostConfig {
+        let mut acme = Acme::new(&self.directory);
+        acme.ca_bundle = Some(self.sb.ca_bundle());
+        let mut config = HostConfig::new(acme, &self.name, self.sb.resolver(), self.dir.path());
+        config.group = Some(KEY_GROUP.to_owned());
+        config
     }
 
-    /// Like [`configure`](Self::configure), with `acme_extra` added to the `acme` mapping
-    /// (`, profile: classic`).
-    pub(crate) fn configure_acme(&self, acme_extra: &str, extra: &str, certs: &[(&str, &[&str])]) {
-        let mut text = format!(
-            "acme: {{directory: {dir}, email: ops@example.test, agree_tos: true, ca_bundle: {ca}{acme_extra}}}\n\
-             host: {name}\nsigning_zone: acme.test\nresolver: {resolver}\n\
-             state_dir: {state}\ncert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
-            dir = self.directory,
-            name = self.name,
-            ca = self.sb.ca_bundle().display(),
-            resolver = self.sb.resolver(),
-            state = self.state_dir().display(),
-            certs_dir = self.cert_dir().display(),
-        );
-        text.push_str(&certs_yaml(certs));
-        std::fs::write(self.config(), text).expect("write config");
+    /// Writes `config` as this host's config.
+    pub(crate) fn write_config(&self, config: &HostConfig) {
+        config.write(&self.config());
+    }
+
+    /// Rewrites the config: the fixture's with `extra`, top-level YAML lines
+    /// (`key: rsa-2048\n`), and `certs`.
+    pub(crate) fn configure(&self, extra: &str, certs: &[(&str, &[&str])]) {
+        self.write_config(&self.host_config().lines(extra).certs(certs));
     }
 
     /// `host:` in the config.
     pub(crate) fn name(&self) -> &str {
         &self.name
-    }
-
-    pub(crate) fn config(&self) -> PathBuf {
-        self.dir.path().join("fleetcert.yaml")
-    }
-
-    pub(crate) fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    pub(crate) fn cert_dir(&self) -> PathBuf {
-        self.dir.path().join("certs")
-    }
-
-    /// `<cert_dir>/<cert>/<file>` in the default layout.
-    pub(crate) fn file(&self, cert: &str, file: &str) -> PathBuf {
-        self.cert_dir().join(cert).join(file)
     }
 
     /// The saved order of `cert`, if any.

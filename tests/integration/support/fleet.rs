@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::collection;
+use super::day::write_secret;
 use super::sandbox::Sandbox;
 use super::util::{run_ok, sans};
 use super::venv::{Ran, repo, tool};
@@ -49,6 +50,25 @@ impl Fleet {
                 .args(args),
         );
         Self { sb, dir }
+    }
+
+    /// Two hosts with the binary of this build, publishing by dynamic update with the TSIG
+    /// key `fleet`: its `secret` goes into `controller/tsig.secret` (0600), where the
+    /// inventory takes it from; `more` are further inventory.sh arguments.
+    pub(crate) fn by_update(sb: Sandbox, secret: &str, controller: &Path, more: &[&str]) -> Self {
+        let secret_file = controller.join("tsig.secret");
+        write_secret(&secret_file, secret);
+        let update = format!("fleet={}", secret_file.display());
+        let mut args = vec![
+            "--hosts",
+            "2",
+            "--binary",
+            env!("CARGO_BIN_EXE_fleetcert"),
+            "--update",
+            &update,
+        ];
+        args.extend(more);
+        Self::on(sb, &args)
     }
 
     pub(crate) fn home(&self, host: &str) -> PathBuf {

@@ -4,55 +4,54 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde_json::Value;
 
-use super::fixture::{KEY_GROUP, assert_no_secret, certs_yaml, secrets_below};
+use super::config::HostConfig;
+use super::fixture::{HostDir, KEY_GROUP, assert_no_secret, secrets_below};
 use super::services::TestCa;
 use super::util::{Run, fleetcert};
 
 /// A host of a gate job: its config, state and certificates in a temporary directory; no
 /// CA, no signing zone, no resolver.
 pub(crate) struct Gate {
-    pub(crate) dir: tempfile::TempDir,
+    /// Its config, state and certificates (the gate derefs to it).
+    files: HostDir,
     /// Extra command-line flags for every run (`-vvv`).
     pub(crate) flags: Vec<&'static str>,
+}
+
+impl std::ops::Deref for Gate {
+    type Target = HostDir;
+
+    fn deref(&self) -> &HostDir {
+        &self.files
+    }
 }
 
 impl Gate {
     pub(crate) fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().expect("tempdir"),
+            files: HostDir::new(),
             flags: Vec::new(),
         }
     }
 
-    /// Writes the config: `issuer` is the value of `issuer:`, `extra` more top-level lines.
-    pub(crate) fn configure(&self, issuer: &str, extra: &str, certs: &[(&str, &[&str])]) {
-        let mut text = format!(
-            "issuer: {issuer}\nhost: gate.example.test\nstate_dir: {state}\n\
-             cert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n{extra}certs:\n",
-            state = self.state_dir().display(),
-            certs_dir = self.cert_dir().display(),
-        );
-        text.push_str(&certs_yaml(certs));
-        std::fs::write(self.config(), text).expect("write config");
+    /// The config of this gate's host: `issuer` signs, no certificate yet.
+    pub(crate) fn host_config(&self, issuer: impl Serialize) -> HostConfig {
+        let mut config = HostConfig::gate(issuer, self.dir.path());
+        config.host = Some("gate.example.test".to_owned());
+        config.group = Some(KEY_GROUP.to_owned());
+        config
     }
 
-    pub(crate) fn config(&self) -> PathBuf {
-        self.dir.path().join("fleetcert.yaml")
-    }
-
-    pub(crate) fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    pub(crate) fn cert_dir(&self) -> PathBuf {
-        self.dir.path().join("certs")
-    }
-
-    /// `<cert_dir>/<dir>/<file>`.
-    pub(crate) fn file(&self, dir: &str, file: &str) -> PathBuf {
-        self.cert_dir().join(dir).join(file)
+    /// Writes the config: `issuer` signs (`self-signed`, [`CiCa::issuer`]), `extra` more
+    /// top-level lines, and `certs`.
+    pub(crate) fn configure(&self, issuer: impl Serialize, extra: &str, certs: &[(&str, &[&str])]) {
+        self.host_config(issuer)
+            .lines(extra)
+            .certs(certs)
+            .write(&self.config());
     }
 
     /// Runs `fleetcert <command> --config <ours> <more>`; then checks that neither stream
@@ -121,9 +120,16 @@ impl CiCa {
         Self { ca, cert }
     }
 
-    /// `issuer:` naming this CA, with `options` (`, lifetime: 6s`) added.
-    pub(crate) fn issuer(&self, options: &str) -> String {
-        local_ca(&self.cert, &self.ca.intermediate_key(), options)
+    /// `issuer:` naming this CA.
+    pub(crate) fn issuer(&self) -> Value {
+        local_ca(&self.cert, &self.ca.intermediate_key())
+    }
+
+    /// `issuer:` naming this CA, with `key: value` added (`lifetime: 9s`).
+    pub(crate) fn issuer_with(&self, key: &str, value: impl Serialize) -> Value {
+        let mut issuer = self.issuer();
+        issuer["local-ca"][key] = serde_json::to_value(value).expect("a JSON value");
+        issuer
     }
 
     /// What the hosts under test trust.
@@ -132,13 +138,9 @@ impl CiCa {
     }
 }
 
-/// `issuer: {local-ca: ...}` with these files and `options`.
-pub(crate) fn local_ca(cert: &Path, key: &Path, options: &str) -> String {
-    format!(
-        "{{local-ca: {{cert: {}, key: {}{options}}}}}",
-        cert.display(),
-        key.display()
-    )
+/// `issuer: {local-ca: ...}` with these files.
+pub(crate) fn local_ca(cert: &Path, key: &Path) -> Value {
+    serde_json::json!({"local-ca": {"cert": cert, "key": key}})
 }
 
 pub(crate) fn set_mode(path: &Path, mode: u32) {

@@ -5,8 +5,10 @@
 //! import from each other.
 
 pub(crate) mod collection;
+pub(crate) mod config;
 pub(crate) mod day;
 pub(crate) mod fake_ca;
+pub(crate) mod faults;
 pub(crate) mod fixture;
 pub(crate) mod fleet;
 pub(crate) mod gate;

@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long `place_records` and `wait_serial` wait for the servers by default.
-const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The SOA and NS records every signing zone written by this helper starts with; the same
 /// content `sandbox.sh` starts the zone with.

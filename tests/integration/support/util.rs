@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: run the real binary, read its JSON.
 
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -7,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
+use serde_json::Value;
 
 use super::fixture::KEY_GROUP;
+use super::sandbox::Sandbox;
 
 /// What one run of `fleetcert` did.
 #[derive(Debug)]
@@ -332,4 +335,27 @@ pub(crate) fn secret() -> String {
         .and_then(|mut random| random.read_exact(&mut bytes))
         .expect("read /dev/urandom");
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The TXT values `server` serves at `name`.
+pub(crate) fn txt_values(sb: &Sandbox, server: &str, name: &str) -> BTreeSet<String> {
+    sb.dig_authoritative(server, name, "TXT")
+        .unwrap_or_else(|err| panic!("{err}"))
+        .into_iter()
+        .collect()
+}
+
+/// The values of a document's records.
+pub(crate) fn values(document: &Value) -> BTreeSet<String> {
+    document["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|record| record["value"].as_str().expect("value").to_owned())
+        .collect()
+}
+
+/// The last line of stderr (the error line of a failed run).
+pub(crate) fn last_stderr_line(run: &Run) -> &str {
+    run.stderr.lines().last().unwrap_or("")
 }
