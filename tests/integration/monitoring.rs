@@ -1172,7 +1172,7 @@ fn renew_and_hiera_record_their_runs_and_a_dry_run_writes_nothing() {
 fn request_and_finalize_with_check_report_its_verdict_and_record_its_probes() {
     let sb = sandbox().start();
     let monitored = Monitored::new(&sb);
-    monitored.configure("", &cert_line("main", &[NAME], &[]));
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
     monitored.host.issue();
     let nginx = Nginx::start(
         &monitored.host.file("main", "fullchain.pem"),
@@ -1180,7 +1180,7 @@ fn request_and_finalize_with_check_report_its_verdict_and_record_its_probes() {
         NAME,
     );
     let target = nginx.address().to_owned();
-    monitored.configure("", &cert_line("main", &[NAME], &[&target]));
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[&target])]);
     let result = |result| {
         monitored.metric(
             "fleetcert_certificate_probe_result",
@@ -1209,7 +1209,10 @@ fn request_and_finalize_with_check_report_its_verdict_and_record_its_probes() {
     monitored.publish(&quiet).expect_code(0);
 
     // A renewal (another key type) that nobody reloads nginx for: finalize's verdict says so.
-    monitored.configure("key: ecdsa-p256\n", &cert_line("main", &[NAME], &[&target]));
+    monitored.configure(
+        json!({"key": "ecdsa-p256"}),
+        &[cert_line("main", &[NAME], &[&target])],
+    );
     let document = monitored.run("request", &["--check"]).expect_code(0).json();
     assert_eq!(document["certs"][0]["status"], "pending", "{document:#}");
     verdict(
