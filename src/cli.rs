@@ -58,6 +58,10 @@ pub struct HostArgs {
     /// directory where it would order, and fails as the run would when the CA does not answer).
     #[arg(long)]
     pub dry_run: bool,
+    /// Also say what `fleetcert check` says after the run, in the report's `check` (its code
+    /// and line), and record its probes in the metrics: one process where two ran.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Arguments of `install`.

@@ -3,7 +3,7 @@
 //!
 //! The binary (`main.rs`) parses the command line with [`cli::Args`] and hands it to [`run`].
 //! Everything else is private: the modules each own one noun of the domain, and a higher one
-//! uses lower ones, never the reverse (docs/README.md, "Source layout"):
+//! uses lower ones, never the reverse (docs/dev/README.md, "The source layout"):
 //!
 //! - `commands`: one module per subcommand, and the only writer of stdout;
 //! - `config`, `token`, `zone`, `acme`, `cert`, `issuer`, `hiera`, `probe`, `reload`: the

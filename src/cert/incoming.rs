@@ -5,7 +5,6 @@ use super::Pkcs12Error;
 
 /// Why a set is not installed; each is one line, and nothing was written (exit 2).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub(crate) enum IncomingError {
     /// `--cert` names no certificate of the config.
     #[error(

@@ -47,11 +47,11 @@ impl fmt::Debug for Secret {
 
 /// One file of a certificate's set.
 #[derive(Debug)]
-pub(crate) struct SetFile<'a> {
+pub(super) struct SetFile<'a> {
     /// The service-facing name in the certificate's directory.
-    pub(crate) name: &'a str,
-    pub(crate) contents: &'a Secret,
-    pub(crate) access: Access,
+    pub(super) name: &'a str,
+    pub(super) contents: &'a Secret,
+    pub(super) access: Access,
 }
 
 /// Where one certificate's files live: `cert_dir` and the directory below it.
@@ -78,8 +78,9 @@ impl CertDir<'_> {
         Access::group(store::DIR_MODE, self.gid)
     }
 
-    /// Replaces the certificate's files with `files`, all at once (see the module doc).
-    pub(crate) fn install(&self, files: &[SetFile<'_>]) -> Result<(), StoreError> {
+    /// Replaces the certificate's files with `files`, all at once (see the module doc);
+    /// `CertDir::install` (set.rs) names the files of a certificate's set.
+    pub(super) fn install_files(&self, files: &[SetFile<'_>]) -> Result<(), StoreError> {
         let dir = self.open()?;
         dir.sweep()?;
         prune(&dir)?;
@@ -143,8 +144,12 @@ impl CertDir<'_> {
     }
 
     /// The current files `names`, read as one set; `None` for a name that does not exist,
-    /// and `None` overall when the certificate's directory does not exist.
-    pub(crate) fn read(&self, names: &[&str]) -> Result<Option<Vec<Option<Secret>>>, StoreError> {
+    /// and `None` overall when the certificate's directory does not exist
+    /// (`CertDir::read_set`, set.rs, reads a certificate's set).
+    pub(super) fn read_files(
+        &self,
+        names: &[&str],
+    ) -> Result<Option<Vec<Option<Secret>>>, StoreError> {
         let path = self.cert_dir.join(&self.name);
         let dir = match Dir::open(&path) {
             Ok(dir) => dir,
@@ -393,9 +398,9 @@ mod tests {
             gid: gid(),
         };
         let (key1, cert1) = (secret("key1"), secret("cert1"));
-        target.install(&set(&key1, &cert1)).expect("first");
+        target.install_files(&set(&key1, &cert1)).expect("first");
         let (key2, cert2) = (secret("key2"), secret("cert2"));
-        target.install(&set(&key2, &cert2)).expect("second");
+        target.install_files(&set(&key2, &cert2)).expect("second");
         let dir = root.path().join("main");
         assert_eq!(
             std::fs::read(dir.join("privkey.pem")).expect("key"),
@@ -412,7 +417,7 @@ mod tests {
         assert_eq!(mode(&dir.join("privkey.pem")), store::KEY_MODE);
         assert_eq!(mode(&dir), store::DIR_MODE);
         let read = target
-            .read(&["privkey.pem", "cert.pem", "chain.pem"])
+            .read_files(&["privkey.pem", "cert.pem", "chain.pem"])
             .expect("read")
             .expect("exists");
         assert_eq!(read, vec![Some(key2), Some(cert2), None]);
@@ -432,13 +437,13 @@ mod tests {
         };
         assert_eq!(
             target
-                .read(&["privkey.pem"])
+                .read_files(&["privkey.pem"])
                 .expect("read")
                 .expect("exists"),
             vec![Some(secret("old-key"))]
         );
         let (key, cert) = (secret("new-key"), secret("new-cert"));
-        target.install(&set(&key, &cert)).expect("install");
+        target.install_files(&set(&key, &cert)).expect("install");
         assert_eq!(
             std::fs::read(dir.join("cert.pem")).expect("cert"),
             b"new-cert"
@@ -493,11 +498,11 @@ mod tests {
             gid: gid(),
         };
         let (key, cert) = (secret("k"), secret("c"));
-        target.install(&set(&key, &cert)).expect("install");
+        target.install_files(&set(&key, &cert)).expect("install");
         let orphan = root.path().join("main/..1999_01_01_00_00_00.000000000");
         std::fs::create_dir(&orphan).expect("mkdir");
         std::fs::write(orphan.join("privkey.pem"), b"half").expect("write");
-        target.install(&set(&key, &cert)).expect("install");
+        target.install_files(&set(&key, &cert)).expect("install");
         assert!(!orphan.exists());
     }
 

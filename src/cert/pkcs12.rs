@@ -92,7 +92,6 @@ impl fmt::Debug for KeystorePassword {
 
 /// A keystore could not be written or read.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub(crate) enum Pkcs12Error {
     /// The crypto library failed (no randomness, a key it refused), or the chain given is
     /// not PEM: nothing was written.

@@ -19,12 +19,13 @@ use super::record::{Observed, unix_seconds};
 use super::report::print_text;
 use crate::acme::StateDir;
 use crate::cert::{DueReason, Inspection, RenewalDecision, serial_hex};
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, HostArgs};
 use crate::config::{CertSpec, HostConfig};
 use crate::error::{CheckStatus, Error, Outcome};
 use crate::metrics::ProbeFacts;
 use crate::probe::{self, Probe, Verdict};
 use crate::reload;
+use crate::token::CheckVerdict;
 
 /// Probes in flight at once: a host with many certificates does not open hundreds of
 /// connections to its own services at the same moment.
@@ -53,18 +54,42 @@ struct Days {
 }
 
 pub(crate) async fn run(args: &CheckArgs, observed: &mut Observed) -> Result<Outcome, Error> {
-    let (status, line) = match check(args, observed).await {
-        Ok(line) => line,
-        Err(problem) => (
-            CheckStatus::Unknown,
-            format!("FLEETCERT UNKNOWN - {problem}"),
-        ),
-    };
+    let (status, line) = status_line(args, observed).await;
     if let Err(err) = print_text(&format!("{line}\n")) {
         warn!(error = %err, "cannot print the check's line");
         return Ok(Outcome::Check(CheckStatus::Unknown));
     }
     Ok(Outcome::Check(status))
+}
+
+/// `--check` of request, finalize and renew: the verdict `check` would give now, with the
+/// default windows, for their report; its probes go into the same run's metrics. `None`
+/// without the flag.
+pub(super) async fn verdict(args: &HostArgs, observed: &mut Observed) -> Option<CheckVerdict> {
+    if !args.check {
+        return None;
+    }
+    let args = CheckArgs {
+        config: args.config.clone(),
+        warning_days: None,
+        critical_days: None,
+    };
+    let (status, line) = status_line(&args, observed).await;
+    Some(CheckVerdict {
+        code: status.code(),
+        line,
+    })
+}
+
+/// The status and its line; a check that cannot run is UNKNOWN with the reason.
+async fn status_line(args: &CheckArgs, observed: &mut Observed) -> (CheckStatus, String) {
+    match check(args, observed).await {
+        Ok(line) => line,
+        Err(problem) => (
+            CheckStatus::Unknown,
+            format!("FLEETCERT UNKNOWN - {problem}"),
+        ),
+    }
 }
 
 /// What keeps the check from running (UNKNOWN).

@@ -11,15 +11,16 @@ use tracing::{info, warn};
 use super::ca::Cas;
 use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
+use super::record::Observed;
 use super::report::print_json;
 use crate::acme::{self, AcmeError, IssuedBy, IssuedChain, PendingOrder, StateDir};
-use crate::cert::{CertPaths, Keystore, PrivateKey, Secret, SetFile};
+use crate::cert::{CertPaths, CertSet, Keystore, PrivateKey};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
 use crate::error::{Error, Outcome};
 use crate::reload;
-use crate::store::{self, Access};
+use crate::token::CheckVerdict;
 
 /// The JSON report of one finalize run (docs/reports.md).
 #[derive(Debug, Serialize)]
@@ -28,6 +29,9 @@ pub(super) struct Report {
     /// Whether any certificate file was replaced (Ansible's `changed`).
     pub(super) changed: bool,
     certs: Vec<CertReport>,
+    /// `--check`: what `fleetcert check` says after the installs and reloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<CheckVerdict>,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,10 +92,11 @@ struct Context<'c> {
     dry_run: bool,
 }
 
-pub(crate) async fn run(args: HostArgs) -> Result<Outcome, Error> {
+pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
-    let report = finalize_all(&config, &state, args.dry_run).await?;
+    let mut report = finalize_all(&config, &state, args.dry_run).await?;
+    report.check = super::check::verdict(&args, observed).await;
     print_json(&report)?;
     Ok(Outcome::from_failures(report.failed()))
 }
@@ -170,6 +175,7 @@ impl Report {
             host: config.host.to_string(),
             changed: certs.iter().any(|cert| cert.changed),
             certs,
+            check: None,
         }
     }
 }
@@ -246,7 +252,7 @@ async fn finalize_one(
             {
                 warn!(cert, error = %err, "cannot remove a key left without its order");
             }
-            return match refresh_keystore(context.config, context.dry_run, spec, &installed) {
+            return match refresh_keystore(context.dry_run, spec, &installed) {
                 Ok(status) => report(status, installed.not_after(), None),
                 Err(failure) => failed(&report, &installed, failure),
             };
@@ -330,7 +336,6 @@ async fn issue(
     spec: &CertSpec,
     installed: &Installed<'_>,
 ) -> Result<(IssuedChain, IssuedBy), CertFailure> {
-    let config = context.config;
     // `check_fits` made sure the config lists the order's CA.
     let ca = context
         .cas
@@ -339,7 +344,7 @@ async fn issue(
     let account = ca.account(context.state, false).await?;
     let (key, pem) = acme::complete(account, saved, context.state, cert).await?;
     let chain = acme::verify_chain(&pem, &key, &saved.names)?;
-    install_issued(config, spec, installed, &key, &chain)?;
+    install_issued(spec, installed, &key, &chain)?;
     crash_point!("finalize.installed");
     let issued = IssuedBy::new(&saved.directory, &chain.inspection, saved.fallback.clone());
     // Only ARI and reports read it: a record that cannot be written costs no certificate.
@@ -353,18 +358,11 @@ async fn issue(
 /// Installs a new key and its checked chain, with the keystore when `pkcs12:` asks for one
 /// (a test issuer's certificates go through here too, commands/local.rs).
 pub(super) fn install_issued(
-    config: &HostConfig,
     spec: &CertSpec,
     installed: &Installed<'_>,
     key: &PrivateKey,
     chain: &IssuedChain,
 ) -> Result<(), CertFailure> {
-    let set = PemSet {
-        key: Secret(key.to_pem().into_bytes()),
-        cert: Secret(chain.leaf.clone().into_bytes()),
-        chain: Secret(chain.intermediates.clone().into_bytes()),
-        fullchain: Secret(chain.full.clone().into_bytes()),
-    };
     // Built before the install starts: a keystore that cannot be made leaves the old set.
     crash_point!("finalize.before_keystore");
     let keystore = match &spec.pkcs12 {
@@ -376,60 +374,10 @@ pub(super) fn install_issued(
         )?),
         None => None,
     };
-    install(config, installed, &set, keystore.as_ref())?;
+    let set =
+        CertSet::new(key, &chain.leaf, &chain.intermediates, &chain.full).with_keystore(keystore);
+    installed.dir.install(&installed.names, &set)?;
     Ok(())
-}
-
-/// The PEM files of one certificate, as installed.
-struct PemSet {
-    key: Secret,
-    cert: Secret,
-    chain: Secret,
-    fullchain: Secret,
-}
-
-/// Writes the certificate's files, the keystore among them, as one set (see
-/// `cert::CertDir`).
-fn install(
-    config: &HostConfig,
-    installed: &Installed<'_>,
-    set: &PemSet,
-    keystore: Option<&Secret>,
-) -> Result<(), store::StoreError> {
-    let gid = config.gid;
-    let secret = Access::group(store::KEY_MODE, gid);
-    let public = Access::group(store::CERT_MODE, gid);
-    let names = &installed.names;
-    let mut files = vec![
-        SetFile {
-            name: &names.key,
-            contents: &set.key,
-            access: secret,
-        },
-        SetFile {
-            name: &names.cert,
-            contents: &set.cert,
-            access: public,
-        },
-        SetFile {
-            name: &names.chain,
-            contents: &set.chain,
-            access: public,
-        },
-        SetFile {
-            name: &names.fullchain,
-            contents: &set.fullchain,
-            access: public,
-        },
-    ];
-    if let (Some(name), Some(contents)) = (&names.keystore, keystore) {
-        files.push(SetFile {
-            name,
-            contents,
-            access: secret,
-        });
-    }
-    installed.dir.install(&files)
 }
 
 /// Without a pending order: rebuilds the keystore of a certificate with `pkcs12:` when the
@@ -437,44 +385,25 @@ fn install(
 /// holds another chain, from the installed key and chain, and installs it with them (the
 /// PEM files byte for byte as they were).
 pub(super) fn refresh_keystore(
-    config: &HostConfig,
     dry_run: bool,
     spec: &CertSpec,
     installed: &Installed<'_>,
 ) -> Result<FinalizeStatus, CertFailure> {
-    let (Some(pkcs12), Some(keystore_name)) = (&spec.pkcs12, &installed.names.keystore) else {
+    let (Some(pkcs12), Some(_)) = (&spec.pkcs12, &installed.names.keystore) else {
         return Ok(FinalizeStatus::Unchanged);
     };
-    let names = &installed.names;
-    let Some(files) = installed.dir.read(&[
-        &names.key,
-        &names.cert,
-        &names.chain,
-        &names.fullchain,
-        keystore_name,
-    ])?
-    else {
-        return Ok(FinalizeStatus::Unchanged);
-    };
-    let [
-        Some(key),
-        Some(cert),
-        Some(chain),
-        Some(fullchain),
-        keystore,
-    ]: [Option<Secret>; 5] = files.try_into().unwrap_or_default()
-    else {
+    let Some(set) = installed.dir.read_set(&installed.names)?.complete() else {
         // Not issued yet, or incomplete: request issues it, with its keystore.
         return Ok(FinalizeStatus::Unchanged);
     };
     let (Ok(key_pem), Ok(full_pem), Some(inspection)) = (
-        std::str::from_utf8(&key.0),
-        std::str::from_utf8(&fullchain.0),
+        std::str::from_utf8(&set.key.0),
+        std::str::from_utf8(&set.fullchain.0),
         installed.inspection(),
     ) else {
         return Ok(FinalizeStatus::Unchanged);
     };
-    if keystore.is_some_and(|keystore| {
+    if set.keystore.as_ref().is_some_and(|keystore| {
         Keystore::fits(&keystore.0, full_pem, &pkcs12.alias, &pkcs12.password)
     }) {
         return Ok(FinalizeStatus::Unchanged);
@@ -491,13 +420,8 @@ pub(super) fn refresh_keystore(
         return Ok(FinalizeStatus::WouldWriteKeystore);
     }
     let keystore = Keystore::from_pem(&private, full_pem, &pkcs12.alias, &pkcs12.password)?;
-    let set = PemSet {
-        key,
-        cert,
-        chain,
-        fullchain,
-    };
-    install(config, installed, &set, Some(&keystore))?;
+    let set = set.with_keystore(Some(keystore));
+    installed.dir.install(&installed.names, &set)?;
     info!(cert = %installed.names.dir, "keystore written from the installed key and chain");
     Ok(FinalizeStatus::KeystoreWritten)
 }

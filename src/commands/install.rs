@@ -23,7 +23,7 @@ use super::finalize::{CertReport, FinalizeStatus, Report, install_issued};
 use super::installed::{Installed, rfc3339};
 use super::report::print_json;
 use crate::acme::{self, AcmeError, IssuedChain, StateDir, pem_blocks};
-use crate::cert::{FileNames, IncomingError, Keystore, PrivateKey, inspect_chain};
+use crate::cert::{CertSet, FileNames, IncomingError, Keystore, PrivateKey, inspect_chain};
 use crate::cli::InstallArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::error::{Error, Outcome};
@@ -59,8 +59,8 @@ pub(crate) async fn run(args: &InstallArgs) -> Result<Outcome, Error> {
     } else if args.dry_run {
         FinalizeStatus::WouldInstall
     } else {
-        install_issued(&config, spec, &installed, &incoming.key, &incoming.chain).map_err(
-            |failure| match failure {
+        install_issued(spec, &installed, &incoming.key, &incoming.chain).map_err(|failure| {
+            match failure {
                 CertFailure::Store(err) => Error::Store(err),
                 CertFailure::Keystore(err) => IncomingError::Keystore(err).into(),
                 // install_issued fails only with the two above; any other is still one line.
@@ -69,8 +69,8 @@ pub(crate) async fn run(args: &InstallArgs) -> Result<Outcome, Error> {
                     problem: other.to_string(),
                 }
                 .into(),
-            },
-        )?;
+            }
+        })?;
         tracing::info!(cert, not_after = ?not_after, "installed the set from another host");
         FinalizeStatus::Installed
     };
@@ -216,36 +216,23 @@ fn is_installed(
     spec: &CertSpec,
     incoming: &Incoming,
 ) -> Result<bool, StoreError> {
-    let names = &installed.names;
-    let mut wanted = vec![
-        names.key.as_str(),
-        &names.cert,
-        &names.chain,
-        &names.fullchain,
-    ];
-    if let Some(keystore) = &names.keystore {
-        wanted.push(keystore);
-    }
-    let Some(files) = installed.dir.read(&wanted)? else {
+    let Some(found) = installed.dir.read_set(&installed.names)?.complete() else {
         return Ok(false);
     };
     let chain = &incoming.chain;
-    let expected = [
-        incoming.key.to_pem(),
-        chain.leaf.clone(),
-        chain.intermediates.clone(),
-        chain.full.clone(),
-    ];
-    let pems_equal = expected
-        .iter()
-        .zip(&files)
-        .all(|(want, have)| have.as_ref().is_some_and(|have| have.0 == want.as_bytes()));
-    let keystore_fits = match (&spec.pkcs12, files.get(4)) {
+    let expected = CertSet::new(
+        &incoming.key,
+        &chain.leaf,
+        &chain.intermediates,
+        &chain.full,
+    )
+    .with_keystore(found.keystore.clone());
+    let keystore_fits = match (&spec.pkcs12, &found.keystore) {
         (None, _) => true,
-        (Some(pkcs12), Some(Some(keystore))) => {
+        (Some(pkcs12), Some(keystore)) => {
             Keystore::fits(&keystore.0, &chain.full, &pkcs12.alias, &pkcs12.password)
         }
-        (Some(_), _) => false,
+        (Some(_), None) => false,
     };
-    Ok(pems_equal && keystore_fits)
+    Ok(found == expected && keystore_fits)
 }

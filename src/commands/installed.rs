@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use crate::acme::{IssuedBy, StateDir};
 use crate::cert::{
     CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, RenewalWindow, Schedule,
-    Wanted, inspect_chain,
+    SetError, Wanted, inspect_chain,
 };
 use crate::config::{CertSpec, HostConfig};
 use crate::issuer::Origin;
@@ -17,35 +17,38 @@ pub(crate) struct Installed<'c> {
     /// Its directory, to install a new set into.
     pub(crate) dir: CertDir<'c>,
     pub(crate) paths: CertPaths,
-    /// What the full chain says; `Err` says why it cannot be read, in one line.
-    pub(crate) chain: Result<Option<Inspection>, String>,
+    /// What the full chain says; `Err` says why it cannot be read.
+    pub(crate) chain: Result<Option<Inspection>, SetError>,
     pub(crate) key_present: bool,
     /// Who made the certificate on disk, when it parses.
     pub(crate) origin: Option<Origin>,
 }
 
 impl<'c> Installed<'c> {
-    /// Reads the files of certificate `cert` (key and full chain from one version).
+    /// Reads the files of certificate `cert` (one set, from one version).
     pub(crate) fn read(config: &'c HostConfig, cert: &str, spec: &CertSpec) -> Self {
         let (names, dir) = config.files_of(cert, spec);
         let paths = names.paths(&config.cert_dir);
-        let (chain, key_present, origin) = match dir.read(&[&names.fullchain, &names.key]) {
-            Ok(Some(files)) => {
-                let key_present = files.get(1).is_some_and(Option::is_some);
-                let fullchain = files.into_iter().next().flatten();
-                let origin = fullchain
+        let (chain, key_present, origin) = match dir.read_set(&names) {
+            Ok(set) => {
+                let origin = set
+                    .fullchain
                     .as_ref()
                     .and_then(|bytes| Origin::read(&bytes.0, &config.issuer));
-                let chain = match fullchain {
+                let chain = match &set.fullchain {
                     None => Ok(None),
-                    Some(bytes) => inspect_chain(&bytes.0)
-                        .map(Some)
-                        .map_err(|err| format!("{} {err}", crate::shown::path(&paths.fullchain))),
+                    Some(bytes) => {
+                        inspect_chain(&bytes.0)
+                            .map(Some)
+                            .map_err(|source| SetError::Chain {
+                                path: paths.fullchain.clone(),
+                                source,
+                            })
+                    }
                 };
-                (chain, key_present, origin)
+                (chain, set.key.is_some(), origin)
             }
-            Ok(None) => (Ok(None), false, None),
-            Err(err) => (Err(err.to_string()), false, None),
+            Err(err) => (Err(err.into()), false, None),
         };
         Self {
             names,
@@ -123,7 +126,7 @@ impl<'c> Installed<'c> {
         }
         match &self.chain {
             Ok(None) => RenewalDecision::Due(DueReason::Missing),
-            Err(problem) => RenewalDecision::Due(DueReason::Unreadable(problem.clone())),
+            Err(problem) => RenewalDecision::Due(DueReason::Unreadable(problem.to_string())),
             Ok(Some(_)) if !self.key_present => RenewalDecision::Due(DueReason::KeyMissing),
             Ok(Some(inspection)) => inspection.decide(
                 Wanted {

@@ -110,6 +110,7 @@ pub(super) fn token_document(
         changed,
         records: Vec::new(),
         certs,
+        check: None,
     })
 }
 
@@ -139,7 +140,7 @@ pub(super) fn finalize_all(
             // Nothing to sign; a keystore that no longer fits `pkcs12:` is rebuilt, as with
             // a CA.
             certs.push(
-                match finalize::refresh_keystore(config, dry_run, spec, &installed) {
+                match finalize::refresh_keystore(dry_run, spec, &installed) {
                     Ok(status) => report(status, installed.not_after(), None),
                     Err(failure) => failed(failure),
                 },
@@ -171,7 +172,7 @@ pub(super) fn finalize_all(
             ));
             continue;
         }
-        match issue(config, issuer, &order, spec, &installed) {
+        match issue(issuer, &order, spec, &installed) {
             Ok(not_after) => {
                 info!(cert, not_after, issuer = %issuer.kind(), "installed");
                 crash_point!("local.installed");
@@ -233,7 +234,6 @@ fn kept(issuer: &TestIssuer, installed: &Installed<'_>) -> Option<CertFailure> {
 
 /// Makes the key, signs the certificate, checks it and installs it; its expiry.
 fn issue(
-    config: &HostConfig,
     issuer: &TestIssuer,
     order: &LocalOrder,
     spec: &CertSpec,
@@ -244,7 +244,7 @@ fn issue(
     let pem = issuer.sign(&key, &order.names, now)?;
     // The check every CA's chain gets: it carries this key and exactly these names.
     let chain = acme::verify_chain(&pem, &key, &order.names)?;
-    finalize::install_issued(config, spec, installed, &key, &chain)?;
+    finalize::install_issued(spec, installed, &key, &chain)?;
     Ok(rfc3339(chain.inspection.not_after))
 }
 

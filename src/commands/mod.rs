@@ -36,7 +36,7 @@ pub(crate) fn run(command: Command) -> Result<Outcome, Error> {
     };
     let result = match command {
         Command::Request(args) => runtime.block_on(request::run(args, &mut observed)),
-        Command::Finalize(args) => runtime.block_on(finalize::run(args)),
+        Command::Finalize(args) => runtime.block_on(finalize::run(args, &mut observed)),
         Command::Publish(args) => runtime.block_on(publish::run(args, &mut observed)),
         Command::Renew(args) => runtime.block_on(renew::run(args, &mut observed)),
         Command::Install(args) => runtime.block_on(install::run(&args)),

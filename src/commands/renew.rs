@@ -26,7 +26,7 @@ use crate::acme::StateDir;
 use crate::cli::HostArgs;
 use crate::config::{HostConfig, ZoneConfig, ZoneTarget, missing_update};
 use crate::error::{Error, Outcome};
-use crate::token::{self, CertStatus, Submission, TokenDocument};
+use crate::token::{self, CertStatus, CheckVerdict, Submission, TokenDocument};
 use crate::zone::{self, UpdateWriter};
 
 /// The JSON report (docs/reports.md, "renew").
@@ -47,6 +47,9 @@ struct Report {
     /// Why the clean-up failed, when it did (the records then expire with the next run).
     #[serde(skip_serializing_if = "Option::is_none")]
     cleanup_error: Option<String>,
+    /// `--check`: what `fleetcert check` says after the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<CheckVerdict>,
     seconds: f64,
 }
 
@@ -54,7 +57,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let started = Instant::now();
     let config = HostConfig::load(&args.config)?;
     if config.issuer.test().is_some() {
-        return renew_without_dns(&config, args.dry_run, observed, started).await;
+        return renew_without_dns(&config, &args, observed, started).await;
     }
     let zone_config = ZoneConfig::for_host(&config).ok_or_else(|| missing_update(&config.path))?;
     let ZoneTarget::Update(target) = &zone_config.target else {
@@ -124,6 +127,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
         finalize: finalized,
         cleanup,
         cleanup_error,
+        check: super::check::verdict(&args, observed).await,
         seconds: started.elapsed().as_secs_f64(),
     };
     print_json(&report)?;
@@ -137,10 +141,11 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
 /// `renew` with a test issuer: request and finalize under the host lock, nothing published.
 async fn renew_without_dns(
     config: &HostConfig,
-    dry_run: bool,
+    args: &HostArgs,
     observed: &mut Observed,
     started: Instant,
 ) -> Result<Outcome, Error> {
+    let dry_run = args.dry_run;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
     let document = request::token_document(config, &state, dry_run).await?;
     observed.requested(&document);
@@ -155,6 +160,7 @@ async fn renew_without_dns(
         finalize: Some(finalized),
         cleanup: None,
         cleanup_error: None,
+        check: super::check::verdict(args, observed).await,
         seconds: started.elapsed().as_secs_f64(),
     };
     print_json(&report)?;

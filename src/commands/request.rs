@@ -82,6 +82,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     if !args.dry_run {
         settle_reloads(&config, &state, &mut document).await;
     }
+    document.check = super::check::verdict(&args, observed).await;
     observed.requested(&document);
     print_json(&document)?;
     let failed = document
@@ -177,6 +178,7 @@ pub(super) async fn token_document(
         changed: parts.iter().any(|part| part.changed),
         records: parts.iter().flat_map(|part| part.records.clone()).collect(),
         certs: parts.into_iter().map(|part| part.state).collect(),
+        check: None,
     })
 }
 

@@ -64,7 +64,7 @@ pub(crate) fn run(args: &StatusArgs) -> Result<Outcome, Error> {
                 pending: state.has_order(cert) || local.orders.contains_key(cert),
                 ca: issued.as_ref().map(|issued| issued.directory.clone()),
                 fallback: issued.and_then(|issued| issued.fallback),
-                problem: installed.chain.as_ref().err().cloned(),
+                problem: installed.chain.as_ref().err().map(ToString::to_string),
                 paths: installed.paths.clone(),
             }
         })

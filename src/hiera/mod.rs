@@ -30,7 +30,6 @@ const KEYSTORE_KEY: &str = "keystore_base64";
 
 /// The hiera export failed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub(crate) enum HieraError {
     /// `--host` is not the host the config issues for.
     #[error(
@@ -185,38 +184,29 @@ impl Material {
         let host = &config.host;
         let (names, dir) = config.files_of(name, spec);
         let paths = names.paths(&config.cert_dir);
-        let unreadable = |source| HieraError::Unreadable {
+        let found = dir
+            .read_set(&names)
+            .map_err(|source| HieraError::Unreadable {
+                host: host.clone(),
+                cert: name.to_owned(),
+                source,
+            })?;
+        let missing = |path: &PathBuf| HieraError::Missing {
             host: host.clone(),
             cert: name.to_owned(),
-            source,
-        };
-        let mut wanted: Vec<&str> = vec![&names.cert, &names.chain, &names.fullchain, &names.key];
-        wanted.extend(names.keystore.as_deref());
-        let mut files = dir
-            .read(&wanted)
-            .map_err(unreadable)?
-            .unwrap_or_else(|| vec![None; wanted.len()]);
-        let keystore = match (files.len() > 4).then(|| files.pop().flatten()) {
-            Some(None) => {
-                return Err(HieraError::Missing {
-                    host: host.clone(),
-                    cert: name.to_owned(),
-                    path: paths.keystore.clone().unwrap_or_default(),
-                });
-            }
-            Some(Some(keystore)) => Some(keystore),
-            None => None,
+            path: path.clone(),
         };
         // The certificate first, so that "not issued yet" names the certificate file.
-        let order = [&paths.cert, &paths.chain, &paths.fullchain, &paths.key];
-        let mut texts = Vec::with_capacity(4);
-        for (file, path) in files.into_iter().zip(order) {
+        let files = [
+            (found.cert, &paths.cert),
+            (found.chain, &paths.chain),
+            (found.fullchain, &paths.fullchain),
+            (found.key, &paths.key),
+        ];
+        let mut texts = Vec::with_capacity(files.len());
+        for (file, path) in files {
             let Some(Secret(bytes)) = file else {
-                return Err(HieraError::Missing {
-                    host: host.clone(),
-                    cert: name.to_owned(),
-                    path: path.clone(),
-                });
+                return Err(missing(path));
             };
             // Not the bytes in the message: this may be the private key.
             let text = String::from_utf8(bytes).map_err(|_| HieraError::Unusable {
@@ -227,6 +217,10 @@ impl Material {
             })?;
             texts.push(text);
         }
+        let keystore = match (&paths.keystore, found.keystore) {
+            (Some(path), None) => return Err(missing(path)),
+            (_, keystore) => keystore,
+        };
         let [cert, chain, full_chain, key]: [String; 4] =
             texts.try_into().map_err(|_| HieraError::RoundTrip {
                 host: host.clone(),

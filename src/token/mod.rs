@@ -37,6 +37,21 @@ pub(crate) struct TokenDocument {
     pub(crate) records: Vec<Record>,
     #[serde(default)]
     pub(crate) certs: Vec<CertState>,
+    /// `request --check`: what `fleetcert check` says about the host after this run. Not
+    /// the zone's business: `publish` reads past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) check: Option<CheckVerdict>,
+}
+
+/// `fleetcert check`'s verdict carried in another command's report (`--check` of request,
+/// finalize and renew), so a daily run needs no process of its own for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckVerdict {
+    /// The exit code `check` would have: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub(crate) code: u8,
+    /// The line `check` would print, performance data included.
+    pub(crate) line: String,
 }
 
 /// One TXT value to publish in the signing zone.

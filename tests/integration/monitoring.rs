@@ -1133,8 +1133,9 @@ fn renew_and_hiera_record_their_runs_and_a_dry_run_writes_nothing() {
     monitored.host.run("renew", &["--dry-run"]).expect_code(0);
     assert!(!monitored.file().exists(), "renew --dry-run wrote metrics");
 
-    let report = monitored.run("renew", &[]).expect_code(0).json();
+    let report = monitored.run("renew", &["--check"]).expect_code(0).json();
     assert_eq!(report["changed"], true, "{report:#}");
+    assert_eq!(report["check"]["code"], 0, "{report:#}");
     assert_eq!(monitored.exit_code("renew"), Some(0.0));
     let fullchain = monitored.host.file("main", "fullchain.pem");
     assert_eq!(monitored.expiry("main"), Some(not_after(&fullchain)));
@@ -1162,4 +1163,80 @@ fn renew_and_hiera_record_their_runs_and_a_dry_run_writes_nothing() {
         .expect_code(0);
     assert_eq!(monitored.exit_code("hiera"), Some(0.0));
     assert_eq!(monitored.exit_code("renew"), Some(0.0));
+}
+
+/// `--check` of request and finalize: `check`'s verdict in their report and its probes in
+/// their metrics, so a daily run needs one process per host, not two; publish takes a token
+/// document that carries a verdict.
+#[test]
+fn request_and_finalize_with_check_report_its_verdict_and_record_its_probes() {
+    let sb = sandbox().start();
+    let monitored = Monitored::new(&sb);
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
+    monitored.host.issue();
+    let nginx = Nginx::start(
+        &monitored.host.file("main", "fullchain.pem"),
+        &monitored.host.file("main", "privkey.pem"),
+        NAME,
+    );
+    let target = nginx.address().to_owned();
+    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[&target])]);
+    let result = |result| {
+        monitored.metric(
+            "fleetcert_certificate_probe_result",
+            &[("cert", "main"), ("target", &target), ("result", result)],
+        )
+    };
+    let verdict = |report: &Value, code: i64, start: &str| {
+        assert_eq!(report["check"]["code"], code, "{report:#}");
+        let line = report["check"]["line"].as_str().expect("a line");
+        assert!(
+            line.starts_with(start) && line.contains(" | main_days=") && !line.contains('\n'),
+            "wanted a line starting with {start:?}: {line}"
+        );
+    };
+
+    // Without the flag: no verdict, no probe.
+    let plain = monitored.run("request", &[]).expect_code(0).json();
+    assert!(plain.get("check").is_none(), "{plain:#}");
+    assert_eq!(result("same"), None);
+
+    let quiet = monitored.run("request", &["--check"]).expect_code(0).json();
+    verdict(&quiet, 0, "FLEETCERT OK - 1 certificate OK");
+    assert_eq!(result("same"), Some(1.0));
+    assert_eq!(monitored.exit_code("request"), Some(0.0));
+    assert_eq!(monitored.exit_code("check"), None, "no check process ran");
+    monitored.publish(&quiet).expect_code(0);
+
+    // A renewal (another key type) that nobody reloads nginx for: finalize's verdict says so.
+    monitored.configure(
+        json!({"key": "ecdsa-p256"}),
+        &[cert_line("main", &[NAME], &[&target])],
+    );
+    let document = monitored.run("request", &["--check"]).expect_code(0).json();
+    assert_eq!(document["certs"][0]["status"], "pending", "{document:#}");
+    verdict(
+        &document,
+        1,
+        "FLEETCERT WARNING - main: due: key type changed",
+    );
+    monitored.host.place(&document);
+    let report = monitored
+        .run("finalize", &["--check"])
+        .expect_code(0)
+        .json();
+    assert_eq!(report["changed"], true, "{report:#}");
+    verdict(
+        &report,
+        2,
+        &format!("FLEETCERT CRITICAL - main: {target} serves the previous certificate"),
+    );
+    assert_eq!(result("older"), Some(1.0));
+    assert_eq!(monitored.exit_code("finalize"), Some(0.0));
+
+    nginx.reload();
+    let quiet = monitored.run("request", &["--check"]).expect_code(0).json();
+    verdict(&quiet, 0, "FLEETCERT OK");
+    assert_eq!(result("same"), Some(1.0));
+    assert_eq!(result("older"), Some(0.0));
 }

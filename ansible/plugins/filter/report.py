@@ -89,7 +89,8 @@ def check_not_ok(hosts):
     """``HOST: <the check's line>`` for every host whose ``fleetcert check`` did not exit 0.
 
     The verdict is the one fleetcert_finalize got after the handlers (the registered
-    ``__fleetcert_finalize_check``), else the one fleetcert_request's module run got
+    ``__fleetcert_finalize_check``), else the one its module run got
+    (``__fleetcert_finalize.check``), else the one fleetcert_request's module run got
     (``__fleetcert_request.check``); a host where no check ran (it failed earlier, or has
     no certificates) is left out: the summary names it.
     """
@@ -97,8 +98,9 @@ def check_not_ok(hosts):
     for host in _expect(hosts, list, "check_not_ok's input (host variables)"):
         result = host.get("__fleetcert_finalize_check") or {}
         if result.get("skipped") or "rc" not in result:
-            verdict = (host.get("__fleetcert_request") or {}).get("check") or {}
-            if "rc" not in verdict:
+            verdicts = [(host.get(run) or {}).get("check") or {} for run in ("__fleetcert_finalize", "__fleetcert_request")]
+            verdict = next((v for v in verdicts if "rc" in v), None)
+            if verdict is None:
                 continue
             rc, line = verdict.get("rc"), verdict.get("line")
         else:

@@ -26,8 +26,9 @@ description:
   - Runs C(fleetcert COMMAND --config PATH) (C(--dry-run) in check mode) and returns the JSON
     report it prints. An exit code not in O(ok_codes) fails the task with fleetcert's own
     error line.
-  - With O(check), runs C(fleetcert check) afterwards (never in check mode) and returns its
-    monitoring status and line, so the daily run needs no task of its own for it.
+  - With O(check), runs the command with C(--check) (never in check mode), so that the same
+    process says what C(fleetcert check) says after it, and returns that monitoring status
+    and line: the daily run needs no task and no process of its own for it.
 version_added: "0.9.0"
 author: fleetcert maintainers (@fleetcert)
 options:
@@ -130,7 +131,9 @@ options:
     type: bool
     default: false
   check:
-    description: Run C(fleetcert check) after the command (not in check mode).
+    description:
+      - Run C(request) or C(finalize) with C(--check) (not in check mode), for C(fleetcert check)'s
+        verdict after it (RV(check)).
     type: bool
     default: false
   ok_codes:
@@ -198,8 +201,10 @@ stderr:
   returned: when the command ran
   type: str
 check:
-  description: C(fleetcert check)'s exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and its line.
-  returned: with O(check), outside check mode, when the command ran (for request, when no order is left to finalize)
+  description:
+    - C(fleetcert check)'s exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and its line, from the
+      C(check) field of the command's report (C(--check)).
+  returned: with O(check), outside check mode, when the command ran and printed a report
   type: dict
   sample: {rc: 0, line: "FLEETCERT OK - 1 certificate, 89 days left"}
 """
@@ -445,6 +450,9 @@ def main():
             argv += ["--tokens", tokens_path]
         if module.check_mode:
             argv.append("--dry-run")
+        elif params["check"] and command in ("request", "finalize"):
+            # check's verdict from the same process (docs/reports.md, `check`).
+            argv.append("--check")
         rc, out, err = module.run_command(argv)
         # Not `rc`: Ansible fails any result whose rc is not 0, and 1 (request, finalize) or
         # 3 (publish) may still be a success here.
@@ -457,16 +465,13 @@ def main():
             module.fail_json(msg="fleetcert %s exited %s without a JSON report on stdout" % (command, rc), rc=rc, **result)
         result["report"] = report
         result["changed"] = result["changed"] or bool(report.get("changed"))
-        due = [c for c in report.get("certs") or [] if c.get("status") in ("pending", "ready")]
         if params["fact"]:
             result["ansible_facts"] = {params["fact"]: report}
-        # A host with an order left goes on to finalize, which checks after its handlers ran.
         if rc in params["fail_codes"]:
             module.fail_json(msg=error_line(rc, err, command), rc=rc, **result)
-        if params["check"] and not module.check_mode and not (command == "request" and due):
-            check_rc, check_out, _err = module.run_command([params["binary"], "check", "--config", config_path])
-            first = check_out.splitlines()[:1]
-            result["check"] = dict(rc=check_rc, line=first[0] if first else "fleetcert check exited %s" % check_rc)
+        verdict = report.get("check")
+        if isinstance(verdict, dict):
+            result["check"] = dict(rc=verdict.get("code"), line=verdict.get("line"))
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -115,12 +115,17 @@ def test_check_not_ok_lists_the_hosts_whose_check_did_not_exit_0_with_its_line()
         {"inventory_hostname": "idle", "__fleetcert_request": {"check": {"rc": 0, "line": "FLEETCERT OK - 1 certificate OK"}}},
         {"inventory_hostname": "idle-late", "__fleetcert_request": {"check": {"rc": 1, "line": "FLEETCERT WARNING - main: 12 days"}}},
         {"inventory_hostname": "failed", "__fleetcert_request": {"failed": True}},
+        # No handler ran after finalize: finalize --check's verdict, not request's before it.
+        {"inventory_hostname": "renewed", "__fleetcert_finalize_check": {"skipped": True, "changed": False},
+         "__fleetcert_finalize": {"check": {"rc": 2, "line": "FLEETCERT CRITICAL - main: 127.0.0.1:443 unreachable"}},
+         "__fleetcert_request": {"check": {"rc": 0, "line": "FLEETCERT OK - 1 certificate OK"}}},
     ]
     assert check_not_ok(hosts) == [
         "soon: FLEETCERT WARNING - main: expires in 12 days",
         "stale: FLEETCERT CRITICAL - main: 127.0.0.1:443 serves the previous certificate",
         "mute: fleetcert check exited 3",
         "idle-late: FLEETCERT WARNING - main: 12 days",
+        "renewed: FLEETCERT CRITICAL - main: 127.0.0.1:443 unreachable",
     ]
     assert check_not_ok([]) == []
 
