@@ -479,7 +479,12 @@ fn export_refuses_what_it_must_not_hand_to_puppet() {
             &material.key,
             "fullchain.pem",
         ),
-        ("a key that is not a key", &full_chain, "garbage\n", "privkey.pem"),
+        (
+            "a key that is not a key",
+            &full_chain,
+            "garbage\n",
+            "privkey.pem",
+        ),
     ];
     for (what, fullchain, key, named) in cases {
         install(
