@@ -14,7 +14,8 @@
 # Unbound resolver with stub zones pointing at both, and Pebble using that resolver; it
 # waits until all of them answer and then writes DIR/sandbox.env. See docs/dev/sandbox.md.
 #
-# Environment: SANDBOX_TIMEOUT (seconds to wait for the servers, default 30).
+# Environment: SANDBOX_TIMEOUT (seconds to wait for each server, default 120: a guard against a
+# hang; `logs/start.log` says every 10 s which server it still waits for).
 set -euo pipefail
 
 # named, unbound and rndc live in /usr/sbin, which a non-root PATH may lack.
