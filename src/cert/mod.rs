@@ -15,8 +15,7 @@ pub(crate) use due::not_due;
 pub(crate) use incoming::IncomingError;
 pub(crate) use inspect::{
     DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, RuleKind, Schedule,
-    Wanted,
-    inspect_chain, serial_hex,
+    Wanted, inspect_chain, serial_hex,
 };
 pub(crate) use install::{CertDir, Secret};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};
