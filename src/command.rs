@@ -22,7 +22,7 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// The most output kept per stream; the rest is read and dropped.
 const MAX_OUTPUT: usize = 64 << 10;
 /// Enough of a command's output for named-checkzone's first few complaints.
-const MAX_SUMMARY: usize = 400;
+const MAX_SUMMARY: usize = crate::shown::MAX_EXCERPT;
 
 /// Why a command did not run to a successful exit; each is one line.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +116,7 @@ pub(crate) async fn run_with(
         .process_group(0)
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(|source| CommandError::Start {
-        program: bare(program, 120),
+        program: bare(program, crate::shown::MAX_VALUE),
         source,
     })?;
     let group = child.id().and_then(|pid| i32::try_from(pid).ok());

@@ -375,11 +375,40 @@ fn assert_zone_holds(text: &str, zone: &DnsName, serial: u32, records: &BTreeSet
 /// One record as BIND reads it: owner, type (upper case), rdata tokens (TXT unquoted).
 type BindRecord = (DnsName, String, Vec<String>);
 
+/// What [`bind_records`] refuses: zone text BIND would not read as the checker did.
+#[derive(Debug, thiserror::Error)]
+enum BindReadError {
+    /// A `(` whose `)` never comes.
+    #[error("an unclosed parenthesis")]
+    UnclosedParenthesis,
+    /// A `$` directive other than `$ORIGIN` of the zone or a valid `$TTL`.
+    #[error("the directive {0}")]
+    Directive(String),
+    /// An owner name that does not parse.
+    #[error("the owner {token:?} {source}")]
+    Owner { token: String, source: NameError },
+    /// A continuation line with no owner before it.
+    #[error("a record before any owner")]
+    NoOwner,
+    /// A record line that ends before its type.
+    #[error("a record without a type")]
+    NoType,
+    /// A backslash inside quotes (the checker does not read escapes).
+    #[error("an escape in a quoted string")]
+    EscapeInQuote,
+    /// A quote never closed on its line.
+    #[error("an unclosed quote")]
+    UnclosedQuote,
+    /// A backslash in an unquoted token.
+    #[error("an escape in a name")]
+    EscapeInName,
+}
+
 /// A master-file reader after BIND's rules for what a signing zone may hold: tokens end at
 /// space, tab or the end of the line; `;` outside quotes starts a comment; parentheses join
 /// lines; a line that starts with a blank belongs to the previous owner; `@` is the origin;
 /// a name without a trailing dot is relative to it. What it does not know, it refuses.
-fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, String> {
+fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, BindReadError> {
     let mut records = Vec::new();
     let mut owner: Option<DnsName> = None;
     let mut lines = text.split('\n');
@@ -390,7 +419,7 @@ fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, String> {
         while tokens.iter().filter(|t| *t == "(").count()
             > tokens.iter().filter(|t| *t == ")").count()
         {
-            let next = lines.next().ok_or("an unclosed parenthesis")?;
+            let next = lines.next().ok_or(BindReadError::UnclosedParenthesis)?;
             tokens.extend(tokenize(next)?);
         }
         tokens.retain(|t| t != "(" && t != ")");
@@ -401,17 +430,18 @@ fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, String> {
             match (tokens[0].as_str(), tokens.get(1)) {
                 ("$ORIGIN", Some(origin)) if origin.eq_ignore_ascii_case(&zone.fqdn()) => {}
                 ("$TTL", Some(ttl)) if bind_ttl(ttl) => {}
-                _ => return Err(format!("the directive {}", tokens[0])),
+                _ => return Err(BindReadError::Directive(tokens[0].clone())),
             }
             continue;
         }
         let mut rest = tokens.into_iter().peekable();
         if !continued {
             let token = rest.next().unwrap_or_default();
-            owner =
-                Some(bind_name(&token, zone).map_err(|err| format!("the owner {token:?} {err}"))?);
+            let name =
+                bind_name(&token, zone).map_err(|source| BindReadError::Owner { token, source })?;
+            owner = Some(name);
         }
-        let owner = owner.clone().ok_or("a record before any owner")?;
+        let owner = owner.clone().ok_or(BindReadError::NoOwner)?;
         // TTL and class, in either order, as BIND allows.
         for _ in 0..2 {
             if rest
@@ -423,7 +453,7 @@ fn bind_records(text: &str, zone: &DnsName) -> Result<Vec<BindRecord>, String> {
         }
         let rtype = rest
             .next()
-            .ok_or("a record without a type")?
+            .ok_or(BindReadError::NoType)?
             .to_ascii_uppercase();
         records.push((owner, rtype, rest.collect()));
     }
@@ -441,7 +471,7 @@ fn bind_ttl(token: &str) -> bool {
 }
 
 /// Splits one line into tokens; a quoted string is one token, unquoted.
-fn tokenize(line: &str) -> Result<Vec<String>, String> {
+fn tokenize(line: &str) -> Result<Vec<String>, BindReadError> {
     let mut tokens = Vec::new();
     let mut chars = line.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -456,9 +486,9 @@ fn tokenize(line: &str) -> Result<Vec<String>, String> {
                 loop {
                     match chars.next() {
                         Some('"') => break,
-                        Some('\\') => return Err("an escape in a quoted string".to_owned()),
+                        Some('\\') => return Err(BindReadError::EscapeInQuote),
                         Some(c) => token.push(c),
-                        None => return Err("an unclosed quote".to_owned()),
+                        None => return Err(BindReadError::UnclosedQuote),
                     }
                 }
                 tokens.push(token);
@@ -474,7 +504,7 @@ fn tokenize(line: &str) -> Result<Vec<String>, String> {
                         break;
                     }
                     if c == '\\' {
-                        return Err("an escape in a name".to_owned());
+                        return Err(BindReadError::EscapeInName);
                     }
                     token.push(c);
                     chars.next();

@@ -23,6 +23,8 @@ mod commands;
 mod config;
 mod dns;
 mod error;
+// Only in a fuzz build (cargo fuzz passes `--cfg fuzzing`): never in the shipped binary.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
 mod hiera;
@@ -68,7 +70,7 @@ pub fn usage_error(err: &clap::Error) -> ExitCode {
         let _ = writeln!(
             std::io::stdout(),
             "FLEETCERT UNKNOWN - bad arguments: {}",
-            shown::bare(first, shown::MAX_SHOWN)
+            shown::bare(first, shown::MAX_EXCERPT)
         );
         return ExitCode::from(error::CheckStatus::Unknown.code());
     }

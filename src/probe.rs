@@ -31,7 +31,7 @@ use crate::shown::bare;
 /// local service answers in milliseconds, a remote one within a second.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of a connection or TLS error goes into a line.
-const MAX_REASON: usize = 120;
+const MAX_REASON: usize = crate::shown::MAX_EXCERPT;
 
 /// What a target serves, compared with the installed certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,15 +2,26 @@
 //! command's output) inside one of our lines.
 //!
 //! Everything from outside is shown through [`Shown`]: control characters, quotes and
-//! backslashes are escaped, anything beyond [`MAX_SHOWN`] characters is cut with `...`, so
+//! backslashes are escaped, anything beyond [`MAX_VALUE`] characters is cut with `...`, so
 //! no input can break a one-line message, forge a second line, colour a terminal or flood a
 //! log. The escaped text is wrapped in backticks, which also makes an empty value visible.
+//!
+//! Two bounds, and only these two, apply to outside text in a line: [`MAX_VALUE`] for one
+//! value quoted in our sentence, [`MAX_EXCERPT`] for a message someone else wrote that the
+//! line carries. Every call passes one of them.
 
 use std::fmt;
 
-/// Characters of outside text shown at most: enough to recognise a name, a path or a
-/// problem, while a hostile megabyte stays one short line.
-pub(crate) const MAX_SHOWN: usize = 120;
+/// Characters shown at most of one value from outside quoted in a line (a name, a path, a
+/// key, an alias, an identity, a program): enough to recognise it, while a hostile megabyte
+/// stays one short line.
+pub(crate) const MAX_VALUE: usize = 120;
+
+/// Characters shown at most of an excerpt from outside that a line carries: a message someone
+/// else wrote (a parser's error with its line and column, a CA's problem detail, a resolver's
+/// or a library's reason, a command's output) or a list of values (names, records). Enough
+/// for the sentence that says what went wrong; a line stays a few hundred characters.
+pub(crate) const MAX_EXCERPT: usize = 400;
 
 /// Outside text, escaped and bounded when displayed.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +30,7 @@ pub(crate) struct Shown<'a>(pub(crate) &'a str);
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("`")?;
-        write_escaped(f, self.0, MAX_SHOWN, Backticks::Escape)?;
+        write_escaped(f, self.0, MAX_VALUE, Backticks::Escape)?;
         f.write_str("`")
     }
 }
@@ -116,7 +127,7 @@ mod tests {
     #[test]
     fn long_text_is_cut() {
         let line = shown(&"x".repeat(10_000));
-        assert_eq!(line.chars().count(), MAX_SHOWN + 2 + 3);
+        assert_eq!(line.chars().count(), MAX_VALUE + 2 + 3);
         assert!(line.ends_with("...`"));
         assert_eq!(shown(""), "``");
     }

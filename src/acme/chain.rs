@@ -21,7 +21,7 @@ pub(crate) struct IssuedChain {
 }
 
 /// Characters of a name list shown in a mismatch line: a few names, never a hostile megabyte.
-const NAMES_SHOWN: usize = 400;
+const NAMES_SHOWN: usize = crate::shown::MAX_EXCERPT;
 
 const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const PEM_END: &str = "-----END CERTIFICATE-----";

@@ -27,7 +27,7 @@ const DEFAULT_WAIT: Duration = Duration::hours(1);
 /// days. A CA that asks for more (or a garbled date) cannot stop renewals for longer.
 const MAX_WAIT: Duration = Duration::days(7);
 /// The most characters of the CA's detail kept and shown.
-const MAX_DETAIL: usize = 300;
+const MAX_DETAIL: usize = crate::shown::MAX_EXCERPT;
 /// The most characters of a limit's name.
 const MAX_LIMIT_NAME: usize = 64;
 

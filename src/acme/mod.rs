@@ -296,7 +296,7 @@ pub(crate) fn problem_line(problem: &Problem) -> String {
 }
 
 /// The most characters of a CA's message shown in one line.
-const MAX_PROBLEM: usize = 600;
+const MAX_PROBLEM: usize = crate::shown::MAX_EXCERPT;
 
 /// Collapses line breaks and escapes the rest, so that a message stays one bounded line in a
 /// report and a log.

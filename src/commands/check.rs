@@ -34,7 +34,7 @@ const PROBE_CONCURRENCY: usize = 16;
 const MAX_NAMED: usize = 5;
 const SECONDS_PER_DAY: f64 = 86_400.0;
 /// How much of a failed reload's line goes into the plugin line.
-const MAX_RELOAD_ERROR: usize = 200;
+const MAX_RELOAD_ERROR: usize = crate::shown::MAX_EXCERPT;
 
 /// One problem with one certificate.
 #[derive(Debug)]
@@ -162,10 +162,12 @@ fn with_fallbacks(
         .iter()
         .filter_map(|(cert, _, installed)| {
             let issued = installed.issued_by(config, &state, cert)?;
-            issued
-                .fallback
-                .is_some()
-                .then(|| format!("{cert} by {}", crate::shown::bare(&issued.directory, 200)))
+            issued.fallback.is_some().then(|| {
+                format!(
+                    "{cert} by {}",
+                    crate::shown::bare(&issued.directory, crate::shown::MAX_VALUE)
+                )
+            })
         })
         .collect();
     if named.is_empty() {
@@ -362,7 +364,7 @@ fn served(cert: &str, probe: &Probe, installed: Option<&Inspection>) -> Option<F
             probe
                 .served
                 .as_ref()
-                .map(|leaf| crate::shown::bare(&leaf.names.join(", "), 120))
+                .map(|leaf| crate::shown::bare(&leaf.names.join(", "), crate::shown::MAX_EXCERPT))
                 .unwrap_or_default(),
             serial(installed)
         ),

@@ -124,7 +124,7 @@ fn from_value<T: serde::de::DeserializeOwned>(
             format!(
                 "must be a list of names or a map with `names` (and `pkcs12`, `probe`, `reload`, \
                  `reload_timeout`): {}",
-                crate::shown::parser_message(&err.to_string(), 200)
+                crate::shown::parser_message(&err.to_string(), crate::shown::MAX_EXCERPT)
             ),
         )
     })

@@ -124,7 +124,7 @@ fn options_of<T: serde::de::DeserializeOwned>(
             key,
             format!(
                 "has options fleetcert cannot use: {}",
-                crate::shown::parser_message(&err.to_string(), 200)
+                crate::shown::parser_message(&err.to_string(), crate::shown::MAX_EXCERPT)
             ),
         )
     })

@@ -38,7 +38,7 @@ const DNS_PORT: u16 = 53;
 /// is a few MiB (docs/zone-config.md, "Limits").
 pub(crate) const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// How much of the YAML parser's message goes into a line (it quotes keys from the file).
-const MAX_PARSER_MESSAGE: usize = 200;
+const MAX_PARSER_MESSAGE: usize = crate::shown::MAX_EXCERPT;
 
 /// Which config a file is: the line that refuses it names the page with its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -174,7 +174,7 @@ impl CaaSet {
             // From the CA's directory: escaped like anything from outside.
             identity: identities.first().map_or_else(
                 || "<the CA's identity>".to_owned(),
-                |identity| crate::shown::bare(identity, 253),
+                |identity| crate::shown::bare(identity, crate::shown::MAX_VALUE),
             ),
         })
     }
@@ -194,7 +194,7 @@ impl CaaSet {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        crate::shown::bare(&text, 300)
+        crate::shown::bare(&text, crate::shown::MAX_EXCERPT)
     }
 }
 

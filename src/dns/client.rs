@@ -192,7 +192,7 @@ pub(crate) async fn ask_once(
         server,
         name: name.clone(),
         rtype,
-        reason: crate::shown::bare(&reason, 120),
+        reason: crate::shown::bare(&reason, crate::shown::MAX_EXCERPT),
     };
     let question = Query::query(name.to_hickory(), rtype);
 

@@ -405,7 +405,7 @@ pub(crate) async fn ask_pipelined<'n>(
 /// An error of the resolver library, short and escaped enough for a one-line report.
 pub(crate) fn short_reason(text: &str) -> String {
     /// Enough for "connection refused" and the like.
-    const MAX_REASON: usize = 120;
+    const MAX_REASON: usize = crate::shown::MAX_EXCERPT;
     bare(text.trim(), MAX_REASON)
 }
 

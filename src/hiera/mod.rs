@@ -141,7 +141,7 @@ pub(crate) fn check_host(config: &HostConfig, wanted: &str) -> Result<(), HieraE
         return Ok(());
     }
     Err(HieraError::WrongHost {
-        wanted: crate::shown::bare(wanted, 120),
+        wanted: crate::shown::bare(wanted, crate::shown::MAX_VALUE),
         configured: config.host.clone(),
         config: shown_path(&config.path),
     })
@@ -338,7 +338,7 @@ impl Material {
                     "does not open with the password in {} and alias `{}`, or holds another \
                      certificate",
                     shown_path(&pkcs12.password_file),
-                    crate::shown::bare(&pkcs12.alias, 64)
+                    crate::shown::bare(&pkcs12.alias, crate::shown::MAX_VALUE)
                 ),
             ));
         }

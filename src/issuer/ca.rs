@@ -44,7 +44,7 @@ impl LocalCa {
         let (_, ca) = X509Certificate::from_der(first).map_err(|err| {
             cert(format!(
                 "does not parse as an X.509 certificate: {}",
-                bare(&err.to_string(), 200)
+                bare(&err.to_string(), crate::shown::MAX_EXCERPT)
             ))
         })?;
         if !ca.is_ca() {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Access, Dir, SECRET_MODE, StoreError};
-use crate::shown::{bare, path as shown_path};
+use crate::shown::{MAX_EXCERPT, bare, path as shown_path};
 
 impl Dir {
     /// A versioned JSON state file (see [`Versioned`]); `None` when it does not exist.
@@ -26,7 +26,7 @@ impl Dir {
             state(format!(
                 "is not {} ({})",
                 T::WHAT,
-                bare(&err.to_string(), 200)
+                bare(&err.to_string(), MAX_EXCERPT)
             ))
         })?;
         if peek.version != T::VERSION {
@@ -40,7 +40,7 @@ impl Dir {
             state(format!(
                 "is not {} ({})",
                 T::WHAT,
-                bare(&err.to_string(), 200)
+                bare(&err.to_string(), MAX_EXCERPT)
             ))
         })
     }

@@ -7,7 +7,7 @@ use nix::errno::Errno;
 
 use super::dir::is_dir;
 use super::{Dir, StoreError};
-use crate::shown::bare;
+use crate::shown::{MAX_VALUE, bare};
 
 /// The part of a temporary name between the target's name and the writer's pid.
 const TEMP_MARK: &str = ".tmp.";
@@ -31,7 +31,7 @@ impl Dir {
                 && let Some(pid) = temp_owner(&name)
                 && !process_alive(pid)
             {
-                tracing::debug!(dir = %self.path.display(), file = %bare(&name, 80), "removing a temporary file a killed run left");
+                tracing::debug!(dir = %self.path.display(), file = %bare(&name, MAX_VALUE), "removing a temporary file a killed run left");
                 match self.stat_at(&name)? {
                     Some(stat) if is_dir(&stat) => self.remove_tree(&name)?,
                     Some(_) => self.remove(&name)?,

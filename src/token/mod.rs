@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::dns::{DnsName, NameError};
 
+#[cfg(fuzzing)]
+pub(crate) use validate::validate_bytes;
 pub(crate) use validate::{
     Refusal, Submission, TokenError, TokenSource, Tokens, own_submission, read_tokens,
-    validate_bytes,
 };
 
 /// The only document version this build reads and writes.

@@ -28,7 +28,7 @@ use crate::store::{self, StoreError};
 pub(crate) const MAX_TOKENS_BYTES: u64 = 64 << 20;
 
 /// How much of a parser's message goes into a line (it quotes field names from the input).
-const MAX_PARSER_MESSAGE: usize = 200;
+const MAX_PARSER_MESSAGE: usize = crate::shown::MAX_EXCERPT;
 
 /// One `--tokens` argument: `FILE`, `-` (stdin), or `HOST=FILE` (the file speaks for HOST).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +226,7 @@ pub(crate) fn read_tokens(sources: &[TokenSource], policy: &Policy) -> Result<To
 /// Validates one source's bytes as [`read_tokens`] does a file's, `file` naming it in errors
 /// and `host` the host an operator mapped it to (the fuzz targets' way in); the first refusal
 /// is the error.
+#[cfg(fuzzing)]
 pub(crate) fn validate_bytes(
     bytes: &[u8],
     file: &str,

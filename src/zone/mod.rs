@@ -15,10 +15,12 @@ mod publish;
 mod render;
 mod update;
 
+#[cfg(fuzzing)]
 pub(crate) use check::check_rendered;
 pub(crate) use file::FileWriter;
 pub(crate) use ledger::Ledger;
 pub(crate) use publish::{Publication, publish};
+#[cfg(fuzzing)]
 pub(crate) use render::{ZoneData, ZoneTemplate};
 pub(crate) use update::UpdateWriter;
 

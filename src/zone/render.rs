@@ -203,7 +203,7 @@ fn is_printable(text: &str) -> bool {
 
 /// One line for a minijinja error, with the template line when known.
 fn template_error(origin: &str, err: &minijinja::Error) -> ZoneError {
-    let mut message = bare(&err.to_string(), 300);
+    let mut message = bare(&err.to_string(), crate::shown::MAX_EXCERPT);
     if let Some(line) = err.line() {
         message = format!("line {line}: {message}");
     }

@@ -11,7 +11,8 @@
 # (--check, nothing due). The versions run one after the other at each step (main's first
 # run, then this tree's, then main's quiet run, ...) so that both see the same load.
 #
-#   main   the collection as `git show main:ansible/` has it (REF=main: another branch)
+#   main   the collection as `git show main:ansible/` has it (REF=main: another branch or a
+#          commit, e.g. the last one before the one-module-run playbook, 6c0b316)
 #   work   the collection of this work tree
 #
 # Measured per run: wall time; the total CPU of ansible-playbook and everything under it
@@ -24,7 +25,8 @@
 # is sampled from /proc/PID/stat until it exits. Tasks per host: ok + skipped + failed +
 # rescued + ignored of the PLAY RECAP, for host1 (a good host) and averaged over the fleet.
 #
-# Writes DIR/results.tsv (one line per version, size and run) and prints it as a table.
+# Writes DIR/results.tsv (one line per version, size and run, with the machine's 1-minute load
+# at the run's start and end) and prints it as a table.
 #
 # Environment: FLEETCERT (the real binary, default target/debug/fleetcert of this tree),
 # REF (default main), RUN_TIMEOUT (seconds one playbook run may take, default 1800; it is
@@ -98,7 +100,7 @@ chmod 0755 "$out/bin/python" "$out/bin/fleetcert"
 # Sum of user+sys seconds and the number of lines of a GNU time log.
 cpu_of() { awk '{n++; s += $2 + $3} END {printf "%d %.2f\n", n, s}' "$1" 2>/dev/null || echo "0 0"; }
 
-printf 'size\tversion\trun\thosts\texit\twall_s\tcpu_s_per_host\tcontroller_cpu_s_per_host\tmodule_cpu_s_per_host\tfleetcert_cpu_ms_per_host\tfleetcert_share_pct\ttasks_host1\ttasks_per_host\tmodules_per_host\tmain_process_cpu_s\n' \
+printf 'size\tversion\trun\thosts\texit\twall_s\tcpu_s_per_host\tcontroller_cpu_s_per_host\tmodule_cpu_s_per_host\tfleetcert_cpu_ms_per_host\tfleetcert_share_pct\ttasks_host1\ttasks_per_host\tmodules_per_host\tmain_process_cpu_s\tload_start\tload_end\n' \
     >"$out/results.tsv"
 
 run_playbook() { # SIZE VERSION RUN
@@ -107,6 +109,10 @@ run_playbook() { # SIZE VERSION RUN
     [[ $run != check ]] || extra=(--check)
     : >"$log.modules"
     : >"$log.fleetcert"
+    # The machine's 1-minute load average (uptime's first figure) at the start and the end:
+    # on a shared machine it says how much of the wall time was other people's work.
+    local load_start load_end
+    read -r load_start _ </proc/loadavg
     started=$(date +%s.%N)
     FLEETCERT_BENCH_LOG=$log ANSIBLE_CONFIG=$REPO/ansible/ansible.cfg \
         ANSIBLE_COLLECTIONS_PATH=$out/collections/$version ANSIBLE_LOCAL_TEMP=$fleet/ansible-tmp \
@@ -131,6 +137,7 @@ run_playbook() { # SIZE VERSION RUN
     ticks=$(getconf CLK_TCK)
     echo "$stat" | awk -v t="$ticks" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' >"$log.main"
     ended=$(date +%s.%N)
+    read -r load_end _ </proc/loadavg
     if ((code == 124)); then
         echo "playbook.sh: the $run run of $version over $size hosts exceeded RUN_TIMEOUT=${RUN_TIMEOUT}s; its output: $log.out" >&2
     fi
@@ -152,12 +159,12 @@ run_playbook() { # SIZE VERSION RUN
     awk -v size="$size" -v version="$version" -v run="$run" -v hosts="$hosts" -v code="$code" \
         -v wall="$(echo "$ended - $started" | bc)" -v total="$total" -v modules="$modules" \
         -v count="$module_count" -v fc="$fleet_cpu" -v t1="$tasks_host1" -v ta="$tasks_all" \
-        -v main="$(cat "$log.main" 2>/dev/null || echo 0)" \
+        -v main="$(cat "$log.main" 2>/dev/null || echo 0)" -v l0="$load_start" -v l1="$load_end" \
         'BEGIN {
-            printf "%s\t%s\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%d\t%.1f\t%.1f\t%.2f\n",
+            printf "%s\t%s\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%d\t%.1f\t%.1f\t%.2f\t%s\t%s\n",
                 size, version, run, hosts, code, wall, total / hosts, (total - modules) / hosts,
                 modules / hosts, 1000 * fc / hosts, (total > 0 ? 100 * fc / total : 0), t1,
-                ta / hosts, count / hosts, main
+                ta / hosts, count / hosts, main, l0, l1
         }' >>"$out/results.tsv"
     tail -n 1 "$out/results.tsv"
 }

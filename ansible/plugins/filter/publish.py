@@ -114,13 +114,17 @@ def publish_preview(documents, zone, cleanup=False, changed=False, update=False)
 
 
 def refused_hosts(report, hosts):
-    """Inventory names of the hosts whose token document publish refused (``refused[].host``
-    of its report, docs/reports.md), matched by the identity their documents were published
-    under (fleetcert_host, else the inventory name)."""
+    """The hosts whose token document publish refused (``refused[]`` of its report,
+    docs/reports.md), matched by the identity their documents were published under
+    (fleetcert_host, else the inventory name): ``{name: <inventory name>, errors: [lines]}``
+    each. One pass over the report and one over the hosts, so that each refused host gets its
+    own lines as a variable and the end of the run reads nobody else's."""
     report = _expect(report, dict, "refused_hosts' input (publish's report)")
-    refused = {str(entry.get("host")) for entry in _expect(report.get("refused"), list, "the report's refused")}
+    refused = {}
+    for entry in _expect(report.get("refused"), list, "the report's refused"):
+        refused.setdefault(str(entry.get("host")), []).append(str(entry.get("error")))
     return [
-        str(host.get("inventory_hostname"))
+        {"name": str(host.get("inventory_hostname")), "errors": refused[_identity(host)]}
         for host in _expect(hosts, list, "refused_hosts' hosts (host variables)")
         if _identity(host) in refused
     ]

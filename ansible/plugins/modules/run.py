@@ -104,6 +104,9 @@ options:
     description:
       - Directories to make (with their parents) and whose owner, group and mode to set, before
         anything is written; reported as changes (in check mode, only reported).
+      - Without O(installed), only when the install must be re-asserted (RV(install_needed)):
+        the directory the install method puts the binary in, made by the same module run
+        that finds the install missing, so the method needs no task of its own for it.
     type: list
     elements: dict
     default: []
@@ -387,6 +390,8 @@ def main():
     if not params["installed"]:
         why = install_needed(params)
         if why:
+            for directory in params["directories"]:
+                result["changed"] = make_directory(module, directory) or result["changed"]
             result.update(install_needed=True, msg="install to re-assert: " + why)
             module.exit_json(**result)
     elif binary_id(params["binary"]) is None:
@@ -399,7 +404,7 @@ def main():
 
     if params["group"]:
         result["changed"] = make_group(module, params["group"]) or result["changed"]
-    for directory in params["directories"]:
+    for directory in params["directories"] if params["installed"] else []:
         result["changed"] = make_directory(module, directory) or result["changed"]
 
     scratch = tempfile.mkdtemp(prefix="fleetcert-run.") if module.check_mode else None

@@ -13,11 +13,10 @@ use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::dns::client::{Answer, Bits, ask};
 use crate::dns::{DnsError, DnsName, Recursion};
-use crate::shown::bare;
+use crate::shown::{MAX_EXCERPT, bare};
 
 use super::verify::{
-    Break, MAX_ANSWER_TEXT, Said, ZoneKeys, apex_keys, check_zone, shown_name, signatures,
-    unix_now_u32, verify_in,
+    Break, Said, ZoneKeys, apex_keys, check_zone, shown_name, signatures, unix_now_u32, verify_in,
 };
 
 /// Zones looked at above the zone of a name when a chain is bogus: enough for any real
@@ -169,10 +168,7 @@ fn extended_error(answer: &Answer) -> Option<String> {
     };
     let code = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
     let text = String::from_utf8_lossy(data.get(2..).unwrap_or_default());
-    Some(bare(
-        &format!("EDE {code}: {}", text.trim()),
-        MAX_ANSWER_TEXT,
-    ))
+    Some(bare(&format!("EDE {code}: {}", text.trim()), MAX_EXCERPT))
 }
 
 /// Where the chain of `name` breaks, from `unchecked` (its answer with CD) and the zones
@@ -333,7 +329,7 @@ mod tests {
             said.starts_with("EDE 9: validation failure\\n<acme.test. SOA IN>"),
             "{said}"
         );
-        assert!(said.chars().count() < MAX_ANSWER_TEXT + 8, "{said}");
+        assert!(said.chars().count() < MAX_EXCERPT + 8, "{said}");
         assert!(!said.contains('\n'));
     }
 }

@@ -11,11 +11,8 @@ use time::OffsetDateTime;
 
 use crate::dns::client::Answer;
 use crate::serial::has_reached;
-use crate::shown::bare;
+use crate::shown::{MAX_VALUE, bare};
 use crate::timestamp::rfc3339;
-
-/// Characters of a name from an answer or of a resolver's reason shown at most.
-pub(super) const MAX_ANSWER_TEXT: usize = 200;
 
 /// Where and why a chain of trust breaks, from the data itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -323,7 +320,7 @@ pub(super) fn shown_name(name: &Name) -> String {
     if !text.ends_with('.') {
         text.push('.');
     }
-    bare(&text, MAX_ANSWER_TEXT)
+    bare(&text, MAX_VALUE)
 }
 
 /// An RRSIG time (32-bit seconds) as RFC 3339: the moment nearest to `now` with those low

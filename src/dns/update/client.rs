@@ -36,7 +36,7 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 /// TXT questions in flight at once when the zone is read by questions.
 const QUERY_WINDOW: usize = 16;
 /// How much of a library's message goes into a line.
-const MAX_REASON: usize = 160;
+const MAX_REASON: usize = crate::shown::MAX_EXCERPT;
 
 type Tcp = <TokioRuntimeProvider as RuntimeProvider>::Tcp;
 

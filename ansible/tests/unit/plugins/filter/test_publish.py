@@ -98,7 +98,8 @@ def test_refused_hosts_are_named_by_their_inventory_name():
         {"inventory_hostname": "web07", "fleetcert_host": "web07.example.org"},
         {"inventory_hostname": "ns1"},
     ]
-    report = {"refused": [{"host": "web07.example.org", "error": "not in the allow-list"}]}
-    assert refused_hosts(report, hosts) == ["web07"]
+    report = {"refused": [{"host": "web07.example.org", "error": "not in the allow-list"},
+                          {"host": "web07.example.org", "error": "a second line"}]}
+    assert refused_hosts(report, hosts) == [{"name": "web07", "errors": ["not in the allow-list", "a second line"]}]
     assert refused_hosts({"changed": False}, hosts) == []
     assert refused_hosts({}, hosts) == []

@@ -1,0 +1,71 @@
+//! The file as the last runs left it: what a run may carry over (probe results and the
+//! renewal moment, for the leaf that is still installed).
+
+use std::collections::HashMap;
+
+use super::{InstalledFacts, Sample, Scope};
+
+/// The file as the last runs left it, read under the lock: what this run may carry over.
+#[derive(Debug, Default)]
+pub(crate) struct Previous {
+    pub(super) samples: Vec<Sample>,
+    /// What the file says about each certificate's leaf, by host, certificate and family:
+    /// looked up once per certificate, so a host of many certificates is not quadratic.
+    leaves: HashMap<(String, String, &'static str), f64>,
+}
+
+/// The families [`Previous`] looks up by certificate.
+const LEAF_FAMILIES: [&str; 3] = [
+    "fleetcert_certificate_expiry_timestamp_seconds",
+    "fleetcert_certificate_issued_timestamp_seconds",
+    "fleetcert_certificate_renewal_timestamp_seconds",
+];
+
+impl Previous {
+    pub(super) fn new(samples: Vec<Sample>) -> Self {
+        let mut leaves = HashMap::new();
+        for sample in &samples {
+            if !LEAF_FAMILIES.contains(&sample.family.name) {
+                continue;
+            }
+            if let (Some(host), Some(cert)) = (sample.label("host"), sample.label("cert")) {
+                let key = (host.to_owned(), cert.to_owned(), sample.family.name);
+                leaves.entry(key).or_insert(sample.value);
+            }
+        }
+        Self { samples, leaves }
+    }
+
+    /// The value of `family` for certificate `cert` of `scope` (only host configs have
+    /// certificates).
+    fn leaf_value(&self, scope: &Scope, cert: &str, family: &'static str) -> Option<f64> {
+        let Scope::Host(host) = scope else {
+            return None;
+        };
+        // A borrowed key would need the tuple of Strings: two small copies per lookup.
+        let key = (host.clone(), cert.to_owned(), family);
+        self.leaves.get(&key).copied()
+    }
+
+    /// Whether the file describes `installed` as certificate `cert`'s leaf (so what it says
+    /// about that certificate, a probe's result or the renewal moment, is about this leaf).
+    pub(super) fn same_leaf(&self, scope: &Scope, cert: &str, installed: &InstalledFacts) -> bool {
+        let [expiry, issued, _] = LEAF_FAMILIES;
+        self.leaf_value(scope, cert, expiry) == Some(installed.expiry)
+            && self.leaf_value(scope, cert, issued) == Some(installed.issued)
+    }
+
+    /// The renewal moment the file holds for certificate `cert` of `scope`, when it was
+    /// recorded for the leaf that is installed now (expiry and issue time as in `installed`).
+    pub(crate) fn renewal(
+        &self,
+        scope: &Scope,
+        cert: &str,
+        installed: &InstalledFacts,
+    ) -> Option<f64> {
+        let [_, _, renewal] = LEAF_FAMILIES;
+        self.same_leaf(scope, cert, installed)
+            .then(|| self.leaf_value(scope, cert, renewal))
+            .flatten()
+    }
+}
