@@ -163,9 +163,9 @@ impl DueReason {
             Self::NamesChanged { .. } => "names_changed",
             Self::KeyTypeChanged { .. } => "key_type_changed",
             Self::Expired => "expired",
-            Self::Expiring { .. } => "expiring",
-            Self::AriWindow { .. } => "ari_window",
-            Self::AriSafetyNet { .. } => "ari_safety_net",
+            Self::Expiring { .. } => RuleKind::Days.label(),
+            Self::AriWindow { .. } => RuleKind::Ari.label(),
+            Self::AriSafetyNet { .. } => RuleKind::AriSafetyNet.label(),
             Self::IssuerChanged { .. } => "issuer_changed",
         }
     }
@@ -256,6 +256,48 @@ pub(crate) enum Rule {
     Ari(RenewalWindow),
     /// The CA's window ends too close to expiry; the safety net's moment instead.
     AriSafetyNet(RenewalWindow),
+}
+
+/// Which rule set a renewal moment, stored beside the moment (the metrics file's `rule`
+/// label) so that what is due when it comes is read back, not guessed from the moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RuleKind {
+    /// [`Rule::Days`].
+    Days,
+    /// [`Rule::Ari`].
+    Ari,
+    /// [`Rule::AriSafetyNet`].
+    AriSafetyNet,
+}
+
+impl RuleKind {
+    const ALL: [Self; 3] = [Self::Days, Self::Ari, Self::AriSafetyNet];
+
+    /// The due reason's label once the moment has come (`DueReason::label` of `Expiring`,
+    /// `AriWindow`, `AriSafetyNet`); also how the moment's rule is stored.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Days => "expiring",
+            Self::Ari => "ari_window",
+            Self::AriSafetyNet => "ari_safety_net",
+        }
+    }
+
+    /// The rule stored as `label`; `None` for anything else.
+    pub(crate) fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.label() == label)
+    }
+}
+
+impl Rule {
+    /// Which rule this is, without its parameters.
+    pub(crate) fn kind(&self) -> RuleKind {
+        match self {
+            Self::Days { .. } => RuleKind::Days,
+            Self::Ari(_) => RuleKind::Ari,
+            Self::AriSafetyNet(_) => RuleKind::AriSafetyNet,
+        }
+    }
 }
 
 /// The share of the days rule's threshold over which certificates are spread: with

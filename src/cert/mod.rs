@@ -2,6 +2,7 @@
 //! due, where its files go (layouts), one certificate's set of files (read from one version,
 //! installed atomically), and the PKCS#12 keystore for Java services.
 
+mod due;
 mod incoming;
 mod inspect;
 mod install;
@@ -10,10 +11,11 @@ mod layout;
 mod pkcs12;
 mod set;
 
+pub(crate) use due::not_due;
 pub(crate) use incoming::IncomingError;
 pub(crate) use inspect::{
-    DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, Schedule, Wanted,
-    inspect_chain, serial_hex,
+    DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, RuleKind, Schedule,
+    Wanted, inspect_chain, serial_hex,
 };
 pub(crate) use install::{CertDir, Secret};
 pub(crate) use key::{KeyError, KeyType, PrivateKey};

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::installed::Installed;
 use crate::acme::StateDir;
-use crate::cert::{Inspection, RenewalDecision, serial_hex};
+use crate::cert::{Inspection, RenewalDecision, RuleKind, serial_hex};
 use crate::cli::Command;
 use crate::config::{CertSpec, HostConfig, ZoneConfig};
 use crate::error::{Error, Outcome};
@@ -29,12 +29,6 @@ use crate::metrics::{
 };
 use crate::token::TokenDocument;
 use crate::zone::Publication;
-
-/// The due reasons of a certificate whose moment has come, by the rule that set the moment
-/// (`DueReason::label` of `Expiring`, `AriWindow`, `AriSafetyNet`).
-const DUE_BY_DAYS: &str = "expiring";
-const DUE_BY_WINDOW: &str = "ari_window";
-const DUE_BY_SAFETY_NET: &str = "ari_safety_net";
 
 /// What a command learned that is not on disk afterwards.
 #[derive(Debug, Default)]
@@ -82,6 +76,7 @@ impl Observed {
             let renewal = Renewal {
                 of: parse(cert.not_after.as_deref())?,
                 at: parse(cert.renew_at.as_deref())?,
+                by: cert.renew_rule?,
             };
             Some((cert.name.clone(), renewal))
         });
@@ -95,6 +90,8 @@ struct Renewal {
     /// The expiry of the certificate it decided for.
     of: OffsetDateTime,
     at: OffsetDateTime,
+    /// The rule that set `at`.
+    by: RuleKind,
 }
 
 /// Which config a command reads.
@@ -249,9 +246,14 @@ fn cert_facts(
                     .as_ref()
                     .and_then(|renewals| renewals.get(cert))
                     .filter(|renewal| unix_seconds(renewal.of) == facts.expiry)
-                    .map(|renewal| unix_seconds(renewal.at));
-                if let Some(at) = decided.or_else(|| previous.renewal(scope, cert, &facts)) {
+                    .map(|renewal| (unix_seconds(renewal.at), renewal.by));
+                let kept = || {
+                    let (at, rule) = previous.renewal(scope, cert, &facts)?;
+                    Some((at, RuleKind::from_label(rule)?))
+                };
+                if let Some((at, by)) = decided.or_else(kept) {
                     facts.renews = at;
+                    facts.renews_by = by.label();
                 }
                 facts
             });
@@ -279,6 +281,7 @@ fn installed_facts(config: &HostConfig, spec: &CertSpec, leaf: &Inspection) -> I
         issued: unix_seconds(leaf.not_before),
         renewal_window: leaf.renewal_threshold(before_days).as_seconds_f64(),
         renews: unix_seconds(leaf.schedule(before_days, None).at),
+        renews_by: RuleKind::Days.label(),
         name: spec
             .names
             .first()
@@ -295,7 +298,8 @@ fn installed_facts(config: &HostConfig, spec: &CertSpec, leaf: &Inspection) -> I
 }
 
 /// Why the certificate is due, when it is: what renews at once, from the files; otherwise
-/// whether its renewal moment (`facts.renews`, the CA's window included) has come.
+/// whether its renewal moment (`facts.renews`, the CA's window included) has come, by the
+/// rule stored with the moment (`facts.renews_by`).
 fn due(
     config: &HostConfig,
     spec: &CertSpec,
@@ -309,28 +313,13 @@ fn due(
     {
         return Some(reason.label());
     }
-    match (installed.inspection(), facts) {
-        (Some(leaf), Some(facts)) => (unix_seconds(now) >= facts.renews)
-            .then(|| moment_rule(leaf, config.renew.before_days, facts.renews)),
+    match facts {
+        Some(facts) => (unix_seconds(now) >= facts.renews).then_some(facts.renews_by),
         // Not reached: a reason that waits for its moment has a leaf.
-        _ => match decision {
+        None => match decision {
             RenewalDecision::Due(reason) => Some(reason.label()),
             RenewalDecision::Valid => None,
         },
-    }
-}
-
-/// The due reason of `leaf` once its renewal moment `at` has come: the rule whose moment it
-/// is. The token document says when, not by which rule; the days rule's and the safety net's
-/// moments are the leaf's own, so any other is the CA's window.
-fn moment_rule(leaf: &Inspection, before_days: u32, at: f64) -> &'static str {
-    let is = |moment: OffsetDateTime| (unix_seconds(moment) - at).abs() < 1.0;
-    if is(leaf.schedule(before_days, None).at) {
-        DUE_BY_DAYS
-    } else if is(leaf.safety_net(before_days)) {
-        DUE_BY_SAFETY_NET
-    } else {
-        DUE_BY_WINDOW
     }
 }
 
@@ -344,53 +333,38 @@ pub(crate) fn unix_seconds(at: OffsetDateTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cert::{DueReason, KeyType, RenewalWindow};
+    use crate::cert::{DueReason, RenewalWindow};
     use time::Duration as Span;
 
-    /// A 90-day leaf.
-    fn leaf() -> Inspection {
-        let not_before = time::macros::datetime!(2026-01-01 0:00 UTC);
-        Inspection {
-            not_before,
-            not_after: not_before + Span::days(90),
-            names: vec!["a.example.org".to_owned()],
-            key_type: Some(KeyType::EcdsaP384),
-            public_key_info: vec![1],
-            authority_key_id: Some(vec![2]),
-            serial: vec![3],
-            seed: 0x8000_0000_0000_0000,
-        }
-    }
-
     #[test]
-    fn a_moment_that_came_is_due_by_the_rule_whose_moment_it_is() {
-        let leaf = leaf();
-        let at = |moment: OffsetDateTime| unix_seconds(moment);
-        let days = leaf.schedule(30, None).at;
-        let net = leaf.safety_net(30);
+    fn a_stored_rule_reads_back_as_the_due_reason_of_its_moment() {
+        let at = time::macros::datetime!(2026-03-01 0:00 UTC);
         let window = RenewalWindow {
-            start: leaf.not_after - Span::days(25),
-            end: leaf.not_after - Span::days(24),
+            start: at,
+            end: at + Span::days(1),
         };
-        let in_window = leaf.schedule(30, Some(window)).at;
-        // The labels are the due reasons' own.
-        let expiring = DueReason::Expiring {
-            left: Span::days(25),
-            threshold: Span::days(30),
-            at: days,
-        };
-        let ari_window = DueReason::AriWindow {
-            window,
-            at: in_window,
-        };
-        let safety_net = DueReason::AriSafetyNet {
-            window,
-            left: Span::days(10),
-        };
-        assert_eq!(moment_rule(&leaf, 30, at(days)), expiring.label());
-        assert_eq!(moment_rule(&leaf, 30, at(net)), safety_net.label());
-        assert_eq!(moment_rule(&leaf, 30, at(in_window)), ari_window.label());
-        // The days rule's moment, spread: 25 days before expiry for this seed.
-        assert_eq!(leaf.not_after - days, Span::days(25));
+        let reasons = [
+            (
+                RuleKind::Days,
+                DueReason::Expiring {
+                    left: Span::days(25),
+                    threshold: Span::days(30),
+                    at,
+                },
+            ),
+            (RuleKind::Ari, DueReason::AriWindow { window, at }),
+            (
+                RuleKind::AriSafetyNet,
+                DueReason::AriSafetyNet {
+                    window,
+                    left: Span::days(10),
+                },
+            ),
+        ];
+        for (kind, reason) in reasons {
+            assert_eq!(kind.label(), reason.label());
+            assert_eq!(RuleKind::from_label(kind.label()), Some(kind));
+        }
+        assert_eq!(RuleKind::from_label("none"), None);
     }
 }

@@ -317,11 +317,6 @@ impl HostConfig {
         std::iter::once(&self.acme).chain(&self.fallback)
     }
 
-    /// The configured CA whose directory is `directory`.
-    pub(crate) fn ca(&self, directory: &str) -> Option<&Acme> {
-        self.cas().find(|acme| acme.directory == directory)
-    }
-
     /// Where certificate `cert`'s files go: their names, and its directory.
     pub(crate) fn files_of(&self, cert: &str, spec: &CertSpec) -> (FileNames, CertDir<'_>) {
         let first = spec.names.first().unwrap_or(&self.host);

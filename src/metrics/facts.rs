@@ -63,6 +63,8 @@ pub(crate) struct InstalledFacts {
     pub(crate) renewal_window: f64,
     /// `fleetcert_certificate_renewal_timestamp_seconds`: when it renews.
     pub(crate) renews: f64,
+    /// Its `rule` label: the rule that set `renews`, as the due reason's label once it comes.
+    pub(crate) renews_by: &'static str,
     /// The certificate's first configured name.
     pub(crate) name: String,
     /// `ecdsa-p384` and so on; `other` for a key fleetcert does not make.

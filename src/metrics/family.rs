@@ -25,6 +25,8 @@ pub(crate) struct Family {
 }
 
 const CERT: &[&str] = &["host", "cert"];
+/// The renewal moment carries the rule that set it.
+const RENEWAL: &[&str] = &["host", "cert", "rule"];
 const PROBE: &[&str] = &["host", "cert", "target"];
 const COMMAND: &[&str] = &["command", "host", "zone"];
 const ZONE: &[&str] = &["zone"];
@@ -52,8 +54,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     },
     Family {
         name: "fleetcert_certificate_renewal_timestamp_seconds",
-        help: "When the installed certificate renews: its moment in the CA's renewal window (ARI) as the last request heard it, else by renew.before_days, spread; seconds since the epoch.",
-        labels: CERT,
+        help: "When the installed certificate renews: its moment in the CA's renewal window (ARI) as the last request heard it, else by renew.before_days, spread; seconds since the epoch. rule: the due reason once it comes (expiring, ari_window, ari_safety_net).",
+        labels: RENEWAL,
         group: Group::Certificate,
     },
     Family {

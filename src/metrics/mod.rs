@@ -180,6 +180,7 @@ mod tests {
                 issued: expiry - 90.0 * 86400.0,
                 renewal_window: 30.0 * 86400.0,
                 renews: expiry - 25.0 * 86400.0,
+                renews_by: "expiring",
                 name: format!("{name}.example.org"),
                 key_type: "ecdsa-p384".to_owned(),
                 serial: "AB".to_owned(),
@@ -348,22 +349,34 @@ mod tests {
     }
 
     #[test]
-    fn the_renewal_moment_is_carried_for_the_same_leaf_only() {
+    fn the_renewal_moment_is_carried_with_its_rule_for_the_same_leaf_only() {
         let mut decided = cert("www", 1.9e9, Probes::Kept(vec![]));
-        decided.installed.as_mut().expect("installed").renews = 1.89e9;
+        let facts = decided.installed.as_mut().expect("installed");
+        facts.renews = 1.89e9;
+        facts.renews_by = "ari_window";
         let file = Previous::new(through_file(merged(
             Vec::new(),
             &host("request", vec![decided.clone()]),
         )));
         let scope = Scope::Host("web01.example.org".to_owned());
         let installed = decided.installed.clone().expect("installed");
-        assert_eq!(file.renewal(&scope, "www", &installed), Some(1.89e9));
+        assert_eq!(
+            file.renewal(&scope, "www", &installed),
+            Some((1.89e9, "ari_window"))
+        );
         assert_eq!(file.renewal(&scope, "main", &installed), None);
         let other = Scope::Host("wiki01.example.org".to_owned());
         assert_eq!(file.renewal(&other, "www", &installed), None);
         let renewed = cert("www", 2.0e9, Probes::Kept(vec![]));
         let renewed = renewed.installed.expect("installed");
         assert_eq!(file.renewal(&scope, "www", &renewed), None);
+        // A file of an older fleetcert, the moment without its rule: not carried.
+        let older = "fleetcert_certificate_expiry_timestamp_seconds{host=\"web01.example.org\",cert=\"www\"} 1900000000\n\
+                     fleetcert_certificate_issued_timestamp_seconds{host=\"web01.example.org\",cert=\"www\"} 1892224000\n\
+                     fleetcert_certificate_renewal_timestamp_seconds{host=\"web01.example.org\",cert=\"www\"} 1890000000\n";
+        let older = Previous::new(text::parse(older));
+        assert!(older.same_leaf(&scope, "www", &installed));
+        assert_eq!(older.renewal(&scope, "www", &installed), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! renewal moment, for the leaf that is still installed).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use super::{InstalledFacts, Sample, Scope};
 
@@ -12,6 +13,9 @@ pub(crate) struct Previous {
     /// What the file says about each certificate's leaf, by host, certificate and family:
     /// looked up once per certificate, so a host of many certificates is not quadratic.
     leaves: HashMap<(String, String, &'static str), f64>,
+    /// The rule each renewal moment was stored with, by host and certificate (none in a
+    /// file written before the rule was stored).
+    rules: HashMap<(String, String), String>,
 }
 
 /// The families [`Previous`] looks up by certificate.
@@ -23,17 +27,29 @@ const LEAF_FAMILIES: [&str; 3] = [
 
 impl Previous {
     pub(super) fn new(samples: Vec<Sample>) -> Self {
+        let [_, _, renewal] = LEAF_FAMILIES;
         let mut leaves = HashMap::new();
+        let mut rules = HashMap::new();
         for sample in &samples {
             if !LEAF_FAMILIES.contains(&sample.family.name) {
                 continue;
             }
             if let (Some(host), Some(cert)) = (sample.label("host"), sample.label("cert")) {
                 let key = (host.to_owned(), cert.to_owned(), sample.family.name);
-                leaves.entry(key).or_insert(sample.value);
+                let Entry::Vacant(entry) = leaves.entry(key) else {
+                    continue;
+                };
+                entry.insert(sample.value);
+                if let (true, Some(rule)) = (sample.family.name == renewal, sample.label("rule")) {
+                    rules.insert((host.to_owned(), cert.to_owned()), rule.to_owned());
+                }
             }
         }
-        Self { samples, leaves }
+        Self {
+            samples,
+            leaves,
+            rules,
+        }
     }
 
     /// The value of `family` for certificate `cert` of `scope` (only host configs have
@@ -55,17 +71,25 @@ impl Previous {
             && self.leaf_value(scope, cert, issued) == Some(installed.issued)
     }
 
-    /// The renewal moment the file holds for certificate `cert` of `scope`, when it was
-    /// recorded for the leaf that is installed now (expiry and issue time as in `installed`).
+    /// The renewal moment the file holds for certificate `cert` of `scope` and the rule it
+    /// was stored with, when it was recorded for the leaf that is installed now (expiry and
+    /// issue time as in `installed`). A moment without its rule (a file of an older
+    /// fleetcert) is not carried: the days rule's stands until the next `request`.
     pub(crate) fn renewal(
         &self,
         scope: &Scope,
         cert: &str,
         installed: &InstalledFacts,
-    ) -> Option<f64> {
+    ) -> Option<(f64, &str)> {
         let [_, _, renewal] = LEAF_FAMILIES;
-        self.same_leaf(scope, cert, installed)
-            .then(|| self.leaf_value(scope, cert, renewal))
-            .flatten()
+        let Scope::Host(host) = scope else {
+            return None;
+        };
+        if !self.same_leaf(scope, cert, installed) {
+            return None;
+        }
+        let at = self.leaf_value(scope, cert, renewal)?;
+        let rule = self.rules.get(&(host.clone(), cert.to_owned()))?;
+        Some((at, rule))
     }
 }

@@ -56,7 +56,7 @@ fn cert_samples(samples: &mut Vec<Sample>, scope: (&'static str, &str), facts: &
         );
         push(
             "fleetcert_certificate_renewal_timestamp_seconds",
-            &[],
+            &[("rule", installed.renews_by)],
             installed.renews,
         );
         push(

@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cert::RuleKind;
 use crate::dns::{DnsName, NameError};
 
 #[cfg(fuzzing)]
@@ -83,6 +84,10 @@ pub(crate) struct CertState {
     /// or by the days rule with its spread (docs/renewal.md). Absent without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) renew_at: Option<String>,
+    /// The rule that set `renew_at`, for this run's metrics (commands/record.rs). Not in the
+    /// document: the zone side has no use for it, and older publishers refuse unknown fields.
+    #[serde(skip)]
+    pub(crate) renew_rule: Option<RuleKind>,
     /// Only when the CA's rate limit stopped the order: which limit, and until when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rate_limit: Option<RateLimited>,
