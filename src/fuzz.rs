@@ -1,7 +1,9 @@
 //! Entry points for the fuzz targets under `fuzz/` (`cargo fuzz`, libFuzzer): each takes the
 //! fuzzer's bytes, runs one path that reads untrusted input the way the commands do, and
 //! panics when a property the rest of fleetcert relies on does not hold. Not an API: the
-//! module is public only so that the fuzz crate can reach it, and nothing else becomes so.
+//! module is public only so that the fuzz crate can reach it, and nothing else becomes so;
+//! it is compiled only for fuzzing (`cfg(fuzzing)`, which cargo fuzz sets), never into the
+//! shipped binary.
 //!
 //! The properties (docs/dev/fuzzing.md):
 //!

@@ -35,6 +35,7 @@ mod probe;
 mod reload;
 mod serial;
 mod shown;
+mod state;
 mod store;
 mod timestamp;
 mod token;

@@ -10,7 +10,10 @@
 # components of that graph, and of the top-level modules', must all be single modules.
 #
 # Not part of tests/run.sh: installing cargo-modules builds rust-analyzer's crates, about ten
-# minutes on two cores. Usage: tests/module-graph.sh   (installs cargo-modules 0.27 if missing)
+# minutes on two cores. cargo-modules sees only `use` declarations, not an inline
+# `super::x::f(..)` in a function body: tests/run.sh runs the same check on the source itself
+# (`tests/tools/module_cycles.py src`), which sees both; this script is the cross-check.
+# Usage: tests/module-graph.sh   (installs cargo-modules 0.27 if missing)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if ! command -v cargo-modules >/dev/null; then

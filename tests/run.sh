@@ -16,6 +16,9 @@ tests/install-python.sh
 tests/install-cargo-tools.sh
 export PATH="$repo/.venv/bin:$PATH"
 
+step "module cycles, through every path (tests/tools/module_cycles.py, its tests first)"
+python3 -m unittest discover -s tests/tools -p 'test_module_cycles.py' && python3 tests/tools/module_cycles.py src
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

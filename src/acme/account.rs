@@ -15,9 +15,9 @@ use instant_acme::{
 use rustls::pki_types::PrivateKeyDer;
 use serde::{Deserialize, Serialize};
 
-use super::state::StateDir;
 use super::{AcmeError, problem_type};
 use crate::config::Acme;
+use crate::state::StateDir;
 use crate::store::Versioned;
 
 /// Name of the credentials file in the state directory.
@@ -114,6 +114,17 @@ pub(crate) async fn open_existing(
     })
     .map_err(|source| AcmeError::ca(&acme.directory, "read the directory", source))?;
     Ok(Some(account))
+}
+
+/// Opens the stored account for this CA; none is an error that says to run request first
+/// (finalize, and ARI at a fallback CA, never register one).
+pub(crate) async fn open_required(acme: &Acme, state: &StateDir) -> Result<Account, AcmeError> {
+    open_existing(acme, state)
+        .await?
+        .ok_or_else(|| AcmeError::NoAccount {
+            directory: acme.directory.clone(),
+            state_dir: state.path().to_owned(),
+        })
 }
 
 /// Opens the stored account for this CA, checking that the CA still knows it, or registers

@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AcmeError, StateDir};
+use super::AcmeError;
 use crate::cert::Inspection;
+use crate::state::StateDir;
 use crate::store::Versioned;
 
 /// The issuing CA of one certificate.

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::StateDir;
 use super::{AcmeError, problem_type};
 use crate::shown::bare;
+use crate::state::StateDir;
 use crate::store::Versioned;
 use crate::timestamp::rfc3339;
 

@@ -1,5 +1,5 @@
-//! The ACME side: the state directory, the account (created once, reused), and orders that
-//! survive between `request` and `finalize`.
+//! The ACME side: the account (created once, reused), and orders that survive between
+//! `request` and `finalize`, kept in the host's state directory (`crate::state`).
 //!
 //! Everything that talks to the CA lives here; the commands decide *what* to ask for.
 
@@ -36,6 +36,8 @@ macro_rules! retry_bad_nonce {
 }
 
 mod account;
+mod ari;
+mod cas;
 mod chain;
 mod directory;
 mod http;
@@ -43,17 +45,24 @@ mod issued;
 mod limit;
 mod observe;
 mod order;
-mod state;
+mod resume;
 
-pub(crate) use account::{AccountState, check_directory, open_existing, open_or_create};
+pub(crate) use account::{
+    AccountState, check_directory, open_existing, open_or_create, open_required,
+};
+pub(crate) use ari::renewal_window;
+pub(crate) use cas::{Ca, Cas, urgency};
 pub(crate) use chain::{IssuedChain, pem_blocks, verify_chain};
 pub(crate) use directory::caa_identities;
 pub(crate) use issued::IssuedBy;
 pub(crate) use limit::RateLimit;
 pub(crate) use order::{
-    Challenge, PendingOrder, Reopened, check_profile, complete, create, reopen, replaces_for,
+    Challenge, DeadOrder, PendingOrder, Reopened, check_profile, complete, create, reopen,
+    replaces_for, status_of,
 };
-pub(crate) use state::{StateDir, limits_dir};
+pub(crate) use resume::{Resumed, resume};
+// The state directory has its own module (crate::state); this keeps the old paths.
+pub(crate) use crate::state::{StateDir, limits_dir};
 
 /// How to poll the CA while it validates and while it issues.
 ///
@@ -102,7 +111,6 @@ pub(crate) fn problem_type(problem: &Problem) -> Option<&str> {
 
 /// A failure talking to the CA or handling what it sent, for one certificate or the account.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub(crate) enum AcmeError {
     /// A request to the CA failed: it was unreachable or answered with a problem.
     #[error("CA {directory}: cannot {action}: {}", describe(.source))]

@@ -19,12 +19,13 @@ use time::OffsetDateTime;
 
 use super::limit::RateLimit;
 use super::observe;
-use super::state::StateDir;
 use super::{AcmeError, BadNonce, POLL, problem_line, problem_type};
 use crate::cert::{Inspection, KeyType, PrivateKey};
 use crate::dns::DnsName;
+use crate::state::StateDir;
 use crate::store::Versioned;
 use crate::timestamp::rfc3339;
+use crate::token::CertStatus;
 
 /// An order saved between `request` and `finalize`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +114,17 @@ pub(crate) struct Challenge {
     pub(crate) authorization: String,
 }
 
+/// What an order waits for in the token document: `pending` until its records are
+/// published, `ready` when the CA has nothing left to validate (every authorization already
+/// valid), so finalize can complete it at once.
+pub(crate) fn status_of(challenges: &[Challenge]) -> CertStatus {
+    if challenges.is_empty() {
+        CertStatus::Ready
+    } else {
+        CertStatus::Pending
+    }
+}
+
 /// Refuses a profile the CA's directory does not list: instant-acme sends it unchecked and
 /// some CAs (Pebble 2.4) silently ignore an unknown one.
 pub(crate) fn check_profile(account: &Account, profile: &str) -> Result<(), AcmeError> {
@@ -143,7 +155,7 @@ pub(crate) fn replaces_for(inspection: &Inspection) -> Option<CertificateIdentif
 
 /// Creates an order for `names`, returning it with the DNS-01 values still to publish.
 ///
-/// `replaces` names the certificate this order renews (RFC 9773 section 5), which exempts
+/// `replaces` is the certificate this order renews (RFC 9773 section 5), which exempts
 /// it from Let's Encrypt's rate limits. A CA without ARI gets a plain order (instant-acme
 /// refuses `replaces` before sending anything), and so does a CA that refuses the field; a
 /// rate limit is never retried: the field is what would have exempted the order.
@@ -152,9 +164,10 @@ pub(crate) async fn create(
     directory: &str,
     names: &[DnsName],
     profile: Option<&str>,
-    replaces: Option<CertificateIdentifier<'static>>,
+    replaces: Option<&Inspection>,
     now: OffsetDateTime,
 ) -> Result<(Order, Vec<Challenge>), AcmeError> {
+    let replaces = replaces.and_then(replaces_for);
     let identifiers: Vec<Identifier> = names
         .iter()
         .map(|name| Identifier::Dns(name.to_string()))
@@ -230,8 +243,35 @@ fn refused_replaces(err: &instant_acme::Error) -> bool {
 pub(crate) enum Reopened {
     /// It can still complete: the values of its pending authorizations.
     Open(Vec<Challenge>),
-    /// It cannot complete any more, and why (for the token document: "the saved order ...").
-    Dead(String),
+    /// It cannot complete any more, and why.
+    Dead(DeadOrder),
+}
+
+/// Why a saved order cannot complete any more; each reads after "the saved order" in the
+/// token document's reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DeadOrder {
+    /// The CA no longer has it (404 and friends: expired, or cleaned up).
+    #[error("is gone at the CA ({problem})")]
+    Gone { problem: String },
+    #[error("is invalid at the CA")]
+    Invalid,
+    /// An authorization went invalid or expired.
+    #[error("cannot complete: {problem}")]
+    CannotComplete { problem: String },
+    /// The CA refuses to show an authorization (Let's Encrypt: 404 once it expired).
+    #[error("has an authorization the CA no longer shows ({problem})")]
+    AuthorizationHidden { problem: String },
+    #[error("expired at {}", rfc3339(*.at))]
+    Expired { at: OffsetDateTime },
+    /// The account it was made with is not this host's account at that CA any more.
+    #[error("was made by another account")]
+    OtherAccount,
+    #[error("has an authorization for {identifier} that expired at {}", rfc3339(*.at))]
+    AuthorizationExpired {
+        identifier: DnsName,
+        at: OffsetDateTime,
+    },
 }
 
 /// Re-opens a saved order and checks that it can still complete at `now`: neither it nor a
@@ -255,15 +295,14 @@ pub(crate) async fn reopen(
             .filter(|expires| *expires <= now)
     };
     if let Some(at) = expired(&saved.url) {
-        return Ok(Reopened::Dead(format!("expired at {}", rfc3339(at))));
+        return Ok(Reopened::Dead(DeadOrder::Expired { at }));
     }
     for challenge in &challenges {
         if let Some(at) = expired(&challenge.authorization) {
-            return Ok(Reopened::Dead(format!(
-                "has an authorization for {} that expired at {}",
-                challenge.identifier,
-                rfc3339(at)
-            )));
+            return Ok(Reopened::Dead(DeadOrder::AuthorizationExpired {
+                identifier: challenge.identifier.clone(),
+                at,
+            }));
         }
     }
     Ok(Reopened::Open(challenges))
@@ -273,33 +312,31 @@ pub(crate) async fn reopen(
 async fn reopen_walk(
     account: &Account,
     saved: &PendingOrder,
-) -> Result<Result<Vec<Challenge>, String>, AcmeError> {
+) -> Result<Result<Vec<Challenge>, DeadOrder>, AcmeError> {
     let mut order = match retry_bad_nonce!(account.order(saved.url.clone())) {
         Ok(order) => order,
         // 404 and friends: the order expired or was cleaned up; a new one is needed.
         Err(instant_acme::Error::Api(problem)) => {
-            return Ok(Err(format!(
-                "is gone at the CA ({})",
-                problem_line(&problem)
-            )));
+            return Ok(Err(DeadOrder::Gone {
+                problem: problem_line(&problem),
+            }));
         }
         Err(source) => return Err(AcmeError::ca(&saved.directory, "re-open the order", source)),
     };
     if order.state().status == OrderStatus::Invalid {
-        return Ok(Err("is invalid at the CA".to_owned()));
+        return Ok(Err(DeadOrder::Invalid));
     }
     match challenges(&mut order, &saved.directory, &saved.names).await {
         Ok(challenges) => Ok(Ok(challenges)),
         // An authorization went invalid or expired: the order cannot complete any more.
-        Err(AcmeError::Invalid { problem }) => Ok(Err(format!("cannot complete: {problem}"))),
+        Err(AcmeError::Invalid { problem }) => Ok(Err(DeadOrder::CannotComplete { problem })),
         // The CA refuses to show an authorization (Let's Encrypt: 404 once it expired).
         Err(AcmeError::Ca {
             source: instant_acme::Error::Api(problem),
             ..
-        }) => Ok(Err(format!(
-            "has an authorization the CA no longer shows ({})",
-            problem_line(&problem)
-        ))),
+        }) => Ok(Err(DeadOrder::AuthorizationHidden {
+            problem: problem_line(&problem),
+        })),
         Err(err) => Err(err),
     }
 }

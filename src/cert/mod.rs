@@ -2,6 +2,7 @@
 //! due, where its files go (layouts), one certificate's set of files (read from one version,
 //! installed atomically), and the PKCS#12 keystore for Java services.
 
+mod due;
 mod incoming;
 mod inspect;
 mod install;
@@ -10,6 +11,7 @@ mod layout;
 mod pkcs12;
 mod set;
 
+pub(crate) use due::not_due;
 pub(crate) use incoming::IncomingError;
 pub(crate) use inspect::{
     DueReason, InspectError, Inspection, RenewalDecision, RenewalWindow, Rule, RuleKind, Schedule,

@@ -5,83 +5,21 @@
 //! The files of one certificate are installed as one set (`cert::CertDir::install`).
 
 use futures_util::future::join_all;
-use serde::Serialize;
 use tracing::{info, warn};
 
-use super::ca::Cas;
 use super::failure::CertFailure;
+use super::finalize_report::{CertReport, FinalizeStatus, Report};
+use super::install_set::{install_issued, refresh_keystore};
 use super::installed::{Installed, rfc3339};
+use super::issuing::Issuing;
+use super::local;
 use super::record::Observed;
 use super::report::print_json;
-use crate::acme::{self, AcmeError, IssuedBy, IssuedChain, PendingOrder, StateDir};
-use crate::cert::{CertPaths, CertSet, Keystore, PrivateKey};
+use crate::acme::{self, AcmeError, Cas, IssuedBy, IssuedChain, PendingOrder};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
-use crate::dns::DnsName;
 use crate::error::{Error, Outcome};
-use crate::reload;
-use crate::token::CheckVerdict;
-
-/// The JSON report of one finalize run (docs/reports.md).
-#[derive(Debug, Serialize)]
-pub(super) struct Report {
-    host: String,
-    /// Whether any certificate file was replaced (Ansible's `changed`).
-    pub(super) changed: bool,
-    certs: Vec<CertReport>,
-    /// `--check`: what `fleetcert check` says after the installs and reloads.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    check: Option<CheckVerdict>,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct CertReport {
-    name: String,
-    status: FinalizeStatus,
-    /// Whether this certificate's files were replaced (or would be, with `--dry-run`).
-    changed: bool,
-    names: Vec<DnsName>,
-    not_after: Option<String>,
-    paths: CertPaths,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// The directory URL of the CA that issued the certificate installed by this run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ca: Option<String>,
-    /// Why a fallback CA issued it: what the primary said, and why it could not wait.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fallback: Option<String>,
-    /// Whether `reload` ran and the service is on the installed set; `null` when no reload
-    /// was due (nothing changed, none pending, none configured, `--dry-run`).
-    reloaded: Option<bool>,
-    /// Why the reload failed: it stays pending and every later run tries it again.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reload_error: Option<String>,
-}
-
-/// What finalize did with one certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum FinalizeStatus {
-    /// A new certificate was installed.
-    Issued,
-    /// No pending order: nothing was done, the files on disk (if any) stay.
-    Unchanged,
-    /// `--dry-run`: a pending order would be completed.
-    WouldIssue,
-    /// The order could not be completed; `error` says why, old files are untouched.
-    Failed,
-    /// No pending order, but the keystore was missing or no longer fit `pkcs12:` (new, or
-    /// another password or alias): it was rebuilt from the installed key and chain and
-    /// installed with them as one set.
-    KeystoreWritten,
-    /// `--dry-run`: the keystore would be rebuilt.
-    WouldWriteKeystore,
-    /// `install`: the set from another host was installed.
-    Installed,
-    /// `install --dry-run`: the set would be installed.
-    WouldInstall,
-}
+use crate::state::StateDir;
 
 /// The shared inputs of every certificate's finalize.
 struct Context<'c> {
@@ -95,31 +33,24 @@ struct Context<'c> {
 pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
-    let mut report = finalize_all(&config, &state, args.dry_run).await?;
+    let issuing = Issuing::of(&config);
+    let mut report = finalize_all(&config, issuing, &state, args.dry_run).await?;
     report.check = super::check::verdict(&args, observed).await;
     print_json(&report)?;
     Ok(Outcome::from_failures(report.failed()))
-}
-
-impl Report {
-    /// Whether some certificate could not be finalized, or its service not reloaded.
-    pub(super) fn failed(&self) -> bool {
-        self.certs
-            .iter()
-            .any(|cert| cert.status == FinalizeStatus::Failed || cert.reloaded == Some(false))
-    }
 }
 
 /// Completes every pending order, runs the reloads that are due, and returns the report
 /// (`renew` prints it in its own).
 pub(super) async fn finalize_all(
     config: &HostConfig,
+    issuing: Issuing<'_>,
     state: &StateDir,
     dry_run: bool,
 ) -> Result<Report, Error> {
-    let mut report = match config.issuer.test() {
-        Some(issuer) => super::local::finalize_all(config, issuer, state, dry_run)?,
-        None => finalize_with_ca(config, state, dry_run).await?,
+    let mut report = match issuing {
+        Issuing::Acme => finalize_with_ca(config, state, dry_run).await?,
+        Issuing::Test(issuer) => local::finalize_all(config, issuer, state, dry_run)?,
     };
     for cert in &mut report.certs {
         if let Some(spec) = config.certs.get(&cert.name) {
@@ -146,12 +77,8 @@ async fn finalize_with_ca(
     let cas = Cas::new(config);
     // Without a fallback CA, the CA unreachable with orders pending fails the run: nothing
     // could be finalized. With one, each order's own CA is opened when it is completed.
-    if any_pending
-        && !dry_run
-        && config.fallback.is_empty()
-        && let Some(account) = acme::open_existing(&config.acme, state).await?
-    {
-        cas.primary().set_account(account);
+    if any_pending && !dry_run && config.fallback.is_empty() {
+        cas.open_primary(state).await?;
     }
     let context = Context {
         config,
@@ -166,70 +93,6 @@ async fn finalize_with_ca(
     )
     .await;
     Ok(Report::new(config, certs))
-}
-
-impl Report {
-    /// The report of `certs`.
-    pub(super) fn new(config: &HostConfig, certs: Vec<CertReport>) -> Self {
-        Self {
-            host: config.host.to_string(),
-            changed: certs.iter().any(|cert| cert.changed),
-            certs,
-            check: None,
-        }
-    }
-}
-
-impl CertReport {
-    /// The report of `cert`, whose files are `installed`.
-    pub(super) fn new(
-        cert: &str,
-        spec: &CertSpec,
-        installed: &Installed<'_>,
-        status: FinalizeStatus,
-        not_after: Option<String>,
-        error: Option<String>,
-    ) -> Self {
-        Self {
-            name: cert.to_owned(),
-            status,
-            changed: !matches!(status, FinalizeStatus::Unchanged | FinalizeStatus::Failed),
-            names: spec.names.clone(),
-            not_after,
-            paths: installed.paths.clone(),
-            error,
-            ca: None,
-            fallback: None,
-            reloaded: None,
-            reload_error: None,
-        }
-    }
-
-    /// Runs the reload this certificate owes (its files changed, or an earlier one failed)
-    /// and says how it went (reload.rs).
-    pub(super) async fn reload(
-        &mut self,
-        config: &HostConfig,
-        state: &StateDir,
-        spec: &CertSpec,
-        dry_run: bool,
-    ) {
-        let files_changed = self.changed && self.status != FinalizeStatus::Failed;
-        // What is on disk now: the probes compare the service with it.
-        let installed = Installed::read(config, &self.name, spec);
-        let subject = installed.reload_subject(&self.name, spec);
-        if let Some(result) = reload::settle(state, &subject, files_changed, dry_run).await {
-            self.reloaded = Some(result.is_ok());
-            self.reload_error = result.err().map(|err| err.to_string());
-        }
-    }
-
-    /// Names the CA that issued the new certificate, and why a fallback did.
-    fn issued_by(mut self, issued: IssuedBy) -> Self {
-        self.ca = Some(issued.directory);
-        self.fallback = issued.fallback;
-        self
-    }
 }
 
 async fn finalize_one(
@@ -306,15 +169,11 @@ fn check_fits(
     spec: &CertSpec,
     saved: &PendingOrder,
 ) -> Result<(), CertFailure> {
-    let config = context.config;
-    if config.ca(&saved.directory).is_some_and(|acme| {
-        saved.fits(
-            &spec.names,
-            config.key,
-            acme.profile.as_deref(),
-            &acme.directory,
-        )
-    }) {
+    if context
+        .cas
+        .order_ca(saved, &spec.names, context.config.key)
+        .is_some()
+    {
         return Ok(());
     }
     if !context.dry_run {
@@ -353,75 +212,4 @@ async fn issue(
     }
     PendingOrder::remove(context.state, cert)?;
     Ok((chain, issued))
-}
-
-/// Installs a new key and its checked chain, with the keystore when `pkcs12:` asks for one
-/// (a test issuer's certificates go through here too, commands/local.rs).
-pub(super) fn install_issued(
-    spec: &CertSpec,
-    installed: &Installed<'_>,
-    key: &PrivateKey,
-    chain: &IssuedChain,
-) -> Result<(), CertFailure> {
-    // Built before the install starts: a keystore that cannot be made leaves the old set.
-    crash_point!("finalize.before_keystore");
-    let keystore = match &spec.pkcs12 {
-        Some(pkcs12) => Some(Keystore::from_pem(
-            key,
-            &chain.full,
-            &pkcs12.alias,
-            &pkcs12.password,
-        )?),
-        None => None,
-    };
-    let set =
-        CertSet::new(key, &chain.leaf, &chain.intermediates, &chain.full).with_keystore(keystore);
-    installed.dir.install(&installed.names, &set)?;
-    Ok(())
-}
-
-/// Without a pending order: rebuilds the keystore of a certificate with `pkcs12:` when the
-/// installed one is missing or does not open with the configured password and alias or
-/// holds another chain, from the installed key and chain, and installs it with them (the
-/// PEM files byte for byte as they were).
-pub(super) fn refresh_keystore(
-    dry_run: bool,
-    spec: &CertSpec,
-    installed: &Installed<'_>,
-) -> Result<FinalizeStatus, CertFailure> {
-    let (Some(pkcs12), Some(_)) = (&spec.pkcs12, &installed.names.keystore) else {
-        return Ok(FinalizeStatus::Unchanged);
-    };
-    let Some(set) = installed.dir.read_set(&installed.names)?.complete() else {
-        // Not issued yet, or incomplete: request issues it, with its keystore.
-        return Ok(FinalizeStatus::Unchanged);
-    };
-    let (Ok(key_pem), Ok(full_pem), Some(inspection)) = (
-        std::str::from_utf8(&set.key.0),
-        std::str::from_utf8(&set.fullchain.0),
-        installed.inspection(),
-    ) else {
-        return Ok(FinalizeStatus::Unchanged);
-    };
-    if set.keystore.as_ref().is_some_and(|keystore| {
-        Keystore::fits(&keystore.0, full_pem, &pkcs12.alias, &pkcs12.password)
-    }) {
-        return Ok(FinalizeStatus::Unchanged);
-    }
-    // A key that does not belong to the certificate is request's business (it renews).
-    let Some(private) = inspection
-        .key_type
-        .and_then(|key_type| PrivateKey::from_pem(key_pem, key_type).ok())
-        .filter(|private| private.public_key_info() == inspection.public_key_info)
-    else {
-        return Ok(FinalizeStatus::Unchanged);
-    };
-    if dry_run {
-        return Ok(FinalizeStatus::WouldWriteKeystore);
-    }
-    let keystore = Keystore::from_pem(&private, full_pem, &pkcs12.alias, &pkcs12.password)?;
-    let set = set.with_keystore(Some(keystore));
-    installed.dir.install(&installed.names, &set)?;
-    info!(cert = %installed.names.dir, "keystore written from the installed key and chain");
-    Ok(FinalizeStatus::KeystoreWritten)
 }

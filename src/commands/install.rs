@@ -19,7 +19,8 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use super::failure::CertFailure;
-use super::finalize::{CertReport, FinalizeStatus, Report, install_issued};
+use super::finalize_report::{CertReport, FinalizeStatus, Report};
+use super::install_set::install_issued;
 use super::installed::{Installed, rfc3339};
 use super::report::print_json;
 use crate::acme::{self, AcmeError, IssuedChain, StateDir, pem_blocks};

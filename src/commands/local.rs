@@ -13,11 +13,11 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::failure::CertFailure;
-use super::finalize::{self, CertReport, FinalizeStatus, Report};
+use super::finalize_report::{CertReport, FinalizeStatus, Report};
+use super::install_set::{install_issued, refresh_keystore};
 use super::installed::{Installed, rfc3339};
-use super::request;
 use crate::acme::{self, AcmeError, StateDir};
-use crate::cert::{DueReason, RenewalDecision};
+use crate::cert::{DueReason, RenewalDecision, not_due};
 use crate::config::{CertSpec, HostConfig};
 use crate::error::Error;
 use crate::issuer::{LOCAL_ORDERS_FILE, LocalOrder, LocalOrders, Origin, TestIssuer};
@@ -57,7 +57,7 @@ pub(super) fn token_document(
         let (status, reason) = match decide(config, issuer, &installed, spec, now) {
             LocalDecision::Valid => (
                 CertStatus::Valid,
-                request::not_due(&installed, now, schedule),
+                not_due(installed.inspection(), now, schedule),
             ),
             LocalDecision::Kept(failure) => {
                 let reason = failure.to_string();
@@ -140,12 +140,10 @@ pub(super) fn finalize_all(
         let Some(order) = orders.orders.get(cert).cloned() else {
             // Nothing to sign; a keystore that no longer fits `pkcs12:` is rebuilt, as with
             // a CA.
-            certs.push(
-                match finalize::refresh_keystore(dry_run, spec, &installed) {
-                    Ok(status) => report(status, installed.not_after(), None),
-                    Err(failure) => failed(failure),
-                },
-            );
+            certs.push(match refresh_keystore(dry_run, spec, &installed) {
+                Ok(status) => report(status, installed.not_after(), None),
+                Err(failure) => failed(failure),
+            });
             continue;
         };
         if !order.fits(&spec.names, config.key, issuer.kind()) {
@@ -245,7 +243,7 @@ fn issue(
     let pem = issuer.sign(&key, &order.names, now)?;
     // The check every CA's chain gets: it carries this key and exactly these names.
     let chain = acme::verify_chain(&pem, &key, &order.names)?;
-    finalize::install_issued(spec, installed, &key, &chain)?;
+    install_issued(spec, installed, &key, &chain)?;
     Ok(rfc3339(chain.inspection.not_after))
 }
 

@@ -1,12 +1,15 @@
 //! One module per subcommand: load the config, do the work, print the JSON report.
 
-mod ca;
+mod caa;
 mod check;
 mod failure;
 mod finalize;
+mod finalize_report;
 mod hiera;
 mod install;
+mod install_set;
 mod installed;
+mod issuing;
 mod local;
 mod publish;
 mod record;

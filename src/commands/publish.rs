@@ -100,16 +100,16 @@ pub(crate) async fn run(args: PublishArgs, observed: &mut Observed) -> Result<Ou
     }
     let publication = match &config.target {
         ZoneTarget::File(target) => {
-            let mut writer = FileWriter::open(target, &config.zone, config.ttl)?;
-            zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
+            let mut writer = FileWriter::open(target, &config.zone, config.ttl, args.dry_run)?;
+            zone::publish(&config, &submissions, &mut writer).await?
         }
         ZoneTarget::Update(target) => {
             let mut writer = UpdateWriter::open(target, &config.zone, config.ttl, args.dry_run)?;
-            zone::publish(&config, &submissions, &mut writer, args.dry_run).await?
+            zone::publish(&config, &submissions, &mut writer).await?
         }
     };
     observed.published(&publication);
-    let mut report = report(&config, &publication, args.dry_run, started);
+    let mut report = report(&config, &publication, started);
     report.refused = refused
         .iter()
         .map(|refusal| RefusedHost {
@@ -118,18 +118,17 @@ pub(crate) async fn run(args: PublishArgs, observed: &mut Observed) -> Result<Ou
         })
         .collect();
     print_json(&report)?;
-    Ok(match outcome(&config, &publication) {
-        Outcome::Success if !refused.is_empty() => Outcome::SomeFailed,
-        other => other,
+    Ok(match not_served(&config, &publication) {
+        Some(problem) => {
+            print_error_line(&problem);
+            Outcome::PropagationTimeout
+        }
+        None if !refused.is_empty() => Outcome::SomeFailed,
+        None => Outcome::Success,
     })
 }
 
-pub(super) fn report(
-    config: &ZoneConfig,
-    publication: &Publication,
-    dry_run: bool,
-    started: Instant,
-) -> Report {
+pub(super) fn report(config: &ZoneConfig, publication: &Publication, started: Instant) -> Report {
     let (servers, checked_on) = match &publication.propagation {
         Some(propagation) => (
             propagation.waits.iter().map(server_report).collect(),
@@ -142,7 +141,7 @@ pub(super) fn report(
     };
     Report {
         changed: publication.written.changed,
-        dry_run,
+        dry_run: publication.dry_run,
         zone: config.zone.clone(),
         serial: publication.written.serial,
         records: publication.records,
@@ -156,11 +155,12 @@ pub(super) fn report(
     }
 }
 
-/// 3, with the laggards named on stderr, when some server does not serve the zone yet.
-pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome {
-    let Some(propagation) = &publication.propagation else {
-        return Outcome::Success;
-    };
+/// Why the published zone is not served as published everywhere: a server lags, the checked
+/// server serves other records, or a signed zone's answers do not validate. `None`: it is.
+/// `publish` and `renew` print it and exit 3.
+pub(super) fn not_served(config: &ZoneConfig, publication: &Publication) -> Option<NotServed> {
+    let propagation = publication.propagation.as_ref()?;
+    let zone = config.zone.clone();
     let serial = publication.written.serial;
     let lagging: Vec<String> = propagation
         .waits
@@ -169,22 +169,19 @@ pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome
         .map(|wait| format!("{} {}", wait.server, wait.served))
         .collect();
     if !lagging.is_empty() {
-        print_error_line(&format_args!(
-            "zone {} serial {serial} is published but not served everywhere after {}s: {}; \
-             check NOTIFY and transfers to those servers, or raise `timeout`",
-            config.zone,
-            config.timeout.as_secs(),
-            lagging.join("; ")
-        ));
-        return Outcome::PropagationTimeout;
+        return Some(NotServed::Lagging {
+            zone,
+            serial,
+            timeout: config.timeout.as_secs(),
+            servers: lagging.join("; "),
+        });
     }
     if let Some((_, Err(mismatch))) = &propagation.checked {
-        print_error_line(&format_args!(
-            "zone {} serial {serial} is published, but {mismatch}; was the zone edited by \
-             hand, or is another tool writing it?",
-            config.zone
-        ));
-        return Outcome::PropagationTimeout;
+        return Some(NotServed::Mismatch {
+            zone,
+            serial,
+            mismatch: mismatch.to_string(),
+        });
     }
     // Servers with the same problem (a signer that stopped re-signing shows on all of them)
     // share one clause: "A and B serve answers that do not validate: ...".
@@ -215,15 +212,41 @@ pub(super) fn outcome(config: &ZoneConfig, publication: &Publication) -> Outcome
             )
         })
         .collect();
-    if !invalid.is_empty() {
-        print_error_line(&format_args!(
-            "zone {} serial {serial} is published, but {}",
-            config.zone,
-            invalid.join("; ")
-        ));
-        return Outcome::PropagationTimeout;
-    }
-    Outcome::Success
+    (!invalid.is_empty()).then(|| NotServed::Invalid {
+        zone,
+        serial,
+        problems: invalid.join("; "),
+    })
+}
+
+/// The zone is published but not served as published everywhere (exit 3).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NotServed {
+    #[error(
+        "zone {zone} serial {serial} is published but not served everywhere after \
+         {timeout}s: {servers}; check NOTIFY and transfers to those servers, or raise `timeout`"
+    )]
+    Lagging {
+        zone: DnsName,
+        serial: u32,
+        timeout: u64,
+        servers: String,
+    },
+    #[error(
+        "zone {zone} serial {serial} is published, but {mismatch}; was the zone edited by \
+         hand, or is another tool writing it?"
+    )]
+    Mismatch {
+        zone: DnsName,
+        serial: u32,
+        mismatch: String,
+    },
+    #[error("zone {zone} serial {serial} is published, but {problems}")]
+    Invalid {
+        zone: DnsName,
+        serial: u32,
+        problems: String,
+    },
 }
 
 fn server_report(wait: &ServerWait) -> ServerReport {

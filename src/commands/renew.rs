@@ -19,13 +19,15 @@ use std::time::Instant;
 use serde::Serialize;
 use tracing::warn;
 
+use super::finalize_report;
+use super::issuing::Issuing;
 use super::record::Observed;
 use super::report::print_json;
 use super::{finalize, publish, request};
-use crate::acme::StateDir;
 use crate::cli::HostArgs;
 use crate::config::{HostConfig, ZoneConfig, ZoneTarget, missing_update};
-use crate::error::{Error, Outcome};
+use crate::error::{Error, Outcome, print_error_line};
+use crate::state::StateDir;
 use crate::token::{self, CertStatus, CheckVerdict, Submission, TokenDocument};
 use crate::zone::{self, UpdateWriter};
 
@@ -41,7 +43,7 @@ struct Report {
     /// Publishing the records and the wait on every server; `null` when none were due.
     publish: Option<publish::Report>,
     /// `null` when finalize was skipped (nothing published everywhere in time).
-    finalize: Option<finalize::Report>,
+    finalize: Option<finalize_report::Report>,
     /// Removing this host's records again; `null` when there were none.
     cleanup: Option<publish::Report>,
     /// Why the clean-up failed, when it did (the records then expire with the next run).
@@ -56,10 +58,22 @@ struct Report {
 pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let started = Instant::now();
     let config = HostConfig::load(&args.config)?;
-    if config.issuer.test().is_some() {
-        return renew_without_dns(&config, &args, observed, started).await;
+    let issuing = Issuing::of(&config);
+    match issuing {
+        Issuing::Acme => renew_with_ca(&config, &args, observed, started).await,
+        // No records and no DNS server: request and finalize.
+        Issuing::Test(_) => renew_without_dns(&config, issuing, &args, observed, started).await,
     }
-    let zone_config = ZoneConfig::for_host(&config).ok_or_else(|| missing_update(&config.path))?;
+}
+
+/// `renew` with a CA: request, publish the host's records, finalize, remove the records.
+async fn renew_with_ca(
+    config: &HostConfig,
+    args: &HostArgs,
+    observed: &mut Observed,
+    started: Instant,
+) -> Result<Outcome, Error> {
+    let zone_config = ZoneConfig::for_host(config).ok_or_else(|| missing_update(&config.path))?;
     let ZoneTarget::Update(target) = &zone_config.target else {
         return Err(missing_update(&config.path).into());
     };
@@ -67,30 +81,34 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
     let mut writer = UpdateWriter::open(target, &zone_config.zone, zone_config.ttl, dry_run)?;
 
-    let document = request::token_document(&config, &state, dry_run).await?;
+    let document = request::token_document(config, Issuing::Acme, &state, dry_run).await?;
     observed.requested(&document);
     let own = token::own_submission(&document, &config.host, &zone_config.policy)?;
     let had_records = !own.records.is_empty();
     let publishing = Instant::now();
     let published = if had_records {
-        Some(zone::publish(&zone_config, &[own], &mut writer, dry_run).await?)
+        Some(zone::publish(&zone_config, &[own], &mut writer).await?)
     } else {
         None
     };
     // Its `seconds` are the publish step's own, as `publish` alone would report them.
     let publish_report = published
         .as_ref()
-        .map(|publication| publish::report(&zone_config, publication, dry_run, publishing));
-    let lagging = published
+        .map(|publication| publish::report(&zone_config, publication, publishing));
+    let not_served = published
         .as_ref()
-        .is_some_and(|publication| publish::outcome(&zone_config, publication) != Outcome::Success);
+        .and_then(|publication| publish::not_served(&zone_config, publication));
+    if let Some(problem) = &not_served {
+        print_error_line(problem);
+    }
+    let lagging = not_served.is_some();
     let finalized = if lagging {
         None
     } else {
         // The records are served and the orders saved: dying here, the next run re-opens
         // the orders, finds its records already in place, finalizes and cleans up.
         crash_point!("renew.before_finalize");
-        Some(finalize::finalize_all(&config, &state, dry_run).await)
+        Some(finalize::finalize_all(config, Issuing::Acme, &state, dry_run).await)
     };
     // The new sets are installed, the records still in the zone: the next run removes them.
     crash_point!("renew.before_cleanup");
@@ -101,9 +119,9 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
             records: BTreeSet::new(),
         };
         let cleaning = Instant::now();
-        match zone::publish(&zone_config, &[empty], &mut writer, false).await {
+        match zone::publish(&zone_config, &[empty], &mut writer).await {
             Ok(publication) => (
-                Some(publish::report(&zone_config, &publication, false, cleaning)),
+                Some(publish::report(&zone_config, &publication, cleaning)),
                 None,
             ),
             Err(err) => {
@@ -127,7 +145,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
         finalize: finalized,
         cleanup,
         cleanup_error,
-        check: super::check::verdict(&args, observed).await,
+        check: super::check::verdict(args, observed).await,
         seconds: started.elapsed().as_secs_f64(),
     };
     print_json(&report)?;
@@ -141,15 +159,16 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
 /// `renew` with a test issuer: request and finalize under the host lock, nothing published.
 async fn renew_without_dns(
     config: &HostConfig,
+    issuing: Issuing<'_>,
     args: &HostArgs,
     observed: &mut Observed,
     started: Instant,
 ) -> Result<Outcome, Error> {
     let dry_run = args.dry_run;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, dry_run).await?;
-    let document = request::token_document(config, &state, dry_run).await?;
+    let document = request::token_document(config, issuing, &state, dry_run).await?;
     observed.requested(&document);
-    let finalized = finalize::finalize_all(config, &state, dry_run).await?;
+    let finalized = finalize::finalize_all(config, issuing, &state, dry_run).await?;
     let failed = any_failed(&document, Some(&finalized));
     let report = Report {
         host: config.host.to_string(),
@@ -168,10 +187,10 @@ async fn renew_without_dns(
 }
 
 /// Whether some certificate failed in request or in finalize (its reload included).
-fn any_failed(document: &TokenDocument, finalized: Option<&finalize::Report>) -> bool {
+fn any_failed(document: &TokenDocument, finalized: Option<&finalize_report::Report>) -> bool {
     document
         .certs
         .iter()
         .any(|cert| cert.status == CertStatus::Failed)
-        || finalized.is_some_and(finalize::Report::failed)
+        || finalized.is_some_and(finalize_report::Report::failed)
 }

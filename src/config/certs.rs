@@ -51,9 +51,50 @@ pub(crate) struct ReloadSpec {
     pub(crate) timeout: Duration,
 }
 
-/// A certificate as written: a list of names, or the map form (read in a second step, so a
-/// typo inside the map is named as an unknown key rather than "matches no form").
-pub(super) type RawCerts = UniqueMap<serde_yaml::Value>;
+/// `certs:` as written.
+pub(super) type RawCerts = UniqueMap<RawCert>;
+
+/// The two forms of a certificate, for messages about either.
+const CERT_FORMS: &str = "a list of names or a mapping with `names` (and `pkcs12`, `probe`, \
+                          `reload`, `reload_timeout`)";
+
+/// A certificate as written: a list of names, or the map form. Told apart by the YAML's own
+/// shape (not by trying each form, as `#[serde(untagged)]` would), so that a typo inside the
+/// map is named as an unknown key with its line and column rather than "matches no form".
+#[derive(Debug)]
+pub(super) struct RawCert(RawCertOptions);
+
+impl<'de> Deserialize<'de> for RawCert {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CertVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for CertVisitor {
+            type Value = RawCert;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(CERT_FORMS)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawCert, A::Error> {
+                let names = Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(RawCert(RawCertOptions {
+                    names,
+                    pkcs12: None,
+                    probe: Vec::new(),
+                    reload: None,
+                    reload_timeout: None,
+                }))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawCert, A::Error> {
+                RawCertOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawCert)
+            }
+        }
+
+        deserializer.deserialize_any(CertVisitor)
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,7 +108,10 @@ struct RawCertOptions {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `password_file` and `alias`"
+)]
 struct RawPkcs12 {
     password_file: PathBuf,
     alias: Option<String>,
@@ -97,37 +141,9 @@ pub(super) fn check_certs(
                 format!("is a certificate name longer than {MAX_CERT_NAME} characters: shorten it"),
             ));
         }
-        let options = match value {
-            serde_yaml::Value::Sequence(_) => RawCertOptions {
-                names: from_value(path, &key, value)?,
-                pkcs12: None,
-                probe: Vec::new(),
-                reload: None,
-                reload_timeout: None,
-            },
-            value => from_value(path, &key, value)?,
-        };
-        certs.insert(name, check_options(path, &key, options)?);
+        certs.insert(name, check_options(path, &key, value.0)?);
     }
     Ok(certs)
-}
-
-fn from_value<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    key: &str,
-    value: serde_yaml::Value,
-) -> Result<T, ConfigError> {
-    serde_yaml::from_value(value).map_err(|err| {
-        invalid(
-            path,
-            key,
-            format!(
-                "must be a list of names or a map with `names` (and `pkcs12`, `probe`, `reload`, \
-                 `reload_timeout`): {}",
-                crate::shown::parser_message(&err.to_string(), crate::shown::MAX_EXCERPT)
-            ),
-        )
-    })
 }
 
 fn check_options(path: &Path, key: &str, raw: RawCertOptions) -> Result<CertSpec, ConfigError> {
@@ -303,8 +319,9 @@ mod tests {
             ("main: {names: [a.org], reload: [[a]]}\n", "list of words"),
             (
                 "main: {names: [a.org], reload: ''}\n",
-                "list of names or a map",
+                "main.reload: invalid type",
             ),
+            ("main: 5\n", "a list of names or a mapping with `names`"),
             (
                 "main: {names: [a.org], reload_timeout: 5s}\n",
                 "without `reload`",

@@ -1,4 +1,8 @@
 //! The host config: what one host (or the bastion, for a legacy host) issues and where.
+//!
+//! Over 600 lines because it is one noun, the host config's top-level keys (`acme` with its
+//! `eab` and `fallback`, `renew`, the directories, the resolver) and their checks; the blocks
+//! that stand alone already live beside it (`certs`, `issuer`, `metrics`, `update`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,7 +42,10 @@ const UNUSED_EMAIL: &str = "unused@acme.invalid";
 const UNUSED_SIGNING_ZONE: &str = "signing-zone.invalid";
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of the host config's keys (`acme`, `signing_zone`, `certs`, ...)"
+)]
 struct RawHost {
     /// Required for `issuer: acme`; a test issuer needs no CA (config/issuer.rs).
     acme: Option<RawAcme>,
@@ -68,7 +75,11 @@ struct RawHost {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `directory`, `email`, `agree_tos`, `ca_bundle`, `profile`, \
+                 `eab`, `caa_identity`"
+)]
 struct RawAcme {
     directory: Option<String>,
     email: Option<String>,
@@ -81,7 +92,10 @@ struct RawAcme {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `kid` and `hmac_key` or `hmac_key_file`"
+)]
 struct RawEab {
     kid: String,
     hmac_key: Option<String>,
@@ -98,7 +112,10 @@ impl fmt::Debug for RawEab {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `before_days`, `ari`, `fallback_within_days`"
+)]
 struct RawRenew {
     #[serde(default = "default_before_days")]
     before_days: u32,
@@ -298,11 +315,6 @@ impl HostConfig {
     /// Every CA, the primary (`acme`) first, then `fallback` in order.
     pub(crate) fn cas(&self) -> impl Iterator<Item = &Acme> {
         std::iter::once(&self.acme).chain(&self.fallback)
-    }
-
-    /// The configured CA whose directory is `directory`.
-    pub(crate) fn ca(&self, directory: &str) -> Option<&Acme> {
-        self.cas().find(|acme| acme.directory == directory)
     }
 
     /// Where certificate `cert`'s files go: their names, and its directory.

@@ -41,7 +41,10 @@ const FORMS: &str = "write `acme` (the default), `self-signed`, or \
                      `{local-ca: {cert: PATH, key: PATH}}`";
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `lifetime` and `replace_ca_issued`"
+)]
 struct RawSelfSigned {
     lifetime: Option<ConfigDuration>,
     #[serde(default)]
@@ -49,7 +52,10 @@ struct RawSelfSigned {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `cert`, `key`, `lifetime`, `replace_ca_issued`"
+)]
 struct RawLocalCa {
     cert: PathBuf,
     key: PathBuf,

@@ -13,7 +13,7 @@ use crate::shown::path as shown_path;
 
 /// `metrics:` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `textfile_dir`")]
 pub(super) struct RawMetrics {
     textfile_dir: PathBuf,
 }

@@ -241,6 +241,16 @@ fn yaml_error(path: &Path, kind: ConfigKind, err: &serde_yaml::Error) -> ConfigE
             ),
         };
     }
+    if let Some(wrong) = WrongValue::parse(&message) {
+        return ConfigError::Syntax {
+            path: shown_path(path),
+            message: format!(
+                "{}: {wrong} (see {})",
+                at.as_deref().unwrap_or("at an unknown place"),
+                kind.page()
+            ),
+        };
+    }
     let message = parser_message(&message, MAX_PARSER_MESSAGE);
     ConfigError::Syntax {
         path: shown_path(path),
@@ -302,6 +312,90 @@ impl UnknownKey {
                     .max_by_key(|known| known.len())
                     .map(String::as_str)
             })
+    }
+}
+
+/// serde's "invalid type" and "invalid value" messages, taken apart and said again in the
+/// file's words: the key, the value, and what the key wants, instead of serde's `expected u32`
+/// or a Rust type's name.
+struct WrongValue {
+    /// The key with the keys above it (`acme`, `renew.before_days`); empty for the file.
+    key: String,
+    /// serde's description of the value (`string "x"`, ``integer `5` ``, `map`).
+    value: String,
+    /// What the key wants, from the raw type's `expecting`, or serde's own words.
+    wanted: String,
+}
+
+impl WrongValue {
+    /// `acme: invalid type: string "x", expected a mapping with ...`.
+    fn parse(message: &str) -> Option<Self> {
+        let (above, rest) = ["invalid type: ", "invalid value: "]
+            .iter()
+            .find_map(|mark| message.split_once(mark))?;
+        // The value may hold anything (also `, expected `); what serde adds comes last.
+        let (value, wanted) = rest.rsplit_once(", expected ")?;
+        Some(Self {
+            key: above.trim_end().trim_end_matches(':').to_owned(),
+            value: value.to_owned(),
+            wanted: wanted.to_owned(),
+        })
+    }
+
+    /// The value as the file has it, escaped and bounded.
+    fn value(&self) -> String {
+        let value = self.value.as_str();
+        let quoted = |prefix: &str| {
+            value
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('`').or_else(|| rest.strip_prefix('"')))
+                .and_then(|rest| rest.strip_suffix('`').or_else(|| rest.strip_suffix('"')))
+        };
+        if let Some(text) = quoted("string ") {
+            format!(
+                "the string {}",
+                crate::shown::shown(&text.replace("\\\"", "\""))
+            )
+        } else if let Some(number) = quoted("integer ").or_else(|| quoted("floating point ")) {
+            format!("the number {}", crate::shown::shown(number))
+        } else if let Some(boolean) = quoted("boolean ") {
+            format!("the boolean {}", crate::shown::shown(boolean))
+        } else {
+            match value {
+                "sequence" => "a list".to_owned(),
+                "map" => "a mapping".to_owned(),
+                "unit value" => "empty".to_owned(),
+                other => crate::shown::bare(other, crate::shown::MAX_VALUE),
+            }
+        }
+    }
+
+    /// What the key wants, in the words of the config's page.
+    fn wanted(&self) -> String {
+        match self.wanted.as_str() {
+            "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => {
+                "a whole number (no sign, no unit)".to_owned()
+            }
+            "a sequence" => "a list".to_owned(),
+            "a boolean" => "`true` or `false`".to_owned(),
+            other => parser_message(other, MAX_PARSER_MESSAGE),
+        }
+    }
+}
+
+impl std::fmt::Display for WrongValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.key.is_empty() {
+            "the file".to_owned()
+        } else {
+            crate::shown::shown(&self.key)
+        };
+        write!(
+            f,
+            "{key} is {}, but it must be {}: write it so",
+            self.value(),
+            self.wanted()
+        )
     }
 }
 
@@ -426,6 +520,82 @@ mod tests {
         assert_eq!(line.matches("/nonexistent/f.yaml").count(), 1, "{line}");
         assert!(
             line.contains("does not exist") && line.contains("--config"),
+            "{line}"
+        );
+    }
+
+    /// The line `HostConfig::load` gives for the host config `text`.
+    fn host_refusal(text: &str) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("host.yaml");
+        std::fs::write(&path, text).expect("write");
+        HostConfig::load(&path).expect_err(text).to_string()
+    }
+
+    const HOST_HEAD: &str = "acme: {directory: https://acme.test/dir, email: a@example.org, \
+                             agree_tos: true}\nsigning_zone: acme.test\n";
+
+    #[test]
+    fn an_unknown_key_inside_a_certificate_keeps_its_place() {
+        let line = host_refusal(&format!(
+            "{HOST_HEAD}certs:\n  main:\n    names: [web01.example.org]\n    relaod: [true]\n"
+        ));
+        assert!(
+            line.contains("unknown key `certs.main.relaod` at line 6 column 5")
+                && line.contains("(did you mean `reload`?)")
+                && line.contains("names, pkcs12, probe, reload, reload_timeout")
+                && line.contains("docs/host-config.md")
+                && !line.contains('\\'),
+            "{line}"
+        );
+        // The same inside a certificate's `pkcs12`.
+        let line = host_refusal(&format!(
+            "{HOST_HEAD}certs:\n  zk:\n    names: [zk.example.org]\n    pkcs12: {{password_fil: /p}}\n"
+        ));
+        assert!(
+            line.contains("unknown key `certs.zk.pkcs12.password_fil` at line 6 column 14")
+                && line.contains("did you mean `password_file`?"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_says_what_the_key_wants() {
+        // A mapping written as a string: the key, the value, what it wants, no Rust type.
+        let line =
+            host_refusal("acme: https://acme.test/dir\nsigning_zone: acme.test\ncerts: {}\n");
+        assert!(
+            line.contains("line 1 column 7")
+                && line.contains("`acme` is the string `https://acme.test/dir`")
+                && line.contains("a mapping with `directory`, `email`, `agree_tos`")
+                && line.contains("docs/host-config.md")
+                && !line.contains("Raw")
+                && !line.contains("struct"),
+            "{line}"
+        );
+        let line = host_refusal(&format!("{HOST_HEAD}renew: 30\ncerts: {{}}\n"));
+        assert!(
+            line.contains("`renew` is the number `30`")
+                && line.contains("a mapping with `before_days`")
+                && !line.contains("Raw"),
+            "{line}"
+        );
+        // A certificate that is neither form: its key and place, and the two forms.
+        let line = host_refusal(&format!("{HOST_HEAD}certs:\n  main: 5\n"));
+        assert!(
+            line.contains("line 4 column 9")
+                && line.contains("`certs.main` is the number `5`")
+                && line.contains("a list of names or a mapping with `names`"),
+            "{line}"
+        );
+        // A number where a mapping of numbers wants one: no Rust integer type in the line.
+        let line = host_refusal(&format!(
+            "{HOST_HEAD}renew: {{before_days: soon}}\ncerts: {{}}\n"
+        ));
+        assert!(
+            line.contains("`renew.before_days` is the string `soon`")
+                && line.contains("a whole number")
+                && !line.contains("u32"),
             "{line}"
         );
     }

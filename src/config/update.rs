@@ -35,6 +35,7 @@ const MAX_SECRET_FILE_BYTES: u64 = 4096;
 /// The `update:` mapping as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping with `server`, `key_name`, `algorithm`, `secret_file`")]
 pub(crate) struct RawUpdate {
     server: String,
     key_name: String,
@@ -188,52 +189,75 @@ pub(crate) fn missing_update(path: &Path) -> ConfigError {
     )
 }
 
+/// What is wrong with the TSIG secret file, in words that never quote the file: each
+/// follows the file's name in the config error (`update.secret_file`).
+#[derive(Debug, thiserror::Error)]
+enum SecretFileError {
+    /// The file cannot be opened as a secret (missing, a link, someone else's, ...).
+    #[error("{0}")]
+    Open(SecretError),
+    #[error("cannot be read by this user ({0}): run fleetcert as the secret's owner")]
+    PermissionDenied(std::io::Error),
+    #[error(
+        "does not exist: write the key's base64 secret there (tsig-keygen prints it), mode 0600"
+    )]
+    Missing,
+    #[error(
+        "is open to its group or others (mode {mode:04o}): a TSIG secret may be read by its \
+         owner only; run chmod 600 on it"
+    )]
+    OpenToOthers { mode: u32 },
+    #[error("cannot be read: {0}")]
+    Read(std::io::Error),
+    #[error(
+        "is larger than {MAX_SECRET_FILE_BYTES} bytes: it should hold the secret's base64 only"
+    )]
+    TooLarge,
+    #[error(
+        "holds a key clause, not a secret: put only the base64 string between the quotes of \
+         `secret \"...\";` in the file"
+    )]
+    KeyClause,
+    /// The decoder's own message names the offending byte and its offset, which is part of
+    /// the secret: this says what is wrong without it.
+    #[error("is not base64 (the secret as tsig-keygen or keymgr prints it)")]
+    NotBase64,
+    #[error("is empty: write the key's base64 secret there")]
+    Empty,
+}
+
 /// Reads and decodes the secret file; the problem, when there is one, never quotes the file.
-fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+fn read_secret(path: &Path) -> Result<Vec<u8>, SecretFileError> {
     use base64::Engine as _;
     let (mut file, meta) = store::open_secret(path).map_err(|err| match err {
         SecretError::Unreadable(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
-            format!("cannot be read by this user ({err}): run fleetcert as the secret's owner")
+            SecretFileError::PermissionDenied(err)
         }
-        SecretError::Missing => "does not exist: write the key's base64 secret there \
-                                 (tsig-keygen prints it), mode 0600"
-            .to_owned(),
-        other => other.to_string(),
+        SecretError::Missing => SecretFileError::Missing,
+        other => SecretFileError::Open(other),
     })?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "is open to its group or others (mode {mode:04o}): a TSIG secret may be read by its \
-             owner only; run chmod 600 on it"
-        ));
+        return Err(SecretFileError::OpenToOthers { mode });
     }
     let mut bytes = Vec::new();
     file.by_ref()
         .take(MAX_SECRET_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|err| format!("cannot be read: {err}"))?;
+        .map_err(SecretFileError::Read)?;
     if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(format!(
-            "is larger than {MAX_SECRET_FILE_BYTES} bytes: it should hold the secret's base64 \
-             only"
-        ));
+        return Err(SecretFileError::TooLarge);
     }
     let text = String::from_utf8_lossy(&bytes);
     let text = text.trim();
     if text.contains("secret") || text.contains('{') {
-        return Err(
-            "holds a key clause, not a secret: put only the base64 string between the quotes \
-             of `secret \"...\";` in the file"
-                .to_owned(),
-        );
+        return Err(SecretFileError::KeyClause);
     }
-    // The decoder's own message names the offending byte and its offset, which is part of
-    // the secret: say what is wrong without it.
     let secret = base64::engine::general_purpose::STANDARD
         .decode(text)
-        .map_err(|_| "is not base64 (the secret as tsig-keygen or keymgr prints it)".to_owned())?;
+        .map_err(|_| SecretFileError::NotBase64)?;
     if secret.is_empty() {
-        return Err("is empty: write the key's base64 secret there".to_owned());
+        return Err(SecretFileError::Empty);
     }
     Ok(secret)
 }

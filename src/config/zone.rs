@@ -32,7 +32,10 @@ pub(super) const DEFAULT_MAX_VALUES_PER_NAME: usize = 100;
 const MAX_VALUES_PER_NAME_LIMIT: usize = 1000;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of the zone config's keys (`zone`, `zone_file` or `update`, ...)"
+)]
 struct RawZone {
     zone: String,
     zone_file: Option<PathBuf>,
@@ -76,7 +79,10 @@ impl RawZone {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `mname`, `rname`, `refresh`, `retry`, `expire`, `minimum`"
+)]
 struct RawSoa {
     mname: String,
     rname: String,

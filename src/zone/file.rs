@@ -19,7 +19,7 @@ use nix::sys::stat::SFlag;
 
 use super::ZoneError;
 use super::check::check_rendered;
-use super::publish::{Home, Written, ZoneWriter};
+use super::publish::{Home, Primary, Written, ZoneWriter};
 use super::render::{ZoneData, ZoneTemplate};
 use crate::command::{self, CommandError};
 use crate::config::FileTarget;
@@ -61,6 +61,8 @@ pub(crate) struct FileWriter<'c> {
     name: String,
     /// The zone file as it is, and who owns it.
     old: Option<(Vec<u8>, Access)>,
+    /// Only render and check (`--dry-run`).
+    dry_run: bool,
 }
 
 impl<'c> FileWriter<'c> {
@@ -69,6 +71,7 @@ impl<'c> FileWriter<'c> {
         target: &'c FileTarget,
         zone: &'c DnsName,
         ttl: u32,
+        dry_run: bool,
     ) -> Result<Self, ZoneError> {
         let template = ZoneTemplate::load(target)?;
         let (dir_path, name) = split(&target.zone_file)?;
@@ -86,6 +89,7 @@ impl<'c> FileWriter<'c> {
             },
             name,
             old,
+            dry_run,
         })
     }
 
@@ -187,16 +191,20 @@ impl ZoneWriter for FileWriter<'_> {
         Some(&self.home)
     }
 
-    fn primary(&self) -> Option<&DnsName> {
-        Some(&self.target.soa.mname)
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    fn primary(&self) -> Primary<'_> {
+        Primary::Named(&self.target.soa.mname)
     }
 
     async fn write(
         &mut self,
         records: &BTreeSet<&TxtRecord>,
         served: &[(SocketAddr, Served)],
-        dry_run: bool,
     ) -> Result<Written, ZoneError> {
+        let dry_run = self.dry_run;
         if !dry_run {
             // A publish killed after staging left its temporary zone file beside the real one.
             self.home.dir.sweep()?;
@@ -446,10 +454,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = crate::config::zone_tests::config(dir.path(), "check_zone: false\n");
         std::fs::write(dir.path().join("zone.db"), "old\n").expect("write");
-        let mut writer = FileWriter::open(target(&config), &config.zone, config.ttl).expect("open");
+        let mut writer =
+            FileWriter::open(target(&config), &config.zone, config.ttl, false).expect("open");
         let records = records();
         let written = writer
-            .write(&records.iter().collect(), &[], false)
+            .write(&records.iter().collect(), &[])
             .await
             .expect("write");
         assert!(written.changed);
@@ -483,10 +492,10 @@ mod tests {
         };
         target.reload = vec!["sh".to_owned(), "-c".to_owned(), script];
         std::fs::write(dir.path().join("zone.db"), "old\n").expect("write");
-        let mut writer = FileWriter::open(&target, &config.zone, config.ttl).expect("open");
+        let mut writer = FileWriter::open(&target, &config.zone, config.ttl, false).expect("open");
         let records = records();
         let err = writer
-            .write(&records.iter().collect(), &[], false)
+            .write(&records.iter().collect(), &[])
             .await
             .expect_err("reload fails")
             .to_string();
@@ -504,17 +513,18 @@ mod tests {
     async fn a_dry_run_creates_no_file_and_a_symlinked_zone_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = crate::config::zone_tests::config(dir.path(), "");
-        let mut writer = FileWriter::open(target(&config), &config.zone, config.ttl).expect("open");
+        let mut writer =
+            FileWriter::open(target(&config), &config.zone, config.ttl, true).expect("open");
         let records = records();
         writer
-            .write(&records.iter().collect(), &[], true)
+            .write(&records.iter().collect(), &[])
             .await
             .expect("dry run");
         assert!(!dir.path().join("zone.db").exists());
         std::fs::write(dir.path().join("real.db"), "x\n").expect("write");
         std::os::unix::fs::symlink(dir.path().join("real.db"), dir.path().join("zone.db"))
             .expect("link");
-        let err = FileWriter::open(target(&config), &config.zone, config.ttl)
+        let err = FileWriter::open(target(&config), &config.zone, config.ttl, false)
             .err()
             .expect("symlink refused")
             .to_string();

@@ -140,6 +140,22 @@ impl Ledger {
     }
 }
 
+/// The values of some records, by name: what a server must serve at each name (the wait's
+/// check) and what the dynamic-update publisher converges each name to.
+pub(super) type Values<'r> = BTreeMap<&'r DnsName, BTreeSet<&'r str>>;
+
+/// The values of `records` by name.
+pub(super) fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values<'r> {
+    let mut by_name: Values<'r> = BTreeMap::new();
+    for record in records {
+        by_name
+            .entry(&record.name)
+            .or_default()
+            .insert(record.value.as_str());
+    }
+    by_name
+}
+
 /// How many distinct values each name holds.
 fn values_per_name<'a>(records: &BTreeSet<&'a TxtRecord>) -> BTreeMap<&'a DnsName, usize> {
     let mut counts = BTreeMap::new();

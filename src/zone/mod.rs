@@ -29,7 +29,6 @@ use crate::store::StoreError;
 
 /// Publishing the signing zone failed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub(crate) enum ZoneError {
     /// The template cannot be read, compiled or rendered.
     #[error("template {origin}: {message}")]

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::ledger::values;
 use super::{Ledger, ZoneError};
 use crate::config::ZoneConfig;
 use crate::dns::{self, DnsName, InvalidServer, Propagation, Served, SetCheck};
@@ -50,14 +51,12 @@ pub(crate) trait ZoneWriter {
     /// the ledger then reads as empty.
     fn home(&self) -> Option<&Home>;
 
-    /// The name of the zone's primary, to ask first when servers are found from NS records.
-    fn primary(&self) -> Option<&DnsName>;
+    /// Whether this writer only says what it would do (`--dry-run`): chosen once, when it is
+    /// opened. A dry run reads and renders, takes no lock, asks no server, writes nothing.
+    fn dry_run(&self) -> bool;
 
-    /// The address the primary takes changes at, when the writer talks to it: among the
-    /// servers found from NS records, that one is asked first.
-    fn primary_address(&self) -> Option<SocketAddr> {
-        None
-    }
+    /// The zone's primary, to ask first among the servers found from NS records.
+    fn primary(&self) -> Primary<'_>;
 
     /// How the served TXT sets are checked after the wait: a writer that leaves other
     /// values at its names in place says [`SetCheck::Contains`].
@@ -72,13 +71,24 @@ pub(crate) trait ZoneWriter {
         &mut self,
         records: &BTreeSet<&TxtRecord>,
         served: &[(SocketAddr, Served)],
-        dry_run: bool,
     ) -> Result<Written, ZoneError>;
+}
+
+/// How a writer knows the zone's primary.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Primary<'w> {
+    /// By name: the SOA's MNAME the file publisher renders.
+    Named(&'w DnsName),
+    /// By the address it takes changes at (`update.server`): a primary that is not among
+    /// the servers found is not asked first, whatever its name.
+    At(SocketAddr),
 }
 
 /// What a publish decided and did.
 #[derive(Debug)]
 pub(crate) struct Publication {
+    /// It was a dry run: nothing was locked, written or waited for.
+    pub(crate) dry_run: bool,
     pub(crate) written: Written,
     pub(crate) records: usize,
     /// Hosts with records in the zone.
@@ -97,12 +107,12 @@ pub(crate) async fn publish<W: ZoneWriter>(
     config: &ZoneConfig,
     submissions: &[Submission],
     writer: &mut W,
-    dry_run: bool,
 ) -> Result<Publication, ZoneError> {
+    let dry_run = writer.dry_run();
     let servers = if dry_run {
         Vec::new()
     } else {
-        find_servers(config, writer.primary(), writer.primary_address()).await?
+        find_servers(config, writer.primary()).await?
     };
     let home = writer.home();
     debug_assert!(dry_run || home.is_some(), "only a dry run may have no home");
@@ -136,7 +146,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
         crash_point!("publish.ledger_saved");
     }
     let records = ledger.records();
-    let written = match writer.write(&records, &served, dry_run).await {
+    let written = match writer.write(&records, &served).await {
         Ok(written) => written,
         Err(err) => {
             // The writer put the old zone back; the ledger goes back with it, so a failed
@@ -154,7 +164,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
         None
     } else {
         let budget = config.timeout.saturating_sub(first_asked.elapsed());
-        let expected = super::update::values(records.iter().copied());
+        let expected = values(records.iter().copied());
         let sets = writer.set_check();
         Some(
             dns::wait_and_check(
@@ -171,6 +181,7 @@ pub(crate) async fn publish<W: ZoneWriter>(
     let signatures = signatures(config, &servers, &records, propagation.as_ref()).await;
     drop(lock);
     Ok(Publication {
+        dry_run,
         written,
         records: records.len(),
         hosts: ledger.host_count(),
@@ -234,24 +245,25 @@ fn apply(
 /// primary first (by its address when the writer knows it, else by its name).
 async fn find_servers(
     config: &ZoneConfig,
-    primary: Option<&DnsName>,
-    primary_address: Option<SocketAddr>,
+    primary: Primary<'_>,
 ) -> Result<Vec<SocketAddr>, ZoneError> {
-    match &config.servers {
-        Some(servers) => Ok(servers.clone()),
-        None => {
-            let mut servers = dns::discover_servers(&config.zone, config.resolver, primary)
-                .await
-                .map_err(|source| ZoneError::Servers {
-                    zone: config.zone.to_string(),
-                    source,
-                })?;
-            if let Some(address) = primary_address {
-                first(&mut servers, address);
-            }
-            Ok(servers)
-        }
+    if let Some(servers) = &config.servers {
+        return Ok(servers.clone());
     }
+    let name = match primary {
+        Primary::Named(name) => Some(name),
+        Primary::At(_) => None,
+    };
+    let mut servers = dns::discover_servers(&config.zone, config.resolver, name)
+        .await
+        .map_err(|source| ZoneError::Servers {
+            zone: config.zone.to_string(),
+            source,
+        })?;
+    if let Primary::At(address) = primary {
+        first(&mut servers, address);
+    }
+    Ok(servers)
 }
 
 /// Moves `server` to the front when it is in `servers`; the others keep their order.

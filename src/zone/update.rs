@@ -29,7 +29,8 @@ use hickory_proto::rr::rdata::TXT;
 use serde::{Deserialize, Serialize};
 
 use super::ZoneError;
-use super::publish::{Home, Written, ZoneWriter};
+use super::ledger::{Values, values};
+use super::publish::{Home, Primary, Written, ZoneWriter};
 use crate::config::UpdateTarget;
 use crate::dns::{DnsName, Served, SetChange, SetCheck, UpdateClient, UpdateError, pack};
 use crate::shown::path as shown_path;
@@ -64,12 +65,11 @@ pub(crate) struct UpdateWriter<'c> {
     ttl: u32,
     /// `None`: a dry run, and `state_dir` does not exist yet.
     home: Option<Home>,
+    /// Only say what would be sent (`--dry-run`).
+    dry_run: bool,
     /// The name of the published list in `home`.
     published: String,
 }
-
-/// The values of some records, by name.
-type Values<'r> = BTreeMap<&'r DnsName, BTreeSet<&'r str>>;
 
 impl<'c> UpdateWriter<'c> {
     /// Opens (creating, 0700) the state directory where the ledger and the lock live; a dry
@@ -101,6 +101,7 @@ impl<'c> UpdateWriter<'c> {
                 lock: format!("{zone}.lock"),
             }),
             published: format!("{zone}.published.json"),
+            dry_run,
         })
     }
 
@@ -255,15 +256,15 @@ impl ZoneWriter for UpdateWriter<'_> {
         self.home.as_ref()
     }
 
-    /// The primary is known by its address (`update.server`), not by name.
-    fn primary(&self) -> Option<&DnsName> {
-        None
+    fn dry_run(&self) -> bool {
+        self.dry_run
     }
 
-    /// The server that takes the UPDATE serves the new serial first: among the servers found
-    /// from NS records, the records are checked there when it is one of them.
-    fn primary_address(&self) -> Option<SocketAddr> {
-        Some(self.target.server)
+    /// The primary is known by its address (`update.server`), not by name: the server that
+    /// takes the UPDATE serves the new serial first, so among the servers found from NS
+    /// records the records are checked there when it is one of them.
+    fn primary(&self) -> Primary<'_> {
+        Primary::At(self.target.server)
     }
 
     /// The operator's values and other clients' at fleetcert's names stay.
@@ -275,8 +276,8 @@ impl ZoneWriter for UpdateWriter<'_> {
         &mut self,
         records: &BTreeSet<&TxtRecord>,
         _served: &[(SocketAddr, Served)],
-        dry_run: bool,
     ) -> Result<Written, ZoneError> {
+        let dry_run = self.dry_run;
         let before = self.load_published()?;
         let wanted = values(records.iter().copied());
         // Names to read: every wanted one, and every one holding a value of ours. Only values
@@ -372,18 +373,6 @@ impl UpdateWriter<'_> {
             }
         }
     }
-}
-
-/// The values of `records` by name.
-pub(super) fn values<'r>(records: impl Iterator<Item = &'r TxtRecord>) -> Values<'r> {
-    let mut by_name: Values<'r> = BTreeMap::new();
-    for record in records {
-        by_name
-            .entry(&record.name)
-            .or_default()
-            .insert(record.value.as_str());
-    }
-    by_name
 }
 
 /// The records `changes` add: the values fleetcert is about to own.

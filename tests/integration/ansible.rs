@@ -854,11 +854,7 @@ fn daily_playbook_with_diff_and_vvv_prints_no_secret() {
 #[test]
 fn a_host_whose_document_publish_refuses_fails_alone() {
     let fleet = Fleet::new(&["--hosts", "2", "--binary", env!("CARGO_BIN_EXE_fleetcert")]);
-    let primary_vars = fleet
-        .dir
-        .path()
-        .join("inventory/host_vars")
-        .join(format!("{PRIMARY}.yaml"));
+    let primary_vars = fleet.host_vars(PRIMARY);
     let mut vars = String::from_utf8(read(&primary_vars)).expect("UTF-8");
     vars.push_str(&format!(
         "fleetcert_zone_allow_inventory: false\nfleetcert_zone_allow:\n  {0}: [{0}, www1.example.test]\n  {1}: [host200.example.test]\n",

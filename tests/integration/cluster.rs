@@ -89,9 +89,7 @@ fn a_cluster_certificate_is_issued_once_and_installed_on_every_member() {
     fs::create_dir_all(password.parent().expect("parent")).expect("mkdir");
     fs::write(&password, "cluster-pass-31337\n").expect("write the password");
     fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).expect("chmod");
-    let host_vars = dir
-        .join("inventory/host_vars")
-        .join(format!("{ISSUER}.yaml"));
+    let host_vars = fleet.host_vars(ISSUER);
     let mut vars = fs::read_to_string(&host_vars).expect("read host_vars");
     let _ = writeln!(
         vars,

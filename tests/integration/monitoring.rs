@@ -60,6 +60,22 @@ impl<'s> Monitored<'s> {
         monitored
     }
 
+    /// A monitored host whose `main` is issued, served by nginx, and probed there: the
+    /// host, the nginx and its address (the probe's target).
+    fn probed(sb: &'s crate::support::sandbox::Sandbox) -> (Self, Nginx, String) {
+        let monitored = Self::new(sb);
+        monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
+        monitored.host.issue();
+        let nginx = Nginx::start(
+            &monitored.host.file("main", "fullchain.pem"),
+            &monitored.host.file("main", "privkey.pem"),
+            NAME,
+        );
+        let target = nginx.address().to_owned();
+        monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[&target])]);
+        (monitored, nginx, target)
+    }
+
     /// The host config with metrics, the top-level keys `extra` (a mapping, or null), and
     /// `certs` (see [`cert_line`]).
     fn configure(&self, extra: Value, certs: &[(String, Value)]) {
@@ -613,17 +629,8 @@ fn a_daily_run_and_its_failures_are_visible_through_node_exporter() {
 #[test]
 fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloaded() {
     let sb = sandbox().start();
-    let monitored = Monitored::new(&sb);
-    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
-    monitored.host.issue();
+    let (monitored, nginx, target) = Monitored::probed(&sb);
     let fullchain = monitored.host.file("main", "fullchain.pem");
-    let nginx = Nginx::start(
-        &fullchain,
-        &monitored.host.file("main", "privkey.pem"),
-        NAME,
-    );
-    let target = nginx.address().to_owned();
-    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[&target])]);
     let result = |result| {
         monitored.metric(
             "fleetcert_certificate_probe_result",
@@ -1171,16 +1178,7 @@ fn renew_and_hiera_record_their_runs_and_a_dry_run_writes_nothing() {
 #[test]
 fn request_and_finalize_with_check_report_its_verdict_and_record_its_probes() {
     let sb = sandbox().start();
-    let monitored = Monitored::new(&sb);
-    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[])]);
-    monitored.host.issue();
-    let nginx = Nginx::start(
-        &monitored.host.file("main", "fullchain.pem"),
-        &monitored.host.file("main", "privkey.pem"),
-        NAME,
-    );
-    let target = nginx.address().to_owned();
-    monitored.configure(Value::Null, &[cert_line("main", &[NAME], &[&target])]);
+    let (monitored, nginx, target) = Monitored::probed(&sb);
     let result = |result| {
         monitored.metric(
             "fleetcert_certificate_probe_result",

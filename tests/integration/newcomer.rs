@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::support::config::ZoneConfig;
 use crate::support::fixture::{Host, sandbox};
 use crate::support::util::{Run, fleetcert};
 
@@ -144,17 +145,16 @@ fn a_ca_that_does_not_answer_is_named_by_its_key_also_in_a_dry_run() {
 fn a_token_file_that_is_not_json_is_named_with_where_the_document_comes_from() {
     let dir = tempfile::tempdir().expect("tempdir");
     let zone = dir.path().join("zone.yaml");
-    std::fs::write(
-        &zone,
-        format!(
-            "zone: acme.example.net\nzone_file: {}\n\
-             soa: {{mname: ns1.example.net., rname: hostmaster.example.net.}}\n\
-             nameservers: [ns1.example.net.]\nreload: [rndc, reload, acme.example.net]\n\
-             servers: [127.0.0.1:53]\n",
-            dir.path().join("zone.db").display()
-        ),
-    )
-    .expect("write zone config");
+    ZoneConfig::new("acme.example.net")
+        .set("zone_file", dir.path().join("zone.db"))
+        .set(
+            "soa",
+            serde_json::json!({"mname": "ns1.example.net.", "rname": "hostmaster.example.net."}),
+        )
+        .set("nameservers", ["ns1.example.net."])
+        .set("reload", ["rndc", "reload", "acme.example.net"])
+        .set("servers", ["127.0.0.1:53"])
+        .write(&zone);
     // What a newcomer passes instead: the log `request` printed on its standard error.
     let tokens = dir.path().join("tokens.json");
     std::fs::write(

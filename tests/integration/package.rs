@@ -225,7 +225,7 @@ fn debian_package_installs_by_the_collection_and_purging_keeps_the_certificates(
     let host1 = "host1.example.test";
     let names = ["host1.example.test", "www1.example.test"];
     fs::write(
-        fleet.dir.path().join(format!("inventory/host_vars/{host1}.yaml")),
+        fleet.host_vars(host1),
         format!(
             "---\n# The package's directories and group: the defaults.\nfleetcert_group: fleetcert\n\
              fleetcert_certs:\n  main: [{}]\n",

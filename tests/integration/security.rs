@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use serde_yaml::Mapping;
 
 use crate::support::config::ZoneConfig;
 use crate::support::day::Zone;
@@ -447,10 +448,9 @@ fn assert_ca_issued_nothing_for(sb: &Sandbox, url: &str) {
     );
 }
 
-/// Rewrites the fixture host's config with `edit`.
-fn edit_config(host: &Host<'_>, edit: impl Fn(String) -> String) {
-    let text = std::fs::read_to_string(host.config()).expect("read config");
-    std::fs::write(host.config(), edit(text)).expect("write config");
+/// Rewrites the fixture host's config with `edit`, which sets top-level keys.
+fn edit_config(host: &Host<'_>, edit: impl FnOnce(&mut Mapping)) {
+    crate::support::config::edit(&host.config(), edit);
 }
 
 // --- 1. a host speaks only for itself ----------------------------------------------------
@@ -460,8 +460,8 @@ fn a_host_claiming_another_hosts_name_gets_no_record_and_no_certificate() {
     let sb = sandbox().start();
     // host1 is compromised: it says it is host2 and asks for host2's name.
     let host = Host::new(&sb, &[("main", &["host2.example.test"])]);
-    edit_config(&host, |text| {
-        text.replace("host: host1.example.test", "host: host2.example.test")
+    edit_config(&host, |config| {
+        config.insert("host".into(), "host2.example.test".into());
     });
     let document = host.request_ok();
     assert_eq!(document["host"], "host2.example.test");
@@ -830,15 +830,9 @@ fn under_umask_000_every_mode_is_explicit_and_no_key_is_readable_by_others() {
         root.join("var/lib/fleetcert"),
         root.join("etc/fleetcert/certs"),
     );
-    edit_config(&host, |text| {
-        text.replace(
-            &host.state_dir().display().to_string(),
-            &state.display().to_string(),
-        )
-        .replace(
-            &host.cert_dir().display().to_string(),
-            &certs.display().to_string(),
-        )
+    edit_config(&host, |config| {
+        config.insert("state_dir".into(), state.display().to_string().into());
+        config.insert("cert_dir".into(), certs.display().to_string().into());
     });
     let config = host.config();
     let run_with_umask = |command: &str| {

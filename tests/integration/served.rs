@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::support::config::HostConfig;
 use crate::support::fixture::{
     Host, KEY_GROUP, assert_no_secret, cert, sandbox as fixture_sandbox, secrets_below,
 };
@@ -41,18 +42,19 @@ impl Server {
         self.dir.path().join(name)
     }
 
-    /// Writes the config; `certs` is the YAML below `certs:`, indented by two.
-    fn configure(&self, certs: &str) {
-        let text = format!(
-            "issuer: self-signed\nhost: server.example.test\nstate_dir: {state}\n\
-             cert_dir: {certs_dir}\ngroup: {KEY_GROUP}\n\
-             metrics: {{textfile_dir: {metrics}}}\ncerts:\n{certs}",
-            state = self.path("state").display(),
-            certs_dir = self.path("certs").display(),
-            metrics = self.metrics_dir().display(),
-        );
+    /// Writes the config: self-signed, with metrics; `certs` maps each certificate to its
+    /// names or its mapping.
+    fn configure(&self, certs: &Value) {
         std::fs::create_dir_all(self.metrics_dir()).expect("metrics dir");
-        std::fs::write(self.path("fleetcert.yaml"), text).expect("write config");
+        let mut config = HostConfig::gate("self-signed", self.dir.path())
+            .set("metrics", json!({"textfile_dir": self.metrics_dir()}));
+        config.host = Some("server.example.test".to_owned());
+        config.group = Some(KEY_GROUP.to_owned());
+        let certs = certs.as_object().expect("certificates by name");
+        certs
+            .iter()
+            .fold(config, |config, (name, entry)| config.set_cert(name, entry))
+            .write(&self.path("fleetcert.yaml"));
     }
 
     fn metrics_dir(&self) -> PathBuf {
@@ -137,15 +139,14 @@ fn counting_body(server: &Server) -> String {
 fn reload_runs_once_per_changed_certificate_and_never_for_an_unchanged_one() {
     let server = Server::new();
     let reload = server.script("reload", &counting_body(&server));
-    let certs = |web_names: &str| {
-        format!(
-            "  web: {{names: [{web_names}], reload: [{r}]}}\n\
-             \x20 mail: {{names: [mail.example.test], reload: [{r}]}}\n\
-             \x20 plain: [plain.example.test]\n",
-            r = reload.display()
-        )
+    let certs = |web_names: &[&str]| {
+        json!({
+            "web": {"names": web_names, "reload": [reload]},
+            "mail": {"names": ["mail.example.test"], "reload": [reload]},
+            "plain": ["plain.example.test"],
+        })
     };
-    server.configure(&certs("web.example.test"));
+    server.configure(&certs(&["web.example.test"]));
 
     server.run("request").expect_code(0);
     let report = server.run("finalize").expect_code(0).json();
@@ -180,7 +181,7 @@ fn reload_runs_once_per_changed_certificate_and_never_for_an_unchanged_one() {
     assert_eq!(server.reloads().len(), 2, "{:?}", server.reloads());
 
     // One certificate changes: its reload runs once more, the other's does not.
-    server.configure(&certs("web.example.test, www.example.test"));
+    server.configure(&certs(&["web.example.test", "www.example.test"]));
     let renewed = server.run("renew").expect_code(0).json();
     assert_eq!(renewed["changed"], true, "{renewed:#}");
     let lines = server.reloads();
@@ -205,10 +206,9 @@ fn reload_runs_once_per_changed_certificate_and_never_for_an_unchanged_one() {
 /// marker back), the second clearing it. `needle` is in the failure's line.
 fn failing_reload_is_kept_and_retried(server: &Server, body: &str, needle: &str) {
     let script = server.script("reload", body);
-    server.configure(&format!(
-        "  main: {{names: [main.example.test], reload: [{}], reload_timeout: 2s}}\n",
-        script.display()
-    ));
+    server.configure(&json!({
+        "main": {"names": ["main.example.test"], "reload": [script], "reload_timeout": "2s"},
+    }));
     std::fs::write(server.path("fail"), "").expect("marker");
     server.run("request").expect_code(0);
     let started = Instant::now();
@@ -367,10 +367,9 @@ fn reload_output_of_10_mb_or_control_characters_is_one_bounded_escaped_line() {
                 server.path("fail").display()
             ),
         );
-        server.configure(&format!(
-            "  main: {{names: [main.example.test], reload: [{}]}}\n",
-            script.display()
-        ));
+        server.configure(&json!({
+            "main": {"names": ["main.example.test"], "reload": [script]},
+        }));
         std::fs::write(server.path("fail"), "").expect("marker");
         server.run("request").expect_code(0);
         let failed = server.run("finalize");
@@ -416,10 +415,14 @@ fn reload_output_of_10_mb_or_control_characters_is_one_bounded_escaped_line() {
 #[test]
 fn with_probe_a_reload_that_leaves_nginx_on_the_old_certificate_fails_naming_both_serials() {
     let server = Server::new();
-    let certs = |names: &str, reload: &str, probe: &str| {
-        format!("  web: {{names: [{names}], reload: [{reload}], reload_timeout: 3s{probe}}}\n")
+    let certs = |names: &[&str], reload: &str, probe: &[&str]| {
+        let mut web = json!({"names": names, "reload": [reload], "reload_timeout": "3s"});
+        if !probe.is_empty() {
+            web["probe"] = json!(probe);
+        }
+        json!({ "web": web })
     };
-    server.configure(&certs("web.example.test", "/bin/true", ""));
+    server.configure(&certs(&["web.example.test"], "/bin/true", &[]));
     server.run("request").expect_code(0);
     server.run("finalize").expect_code(0);
     let fullchain = server.file("web", "fullchain.pem");
@@ -432,9 +435,9 @@ fn with_probe_a_reload_that_leaves_nginx_on_the_old_certificate_fails_naming_bot
     assert_eq!(nginx.served_leaf().expect("served"), old);
 
     // A new certificate, and a reload that exits 0 without reloading anything.
-    let probe = format!(", probe: ['{}']", nginx.address());
+    let probe = [nginx.address()];
     server.configure(&certs(
-        "web.example.test, www.example.test",
+        &["web.example.test", "www.example.test"],
         "/bin/true",
         &probe,
     ));
@@ -458,7 +461,7 @@ fn with_probe_a_reload_that_leaves_nginx_on_the_old_certificate_fails_naming_bot
     // The reload that really reloads nginx: the next quiet run passes, nginx serves it.
     let reload = nginx.reload_command();
     server.configure(&certs(
-        "web.example.test, www.example.test",
+        &["web.example.test", "www.example.test"],
         &reload.display().to_string(),
         &probe,
     ));

@@ -18,7 +18,7 @@
 # MEMBERK_DIR (its LXD_DIR), MEMBERK_ADDRESS, MEMBERK_LXC (an lxc bound to that member) and
 # MEMBERK_RESTART (runs `restart DIR K`). See docs/dev/sandbox.md.
 #
-# Environment: LXD_TIMEOUT (seconds to wait for a daemon, default 90).
+# Environment: LXD_TIMEOUT (seconds to wait for a daemon, default 300: a guard against a hang).
 set -euo pipefail
 
 PATH=$PATH:/usr/sbin:/sbin

@@ -14,7 +14,8 @@
 # Unbound resolver with stub zones pointing at both, and Pebble using that resolver; it
 # waits until all of them answer and then writes DIR/sandbox.env. See docs/dev/sandbox.md.
 #
-# Environment: SANDBOX_TIMEOUT (seconds to wait for the servers, default 30).
+# Environment: SANDBOX_TIMEOUT (seconds to wait for each server, default 120: a guard against a
+# hang; `logs/start.log` says every 10 s which server it still waits for).
 set -euo pipefail
 
 # named, unbound and rndc live in /usr/sbin, which a non-root PATH may lack.
@@ -165,6 +166,14 @@ primary_zone() {
         "$SECONDARY_PORT" "${2:-}"
 }
 
+# secondary_zone ZONE: the secondary's zone statement for ZONE, transferred from the
+# primary into DIR/secondary/ZONE.db (as text, for a look after a failure).
+secondary_zone() {
+    printf 'zone "%s" {\n\ttype secondary;\n\tprimaries { 127.0.0.1 port %s; };\n' "$1" "$PRIMARY_PORT"
+    printf '\tfile "%s";\n\tmasterfile-format text;\n\tallow-notify { 127.0.0.1; };\n};\n' \
+        "$DIR/secondary/$1.db"
+}
+
 write_port_files() {
     {
         port_lines
@@ -258,20 +267,8 @@ options {
 	notify no;
 $common
 };
-zone "$PRODUCTION_ZONE" {
-	type secondary;
-	primaries { 127.0.0.1 port $PRIMARY_PORT; };
-	file "$DIR/secondary/$PRODUCTION_ZONE.db";
-	masterfile-format text;
-	allow-notify { 127.0.0.1; };
-};
-zone "$SIGNING_ZONE" {
-	type secondary;
-	primaries { 127.0.0.1 port $PRIMARY_PORT; };
-	file "$DIR/secondary/$SIGNING_ZONE.db";
-	masterfile-format text;
-	allow-notify { 127.0.0.1; };
-};
+$(secondary_zone "$PRODUCTION_ZONE")
+$(secondary_zone "$SIGNING_ZONE")
 EOF
 
     cat >"$DIR/rndc.conf" <<EOF

@@ -15,7 +15,8 @@
 # answers on its port and then writes DIR/service.env. Paths are used as given (a symlink
 # stays a symlink, as a service would see it). See docs/dev/sandbox.md.
 #
-# Environment: SERVICES_TIMEOUT (seconds to wait for a server, default 60).
+# Environment: SERVICES_TIMEOUT (seconds to wait for a server, default 180: a guard against a
+# hang; `start.log` says every 10 s what it still waits for).
 set -euo pipefail
 
 PATH=$PATH:/usr/sbin:/sbin

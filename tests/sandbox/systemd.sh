@@ -30,7 +30,7 @@
 # PORTk, CGROUP_SYSTEMD and CGROUP_UNIFIED (the guest's cgroup directories on this machine,
 # gone once `stop` has proved nothing of the guest is left).
 #
-# Environment: SYSTEMD_TIMEOUT (seconds to wait for boot or poweroff, default 90).
+# Environment: SYSTEMD_TIMEOUT (seconds to wait for boot or poweroff, default 300).
 set -euo pipefail
 
 PATH=$PATH:/usr/sbin:/sbin

@@ -28,7 +28,7 @@ description:
     error line.
   - With O(check), runs the command with C(--check) (never in check mode), so that the same
     process says what C(fleetcert check) says after it, and returns that monitoring status
-    and line: the daily run needs no task and no process of its own for it.
+    and line. The daily run needs no task and no process of its own for it.
 version_added: "0.9.0"
 author: fleetcert maintainers (@fleetcert)
 options:
@@ -104,8 +104,8 @@ options:
     description:
       - Directories to make (with their parents) and whose owner, group and mode to set, before
         anything is written; reported as changes (in check mode, only reported).
-      - Without O(installed), only when the install must be re-asserted (RV(install_needed)):
-        the directory the install method puts the binary in, made by the same module run
+      - Without O(installed), only when the install must be re-asserted (RV(install_needed)),
+        for the directory the install method puts the binary in, made by the same module run
         that finds the install missing, so the method needs no task of its own for it.
     type: list
     elements: dict

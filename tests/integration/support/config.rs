@@ -33,6 +33,17 @@ fn write(config: &impl Serialize, path: &Path) {
     std::fs::write(path, text).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
 }
 
+/// Rewrites the YAML config at `path` with `edit`, which changes its top-level mapping: for
+/// a test that changes one key of a config written before.
+pub(crate) fn edit(path: &Path, edit: impl FnOnce(&mut Mapping)) {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let mut config: Mapping = serde_yaml::from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not a YAML mapping: {err}", path.display()));
+    edit(&mut config);
+    write(&config, path);
+}
+
 /// The `acme:` mapping of a host config.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Acme {

@@ -89,13 +89,17 @@ impl Fleet {
         certs.join(cert).join("fullchain.pem")
     }
 
-    /// Adds `cert: names` to the `fleetcert_certs` of `host` (the last key of its host_vars).
-    pub(crate) fn add_certificate(&self, host: &str, cert: &str, names: &str) {
-        let vars = self
-            .dir
+    /// The inventory's host_vars file of `host`.
+    pub(crate) fn host_vars(&self, host: &str) -> PathBuf {
+        self.dir
             .path()
             .join("inventory/host_vars")
-            .join(format!("{host}.yaml"));
+            .join(format!("{host}.yaml"))
+    }
+
+    /// Adds `cert: names` to the `fleetcert_certs` of `host` (the last key of its host_vars).
+    pub(crate) fn add_certificate(&self, host: &str, cert: &str, names: &str) {
+        let vars = self.host_vars(host);
         let mut text = String::from_utf8(read(&vars)).expect("UTF-8");
         text.push_str(&format!("  {cert}: {names}\n"));
         fs::write(&vars, text).unwrap_or_else(|err| panic!("add a certificate to {host}: {err}"));

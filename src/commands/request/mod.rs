@@ -1,44 +1,44 @@
 //! `fleetcert request`: decide which certificates are due, create and save their orders,
 //! and print the token document.
 //!
+//! The flow, as lego's dns01 has it: *present* is this command (decide, order, hand out the
+//! records); `publish` waits until every server serves them; `finalize` has the CA validate
+//! and cleans up. Here, per certificate: a saved order is re-opened at its own CA, or dropped
+//! when it can no longer complete (`acme::resume`); the CA's renewal window is asked
+//! (`acme::renewal_window`) unless the certificate renews at once anyway;
+//! `cert::Inspection::decide` decides from the files, the window and the certificate's own
+//! seed; a due certificate is ordered from the first CA that takes it (order.rs).
+//!
 //! Only what is needed touches the CA: with nothing due, no pending order and ARI off, the
 //! run reads a few local files and never loads the account or fetches the directory. When
-//! an order is needed and the CA cannot be reached, the run fails as a whole (exit 4).
-//!
-//! The decision part (docs/renewal.md): a saved order is re-opened, or dropped when it can no
-//! longer complete; then the CA's window (ARI) is asked unless the certificate renews at once
-//! anyway, and `cert::Inspection::decide` decides from the files, the window and the
-//! certificate's own seed; a rate limit the CA set earlier stops the order until its time;
-//! every order that renews a certificate on disk names it in `replaces`.
-//!
-//! The CAs (commands/ca.rs): the primary is asked first; when it cannot issue and the
-//! certificate cannot wait, each fallback in turn. CAA must allow a CA before it is asked.
-//! ARI is asked of the CA that issued the certificate on disk, and `replaces` goes only to
-//! that CA.
+//! an order is needed and the CA cannot be reached, the run fails as a whole (exit 4), unless
+//! a fallback CA is configured (docs/renewal.md). With a test issuer the decisions are
+//! local.rs's: the issuer is chosen once per run (`issuing::Issuing`).
 
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
-use instant_acme::CertificateIdentifier;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::ca::{self, Ca, Cas};
-use super::failure::{CertFailure, Declined};
+use super::failure::CertFailure;
 use super::installed::{Installed, rfc3339};
+use super::issuing::Issuing;
+use super::local;
 use super::record::Observed;
 use super::report::print_json;
-use crate::acme::{
-    self, AccountState, Challenge, PendingOrder, RateLimit, Reopened, StateDir, limits_dir,
-};
-use crate::cert::{RenewalDecision, RenewalWindow, Rule, Schedule};
+use crate::acme::{self, AccountState, Cas, Challenge, PendingOrder};
+use crate::cert::{RenewalDecision, RenewalWindow, Schedule, not_due};
 use crate::cli::HostArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::{check_chains, check_delegation};
 use crate::error::{Error, Outcome};
-use crate::issuer::Origin;
 use crate::reload;
-use crate::store::Versioned as _;
+use crate::state::StateDir;
 use crate::token::{self, CertState, CertStatus, RateLimited, Record, TokenDocument, record_name};
+
+mod order;
+
+use order::order_due;
 
 /// Delegation questions in flight at once: a host with 100 names does not flood its resolver.
 const PRECHECK_CONCURRENCY: usize = 16;
@@ -78,7 +78,8 @@ struct Context<'c> {
 pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outcome, Error> {
     let config = HostConfig::load(&args.config)?;
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
-    let mut document = token_document(&config, &state, args.dry_run).await?;
+    let issuing = Issuing::of(&config);
+    let mut document = token_document(&config, issuing, &state, args.dry_run).await?;
     if !args.dry_run {
         settle_reloads(&config, &state, &mut document).await;
     }
@@ -116,12 +117,23 @@ async fn settle_reloads(config: &HostConfig, state: &StateDir, document: &mut To
 /// Decides, orders and returns the token document (`renew` publishes it itself).
 pub(super) async fn token_document(
     config: &HostConfig,
+    issuing: Issuing<'_>,
     state: &StateDir,
     dry_run: bool,
 ) -> Result<TokenDocument, Error> {
-    if let Some(issuer) = config.issuer.test() {
-        return super::local::token_document(config, issuer, state, dry_run);
+    match issuing {
+        Issuing::Acme => with_ca(config, state, dry_run).await,
+        Issuing::Test(issuer) => local::token_document(config, issuer, state, dry_run),
     }
+}
+
+/// [`token_document`] with a CA: present (decide and order), for publish to propagate and
+/// finalize to validate.
+async fn with_ca(
+    config: &HostConfig,
+    state: &StateDir,
+    dry_run: bool,
+) -> Result<TokenDocument, Error> {
     let now = OffsetDateTime::now_utc();
     let mut plans: Vec<Plan<'_>> = config
         .certs
@@ -274,7 +286,7 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
         .installed
         .decide_with(context.config, plan.spec, context.now, ari);
     let RenewalDecision::Due(due) = decision else {
-        let reason = not_due(&plan.installed, context.now, schedule);
+        let reason = not_due(plan.installed.inspection(), context.now, schedule);
         return Part::new(&plan, CertStatus::Valid, reason, Vec::new(), false)
             .renewing_at(schedule);
     };
@@ -286,191 +298,6 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
     order_due(context, &mut plan, reason)
         .await
         .renewing_at(schedule)
-}
-
-/// The reason line of a certificate that is not due: time left, and when it renews by which
-/// rule (a test issuer's too, commands/local.rs).
-pub(super) fn not_due(
-    installed: &Installed<'_>,
-    now: OffsetDateTime,
-    schedule: Option<Schedule>,
-) -> String {
-    let (Some(inspection), Some(schedule)) = (installed.inspection(), schedule) else {
-        return "not due".to_owned();
-    };
-    let rule = match schedule.rule {
-        Rule::Days { .. } => "renew.before_days, spread".to_owned(),
-        Rule::Ari(window) => format!("inside the CA's renewal window (ARI) {window}"),
-        Rule::AriSafetyNet(window) => {
-            format!("the safety net: the CA's renewal window (ARI) {window} comes too late")
-        }
-    };
-    format!(
-        "not due: {} days left, renews from {} ({rule})",
-        inspection.remaining(now).as_secs() / 86_400,
-        rfc3339(schedule.at)
-    )
-}
-
-/// Orders a due certificate from the first CA that takes it, unless its delegation is
-/// broken: the primary, then, when the primary cannot issue and the certificate cannot
-/// wait, each fallback CA. A CA whose rate limit still holds, or that CAA does not allow,
-/// is passed over.
-async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason: String) -> Part {
-    let delegation = match plan.delegation.take() {
-        Some(checked) => checked,
-        None => precheck(context.config, plan.spec).await,
-    };
-    if let Err(failure) = delegation {
-        return Part::failed(plan, failure);
-    }
-    if context.dry_run {
-        // The primary's rate limit still tells a dry run that nothing would go out.
-        if let Err(failure) = held_rate_limit(context, context.cas.primary(), plan.cert) {
-            return Part::failed(plan, failure);
-        }
-        let reason = format!("would order ({reason})");
-        return Part::new(plan, CertStatus::Pending, reason, Vec::new(), true);
-    }
-    let urgent = ca::urgency(context.config, &plan.installed, &plan.decision, context.now);
-    let mut tried: Vec<Declined> = Vec::new();
-    for ca in context.cas.iter() {
-        let fallback = if ca.primary {
-            None
-        } else if urgent.is_some() {
-            Some(fallback_reason(&tried, urgent.as_deref()))
-        } else {
-            break;
-        };
-        match order_at(context, plan, ca, &reason, fallback).await {
-            Ok(part) => return part,
-            Err(failure) if passed_over(&failure) && !context.config.fallback.is_empty() => {
-                info!(cert = plan.cert, ca = %ca.acme.directory, reason = %failure, "this CA does not take the order");
-                tried.push(Declined {
-                    ca: ca.describe(),
-                    failure: Box::new(failure),
-                });
-            }
-            Err(failure) => return Part::failed(plan, failure),
-        }
-    }
-    let waits = urgent.is_none().then(|| {
-        format!(
-            "not urgent: it waits for the primary (a fallback CA is asked once it has fewer \
-             than {} days left, renew.fallback_within_days)",
-            context.config.renew.fallback_within_days
-        )
-    });
-    Part::failed(plan, CertFailure::NoCa { tried, waits })
-}
-
-/// Why a fallback CA is asked: what the CAs before it said, and why waiting costs.
-fn fallback_reason(tried: &[Declined], urgent: Option<&str>) -> String {
-    let before: Vec<String> = tried.iter().map(ToString::to_string).collect();
-    format!(
-        "{}; and it cannot wait: {}",
-        before.join("; "),
-        urgent.unwrap_or("urgent")
-    )
-}
-
-/// Whether a CA's failure passes the order on to the next CA: the CA cannot issue now, or
-/// CAA does not allow it.
-fn passed_over(failure: &CertFailure) -> bool {
-    match failure {
-        CertFailure::Acme(err) => err.cannot_issue(),
-        CertFailure::Caa(_) => true,
-        _ => false,
-    }
-}
-
-/// Asks one CA for the order: its rate limit, CAA, its account, then the order itself.
-async fn order_at(
-    context: &Context<'_>,
-    plan: &Plan<'_>,
-    ca: &Ca<'_>,
-    reason: &str,
-    fallback: Option<String>,
-) -> Result<Part, CertFailure> {
-    let cert = plan.cert;
-    held_rate_limit(context, ca, cert)?;
-    ca::check_caa(context.config.resolver, ca, plan.spec).await?;
-    let replaces = replaces(context, plan, ca);
-    let reason = match &fallback {
-        Some(why) => format!("{reason}; from the {}, as {why}", ca.describe()),
-        None => reason.to_owned(),
-    };
-    match order(context, plan, ca, &reason, replaces, fallback).await {
-        Ok(challenges) => {
-            let records = records(context.config, cert, &challenges);
-            let status = if records.is_empty() {
-                CertStatus::Ready
-            } else {
-                CertStatus::Pending
-            };
-            Ok(Part::new(plan, status, reason, records, true))
-        }
-        Err(CertFailure::Acme(acme::AcmeError::RateLimited(limit))) => {
-            // Kept so that the next runs do not order from this CA before the limit ends.
-            let limits = limits_dir(&ca.acme.directory, ca.primary);
-            if let Err(err) = limit.save(context.state, &limits, cert) {
-                warn!(cert, error = %err, "cannot keep the rate limit; the next run asks again");
-            }
-            Err(acme::AcmeError::RateLimited(limit).into())
-        }
-        Err(failure) => Err(failure),
-    }
-}
-
-/// A refusal by `ca`'s rate limit that still stops `cert`'s next order there. One that has
-/// ended, or came from another CA, is forgotten.
-fn held_rate_limit(context: &Context<'_>, ca: &Ca<'_>, cert: &str) -> Result<(), CertFailure> {
-    let limits = limits_dir(&ca.acme.directory, ca.primary);
-    let limit = match RateLimit::load(context.state, &limits, cert) {
-        Ok(Some(limit)) => limit,
-        Ok(None) => return Ok(()),
-        Err(err) => {
-            // Our own file, broken: asking the CA again costs at most one refusal.
-            warn!(cert, error = %err, "ignoring the saved rate limit");
-            return Ok(());
-        }
-    };
-    if limit.holds(&ca.acme.directory, context.now) {
-        return Err(acme::AcmeError::RateLimited(Box::new(limit)).into());
-    }
-    if !context.dry_run {
-        RateLimit::remove(context.state, &limits, cert)?;
-    }
-    Ok(())
-}
-
-/// The certificate an order renews, for `replaces` (RFC 9773 section 5): the one on disk
-/// whatever made it due, when it shares a name with the order (Let's Encrypt exempts a
-/// renewal from its rate limits only then).
-/// Only to the CA that issued it: another CA never saw it.
-fn replaces(
-    context: &Context<'_>,
-    plan: &Plan<'_>,
-    ca: &Ca<'_>,
-) -> Option<CertificateIdentifier<'static>> {
-    let inspection = plan.installed.inspection()?;
-    let issuer = context
-        .cas
-        .issuer_of(context.state, plan.cert, &plan.installed);
-    if issuer.acme.directory != ca.acme.directory {
-        return None;
-    }
-    // Not a test issuer's certificate (docs/test-gates.md): the CA never issued it.
-    let from_a_ca = plan
-        .installed
-        .origin
-        .as_ref()
-        .is_some_and(Origin::is_from_a_ca);
-    if from_a_ca && inspection.shares_a_name(&plan.spec.names) {
-        acme::replaces_for(inspection)
-    } else {
-        None
-    }
 }
 
 impl Part {
@@ -531,25 +358,16 @@ enum Resumed {
 }
 
 /// Re-opens a saved order, or forgets it when it no longer fits the config or cannot
-/// complete; then a new one is made if the certificate is (still) due.
+/// complete (`acme::resume`); then a new one is made if the certificate is (still) due.
 async fn resume(
     context: &Context<'_>,
     plan: &Plan<'_>,
     saved: &PendingOrder,
 ) -> Result<Resumed, CertFailure> {
-    let config = context.config;
-    // The order's own CA, primary or fallback, while the config still lists it.
-    let ca = context.cas.find(&saved.directory);
-    let fits = ca.is_some_and(|ca| {
-        saved.fits(
-            &plan.spec.names,
-            config.key,
-            ca.acme.profile.as_deref(),
-            &ca.acme.directory,
-        )
-    });
+    let names = &plan.spec.names;
+    let key = context.config.key;
     if context.dry_run {
-        if !fits {
+        if context.cas.order_ca(saved, names, key).is_none() {
             return Ok(Resumed::Dropped(None));
         }
         let reason = format!(
@@ -558,34 +376,16 @@ async fn resume(
         );
         return Ok(Resumed::Open(CertStatus::Pending, reason, Vec::new()));
     }
-    // The order's CA unreachable keeps the order (the next run asks again): only a CA that
-    // answers can say the order is dead.
-    let account = match ca {
-        Some(ca) if fits => Some(ca.account(context.state, true).await?),
-        _ => None,
-    };
-    let why = match account {
-        Some(account) if fits && saved.account == account.id() => {
-            match acme::reopen(account, saved, context.now).await? {
-                Reopened::Open(challenges) => {
-                    info!(cert = plan.cert, order = %saved.url, "reusing the saved order");
-                    let records = records(config, plan.cert, &challenges);
-                    let status = if records.is_empty() {
-                        CertStatus::Ready
-                    } else {
-                        CertStatus::Pending
-                    };
-                    return Ok(Resumed::Open(status, saved.reason.clone(), records));
-                }
-                Reopened::Dead(why) => Some(format!("(from {}) {why}", saved.created)),
+    let why =
+        match acme::resume(&context.cas, context.state, saved, names, key, context.now).await? {
+            acme::Resumed::Open(challenges) => {
+                info!(cert = plan.cert, order = %saved.url, "reusing the saved order");
+                let records = records(context.config, plan.cert, &challenges);
+                let status = acme::status_of(&challenges);
+                return Ok(Resumed::Open(status, saved.reason.clone(), records));
             }
-        }
-        Some(_) if fits => Some(format!(
-            "(from {}) was made by another account",
-            saved.created
-        )),
-        _ => None,
-    };
+            acme::Resumed::Dropped(why) => why.map(|why| format!("(from {}) {why}", saved.created)),
+        };
     info!(cert = plan.cert, order = %saved.url, why = why.as_deref().unwrap_or("the config changed"), "dropping the saved order");
     PendingOrder::remove(context.state, plan.cert)?;
     Ok(Resumed::Dropped(why))
@@ -607,7 +407,7 @@ async fn ask_ari(context: &Context<'_>, plan: &Plan<'_>) -> Option<RenewalWindow
     // Asked of the CA that issued it: only that one knows the certificate.
     let issuer = context
         .cas
-        .issuer_of(context.state, plan.cert, &plan.installed);
+        .issuer_of(context.state, plan.cert, Some(inspection));
     let account = if issuer.primary {
         context.account.open()
     } else {
@@ -625,26 +425,7 @@ async fn ask_ari(context: &Context<'_>, plan: &Plan<'_>) -> Option<RenewalWindow
         }
         return None;
     };
-    let id = acme::replaces_for(inspection)?;
-    match account.renewal_info(&id).await {
-        Ok((info, _)) => {
-            let window = RenewalWindow {
-                start: info.suggested_window.start,
-                end: info.suggested_window.end,
-            };
-            if window.start > window.end {
-                warn!(cert = plan.cert, %window, "the CA's renewal window (ARI) ends before it starts; the days rule decides");
-                return None;
-            }
-            Some(window)
-        }
-        // Pebble and some CAs have no renewalInfo: that is "no ARI", not a failure.
-        Err(instant_acme::Error::Unsupported(_)) => None,
-        Err(err) => {
-            warn!(cert = plan.cert, error = %err, "the CA did not answer for its renewal window (ARI); the days rule decides");
-            None
-        }
-    }
+    acme::renewal_window(account, inspection, plan.cert).await
 }
 
 /// Checks every identifier's `_acme-challenge` delegation, then that neither it nor the signing
@@ -670,54 +451,6 @@ async fn precheck(config: &HostConfig, spec: &CertSpec) -> Result<(), CertFailur
     } else {
         Err(CertFailure::Delegation(problems))
     }
-}
-
-/// Creates the order and saves it; returns the TXT values it waits for.
-async fn order(
-    context: &Context<'_>,
-    plan: &Plan<'_>,
-    ca: &Ca<'_>,
-    reason: &str,
-    replaces: Option<CertificateIdentifier<'static>>,
-    fallback: Option<String>,
-) -> Result<Vec<Challenge>, CertFailure> {
-    let config = context.config;
-    // The primary's was opened before the certificates, unless it could not be (then this
-    // asks again, and says why it cannot); a fallback's on first use.
-    let account = ca.account(context.state, true).await?;
-    let profile = ca.acme.profile.as_deref();
-    if let Some(profile) = profile {
-        acme::check_profile(account, profile)?;
-    }
-    // An order the CA made but fleetcert could not save would be made again on every retry.
-    context.state.probe(Some("orders"))?;
-    let (order, challenges) = acme::create(
-        account,
-        &ca.acme.directory,
-        &plan.spec.names,
-        profile,
-        replaces,
-        context.now,
-    )
-    .await?;
-    // The CA holds the order now; dying here orphans it there (it expires unused).
-    crash_point!("request.order_created");
-    let saved = PendingOrder {
-        version: PendingOrder::VERSION,
-        url: order.url().to_owned(),
-        directory: ca.acme.directory.clone(),
-        account: account.id().to_owned(),
-        names: plan.spec.names.clone(),
-        key: config.key,
-        profile: profile.map(str::to_owned),
-        reason: reason.to_owned(),
-        created: rfc3339(context.now),
-        fallback,
-    };
-    saved.save(context.state, plan.cert)?;
-    crash_point!("request.order_saved");
-    info!(cert = plan.cert, order = %saved.url, pending = challenges.len(), "ordered");
-    Ok(challenges)
 }
 
 /// The token document's records for `cert`'s challenges.
