@@ -95,6 +95,13 @@ enum PasswordProblem {
          must be one line of text"
     )]
     ControlCharacter,
+    // The keystore's MAC key is derived from the password as a BMPString (RFC 7292 B.1), which
+    // p12-keystore encodes in UCS-2: refused here, at load, rather than at the first renewal.
+    #[error(
+        "holds a character outside Unicode's Basic Multilingual Plane (an emoji, for one), \
+         which a keystore password cannot carry: choose a password without it"
+    )]
+    OutsideBmp,
 }
 
 /// Reads the password file: a regular file that others can neither read nor write, holding
@@ -126,6 +133,9 @@ fn read_password(file: &Path) -> Result<KeystorePassword, PasswordProblem> {
     }
     if password.chars().any(char::is_control) {
         return Err(PasswordProblem::ControlCharacter);
+    }
+    if password.chars().any(|c| u32::from(c) > 0xFFFF) {
+        return Err(PasswordProblem::OutsideBmp);
     }
     Ok(KeystorePassword::new(password.to_owned()))
 }
@@ -192,6 +202,15 @@ mod tests {
             (
                 write(dir.path(), "binary.pass", b"\xff\xfe", 0o600),
                 "not UTF-8",
+            ),
+            (
+                write(
+                    dir.path(),
+                    "emoji.pass",
+                    "secret-6\u{1F510}\n".as_bytes(),
+                    0o600,
+                ),
+                "Basic Multilingual Plane",
             ),
             (
                 write(dir.path(), "long.pass", &[b'a'; 1025], 0o600),
