@@ -155,7 +155,7 @@ fn with_fallbacks(
     config: &HostConfig,
     certs: &[(&String, &CertSpec, Installed<'_>)],
 ) -> String {
-    let Ok(state) = crate::acme::StateDir::open(&config.state_dir, false) else {
+    let Ok(state) = StateDir::open(&config.state_dir, false) else {
         return text;
     };
     let named: Vec<String> = certs

@@ -419,7 +419,7 @@ impl ZoneConfig {
         let update = host.update.as_ref()?;
         Some(Self {
             zone: host.signing_zone.clone(),
-            target: super::ZoneTarget::Update(update.target.clone()),
+            target: ZoneTarget::Update(update.target.clone()),
             ttl: DEFAULT_TTL,
             servers: update.servers.clone(),
             resolver: host.resolver,

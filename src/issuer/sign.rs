@@ -99,7 +99,7 @@ mod tests {
     /// A CA that expires at `not_after`.
     fn local_ca_until(name: &str, not_after: OffsetDateTime) -> LocalCa {
         let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.not_after = not_after;
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.distinguished_name = DistinguishedName::new();
@@ -192,7 +192,7 @@ mod tests {
 
         // A leaf a CA signed without fleetcert's mark is a CA's, whoever asks.
         let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.distinguished_name = DistinguishedName::new();
         ca_params.distinguished_name.push(DnType::CommonName, "R11");
         let real = rcgen::Issuer::new(ca_params, ca_key);

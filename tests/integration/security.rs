@@ -1622,7 +1622,7 @@ fn a_primary_streaming_messages_that_answer_nothing_holds_neither_time_nor_memor
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let run = crate::support::util::Run::of(&child.wait_with_output().expect("output"));
+    let run = Run::of(&child.wait_with_output().expect("output"));
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "hostile primary: {} messages of 64 KB streamed; publish ended in {seconds:.1} s, exit {}",
