@@ -19,12 +19,12 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::acme::StateDir;
 use crate::cert::{Inspection, serial_hex};
 use crate::command::{self, CommandError};
 use crate::config::{CertSpec, ReloadSpec};
 use crate::probe::{self, Verdict};
 use crate::shown::shown;
+use crate::state::StateDir;
 use crate::store::{StoreError, Versioned};
 use crate::timestamp::rfc3339;
 

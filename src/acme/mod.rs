@@ -61,8 +61,6 @@ pub(crate) use order::{
     replaces_for, status_of,
 };
 pub(crate) use resume::{Resumed, resume};
-// The state directory has its own module (crate::state); this keeps the old paths.
-pub(crate) use crate::state::{StateDir, limits_dir};
 
 /// How to poll the CA while it validates and while it issues.
 ///

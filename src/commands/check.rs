@@ -17,7 +17,6 @@ use tracing::warn;
 use super::installed::Installed;
 use super::record::{Observed, unix_seconds};
 use super::report::print_text;
-use crate::acme::StateDir;
 use crate::cert::{DueReason, Inspection, RenewalDecision, serial_hex};
 use crate::cli::{CheckArgs, HostArgs};
 use crate::config::{CertSpec, HostConfig};
@@ -25,6 +24,7 @@ use crate::error::{CheckStatus, Error, Outcome};
 use crate::metrics::ProbeFacts;
 use crate::probe::{self, Probe, Verdict};
 use crate::reload;
+use crate::state::StateDir;
 use crate::token::CheckVerdict;
 
 /// Probes in flight at once: a host with many certificates does not open hundreds of

@@ -5,11 +5,12 @@
 use serde::Serialize;
 
 use super::installed::Installed;
-use crate::acme::{IssuedBy, StateDir};
+use crate::acme::IssuedBy;
 use crate::cert::CertPaths;
 use crate::config::{CertSpec, HostConfig};
 use crate::dns::DnsName;
 use crate::reload;
+use crate::state::StateDir;
 use crate::token::CheckVerdict;
 
 /// The JSON report of one finalize run (docs/reports.md).

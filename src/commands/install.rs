@@ -23,12 +23,13 @@ use super::finalize_report::{CertReport, FinalizeStatus, Report};
 use super::install_set::install_issued;
 use super::installed::{Installed, rfc3339};
 use super::report::print_json;
-use crate::acme::{self, AcmeError, IssuedChain, StateDir, pem_blocks};
+use crate::acme::{self, AcmeError, IssuedChain, pem_blocks};
 use crate::cert::{CertSet, FileNames, IncomingError, Keystore, PrivateKey, inspect_chain};
 use crate::cli::InstallArgs;
 use crate::config::{CertSpec, HostConfig};
 use crate::error::{Error, Outcome};
 use crate::shown::{path as shown_path, shown};
+use crate::state::StateDir;
 use crate::store::{Dir, StoreError};
 
 /// The most bytes of one file of the set read (a chain is a few KiB).

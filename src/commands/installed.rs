@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use crate::acme::{IssuedBy, StateDir};
+use crate::acme::IssuedBy;
 use crate::cert::{
     CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, RenewalWindow, Schedule,
     SetError, Wanted, inspect_chain,
@@ -10,6 +10,7 @@ use crate::cert::{
 use crate::config::{CertSpec, HostConfig};
 use crate::issuer::Origin;
 use crate::reload::Subject;
+use crate::state::StateDir;
 
 /// One configured certificate as found on disk.
 pub(crate) struct Installed<'c> {

@@ -16,11 +16,12 @@ use super::failure::CertFailure;
 use super::finalize_report::{CertReport, FinalizeStatus, Report};
 use super::install_set::{install_issued, refresh_keystore};
 use super::installed::{Installed, rfc3339};
-use crate::acme::{self, AcmeError, StateDir};
+use crate::acme::{self, AcmeError};
 use crate::cert::{DueReason, RenewalDecision, not_due};
 use crate::config::{CertSpec, HostConfig};
 use crate::error::Error;
 use crate::issuer::{LOCAL_ORDERS_FILE, LocalOrder, LocalOrders, Origin, TestIssuer};
+use crate::state::StateDir;
 use crate::store::StoreError;
 use crate::token::{self, CertState, CertStatus, TokenDocument};
 

@@ -18,7 +18,6 @@ use time::format_description::well_known::Rfc3339;
 use tracing::{debug, warn};
 
 use super::installed::Installed;
-use crate::acme::StateDir;
 use crate::cert::{Inspection, RenewalDecision, RuleKind, serial_hex};
 use crate::cli::Command;
 use crate::config::{CertSpec, HostConfig, ZoneConfig};
@@ -27,6 +26,7 @@ use crate::metrics::{
     self, CertFacts, CommandRun, InstalledFacts, Previous, ProbeFacts, Probes, PublishFacts, Scope,
     ServerFacts, Update,
 };
+use crate::state::StateDir;
 use crate::token::TokenDocument;
 use crate::zone::Publication;
 

@@ -5,13 +5,13 @@ use time::OffsetDateTime;
 
 use super::installed::Installed;
 use super::report::{print_json, print_text};
-use crate::acme::StateDir;
 use crate::cert::CertPaths;
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::config::HostConfig;
 use crate::dns::DnsName;
 use crate::error::{Error, Outcome};
 use crate::issuer::LocalOrders;
+use crate::state::StateDir;
 
 /// The JSON report of `status` (docs/reports.md).
 #[derive(Debug, Serialize)]

@@ -6,12 +6,13 @@
 use tracing::{info, warn};
 
 use super::{Context, Part, Plan, precheck, records};
-use crate::acme::{self, Ca, Challenge, PendingOrder, RateLimit, limits_dir};
+use crate::acme::{self, Ca, Challenge, PendingOrder, RateLimit};
 use crate::cert::Inspection;
 use crate::commands::caa::check_caa;
 use crate::commands::failure::{CertFailure, Declined};
 use crate::commands::installed::rfc3339;
 use crate::issuer::Origin;
+use crate::state::limits_dir;
 use crate::store::Versioned as _;
 use crate::token::CertStatus;
 
