@@ -183,7 +183,7 @@ pub(crate) async fn run_checked(argv: &[String], timeout: Duration) -> Result<()
 }
 
 /// [`run_checked`] with `env` added to the inherited environment.
-pub(crate) async fn run_checked_with(
+async fn run_checked_with(
     argv: &[String],
     env: &[(&str, &str)],
     timeout: Duration,

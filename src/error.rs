@@ -74,7 +74,7 @@ pub(crate) fn print_error_line(line: &dyn std::fmt::Display) {
 /// Exit code for bad usage, config or input: nothing was changed.
 pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code for a run that failed as a whole: no report, the old files stay.
-pub(crate) const EXIT_RUN_FAILED: u8 = 4;
+const EXIT_RUN_FAILED: u8 = 4;
 
 impl Outcome {
     pub(crate) fn exit_code(self) -> ExitCode {

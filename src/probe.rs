@@ -29,7 +29,7 @@ use crate::shown::bare;
 
 /// How long one probe may take, from resolving the name to the end of the handshake: a
 /// local service answers in milliseconds, a remote one within a second.
-pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of a connection or TLS error goes into a line.
 const MAX_REASON: usize = crate::shown::MAX_EXCERPT;
 

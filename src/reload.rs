@@ -29,11 +29,11 @@ use crate::store::{StoreError, Versioned};
 use crate::timestamp::rfc3339;
 
 /// The certificate's name in the config.
-pub(crate) const ENV_CERT: &str = "FLEETCERT_CERT";
+const ENV_CERT: &str = "FLEETCERT_CERT";
 /// The directory the service reads the certificate's files from.
-pub(crate) const ENV_DIR: &str = "FLEETCERT_DIR";
+const ENV_DIR: &str = "FLEETCERT_DIR";
 /// The certificate's names, separated by spaces.
-pub(crate) const ENV_NAMES: &str = "FLEETCERT_NAMES";
+const ENV_NAMES: &str = "FLEETCERT_NAMES";
 /// How often the probes ask again while the service has not picked the new set up yet.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 

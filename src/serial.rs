@@ -33,7 +33,7 @@ pub(crate) fn has_reached(served: u32, wanted: u32) -> bool {
 
 /// The greatest of `serials` in RFC 1982 order; a serial wins ties that the RFC leaves undefined
 /// only when it came first, which keeps the result stable.
-pub(crate) fn greatest(serials: impl IntoIterator<Item = u32>) -> Option<u32> {
+fn greatest(serials: impl IntoIterator<Item = u32>) -> Option<u32> {
     serials.into_iter().fold(None, |best, serial| match best {
         None => Some(serial),
         Some(best) if compare(serial, best) == Some(Ordering::Greater) => Some(serial),

@@ -25,7 +25,7 @@ pub(crate) const MAX_EXCERPT: usize = 400;
 
 /// Outside text, escaped and bounded when displayed.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Shown<'a>(pub(crate) &'a str);
+struct Shown<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -38,7 +38,7 @@ impl fmt::Display for Shown<'_> {
 /// Outside text without the backticks: for text that is already set apart by the sentence
 /// around it (a CA's problem detail after a colon, a command's output).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Bare<'a>(pub(crate) &'a str, pub(crate) usize);
+struct Bare<'a>(pub(crate) &'a str, pub(crate) usize);
 
 impl fmt::Display for Bare<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

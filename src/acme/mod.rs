@@ -75,7 +75,7 @@ pub(crate) const POLL: RetryPolicy = RetryPolicy::new()
 /// First poll delay (see [`POLL`]).
 const POLL_INITIAL_DELAY: Duration = Duration::from_millis(150);
 /// Give up polling after this long; the order stays pending for the next finalize.
-pub(crate) const POLL_TIMEOUT: Duration = Duration::from_secs(120);
+const POLL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Total tries of a request the CA answers with `badNonce` (each already tried 3 times).
 ///
@@ -83,7 +83,7 @@ pub(crate) const POLL_TIMEOUT: Duration = Duration::from_secs(120);
 /// rejection one request fails its three tries 1 time in 8, so a poll of three refreshes
 /// fails a try about 1 time in 3, and 5 tries lost a certificate about once in 200 runs
 /// (seen in CI). 20 tries make that about 1 in 10⁸; a real CA rarely rejects a nonce twice.
-pub(crate) const BAD_NONCE_ATTEMPTS: u32 = 20;
+const BAD_NONCE_ATTEMPTS: u32 = 20;
 
 /// The RFC 8555 problem type for a rejected nonce.
 const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";

@@ -402,7 +402,7 @@ impl Inspection {
     }
 
     /// The safety net's moment: renewed then, whatever the CA's window says.
-    pub(crate) fn safety_net(&self, before_days: u32) -> OffsetDateTime {
+    fn safety_net(&self, before_days: u32) -> OffsetDateTime {
         self.not_after - self.renewal_threshold(before_days) / SAFETY_SHARE
     }
 

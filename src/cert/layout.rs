@@ -10,7 +10,7 @@ use crate::dns::DnsName;
 /// 255 bytes of a file name.
 pub(crate) const MAX_ACME_SH_NAME: usize = 250;
 /// The PKCS#12 keystore's name beside the PEM files, in either layout.
-pub(crate) const KEYSTORE_FILE: &str = "keystore.p12";
+const KEYSTORE_FILE: &str = "keystore.p12";
 
 /// The file layout of `cert_dir`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

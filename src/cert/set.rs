@@ -26,7 +26,7 @@ pub(crate) struct CertSet<F = Secret> {
 }
 
 /// A set as read from disk: any file may be missing (none at all: nothing is installed).
-pub(crate) type FoundSet = CertSet<Option<Secret>>;
+type FoundSet = CertSet<Option<Secret>>;
 
 /// The certificate on disk cannot be read or understood.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ pub(crate) struct Installed<'c> {
     pub(crate) paths: CertPaths,
     /// What the full chain says; `Err` says why it cannot be read.
     pub(crate) chain: Result<Option<Inspection>, SetError>,
-    pub(crate) key_present: bool,
+    key_present: bool,
     /// Who made the certificate on disk, when it parses.
     pub(crate) origin: Option<Origin>,
 }

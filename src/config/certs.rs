@@ -27,7 +27,7 @@ use crate::shown::shown;
 const MAX_CERT_NAME: usize = 64;
 /// How long a certificate's `reload` may run when `reload_timeout` is not given: long enough
 /// for a Java service's restart.
-pub(crate) const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One configured certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

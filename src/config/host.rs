@@ -23,7 +23,7 @@ use crate::shown::{path as shown_path, shown};
 use crate::token::{ChallengeRecords, record_name};
 
 /// Let's Encrypt's production directory, the default CA.
-pub(crate) const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 const DEFAULT_STATE_DIR: &str = "/var/lib/fleetcert";
 const DEFAULT_CERT_DIR: &str = "/etc/fleetcert/certs";
 const DEFAULT_GROUP: &str = "fleetcert";

@@ -36,7 +36,7 @@ use crate::store::{self, StoreError};
 const DNS_PORT: u16 = 53;
 /// The most bytes a config file may hold: a zone config with an allow-list for 10,000 hosts
 /// is a few MiB (docs/zone-config.md, "Limits").
-pub(crate) const MAX_CONFIG_BYTES: u64 = 16 << 20;
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// How much of the YAML parser's message goes into a line (it quotes keys from the file).
 const MAX_PARSER_MESSAGE: usize = crate::shown::MAX_EXCERPT;
 

@@ -33,9 +33,9 @@ pub(crate) enum Recursion {
 pub(crate) struct Bits {
     pub(crate) recursion: Recursion,
     /// DO: send the signatures along.
-    pub(crate) dnssec_ok: bool,
+    dnssec_ok: bool,
     /// CD: a validating resolver answers without validating (what a bogus name says then).
-    pub(crate) checking_disabled: bool,
+    checking_disabled: bool,
 }
 
 impl Bits {
@@ -68,7 +68,7 @@ impl Bits {
 
 /// How many times a question is asked before a server counts as not answering: UDP loses
 /// an answer now and then, and one lost answer must not fail a certificate.
-pub(crate) const QUERY_ATTEMPTS: u32 = 3;
+const QUERY_ATTEMPTS: u32 = 3;
 
 /// A question that got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ pub(crate) fn request(question: Query, bits: Bits) -> DnsRequest {
 }
 
 /// One try of [`ask`].
-pub(crate) async fn ask_once(
+async fn ask_once(
     server: SocketAddr,
     name: &DnsName,
     rtype: RecordType,

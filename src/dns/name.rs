@@ -12,7 +12,7 @@ use std::str::FromStr as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest presentation-format name without the trailing dot (RFC 1035 section 2.3.4).
-pub(crate) const MAX_NAME_LEN: usize = 253;
+const MAX_NAME_LEN: usize = 253;
 /// Longest label (RFC 1035 section 2.3.4).
 const MAX_LABEL_LEN: usize = 63;
 

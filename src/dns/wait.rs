@@ -31,12 +31,12 @@ use crate::serial::has_reached;
 use crate::shown::{bare, shown};
 
 /// Pause after the first unsuccessful poll of a server.
-pub(crate) const FIRST_POLL_DELAY: Duration = Duration::from_millis(25);
+const FIRST_POLL_DELAY: Duration = Duration::from_millis(25);
 /// Each further pause is this many halves of the previous one (x1.5).
 const POLL_BACKOFF_HALVES: u32 = 3;
 /// Longest pause between two polls of one server: a secondary that catches up is noticed
 /// within half a second, at the price of two SOA questions a second while waiting.
-pub(crate) const MAX_POLL_DELAY: Duration = Duration::from_millis(500);
+const MAX_POLL_DELAY: Duration = Duration::from_millis(500);
 /// How long one poll waits for its answer. An authoritative server answers an SOA question in
 /// milliseconds; one that has not answered in a second lost the question or is down, and asking
 /// again notices a server that comes back during the wait (a question that waited out the whole
@@ -121,7 +121,7 @@ pub(crate) struct RecordMismatch {
 }
 
 /// Asks `server` once for the SOA of `zone`, giving up after `limit`.
-pub(crate) async fn ask_serial(server: SocketAddr, zone: &DnsName, limit: Duration) -> Served {
+async fn ask_serial(server: SocketAddr, zone: &DnsName, limit: Duration) -> Served {
     let limit = limit.min(QUERY_TIMEOUT);
     // One try: the poll loop asks again anyway, and a retry inside would hide the timing.
     let asked = tokio::time::timeout(
@@ -403,7 +403,7 @@ pub(crate) async fn ask_pipelined<'n>(
 }
 
 /// An error of the resolver library, short and escaped enough for a one-line report.
-pub(crate) fn short_reason(text: &str) -> String {
+fn short_reason(text: &str) -> String {
     /// Enough for "connection refused" and the like.
     const MAX_REASON: usize = crate::shown::MAX_EXCERPT;
     bare(text.trim(), MAX_REASON)

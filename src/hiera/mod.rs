@@ -24,7 +24,7 @@ use crate::shown::path as shown_path;
 use crate::store::StoreError;
 
 /// The one top-level key of the file. Never renamed: Puppet code looks it up.
-pub(crate) const TOP_KEY: &str = "fleetcert_certs";
+const TOP_KEY: &str = "fleetcert_certs";
 /// The keystore's key in a certificate's hash (base64 of `keystore.p12`). Never renamed.
 const KEYSTORE_KEY: &str = "keystore_base64";
 

@@ -124,7 +124,7 @@ pub(crate) enum CertStatus {
 pub(crate) struct TxtValue(String);
 
 /// Length of a DNS-01 TXT value.
-pub(crate) const TXT_VALUE_LEN: usize = 43;
+const TXT_VALUE_LEN: usize = 43;
 
 /// A string that is not a DNS-01 TXT value.
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use crate::store::{self, StoreError};
 
 /// The most bytes one `--tokens` source may hold: a token document is one to a few KiB, so
 /// this is room for well over 10,000 hosts in one file (docs/zone-config.md, "Limits").
-pub(crate) const MAX_TOKENS_BYTES: u64 = 64 << 20;
+const MAX_TOKENS_BYTES: u64 = 64 << 20;
 
 /// How much of a parser's message goes into a line (it quotes field names from the input).
 const MAX_PARSER_MESSAGE: usize = crate::shown::MAX_EXCERPT;
@@ -111,7 +111,7 @@ pub(crate) struct RefusedRecord {
 
 /// Why one record was refused.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum RecordProblem {
+enum RecordProblem {
     /// The identifier is not a DNS name.
     #[error("identifier {identifier} {rule}")]
     Identifier { identifier: String, rule: NameError },

@@ -47,7 +47,7 @@ const MAX_ZONE_BYTES: u64 = 64 << 20;
 pub(crate) struct ReloadFailure {
     pub(crate) command: String,
     pub(crate) reason: CommandError,
-    pub(crate) aftermath: String,
+    aftermath: String,
 }
 
 /// Publishes by rewriting the zone file (see the module doc).

@@ -20,9 +20,9 @@ use crate::token::{Policy, Submission, TxtRecord};
 /// One host's records and when it last sent them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct HostEntry {
+struct HostEntry {
     /// Unix seconds of the publish that last carried this host's document.
-    pub(crate) last_seen: u64,
+    last_seen: u64,
     pub(crate) records: BTreeSet<TxtRecord>,
 }
 

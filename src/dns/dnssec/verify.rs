@@ -245,7 +245,7 @@ pub(super) fn verify_in(
 /// Verifies the RRSIGs over `owner` `rtype` in `section` with `keys` at `now` (Unix seconds,
 /// RFC 4034 section 3.1.5 serial arithmetic): one signature that is in its window, names a
 /// key of the set and verifies is enough. An empty set is nothing to verify.
-pub(crate) fn verify_set(
+fn verify_set(
     owner: &Name,
     rtype: RecordType,
     section: &[Record],
