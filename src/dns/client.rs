@@ -159,16 +159,6 @@ pub(crate) async fn ask(
     }
 }
 
-/// One try of [`query`].
-pub(crate) async fn query_once(
-    server: SocketAddr,
-    name: &DnsName,
-    rtype: RecordType,
-    recursion: Recursion,
-) -> Result<Answer, DnsError> {
-    ask_once(server, name, rtype, Bits::plain(recursion)).await
-}
-
 /// The request for `question` with `bits`: AD is set whenever DO is, so that a validating
 /// resolver says in its answer whether it validated (RFC 6840 section 5.7).
 pub(crate) fn request(question: Query, bits: Bits) -> DnsRequest {
@@ -181,8 +171,8 @@ pub(crate) fn request(question: Query, bits: Bits) -> DnsRequest {
     request
 }
 
-/// One try of [`ask`].
-async fn ask_once(
+/// One try of [`ask`]: no retry (a caller that polls asks again anyway).
+pub(crate) async fn ask_once(
     server: SocketAddr,
     name: &DnsName,
     rtype: RecordType,

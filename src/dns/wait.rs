@@ -26,7 +26,7 @@ use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::RecordType;
 
 use super::DnsName;
-use super::client::{Answer, Bits, QUERY_TIMEOUT, Recursion, query_once, request};
+use super::client::{Answer, Bits, QUERY_TIMEOUT, Recursion, ask_once, request};
 use crate::serial::has_reached;
 use crate::shown::{bare, shown};
 
@@ -126,7 +126,7 @@ async fn ask_serial(server: SocketAddr, zone: &DnsName, limit: Duration) -> Serv
     // One try: the poll loop asks again anyway, and a retry inside would hide the timing.
     let asked = tokio::time::timeout(
         limit,
-        query_once(server, zone, RecordType::SOA, Recursion::Off),
+        ask_once(server, zone, RecordType::SOA, Bits::plain(Recursion::Off)),
     );
     match asked.await {
         Err(_) => Served::NoAnswer(format!("nothing within {} ms", limit.as_millis())),
