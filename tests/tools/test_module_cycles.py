@@ -44,29 +44,33 @@ class Cycles(unittest.TestCase):
         self.assertFalse(cyclic, report)
         self.assertIn("cycles: 0", report)
 
+    def assert_cycle(self, path, text, needle):
+        """BASE with `path` holding `text` has a cycle, and the report names it."""
+        report, cyclic = check(dict(BASE, **{path: text}))
+        self.assertTrue(cyclic, report)
+        self.assertIn(needle, report)
+
     def test_an_inline_super_path_in_a_body_closes_a_cycle(self):
         # one -> two through a re-export in the parent, two -> one by an inline path.
-        files = dict(BASE)
-        files["a/two.rs"] = "pub(crate) struct Two;\nfn f() { super::one::one(); }\n"
-        report, cyclic = check(files)
-        self.assertTrue(cyclic, report)
-        self.assertIn("cycle: crate::a::one <-> crate::a::two", report)
+        self.assert_cycle(
+            "a/two.rs",
+            "pub(crate) struct Two;\nfn f() { super::one::one(); }\n",
+            "cycle: crate::a::one <-> crate::a::two",
+        )
 
     def test_an_inline_crate_path_closes_a_top_level_cycle(self):
-        files = dict(BASE)
-        files["shared.rs"] = "pub(crate) struct S;\nfn f() { let _ = crate::b::b; }\n"
-        report, cyclic = check(files)
-        self.assertTrue(cyclic, report)
-        self.assertIn("top-level cycle: crate::b <-> crate::shared", report)
+        self.assert_cycle(
+            "shared.rs",
+            "pub(crate) struct S;\nfn f() { let _ = crate::b::b; }\n",
+            "top-level cycle: crate::b <-> crate::shared",
+        )
 
     def test_a_nested_use_tree_with_a_rename_closes_a_cycle(self):
-        files = dict(BASE)
-        files["shared.rs"] = (
-            "use crate::{a::Two as T, b::{self as bee}};\npub(crate) struct S;\n"
+        self.assert_cycle(
+            "shared.rs",
+            "use crate::{a::Two as T, b::{self as bee}};\npub(crate) struct S;\n",
+            "crate::b <-> crate::shared",
         )
-        report, cyclic = check(files)
-        self.assertTrue(cyclic, report)
-        self.assertIn("crate::b <-> crate::shared", report)
 
     def test_comments_strings_and_unit_tests_are_not_dependencies(self):
         files = dict(BASE)
