@@ -187,7 +187,11 @@ launch() {
             "--collector.textfile.directory=$TEXTFILE_DIR")
         ;;
     esac
-    spawn "$KIND" "$log" "${cmd[@]}"
+    # A session of its own (setsid execs in place: the pid stays the server's), as a daemon
+    # has: a `restart` run as a fleetcert `reload:` or an Ansible handler leaves it behind in
+    # no process group that its caller kills when it is done (fleetcert kills what a
+    # command leaves in its group).
+    spawn "$KIND" "$log" setsid "${cmd[@]}"
 }
 
 # What the server logs once it has bound its port (nginx: once it has started its
