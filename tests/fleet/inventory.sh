@@ -263,6 +263,9 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: "$python"
+    # No group of its own on the machine running the fleet (the DNS primary too: its zone
+    # install makes the group it names).
+    fleetcert_group: root
 YAML
     if [[ -n $package ]]; then
         echo "    fleetcert_install_method: package"
@@ -281,8 +284,6 @@ YAML
         fleetcert_ca_bundle: ${sb[CA_BUNDLE]}
         fleetcert_signing_zone: $zone
         fleetcert_resolver: "${sb[RESOLVER]}"
-        # No group of its own on the machine running the demo.
-        fleetcert_group: root
       hosts:
 YAML
     for name in "${names[@]}"; do
