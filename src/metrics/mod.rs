@@ -340,6 +340,12 @@ mod tests {
             ),
             Some(2.0e9)
         );
+        // A new certificate issued in the same second as the old (a CA of fixed validity
+        // gives both the same timestamps): its serial tells them apart.
+        let mut twin = cert("www", 1.9e9, kept.clone());
+        twin.installed.as_mut().expect("installed").serial = "CD".to_owned();
+        let twin = through_file(merged(checked.clone(), &host("finalize", vec![twin])));
+        assert_eq!(result(&twin, "same"), None);
         // A target no longer listed goes too.
         let unlisted = merged(
             checked,

@@ -16,7 +16,13 @@ pub(crate) struct Previous {
     /// The rule each renewal moment was stored with, by host and certificate (none in a
     /// file written before the rule was stored).
     rules: HashMap<(String, String), String>,
+    /// The serial of each certificate's leaf, by host and certificate: two leaves issued in
+    /// the same second by a CA of fixed validity have the same timestamps.
+    serials: HashMap<(String, String), String>,
 }
+
+/// The family whose `serial` label names each certificate's leaf.
+const INFO_FAMILY: &str = "fleetcert_certificate_info";
 
 /// The families [`Previous`] looks up by certificate.
 const LEAF_FAMILIES: [&str; 3] = [
@@ -30,7 +36,20 @@ impl Previous {
         let [_, _, renewal] = LEAF_FAMILIES;
         let mut leaves = HashMap::new();
         let mut rules = HashMap::new();
+        let mut serials = HashMap::new();
         for sample in &samples {
+            if sample.family.name == INFO_FAMILY {
+                if let (Some(host), Some(cert), Some(serial)) = (
+                    sample.label("host"),
+                    sample.label("cert"),
+                    sample.label("serial"),
+                ) {
+                    serials
+                        .entry((host.to_owned(), cert.to_owned()))
+                        .or_insert_with(|| serial.to_owned());
+                }
+                continue;
+            }
             if !LEAF_FAMILIES.contains(&sample.family.name) {
                 continue;
             }
@@ -49,6 +68,7 @@ impl Previous {
             samples,
             leaves,
             rules,
+            serials,
         }
     }
 
@@ -65,9 +85,15 @@ impl Previous {
 
     /// Whether the file describes `installed` as certificate `cert`'s leaf (so what it says
     /// about that certificate, a probe's result or the renewal moment, is about this leaf).
+    /// The serial decides where the file has one (a file of an older fleetcert may not).
     pub(super) fn same_leaf(&self, scope: &Scope, cert: &str, installed: &InstalledFacts) -> bool {
         let [expiry, issued, _] = LEAF_FAMILIES;
-        self.leaf_value(scope, cert, expiry) == Some(installed.expiry)
+        let Scope::Host(host) = scope else {
+            return false;
+        };
+        let serial = self.serials.get(&(host.clone(), cert.to_owned()));
+        serial.is_none_or(|serial| *serial == installed.serial)
+            && self.leaf_value(scope, cert, expiry) == Some(installed.expiry)
             && self.leaf_value(scope, cert, issued) == Some(installed.issued)
     }
 
