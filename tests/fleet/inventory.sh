@@ -270,6 +270,8 @@ YAML
     if [[ -n $package ]]; then
         echo "    fleetcert_install_method: package"
         echo "    fleetcert_install_package_src: $package"
+        # The local hosts share this machine's dpkg: one install at a time.
+        echo "    fleetcert_install_package_throttle: 1"
     else
         echo "    fleetcert_install_method: copy"
         echo "    fleetcert_install_binary_src: $binary"
