@@ -20,5 +20,7 @@ cargo deb --version >/dev/null 2>&1 ||
 assets=target/package-assets
 rm -rf "$assets"
 cargo run --quiet --locked --example package-assets -- "$assets" >&2
+# The upstream changelog where Debian policy (12.7) puts it, compressed, no timestamp.
+gzip -9n <CHANGELOG.md >"$assets/changelog.gz"
 # --strip: the release profile keeps line tables for backtraces; the package ships none.
 cargo deb --locked --strip "$@"

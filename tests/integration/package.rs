@@ -188,6 +188,8 @@ fn debian_package_installs_by_the_collection_and_purging_keeps_the_certificates(
         "./usr/lib/systemd/system/fleetcert-renew.timer",
         "./usr/share/doc/fleetcert/copyright",
         "./usr/share/doc/fleetcert/changelog.Debian.gz",
+        // The upstream changelog the shipped README links to.
+        "./usr/share/doc/fleetcert/changelog.gz",
     ]
     .map(str::to_owned)
     .into();
