@@ -64,17 +64,17 @@ pub(crate) async fn run(args: &CheckArgs, observed: &mut Observed) -> Result<Out
 
 /// `--check` of request, finalize and renew: the verdict `check` would give now, with the
 /// default windows, for their report; its probes go into the same run's metrics. `None`
-/// without the flag.
-pub(super) async fn verdict(args: &HostArgs, observed: &mut Observed) -> Option<CheckVerdict> {
+/// without the flag. The config is the one the command loaded; the certificates are read
+/// again, as the command left them.
+pub(super) async fn verdict(
+    args: &HostArgs,
+    config: &HostConfig,
+    observed: &mut Observed,
+) -> Option<CheckVerdict> {
     if !args.check {
         return None;
     }
-    let args = CheckArgs {
-        config: args.config.clone(),
-        warning_days: None,
-        critical_days: None,
-    };
-    let (status, line) = status_line(&args, observed).await;
+    let (status, line) = judge(config, Windows::default(), observed).await;
     Some(CheckVerdict {
         code: status.code(),
         line,
@@ -104,6 +104,14 @@ enum CheckError {
     Windows { warning: u32, critical: u32 },
 }
 
+/// The windows a certificate's days left are judged by: `check`'s flags, or none for the
+/// defaults (a half and a quarter of the renewal window).
+#[derive(Debug, Clone, Copy, Default)]
+struct Windows {
+    warning_days: Option<u32>,
+    critical_days: Option<u32>,
+}
+
 /// The status and its line.
 async fn check(
     args: &CheckArgs,
@@ -115,11 +123,24 @@ async fn check(
     {
         return Err(CheckError::Windows { warning, critical });
     }
+    let windows = Windows {
+        warning_days: args.warning_days,
+        critical_days: args.critical_days,
+    };
+    Ok(judge(&config, windows, observed).await)
+}
+
+/// The status and its line for the certificates of `config` as they are installed now.
+async fn judge(
+    config: &HostConfig,
+    windows: Windows,
+    observed: &mut Observed,
+) -> (CheckStatus, String) {
     let now = OffsetDateTime::now_utc();
     let certs: Vec<(&String, &CertSpec, Installed<'_>)> = config
         .certs
         .iter()
-        .map(|(cert, spec)| (cert, spec, Installed::read(&config, cert, spec)))
+        .map(|(cert, spec)| (cert, spec, Installed::read(config, cert, spec)))
         .collect();
     let probes = probe_all(&certs).await;
     // Unreadable, the state directory only costs the pending reloads' line.
@@ -130,7 +151,7 @@ async fn check(
     let mut findings = Vec::new();
     let mut days = Vec::new();
     for (cert, spec, installed) in &certs {
-        let (mut found, left) = evaluate(args, &config, cert, spec, installed, now);
+        let (mut found, left) = evaluate(windows, config, cert, spec, installed, now);
         findings.append(&mut found);
         findings.extend(state.as_ref().and_then(|state| reload_pending(state, cert)));
         days.extend(left);
@@ -145,7 +166,11 @@ async fn check(
             .collect(),
     );
     let (status, text) = line(&findings, &days, certs.len());
-    Ok((status, with_fallbacks(text, &config, &certs)))
+    let text = match &state {
+        Some(state) => with_fallbacks(text, config, state, &certs),
+        None => text,
+    };
+    (status, text)
 }
 
 /// The line with the certificates a fallback CA issued named, and by which CA, before the
@@ -153,15 +178,13 @@ async fn check(
 fn with_fallbacks(
     mut text: String,
     config: &HostConfig,
+    state: &StateDir,
     certs: &[(&String, &CertSpec, Installed<'_>)],
 ) -> String {
-    let Ok(state) = StateDir::open(&config.state_dir, false) else {
-        return text;
-    };
     let named: Vec<String> = certs
         .iter()
         .filter_map(|(cert, _, installed)| {
-            let issued = installed.issued_by(config, &state, cert)?;
+            let issued = installed.issued_by(config, state, cert)?;
             issued.fallback.is_some().then(|| {
                 format!(
                     "{cert} by {}",
@@ -218,7 +241,7 @@ async fn probe_all<'a>(
 
 /// The problems of one certificate's files, and its days left when it has a certificate.
 fn evaluate(
-    args: &CheckArgs,
+    windows: Windows,
     config: &HostConfig,
     cert: &str,
     spec: &CertSpec,
@@ -242,7 +265,7 @@ fn evaluate(
         Ok(Some(leaf)) => leaf,
     };
     let mut findings = Vec::new();
-    let days = windows(args, config, leaf, cert, now);
+    let days = days_left(windows, config, leaf, cert, now);
     let expiry = if days.left <= 0.0 {
         Some((
             CheckStatus::Critical,
@@ -297,8 +320,8 @@ fn evaluate(
 /// Every rule has renewed a certificate before half of it is left (the days rule within its
 /// first third, docs/renewal.md), save one waiting for a late CA window, which the safety
 /// net renews at a third: a quarter left is late by any rule.
-fn windows(
-    args: &CheckArgs,
+fn days_left(
+    windows: Windows,
     config: &HostConfig,
     leaf: &Inspection,
     cert: &str,
@@ -308,8 +331,8 @@ fn windows(
         .renewal_threshold(config.renew.before_days)
         .as_seconds_f64()
         / SECONDS_PER_DAY;
-    let critical = args.critical_days.map_or(renewal / 4.0, f64::from);
-    let warning = args
+    let critical = windows.critical_days.map_or(renewal / 4.0, f64::from);
+    let warning = windows
         .warning_days
         .map_or(renewal / 2.0, f64::from)
         .max(critical);

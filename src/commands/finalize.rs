@@ -35,7 +35,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     let (state, _lock) = StateDir::open_for_run(&config.state_dir, args.dry_run).await?;
     let issuing = Issuing::of(&config);
     let mut report = finalize_all(&config, issuing, &state, args.dry_run).await?;
-    report.check = super::check::verdict(&args, observed).await;
+    report.check = super::check::verdict(&args, &config, observed).await;
     print_json(&report)?;
     Ok(Outcome::from_failures(report.failed()))
 }

@@ -145,7 +145,7 @@ async fn renew_with_ca(
         finalize: finalized,
         cleanup,
         cleanup_error,
-        check: super::check::verdict(args, observed).await,
+        check: super::check::verdict(args, config, observed).await,
         seconds: started.elapsed().as_secs_f64(),
     };
     print_json(&report)?;
@@ -179,7 +179,7 @@ async fn renew_without_dns(
         finalize: Some(finalized),
         cleanup: None,
         cleanup_error: None,
-        check: super::check::verdict(args, observed).await,
+        check: super::check::verdict(args, config, observed).await,
         seconds: started.elapsed().as_secs_f64(),
     };
     print_json(&report)?;

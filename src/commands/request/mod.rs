@@ -83,7 +83,7 @@ pub(crate) async fn run(args: HostArgs, observed: &mut Observed) -> Result<Outco
     if !args.dry_run {
         settle_reloads(&config, &state, &mut document).await;
     }
-    document.check = super::check::verdict(&args, observed).await;
+    document.check = super::check::verdict(&args, &config, observed).await;
     observed.requested(&document);
     print_json(&document)?;
     let failed = document
