@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::support::config::ZoneConfig;
 use crate::support::fake_ca::{FakeCa, ari_id, hold, now, parse_time};
+use crate::support::faults::script;
 use crate::support::fixture::{Host, cert, sandbox};
 use crate::support::services::{
     Leaf, Nginx, NodeExporter, Sample, parse_samples, promtool_check_metrics, promtool_test_rules,
@@ -784,6 +785,86 @@ fn check_says_when_the_service_serves_the_previous_certificate_until_it_is_reloa
 }
 
 #[test]
+fn a_failed_reload_is_pending_in_the_metrics_alerts_and_is_retried_until_nginx_serves_the_renewal()
+{
+    let sb = sandbox().start();
+    let (monitored, nginx, target) = Monitored::probed(&sb);
+    let first = Leaf::of_file(&monitored.host.file("main", "cert.pem"));
+    // nginx's reload, refused while the marker is there (a service that cannot reload at
+    // that moment).
+    let broken = monitored.host.dir.path().join("reload.broken");
+    let reload = script(
+        &monitored.host.dir.path().join("reload"),
+        &format!(
+            "[ -e '{}' ] && {{ echo 'the service refused the reload' >&2; exit 1; }}\nexec '{}'",
+            broken.display(),
+            nginx.reload_command().display()
+        ),
+    );
+    std::fs::write(&broken, "").expect("write the marker");
+    let (cert_name, mut entry) = cert_line("main", &[NAME], &[&target]);
+    entry["reload"] = json!([reload]);
+    monitored.configure(json!({"key": "ecdsa-p256"}), &[(cert_name, entry)]);
+    let pending = || {
+        monitored.metric(
+            "fleetcert_certificate_reload_pending",
+            &[("host", HOST), ("cert", "main")],
+        )
+    };
+
+    // A renewal whose reload fails: the new files stay, the reload is owed.
+    let document = monitored.run("request", &[]).expect_code(0).json();
+    monitored.host.place(&document);
+    monitored.run("finalize", &[]).expect_code(1);
+    let second = Leaf::of_file(&monitored.host.file("main", "cert.pem"));
+    assert_ne!(first, second);
+    assert_eq!(pending(), Some(1.0), "{}", monitored.exporter.scrape());
+    assert_eq!(
+        nginx.served_leaf(),
+        Ok(first),
+        "nginx still serves the old one"
+    );
+    let owed = monitored.scrape();
+    let owed_at = unix_now();
+
+    // The service can reload again: the next quiet day's request retries it, and nginx
+    // serves the renewal.
+    std::fs::remove_file(&broken).expect("remove the marker");
+    monitored.run("request", &[]).expect_code(0);
+    assert_eq!(pending(), Some(0.0));
+    assert_eq!(nginx.served_leaf(), Ok(second));
+
+    let summary =
+        format!("The reload of certificate main on {HOST} has failed since its files changed");
+    let description = format!(
+        "The service may still serve the previous certificate. The reload's line is in \
+         fleetcert check and in the last report's reload_error on {HOST}; every run of request, \
+         finalize, renew or install tries it again until it works."
+    );
+    assert_rules(
+        monitored.host.dir.path(),
+        "reload_pending",
+        &owed,
+        owed_at,
+        &[
+            Case {
+                eval_time: "30m",
+                alert: "FleetcertReloadPending",
+                alerts: vec![],
+            },
+            Case {
+                eval_time: "2h",
+                alert: "FleetcertReloadPending",
+                alerts: vec![(
+                    alert_labels(&[("severity", "warning"), ("host", HOST), ("cert", "main")]),
+                    map(&[("summary", &summary), ("description", &description)]),
+                )],
+            },
+        ],
+    );
+}
+
+#[test]
 fn check_warns_and_goes_critical_inside_its_windows_and_is_unknown_without_a_config() {
     let sb = sandbox().start();
     let monitored = Monitored::new(&sb);
@@ -1005,7 +1086,7 @@ fn the_shipped_rules_pass_their_committed_tests() {
             .args(["check", "rules"])
             .arg(rules_file()),
     );
-    assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
     promtool_test_rules(&fixture_file()).unwrap_or_else(|report| panic!("{report}"));
 }
 
