@@ -189,6 +189,95 @@ fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_on
 }
 
 #[test]
+fn an_order_saved_at_a_primary_that_stops_goes_to_the_fallback_when_urgent_and_waits_otherwise() {
+    let sb = start();
+    const CERTS: &[(&str, &[&str])] = &[
+        ("fresh", &["host33.example.test"]),
+        ("aging", &["host34.example.test"]),
+    ];
+    let host = Host::new(&sb, CERTS);
+    configure(
+        &host,
+        sb.acme_directory(),
+        sb.fallback_directory(),
+        None,
+        CERTS,
+    );
+    // As above: `aging` is due (15 days left) but not urgent; `fresh` has no certificate.
+    let at = now();
+    hold(
+        &host,
+        "aging",
+        &["host34.example.test"],
+        at - Duration::days(75),
+        at + Duration::days(15),
+    );
+    // Both ordered at the primary, and the run ends there (publish or finalize never came).
+    let document = host.request().expect_code(0).json();
+    for name in ["fresh", "aging"] {
+        assert_eq!(cert(&document, name)["status"], "pending", "{document:#}");
+    }
+    let saved = |name: &str| {
+        std::fs::read_to_string(host.state_dir().join(format!("orders/{name}.json")))
+            .unwrap_or_else(|err| panic!("the saved order of {name}: {err}"))
+    };
+    let aging_order = saved("aging");
+    assert!(saved("fresh").contains(sb.acme_directory()));
+    sb.stop_server("pebble");
+
+    let run = host.request();
+    run.expect_code(1);
+    let document = run.json();
+    let fresh = cert(&document, "fresh");
+    assert_eq!(fresh["status"], "pending", "{document:#}");
+    let reason = text(fresh, "reason");
+    assert!(
+        reason.contains("the saved one is at a CA that cannot issue now")
+            && reason.contains("from the fallback CA"),
+        "{reason}"
+    );
+    assert!(saved("fresh").contains(sb.fallback_directory()));
+    assert_eq!(fallback_orders(&sb), 1, "orders at the fallback");
+    // The one that can wait keeps its order at the primary for the next run.
+    let aging = cert(&document, "aging");
+    assert_eq!(aging["status"], "failed", "{document:#}");
+    assert_eq!(saved("aging"), aging_order);
+
+    // finalize completes the fallback's order; the one at the stopped primary fails again
+    // and stays saved.
+    host.place(&document);
+    let run = host.finalize();
+    run.expect_code(1);
+    let report = run.json();
+    assert_eq!(cert(&report, "fresh")["status"], "issued", "{report:#}");
+    issued_under(&host, "fresh", &sb.fallback_root(), &sb.pebble_root());
+    assert_eq!(saved("aging"), aging_order);
+
+    // The primary is back, but a restarted Pebble has forgotten its accounts and orders
+    // (an in-memory database): the saved order is dropped for a new one there, not at the
+    // fallback.
+    sb.start_server("pebble");
+    let document = host.request().expect_code(0).json();
+    let aging = cert(&document, "aging");
+    assert_eq!(aging["status"], "pending", "{document:#}");
+    assert!(
+        text(aging, "reason").contains("a new order, as the saved one"),
+        "{document:#}"
+    );
+    assert_ne!(saved("aging"), aging_order);
+    assert!(saved("aging").contains(sb.acme_directory()));
+    assert_eq!(fallback_orders(&sb), 1, "orders at the fallback");
+    host.place(&document);
+    let report = host.finalize_ok();
+    assert_eq!(
+        cert(&report, "aging")["ca"],
+        sb.acme_directory(),
+        "{report:#}"
+    );
+    issued_under(&host, "aging", &sb.pebble_root(), &sb.fallback_root());
+}
+
+#[test]
 fn one_certificate_the_primary_refuses_comes_from_the_fallback_and_the_others_from_the_primary() {
     let sb = start();
     let fake = FakeCa::start(&sb, "");

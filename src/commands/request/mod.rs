@@ -276,6 +276,13 @@ async fn request_one(context: &Context<'_>, mut plan: Plan<'_>) -> Part {
                 return Part::new(&plan, status, reason, records, false);
             }
             Ok(Resumed::Dropped(why)) => why,
+            // The saved order's CA cannot issue now and the certificate cannot wait: the CAs
+            // are asked in turn as for a new order (a fallback's replaces the saved one).
+            Err(failure) if order::passed_over(&failure) && cannot_wait(context, &plan) => {
+                info!(cert = plan.cert, order = %saved.url, reason = %failure, "the saved order's CA cannot issue now");
+                Some(format!("is at a CA that cannot issue now ({failure})"))
+            }
+            // It can wait: the order stays saved for the next run to resume.
             Err(failure) => return Part::failed(&plan, failure),
         },
         None => None,
@@ -389,6 +396,19 @@ async fn resume(
     info!(cert = plan.cert, order = %saved.url, why = why.as_deref().unwrap_or("the config changed"), "dropping the saved order");
     PendingOrder::remove(context.state, plan.cert)?;
     Ok(Resumed::Dropped(why))
+}
+
+/// Whether a certificate must not wait for a CA that cannot issue now: a fallback CA is
+/// configured and the certificate is urgent (docs/renewal.md).
+fn cannot_wait(context: &Context<'_>, plan: &Plan<'_>) -> bool {
+    !context.config.fallback.is_empty()
+        && acme::urgency(
+            context.config,
+            plan.installed.inspection(),
+            &plan.decision,
+            context.now,
+        )
+        .is_some()
 }
 
 /// The CA's renewal window for the certificate on disk (RFC 9773), when ARI is on, the CA

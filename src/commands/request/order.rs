@@ -85,7 +85,7 @@ fn fallback_reason(tried: &[Declined], urgent: Option<&str>) -> String {
 
 /// Whether a CA's failure passes the order on to the next CA: the CA cannot issue now, or
 /// CAA does not allow it.
-fn passed_over(failure: &CertFailure) -> bool {
+pub(super) fn passed_over(failure: &CertFailure) -> bool {
     match failure {
         CertFailure::Acme(err) => err.cannot_issue(),
         CertFailure::Caa(_) => true,
