@@ -535,7 +535,8 @@ fn the_daily_playbook_with_the_primary_stopped_issues_every_host_from_the_fallba
     let mut vars = std::fs::read_to_string(&extra).expect("extra vars");
     vars.push_str(&format!(
         "fleetcert_fallback:\n  - directory: {}\n    email: ops@example.test\n    \
-         agree_tos: true\n    ca_bundle: {}\n    eab: {{kid: {KID}, hmac_key_file: {}}}\n",
+         agree_tos: true\n    ca_bundle: {}\n    eab: {{kid: {KID}, hmac_key_file: {}}}\n\
+         fleetcert_renew_fallback_within_days: 7\n",
         sb.fallback_directory(),
         sb.ca_bundle().display(),
         key.display()
@@ -558,4 +559,8 @@ fn the_daily_playbook_with_the_primary_stopped_issues_every_host_from_the_fallba
     }
     let line = format!("fallback CA {}: issued 4 (", sb.fallback_directory());
     assert!(run.output.contains(&line), "{line} not in:\n{}", run.output);
+    let config =
+        std::fs::read_to_string(fleet.home("host1.example.test").join("etc/fleetcert.yaml"))
+            .expect("host1's config");
+    assert!(config.contains("fallback_within_days: 7"), "{config}");
 }

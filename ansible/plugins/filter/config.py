@@ -158,6 +158,9 @@ def host_config(variables):
         "before_days": _int(variables, "fleetcert_renew_before_days"),
         "ari": _bool(_need(variables, "fleetcert_renew_ari")),
     }
+    # Unset (the default): fleetcert's own, a third of before_days.
+    if variables.get("fleetcert_renew_fallback_within_days") is not None:
+        config["renew"]["fallback_within_days"] = _int(variables, "fleetcert_renew_fallback_within_days")
     config["certs"] = certs
     if variables.get("fleetcert_metrics_textfile_dir"):
         config["metrics"] = {"textfile_dir": variables["fleetcert_metrics_textfile_dir"]}

@@ -86,6 +86,8 @@ def test_host_config_keeps_the_order_and_leaves_empty_keys_out():
     assert list(with_fallback)[1:4] == ["acme", "fallback", "signing_zone"]
     assert with_fallback["fallback"] == [second]
     assert "fallback" not in host_config(dict(HOST, fleetcert_issuer="self-signed", fleetcert_fallback=[second]))
+    within = host_config(dict(HOST, fleetcert_fallback=[second], fleetcert_renew_fallback_within_days="5"))
+    assert within["renew"] == {"before_days": 30, "ari": True, "fallback_within_days": 5}
 
 
 @pytest.mark.parametrize(
@@ -95,6 +97,7 @@ def test_host_config_keeps_the_order_and_leaves_empty_keys_out():
         ({"fleetcert_agree_tos": False}, ["fleetcert_agree_tos: true"]),
         ({"fleetcert_certs": {"main": "web01.example.org"}}, ["fleetcert_certs.main of web01.example.org", "list of names"]),
         ({"fleetcert_renew_before_days": "soon"}, ["fleetcert_renew_before_days", "whole number", "'soon'"]),
+        ({"fleetcert_renew_fallback_within_days": "x"}, ["fleetcert_renew_fallback_within_days", "whole number"]),
         ({"fleetcert_issuer": "local-ca", "fleetcert_issuer_ca_cert_src": "/x"}, ["fleetcert_issuer_ca_key_src"]),
         ({"fleetcert_resolver": None}, ["fleetcert_resolver is not set"]),
     ],
