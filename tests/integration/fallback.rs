@@ -116,6 +116,27 @@ fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_on
     );
     sb.stop_server("pebble");
 
+    // A dry run says what the real run will do, and asks no CA for an order.
+    let dry = host.run("request", &["--dry-run"]);
+    dry.expect_code(1);
+    let document = dry.json();
+    let reason = text(cert(&document, "fresh"), "reason");
+    let fallback = format!(
+        "would order from the fallback CA {}",
+        sb.fallback_directory()
+    );
+    assert!(
+        reason.starts_with(&fallback) && reason.contains("cannot wait: no certificate yet"),
+        "{reason}"
+    );
+    let aging = cert(&document, "aging");
+    assert_eq!(aging["status"], "failed", "{document:#}");
+    assert!(
+        text(aging, "reason").contains("not urgent: it waits for the primary"),
+        "{document:#}"
+    );
+    assert_eq!(fallback_orders(&sb), 0, "orders at the fallback");
+
     let run = host.request();
     run.expect_code(1);
     let document = run.json();

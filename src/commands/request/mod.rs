@@ -159,15 +159,18 @@ async fn with_ca(
         // not answer rather than promising an order that cannot be made.
         if needs_orders(&plans) {
             match acme::check_directory(&config.acme).await {
-                Ok(()) => {}
-                // With a fallback CA the real run would go on without the primary.
+                Ok(()) => AccountState::NotNeeded,
+                // With a fallback CA the real run would go on without the primary: each
+                // certificate says where it would be ordered (order::dry_order).
                 Err(err) if err.cannot_issue() && !config.fallback.is_empty() => {
                     warn!(error = %err, "the primary CA cannot be reached");
+                    AccountState::Unavailable(err)
                 }
                 Err(err) => return Err(err.into()),
             }
+        } else {
+            AccountState::NotNeeded
         }
-        AccountState::NotNeeded
     } else {
         open_account(config, state, &plans).await?
     };

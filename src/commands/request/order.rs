@@ -33,8 +33,7 @@ pub(super) async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason
         if let Err(failure) = held_rate_limit(context, context.cas.primary(), plan.cert) {
             return Part::failed(plan, failure);
         }
-        let reason = format!("would order ({reason})");
-        return Part::new(plan, CertStatus::Pending, reason, Vec::new(), true);
+        return dry_order(context, plan, &reason);
     }
     let urgent = acme::urgency(
         context.config,
@@ -63,14 +62,49 @@ pub(super) async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason
             Err(failure) => return Part::failed(plan, failure),
         }
     }
-    let waits = urgent.is_none().then(|| {
-        format!(
-            "not urgent: it waits for the primary (a fallback CA is asked once it has fewer \
-             than {} days left, renew.fallback_within_days)",
-            context.config.renew.fallback_within_days
-        )
-    });
+    let waits = urgent.is_none().then(|| waits(context));
     Part::failed(plan, CertFailure::NoCa { tried, waits })
+}
+
+/// Why a certificate that can wait is not ordered from a fallback CA.
+fn waits(context: &Context<'_>) -> String {
+    format!(
+        "not urgent: it waits for the primary (a fallback CA is asked once it has fewer than \
+         {} days left, renew.fallback_within_days)",
+        context.config.renew.fallback_within_days
+    )
+}
+
+/// What a dry run says of a due certificate: it would order it from the primary; or, when
+/// the primary's directory did not answer (with a fallback CA configured, else the run
+/// stopped), from the first fallback CA if it cannot wait, and nowhere if it can, as the
+/// real run would decide. The fallback itself is not asked.
+fn dry_order(context: &Context<'_>, plan: &Plan<'_>, reason: &str) -> Part {
+    let Some(problem) = context.account.problem() else {
+        let reason = format!("would order ({reason})");
+        return Part::new(plan, CertStatus::Pending, reason, Vec::new(), true);
+    };
+    let primary = format!("{}: {problem}", context.cas.primary().describe());
+    let urgent = acme::urgency(
+        context.config,
+        plan.installed.inspection(),
+        &plan.decision,
+        context.now,
+    );
+    match (urgent, context.cas.iter().find(|ca| !ca.primary)) {
+        (Some(why), Some(fallback)) => {
+            let reason = format!(
+                "would order from the {} ({reason}), as {primary}; and it cannot wait: {why}",
+                fallback.describe()
+            );
+            Part::new(plan, CertStatus::Pending, reason, Vec::new(), true)
+        }
+        _ => {
+            let reason = format!("{primary}; {}", waits(context));
+            warn!(cert = plan.cert, reason, "cannot request");
+            Part::new(plan, CertStatus::Failed, reason, Vec::new(), false)
+        }
+    }
 }
 
 /// Why a fallback CA is asked: what the CAs before it said, and why waiting costs.
