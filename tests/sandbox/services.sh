@@ -189,8 +189,11 @@ launch() {
     esac
     # A session of its own (setsid execs in place: the pid stays the server's), as a daemon
     # has: a `restart` run as a fleetcert `reload:` or an Ansible handler leaves it behind in
-    # no process group that its caller kills when it is done (fleetcert kills what a
-    # command leaves in its group).
+    # no process group that its caller kills when it is done. fleetcert kills what a command
+    # leaves in its group; ansible-core's worker is a session leader (worker.py `_detach`),
+    # and a worker still exiting when the playbook ends is sent SIGTERM, which it passes to
+    # its whole group (`_term`: os.killpg), so a server restarted by the last handler of a
+    # run on a busy machine died moments after it had answered.
     spawn "$KIND" "$log" setsid "${cmd[@]}"
 }
 
