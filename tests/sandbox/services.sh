@@ -191,9 +191,10 @@ launch() {
     # has: a `restart` run as a fleetcert `reload:` or an Ansible handler leaves it behind in
     # no process group that its caller kills when it is done. fleetcert kills what a command
     # leaves in its group; ansible-core's worker is a session leader (worker.py `_detach`),
-    # and a worker still exiting when the playbook ends is sent SIGTERM, which it passes to
-    # its whole group (`_term`: os.killpg), so a server restarted by the last handler of a
-    # run on a busy machine died moments after it had answered.
+    # and a worker still exiting when the playbook ends is sent SIGTERM at once
+    # (WORKER_SHUTDOWN_POLL_COUNT is 0), which it passes to its whole group (`_term`:
+    # os.killpg): a server restarted by the last handler of a run on a busy machine died
+    # moments after it had answered.
     spawn "$KIND" "$log" setsid "${cmd[@]}"
 }
 
