@@ -2,6 +2,7 @@
 # Runs fleetcert's fuzz targets (fuzz/, cargo fuzz with libFuzzer) for a given time each.
 #
 #   tests/fuzz.sh TARGET|all SECONDS   run each target for SECONDS, one after another
+#   tests/fuzz.sh build                build every target (what a run does first)
 #   tests/fuzz.sh minimize TARGET|all  shrink the corpus to the inputs that add coverage
 #                                      (cargo fuzz cmin), keeping the seed-* files
 #   tests/fuzz.sh install              install cargo-fuzz (pinned) if it is missing
@@ -112,7 +113,8 @@ main() {
     case ${1:-} in
     install) install; return ;;
     list) printf '%s\n' "${TARGETS[@]}"; return ;;
-    '' | -h | --help) sed -n '4,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    '' | -h | --help) sed -n '4,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    build) mode=build ;;
     minimize) mode=minimize; select_targets "${2:-all}" ;;
     *)
         select_targets "$1"

@@ -88,31 +88,41 @@ fn text<'v>(value: &'v Value, key: &str) -> &'v str {
         .unwrap_or_else(|| panic!("no {key} in {value:#}"))
 }
 
-#[test]
-fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_one_that_can_wait_waits()
- {
-    let sb = start();
-    const CERTS: &[(&str, &[&str])] = &[
-        ("fresh", &["host31.example.test", "www31.example.test"]),
-        ("aging", &["host32.example.test"]),
-    ];
-    let host = Host::new(&sb, CERTS);
+/// A host of the primary and the fallback with two certificates, `certs` = [`fresh`,
+/// `aging`]: `fresh` has none yet; `aging` holds a 90-day certificate with 15 days left, due
+/// by the days rule (before_days 30) but not urgent (a fallback only under 10 days, a third
+/// of 30).
+fn fresh_and_aging<'s>(sb: &'s Sandbox, certs: &[(&str, &[&str]); 2]) -> Host<'s> {
+    let host = Host::new(sb, certs);
     configure(
         &host,
         sb.acme_directory(),
         sb.fallback_directory(),
         None,
-        CERTS,
+        certs,
     );
-    // A 90-day certificate with 15 days left: due by the days rule (before_days 30), not
-    // urgent (a fallback only under 10 days, a third of 30).
+    let (cert, names) = certs[1];
     let at = now();
     hold(
         &host,
-        "aging",
-        &["host32.example.test"],
+        cert,
+        names,
         at - Duration::days(75),
         at + Duration::days(15),
+    );
+    host
+}
+
+#[test]
+fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_one_that_can_wait_waits()
+ {
+    let sb = start();
+    let host = fresh_and_aging(
+        &sb,
+        &[
+            ("fresh", &["host31.example.test", "www31.example.test"]),
+            ("aging", &["host32.example.test"]),
+        ],
     );
     sb.stop_server("pebble");
 
@@ -212,26 +222,12 @@ fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_on
 #[test]
 fn an_order_saved_at_a_primary_that_stops_goes_to_the_fallback_when_urgent_and_waits_otherwise() {
     let sb = start();
-    const CERTS: &[(&str, &[&str])] = &[
-        ("fresh", &["host33.example.test"]),
-        ("aging", &["host34.example.test"]),
-    ];
-    let host = Host::new(&sb, CERTS);
-    configure(
-        &host,
-        sb.acme_directory(),
-        sb.fallback_directory(),
-        None,
-        CERTS,
-    );
-    // As above: `aging` is due (15 days left) but not urgent; `fresh` has no certificate.
-    let at = now();
-    hold(
-        &host,
-        "aging",
-        &["host34.example.test"],
-        at - Duration::days(75),
-        at + Duration::days(15),
+    let host = fresh_and_aging(
+        &sb,
+        &[
+            ("fresh", &["host33.example.test"]),
+            ("aging", &["host34.example.test"]),
+        ],
     );
     // Both ordered at the primary, and the run ends there (publish or finalize never came).
     let document = host.request().expect_code(0).json();
