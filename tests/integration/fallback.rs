@@ -82,6 +82,21 @@ fn issued_under(host: &Host<'_>, cert: &str, good: &Path, other: &Path) {
     );
 }
 
+/// Places the document's records and finalizes: `cert` must come from the primary (its
+/// directory `directory`), its chain verifying against the primary Pebble's root only.
+fn finalized_at_the_primary(
+    host: &Host<'_>,
+    document: &Value,
+    name: &str,
+    directory: &str,
+) -> Value {
+    host.place(document);
+    let report = host.finalize_ok();
+    assert_eq!(cert(&report, name)["ca"], directory, "{report:#}");
+    issued_under(host, name, &host.sb.pebble_root(), &host.sb.fallback_root());
+    report
+}
+
 fn text<'v>(value: &'v Value, key: &str) -> &'v str {
     value[key]
         .as_str()
@@ -147,9 +162,7 @@ fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_on
     );
     assert_eq!(fallback_orders(&sb), 0, "orders at the fallback");
 
-    let run = host.request();
-    run.expect_code(1);
-    let document = run.json();
+    let document = host.request().expect_code(1).json();
     let fresh = cert(&document, "fresh");
     assert_eq!(fresh["status"], "pending", "{document:#}");
     let reason = text(fresh, "reason");
@@ -200,18 +213,11 @@ fn with_the_primary_stopped_a_missing_certificate_comes_from_the_fallback_and_on
         "pending",
         "{document:#}"
     );
-    host.place(&document);
-    let report = host.finalize_ok();
-    assert_eq!(
-        cert(&report, "aging")["ca"],
-        sb.acme_directory(),
-        "{report:#}"
-    );
+    let report = finalized_at_the_primary(&host, &document, "aging", sb.acme_directory());
     assert!(
         cert(&report, "aging").get("fallback").is_none(),
         "{report:#}"
     );
-    issued_under(&host, "aging", &sb.pebble_root(), &sb.fallback_root());
     assert_eq!(
         fallback_orders(&sb),
         orders_before,
@@ -242,9 +248,7 @@ fn an_order_saved_at_a_primary_that_stops_goes_to_the_fallback_when_urgent_and_w
     assert!(saved("fresh").contains(sb.acme_directory()));
     sb.stop_server("pebble");
 
-    let run = host.request();
-    run.expect_code(1);
-    let document = run.json();
+    let document = host.request().expect_code(1).json();
     let fresh = cert(&document, "fresh");
     assert_eq!(fresh["status"], "pending", "{document:#}");
     let reason = text(fresh, "reason");
@@ -284,14 +288,7 @@ fn an_order_saved_at_a_primary_that_stops_goes_to_the_fallback_when_urgent_and_w
     assert_ne!(saved("aging"), aging_order);
     assert!(saved("aging").contains(sb.acme_directory()));
     assert_eq!(fallback_orders(&sb), 1, "orders at the fallback");
-    host.place(&document);
-    let report = host.finalize_ok();
-    assert_eq!(
-        cert(&report, "aging")["ca"],
-        sb.acme_directory(),
-        "{report:#}"
-    );
-    issued_under(&host, "aging", &sb.pebble_root(), &sb.fallback_root());
+    finalized_at_the_primary(&host, &document, "aging", sb.acme_directory());
 }
 
 #[test]
@@ -442,14 +439,7 @@ fn after_a_fallback_the_next_renewal_goes_to_the_primary_without_replaces_and_ar
         Value::Null,
         "`replaces` sent to another CA: {order}"
     );
-    host.place(&document);
-    let report = host.finalize_ok();
-    assert_eq!(
-        cert(&report, "main")["ca"],
-        primary.directory(),
-        "{report:#}"
-    );
-    issued_under(&host, "main", &sb.pebble_root(), &sb.fallback_root());
+    finalized_at_the_primary(&host, &document, "main", &primary.directory());
 
     // Now the primary issued it: its ARI is asked, and says wait.
     let document = host.request_ok();
@@ -483,9 +473,7 @@ fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neith
     // Primary up: `primary-only` is ordered there; `nobody` at neither CA; `alias` follows
     // its CNAME to a set that allows only the fallback, and having no certificate it may
     // not wait: it comes from the fallback.
-    let run = host.request();
-    run.expect_code(1);
-    let document = run.json();
+    let document = host.request().expect_code(1).json();
     assert_eq!(
         cert(&document, "primary-only")["status"],
         "pending",
@@ -519,9 +507,7 @@ fn caa_that_allows_only_the_primary_skips_the_fallback_and_caa_that_allows_neith
     std::fs::remove_dir_all(host.state_dir().join("orders")).expect("forget the orders");
     sb.stop_server("pebble");
     let fallback_before = fallback_orders(&sb);
-    let run = host.request();
-    run.expect_code(1);
-    let document = run.json();
+    let document = host.request().expect_code(1).json();
     let only = cert(&document, "primary-only");
     assert_eq!(only["status"], "failed", "{document:#}");
     let reason = text(only, "reason");
