@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use crate::acme::IssuedBy;
 use crate::cert::{
     CertDir, CertPaths, DueReason, FileNames, Inspection, RenewalDecision, RenewalWindow, Schedule,
-    SetError, Wanted, inspect_chain,
+    SetError, Wanted, inspect_chain, serial_hex,
 };
 use crate::config::{CertSpec, HostConfig};
 use crate::issuer::Origin;
@@ -100,6 +100,12 @@ impl<'c> Installed<'c> {
     pub(crate) fn not_after(&self) -> Option<String> {
         self.inspection()
             .map(|inspection| rfc3339(inspection.not_after))
+    }
+
+    /// The serial of the certificate on disk (upper-case hex), if there is one.
+    pub(crate) fn serial(&self) -> Option<String> {
+        self.inspection()
+            .map(|inspection| serial_hex(&inspection.serial))
     }
 
     /// Whether this certificate must be issued, from the files alone (the days rule, as

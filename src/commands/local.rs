@@ -100,6 +100,7 @@ pub(super) fn token_document(
             reason,
             renew_rule: renew_at.as_ref().and(schedule).map(|s| s.rule.kind()),
             renew_at,
+            serial: installed.serial(),
             rate_limit: None,
         });
     }

@@ -75,6 +75,7 @@ impl Observed {
         let renewals = document.certs.iter().filter_map(|cert| {
             let renewal = Renewal {
                 of: parse(cert.not_after.as_deref())?,
+                serial: cert.serial.clone()?,
                 at: parse(cert.renew_at.as_deref())?,
                 by: cert.renew_rule?,
             };
@@ -85,13 +86,23 @@ impl Observed {
 }
 
 /// When a certificate renews, as `request` decided it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Renewal {
-    /// The expiry of the certificate it decided for.
+    /// The expiry and serial of the certificate it decided for: `renew` may install another
+    /// before the metrics are written, and one issued in the same second by a CA of fixed
+    /// validity has the same expiry.
     of: OffsetDateTime,
+    serial: String,
     at: OffsetDateTime,
     /// The rule that set `at`.
     by: RuleKind,
+}
+
+impl Renewal {
+    /// Whether it was decided for the leaf `facts` describes.
+    fn is_of(&self, facts: &InstalledFacts) -> bool {
+        unix_seconds(self.of) == facts.expiry && self.serial == facts.serial
+    }
 }
 
 /// Which config a command reads.
@@ -245,7 +256,7 @@ fn cert_facts(
                 let decided = renewals
                     .as_ref()
                     .and_then(|renewals| renewals.get(cert))
-                    .filter(|renewal| unix_seconds(renewal.of) == facts.expiry)
+                    .filter(|renewal| renewal.is_of(&facts))
                     .map(|renewal| (unix_seconds(renewal.at), renewal.by));
                 let kept = || {
                     let (at, rule) = previous.renewal(scope, cert, &facts)?;
@@ -366,5 +377,35 @@ mod tests {
             assert_eq!(RuleKind::from_label(kind.label()), Some(kind));
         }
         assert_eq!(RuleKind::from_label("none"), None);
+    }
+
+    #[test]
+    fn a_renewal_decided_for_one_leaf_is_not_another_of_the_same_second() {
+        let expiry = time::macros::datetime!(2026-03-01 0:00 UTC);
+        let renewal = Renewal {
+            of: expiry,
+            serial: "AB".to_owned(),
+            at: expiry - Span::days(25),
+            by: RuleKind::Days,
+        };
+        let mut facts = InstalledFacts {
+            expiry: unix_seconds(expiry),
+            issued: unix_seconds(expiry - Span::days(90)),
+            renewal_window: 30.0 * 86_400.0,
+            renews: 0.0,
+            renews_by: RuleKind::Days.label(),
+            name: "www.example.org".to_owned(),
+            key_type: "ecdsa-p384".to_owned(),
+            serial: "AB".to_owned(),
+            ca: String::new(),
+            fallback: false,
+        };
+        assert!(renewal.is_of(&facts));
+        // `renew` installed another, issued in the same second: same expiry, new serial.
+        facts.serial = "CD".to_owned();
+        assert!(!renewal.is_of(&facts));
+        facts.serial = "AB".to_owned();
+        facts.expiry += 1.0;
+        assert!(!renewal.is_of(&facts));
     }
 }

@@ -88,6 +88,10 @@ pub(crate) struct CertState {
     /// document: the zone side has no use for it, and older publishers refuse unknown fields.
     #[serde(skip)]
     pub(crate) renew_rule: Option<RuleKind>,
+    /// The serial of the certificate on disk (upper-case hex), for this run's metrics to
+    /// tell whether `renew_at` is still about the installed one. Not in the document.
+    #[serde(skip)]
+    pub(crate) serial: Option<String>,
     /// Only when the CA's rate limit stopped the order: which limit, and until when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rate_limit: Option<RateLimited>,

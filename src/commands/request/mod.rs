@@ -326,6 +326,7 @@ impl Part {
                 reason,
                 renew_at: None,
                 renew_rule: None,
+                serial: plan.installed.serial(),
                 rate_limit: None,
             },
             records,
