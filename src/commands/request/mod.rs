@@ -405,14 +405,18 @@ async fn resume(
 /// Whether a certificate must not wait for a CA that cannot issue now: a fallback CA is
 /// configured and the certificate is urgent (docs/renewal.md).
 fn cannot_wait(context: &Context<'_>, plan: &Plan<'_>) -> bool {
-    !context.config.fallback.is_empty()
-        && acme::urgency(
-            context.config,
-            plan.installed.inspection(),
-            &plan.decision,
-            context.now,
-        )
-        .is_some()
+    !context.config.fallback.is_empty() && urgency(context, plan).is_some()
+}
+
+/// Why waiting for the primary would cost this certificate something ([`acme::urgency`]);
+/// `None`: it can wait.
+fn urgency(context: &Context<'_>, plan: &Plan<'_>) -> Option<String> {
+    acme::urgency(
+        context.config,
+        plan.installed.inspection(),
+        &plan.decision,
+        context.now,
+    )
 }
 
 /// The CA's renewal window for the certificate on disk (RFC 9773), when ARI is on, the CA

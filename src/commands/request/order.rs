@@ -5,7 +5,7 @@
 
 use tracing::{info, warn};
 
-use super::{Context, Part, Plan, precheck, records};
+use super::{Context, Part, Plan, precheck, records, urgency};
 use crate::acme::{self, Ca, Challenge, PendingOrder, RateLimit};
 use crate::cert::Inspection;
 use crate::commands::caa::check_caa;
@@ -28,19 +28,14 @@ pub(super) async fn order_due(context: &Context<'_>, plan: &mut Plan<'_>, reason
     if let Err(failure) = delegation {
         return Part::failed(plan, failure);
     }
+    let urgent = urgency(context, plan);
     if context.dry_run {
         // The primary's rate limit still tells a dry run that nothing would go out.
         if let Err(failure) = held_rate_limit(context, context.cas.primary(), plan.cert) {
             return Part::failed(plan, failure);
         }
-        return dry_order(context, plan, &reason);
+        return dry_order(context, plan, &reason, urgent);
     }
-    let urgent = acme::urgency(
-        context.config,
-        plan.installed.inspection(),
-        &plan.decision,
-        context.now,
-    );
     let mut tried: Vec<Declined> = Vec::new();
     for ca in context.cas.iter() {
         let fallback = if ca.primary {
@@ -79,18 +74,12 @@ fn waits(context: &Context<'_>) -> String {
 /// the primary's directory did not answer (with a fallback CA configured, else the run
 /// stopped), from the first fallback CA if it cannot wait, and nowhere if it can, as the
 /// real run would decide. The fallback itself is not asked.
-fn dry_order(context: &Context<'_>, plan: &Plan<'_>, reason: &str) -> Part {
+fn dry_order(context: &Context<'_>, plan: &Plan<'_>, reason: &str, urgent: Option<String>) -> Part {
     let Some(problem) = context.account.problem() else {
         let reason = format!("would order ({reason})");
         return Part::new(plan, CertStatus::Pending, reason, Vec::new(), true);
     };
     let primary = format!("{}: {problem}", context.cas.primary().describe());
-    let urgent = acme::urgency(
-        context.config,
-        plan.installed.inspection(),
-        &plan.decision,
-        context.now,
-    );
     match (urgent, context.cas.iter().find(|ca| !ca.primary)) {
         (Some(why), Some(fallback)) => {
             let reason = format!(
